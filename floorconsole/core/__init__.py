@@ -1,0 +1,1 @@
+"""Pure domain: stdlib and numpy only."""

@@ -1,0 +1,616 @@
+"""The plant file: its model, and validation that reports every problem with its key path."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from floorconsole.core.model_package import (
+    ModelConfig,
+    PackageError,
+    load_sidecar,
+    output_signals,
+    parse_models,
+)
+from floorconsole.core.units import parse_duration, parse_size
+from floorconsole.core.uplink import UplinkConfig, parse_uplink
+from floorconsole.core.uplink import value_kind as _kind
+
+if TYPE_CHECKING:
+    from floorconsole.core.rules import ControlConfig, RuleConfig
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+REGISTER_TYPES = ("bool", "int16", "uint16", "int32", "uint32", "float32", "float64")
+TABLES = ("hr", "ir", "co", "di")
+WORD_ORDERS = ("big", "little")
+PROTOCOLS = ("modbus-tcp",)
+SIGNAL_KINDS = ("scalar", "waveform")
+
+# Sections of the plant file that later releases add; named so the message can say so.
+FUTURE_SECTIONS: dict[str, str] = {
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a plant file: where (key path) and what was expected."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class PlantError(Exception):
+    """A plant file that cannot be used; carries every problem found, not just the first."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(map(str, problems)))
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    ca: Path | None
+    cert: Path | None
+    key: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    id: str
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password_env: str | None = None
+    tls: TLSConfig | None = None
+    keepalive_s: float = 15.0
+    client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    id: str
+    protocol: str
+    host: str
+    port: int = 502
+    unit_id: int = 1
+    poll_s: float = 1.0
+    timeout_s: float = 1.0
+    retries: int = 1
+
+    @property
+    def stale_after_s(self) -> float:
+        """A value with no fresh read for this long is BAD (no communication)."""
+        return 2 * self.poll_s + self.timeout_s
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusPoint:
+    device: str
+    table: str  # hr | ir | co | di
+    address: int
+    type: str
+    word_order: str = "big"
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits, for co/di) this point occupies."""
+        return register_width(self.type) if self.table in ("hr", "ir") else 1
+
+
+@dataclass(frozen=True, slots=True)
+class MqttPoint:
+    broker: str
+    topic: str
+    json_path: tuple[str | int, ...]  # empty: the payload itself is the value
+    time_path: tuple[str | int, ...] | None = None
+    kind: str | None = None  # scalar | waveform | None (first good payload decides)
+    max_payload: int = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedPoint:
+    """A signal the engine computes itself (a model's score, a drift figure)."""
+
+    producer: str  # e.g. "model motor1_anomaly"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalConfig:
+    id: str
+    source: ModbusPoint | MqttPoint | DerivedPoint
+    unit: str = ""
+    range: tuple[float, float] | None = None
+    description: str = ""
+    stale_after_s: float | None = None  # default: per device, or 10 s for MQTT
+
+    @property
+    def asset(self) -> str:
+        """The asset a signal belongs to: its id up to the first dot."""
+        return self.id.split(".", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    id: str
+    site: str = ""
+    data_dir: Path = Path("var")
+    retention_s: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class PlantConfig:
+    edge: EdgeConfig
+    brokers: tuple[BrokerConfig, ...] = ()
+    devices: tuple[DeviceConfig, ...] = ()
+    signals: tuple[SignalConfig, ...] = ()
+    models: tuple[ModelConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
+    control: ControlConfig | None = None  # None: read-only
+    uplink: UplinkConfig | None = None  # None: nothing leaves the box
+    source: str = "<memory>"
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def signal(self, signal_id: str) -> SignalConfig:
+        return self._signals_by_id[signal_id]
+
+    @property
+    def _signals_by_id(self) -> dict[str, SignalConfig]:
+        return {s.id: s for s in self.signals}
+
+    def signals_of_device(self, device_id: str) -> list[SignalConfig]:
+        return [s for s in self.signals
+                if isinstance(s.source, ModbusPoint) and s.source.device == device_id]
+
+    def signals_of_broker(self, broker_id: str) -> list[SignalConfig]:
+        return [s for s in self.signals
+                if isinstance(s.source, MqttPoint) and s.source.broker == broker_id]
+
+
+def register_width(type_name: str) -> int:
+    return {"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2,
+            "float32": 2, "float64": 4}[type_name]
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'hr:0' -> ('hr', 0). Raises ValueError naming the accepted form."""
+    m = re.match(r"^(hr|ir|co|di):(\d+)$", text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"{text!r} is not an address like \"hr:0\" (hr | ir | co | di, then the "
+                         f"0-based address)")
+    addr = int(m.group(2))
+    if addr > 65535:
+        raise ValueError(f"{text!r}: address {addr} is past 65535")
+    return m.group(1), addr
+
+
+def parse_json_path(text: str) -> tuple[str | int, ...]:
+    """'a.b[2].c' -> ('a', 'b', 2, 'c'). Raises ValueError on a malformed path."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{text!r} is not a path like \"x\", \"data.temp\" or \"axes[0].rms\"")
+    parts: list[str | int] = []
+    for chunk in text.split("."):
+        m = re.match(r"^([^\[\]]*)((?:\[\d+\])*)$", chunk)
+        if not m or (not m.group(1) and not m.group(2)):
+            raise ValueError(f"{text!r} is not a path like \"x\", \"data.temp\" or \"axes[0].rms\"")
+        if m.group(1):
+            parts.append(m.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return tuple(parts)
+
+
+class _Checker:
+    """Collects problems while reading a TOML table, so one run reports them all."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def table(self, value: Any, path: str) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.add(path, f"expected a table, got {_kind(value)}")
+            return None
+        return value
+
+    def array_of_tables(self, value: Any, path: str) -> list[dict[str, Any]]:
+        if not isinstance(value, list):
+            self.add(path, f"expected an array of tables ([[{path}]]), got {_kind(value)}")
+            return []
+        out = []
+        for i, item in enumerate(value):
+            t = self.table(item, f"{path}[{i}]")
+            out.append(t if t is not None else {})
+        return out
+
+    def unknown_keys(self, table: dict[str, Any], path: str, known: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in known:
+                self.add(_join(path, key), f"unknown key; expected one of {', '.join(known)}")
+
+    def string(self, table: dict[str, Any], key: str, path: str, *, required: bool = False,
+               default: str | None = None, choices: tuple[str, ...] | None = None,
+               pattern: re.Pattern[str] | None = None) -> str | None:
+        p = _join(path, key)
+        if key not in table:
+            if required:
+                self.add(p, "missing; it is required")
+            return default
+        v = table[key]
+        if not isinstance(v, str):
+            self.add(p, f"expected a string, got {_kind(v)}")
+            return default
+        if choices is not None and v not in choices:
+            self.add(p, f"{v!r} is not one of {', '.join(choices)}")
+            return default
+        if pattern is not None and not pattern.match(v):
+            self.add(p, f"{v!r} is not a valid id (letters, digits, _ . - ; not starting with . or -)")
+            return default
+        return v
+
+    def integer(self, table: dict[str, Any], key: str, path: str, *, default: int,
+                lo: int, hi: int) -> int:
+        p = _join(path, key)
+        if key not in table:
+            return default
+        v = table[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.add(p, f"expected a whole number from {lo} to {hi}, got {_kind(v)}")
+            return default
+        if not lo <= v <= hi:
+            self.add(p, f"{v} is out of range; expected {lo} to {hi}")
+            return default
+        return v
+
+    def number(self, table: dict[str, Any], key: str, path: str, *, default: float,
+               nonzero: bool = False) -> float:
+        p = _join(path, key)
+        if key not in table:
+            return default
+        v = table[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (
+                float("inf"), float("-inf")):
+            self.add(p, f"expected a finite number, got {_kind(v)}")
+            return default
+        if nonzero and v == 0:
+            self.add(p, "must not be 0")
+            return default
+        return float(v)
+
+    def duration(self, table: dict[str, Any], key: str, path: str, *, default: float,
+                 minimum: float = 0.0) -> float:
+        p = _join(path, key)
+        if key not in table:
+            return default
+        try:
+            v = parse_duration(table[key])
+        except ValueError as e:
+            self.add(p, str(e))
+            return default
+        if v < minimum:
+            self.add(p, f"{table[key]!r} is too short; at least {minimum * 1000:g} ms")
+            return default
+        return v
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def load_plant(path: str | Path) -> PlantConfig:
+    """Read and validate a plant file. Raises PlantError with every problem found."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PlantError(str(p), [Problem("", f"cannot read the plant file: {e.strerror}")]) from e
+    return parse_plant(text, source=str(p), base_dir=p.resolve().parent)
+
+
+def parse_plant(text: str, *, source: str = "<memory>", base_dir: Path | None = None) -> PlantConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise PlantError(source, [Problem("", f"not valid TOML: {e}")]) from e
+    return validate_plant(raw, source=source, base_dir=base_dir or Path.cwd())
+
+
+def validate_plant(raw: dict[str, Any], *, source: str = "<memory>",
+                   base_dir: Path = Path(".")) -> PlantConfig:
+    c = _Checker()
+    for key in raw:
+        if key in FUTURE_SECTIONS:
+            c.add(key, f"{FUTURE_SECTIONS[key]} is not supported by floorconsole "
+                       f"{_version()}; remove it or upgrade")
+        elif key not in ("edge", "brokers", "devices", "signals", "models", "rules", "control",
+                         "uplink"):
+            c.add(key, "unknown section; expected edge, brokers, devices, signals, models, "
+                       "rules, control, uplink")
+
+    edge = _edge(c, raw, base_dir)
+    broker_tables = c.array_of_tables(raw.get("brokers", []), "brokers")
+    device_tables = c.array_of_tables(raw.get("devices", []), "devices")
+    brokers = _unique(c, broker_tables, [_broker(c, t, f"brokers[{i}]", base_dir)
+                                         for i, t in enumerate(broker_tables)], "brokers")
+    devices = _unique(c, device_tables, [_device(c, t, f"devices[{i}]")
+                                         for i, t in enumerate(device_tables)], "devices")
+    # Ids named in the file, even where the rest of that table is wrong: one mistake in a
+    # device must not show up again as "no such device" on each of its signals.
+    broker_ids = {t["id"] for t in broker_tables if isinstance(t.get("id"), str)}
+    device_ids = {t["id"] for t in device_tables if isinstance(t.get("id"), str)}
+    signal_tables = c.array_of_tables(raw.get("signals", []), "signals")
+    signal_list = [_signal(c, t, f"signals[{i}]", broker_ids, device_ids)
+                   for i, t in enumerate(signal_tables)]
+    _overlaps(c, signal_list)
+    signals = _unique(c, signal_tables, signal_list, "signals")
+    signal_ids = {t["id"] for t in signal_tables if isinstance(t.get("id"), str)}
+    models: list[ModelConfig] = []
+    if "models" in raw:
+        if not isinstance(raw["models"], list):
+            c.add("models", f"expected an array of tables ([[models]]), got {_kind(raw['models'])}")
+        else:
+            models, model_problems = parse_models(raw["models"], signal_ids, base_dir)
+            for path, message in model_problems:
+                c.add(path, message)
+    from floorconsole.core.rules import parse_control, parse_rules
+
+    # A rule may watch any signal: the plant's, and every model's outputs and drift figures.
+    # Waveform signals are left out: a rule compares one number.
+    ranges: dict[str, tuple[float, float] | None] = {
+        s.id: s.range for s in signals
+        if not (isinstance(s.source, MqttPoint) and s.source.kind == "waveform")}
+    for m in models:
+        for o in output_signals(m, _feature_names(m)):
+            ranges[o.id] = None
+    rules, rule_problems = parse_rules(raw.get("rules", []), signals=ranges,
+                                       devices=device_ids, brokers=broker_ids)
+    control, control_problems = parse_control(raw.get("control"))
+    for prob in (*rule_problems, *control_problems):
+        c.add(prob.path, prob.message)
+    uplink, uplink_problems = parse_uplink(raw.get("uplink"), broker_ids)
+    for path, message in uplink_problems:
+        c.add(path, message)
+    if c.problems or edge is None:
+        raise PlantError(source, c.problems)
+    return PlantConfig(edge=edge, brokers=tuple(brokers), devices=tuple(devices),
+                       signals=tuple(signals), models=tuple(models), rules=tuple(rules),
+                       control=control, uplink=uplink, source=source, raw=raw)
+
+
+def _feature_names(m: ModelConfig) -> list[str]:
+    """The package's features, for its per-feature drift signals (none if unreadable: the
+    model's own validation has said why)."""
+    try:
+        return list(load_sidecar(m.package).feature_names)
+    except (PackageError, OSError):
+        return []
+
+
+def _version() -> str:
+    from floorconsole import __version__
+    return __version__
+
+
+def _unique(c: _Checker, tables: list[dict[str, Any]], items: list[Any], path: str) -> list[Any]:
+    """Report ids used twice (judged on the tables, so a broken first one still counts)."""
+    seen: dict[str, int] = {}
+    dup: set[int] = set()
+    for i, t in enumerate(tables):
+        tid = t.get("id")
+        if not isinstance(tid, str):
+            continue
+        if tid in seen:
+            c.add(f"{path}[{i}].id", f"{tid!r} is already used by {path}[{seen[tid]}]")
+            dup.add(i)
+        else:
+            seen[tid] = i
+    return [item for i, item in enumerate(items) if item is not None and i not in dup]
+
+
+def _edge(c: _Checker, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None:
+    if "edge" not in raw:
+        c.add("edge", "missing; a plant file needs [edge] with at least id")
+        return None
+    t = c.table(raw["edge"], "edge")
+    if t is None:
+        return None
+    c.unknown_keys(t, "edge", ("id", "site", "data_dir", "retention"))
+    eid = c.string(t, "id", "edge", required=True, pattern=ID_PATTERN)
+    site = c.string(t, "site", "edge", default="") or ""
+    data_dir = c.string(t, "data_dir", "edge", default="var") or "var"
+    retention = c.duration(t, "retention", "edge", default=30 * 86400.0, minimum=60.0)
+    if eid is None:
+        return None
+    return EdgeConfig(id=eid, site=site, data_dir=(base_dir / data_dir), retention_s=retention)
+
+
+def _broker(c: _Checker, t: dict[str, Any], path: str, base_dir: Path) -> BrokerConfig | None:
+    c.unknown_keys(t, path, ("id", "host", "port", "username", "password_env", "tls",
+                             "keepalive", "client_id"))
+    bid = c.string(t, "id", path, required=True, pattern=ID_PATTERN)
+    host = c.string(t, "host", path, required=True)
+    port = c.integer(t, "port", path, default=1883, lo=1, hi=65535)
+    username = c.string(t, "username", path)
+    password_env = c.string(t, "password_env", path)
+    keepalive = c.duration(t, "keepalive", path, default=15.0, minimum=1.0)
+    client_id = c.string(t, "client_id", path)
+    tls = None
+    if "tls" in t:
+        tt = c.table(t["tls"], _join(path, "tls"))
+        if tt is not None:
+            tp = _join(path, "tls")
+            c.unknown_keys(tt, tp, ("ca", "cert", "key"))
+            files = {k: c.string(tt, k, tp) for k in ("ca", "cert", "key")}
+            if (files["cert"] is None) != (files["key"] is None):
+                c.add(tp, "cert and key go together; give both or neither")
+            tls = TLSConfig(*(base_dir / f if f else None
+                              for f in (files["ca"], files["cert"], files["key"])))
+    if bid is None or host is None:
+        return None
+    return BrokerConfig(id=bid, host=host, port=port, username=username,
+                        password_env=password_env, tls=tls, keepalive_s=keepalive,
+                        client_id=client_id)
+
+
+def _device(c: _Checker, t: dict[str, Any], path: str) -> DeviceConfig | None:
+    c.unknown_keys(t, path, ("id", "protocol", "host", "port", "unit_id", "poll", "timeout",
+                             "retries", "description"))
+    did = c.string(t, "id", path, required=True, pattern=ID_PATTERN)
+    protocol = c.string(t, "protocol", path, required=True, choices=PROTOCOLS)
+    host = c.string(t, "host", path, required=True)
+    port = c.integer(t, "port", path, default=502, lo=1, hi=65535)
+    unit_id = c.integer(t, "unit_id", path, default=1, lo=0, hi=255)
+    poll = c.duration(t, "poll", path, default=1.0, minimum=0.01)
+    timeout = c.duration(t, "timeout", path, default=1.0, minimum=0.01)
+    retries = c.integer(t, "retries", path, default=1, lo=0, hi=10)
+    c.string(t, "description", path)
+    if did is None or protocol is None or host is None:
+        return None
+    return DeviceConfig(id=did, protocol=protocol, host=host, port=port, unit_id=unit_id,
+                        poll_s=poll, timeout_s=timeout, retries=retries)
+
+
+_COMMON_SIGNAL_KEYS = ("id", "unit", "range", "description", "stale_after")
+_MODBUS_KEYS = ("device", "address", "type", "word_order", "scale", "offset")
+_MQTT_KEYS = ("broker", "topic", "json", "ts", "kind", "max_payload")
+
+
+def _signal(c: _Checker, t: dict[str, Any], path: str, broker_ids: set[str],
+            device_ids: set[str]) -> SignalConfig | None:
+    sid = c.string(t, "id", path, required=True, pattern=ID_PATTERN)
+    unit = c.string(t, "unit", path, default="") or ""
+    description = c.string(t, "description", path, default="") or ""
+    stale_after = c.duration(t, "stale_after", path, default=-1.0, minimum=0.01)
+    rng = None
+    if "range" in t:
+        r = t["range"]
+        if (not isinstance(r, list) or len(r) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r)):
+            c.add(_join(path, "range"), "expected [low, high], two numbers")
+        elif not r[0] < r[1]:
+            c.add(_join(path, "range"), f"low {r[0]} must be below high {r[1]}")
+        else:
+            rng = (float(r[0]), float(r[1]))
+
+    has_device, has_broker = "device" in t, "broker" in t
+    source: ModbusPoint | MqttPoint | None = None
+    if has_device and has_broker:
+        c.add(path, "a signal reads either a device (device, address) or a broker (broker, "
+                    "topic), not both")
+        c.unknown_keys(t, path, _COMMON_SIGNAL_KEYS + _MODBUS_KEYS + _MQTT_KEYS)
+    elif has_device:
+        c.unknown_keys(t, path, _COMMON_SIGNAL_KEYS + _MODBUS_KEYS)
+        source = _modbus_point(c, t, path, device_ids)
+    elif has_broker:
+        c.unknown_keys(t, path, _COMMON_SIGNAL_KEYS + _MQTT_KEYS)
+        source = _mqtt_point(c, t, path, broker_ids)
+    else:
+        c.add(path, "missing a source: give device and address (Modbus) or broker and topic (MQTT)")
+        c.unknown_keys(t, path, _COMMON_SIGNAL_KEYS + _MODBUS_KEYS + _MQTT_KEYS)
+    if sid is None or source is None:
+        return None
+    return SignalConfig(id=sid, source=source, unit=unit, range=rng, description=description,
+                        stale_after_s=stale_after if stale_after > 0 else None)
+
+
+def _modbus_point(c: _Checker, t: dict[str, Any], path: str,
+                  device_ids: set[str]) -> ModbusPoint | None:
+    device = c.string(t, "device", path, required=True)
+    if device is not None and device not in device_ids:
+        known = ", ".join(sorted(device_ids)) or "none defined"
+        c.add(_join(path, "device"), f"{device!r} is not a device in this file ({known})")
+        device = None
+    table = addr = None
+    if "address" not in t:
+        c.add(_join(path, "address"), "missing; it is required (e.g. \"hr:0\")")
+    else:
+        try:
+            table, addr = parse_address(t["address"])
+        except ValueError as e:
+            c.add(_join(path, "address"), str(e))
+    default_type = "bool" if table in ("co", "di") else None
+    typ = c.string(t, "type", path, required=default_type is None, default=default_type,
+                   choices=REGISTER_TYPES)
+    if table in ("co", "di") and typ not in (None, "bool"):
+        c.add(_join(path, "type"), f"{table} holds single bits; type must be bool, not {typ!r}")
+        typ = None
+    word_order = c.string(t, "word_order", path, default="big", choices=WORD_ORDERS) or "big"
+    if "word_order" in t and typ is not None and register_width(typ) == 1:
+        c.add(_join(path, "word_order"), f"applies only to 32- and 64-bit types, not {typ}")
+    scale = c.number(t, "scale", path, default=1.0, nonzero=True)
+    offset = c.number(t, "offset", path, default=0.0)
+    if table in ("co", "di") and ("scale" in t or "offset" in t):
+        c.add(path, f"scale and offset do not apply to {table} bits")
+    if typ is not None and addr is not None and table in ("hr", "ir"):
+        last = addr + register_width(typ) - 1
+        if last > 65535:
+            c.add(_join(path, "address"), f"a {typ} at {addr} runs past register 65535")
+            typ = None
+    if device is None or table is None or addr is None or typ is None:
+        return None
+    return ModbusPoint(device=device, table=table, address=addr, type=typ, word_order=word_order,
+                       scale=scale, offset=offset)
+
+
+def _mqtt_point(c: _Checker, t: dict[str, Any], path: str,
+                broker_ids: set[str]) -> MqttPoint | None:
+    broker = c.string(t, "broker", path, required=True)
+    if broker is not None and broker not in broker_ids:
+        known = ", ".join(sorted(broker_ids)) or "none defined"
+        c.add(_join(path, "broker"), f"{broker!r} is not a broker in this file ({known})")
+        broker = None
+    topic = c.string(t, "topic", path, required=True)
+    if topic is not None and (not topic or "+" in topic or "#" in topic):
+        c.add(_join(path, "topic"), f"{topic!r}: a signal reads one topic; no wildcards (+ #), "
+                                    "not empty")
+        topic = None
+    json_path: tuple[str | int, ...] = ()
+    if "json" in t:
+        try:
+            json_path = parse_json_path(t["json"])
+        except ValueError as e:
+            c.add(_join(path, "json"), str(e))
+    time_path = None
+    if "ts" in t:
+        try:
+            time_path = parse_json_path(t["ts"])
+        except ValueError as e:
+            c.add(_join(path, "ts"), str(e))
+    kind = c.string(t, "kind", path, choices=SIGNAL_KINDS)
+    max_payload = 256 * 1024
+    if "max_payload" in t:
+        try:
+            max_payload = parse_size(t["max_payload"])
+        except ValueError as e:
+            c.add(_join(path, "max_payload"), str(e))
+    if broker is None or topic is None:
+        return None
+    return MqttPoint(broker=broker, topic=topic, json_path=json_path, time_path=time_path,
+                     kind=kind, max_payload=max_payload)
+
+
+def _overlaps(c: _Checker, signals: list[SignalConfig | None]) -> None:
+    """Two signals decoding overlapping registers of one device is almost always a typo."""
+    taken: dict[tuple[str, str, int], str] = {}
+    for i, s in enumerate(signals):
+        if s is None or not isinstance(s.source, ModbusPoint):
+            continue
+        src = s.source
+        for a in range(src.address, src.address + src.width):
+            key = (src.device, src.table, a)
+            if key in taken and taken[key] != s.id:
+                c.add(f"signals[{i}].address",
+                      f"{src.table}:{a} on {src.device} is already read by {taken[key]!r}")
+                break
+            taken[key] = s.id
+
