@@ -1,0 +1,1 @@
+"""I/O adapters: the only place pymodbus, paho-mqtt, onnxruntime and SQLite are used."""

@@ -1,0 +1,248 @@
+"""The alarm journal: every alarm transition and every rule action result, append-only, in SQLite.
+
+Its own file, `alarms.db` in the data directory, not the historian's `history.db`:
+- the historian deletes old rows for retention, in large transactions from its own writer
+  thread; the journal is never trimmed (tens of rows an hour, not thousands a second), and
+  triggers make it append-only, which must not constrain the historian's schema;
+- it is written with synchronous=FULL, so a power cut does not lose the record of an alarm
+  an operator acknowledged; the historian runs NORMAL for throughput;
+- a history file that is damaged or full does not take the alarm record with it, and the
+  journal can be copied alone for an incident review.
+
+Writes are handed to one writer thread through a queue, so the engine's loop never waits for
+the disk; `flush()` waits until everything handed over is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from floorconsole.core.alarms import AlarmState, JournalEntry
+from floorconsole.core.rules import ActionRecord
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+FILE_NAME = "alarms.db"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarm_journal (
+    seq        INTEGER PRIMARY KEY,
+    t          REAL NOT NULL,     -- wall-clock UTC epoch seconds
+    alarm      TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state   TEXT NOT NULL,
+    by         TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    priority   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alarm_journal_t ON alarm_journal (t);
+CREATE INDEX IF NOT EXISTS alarm_journal_alarm_t ON alarm_journal (alarm, t);
+CREATE TABLE IF NOT EXISTS action_results (
+    seq         INTEGER PRIMARY KEY,
+    t           REAL NOT NULL,
+    rule        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    transition  TEXT NOT NULL,
+    ok          INTEGER NOT NULL,
+    text        TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    attempts    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS action_results_rule_t ON action_results (rule, t);
+"""
+
+_APPEND_ONLY = """
+CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
+BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
+BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
+"""
+
+_INSERT_ENTRY = ("INSERT INTO alarm_journal (t, alarm, from_state, to_state, by, text, priority) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT_ACTION = ("INSERT INTO action_results (t, rule, action, target, transition, ok, text, "
+                  "duration_ms, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+class JournalError(Exception):
+    """A journal file that cannot be used at all."""
+
+
+class AlarmJournal:
+    """Append alarm transitions and action results; query them by time, alarm, state, rule."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = self._connect()
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(f"{self.path}: alarm journal schema version {version}; this "
+                                   f"floorconsole reads up to {SCHEMA_VERSION}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA + _APPEND_ONLY.format(table="alarm_journal")
+                               + _APPEND_ONLY.format(table="action_results"))
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as e:
+            raise JournalError(f"{self.path}: cannot open the alarm journal: {e}") from e
+        self._writer_conn = conn
+        self._reader_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._queue: queue.SimpleQueue[tuple[str, tuple[object, ...]] | threading.Event | None]
+        self._queue = queue.SimpleQueue()
+        self.written = 0
+        self.errors = 0
+        self.last_error = ""
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="alarm-journal", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                               timeout=5.0)
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    # -- writing (any thread) --------------------------------------------------------------
+
+    def append(self, entry: JournalEntry) -> None:
+        """Queue one alarm transition; returns at once."""
+        self._put((_INSERT_ENTRY, (entry.t_wall, entry.alarm_id, entry.from_state.value,
+                                   entry.to_state.value, entry.by, entry.text, entry.priority)))
+
+    def record_action(self, record: ActionRecord) -> None:
+        """Queue one action result; returns at once."""
+        self._put((_INSERT_ACTION, (record.t_wall, record.rule, record.action, record.target,
+                                    record.transition, int(record.ok), record.text,
+                                    record.duration_ms, record.attempts)))
+
+    def _put(self, item: tuple[str, tuple[object, ...]]) -> None:
+        if self._closed:
+            self.errors += 1
+            self.last_error = "journal closed; record dropped"
+            return
+        self._queue.put(item)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is committed; False on timeout."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._writer_conn.close()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch: list[tuple[str, tuple[object, ...]]] = []
+            waiters: list[threading.Event] = []
+            stop = False
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    waiters.append(item)
+                else:
+                    batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+            for w in waiters:
+                w.set()
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[str, tuple[object, ...]]]) -> None:
+        conn = self._writer_conn
+        try:
+            conn.execute("BEGIN")
+            for sql, params in batch:
+                conn.execute(sql, params)
+            conn.execute("COMMIT")
+            self.written += len(batch)
+        except sqlite3.Error as e:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.errors += len(batch)
+            if str(e) != self.last_error:
+                log.error("alarm journal %s: %d record(s) not written: %s", self.path,
+                          len(batch), e)
+            self.last_error = str(e)
+
+    # -- reading (any thread) --------------------------------------------------------------
+
+    def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
+            return self._reader.execute(sql, params).fetchall()
+
+    def query(self, *, since: float | None = None, until: float | None = None,
+              alarm_id: str | None = None, state: str | AlarmState | None = None,
+              limit: int = 1000) -> list[JournalEntry]:
+        """Transitions, oldest first: since <= t < until, of one alarm, into one state."""
+        where, params = _time_filter(since, until)
+        if alarm_id is not None:
+            where.append("alarm = ?")
+            params.append(alarm_id)
+        if state is not None:
+            where.append("to_state = ?")
+            params.append(AlarmState(state).value)
+        sql = ("SELECT t, alarm, from_state, to_state, by, text, priority FROM alarm_journal"
+               f"{_where(where)} ORDER BY seq DESC LIMIT ?")
+        rows = self._read(sql, [*params, limit])
+        return [JournalEntry(t, a, AlarmState(f), AlarmState(to), b, x, p)
+                for t, a, f, to, b, x, p in reversed(rows)]
+
+    def actions(self, *, since: float | None = None, until: float | None = None,
+                rule: str | None = None, limit: int = 1000) -> list[ActionRecord]:
+        """Action results, oldest first."""
+        where, params = _time_filter(since, until)
+        if rule is not None:
+            where.append("rule = ?")
+            params.append(rule)
+        sql = ("SELECT t, rule, action, target, transition, ok, text, duration_ms, attempts "
+               f"FROM action_results{_where(where)} ORDER BY seq DESC LIMIT ?")
+        rows = self._read(sql, [*params, limit])
+        return [ActionRecord(t, r, a, tg, tr, bool(ok), x, d, n)
+                for t, r, a, tg, tr, ok, x, d, n in reversed(rows)]
+
+
+def _time_filter(since: float | None, until: float | None) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    if since is not None:
+        where.append("t >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("t < ?")
+        params.append(until)
+    return where, params
+
+
+def _where(clauses: list[str]) -> str:
+    return f" WHERE {' AND '.join(clauses)}" if clauses else ""

@@ -1,0 +1,853 @@
+"""The historian: every sample lands first in a local SQLite file, written by one thread."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import heapq
+import json
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple, Protocol, TextIO
+
+import numpy as np
+
+from floorconsole.core.clock import Clock, SystemClock
+from floorconsole.core.history_format import csv_value, iso_utc_ms, json_value, quality_text
+from floorconsole.core.quality import Quality, Reason
+from floorconsole.core.sample import Sample, Value
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# q packs quality and reason as (quality << 8) | reason. Bit 16 marks a boolean value: the v
+# column is REAL, so True comes back as 1.0 and only this bit tells a coil from a number.
+_BOOL_FLAG = 1 << 16
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS signals (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS samples (
+    signal INTEGER NOT NULL,
+    t      REAL NOT NULL,      -- source time, wall-clock UTC epoch seconds
+    v      REAL,               -- NULL: no value yet (BAD before the first reading)
+    q      INTEGER NOT NULL    -- (quality << 8) | reason, | 1 << 16 for a boolean
+);
+CREATE INDEX IF NOT EXISTS samples_signal_t ON samples (signal, t);
+CREATE TABLE IF NOT EXISTS waveforms (
+    signal INTEGER NOT NULL,
+    t      REAL NOT NULL,
+    q      INTEGER NOT NULL,
+    n      INTEGER NOT NULL,   -- number of points; len(data) / n gives 4 or 8 bytes a point
+    data   BLOB NOT NULL       -- little-endian float32 or float64
+);
+CREATE INDEX IF NOT EXISTS waveforms_signal_t ON waveforms (signal, t);
+CREATE TABLE IF NOT EXISTS quality_changes (
+    signal INTEGER NOT NULL,
+    t      REAL NOT NULL,
+    q      INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quality_changes_signal_t ON quality_changes (signal, t);
+"""
+
+INSERT_SAMPLE = "INSERT INTO samples (signal, t, v, q) VALUES (?, ?, ?, ?)"
+INSERT_WAVEFORM = "INSERT INTO waveforms (signal, t, q, n, data) VALUES (?, ?, ?, ?, ?)"
+INSERT_QUALITY = "INSERT INTO quality_changes (signal, t, q, detail) VALUES (?, ?, ?, ?)"
+INSERT_SIGNAL = "INSERT INTO signals (id, name) VALUES (?, ?)"
+
+# Value classes the fast path stores as they are, with the flag they add to q. Anything
+# else (a waveform, a numpy scalar, an int) takes the careful path in _convert_slow.
+_SCALAR_FLAG: dict[type, int] = {float: 0, bool: _BOOL_FLAG, type(None): 0}
+
+_UNPACK: dict[int, tuple[Quality, Reason, bool]] = {
+    (quality << 8) | reason | flag: (quality, reason, bool(flag))
+    for quality in Quality
+    for reason in Reason
+    for flag in (0, _BOOL_FLAG)
+}
+
+_WAVEFORM_DTYPES: dict[str, np.dtype] = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4")}
+_RETENTION_CHUNK_ROWS = 5000
+_RETENTION_EVERY_S = 60.0
+_BUSY_TIMEOUT_S = 1.0
+
+
+def apply_pragmas(conn: sqlite3.Connection) -> None:
+    """WAL with synchronous=NORMAL, shared with the benchmark's baseline so both run alike.
+
+    In WAL mode, NORMAL syncs only at checkpoints: a commit is in the WAL (the OS page cache)
+    when COMMIT returns, so a killed process loses nothing it committed. Only a power cut or an
+    OS crash can lose the last transactions, and even then the file stays consistent.
+    """
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise HistorianError(
+            f"history database has schema version {version}; this floorconsole reads up to "
+            f"{SCHEMA_VERSION} (a newer floorconsole wrote it)"
+        )
+    conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+class CommitHook(Protocol):
+    """Rows another table adds to the historian's own transactions (the uplink outbox).
+
+    Called on the writer thread, under its lock: open() once at start; stage() with each
+    batch of samples after they were converted; dropped_pending() when the pending bound gave
+    up the oldest rows and blocks; write() inside the transaction, before COMMIT; then either
+    committed() (the connection back in autocommit) or rolled_back(). `pending` makes a commit
+    happen when only the hook has something to write.
+    """
+
+    def open(self, conn: sqlite3.Connection, path: Path) -> None: ...
+
+    def stage(self, samples: Sequence[Sample]) -> None: ...
+
+    def dropped_pending(self, rows: int, waveforms: int) -> None: ...
+
+    @property
+    def pending(self) -> bool: ...
+
+    def write(self, conn: sqlite3.Connection) -> None: ...
+
+    def committed(self, conn: sqlite3.Connection) -> None: ...
+
+    def rolled_back(self, exc: BaseException) -> None: ...
+
+
+class HistorianError(Exception):
+    """A history database that cannot be used at all (not a write that failed: those are counted)."""
+
+
+class UnknownSignalError(ValueError):
+    """A signal asked for by name that the history has never seen."""
+
+
+class Record(NamedTuple):
+    """One stored scalar sample."""
+
+    t: float
+    value: float | bool | None
+    quality: Quality
+    reason: Reason
+
+
+class WaveformRecord(NamedTuple):
+    """One stored waveform block; value is a read-only float64 array."""
+
+    t: float
+    value: np.ndarray
+    quality: Quality
+    reason: Reason
+
+
+class QualityChange(NamedTuple):
+    t: float
+    quality: Quality
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistorianStats:
+    """What the status bar and the health check show about the historian.
+
+    rows_committed counts samples, waveforms and quality changes committed since start();
+    last_commit_ms is how long the last successful transaction took; dropped counts rows given
+    up (the pending bound was reached, or a value that cannot be stored), never silently.
+    """
+
+    rows_committed: int
+    rows_pending: int
+    commits: int
+    last_commit_ms: float
+    errors: int
+    last_error: str
+    dropped: int
+    db_bytes: int
+
+
+_DATA_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    OverflowError,
+    TypeError,
+    ValueError,
+)
+
+
+def _good_time(t: object) -> bool:
+    return type(t) in (float, int) and math.isfinite(t)  # type: ignore[arg-type]
+
+
+def _good_value(v: object) -> bool:
+    return v is None or type(v) in (float, bool)
+
+
+def _db_bytes(path: Path) -> int:
+    total = 0
+    for p in (path, path.with_name(path.name + "-wal")):
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+class Historian:
+    """Appends samples from the engine thread; one writer thread commits them in batches.
+
+    append() and append_quality() only extend a list under a lock. The writer thread swaps that
+    list out every flush_interval_s, turns samples into rows and commits them in one
+    transaction. A failed commit (disk full, I/O error, locked) is rolled back, counted and
+    retried with the next batch; the rows wait in memory up to max_pending_rows (and
+    max_pending_waveforms), beyond which the oldest are dropped and counted.
+
+    A commit_hook (the uplink outbox) writes its rows in the same transactions, so a batch of
+    samples and what is made of it elsewhere are committed together or not at all.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_s: float | None = 30 * 86400,
+        clock: Clock | None = None,
+        flush_interval_s: float = 0.1,
+        max_pending_rows: int = 2_000_000,
+        max_pending_waveforms: int = 20_000,
+        waveform_dtype: Literal["float64", "float32"] = "float64",
+        max_db_bytes: int | None = None,
+        commit_hook: CommitHook | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._hook = commit_hook
+        self.retention_s = retention_s
+        self._clock = clock if clock is not None else SystemClock()
+        self._flush_interval_s = flush_interval_s
+        self._max_pending_rows = max_pending_rows
+        self._max_pending_waveforms = max_pending_waveforms
+        self._wave_dtype = _WAVEFORM_DTYPES[waveform_dtype]
+        self._max_db_bytes = max_db_bytes
+
+        # Filled by the engine thread; swapped out whole by the writer.
+        self._buf_lock = threading.Lock()
+        self._pending: list[Sample] = []
+        self._pending_quality: list[Sample] = []
+
+        # Owned by whoever holds _write_lock: converted rows waiting for a successful commit.
+        self._write_lock = threading.Lock()
+        self._rows: list[tuple] = []
+        self._waves: list[tuple] = []
+        self._quals: list[tuple] = []
+        self._ids: dict[str, int] = {}
+        self._unsaved_signals: list[tuple[int, str]] = []
+        self._next_id = 1
+
+        self._conn: sqlite3.Connection | None = None
+        self._reader: HistoryReader | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._closed = False
+
+        self._rows_committed = 0
+        self._rows_total = 0
+        self._commits = 0
+        self._last_commit_ms = 0.0
+        self._errors = 0
+        self._last_error = ""
+        self._dropped = 0
+        self._failing = False
+        self._warned_drop = False
+
+        self._retention_queue: deque[tuple[str, int]] = deque()
+        self._retention_cutoff = 0.0
+        self._next_retention_mono = float("-inf")
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Open (or create) the database and start the writer thread."""
+        if self._conn is not None:
+            raise RuntimeError("historian already started")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
+        )
+        try:
+            apply_pragmas(conn)
+            create_schema(conn)
+            if self._hook is not None:
+                self._hook.open(conn, self.path)
+            self._ids = dict(conn.execute("SELECT name, id FROM signals"))
+            self._next_id = max(self._ids.values(), default=0) + 1
+            self._rows_total = conn.execute(
+                "SELECT (SELECT count(*) FROM samples) + (SELECT count(*) FROM waveforms)"
+            ).fetchone()[0]
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        if self._max_db_bytes is not None:
+            self.set_max_db_bytes(self._max_db_bytes)
+        self._reader = HistoryReader(self.path)
+        self._thread = threading.Thread(target=self._run, name="historian-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the writer, commit what is pending, close the files. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._conn is not None:
+            self.flush()
+            lost = self.rows_pending
+            if lost:
+                self._dropped += lost
+                log.error("historian closed with %d rows not committed: %s", lost, self._last_error)
+            with self._write_lock:
+                self._conn.close()
+                self._conn = None
+        if self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self) -> Historian:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def set_max_db_bytes(self, max_bytes: int | None) -> None:
+        """Cap the database file (PRAGMA max_page_count); past it, writes fail as disk full."""
+        conn = self._require_conn()
+        with self._write_lock:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            pages = 2**32 - 2 if max_bytes is None else max(1, max_bytes // page_size)
+            conn.execute(f"PRAGMA max_page_count={int(pages)}")
+            self._max_db_bytes = max_bytes
+
+    # ------------------------------------------------------------------ engine side
+
+    def append(self, samples: Sequence[Sample]) -> None:
+        """Queue samples for the next commit. Cheap: one list extend under a lock."""
+        if self._closed:
+            self._dropped += len(samples)
+            self._last_error = "append after close: samples not stored"
+            return
+        with self._buf_lock:
+            self._pending.extend(samples)
+
+    def append_quality(self, sample: Sample) -> None:
+        """Record that a signal's quality or reason changed (with the sample's detail text)."""
+        with self._buf_lock:
+            self._pending_quality.append(sample)
+
+    # ------------------------------------------------------------------ writer side
+
+    def flush(self) -> int:
+        """Commit everything pending now, on the calling thread. Returns the rows committed."""
+        self._require_conn()
+        with self._write_lock:
+            return self._write_pending()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._flush_interval_s):
+            try:
+                with self._write_lock:
+                    self._write_pending()
+                self._run_retention(budget_s=self._flush_interval_s / 2)
+            except Exception as exc:  # a bug must not end the thread and the history with it
+                log.exception("historian writer")
+                self._record_error(exc)
+
+    def _write_pending(self) -> int:
+        with self._buf_lock:
+            samples, self._pending = self._pending, []
+            quality, self._pending_quality = self._pending_quality, []
+        hook = self._hook
+        if samples:
+            self._convert(samples)
+            if hook is not None:
+                hook.stage(samples)
+        if quality:
+            self._convert_quality(quality)
+        self._bound_pending()
+        if not (self._rows or self._waves or self._quals or (hook is not None and hook.pending)):
+            return 0
+        return self._commit()
+
+    def _convert(self, samples: list[Sample]) -> None:
+        ids = self._ids
+        flag = _SCALAR_FLAG
+        try:
+            # The hot loop: about a quarter of a microsecond a sample, against a couple of
+            # microseconds for SQLite to insert the row.
+            rows = [
+                (
+                    ids[s.signal],
+                    s.t_source,
+                    (v := s.value),
+                    s.quality * 256 + s.reason + flag[v.__class__],
+                )
+                for s in samples
+            ]
+        except (KeyError, TypeError, AttributeError):
+            self._convert_slow(samples)
+            return
+        self._rows.extend(rows)
+
+    def _convert_slow(self, samples: list[Sample]) -> None:
+        """New signals, waveforms and odd value types, one sample at a time."""
+        rows, waves = self._rows, self._waves
+        for s in samples:
+            try:
+                sid = self._signal_id(s.signal)
+                q = (int(s.quality) << 8) | int(s.reason)
+                v = s.value
+                if v is None:
+                    rows.append((sid, s.t_source, None, q))
+                elif isinstance(v, bool | np.bool_):
+                    rows.append((sid, s.t_source, bool(v), q | _BOOL_FLAG))
+                elif isinstance(v, np.ndarray):
+                    data = np.ascontiguousarray(v, dtype=self._wave_dtype).ravel()
+                    waves.append((sid, s.t_source, q, data.size, data.tobytes()))
+                else:
+                    rows.append((sid, s.t_source, float(v), q))
+            except Exception as exc:
+                self._dropped += 1
+                self._record_error(
+                    ValueError(f"{getattr(s, 'signal', s)!r}: cannot store value: {exc}")
+                )
+
+    def _convert_quality(self, samples: list[Sample]) -> None:
+        for s in samples:
+            try:
+                q = (int(s.quality) << 8) | int(s.reason)
+                self._quals.append((self._signal_id(s.signal), s.t_source, q, s.detail or ""))
+            except Exception as exc:
+                self._dropped += 1
+                self._record_error(ValueError(f"cannot store quality change {s!r}: {exc}"))
+
+    def _signal_id(self, name: str) -> int:
+        sid = self._ids.get(name)
+        if sid is None:
+            if not isinstance(name, str):
+                raise TypeError(f"signal name must be a string, not {type(name).__name__}")
+            # Ids are handed out here, not by SQLite, so converting never waits on the disk;
+            # the signals row goes into the same transaction as the first rows that use it.
+            sid = self._next_id
+            self._next_id += 1
+            self._ids[name] = sid
+            self._unsaved_signals.append((sid, name))
+        return sid
+
+    def _bound_pending(self) -> None:
+        given_up = []
+        for rows, bound in (
+            (self._rows, self._max_pending_rows),
+            (self._waves, self._max_pending_waveforms),
+            (self._quals, self._max_pending_rows),
+        ):
+            excess = len(rows) - bound
+            given_up.append(max(0, excess))
+            if excess > 0:
+                del rows[:excess]
+                self._dropped += excess
+                if not self._warned_drop:
+                    self._warned_drop = True
+                    log.warning("historian backlog over %d rows: dropping the oldest", bound)
+        if self._hook is not None and (given_up[0] or given_up[1]):
+            self._hook.dropped_pending(given_up[0], given_up[1])
+
+    def _commit(self) -> int:
+        try:
+            return self._try_commit()
+        except _DATA_ERRORS as exc:
+            # A row SQLite refuses (a NaN or missing time, a value it cannot bind) would fail
+            # every retry and block all history behind it: drop such rows, count them, go on.
+            self._record_error(exc)
+            if self._drop_bad_rows() == 0:
+                return 0
+            try:
+                return self._try_commit()
+            except _DATA_ERRORS as again:
+                self._record_error(again)
+                return 0
+        except sqlite3.Error as exc:
+            # Disk full, I/O error, locked: the rows stay pending for the next cycle.
+            self._record_error(exc)
+            return 0
+
+    def _try_commit(self) -> int:
+        conn = self._require_conn()
+        n = len(self._rows) + len(self._waves) + len(self._quals)
+        started = time.perf_counter()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if self._unsaved_signals:
+                conn.executemany(INSERT_SIGNAL, self._unsaved_signals)
+            if self._rows:
+                conn.executemany(INSERT_SAMPLE, self._rows)
+            if self._waves:
+                conn.executemany(INSERT_WAVEFORM, self._waves)
+            if self._quals:
+                conn.executemany(INSERT_QUALITY, self._quals)
+            if self._hook is not None:
+                self._hook.write(conn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite rolls some failures (SQLITE_FULL among them) back by itself.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("historian rollback")
+            if self._hook is not None:
+                self._hook.rolled_back(exc)
+            raise
+        self._last_commit_ms = (time.perf_counter() - started) * 1000.0
+        self._rows_total += len(self._rows) + len(self._waves)
+        self._rows_committed += n
+        self._commits += 1
+        self._unsaved_signals = []
+        self._rows, self._waves, self._quals = [], [], []
+        self._warned_drop = False
+        if self._hook is not None:
+            self._hook.committed(conn)
+        if self._failing:
+            self._failing = False
+            log.warning("historian writes recovered: %d rows committed", n)
+        return n
+
+    def _drop_bad_rows(self) -> int:
+        before = len(self._rows) + len(self._waves) + len(self._quals)
+        self._rows = [r for r in self._rows if _good_time(r[1]) and _good_value(r[2])]
+        self._waves = [r for r in self._waves if _good_time(r[1])]
+        self._quals = [r for r in self._quals if _good_time(r[1])]
+        bad = before - len(self._rows) - len(self._waves) - len(self._quals)
+        self._dropped += bad
+        return bad
+
+    def _record_error(self, exc: BaseException) -> None:
+        self._errors += 1
+        name = getattr(exc, "sqlite_errorname", None)
+        self._last_error = f"{name}: {exc}" if name else f"{type(exc).__name__}: {exc}"
+        if not self._failing:
+            # Logged once; the count and last_error carry the rest until it recovers.
+            self._failing = True
+            log.error("historian write failed (kept pending, retrying): %s", self._last_error)
+
+    # ------------------------------------------------------------------ retention
+
+    def prune(self) -> int:
+        """Delete everything older than retention_s now, in small transactions. Returns rows."""
+        self._require_conn()
+        if self.retention_s is None:
+            return 0
+        cutoff, queue = self._retention_plan()
+        deleted = 0
+        while queue:
+            deleted += self._retention_step(queue, cutoff)
+        return deleted
+
+    def _retention_plan(self) -> tuple[float, deque[tuple[str, int]]]:
+        assert self.retention_s is not None
+        with self._write_lock:
+            ids = list(self._ids.values())
+        queue = deque(
+            (table, sid) for table in ("samples", "waveforms", "quality_changes") for sid in ids
+        )
+        return self._clock.wall() - self.retention_s, queue
+
+    def _run_retention(self, budget_s: float) -> None:
+        """On the writer thread: a slice of retention work per cycle, so commits keep pace."""
+        if self.retention_s is None:
+            return
+        if not self._retention_queue and self._clock.mono() >= self._next_retention_mono:
+            self._retention_cutoff, self._retention_queue = self._retention_plan()
+            self._next_retention_mono = self._clock.mono() + _RETENTION_EVERY_S
+        deadline = time.perf_counter() + budget_s
+        while self._retention_queue and time.perf_counter() < deadline:
+            self._retention_step(self._retention_queue, self._retention_cutoff)
+
+    def _retention_step(self, queue: deque[tuple[str, int]], cutoff: float) -> int:
+        table, sid = queue[0]
+        conn = self._require_conn()
+        with self._write_lock:
+            try:
+                # Through the (signal, t) index, one short transaction per chunk.
+                cur = conn.execute(
+                    f"DELETE FROM {table} WHERE rowid IN "
+                    f"(SELECT rowid FROM {table} WHERE signal = ? AND t < ? LIMIT ?)",
+                    (sid, cutoff, _RETENTION_CHUNK_ROWS),
+                )
+            except sqlite3.Error as exc:
+                self._record_error(exc)
+                queue.clear()
+                return 0
+            deleted = cur.rowcount
+            if table != "quality_changes":
+                self._rows_total -= deleted
+        if deleted < _RETENTION_CHUNK_ROWS:
+            queue.popleft()
+        return deleted
+
+    # ------------------------------------------------------------------ figures and queries
+
+    @property
+    def rows_pending(self) -> int:
+        return (
+            len(self._pending)
+            + len(self._pending_quality)
+            + len(self._rows)
+            + len(self._waves)
+            + len(self._quals)
+        )
+
+    @property
+    def stats(self) -> HistorianStats:
+        return HistorianStats(
+            rows_committed=self._rows_committed,
+            rows_pending=self.rows_pending,
+            commits=self._commits,
+            last_commit_ms=self._last_commit_ms,
+            errors=self._errors,
+            last_error=self._last_error,
+            dropped=self._dropped,
+            db_bytes=_db_bytes(self.path),
+        )
+
+    def rows_total(self) -> int:
+        """Samples and waveform blocks in the database (kept as a count, no table scan)."""
+        return self._rows_total
+
+    def query(
+        self, signal: str, since: float | None, until: float | None, limit: int | None = None
+    ) -> list[Record]:
+        """Committed scalar samples with since <= t < until, oldest first."""
+        return self._require_reader().query(signal, since, until, limit)
+
+    def query_waveforms(
+        self, signal: str, since: float | None, until: float | None, limit: int | None = None
+    ) -> list[WaveformRecord]:
+        return self._require_reader().query_waveforms(signal, since, until, limit)
+
+    def quality_changes(
+        self, signal: str, since: float | None, until: float | None
+    ) -> list[QualityChange]:
+        return self._require_reader().quality_changes(signal, since, until)
+
+    def _require_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("historian not started: call start() first")
+        return self._conn
+
+    def _require_reader(self) -> HistoryReader:
+        if self._reader is None:
+            raise RuntimeError("historian not started: call start() first")
+        return self._reader
+
+
+def _range_sql(since: float | None, until: float | None) -> tuple[str, list[float]]:
+    sql, args = "", []
+    if since is not None:
+        sql += " AND t >= ?"
+        args.append(since)
+    if until is not None:
+        sql += " AND t < ?"
+        args.append(until)
+    return sql, args
+
+
+def _record(t: float, v: float | None, q: int) -> Record:
+    quality, reason, is_bool = _UNPACK[q]
+    return Record(t, bool(v) if is_bool and v is not None else v, quality, reason)
+
+
+def _waveform_record(t: float, q: int, n: int, data: bytes) -> WaveformRecord:
+    quality, reason, _ = _UNPACK[q]
+    width = len(data) // n if n else 8
+    arr = np.frombuffer(data, dtype="<f4" if width == 4 else "<f8").astype(np.float64)
+    arr.setflags(write=False)
+    return WaveformRecord(t, arr, quality, reason)
+
+
+class HistoryReader:
+    """Read-only access to a history file; works beside a running engine (WAL readers don't block)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise HistorianError(f"no history database at {self.path}")
+        self._conn = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            check_same_thread=False,
+            timeout=_BUSY_TIMEOUT_S,
+        )
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> HistoryReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def signals(self) -> list[str]:
+        """Every signal the history has seen, by name."""
+        with self._lock:
+            return [
+                name for (name,) in self._conn.execute("SELECT name FROM signals ORDER BY name")
+            ]
+
+    def rows_total(self) -> int:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT (SELECT count(*) FROM samples) + (SELECT count(*) FROM waveforms)"
+            ).fetchone()[0]
+
+    def _signal_id(self, signal: str) -> int | None:
+        row = self._conn.execute("SELECT id FROM signals WHERE name = ?", (signal,)).fetchone()
+        return None if row is None else row[0]
+
+    def _select(
+        self, sql: str, signal: str, since: float | None, until: float | None, limit: int | None
+    ) -> list[tuple]:
+        sid = self._signal_id(signal)
+        if sid is None:
+            return []
+        where, args = _range_sql(since, until)
+        sql = f"{sql} WHERE signal = ?{where} ORDER BY t"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._conn.execute(sql, [sid, *args]).fetchall()
+
+    def query(
+        self, signal: str, since: float | None, until: float | None, limit: int | None = None
+    ) -> list[Record]:
+        """Scalar samples with since <= t < until (None: open), oldest first."""
+        with self._lock:
+            rows = self._select("SELECT t, v, q FROM samples", signal, since, until, limit)
+        return [_record(t, v, q) for t, v, q in rows]
+
+    def query_waveforms(
+        self, signal: str, since: float | None, until: float | None, limit: int | None = None
+    ) -> list[WaveformRecord]:
+        with self._lock:
+            rows = self._select("SELECT t, q, n, data FROM waveforms", signal, since, until, limit)
+        return [_waveform_record(*row) for row in rows]
+
+    def quality_changes(
+        self, signal: str, since: float | None, until: float | None
+    ) -> list[QualityChange]:
+        with self._lock:
+            rows = self._select(
+                "SELECT t, q, detail FROM quality_changes", signal, since, until, None
+            )
+        return [QualityChange(t, *_UNPACK[q][:2], detail) for t, q, detail in rows]
+
+    # ------------------------------------------------------------------ export
+
+    def _stream(
+        self, signal: str, since: float | None, until: float | None
+    ) -> Iterator[tuple[float, str, Value, Quality, Reason]]:
+        """One signal's scalars and waveforms merged by time, read lazily from the file."""
+        sid = self._signal_id(signal)
+        if sid is None:
+            raise UnknownSignalError(self._unknown_message(signal))
+        where, args = _range_sql(since, until)
+        scalars = (
+            (t, signal, *_record(t, v, q)[1:])
+            for t, v, q in self._conn.execute(
+                f"SELECT t, v, q FROM samples WHERE signal = ?{where} ORDER BY t", [sid, *args]
+            )
+        )
+        waves = (
+            (t, signal, *_waveform_record(t, q, n, data)[1:])
+            for t, q, n, data in self._conn.execute(
+                f"SELECT t, q, n, data FROM waveforms WHERE signal = ?{where} ORDER BY t",
+                [sid, *args],
+            )
+        )
+        return heapq.merge(scalars, waves, key=lambda row: row[0])
+
+    def _unknown_message(self, signal: str) -> str:
+        known = [name for (name,) in self._conn.execute("SELECT name FROM signals")]
+        close = difflib.get_close_matches(signal, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown signal {signal!r} in {self.path}{hint}"
+
+    def export(
+        self,
+        signals: Iterable[str],
+        since: float | None,
+        until: float | None,
+        fmt: Literal["csv", "json"],
+        out: TextIO,
+    ) -> int:
+        """Write the signals' samples, merged by time, as CSV or JSON. Returns rows written.
+
+        CSV columns: time (ISO 8601 UTC, ms), signal, value, quality; a waveform's value is a JSON
+        array. JSON: a list of objects with the same keys. Unknown signals raise
+        UnknownSignalError before anything is written.
+        """
+        if fmt not in ("csv", "json"):
+            raise ValueError(f"format {fmt!r} is not one of csv, json")
+        with self._lock:
+            streams = [self._stream(s, since, until) for s in dict.fromkeys(signals)]
+            merged = heapq.merge(*streams, key=lambda row: row[0])
+            if fmt == "csv":
+                return _write_csv(merged, out)
+            return _write_json(merged, out)
+
+
+def _write_csv(rows: Iterable[tuple[float, str, Value, Quality, Reason]], out: TextIO) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("time", "signal", "value", "quality"))
+    count = 0
+    for t, signal, value, quality, reason in rows:
+        writer.writerow((iso_utc_ms(t), signal, csv_value(value), quality_text(quality, reason)))
+        count += 1
+    return count
+
+
+def _write_json(rows: Iterable[tuple[float, str, Value, Quality, Reason]], out: TextIO) -> int:
+    count = 0
+    out.write("[")
+    for t, signal, value, quality, reason in rows:
+        obj = {
+            "time": iso_utc_ms(t),
+            "signal": signal,
+            "value": json_value(value),
+            "quality": quality_text(quality, reason),
+        }
+        out.write(",\n" if count else "\n")
+        out.write(json.dumps(obj, allow_nan=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count

@@ -1,0 +1,521 @@
+"""The uplink outbox: messages for the plant broker, kept in the historian's SQLite file."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import sqlite3
+import threading
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from floorconsole.adapters.historian import apply_pragmas
+from floorconsole.core.sample import Sample
+from floorconsole.core.uplink import SampleEncoder, UplinkConfig, chunk_entries, record_json
+
+log = logging.getLogger(__name__)
+
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq  INTEGER PRIMARY KEY,  -- rises by one per message for the life of the data directory
+    kind TEXT NOT NULL,        -- data | alarms | audit: the last level of its topic
+    boot TEXT NOT NULL,        -- the engine run that recorded it
+    t    REAL NOT NULL,        -- wall time of its oldest entry
+    n    INTEGER NOT NULL,     -- entries (samples or records) in it
+    body BLOB NOT NULL         -- JSON array of the entries; the envelope is added when sent
+);
+CREATE TABLE IF NOT EXISTS outbox_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+INSERT_MESSAGE = "INSERT INTO outbox (seq, kind, boot, t, n, body) VALUES (?, ?, ?, ?, ?, ?)"
+SAVE_NEXT_SEQ = "INSERT OR REPLACE INTO outbox_meta (key, value) VALUES ('next_seq', ?)"
+DELETE_MESSAGE = "DELETE FROM outbox WHERE seq = ?"
+_BUSY_TIMEOUT_S = 2.0
+_DROP_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One stored message: its body is the JSON array of its entries."""
+
+    seq: int
+    kind: str
+    boot: str
+    t: float
+    n: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    rows: int  # entries waiting (samples and records), in flight included
+    bytes: int  # bytes of their JSON
+    messages: int
+    next_seq: int
+    full: bool  # the last write met a capacity bound
+    dropped: tuple[tuple[str, int], ...]  # (reason, entries) in a fixed order
+    disk_full: int  # transactions refused with SQLITE_FULL
+    errors: int
+    last_error: str
+    oldest_t: float | None  # wall time of the oldest waiting entry (publisher refreshes it)
+
+
+DROP_REASONS = ("backlog_full", "not_stored", "unencodable", "internal_error")
+
+
+def _drop_below(staged: list[tuple[str, float, int]], floor: int) -> int:
+    """Remove the entries whose index is below floor (they are in index order)."""
+    k = bisect.bisect_left(staged, floor, key=lambda e: e[2])
+    del staged[:k]
+    return k
+
+
+def _error_text(exc: BaseException) -> str:
+    name = getattr(exc, "sqlite_errorname", None)
+    return f"{name}: {exc}" if name else f"{type(exc).__name__}: {exc}"
+
+
+class Outbox:
+    """Messages waiting for the plant broker, written in the historian's own transactions.
+
+    Writer side (the historian's writer thread, through the CommitHook methods open, stage,
+    dropped_pending, pending, write, committed, rolled_back): samples are encoded once when
+    staged; at each commit they become messages of up to `batch` entries, inserted in the same
+    transaction as the history rows, so both are stored or neither is. A failed transaction
+    (SQLITE_FULL among others) gives its seqs back and keeps the entries staged for the next
+    one; when the historian gives up rows it holds in memory, the same entries are given up
+    here and counted (not_stored).
+
+    Consumer side (one publisher thread): open_live/take_live for messages committed while
+    the link is open, read_backlog for the rest in seq order, claim before handing a message
+    to the broker client, delete_acked after its PUBACK. Nothing leaves the table otherwise,
+    except by the drop_oldest policy, which never touches a claimed message.
+    """
+
+    def __init__(self, config: UplinkConfig, *, boot: str | None = None,
+                 max_live_messages: int = 10_000) -> None:
+        self.config = config
+        self.boot = boot or uuid.uuid4().hex[:12]
+        self.path: Path | None = None
+        self._encoder = SampleEncoder(config.exclude)
+        self._max_live = max_live_messages
+        self._lock = threading.Lock()
+        self._waker: Callable[[], None] = lambda: None
+
+        # Writer thread only. Staged entries are (json, wall time, index); the index counts
+        # every scalar (or waveform) sample the historian was given, so its pending bound
+        # drops exactly the same samples here.
+        self._staged: list[tuple[str, float, int]] = []
+        self._staged_waves: list[tuple[str, float, int]] = []
+        self._scalar_index = 0
+        self._wave_index = 0
+        self._scalar_floor = 0
+        self._wave_floor = 0
+        self._next_seq = 0
+        self._seq_before = 0
+        self._written: list[OutboxMessage] | None = None
+        self._rejected = 0
+        self._taken_events: dict[str, list[tuple[str, float]]] = {}
+
+        # Shared, under _lock.
+        self._events: dict[str, list[tuple[str, float]]] = {"alarms": [], "audit": []}
+        self._rows = 0
+        self._bytes = 0
+        self._messages = 0
+        self._committed_next = 0
+        self._live_open = False
+        self._live_overflow = False
+        self._live: deque[OutboxMessage] = deque()
+        self._claimed: set[int] = set()
+        # drop_oldest deleted every unclaimed row below _drop_floor; _survivors are the
+        # claimed ones it skipped (a claim can be released, e.g. on a reconnect).
+        self._drop_floor = 0
+        self._survivors: set[int] = set()
+        self._dropped: Counter[str] = Counter()
+        self._full = False
+        self._disk_full = 0
+        self._errors = 0
+        self._last_error = ""
+        self._oldest_t: float | None = None
+
+        # Consumer thread only.
+        self._rconn: sqlite3.Connection | None = None
+
+    # ------------------------------------------------------------------ hook: writer thread
+
+    def open(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Create the tables in the historian's database and load the counters."""
+        self.path = Path(path)
+        conn.executescript(OUTBOX_SCHEMA)
+        saved = conn.execute("SELECT value FROM outbox_meta WHERE key = 'next_seq'").fetchone()
+        rows, size, messages, top, oldest = conn.execute(
+            "SELECT coalesce(sum(n), 0), coalesce(sum(length(body)), 0), count(*), max(seq), "
+            "min(t) FROM outbox").fetchone()
+        nxt = max(saved[0] if saved else 0, (top + 1) if top is not None else 0)
+        with self._lock:
+            self._next_seq = self._seq_before = self._committed_next = nxt
+            self._rows, self._bytes, self._messages = rows, size, messages
+            self._oldest_t = oldest
+
+    def stage(self, samples: Sequence[Sample]) -> None:
+        """Encode samples the historian took into this commit (called after it converted them)."""
+        encode = self._encoder.encode
+        staged, waves = self._staged, self._staged_waves
+        ndarray = np.ndarray
+        for s in samples:
+            try:
+                out = encode(s)
+            except Exception as exc:  # noqa: BLE001 - one odd value must not stop the rest
+                out = None
+                with self._lock:
+                    self._dropped["unencodable"] += 1
+                    self._last_error = f"cannot encode {getattr(s, 'signal', s)!r}: {exc}"
+            # Classified as the historian does, so the pending-bound indexes match its rows.
+            if isinstance(getattr(s, "value", None), ndarray):
+                if out is not None:
+                    waves.append((out[0], s.t_source, self._wave_index))
+                self._wave_index += 1
+            else:
+                if out is not None:
+                    staged.append((out[0], s.t_source, self._scalar_index))
+                self._scalar_index += 1
+
+    def dropped_pending(self, rows: int, waveforms: int) -> None:
+        """The historian gave up its `rows` oldest pending scalar rows and `waveforms` oldest
+        blocks (it could not commit them in time): give up the same samples here."""
+        self._scalar_floor += rows
+        self._wave_floor += waveforms
+        lost = _drop_below(self._staged, self._scalar_floor)
+        lost += _drop_below(self._staged_waves, self._wave_floor)
+        if lost:
+            with self._lock:
+                self._dropped["not_stored"] += lost
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._staged or self._staged_waves or self._events["alarms"]
+                    or self._events["audit"])
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Inside the historian's transaction: insert the staged entries as messages."""
+        self._seq_before = self._next_seq
+        self._written = []
+        self._rejected = 0
+        with self._lock:
+            events, self._events = self._events, {"alarms": [], "audit": []}
+        self._taken_events = events
+        try:
+            self._write(conn, events)
+        except sqlite3.Error:
+            raise  # the transaction fails; rolled_back() gives everything back
+        except Exception as exc:  # noqa: BLE001
+            # A bug here must not hold the history back with it: undo our part of the
+            # transaction, give these entries up (counted) and let the samples commit.
+            log.exception("uplink outbox: messages not written")
+            conn.execute("DELETE FROM outbox WHERE seq >= ?", (self._seq_before,))
+            lost = (len(self._staged) + len(self._staged_waves)
+                    + sum(len(v) for v in events.values()))
+            self._next_seq = self._seq_before
+            self._written = []
+            self._rejected = 0
+            self._taken_events = {}
+            with self._lock:
+                self._dropped["internal_error"] += lost
+                self._errors += 1
+                self._last_error = f"messages not written: {exc!r}"
+
+    def _write(self, conn: sqlite3.Connection, events: dict[str, list[tuple[str, float]]]
+               ) -> None:
+        written = self._written
+        assert written is not None
+        with self._lock:
+            rows, size = self._rows, self._bytes
+        cfg = self.config
+        reject = cfg.on_full == "reject_new"
+        groups: tuple[tuple[str, Sequence[tuple[Any, ...]]], ...] = (
+            ("data", self._staged), ("data", self._staged_waves),
+            ("alarms", events["alarms"]), ("audit", events["audit"]))
+        for kind, entries in groups:
+            if not entries:
+                continue
+            for body, t, n in chunk_entries(entries, cfg.batch, cfg.max_message_bytes):
+                seq = self._next_seq
+                self._next_seq += 1
+                if reject and (rows + n > cfg.max_backlog_rows
+                               or size + len(body) > cfg.max_backlog_bytes):
+                    # The seq stays used: the receiver sees the gap that was counted here.
+                    self._rejected += n
+                    continue
+                rows += n
+                size += len(body)
+                written.append(OutboxMessage(seq, kind, self.boot, t, n, body))
+        if written:
+            conn.executemany(INSERT_MESSAGE, [(m.seq, m.kind, m.boot, m.t, m.n, m.body)
+                                              for m in written])
+        if self._next_seq != self._seq_before:
+            conn.execute(SAVE_NEXT_SEQ, (self._next_seq,))
+
+    def committed(self, conn: sqlite3.Connection) -> None:
+        """The transaction is in: publish the new messages to the consumer, apply on_full."""
+        written, self._written = self._written or [], None
+        self._staged.clear()
+        self._staged_waves.clear()
+        self._scalar_floor = self._scalar_index
+        self._wave_floor = self._wave_index
+        self._taken_events = {}
+        with self._lock:
+            for m in written:
+                self._rows += m.n
+                self._bytes += len(m.body)
+            self._messages += len(written)
+            self._committed_next = self._next_seq
+            if written and self._oldest_t is None:
+                self._oldest_t = min(m.t for m in written)
+            if self._rejected:
+                self._dropped["backlog_full"] += self._rejected
+                self._full = True
+            else:
+                self._full = False
+            if self._live_open and written:
+                if len(self._live) + len(written) > self._max_live:
+                    # The publisher is far behind: stop feeding it from memory; these stay
+                    # in the table and go out as backlog when it opens live again.
+                    self._live_open = False
+                    self._live_overflow = True
+                    self._live.clear()
+                else:
+                    self._live.extend(written)
+        if self.config.on_full == "drop_oldest":
+            self._drop_oldest(conn)
+        if written:
+            self._waker()
+
+    def rolled_back(self, exc: BaseException) -> None:
+        """The transaction failed: give the seqs back, keep the entries for the next one."""
+        if self._written is not None:  # write() ran (or began) in this transaction
+            self._next_seq = self._seq_before
+        self._written = None
+        with self._lock:
+            for kind, entries in self._taken_events.items():
+                self._events[kind][:0] = entries
+            self._errors += 1
+            self._last_error = _error_text(exc)
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+                self._disk_full += 1
+        self._taken_events = {}
+
+    def _drop_oldest(self, conn: sqlite3.Connection) -> None:
+        cfg = self.config
+        with self._lock:
+            over_rows = self._rows - cfg.max_backlog_rows
+            over_bytes = self._bytes - cfg.max_backlog_bytes
+            if over_rows <= 0 and over_bytes <= 0:
+                return
+            # Under the lock: the consumer cannot claim a row between choosing and deleting.
+            doomed: list[tuple[int, int, int]] = []
+            skipped: list[int] = []
+            after = -1
+            while over_rows > 0 or over_bytes > 0:
+                page = conn.execute("SELECT seq, n, length(body) FROM outbox WHERE seq > ? "
+                                    "ORDER BY seq LIMIT ?", (after, _DROP_PAGE)).fetchall()
+                if not page:
+                    break
+                for seq, n, size in page:
+                    after = seq
+                    if seq in self._claimed:
+                        skipped.append(seq)
+                        continue
+                    doomed.append((seq, n, size))
+                    over_rows -= n
+                    over_bytes -= size
+                    if over_rows <= 0 and over_bytes <= 0:
+                        break
+            if not doomed:
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(DELETE_MESSAGE, [(d[0],) for d in doomed])
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._errors += 1
+                self._last_error = _error_text(exc)
+                return
+            top = doomed[-1][0]
+            self._rows -= sum(d[1] for d in doomed)
+            self._bytes -= sum(d[2] for d in doomed)
+            self._messages -= len(doomed)
+            self._dropped["backlog_full"] += sum(d[1] for d in doomed)
+            self._full = True
+            self._drop_floor = max(self._drop_floor, top + 1)
+            self._survivors.update(s for s in skipped if s < top)
+            if self._live and self._live[0].seq <= top:
+                gone = {d[0] for d in doomed}
+                self._live = deque(m for m in self._live if m.seq not in gone)
+            self._oldest_t = None  # the publisher reads it again
+        log.warning("uplink backlog over its bound: dropped the %d oldest messages", len(doomed))
+
+    # ------------------------------------------------------------------ engine side
+
+    def add_records(self, kind: str, records: Iterable[dict[str, Any]], t: float) -> None:
+        """Queue alarm or audit records (plain JSON data) for the next historian commit."""
+        if kind not in ("alarms", "audit"):
+            raise ValueError(f"kind {kind!r} is not one of alarms, audit")
+        encoded = [(record_json(r), t) for r in records]
+        with self._lock:
+            self._events[kind].extend(encoded)
+
+    def set_waker(self, fn: Callable[[], None]) -> None:
+        """Called (on the writer thread) after a commit that added messages."""
+        self._waker = fn
+
+    # ------------------------------------------------------------------ consumer side
+
+    def open_reader(self) -> None:
+        """The consumer's own connection (reads the backlog, deletes acknowledged rows)."""
+        if self.path is None:
+            raise RuntimeError("outbox not opened: start the historian that carries it first")
+        if self._rconn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=_BUSY_TIMEOUT_S)
+            # The historian's durability rule: a commit survives a killed process; a power cut
+            # may undo the last deletes, which only means a message is sent twice.
+            apply_pragmas(conn)
+            # Debian builds SQLite with secure_delete on: every acknowledged row would be
+            # overwritten with zeros. These are copies of the history, not secrets.
+            conn.execute("PRAGMA secure_delete=FAST")
+            self._rconn = conn
+
+    def close_reader(self) -> None:
+        if self._rconn is not None:
+            self._rconn.close()
+            self._rconn = None
+
+    def open_live(self) -> int:
+        """From now on, committed messages are handed over in memory; returns the first seq
+        that will come that way (everything below it is backlog, in the table)."""
+        with self._lock:
+            self._live_open = True
+            self._live_overflow = False
+            self._live.clear()
+            return self._committed_next
+
+    def close_live(self) -> None:
+        with self._lock:
+            self._live_open = False
+            self._live.clear()
+
+    @property
+    def live_overflowed(self) -> bool:
+        return self._live_overflow
+
+    def take_live(self, limit: int) -> list[OutboxMessage]:
+        """Up to `limit` live messages, oldest first, claimed for sending."""
+        out: list[OutboxMessage] = []
+        with self._lock:
+            live = self._live
+            while live and len(out) < limit:
+                m = live.popleft()
+                self._claimed.add(m.seq)
+                out.append(m)
+        return out
+
+    @property
+    def live_waiting(self) -> int:
+        return len(self._live)
+
+    def read_backlog(self, after: int, below: int, limit: int
+                     ) -> tuple[list[OutboxMessage], int | None]:
+        """Unclaimed messages with after < seq < below in seq order, and the last seq looked at
+        (None when there was nothing in the range)."""
+        conn = self._require_reader()
+        rows = conn.execute("SELECT seq, kind, boot, t, n, body FROM outbox WHERE seq > ? AND "
+                            "seq < ? ORDER BY seq LIMIT ?", (after, below, limit)).fetchall()
+        if not rows:
+            return [], None
+        with self._lock:
+            claimed = self._claimed
+            out = [OutboxMessage(*r) for r in rows if r[0] not in claimed]
+        return out, rows[-1][0]
+
+    def claim(self, m: OutboxMessage) -> bool:
+        """Mark a message read from the backlog as being sent; False if on_full dropped it."""
+        with self._lock:
+            if m.seq < self._drop_floor and m.seq not in self._survivors:
+                return False
+            self._claimed.add(m.seq)
+            return True
+
+    def release(self, seqs: Iterable[int]) -> None:
+        """Sent but not acknowledged (the connection went): eligible for sending again."""
+        with self._lock:
+            self._claimed.difference_update(seqs)
+
+    def delete_acked(self, messages: Sequence[OutboxMessage]) -> bool:
+        """Delete acknowledged messages in one transaction. False (and counted) if the database
+        refused; the caller keeps them and tries again."""
+        conn = self._require_reader()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(DELETE_MESSAGE, [(m.seq,) for m in messages])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            with self._lock:
+                self._errors += 1
+                self._last_error = _error_text(exc)
+            return False
+        seqs = [m.seq for m in messages]
+        with self._lock:
+            self._rows -= sum(m.n for m in messages)
+            self._bytes -= sum(len(m.body) for m in messages)
+            self._messages -= len(messages)
+            self._claimed.difference_update(seqs)
+            self._survivors.difference_update(seqs)
+        return True
+
+    def refresh_oldest(self) -> float | None:
+        """Read the wall time of the oldest waiting entry (consumer thread)."""
+        row = self._require_reader().execute(
+            "SELECT t FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        with self._lock:
+            self._oldest_t = None if row is None else row[0]
+        return self._oldest_t
+
+    def _require_reader(self) -> sqlite3.Connection:
+        if self._rconn is None:
+            raise RuntimeError("outbox reader not open: call open_reader() first")
+        return self._rconn
+
+    # ------------------------------------------------------------------ figures
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def committed_next(self) -> int:
+        return self._committed_next
+
+    def stats(self) -> OutboxStats:
+        with self._lock:
+            return OutboxStats(
+                rows=self._rows, bytes=self._bytes, messages=self._messages,
+                next_seq=self._committed_next, full=self._full,
+                dropped=tuple((r, self._dropped[r]) for r in DROP_REASONS),
+                disk_full=self._disk_full, errors=self._errors, last_error=self._last_error,
+                oldest_t=self._oldest_t)
+
