@@ -1,0 +1,1 @@
+"""Engine: asyncio orchestration of sources, hub, historian; no Textual."""

@@ -1,0 +1,376 @@
+"""Control: rules evaluated at ingest rate, their actions run as tasks, and the alarm table.
+
+Wiring (the composition root does it): Hub.add_listener(control.on_samples); control.tick()
+every 100 ms on the engine loop; control.update_links(links) with the LinkStats of devices
+and brokers. Everything here runs on the engine's event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Protocol
+
+from floorconsole.core.alarms import AlarmTable, JournalEntry
+from floorconsole.core.clock import Clock
+from floorconsole.core.config import ModbusPoint
+from floorconsole.core.links import LinkState, LinkStats
+from floorconsole.core.quality import Reason
+from floorconsole.core.rules import (
+    ActionRecord,
+    AlarmAction,
+    ControlConfig,
+    PublishAction,
+    RuleConfig,
+    RuleEvaluator,
+    Transition,
+    WriteAction,
+    payload_fields,
+)
+from floorconsole.core.sample import Sample
+
+if TYPE_CHECKING:  # the engine's control logic imports no I/O library
+    from floorconsole.adapters.modbus import WriteResult
+
+log = logging.getLogger(__name__)
+
+Writer = Callable[[ModbusPoint, float | bool], Awaitable["WriteResult"]]
+Publisher = Callable[[str, str, str, int], object]  # (broker, topic, payload, qos)
+LatestGetter = Callable[[str], Sample | None]
+RECENT_ACTIONS = 200
+READ_ONLY = "not applied: read-only mode (control.enabled is false)"
+
+
+class Journal(Protocol):
+    def append(self, entry: JournalEntry) -> None: ...
+
+    def record_action(self, record: ActionRecord) -> None: ...
+
+
+class Control:
+    """Owns the rule evaluators, runs their actions, and raises and clears alarms.
+
+    Actions of one rule run one transition after another in a task of their own (a release
+    never overtakes the activation before it); ingest never waits for a device. With
+    control.enabled false no Modbus write is ever sent: the write action reports "not
+    applied: read-only mode". Publishes and alarms run in either mode: they tell people,
+    they drive no output.
+    """
+
+    def __init__(self, rules: Sequence[RuleConfig], control_cfg: ControlConfig,
+                 hub_latest_getter: LatestGetter, writers: Mapping[str, Writer],
+                 publisher: Publisher | None, alarm_table: AlarmTable,
+                 journal: Journal | None, clock: Clock) -> None:
+        self.rules = {r.id: r for r in rules}
+        self.config = control_cfg
+        self.latest = hub_latest_getter
+        self.writers = dict(writers)
+        self.publisher = publisher
+        self.alarms = alarm_table
+        self.journal = journal
+        self.clock = clock
+        self.evaluators = {r.id: RuleEvaluator(r) for r in rules}
+        self._by_signal: dict[str, list[RuleEvaluator]] = {}
+        for ev in self.evaluators.values():
+            if ev.rule.enabled:
+                self._by_signal.setdefault(ev.rule.signal, []).append(ev)
+        for r in rules:
+            for a in r.actions:
+                if isinstance(a, AlarmAction):
+                    alarm_table.define(r.alarm_id, a.priority, a.message, source="rule")
+        if journal is not None:
+            alarm_table.on_entry(journal.append)
+        # (rule id, action index) -> the last result of that action
+        self.last_results: dict[tuple[str, int], ActionRecord] = {}
+        self.recent: deque[ActionRecord] = deque(maxlen=RECENT_ACTIONS)
+        self._chains: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._journal_errors = 0
+
+    def adopt(self, old: Control) -> None:
+        """Take over from the Control of the configuration this one replaces (call on the
+        engine loop, at the swap): rules with the same id and signal keep their output state
+        and their actions' last results, and are evaluated at once on their last input under
+        the new settings, so a rule that is active and no longer should be releases (and
+        writes its off value) instead of leaving the output on."""
+        now = self.clock.mono()
+        for rid, ev in self.evaluators.items():
+            prev = old.evaluators.get(rid)
+            if prev is None or prev.rule.signal != ev.rule.signal:
+                continue
+            ev.carry_over(prev)
+            same = {i for i, (a, b) in enumerate(zip(prev.rule.actions, ev.rule.actions,
+                                                     strict=False))
+                    if (a.kind, a.target) == (b.kind, b.target)} | {-1}
+            for (result_rule, i), rec in old.last_results.items():
+                if result_rule == rid and i in same:
+                    self.last_results[(rid, i)] = rec
+            if ev.last_sample is not None and ev.rule.enabled:
+                transitions = ev.feed(ev.last_sample, now)
+                if transitions:
+                    self._handle(ev.rule, transitions)
+        # An alarm whose rule no longer raises it would otherwise stay active for good.
+        raising = {r.alarm_id for r in self.rules.values()
+                   if any(isinstance(a, AlarmAction) for a in r.actions)}
+        for gone in old.rules.values():
+            if gone.alarm_id not in raising and gone.alarm_id in self.alarms.alarms:
+                self.alarms.clear(gone.alarm_id, "rule changed: it no longer raises this alarm")
+
+    # -- input -----------------------------------------------------------------------------
+
+    def on_samples(self, batch: Sequence[Sample]) -> None:
+        """Hub listener: evaluate every rule on the signals of this batch."""
+        by_signal = self._by_signal
+        now: float | None = None
+        for s in batch:
+            evs = by_signal.get(s.signal)
+            if evs is None:
+                continue
+            if now is None:
+                now = self.clock.mono()
+            for ev in evs:
+                transitions = ev.feed(s, now)
+                if transitions:
+                    self._handle(ev.rule, transitions)
+
+    def tick(self) -> None:
+        """Every 100 ms: timers, quality-only changes, shelve expiry, journal health."""
+        now = self.clock.mono()
+        for signal, evs in self._by_signal.items():
+            latest = self.latest(signal)
+            for ev in evs:
+                transitions = []
+                last = ev.last_sample
+                # The hub passes a quality-only change (a degraded re-emission of the last
+                # value: device or broker lost) to the latest table but not to listeners;
+                # pick it up here, so the quality policy applies within one tick.
+                if (latest is not None and latest is not last
+                        and latest.reason is not Reason.INITIAL
+                        and (last is None or latest.quality != last.quality
+                             or latest.reason != last.reason)):
+                    transitions += ev.feed(latest, now)
+                transitions += ev.tick(now)
+                if transitions:
+                    self._handle(ev.rule, transitions)
+        self.alarms.tick()
+        self._check_journal()
+
+    def update_links(self, links: Iterable[LinkStats]) -> None:
+        """Raise or clear 'device down' / 'broker lost' from link states."""
+        for link in links:
+            kind = "device_down" if link.kind == "device" else "broker_lost"
+            if link.state is LinkState.DOWN:
+                detail = f"{link.endpoint}: {link.last_error}" if link.last_error else link.endpoint
+                self.alarms.raise_system(kind, link.id, detail)
+            elif link.state in (LinkState.UP, LinkState.DEGRADED):
+                self.alarms.clear_system(kind, link.id, f"{link.endpoint}: {link.state.value}")
+
+    def raise_system(self, kind: str, source: str, text: str = "") -> None:
+        """System alarms from elsewhere in the engine: model_failure, drift_alert,
+        cache_trouble (kinds in core.alarms.SYSTEM_ALARMS)."""
+        self.alarms.raise_system(kind, source, text)
+
+    def clear_system(self, kind: str, source: str, text: str = "") -> None:
+        self.alarms.clear_system(kind, source, text)
+
+    def _check_journal(self) -> None:
+        errors = getattr(self.journal, "errors", 0)
+        if errors > self._journal_errors:
+            self._journal_errors = errors
+            self.alarms.raise_system("cache_trouble", "alarm journal",
+                                     getattr(self.journal, "last_error", ""))
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def _handle(self, rule: RuleConfig, transitions: list[Transition]) -> None:
+        for tr in transitions:
+            log.info("rule %s: %s: %s", rule.id, tr.kind, tr.reason)
+            if tr.kind == "held":
+                self._record(rule, -1, "cap", "changes per hour", tr, False, tr.reason)
+                continue
+            for i, action in enumerate(rule.actions):
+                if isinstance(action, AlarmAction):
+                    self._alarm(rule, i, action, tr)
+            if any(not isinstance(a, AlarmAction) for a in rule.actions):
+                prev = self._chains.get(rule.id)
+                task = asyncio.get_running_loop().create_task(
+                    self._run_actions(rule, tr, prev), name=f"rule {rule.id} {tr.kind}")
+                self._chains[rule.id] = task
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _alarm(self, rule: RuleConfig, index: int, action: AlarmAction, tr: Transition) -> None:
+        if tr.kind == "activate":
+            entry = self.alarms.activate(rule.alarm_id, tr.reason)
+        else:
+            entry = self.alarms.clear(rule.alarm_id, tr.reason)
+        text = (f"{entry.from_state.value} -> {entry.to_state.value}" if entry is not None
+                else f"no change ({self.alarms.get(rule.alarm_id).state.value})")
+        self._record(rule, index, "alarm", action.target, tr, True, text)
+
+    async def _run_actions(self, rule: RuleConfig, tr: Transition,
+                           prev: asyncio.Task[None] | None) -> None:
+        if prev is not None and not prev.done():
+            await asyncio.wait([prev])
+        for i, action in enumerate(rule.actions):
+            try:
+                if isinstance(action, WriteAction):
+                    await self._write(rule, i, action, tr)
+                elif isinstance(action, PublishAction):
+                    self._publish(rule, i, action, tr)
+            except Exception as e:  # a bug in one action must not stop the others
+                log.exception("rule %s: action %d failed", rule.id, i)
+                self._record(rule, i, action.kind, action.target, tr, False, f"error: {e!r}")
+
+    async def _write(self, rule: RuleConfig, index: int, action: WriteAction,
+                     tr: Transition) -> None:
+        value = action.value_for(tr.kind == "activate")
+        if value is None:
+            self._record(rule, index, "write", action.target, tr, True,
+                         "nothing written on release (no off value)")
+            return
+        if not self.config.enabled:
+            self._record(rule, index, "write", action.target, tr, False, READ_ONLY)
+            return
+        writer = self.writers.get(action.device)
+        if writer is None:
+            text = f"not applied: no connection to device {action.device} in this engine"
+            self._record(rule, index, "write", action.target, tr, False, text)
+            self.alarms.raise_system("write_failed", action.target, f"rule {rule.id}: {text}")
+            return
+        result = await writer(action.point, value)
+        self._record(rule, index, "write", action.target, tr, result.ok, result.text,
+                     result.duration_ms, result.attempts)
+        source = action.target
+        if not result.ok:
+            self.alarms.raise_system("write_failed", source, f"rule {rule.id}: {result.text}")
+        elif result.mismatches:
+            # The device ignored a write and the retry took: raised and returned at once,
+            # so it waits for an acknowledgement (returned to normal, unacknowledged).
+            self.alarms.raise_system("write_failed", source,
+                                     f"rule {rule.id}: read back differed {result.mismatches} "
+                                     f"time(s); {result.text}")
+            self.alarms.clear_system("write_failed", source, "retry read back as written")
+        else:
+            self.alarms.clear_system("write_failed", source, f"rule {rule.id}: {result.text}")
+
+    def _publish(self, rule: RuleConfig, index: int, action: PublishAction,
+                 tr: Transition) -> None:
+        if self.publisher is None:
+            self._record(rule, index, "publish", action.target, tr, False,
+                         "not applied: no broker connection for publishing")
+            return
+        payload = action.render(payload_fields(rule, tr, self.clock.wall()))
+        try:
+            info = self.publisher(action.broker, action.topic, payload, action.qos)
+        except Exception as e:  # noqa: BLE001 - reported as the action's result
+            self._record(rule, index, "publish", action.target, tr, False, f"failed: {e}")
+            return
+        rc = getattr(info, "rc", 0)
+        if rc:
+            held = "kept in the client until it reconnects" if action.qos else "lost"
+            self._record(rule, index, "publish", action.target, tr, False,
+                         f"broker not connected (rc {rc}); QoS {action.qos}: {held}")
+        else:
+            self._record(rule, index, "publish", action.target, tr, True,
+                         f"sent ({len(payload)} bytes, QoS {action.qos})")
+
+    def _record(self, rule: RuleConfig, index: int, action: str, target: str, tr: Transition,
+                ok: bool, text: str, duration_ms: float = 0.0, attempts: int = 0) -> None:
+        rec = ActionRecord(self.clock.wall(), rule.id, action, target, tr.kind, ok, text,
+                           duration_ms, attempts)
+        self.last_results[(rule.id, index)] = rec
+        self.recent.append(rec)
+        if self.journal is not None:
+            self.journal.record_action(rec)
+        if not ok:
+            log.warning("rule %s: %s %s: %s", rule.id, action, target, text)
+
+    async def idle(self) -> None:
+        """Wait until every action started so far has finished."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let running actions finish (a write in flight is not cut off), then stop."""
+        try:
+            await asyncio.wait_for(self.idle(), timeout)
+        except TimeoutError:
+            for t in list(self._tasks):
+                t.cancel()
+
+    # -- commands --------------------------------------------------------------------------
+
+    def acknowledge(self, alarm_id: str | Sequence[str], user: str) -> list[dict[str, Any]]:
+        """One alarm, "all", or a list of ids (those shown on a filtered screen)."""
+        if alarm_id == "all":
+            entries = self.alarms.acknowledge_all(user)
+        elif isinstance(alarm_id, str):
+            entry = self.alarms.acknowledge(alarm_id, user)
+            entries = [entry] if entry is not None else []
+        else:
+            entries = self.alarms.acknowledge_all(user, alarm_id)
+        return [_entry_dict(e) for e in entries]
+
+    def shelve(self, alarm_id: str, duration_s: float, user: str) -> dict[str, Any]:
+        return _entry_dict(self.alarms.shelve(alarm_id, duration_s, user))
+
+    def unshelve(self, alarm_id: str, user: str) -> dict[str, Any]:
+        return _entry_dict(self.alarms.unshelve(alarm_id, user))
+
+    def remove_from_service(self, alarm_id: str, user: str, reason: str = "") -> dict[str, Any]:
+        return _entry_dict(self.alarms.remove_from_service(alarm_id, user, reason))
+
+    def return_to_service(self, alarm_id: str, user: str) -> dict[str, Any]:
+        return _entry_dict(self.alarms.return_to_service(alarm_id, user))
+
+    # -- views -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Plain data (str, int, float, bool, None, lists, dicts) for frames."""
+        now_m, now_w = self.clock.mono(), self.clock.wall()
+
+        def wall(m: float | None) -> float | None:
+            return None if m is None else now_w - (now_m - m)
+
+        rules = []
+        for rid, ev in self.evaluators.items():
+            st = asdict(ev.state(now_m))
+            for key in ("since", "last_activation", "last_release"):
+                st[key] = wall(st.pop(f"{key}_mono"))
+            st["actions"] = [
+                {"kind": a.kind, "target": a.target,
+                 "last": _record_dict(self.last_results.get((rid, i)))}
+                for i, a in enumerate(ev.rule.actions)]
+            held = self.last_results.get((rid, -1))
+            st["last_held"] = _record_dict(held)
+            rules.append(st)
+        banner = self.alarms.banner()
+        order = {a.id: i for i, a in enumerate(banner)}
+        alarms = sorted(self.alarms.alarms.values(),
+                        key=lambda a: (order.get(a.id, len(order)), -a.rank, a.id))
+        return {
+            "mode": self.config.mode,
+            "rules": rules,
+            "alarms": [a.as_dict(now_m, now_w) for a in alarms],
+            "banner": [a.id for a in banner],
+            "counts": self.alarms.counts(),
+            "kpis": self.alarms.kpis(),
+            "recent_actions": [asdict(r) for r in self.recent][-20:],
+        }
+
+
+def _entry_dict(entry: JournalEntry | None) -> dict[str, Any]:
+    if entry is None:
+        return {}
+    d = asdict(entry)
+    d["from_state"], d["to_state"] = entry.from_state.value, entry.to_state.value
+    return d
+
+
+def _record_dict(rec: ActionRecord | None) -> dict[str, Any] | None:
+    return None if rec is None else asdict(rec)
+

@@ -1,0 +1,62 @@
+"""The demo: a local broker, the simulated plant, and the demo plant file pointed at them."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from floorconsole.core.config import PlantConfig, validate_plant
+
+
+class DemoPlant:
+    """Starts a broker (mosquitto if installed, else a pure-Python one) and the simulator on
+    free loopback ports, and gives the demo plant file with those ports filled in."""
+
+    def __init__(self, plant_file: Path, *, seed: int = 1) -> None:
+        self.plant_file = Path(plant_file)
+        self.seed = seed
+        self.broker: Any = None
+        self.sim: Any = None
+        self.plant: PlantConfig
+
+    def __enter__(self) -> DemoPlant:
+        from floorconsole.adapters.broker import start_demo_broker
+        from floorconsole.adapters.sim import SimPlant
+
+        try:
+            self.broker = start_demo_broker()
+            self.sim = SimPlant(modbus_port=0, mqtt_host=self.broker.host,
+                                mqtt_port=self.broker.port, seed=self.seed)
+            self.sim.start()
+            self.plant = demo_plant(self.plant_file, modbus_port=self.sim.modbus_port,
+                                    mqtt_host=self.broker.host, mqtt_port=self.broker.port)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    def banner(self, data_dir: Path) -> str:
+        kind = type(self.broker).__name__.lstrip("_").replace("Demo", "")
+        return (f"floorconsole demo: simulated drive1 on 127.0.0.1:{self.sim.modbus_port}, "
+                f"broker ({kind}) on {self.broker.host}:{self.broker.port}, history in {data_dir}")
+
+
+def demo_plant(plant_file: Path, *, modbus_port: int, mqtt_host: str, mqtt_port: int) -> PlantConfig:
+    """The demo plant file with the simulator's and broker's actual ports."""
+    raw: dict[str, Any] = tomllib.loads(Path(plant_file).read_text(encoding="utf-8"))
+    raw = copy.deepcopy(raw)
+    for d in raw.get("devices", []):
+        d["host"], d["port"] = "127.0.0.1", modbus_port
+    for b in raw.get("brokers", []):
+        b["host"], b["port"] = mqtt_host, mqtt_port
+    return validate_plant(raw, source=str(plant_file), base_dir=Path(plant_file).resolve().parent)

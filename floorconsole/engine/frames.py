@@ -1,0 +1,272 @@
+"""Frames: immutable, plain-data views of what a console shows, built from the engine's state.
+
+Frames carry only str, int, float, bool, None and tuples of those (or of other frame
+classes), so they serialize to JSON for consoles attached over a socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from floorconsole.core.uplink import UplinkStats
+
+
+@dataclass(frozen=True, slots=True)
+class SignalView:
+    id: str
+    asset: str
+    kind: str  # "scalar" | "bool" | "waveform" | "none"
+    value: float | bool | None
+    value_text: str
+    unit: str
+    quality: str  # GOOD | UNCERTAIN | BAD
+    reason: str  # "" or e.g. "no communication"
+    detail: str
+    age_s: float
+    source: str  # "drive1 hr:0 float32" or "local factory/motor-01/vibration/raw x"
+    range: tuple[float, float] | None
+    spark: tuple[float, ...] = ()
+    waveform: tuple[float, ...] = ()  # the latest block, for waveform signals
+    malformed: int = 0  # payloads for this signal that could not be used
+
+
+@dataclass(frozen=True, slots=True)
+class LinkView:
+    id: str
+    kind: str  # "device" | "broker"
+    endpoint: str
+    state: str  # connecting | up | degraded | down
+    state_age_s: float
+    last_rtt_ms: float | None
+    requests: int
+    errors: int
+    reconnects: int
+    last_error: str
+    messages: int
+    malformed: int
+    malformed_by_reason: tuple[tuple[str, str, int], ...] = ()  # (signal, reason, count)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A system condition shown in the banner (device down, broker lost, historian trouble)."""
+
+    severity: str  # "high" | "medium" | "low"
+    source: str
+    text: str
+    age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistorianView:
+    rows_committed: int
+    rows_pending: int
+    errors: int
+    last_error: str
+    dropped: int
+    db_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class DemoView:
+    faults: tuple[str, ...]  # every fault that can be injected
+    active: tuple[str, ...]  # those active now
+
+
+@dataclass(frozen=True, slots=True)
+class DriftFeatureView:
+    name: str
+    psi: float
+    ks: float
+    wasserstein: float
+    status: str  # ok | warn | alert
+
+
+@dataclass(frozen=True, slots=True)
+class ModelView:
+    """One edge model: its score against its thresholds, and drift against its training data."""
+
+    id: str
+    running: bool
+    version: str
+    sha: str
+    quality: str  # of its outputs: GOOD | UNCERTAIN | BAD
+    quality_detail: str
+    score: float | None
+    smoothed: float | None
+    state: str  # normal | warning | critical
+    warning: float | None
+    critical: float | None
+    trend: tuple[float, ...]  # smoothed score, oldest first
+    inference_ms: float | None
+    window_ms: float | None
+    windows: int
+    bad_outputs: int
+    drift_status: str  # filling | ok | warn | alert
+    drift_count: int  # windows in the live drift window
+    drift_needed: int  # windows before drift figures mean anything
+    psi_warn: float
+    psi_alert: float
+    psi_max: float | None
+    worst: str
+    page_hinkley: float | None
+    page_hinkley_fired: bool
+    features: tuple[DriftFeatureView, ...]  # worst first
+    load_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmView:
+    """One alarm after ISA-18.2: state, priority, and who did what when."""
+
+    id: str
+    priority: str  # low | medium | high | critical
+    message: str
+    text: str  # what the last transition said (value against threshold, error text)
+    source: str  # "rule" or the system source (device, broker, model, cache)
+    state: str  # NORMAL UNACK ACKED RTN_UNACK SHELVED SUPPRESSED OUT_OF_SERVICE
+    state_text: str
+    condition: bool  # the alarm condition is present now (also while shelved)
+    activated: float | None
+    acked: float | None
+    acked_by: str
+    shelved_until: float | None
+    shelved_by: str
+    chattering: bool
+    activations_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmSummary:
+    active: int
+    unack: int
+    shelved: int
+    suppressed: int
+    out_of_service: int
+    alarms_10min: int
+    flood: bool
+    floods: int
+    top_chattering: tuple[tuple[str, int], ...]  # (alarm id, activations in 10 min)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionView:
+    kind: str  # write | publish | alarm
+    target: str  # "drive1 co:10", "local plant3/line2/alarms", "HIGH Motor 1 anomaly"
+    last_result: str  # "" until it ran
+    last_ok: bool | None
+    last_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    """A rule's live state: value against threshold, timers running, actions' last results."""
+
+    id: str
+    enabled: bool
+    signal: str
+    condition: str  # "motor1.anomaly_score > 0.8 (deadband 0.05)"
+    value: float | None
+    quality: str
+    active: bool
+    pending: str  # "on-delay 3.2 s left", "" when no timer runs
+    last_activation: float | None
+    changes_last_hour: int
+    note: str  # why it is held (cap reached, quality policy), or ""
+    actions: tuple[ActionView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    t_wall: float
+    t_mono: float
+    edge_id: str
+    site: str
+    config_id: str  # short id of the running configuration
+    control_mode: str  # "read-only" until control outputs exist
+    signals: tuple[SignalView, ...]
+    links: tuple[LinkView, ...]
+    conditions: tuple[Condition, ...]
+    historian: HistorianView
+    ingest_rate: float  # samples per second over the last few seconds
+    demo: DemoView | None = None
+    models: tuple[ModelView, ...] = ()
+    alarms: tuple[AlarmView, ...] = ()  # banner order: most urgent unacknowledged first
+    alarm_summary: AlarmSummary | None = None
+    rules: tuple[RuleView, ...] = ()
+    snapshot: str = ""  # short id of the active snapshot, when the engine keeps snapshots
+    uplink: UplinkStats | None = None  # store-and-forward to the plant broker, if configured
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    t: float
+    value: float | None
+    quality: str
+
+
+@dataclass(frozen=True, slots=True)
+class QualityMark:
+    t: float
+    quality: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    signal: str
+    unit: str
+    since: float
+    until: float
+    points: tuple[HistoryPoint, ...]
+    quality_changes: tuple[QualityMark, ...]
+    truncated: bool = False
+
+
+def _tuple_of(cls: type, items: object) -> tuple:  # type: ignore[type-arg]
+    return tuple(cls(**i) if isinstance(i, dict) else tuple(i) if isinstance(i, list) else i
+                 for i in (items or ()))  # type: ignore[attr-defined]
+
+
+def signal_view_from_dict(d: dict) -> SignalView:  # type: ignore[type-arg]
+    d = dict(d)
+    d["spark"] = tuple(d.get("spark", ()))
+    d["waveform"] = tuple(d.get("waveform", ()))
+    d["range"] = tuple(d["range"]) if d.get("range") else None
+    return SignalView(**d)
+
+
+def frame_from_dict(d: dict) -> Frame:  # type: ignore[type-arg]
+    """The inverse of Frame.to_dict (after a JSON round trip), for recordings and sockets."""
+    d = dict(d)
+    d["signals"] = tuple(signal_view_from_dict(s) for s in d["signals"])
+    d["links"] = tuple(LinkView(**{**ln, "malformed_by_reason": tuple(
+        tuple(x) for x in ln.get("malformed_by_reason", ()))}) for ln in d["links"])
+    d["conditions"] = _tuple_of(Condition, d["conditions"])
+    d["historian"] = HistorianView(**d["historian"])
+    d["demo"] = DemoView(faults=tuple(d["demo"]["faults"]), active=tuple(d["demo"]["active"])) \
+        if d.get("demo") else None
+    d["models"] = tuple(ModelView(**{**m, "trend": tuple(m["trend"]),
+                                     "features": _tuple_of(DriftFeatureView, m["features"])})
+                        for m in d.get("models", ()))
+    d["alarms"] = _tuple_of(AlarmView, d.get("alarms", ()))
+    summ = d.get("alarm_summary")
+    d["alarm_summary"] = AlarmSummary(**{**summ, "top_chattering": tuple(
+        tuple(x) for x in summ["top_chattering"])}) if summ else None
+    d["rules"] = tuple(RuleView(**{**r, "actions": _tuple_of(ActionView, r["actions"])})
+                       for r in d.get("rules", ()))
+    up = d.get("uplink")
+    d["uplink"] = UplinkStats(**{**up, "dropped": tuple(tuple(x) for x in up["dropped"])}) \
+        if up else None
+    return Frame(**d)
+
+
+def history_from_dict(d: dict) -> History:  # type: ignore[type-arg]
+    d = dict(d)
+    d["points"] = _tuple_of(HistoryPoint, d["points"])
+    d["quality_changes"] = _tuple_of(QualityMark, d["quality_changes"])
+    return History(**d)

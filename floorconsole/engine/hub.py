@@ -1,0 +1,144 @@
+"""The hub: latest value of every signal, short trend buffers, staleness, and fan-out."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from floorconsole.core.clock import Clock
+from floorconsole.core.config import ModbusPoint, MqttPoint, PlantConfig, SignalConfig
+from floorconsole.core.quality import Quality, Reason
+from floorconsole.core.sample import Sample
+
+log = logging.getLogger(__name__)
+
+SPARK_POINTS = 120  # trend points kept per signal for sparklines
+SPARK_INTERVAL_S = 0.5  # at most one trend point per signal this often: 120 points = 1 minute
+MQTT_STALE_DEFAULT_S = 10.0
+
+
+class SampleStore(Protocol):
+    """What the hub writes to: the historian (or anything that records samples)."""
+
+    def append(self, samples: Sequence[Sample]) -> None: ...
+
+    def append_quality(self, sample: Sample) -> None: ...
+
+
+class Hub:
+    """Every sample passes through here on the engine's event loop thread.
+
+    A degraded re-emission of an earlier value (Sample.degraded: the same value object and
+    t_mono, another quality) is a quality change, not a new measurement: it updates the latest table and the quality log but is
+    not stored as a sample row again.
+    """
+
+    def __init__(self, plant: PlantConfig, clock: Clock, store: SampleStore | None = None) -> None:
+        self.clock = clock
+        self.store = store
+        now_mono, now_wall = clock.mono(), clock.wall()
+        self.latest: dict[str, Sample] = {}
+        self.spark: dict[str, deque[float]] = {}
+        self._spark_t: dict[str, float] = {}
+        self.stale_after: dict[str, float] = {}
+        devices = {d.id: d for d in plant.devices}
+        for s in plant.signals:
+            # Every signal exists from the start, so the table never changes size under readers.
+            self.latest[s.id] = Sample(s.id, None, Quality.UNCERTAIN, Reason.INITIAL, now_wall,
+                                       now_mono, "no value yet")
+            self.spark[s.id] = deque(maxlen=SPARK_POINTS)
+            self._spark_t[s.id] = -1e18
+            if s.stale_after_s is not None:
+                self.stale_after[s.id] = s.stale_after_s
+            elif isinstance(s.source, MqttPoint):
+                self.stale_after[s.id] = MQTT_STALE_DEFAULT_S
+            elif isinstance(s.source, ModbusPoint):
+                # The device poller flags its own signals; this is the backstop if it hangs.
+                self.stale_after[s.id] = devices[s.source.device].stale_after_s + 1.0
+        self.ranges: dict[str, tuple[float, float]] = {
+            s.id: s.range for s in plant.signals if s.range is not None}
+        self.samples_in = 0
+        self.unknown_signals = 0
+        self._listeners: list[Callable[[Sequence[Sample]], None]] = []
+
+    def add_signals(self, signals: Sequence[SignalConfig]) -> None:
+        """Register signals the engine computes (model outputs). Call before readers start:
+        the latest table must not change size while consoles read it. They get no stale
+        limit here; their producer marks them BAD when its inputs go stale."""
+        now_mono, now_wall = self.clock.mono(), self.clock.wall()
+        for s in signals:
+            if s.id in self.latest:
+                raise ValueError(f"signal {s.id!r} is produced twice")
+            self.latest[s.id] = Sample(s.id, None, Quality.UNCERTAIN, Reason.INITIAL, now_wall,
+                                       now_mono, "no value yet")
+            self.spark[s.id] = deque(maxlen=SPARK_POINTS)
+            self._spark_t[s.id] = -1e18
+
+    def add_listener(self, fn: Callable[[Sequence[Sample]], None]) -> None:
+        """Called with every batch after the latest table is updated (rules, models, uplink)."""
+        self._listeners.append(fn)
+
+    def ingest(self, samples: Sequence[Sample]) -> None:
+        latest = self.latest
+        spark = self.spark
+        spark_t = self._spark_t
+        store = self.store
+        ranges = self.ranges
+        fresh: list[Sample] = []
+        for s in samples:
+            prev = latest.get(s.signal)
+            if prev is None:
+                self.unknown_signals += 1
+                continue
+            rng = ranges.get(s.signal)
+            if rng is not None and s.quality is Quality.GOOD and s.value is not None:
+                x = s.value
+                if not isinstance(x, np.ndarray) and not (rng[0] <= x <= rng[1]):
+                    # Outside its engineering range: shown, recorded, but not trusted.
+                    s = s._replace(quality=Quality.UNCERTAIN, reason=Reason.OUT_OF_RANGE,
+                                   detail=f"{x:g} outside {rng[0]:g}–{rng[1]:g}")
+            latest[s.signal] = s
+            if s.quality != prev.quality or s.reason != prev.reason:
+                if store is not None:
+                    store.append_quality(s)
+            if s.t_mono == prev.t_mono and s.value is prev.value:
+                continue  # a degraded re-emission (Sample.degraded): quality change only
+            fresh.append(s)
+            v = s.value
+            if (v is not None and not isinstance(v, np.ndarray)
+                    and s.t_mono - spark_t[s.signal] >= SPARK_INTERVAL_S):
+                spark[s.signal].append(float(v))
+                spark_t[s.signal] = s.t_mono
+        self.samples_in += len(fresh)
+        if store is not None and fresh:
+            store.append(fresh)
+        for fn in self._listeners:
+            try:
+                fn(fresh)
+            except Exception:  # a failing consumer must not stop ingest for the others
+                log.exception("sample listener %r failed", fn)
+
+    def check_stale(self) -> int:
+        """Turn values with no fresh sample for their stale time BAD (no communication).
+
+        Runs on the monotonic clock, so a wall-clock step makes no false stale flags.
+        Returns how many signals changed.
+        """
+        now = self.clock.mono()
+        changed: list[Sample] = []
+        for sid, limit in self.stale_after.items():
+            s = self.latest[sid]
+            if s.quality is Quality.BAD or now - s.t_mono <= limit:
+                continue
+            if s.reason is Reason.INITIAL:
+                detail = f"no value received in {limit:g} s"
+            else:
+                detail = f"no fresh value for {now - s.t_mono:.1f} s (limit {limit:g} s)"
+            changed.append(s.degraded(Reason.NO_COMM, detail))
+        if changed:
+            self.ingest(changed)
+        return len(changed)

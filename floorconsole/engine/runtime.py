@@ -1,0 +1,458 @@
+"""The engine: builds sources, hub and historian from a plant file and runs them on one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from floorconsole.core.alarms import AlarmTable, JournalEntry
+from floorconsole.core.clock import Clock, SystemClock
+from floorconsole.core.config import DerivedPoint, PlantConfig, SignalConfig
+from floorconsole.core.links import LinkStats
+from floorconsole.core.quality import Quality
+from floorconsole.core.rules import ActionRecord, ControlConfig, PublishAction
+from floorconsole.core.sample import Sample
+from floorconsole.engine.control import Journal
+from floorconsole.engine.hub import Hub
+from floorconsole.engine.lock import DataDirLock
+
+if TYPE_CHECKING:
+    from floorconsole.adapters.alarm_journal import AlarmJournal
+    from floorconsole.adapters.modbus import DevicePoller
+    from floorconsole.adapters.mqtt import BrokerClient
+    from floorconsole.adapters.outbox import Outbox
+    from floorconsole.adapters.uplink import Uplink
+    from floorconsole.engine.model_runner import ModelRunner
+    from floorconsole.engine.snapshots import SnapshotManager
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL_S = 0.1
+STOP_TIMEOUT_S = 2.0
+
+
+class DemoControl(Protocol):
+    """What the demo's simulated plant offers the engine: fault injection."""
+
+    def fault_kinds(self) -> list[str]: ...
+
+    def active_faults(self) -> list[str]: ...
+
+    def inject(self, kind: str, severity: float = 1.0) -> None: ...
+
+    def clear(self, kind: str) -> None: ...
+
+
+def config_id(plant: PlantConfig) -> str:
+    """A short, stable id of a configuration: sha256 of its canonical JSON form."""
+    canon = json.dumps(plant.raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+
+class _JournalProxy:
+    """The journal opens when the engine runs (it is a file in the data directory); rules
+    built before that write through this to whatever journal is open."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def append(self, entry: JournalEntry) -> None:
+        if self._engine.journal is not None:
+            self._engine.journal.append(entry)
+
+    def record_action(self, record: ActionRecord) -> None:
+        if self._engine.journal is not None:
+            self._engine.journal.record_action(record)
+
+
+class Configuration:
+    """One running configuration: its hub, models, links, and the sources that feed them.
+
+    The engine runs exactly one at a time; applying a snapshot builds the next one beside it
+    (models loaded, signals registered) before the swap, so a refused configuration never
+    touches the running one.
+    """
+
+    def __init__(self, plant: PlantConfig, *, clock: Clock, store: object,
+                 loop_getter: Callable[[], asyncio.AbstractEventLoop | None],
+                 alarms: AlarmTable, journal: Journal | None = None) -> None:
+        from floorconsole.engine.control import Control
+
+        self.plant = plant
+        self.clock = clock
+        self.config_id = config_id(plant)
+        self._loop_getter = loop_getter
+        self.hub = Hub(plant, clock, store)  # type: ignore[arg-type]
+        self.derived: list[SignalConfig] = []
+        self.models = self._build_models()
+        self.links: dict[str, LinkStats] = {}
+        for d in plant.devices:
+            self.links[d.id] = LinkStats(d.id, "device", f"{d.host}:{d.port}")
+        published = {a.broker for r in plant.rules for a in r.actions
+                     if isinstance(a, PublishAction)}
+        for b in plant.brokers:
+            if plant.signals_of_broker(b.id) or b.id in published:
+                self.links[b.id] = LinkStats(b.id, "broker", f"{b.host}:{b.port}")
+        self.pollers: dict[str, DevicePoller] = {}
+        self.clients: dict[str, BrokerClient] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._enabled_at: dict[str, float] = {}
+        self.control = Control(plant.rules, plant.control or ControlConfig(),
+                               self.hub.latest.get, {}, self._publish, alarms,
+                               journal, clock)
+        self.hub.add_listener(self.control.on_samples)
+
+    def _build_models(self) -> dict[str, ModelRunner]:
+        """One runner per [[models]] entry; its outputs become signals like any other. A
+        package that fails to load gives a runner that reports why (a condition), not a crash."""
+        from floorconsole.engine.model_runner import ModelRunner
+
+        runners: dict[str, ModelRunner] = {}
+        for m in self.plant.models:
+            r = ModelRunner.from_config(m, self.clock, stale_after_s=self.hub.stale_after)
+            outs = [SignalConfig(id=o.id, source=DerivedPoint(f"model {m.id}"), unit=o.unit,
+                                 description=o.description) for o in r.output_signals()]
+            self.hub.add_signals(outs)
+            self.derived.extend(outs)
+            self.hub.add_listener(partial(self._run_model, r))
+            runners[m.id] = r
+        return runners
+
+    def _run_model(self, runner: ModelRunner, batch: Sequence[Sample]) -> None:
+        # Called from inside Hub.ingest: hand the outputs back on the next loop turn rather
+        # than re-entering ingest.
+        why_not = self._not_scoring(runner)
+        samples = runner.pause(why_not) if why_not else runner.on_samples(batch)
+        loop = self._loop_getter()
+        if samples and loop is not None:
+            loop.call_soon(self.hub.ingest, samples)
+
+    def _not_scoring(self, runner: ModelRunner) -> str:
+        """Why the model must not score now ("" if it may): its enable signal is off, not
+        GOOD, or turned on less than `settle` ago."""
+        m = runner.cfg
+        if m.enable is None:
+            return ""
+        en = self.hub.latest.get(m.enable)
+        now = self.clock.mono()
+        if en is None or en.quality is not Quality.GOOD or not en.value:
+            self._enabled_at.pop(m.id, None)
+            state = "not GOOD" if en is not None and en.quality is not Quality.GOOD else "off"
+            return f"not scoring: {m.enable} is {state}"
+        since = self._enabled_at.setdefault(m.id, now)
+        if now - since < m.settle_s:
+            return f"not scoring: {m.enable} on for {now - since:.0f} of {m.settle_s:g} s"
+        runner.resume()
+        return ""
+
+    def _publish(self, broker: str, topic: str, payload: str, qos: int) -> object:
+        client = self.clients.get(broker)
+        if client is None:
+            raise RuntimeError(f"no connection to broker {broker}")
+        return client.publish(topic, payload, qos)
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        from floorconsole.adapters.modbus import DevicePoller
+        from floorconsole.adapters.mqtt import BrokerClient
+
+        for d in self.plant.devices:
+            sigs = self.plant.signals_of_device(d.id)
+            if not sigs:
+                continue
+            p = DevicePoller(d, sigs, self.hub, self.clock, self.links[d.id])
+            self.pollers[d.id] = p
+            self.control.writers[d.id] = p.write
+            self._tasks.append(asyncio.create_task(p.run(), name=f"poll {d.id}"))
+        for b in self.plant.brokers:
+            if b.id not in self.links:
+                continue
+            c = BrokerClient(b, self.plant.signals_of_broker(b.id), self.hub, loop, self.clock,
+                             self.links[b.id])
+            c.start()
+            self.clients[b.id] = c
+
+    async def stop(self) -> None:
+        await self.control.close()
+        # Close the connections first: a request pymodbus is waiting on fails at once,
+        # where a cancel alone can sit out the device's timeout and retries.
+        for p in self.pollers.values():
+            await p.close()
+        for t in self._tasks:
+            t.cancel()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            for t in pending:
+                log.warning("%s did not stop within %g s; left behind", t.get_name(),
+                            STOP_TIMEOUT_S)
+        self._tasks.clear()
+        for c in self.clients.values():
+            c.stop()
+        self.pollers.clear()
+        self.clients.clear()
+        self.control.writers.clear()
+
+    def tick(self) -> None:
+        """Every watchdog period: staleness of plant signals and of model inputs, rule timers,
+        and system alarms from the state of links and models."""
+        self.hub.check_stale()
+        for r in self.models.values():
+            out = r.check()
+            if out:
+                self.hub.ingest(out)
+        self.control.update_links(self.links.values())
+        for mid, r in self.models.items():
+            cond = r.condition()
+            if cond is not None:
+                self.control.raise_system("model_failure", mid, cond[1])
+            else:
+                self.control.clear_system("model_failure", mid)
+            if r.status()["drift"].get("status") == "alert":
+                self.control.raise_system("drift_alert", mid, "PSI above the alert line")
+            else:
+                self.control.clear_system("drift_alert", mid)
+        self.control.tick()
+
+
+class Engine:
+    """Owns the data directory (its lock and historian) and runs one configuration at a time:
+    the devices, the broker clients, the hub, the models.
+
+    Runs on its own asyncio loop: in the main thread for a headless service (run_forever)
+    or in a background thread under a console (start_background), so a slow screen never
+    delays polling, control logic or the historian.
+    """
+
+    def __init__(self, plant: PlantConfig, *, clock: Clock | None = None,
+                 data_dir: Path | None = None, demo: DemoControl | None = None,
+                 lock: DataDirLock | None = None) -> None:
+        from floorconsole.adapters.historian import Historian
+
+        self.clock = clock or SystemClock()
+        self.data_dir = Path(data_dir or plant.edge.data_dir)
+        self.demo = demo
+        self.outbox: Outbox | None = None
+        self.uplink: Uplink | None = None
+        if plant.uplink is not None:
+            from floorconsole.adapters.outbox import Outbox
+            from floorconsole.adapters.uplink import Uplink
+
+            # The outbox rows commit in the historian's own transactions: a sample is stored
+            # and queued for the plant broker together, or neither.
+            self.outbox = Outbox(plant.uplink)
+            broker = next(b for b in plant.brokers if b.id == plant.uplink.broker)
+            self.uplink = Uplink(plant.uplink, broker, self.outbox, edge_id=plant.edge.id,
+                                 snapshot_id=config_id(plant), clock=self.clock)
+        self.historian = Historian(self.data_dir / "history.db",
+                                   retention_s=plant.edge.retention_s, clock=self.clock,
+                                   commit_hook=self.outbox)
+        self.alarms = AlarmTable(self.clock)
+        if self.outbox is not None:
+            self.alarms.on_entry(self._uplink_alarm)
+        self.journal: AlarmJournal | None = None
+        self.active = self.build(plant)
+        self.started_wall = self.clock.wall()
+        self._lock = lock or DataDirLock(self.data_dir)
+        self.snapshots: SnapshotManager | None = None  # set when run from a snapshot store
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._rate: deque[tuple[float, int]] = deque(maxlen=50)
+        self._counted = 0  # samples of earlier configurations, so the rate survives a swap
+        self._cache_errors = self._cache_dropped = 0
+        self.ingest_rate = 0.0
+        from floorconsole.engine.api import EngineAPI
+
+        self.api = EngineAPI(self)
+
+    def _cache_alarm(self) -> None:
+        """Cache trouble: the historian failing to commit (disk full, I/O) or dropping rows."""
+        st = self.historian.stats
+        trouble = st.rows_pending > 0 and bool(st.last_error) and st.errors > self._cache_errors
+        if trouble or st.dropped > self._cache_dropped:
+            why = st.last_error or f"{st.dropped} samples dropped"
+            self.alarms.raise_system("cache_trouble", "history", why)
+        elif st.rows_pending == 0 or not st.last_error:
+            self.alarms.clear_system("cache_trouble", "history", "commits again")
+        self._cache_errors, self._cache_dropped = st.errors, st.dropped
+
+    def _uplink_alarm(self, entry: JournalEntry) -> None:
+        if self.outbox is not None:
+            from floorconsole.core.uplink import alarm_record
+
+            self.outbox.add_records("alarms", [alarm_record(entry)], entry.t_wall)
+
+    def build(self, plant: PlantConfig) -> Configuration:
+        """A configuration ready to start, beside whatever runs now."""
+        return Configuration(plant, clock=self.clock, store=self.historian,
+                             loop_getter=lambda: self._loop, alarms=self.alarms,
+                             journal=self._journal_proxy)
+
+    @property
+    def _journal_proxy(self) -> Journal:
+        return _JournalProxy(self)
+
+    # The running configuration's parts, as the engine's own (consoles and tests read these).
+    @property
+    def plant(self) -> PlantConfig:
+        return self.active.plant
+
+    @property
+    def config_id(self) -> str:
+        return self.active.config_id
+
+    @property
+    def hub(self) -> Hub:
+        return self.active.hub
+
+    @property
+    def models(self) -> dict[str, ModelRunner]:
+        return self.active.models
+
+    @property
+    def links(self) -> dict[str, LinkStats]:
+        return self.active.links
+
+    @property
+    def derived(self) -> list[SignalConfig]:
+        return self.active.derived
+
+    @property
+    def samples_in(self) -> int:
+        return self._counted + self.active.hub.samples_in
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stop() is called. Takes the data-directory lock first."""
+        self._lock.acquire()
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        watchdog: asyncio.Task[None] | None = None
+        startup: asyncio.Task[None] | None = None
+        try:
+            self.historian.start()
+            if self.uplink is not None:
+                self.uplink.start()
+            from floorconsole.adapters.alarm_journal import AlarmJournal
+
+            self.journal = AlarmJournal(self.data_dir / "alarms.db")
+            await self.active.start(self._loop)
+            watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+            log.info("engine started: configuration %s, %d devices, %d brokers, %d signals, "
+                     "data in %s", self.config_id, len(self.active.pollers),
+                     len(self.active.clients), len(self.plant.signals), self.data_dir)
+            if self.snapshots is not None:
+                startup = asyncio.create_task(self.snapshots.started(),
+                                              name="start-up health check")
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            for task in (watchdog, startup):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            await self.active.stop()
+            if self.journal is not None:
+                self.journal.close()
+            if self.uplink is not None:
+                self.uplink.stop()
+            self.historian.close()
+            if self.uplink is not None:
+                self.uplink.close()
+            self._lock.release()
+            log.info("engine stopped")
+
+    async def swap(self, new: Configuration, *, carry_values: bool = False) -> Configuration:
+        """Stop the running configuration's sources and start the new one's, between two
+        watchdog ticks. Returns the one that was running.
+
+        carry_values: plant signals the two share keep their last value, quality and trend
+        (the console does not flash "initial"); computed signals (model outputs) start
+        afresh, so a health check sees them computed by the new configuration."""
+        assert self._loop is not None
+        old = self.active
+        new.control.adopt(old.control)  # outputs that are on stay known to the new rules
+        if carry_values:
+            derived = {s.id for s in new.derived}
+            for sid, sample in old.hub.latest.items():
+                if sid in new.hub.latest and sid not in derived:
+                    new.hub.latest[sid] = sample
+                    new.hub.spark[sid].extend(old.hub.spark[sid])
+            # The machine did not stop for the swap: no second start-up settling time.
+            new._enabled_at.update(old._enabled_at)
+        await old.stop()
+        self._counted += old.hub.samples_in
+        self.active = new
+        await new.start(self._loop)
+        log.info("configuration %s replaced %s", new.config_id, old.config_id)
+        return old
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            self.active.tick()
+            self._cache_alarm()
+            now = self.clock.mono()
+            total = self.samples_in
+            self._rate.append((now, total))
+            t0, n0 = self._rate[0]
+            if now - t0 > 0:
+                self.ingest_rate = (total - n0) / (now - t0)
+
+    def run_forever(self) -> None:
+        """Headless: run in this thread until SIGINT/SIGTERM."""
+        import signal
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            runner = asyncio.create_task(self.run())
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop)
+            await runner
+
+        asyncio.run(main())
+
+    def start_background(self, timeout: float = 10.0) -> None:
+        """Start on a thread of its own; returns once sources are started (or raises why not)."""
+
+        def target() -> None:
+            try:
+                asyncio.run(self.run())
+            except BaseException as e:  # reported to the starter, not lost in a thread
+                self._failure = e
+                self._ready.set()
+
+        self._thread = threading.Thread(target=target, name="floorconsole-engine", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"engine did not start within {timeout:g} s")
+        if self._failure is not None:
+            raise self._failure
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:
+                pass  # loop already closed
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    def uptime_s(self) -> float:
+        return time.time() - self.started_wall

@@ -1,0 +1,255 @@
+"""Applying a configuration and rolling back: validate, build beside the running one, swap at
+a tick boundary, health-check, and come back by itself when the check fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from floorconsole.core.config import PlantConfig, PlantError, validate_plant
+from floorconsole.core.quality import Quality, Reason
+
+if TYPE_CHECKING:
+    from floorconsole.adapters.snapshot_store import SnapshotStore
+    from floorconsole.core.snapshot import Snapshot
+    from floorconsole.engine.runtime import Configuration, Engine
+
+log = logging.getLogger(__name__)
+
+HEALTH_WINDOW_S = 10.0  # a new configuration has this long to prove itself
+HEALTH_POLL_S = 0.02
+
+
+class ApplyRefused(Exception):
+    """A configuration refused before the swap: nothing changed."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    ok: bool
+    message: str
+    snapshot: str  # the snapshot running afterwards
+    seconds: float
+    health: str  # "ok", or why it failed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "message": self.message, "snapshot": self.snapshot,
+                "seconds": round(self.seconds, 3), "health": self.health}
+
+
+def health_problems(cfg: Configuration, since_wall: float) -> list[str]:
+    """What keeps a configuration from being healthy now; empty when it is."""
+    problems = []
+    for ln in cfg.links.values():
+        if ln.state.value != "up":
+            problems.append(f"{ln.kind} {ln.id} is {ln.state.value}"
+                            f"{': ' + ln.last_error if ln.last_error else ''}")
+    for r in cfg.models.values():
+        if r.model is None:
+            problems.append(f"model {r.cfg.id} did not load: {r.last_load_error}")
+            continue
+        s = cfg.hub.latest.get(r.score_id)
+        if s is None or s.reason is Reason.INITIAL:
+            problems.append(f"model {r.cfg.id} has not scored yet")
+        elif s.reason is Reason.OUT_OF_SERVICE:
+            en = cfg.hub.latest.get(r.cfg.enable) if r.cfg.enable else None
+            if en is not None and en.quality is Quality.GOOD and en.value:
+                problems.append(f"model {r.cfg.id} is settling: {s.detail}")
+            # else: told not to score because its machine is stopped: healthy
+        elif s.quality is not Quality.GOOD or s.value is None or not math.isfinite(float(s.value)):
+            problems.append(f"model {r.cfg.id} output is {s.quality.name}: {s.detail}")
+    for rec in cfg.control.recent:
+        if rec.action == "write" and not rec.ok and rec.t_wall >= since_wall:
+            problems.append(f"write {rec.target} failed: {rec.text}")
+    return problems
+
+
+class SnapshotManager:
+    """The engine's side of snapshots: the store, the active one, apply and rollback."""
+
+    def __init__(self, engine: Engine, store: SnapshotStore, active: Snapshot, *,
+                 base_dir: Path, health_window_s: float = HEALTH_WINDOW_S) -> None:
+        self.engine = engine
+        self.store = store
+        self.active = active
+        self.base_dir = base_dir
+        self.health_window_s = health_window_s
+        self.models_dir = engine.data_dir / "models"
+        self._busy = asyncio.Lock()
+        self.last_result: ApplyResult | None = None
+        self.start_note = ""  # why this snapshot and not the plant file's, when they differ
+
+    # -- building -------------------------------------------------------------------------
+
+    def build(self, plant: PlantConfig) -> Configuration:
+        cfg = self.engine.build(plant)
+        failed = [f"model {r.cfg.id}: {r.last_load_error}" for r in cfg.models.values()
+                  if r.model is None]
+        if failed:
+            raise ApplyRefused("; ".join(failed))
+        return cfg
+
+    async def started(self) -> None:
+        """At engine start: record that the active snapshot runs, then whether it is healthy.
+        A configuration that was healthy before but is not now (a device down at start) is
+        reported, not rolled back: there is nothing better to go back to."""
+        loop = asyncio.get_running_loop()
+        snap = self.active
+        since = time.time()
+        async with self._busy:  # an apply waits until the start-up check is known
+            await loop.run_in_executor(None, lambda: self.store.record_activation(
+                snap.id, "applied", by="engine start", note=self.start_note))
+            problems = await self.health_check(self.engine.active, since)
+            if not problems:
+                await loop.run_in_executor(None, lambda: self.store.record_activation(
+                    snap.id, "health-ok", by="engine start"))
+        if problems:
+            log.warning("snapshot %s at start: not healthy yet (%s)", snap.short,
+                        "; ".join(problems[:3]))
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def apply(self, config: dict[str, Any], *, user: str, message: str) -> ApplyResult:
+        """A new snapshot from an edited configuration, applied and health-checked."""
+        if not message.strip():
+            raise ApplyRefused("a change needs a message saying why")
+        from floorconsole.adapters.snapshot_store import SnapshotStoreError
+        from floorconsole.core.snapshot import SnapshotError, read_model_files
+
+        loop = asyncio.get_running_loop()
+        async with self._busy:
+            t0 = time.monotonic()
+
+            def store_and_validate() -> tuple[Snapshot, PlantConfig]:
+                # A model given as a path (a new package) is read and stored with the
+                # snapshot; one given as a ref is already in the store. A configuration
+                # refused below stays in the store, never activated: a record of the try.
+                files = read_model_files(config, self.base_dir)
+                snap = self.store.put(config, files, author=user, message=message,
+                                      parent=self.active.id)
+                raw = self.store.materialize(snap.id, self.models_dir)
+                return snap, validate_plant(raw, source=f"snapshot {snap.short}",
+                                            base_dir=self.base_dir)
+
+            try:
+                snap, plant = await loop.run_in_executor(None, store_and_validate)
+            except PlantError as e:
+                raise ApplyRefused("; ".join(str(p) for p in e.problems[:5])) from None
+            except (SnapshotError, SnapshotStoreError) as e:
+                raise ApplyRefused(str(e)) from None
+            if snap.id == self.active.id:
+                raise ApplyRefused("nothing changed: this is the running configuration")
+            cfg = self.build(plant)
+            return await self._switch(cfg, snap, user=user, outcome="applied", t0=t0)
+
+    async def rollback(self, ref: str, *, user: str) -> ApplyResult:
+        """An earlier snapshot, model included, back in force."""
+        loop = asyncio.get_running_loop()
+        async with self._busy:
+            t0 = time.monotonic()
+            snap = await loop.run_in_executor(None, self.store.get, ref)
+            try:
+                plant = await loop.run_in_executor(
+                    None, lambda: validate_plant(self.store.materialize(snap.id, self.models_dir),
+                                                 source=f"snapshot {snap.short}",
+                                                 base_dir=self.base_dir))
+            except PlantError as e:
+                raise ApplyRefused("; ".join(str(p) for p in e.problems[:5])) from None
+            cfg = self.build(plant)
+            return await self._switch(cfg, snap, user=user, outcome="rolled-back", t0=t0)
+
+    async def _switch(self, cfg: Configuration, snap: Snapshot, *, user: str, outcome: str,
+                      t0: float) -> ApplyResult:
+        loop = asyncio.get_running_loop()
+        prev, prev_snap = self.engine.active, self.active
+        since = time.time()
+        await self.engine.swap(cfg, carry_values=True)
+        self.active = snap
+        if self.engine.uplink is not None:
+            self.engine.uplink.set_snapshot(snap.id)
+        await loop.run_in_executor(None, lambda: self.store.record_activation(
+            snap.id, outcome, by=user))
+        problems = await self.health_check(cfg, since)
+        if not problems:
+            await loop.run_in_executor(None, lambda: self.store.record_activation(
+                snap.id, "health-ok", by="engine"))
+            result = ApplyResult(True, f"snapshot {snap.short} active and healthy "
+                                       f"({time.monotonic() - t0:.2f} s)", snap.id,
+                                 time.monotonic() - t0, "ok")
+            self.last_result = result
+            self.engine.alarms.clear_system("config_rolled_back", snap.short)
+            log.info("snapshot %s %s by %s: healthy", snap.short, outcome, user)
+            return result
+        why = "; ".join(problems[:3])
+        log.warning("snapshot %s failed its health check (%s): rolling back to %s",
+                    snap.short, why, prev_snap.short)
+        back = self.engine.build(prev.plant)
+        await self.engine.swap(back, carry_values=True)
+        self.active = prev_snap
+        await loop.run_in_executor(None, lambda: self.store.record_activation(
+            snap.id, "health-failed-rolled-back", by="engine", note=why))
+        await loop.run_in_executor(None, lambda: self.store.record_activation(
+            prev_snap.id, "rolled-back", by="engine", note=f"{snap.short} failed: {why}"))
+        self.engine.alarms.raise_system("config_rolled_back", snap.short, why)
+        result = ApplyResult(False, f"snapshot {snap.short} failed its health check ({why}); "
+                                    f"{prev_snap.short} is back", prev_snap.id,
+                             time.monotonic() - t0, why)
+        self.last_result = result
+        return result
+
+    async def health_check(self, cfg: Configuration, since_wall: float) -> list[str]:
+        """Poll until healthy or the window ends; the problems at the end (empty: healthy)."""
+        deadline = time.monotonic() + self.health_window_s
+        problems = health_problems(cfg, since_wall)
+        while problems and time.monotonic() < deadline:
+            await asyncio.sleep(HEALTH_POLL_S)
+            problems = health_problems(cfg, since_wall)
+        return problems
+
+
+def open_engine(*, data_dir: Path, base_dir: Path, user: str, plant_file: Path | None = None,
+                plant_raw: dict[str, Any] | None = None, source: str = "",
+                **engine_kwargs: Any) -> Engine:
+    """The composition root for a box: take the data directory, pick the snapshot to run
+    (the plant file's when its content is new; otherwise the active one, so changes made in
+    the console survive a restart), and build the engine on it.
+
+    Raises EngineAlreadyRunning before touching anything when another engine holds the
+    directory, PlantError or SnapshotCommandError for a configuration that cannot run."""
+    from floorconsole.adapters.snapshot_store import SnapshotStore
+    from floorconsole.core.snapshot import read_model_files
+    from floorconsole.engine.lock import DataDirLock
+    from floorconsole.engine.runtime import Engine
+    from floorconsole.engine.snapshot_cli import plan_startup
+
+    lock = DataDirLock(data_dir)
+    lock.acquire()
+    try:
+        store = SnapshotStore.in_data_dir(data_dir)
+        note = ""
+        if plant_file is not None:
+            plan = plan_startup(store, plant_file, author=user)
+            snap, note = plan.snapshot, plan.note or ""
+        else:
+            assert plant_raw is not None
+            active = store.active()
+            snap = store.put(plant_raw, read_model_files(plant_raw, base_dir), author=user,
+                             message=source or "configuration given at start",
+                             parent=active.snapshot if active is not None else None)
+        raw = store.materialize(snap.id, data_dir / "models")
+        plant = validate_plant(raw, source=source or f"snapshot {snap.short}", base_dir=base_dir)
+        engine = Engine(plant, data_dir=data_dir, lock=lock, **engine_kwargs)
+    except BaseException:
+        lock.release()
+        raise
+    mgr = SnapshotManager(engine, store, snap, base_dir=base_dir)
+    mgr.start_note = note
+    if note:
+        log.warning("%s", note)
+    engine.snapshots = mgr
+    return engine
