@@ -1,0 +1,1 @@
+"""Textual console: app, screens, widgets."""

@@ -1,0 +1,68 @@
+"""Text for cells: sparklines, ages, quality with shape and words (never colour alone)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich.text import Text
+
+from floorconsole.core.quality import QUALITY_SHAPE, Quality
+from floorconsole.core.units import format_duration
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int, lo: float | None = None,
+              hi: float | None = None) -> str:
+    """The last `width` values as block characters, scaled to lo..hi (or their own range)."""
+    if not values or width <= 0:
+        return ""
+    vals = list(values)[-width:]
+    a = min(vals) if lo is None else lo
+    b = max(vals) if hi is None else hi
+    if b - a <= 1e-12:
+        return BARS[3] * len(vals)
+    n = len(BARS) - 1
+    return "".join(BARS[max(0, min(n, round((v - a) / (b - a) * n)))] for v in vals)
+
+
+def quality_text(quality: str, reason: str, colors: Mapping[str, str], *, short: bool = False) -> Text:
+    q = Quality[quality]
+    shape = QUALITY_SHAPE[q]
+    if q is Quality.GOOD:
+        return Text(f"{shape} GOOD", style=colors.get("quality-good", ""))
+    label = "BAD" if q is Quality.BAD else "UNCERT"
+    words = f"{shape} {label}" if short or not reason else f"{shape} {label} {reason}"
+    key = "quality-bad" if q is Quality.BAD else "quality-uncertain"
+    return Text(words, style=f"bold {colors.get(key, '')}".strip())
+
+
+def age_text(age_s: float) -> str:
+    return format_duration(age_s)
+
+
+def value_text(value: str, unit: str, quality: str, colors: Mapping[str, str]) -> Text:
+    """A value that is not GOOD is greyed: never a healthy-looking number from a dead source."""
+    text = f"{value} {unit}".rstrip() if unit else value
+    if quality == "GOOD":
+        return Text(text, style=colors.get("quality-good", ""), justify="right")
+    return Text(text, style=f"{colors.get('stale', '')} strike" if quality == "BAD"
+                else colors.get("stale", ""), justify="right")
+
+
+def quality_cell(quality: str) -> tuple[str, str, str]:
+    """(text, theme variable, modifiers) for the quality column: shape and word, always."""
+    q = Quality[quality]
+    if q is Quality.GOOD:
+        return (f"{QUALITY_SHAPE[q]} GOOD", "quality-good", "")
+    if q is Quality.BAD:
+        return (f"{QUALITY_SHAPE[q]} BAD", "quality-bad", "bold")
+    return (f"{QUALITY_SHAPE[q]} UNCERT", "quality-uncertain", "bold")
+
+
+def value_cell(value: str, unit: str, quality: str) -> tuple[str, str, str]:
+    """A value that is not GOOD is greyed (and struck through when BAD)."""
+    text = f"{value} {unit}".rstrip() if unit else value
+    if quality == "GOOD":
+        return (text, "quality-good", "")
+    return (text, "stale", "strike" if quality == "BAD" else "italic")

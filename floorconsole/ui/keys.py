@@ -1,0 +1,108 @@
+"""Every key of the console, by screen: the table the help screen shows and the tests check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHelp:
+    keys: tuple[str, ...]  # every key that does it, as Textual names them ("f1", "question_mark")
+    what: str
+
+    @property
+    def shown(self) -> str:
+        """The keys as a person reads them: 'F1 h ?'."""
+        return " ".join(key_label(k) for k in self.keys)
+
+
+_LABELS = {
+    "escape": "Esc", "backspace": "Backspace", "enter": "Enter", "question_mark": "?",
+    "slash": "/", "up": "↑", "down": "↓", "pageup": "PgUp", "pagedown": "PgDn",
+    "home": "Home", "end": "End", "tab": "Tab",
+}
+
+
+def key_label(key: str) -> str:
+    if key in _LABELS:
+        return _LABELS[key]
+    if len(key) >= 2 and key[0] == "f" and key[1:].isdigit():
+        return key.upper()
+    return key
+
+
+KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
+    ("Overview", (
+        KeyHelp(("up", "down", "pageup", "pagedown"), "move through the signals"),
+        KeyHelp(("enter", "d"), "open the detail of the selected signal"),
+        KeyHelp(("slash", "f7"), "search signals by name (Enter keeps it, Esc clears it)"),
+        KeyHelp(("b", "f8"), "show only signals that are not GOOD (again: all)"),
+        KeyHelp(("g",), "group the signals by asset (again: one list)"),
+        KeyHelp(("f2", "A"), "alarms: acknowledge, shelve, filter, the journal, alarm KPIs"),
+        KeyHelp(("f3", "R"), "rules: each rule's live state, timers and last action results"),
+        KeyHelp(("f4", "M"), "the model: drift of each feature against its training data"),
+        KeyHelp(("f5", "S"), "snapshots: every configuration that ran, diff, one-key rollback"),
+        KeyHelp(("U",), "uplink: plant broker, backlog, drain progress and time left, drops"),
+        KeyHelp(("escape",), "clear the search"),
+    )),
+    ("Alarms", (
+        KeyHelp(("a", "enter"), "acknowledge the selected alarm"),
+        KeyHelp(("A",), "acknowledge every unacknowledged alarm shown"),
+        KeyHelp(("s",), "shelve the selected alarm for 15 min, 1 h, 4 h or 8 h (the most)"),
+        KeyHelp(("u",), "unshelve the selected alarm"),
+        KeyHelp(("f", "p", "n"), "filter by state, by priority; show normal alarms too"),
+        KeyHelp(("j",), "the alarm journal: every transition, who and when"),
+    )),
+    ("Snapshots", (
+        KeyHelp(("r",), "roll back to the selected snapshot (asks first; health-checked)"),
+        KeyHelp(("space", "d"), "mark a snapshot, then d: what changed from it to the selected"),
+        KeyHelp(("v",), "the activation history: what ran when, and how its check went"),
+        KeyHelp(("y", "n"), "answer a confirmation (Esc is no)"),
+    )),
+    ("Rules", (
+        KeyHelp(("e", "enter"), "edit the selected rule: threshold, deadband, delays, quality "
+                                "policy, where its actions write or publish"),
+        KeyHelp(("n",), "add a rule from a template"),
+        KeyHelp(("t",), "enable or disable the selected rule (here t is not the theme)"),
+        KeyHelp(("escape", "backspace"), "back to the overview"),
+        KeyHelp(("tab", "shift+tab"), "rule editor: next or previous field (Enter moves on too)"),
+        KeyHelp(("f5",), "rule editor: dry run over the last hour and day of history"),
+        KeyHelp(("f8",), "rule editor: apply; shows the dry run and asks why, then applies"),
+        KeyHelp(("f3", "f4"), "rule editor: add an action, or remove the one you are in"),
+        KeyHelp(("escape",), "rule editor and its dialogs: close without applying"),
+        KeyHelp(("enter",), "apply dialog: apply with the message typed"),
+    )),
+    ("Model and drift", (
+        KeyHelp(("up", "down"), "choose a feature"),
+        KeyHelp(("escape", "backspace"), "back to the overview"),
+    )),
+    ("Signal detail", (
+        KeyHelp(("m",), "history of the last 5 minutes"),
+        KeyHelp(("o",), "history of the last hour"),
+        KeyHelp(("d",), "history of the last 24 hours (a day)"),
+        KeyHelp(("c",), "custom range: 90m, 2h, 1d back from now, or two times "
+                        "2026-11-23T10:00 2026-11-23T12:00 (local; Z for UTC)"),
+        KeyHelp(("y",), "y axis: the data's min/max, or the signal's engineering range"),
+        KeyHelp(("x", "f12"), "export the shown range to CSV (UTC times)"),
+        KeyHelp(("escape", "backspace"), "back to the overview (Esc also closes the range entry)"),
+    )),
+    ("Everywhere", (
+        KeyHelp(("f1", "h", "question_mark"), "this help"),
+        KeyHelp(("escape", "q", "f1"), "close this help"),
+        KeyHelp(("t",), "next colour theme"),
+        KeyHelp(("q", "f10"), "quit the console (not in kiosk mode)"),
+    )),
+    ("Demo", (
+        KeyHelp(("1", "2", "3", "4", "5", "6"), "inject or clear a simulated fault (overview; "
+                                                "the line above the table lists them, * when "
+                                                "active)"),
+    )),
+)
+
+
+def keys_of(group: str) -> set[str]:
+    """Every key listed in one group."""
+    for name, entries in KEYS:
+        if name == group:
+            return {k for e in entries for k in e.keys}
+    raise KeyError(f"no key group {group!r}; have {', '.join(n for n, _ in KEYS)}")

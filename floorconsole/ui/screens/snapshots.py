@@ -1,0 +1,183 @@
+"""The snapshots screen: every configuration that ran here, the active one marked, a diff
+between any two in plant words, rollback with one key (and a confirmation), the activation
+history."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Static
+
+from floorconsole.engine.frames import Frame
+from floorconsole.ui.screens.alarms import console_user
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """Yes or no, with the question spelled out; Esc is no."""
+
+    BINDINGS = [Binding("escape,n", "answer(False)", "No"), Binding("y", "answer(True)", "Yes")]
+    DEFAULT_CSS = """
+    ConfirmDialog { align: center middle; }
+    ConfirmDialog > Vertical { width: 64; height: auto; border: round $primary;
+                               background: $surface; padding: 1 2; }
+    ConfirmDialog Button { margin: 1 1 0 0; }
+    """
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question)
+            yield Button("Yes (y)", id="yes", variant="warning")
+            yield Button("No (n, Esc)", id="no")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class SnapshotScreen(Screen[None]):
+    """Snapshots, newest first."""
+
+    BINDINGS = [
+        Binding("escape,backspace", "app.pop_screen", "Back", key_display="Esc"),
+        Binding("r", "rollback", "Rollback"),
+        Binding("space", "mark", "Mark"),
+        Binding("d", "diff", "Diff"),
+        Binding("v", "history", "Activations"),
+    ]
+
+    DEFAULT_CSS = """
+    SnapshotScreen DataTable { height: 1fr; }
+    SnapshotScreen #below { height: 12; padding: 0 1; background: $surface;
+                            border-top: solid $panel; overflow-y: auto; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[dict[str, Any]] = []
+        self.marked: str | None = None
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[Text | str] = DataTable(cursor_type="row")
+        yield table
+        yield Static("space marks a snapshot; d shows what changed from the marked one to the "
+                     "selected one; r rolls back to the selected one", id="below")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        t = self.query_one(DataTable)
+        for key, label, width in (("active", "", 2), ("id", "Snapshot", 12),
+                                  ("created", "Created", 19), ("author", "Author", 10),
+                                  ("message", "Message", 40)):
+            t.add_column(label, key=key, width=width)
+        t.focus()
+        self.load()
+
+    def show_frame(self, frame: Frame) -> None:
+        active = next((r["short"] for r in self._rows if r["active"]), None)
+        if self._rows and frame.snapshot and active != frame.snapshot:
+            self.load()  # a rollback or apply happened (here or elsewhere)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="snapshots")
+    def load(self) -> None:
+        get = getattr(self.app.api, "snapshots", None)
+        try:
+            rows = list(reversed(get())) if get is not None else []
+        except Exception as e:  # an engine without a store: say so
+            self.app.call_from_thread(self._message, f"no snapshots: {e}")
+            return
+        self.app.call_from_thread(self._fill, rows)
+
+    def _fill(self, rows: list[dict[str, Any]]) -> None:
+        t = self.query_one(DataTable)
+        cursor = t.cursor_row
+        t.clear()
+        for r in rows:
+            mark = "●" if r["active"] else ("◇" if r["id"] == self.marked else "")
+            t.add_row(mark, r["short"], _when(r["created"]), r["author"],
+                      r["message"].splitlines()[0] if r["message"] else "", key=r["id"])
+        self._rows = rows
+        if rows:
+            t.move_cursor(row=min(cursor, len(rows) - 1))
+
+    def _message(self, text: str | Text) -> None:
+        self.query_one("#below", Static).update(text)
+
+    def _selected(self) -> dict[str, Any] | None:
+        t = self.query_one(DataTable)
+        if not self._rows or not (0 <= t.cursor_row < len(self._rows)):
+            return None
+        return self._rows[t.cursor_row]
+
+    def action_mark(self) -> None:
+        r = self._selected()
+        if r is not None:
+            self.marked = r["id"]
+            self._fill(self._rows)
+            self._message(f"marked {r['short']}; select another and press d for the diff")
+
+    def action_diff(self) -> None:
+        r = self._selected()
+        if r is None:
+            return
+        base = self.marked or next((x["id"] for x in self._rows if x["active"]), None)
+        if base is None or base == r["id"]:
+            self._message("mark a different snapshot first (space)")
+            return
+        lines = self.app.api.snapshot_diff(base, r["id"])  # type: ignore[attr-defined]
+        text = Text(f"from {base[:12]} to {r['short']}:\n", style="bold")
+        text.append("\n".join(lines) if lines else "no difference")
+        self._message(text)
+
+    def action_history(self) -> None:
+        acts = self.app.api.activations(50)  # type: ignore[attr-defined]
+        text = Text("activations, newest first:\n", style="bold")
+        for a in acts:
+            text.append(f"{_when(a['at'])}  {a['snapshot']}  {a['outcome']:<26} {a['by']:<12} "
+                        f"{a['note']}\n")
+        self._message(text)
+
+    def action_rollback(self) -> None:
+        r = self._selected()
+        if r is None:
+            return
+        if r["active"]:
+            self.notify("that snapshot is already the active one", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._message(f"rolling back to {r['short']} …")
+                self.rollback(r["id"])
+
+        self.app.push_screen(ConfirmDialog(
+            f"Roll back to snapshot {r['short']} ({r['author']}: {r['message']})?\n"
+            "Its rules, devices and model replace the running ones, then it is "
+            "health-checked; if the check fails the current one comes back."), answered)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="rollback")
+    def rollback(self, snapshot: str) -> None:
+        result = self.app.api.command("snapshot.rollback", snapshot=snapshot,
+                                      user=console_user())
+        self.app.call_from_thread(self.notify, result["message"],
+                                  severity="information" if result["ok"] else "error",
+                                  timeout=10)
+        self.app.call_from_thread(self._message, result["message"])
+        self.load()

@@ -1,0 +1,87 @@
+"""The uplink screen: the plant broker's state, the backlog, and how the drain is going."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from floorconsole.core.units import format_duration
+from floorconsole.engine.frames import Frame
+from floorconsole.ui.widgets.status_bars import Bar
+
+SHAPE = {"up": "●", "connecting": "○", "waiting for host": "◐", "down": "✕", "stopped": "✕"}
+
+
+def _size(n: int) -> str:
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= k:
+            return f"{n / k:.1f} {unit}"
+    return f"{n} B"
+
+
+def uplink_text(frame: Frame, colors: dict[str, str], width: int) -> Text:
+    st = frame.uplink
+    t = Text()
+    if st is None:
+        t.append("Uplink\nnone configured: nothing leaves this box ([uplink] in the plant file)")
+        return t
+    bad = st.state not in ("up",)
+    style = f"bold {colors.get('quality-bad' if st.state in ('down', 'stopped') else 'quality-uncertain', '')}"
+    t.append("Uplink to ", style="bold")
+    t.append(f"{st.broker} ({st.endpoint})  ")
+    t.append(f"{SHAPE.get(st.state, '?')} {st.state}", style=style if bad else "bold")
+    t.append(f" for {format_duration(st.state_age_s)}")
+    if st.last_error:
+        t.append(f"  {st.last_error}", style=colors.get("muted", ""))
+    t.append("\n\n")
+    t.append(f"backlog      {st.backlog_rows:,} samples in {st.backlog_messages:,} messages, "
+             f"{_size(st.backlog_bytes)}")
+    if st.backlog_full:
+        t.append("  FULL", style=f"bold {colors.get('alarm-high', '')}")
+    t.append("\n")
+    oldest = ("—" if st.oldest_age_s is None or not st.backlog_rows
+              else format_duration(st.oldest_age_s))
+    t.append(f"oldest unsent {oldest}\n")
+    if st.draining:
+        frac = st.drain_progress or 0.0
+        bar_w = max(10, width - 30)
+        filled = round(frac * bar_w)
+        left = "—" if st.time_left_s is None else format_duration(st.time_left_s)
+        t.append(f"draining     {st.drain_rate:,.0f} samples/s, {left} left\n")
+        t.append("             " + "█" * filled + "·" * (bar_w - filled) + f" {frac * 100:.0f}%\n",
+                 style=colors.get("trend", ""))
+    else:
+        t.append("draining     no (live data only)\n")
+    lag = "—" if st.live_lag_s is None else f"{st.live_lag_s:.2f} s"
+    t.append(f"live lag     {lag}\n")
+    t.append(f"published    {st.published:,}  acknowledged {st.acked:,}  in flight {st.inflight}"
+             f"  next seq {st.next_seq:,}  reconnects {st.reconnects}\n")
+    if st.dropped_total or st.disk_full or st.db_errors:
+        t.append("dropped      " + (", ".join(f"{r} {n:,}" for r, n in st.dropped if n)
+                                    or "none")
+                 + f"  disk full {st.disk_full}  database errors {st.db_errors}",
+                 style=f"bold {colors.get('alarm-high', '')}")
+        if st.db_last_error:
+            t.append(f"  {st.db_last_error}", style=colors.get("muted", ""))
+        t.append("\n")
+    else:
+        t.append("dropped      none\n")
+    return t
+
+
+class UplinkScreen(Screen[None]):
+    """Store-and-forward to the plant broker, as it stands."""
+
+    BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back", key_display="Esc")]
+    DEFAULT_CSS = "UplinkScreen #uplink { height: 1fr; padding: 1 2; }"
+
+    def compose(self) -> ComposeResult:
+        yield Bar("", id="uplink")
+        yield Footer()
+
+    def show_frame(self, frame: Frame) -> None:
+        self.query_one("#uplink", Bar).set_text(
+            uplink_text(frame, self.app.theme_variables, self.size.width - 4))

@@ -1,0 +1,129 @@
+"""The model panel (score against its warning and critical lines) and the drift panel (PSI per
+feature, worst first); both say plainly when there is no model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rich.text import Text
+
+from floorconsole.engine.frames import Frame, ModelView
+from floorconsole.ui.format import sparkline
+from floorconsole.ui.widgets.status_bars import Bar
+
+STATE_SHAPE = {"normal": "●", "warning": "▲", "critical": "◆◆"}
+STATE_COLOR = {"normal": "quality-good", "warning": "alarm-high", "critical": "alarm-critical"}
+DRIFT_SHAPE = {"ok": "●", "warn": "▼", "alert": "◆", "filling": "○"}
+DRIFT_COLOR = {"ok": "quality-good", "warn": "alarm-medium", "alert": "alarm-high",
+               "filling": "muted"}
+
+
+def _num(v: float | None, fmt: str = ".3f") -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def model_text(m: ModelView, colors: Mapping[str, str], width: int) -> Text:
+    t = Text()
+    t.append(f"Model {m.id}", style="bold")
+    t.append(f" v{m.version} {m.sha[:6]}\n" if m.running else "\n",
+             style=colors.get("muted", ""))
+    if not m.running:
+        t.append(f"✕ NOT RUNNING\n{m.load_error}\n", style=f"bold {colors.get('quality-bad', '')}")
+        return t
+    if m.load_error:
+        t.append(f"◆ new package refused: {m.load_error}\n",
+                 style=colors.get("quality-uncertain", ""))
+    if m.quality != "GOOD":
+        shape = "✕" if m.quality == "BAD" else "◆"
+        key = "quality-bad" if m.quality == "BAD" else "quality-uncertain"
+        t.append(f"{shape} {m.quality} {m.quality_detail}\n", style=f"bold {colors.get(key, '')}")
+    state = m.state
+    t.append(f"{STATE_SHAPE.get(state, '?')} {state.upper()}",
+             style=("bold " if state != "normal" else "") + colors.get(STATE_COLOR[state], ""))
+    t.append(f"  score {_num(m.smoothed)}  warn {_num(m.warning)}  crit {_num(m.critical)}\n")
+    if m.trend:
+        top = max((m.critical or 1.0) * 1.2, max(m.trend))
+        spark = sparkline(m.trend, max(8, width - 2), 0.0, top)
+        t.append(spark + "\n", style=colors.get("trend", ""))
+        t.append(f"trend of the smoothed score, scale 0–{top:.2f}\n",
+                 style=colors.get("muted", ""))
+    t.append(f"infer {_num(m.inference_ms, '.2f')} ms · window {_num(m.window_ms, '.2f')} ms"
+             f" · n {m.windows}", style=colors.get("muted", ""))
+    if m.bad_outputs:
+        t.append(f" · {m.bad_outputs} bad", style=colors.get("quality-uncertain", ""))
+    t.append("\n")
+    return t
+
+
+def drift_text(m: ModelView, colors: Mapping[str, str], width: int, rows: int = 8) -> Text:
+    t = Text()
+    st = m.drift_status
+    t.append("Drift ", style="bold")
+    t.append(f"{DRIFT_SHAPE.get(st, '?')} {st.upper()}",
+             style=("bold " if st in ("warn", "alert") else "") + colors.get(DRIFT_COLOR.get(st, "muted"), ""))
+    if st == "filling" or m.drift_count < m.drift_needed:
+        t.append(f"\ncollecting {m.drift_count} of {m.drift_needed} windows before drift "
+                 "figures mean anything", style=colors.get("muted", ""))
+        return t
+    else:
+        t.append(f"  PSI max {_num(m.psi_max, '.2f')} {m.worst}\n")
+    name_w = max(8, min(14, width - 16))
+    bar_w = max(4, width - name_w - 8)
+    scale = m.psi_alert * 2 or 0.5
+    for f in m.features[:rows]:
+        filled = min(bar_w, round(f.psi / scale * bar_w))
+        color = colors.get(DRIFT_COLOR.get(f.status, "muted"), "")
+        t.append(f"{f.name[:name_w]:<{name_w}} ")
+        t.append("█" * filled, style=color)
+        t.append("·" * (bar_w - filled), style=colors.get("muted", ""))
+        t.append(f" {f.psi:5.2f}", style=("bold " if f.status != "ok" else "") + color)
+        t.append(f"{DRIFT_SHAPE.get(f.status, '')}\n" if f.status != "ok" else "\n", style=color)
+    ph = "fired" if m.page_hinkley_fired else "ok"
+    t.append(f"score Page-Hinkley {_num(m.page_hinkley, '.2f')} {ph}",
+             style=colors.get("alarm-high" if m.page_hinkley_fired else "muted", ""))
+    return t
+
+
+def model_line(frame: Frame) -> str:
+    """One line for narrow terminals."""
+    if not frame.models:
+        return "model: no model configured"
+    parts = []
+    for m in frame.models:
+        if not m.running:
+            parts.append(f"model {m.id}: ✕ NOT RUNNING {m.load_error}")
+            continue
+        parts.append(f"model {m.id}: {STATE_SHAPE.get(m.state, '')} {m.state.upper()} "
+                     f"score {_num(m.smoothed)}/{_num(m.warning)} · drift "
+                     f"{DRIFT_SHAPE.get(m.drift_status, '')} {m.drift_status} "
+                     f"PSI {_num(m.psi_max, '.2f')}")
+    return " │ ".join(parts)
+
+
+class ModelPanel(Bar):
+    """Score, state, thresholds and trend of each model (or that there is none)."""
+
+    def show(self, frame: Frame, colors: Mapping[str, str]) -> None:
+        if not frame.models:
+            self.set_text("Model\nno model configured")
+            return
+        width = max(20, self.size.width - 2)
+        out = Text()
+        for m in frame.models:
+            out.append_text(model_text(m, colors, width))
+        self.set_text(out)
+
+
+class DriftPanel(Bar):
+    """PSI per feature against the model's training data, worst first."""
+
+    def show(self, frame: Frame, colors: Mapping[str, str]) -> None:
+        if not frame.models:
+            self.set_text("Drift\nno model configured: nothing to compare")
+            return
+        width = max(20, self.size.width - 2)
+        rows = max(3, self.size.height - 3) if self.size.height else 8
+        out = Text()
+        for m in frame.models:
+            out.append_text(drift_text(m, colors, width, rows))
+        self.set_text(out)

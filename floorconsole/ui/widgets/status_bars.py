@@ -1,0 +1,147 @@
+"""One-line bars: the header, the condition banner and the link bar."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from rich.text import Text
+from textual.widgets import Static
+
+from floorconsole.core.units import format_duration
+from floorconsole.engine.frames import Frame
+
+SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+SEVERITY_SHAPE = {"critical": "◆◆", "high": "▲", "medium": "▼", "low": "○"}
+LINK_SHAPE = {"up": "●", "degraded": "◐", "connecting": "○", "down": "✕"}
+
+
+class Bar(Static):
+    """A one-line bar that repaints only when its text changed, and never asks for a layout
+    pass (its height is fixed): a layout pass would re-render every visible table row."""
+
+    def set_text(self, content: Text | str) -> None:
+        if content != getattr(self, "_last", None):
+            self._last = content
+            self.update(content, layout=False)
+
+
+class HeaderBar(Bar):
+    """Site, edge id, configuration, control mode and the clock."""
+
+    DEFAULT_CSS = """
+    HeaderBar { height: 1; background: $panel; color: $foreground; text-style: bold; }
+    """
+
+    def show(self, frame: Frame, width: int) -> None:
+        clock = time.strftime("%H:%M:%S", time.localtime(frame.t_wall))
+        cfg = f"snapshot {frame.snapshot[:6]}" if frame.snapshot else f"config {frame.config_id[:6]}"
+        parts = ["floorconsole", frame.site, frame.edge_id, cfg, frame.control_mode.upper()]
+        if width < 90:
+            parts = [frame.site or "floorconsole", frame.edge_id, cfg.replace("snapshot", "snap")]
+        left = " · ".join(p for p in parts if p)
+        pad = max(1, width - len(left) - len(clock) - 2)
+        self.set_text(f" {left}{' ' * pad}{clock} ")
+
+
+class Banner(Bar):
+    """The highest-priority condition first, with the count of the rest; grey when all is well."""
+
+    DEFAULT_CSS = """
+    Banner { height: 1; background: $banner-normal; color: $banner-text; }
+    """
+
+    def show(self, frame: Frame, colors: Mapping[str, str]) -> None:
+        shown = [a for a in frame.alarms if a.state in ("UNACK", "RTN_UNACK", "ACKED")]
+        if shown:
+            self._alarm(frame, shown, colors)
+            return
+        conds = sorted(frame.conditions, key=lambda c: (SEVERITY_ORDER.get(c.severity, 9), -c.age_s))
+        if not conds:
+            bad = sum(1 for s in frame.signals if s.quality == "BAD")
+            text = Text(" No active conditions", style=colors.get("banner-text", ""))
+            if bad:
+                text = Text(f" {bad} signal(s) BAD — see the Quality column",
+                            style=colors.get("quality-bad", ""))
+            self.set_text(text)
+            return
+        top = conds[0]
+        shape = SEVERITY_SHAPE.get(top.severity, "!")
+        text = Text()
+        text.append(f" {shape} {top.severity.upper()} ", style=f"bold reverse "
+                    f"{colors.get('alarm-' + top.severity, '')}".strip())
+        text.append(f" {top.text}  {format_duration(top.age_s)}",
+                    style=f"bold {colors.get('alarm-' + top.severity, '')}".strip())
+        if len(conds) > 1:
+            text.append(f"   +{len(conds) - 1} more", style="bold")
+        self.set_text(text)
+
+
+    def _alarm(self, frame: Frame, shown: list, colors: Mapping[str, str]) -> None:  # type: ignore[type-arg]
+        top = shown[0]  # the frame lists alarms in banner order: most urgent unacknowledged
+        color = colors.get("alarm-" + top.priority, "")
+        unack = top.state in ("UNACK", "RTN_UNACK")
+        state = {"UNACK": "UNACK", "RTN_UNACK": "RETURNED, UNACK", "ACKED": "ACK"}[top.state]
+        since = time.strftime("%H:%M:%S", time.localtime(top.activated)) if top.activated else ""
+        text = Text()
+        text.append(f" {SEVERITY_SHAPE.get(top.priority, '!')} {top.priority.upper()} ",
+                    style=f"bold {'reverse ' if unack else ''}{color}".strip())
+        text.append(f" {top.message}", style=f"bold {color}".strip() if unack else color)
+        if top.text:
+            text.append(f"  {top.text}", style=color)
+        text.append(f"  {state} {since}", style="bold" if unack else "")
+        s = frame.alarm_summary
+        if s is not None:
+            text.append(f"   {s.active} active · {s.unack} unack", style="bold")
+        if len(shown) > 1:
+            text.append(f" (+{len(shown) - 1} more, F2)")
+        self.set_text(text)
+
+
+class LinkBar(Bar):
+    """Each device and broker: state (shape and word), last round trip, errors, malformed."""
+
+    DEFAULT_CSS = """
+    LinkBar { height: 1; background: $panel; color: $foreground; }
+    """
+
+    def show(self, frame: Frame, colors: Mapping[str, str], width: int) -> None:
+        text = Text(" ")
+        for ln in frame.links:
+            bad = ln.state in ("down", "degraded", "connecting")
+            style = f"bold {colors.get('quality-bad' if ln.state == 'down' else 'quality-uncertain', '')}" \
+                if bad else ""
+            text.append(f"{ln.id} {LINK_SHAPE.get(ln.state, '?')} {ln.state}", style=style.strip())
+            if ln.kind == "device" and ln.last_rtt_ms is not None and ln.state != "down":
+                text.append(f" {ln.last_rtt_ms:.0f}ms" if ln.last_rtt_ms >= 1 else
+                            f" {ln.last_rtt_ms:.1f}ms")
+            if ln.errors:
+                text.append(f" err {ln.errors}")
+            if ln.malformed:
+                text.append(f" malformed {ln.malformed}",
+                            style=colors.get("quality-uncertain", ""))
+            text.append("  │ ")
+        up = frame.uplink
+        if up is not None:
+            shape = {"up": "●", "connecting": "○", "waiting for host": "◐"}.get(up.state, "✕")
+            style = "" if up.state == "up" else f"bold {colors.get('quality-uncertain', '')}"
+            text.append(f"uplink {shape} {up.state}", style=style.strip())
+            if up.backlog_rows:
+                text.append(f" backlog {_count(up.backlog_rows)}")
+            text.append("  │ ")
+        h = frame.historian
+        text.append(f"history {_count(h.rows_committed)} rows")
+        if h.errors or h.dropped:
+            text.append(f" errors {h.errors} dropped {h.dropped}",
+                        style=f"bold {colors.get('quality-bad', '')}")
+        if width >= 100:
+            text.append(f"  │ {frame.ingest_rate:.0f} samples/s", style=colors.get("muted", ""))
+        self.set_text(text)
+
+
+def _count(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f} M"
+    if n >= 10_000:
+        return f"{n / 1e3:.0f} k"
+    return str(n)
