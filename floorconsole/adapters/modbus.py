@@ -196,6 +196,8 @@ class DevicePoller:
                     await self.poll_once()
                 except Exception:  # a bug downstream must not silence the device for good
                     log.exception("%s: poll failed", self.device.id)
+                if _cancel_swallowed():
+                    raise asyncio.CancelledError()
                 deadline += period
                 now = loop.time()
                 if now > deadline:
@@ -614,3 +616,16 @@ class DevicePoller:
         raw = list(response.registers[:point.width])
         [decoded] = block.decode(raw)
         return raw, None if isinstance(decoded, DecodeProblem) else decoded, ""
+
+
+def _cancel_swallowed() -> bool:
+    """True when this task was cancelled but the CancelledError never reached it.
+
+    Python 3.11's asyncio.wait_for returns the inner result when a cancel lands just as that
+    result arrives (fixed in 3.12), and pymodbus awaits every request and connect through
+    it. A poll loop cancelled at that instant would poll on for ever, and whoever awaits it
+    (an engine stopping, a configuration swap) would hang. Measured: 22 of 300 cancels of a
+    2 ms poll loop were swallowed. The request stays counted in Task.cancelling().
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
