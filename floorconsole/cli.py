@@ -141,6 +141,9 @@ def _console_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theme", default="isa101", help="isa101 (default), dark, high-contrast")
     p.add_argument("--refresh", type=float, default=4.0, metavar="HZ",
                    help="console refresh rate in Hz (default 4; lower it on slow links)")
+    p.add_argument("--kiosk", action="store_true",
+                   help="HMI panel mode: no quit, suspend or shell escape; starts locked to "
+                        "viewer; only an admin PIN leaves it")
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -304,7 +307,8 @@ def _run_engine(data_dir: Path, *, headless: bool, args: argparse.Namespace,
     try:
         from floorconsole.ui.app import make_app
 
-        app = make_app(engine.api, theme=args.theme, refresh_hz=args.refresh)
+        kiosk = {"kiosk": True} if args.kiosk else {}
+        app = make_app(engine.api, theme=args.theme, refresh_hz=args.refresh, **kiosk)
         app.run()
     finally:
         engine.stop()
