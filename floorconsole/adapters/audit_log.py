@@ -1,0 +1,275 @@
+"""The audit trail: hash-chained, append-only records and head checkpoints in `audit.db`.
+
+Unlike the alarm journal, nothing is queued: `append` commits (synchronous=FULL) before it
+returns, because a control action waits on its record and must not run if the record cannot be
+written. Each append is one BEGIN IMMEDIATE transaction that reads the head and chains to it,
+so the engine and a CLI (`floorconsole users ...`) appending to the same file keep one chain.
+
+Triggers refuse UPDATE and DELETE on both tables. Someone with the file can drop them; the
+chain and the checkpoints are what show that they did (`floorconsole audit verify`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from floorconsole.core.audit import (
+    GENESIS,
+    AuditRecord,
+    Checkpoint,
+    VerifyResult,
+    make_record,
+    verify_chain,
+)
+from floorconsole.core.clock import Clock, SystemClock
+
+SCHEMA_VERSION = 1
+FILE_NAME = "audit.db"
+CHECKPOINT_EVERY = 100
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    seq       INTEGER PRIMARY KEY,
+    t_wall    REAL NOT NULL,      -- wall-clock UTC epoch seconds
+    user      TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    target    TEXT NOT NULL,
+    detail    TEXT NOT NULL,      -- canonical JSON
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_records_t ON audit_records (t_wall);
+CREATE INDEX IF NOT EXISTS audit_records_user ON audit_records (user, seq);
+CREATE INDEX IF NOT EXISTS audit_records_kind ON audit_records (kind, seq);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq       INTEGER PRIMARY KEY,   -- the head record's seq when it was taken
+    t_wall    REAL NOT NULL,
+    count     INTEGER NOT NULL,
+    head_hash TEXT NOT NULL
+);
+"""
+
+TRIGGERS = ("audit_records_no_update", "audit_records_no_delete",
+            "audit_checkpoints_no_update", "audit_checkpoints_no_delete")
+
+_APPEND_ONLY = """
+CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"""
+
+_COLUMNS = "seq, t_wall, user, kind, target, detail, prev_hash, hash"
+_INSERT = f"INSERT INTO audit_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_CHECKPOINT = ("INSERT OR IGNORE INTO audit_checkpoints (seq, t_wall, count, head_hash) "
+               "VALUES (?, ?, ?, ?)")
+
+
+class AuditError(Exception):
+    """The audit trail cannot be opened or written; whatever was to be recorded must not run."""
+
+
+class AuditLog:
+    """Append records to the chain; query them for the audit screen; verify the chain."""
+
+    def __init__(self, path: str | Path, *, clock: Clock | None = None,
+                 readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.clock: Clock = clock or SystemClock()
+        self.readonly = readonly
+        self._lock = threading.Lock()
+        try:
+            if readonly:
+                if not self.path.exists():
+                    raise AuditError(f"no audit trail at {self.path}")
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                       check_same_thread=False, isolation_level=None,
+                                       timeout=10.0)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, check_same_thread=False,
+                                       isolation_level=None, timeout=10.0)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise AuditError(f"{self.path}: audit schema version {version}; this "
+                                 f"floorconsole reads up to {SCHEMA_VERSION}")
+            if not readonly:
+                conn.executescript(SCHEMA + _APPEND_ONLY.format(table="audit_records")
+                                   + _APPEND_ONLY.format(table="audit_checkpoints"))
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as e:
+            raise AuditError(f"{self.path}: cannot open the audit trail: {e}") from e
+        self._conn: sqlite3.Connection | None = conn
+        self.appended = 0
+
+    @classmethod
+    def in_data_dir(cls, data_dir: str | Path, *, clock: Clock | None = None,
+                    readonly: bool = False) -> AuditLog:
+        return cls(Path(data_dir) / FILE_NAME, clock=clock, readonly=readonly)
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing (any thread, any process) -------------------------------------------------
+
+    def append(self, kind: str, user: str, target: str, detail: Mapping[str, Any],
+               t_wall: float | None = None) -> int:
+        """Write one record and commit it durably; returns its seq. Raises AuditError if it
+        could not be written (the caller must then not do what it was recording), ValueError
+        for an unknown kind."""
+        return self.append_many([(kind, user, target, detail, t_wall)])[-1]
+
+    def append_many(self, entries: Iterable[tuple[str, str, str, Mapping[str, Any],
+                                                  float | None]]) -> list[int]:
+        """Write (kind, user, target, detail, t_wall) records in one transaction; their seqs.
+        For imports and bulk fixtures: the same chain as append, one fsync for all."""
+        with self._lock:
+            conn = self._writer()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise AuditError(f"{self.path}: cannot write the audit trail: {e}") from e
+            try:
+                row = conn.execute("SELECT seq, hash FROM audit_records "
+                                   "ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, head = (row[0], row[1]) if row else (0, GENESIS)
+                seqs: list[int] = []
+                for kind, user, target, detail, t_wall in entries:
+                    seq += 1
+                    t = self.clock.wall() if t_wall is None else t_wall
+                    r = make_record(seq, t, user, kind, target, detail, head)
+                    conn.execute(_INSERT, (r.seq, r.t_wall, r.user, r.kind, r.target,
+                                           r.detail_json, r.prev_hash, r.hash))
+                    head = r.hash
+                    seqs.append(seq)
+                    if seq % CHECKPOINT_EVERY == 0:
+                        conn.execute(_CHECKPOINT, (seq, t, seq, head))
+                conn.execute("COMMIT")
+            except BaseException as e:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(e, sqlite3.Error):
+                    raise AuditError(f"{self.path}: audit record not written: {e}") from e
+                raise
+            self.appended += len(seqs)
+            return seqs
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Record the current head (if not recorded yet); the checkpoint, or None if empty."""
+        with self._lock:
+            conn = self._writer()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute("SELECT seq, hash FROM audit_records "
+                                       "ORDER BY seq DESC LIMIT 1").fetchone()
+                    cp = None
+                    if row is not None:
+                        cp = Checkpoint(row[0], self.clock.wall(), row[0], row[1])
+                        conn.execute(_CHECKPOINT, (cp.seq, cp.t_wall, cp.count, cp.head_hash))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise AuditError(f"{self.path}: cannot write a checkpoint: {e}") from e
+            return cp
+
+    def close(self) -> None:
+        """Checkpoint the head and close. Safe to call twice."""
+        if self._conn is None:
+            return
+        if not self.readonly:
+            try:
+                self.checkpoint()
+            except AuditError:
+                pass  # the records are committed; verify still works from earlier checkpoints
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _writer(self) -> sqlite3.Connection:
+        if self.readonly:
+            raise AuditError(f"{self.path}: opened read-only")
+        return self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise AuditError(f"{self.path}: the audit trail is closed")
+        return self._conn
+
+    # -- reading (any thread) --------------------------------------------------------------
+
+    def query(self, since: float | None = None, until: float | None = None,
+              user: str | None = None, kind: str | None = None, text: str | None = None,
+              limit: int = 500) -> list[dict[str, Any]]:
+        """Records newest first: since <= t_wall < until, by one user, of one kind, with text
+        in the user, target or detail (case-insensitive)."""
+        where: list[str] = []
+        params: list[object] = []
+        if since is not None:
+            where.append("t_wall >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("t_wall < ?")
+            params.append(until)
+        if user is not None:
+            where.append("user = ?")
+            params.append(user)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if text:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(user LIKE ? ESCAPE '\\' OR target LIKE ? ESCAPE '\\' "
+                         "OR detail LIKE ? ESCAPE '\\')")
+            params += [like, like, like]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {_COLUMNS} FROM audit_records{clause} ORDER BY seq DESC LIMIT ?"
+        with self._lock:
+            rows = self._open().execute(sql, [*params, limit]).fetchall()
+        return [AuditRecord(*r).as_dict() for r in rows]
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record; (0, GENESIS) when empty."""
+        with self._lock:
+            row = self._open().execute("SELECT seq, hash FROM audit_records "
+                                       "ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def verify(self) -> VerifyResult:
+        """Walk the whole chain and the checkpoints; the first bad record, if any."""
+        with self._lock:
+            conn = self._open()
+            # One read transaction: a concurrent append cannot slip between the two reads.
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_records "
+                                    "ORDER BY seq").fetchall()
+                cps = conn.execute("SELECT seq, t_wall, count, head_hash "
+                                   "FROM audit_checkpoints ORDER BY seq").fetchall()
+                triggers = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+            finally:
+                conn.execute("COMMIT")
+        result = verify_chain((AuditRecord(*r) for r in rows),
+                              (Checkpoint(*c) for c in cps))
+        missing = [t for t in TRIGGERS if t not in triggers]
+        if missing:
+            warning = (f"append-only trigger(s) missing: {', '.join(missing)}; someone has "
+                       "dropped them")
+            result = replace(result, warnings=(*result.warnings, warning))
+        return result
