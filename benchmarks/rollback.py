@@ -41,17 +41,19 @@ def main() -> None:
             while len(mgr.store.activations()) < 2 and time.monotonic() < deadline:
                 time.sleep(0.1)  # the start-up health check (the model settles 8 s)
             first = mgr.active.id
+            engine.users().add("bench", "engineer", "2468")  # an engineer applies and rolls back
+            session = engine.api.login("bench", "2468")["session"]
             cfg = copy.deepcopy(engine.api.active_config())
             cfg["rules"][0]["threshold"] = 0.7
             r = engine.api.command("config.apply", config=cfg, message="bench: threshold 0.7",
-                                   user="bench")
+                                   session=session)
             assert r["ok"], r
             second = r["snapshot"]
             times, reported = [], []
             for i in range(ROLLBACKS):
                 target = first if i % 2 == 0 else second
                 t0 = time.perf_counter()
-                r = engine.api.command("snapshot.rollback", snapshot=target, user="bench")
+                r = engine.api.command("snapshot.rollback", snapshot=target, session=session)
                 times.append(time.perf_counter() - t0)
                 assert r["ok"] and r["snapshot"] == target, r
                 assert engine.models["motor1_anomaly"].model is not None

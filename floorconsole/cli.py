@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("package", type=Path, metavar="FILE",
                     help="NAME, NAME.onnx or NAME.json")
     mi.set_defaults(func=cmd_model_inspect)
+
+    from floorconsole.engine import audit_cli, users_cli
+
+    users_cli.add_parser(sub).set_defaults(func=cmd_users)
+    audit_cli.add_parser(sub)
     return p
 
 
@@ -289,6 +294,10 @@ def _run_engine(data_dir: Path, *, headless: bool, args: argparse.Namespace,
         raise UserError(str(e)) from None
     except SnapshotCommandError as e:
         raise UserError(str(e)) from None
+    if demo is not None:
+        from floorconsole.engine.demo import ensure_demo_users
+
+        engine.demo_users = ensure_demo_users(engine.users())
     if headless:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -313,6 +322,20 @@ def _run_engine(data_dir: Path, *, headless: bool, args: argparse.Namespace,
     finally:
         engine.stop()
     return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """`users ...`, each change recorded in the audit trail of the same data directory."""
+    from floorconsole.engine import users_cli
+
+    def audited(kind: str, name: str, detail: dict[str, object]) -> None:
+        from floorconsole.adapters.audit_log import AuditLog
+
+        with AuditLog.in_data_dir(users_cli._data_dir(args)) as audit:
+            audit.append("user_change", str(detail.get("by", "")), name,
+                         {"change": kind, **detail})
+
+    return users_cli.run(args, on_change=audited)
 
 
 def parse_when(text: str, now: float) -> float:

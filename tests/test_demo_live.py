@@ -12,6 +12,7 @@ import pytest
 from floorconsole.engine.demo import DemoPlant
 from floorconsole.engine.frames import Frame, ModelView
 from floorconsole.engine.runtime import Engine
+from tests.support.sessions import session_of
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 
@@ -85,7 +86,7 @@ def test_bearing_fault_trips_the_motor_through_the_rule(demo: tuple[DemoPlant, E
     f = e.api.frame()
     top = f.alarms[0]
     assert (top.id, top.state, top.priority) == ("rule:trip-motor1", "UNACK", "high")
-    assert e.api.command("alarm.ack", alarm=top.id, user="op1")["ok"]
+    assert e.api.command("alarm.ack", alarm=top.id, session=session_of(e, "op1"))["ok"]
     d.sim.clear("bearing")
     wait(e, lambda f: sig_value(f, "motor1.trip") is False and sig_value(f, "motor1.running")
          is True, 40, "trip reset and motor running again")

@@ -16,6 +16,7 @@ import pytest
 from floorconsole.engine.demo import DemoPlant
 from floorconsole.engine.runtime import Engine
 from floorconsole.engine.snapshots import open_engine
+from tests.support.sessions import session_of
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 
@@ -51,7 +52,7 @@ def test_apply_an_edited_threshold(engine: tuple[DemoPlant, Engine]) -> None:
     _, e = engine
     first = e.snapshots.active.id  # type: ignore[union-attr]
     r = e.api.command("config.apply", config=edited(e, threshold=0.7), message="lower trip",
-                      user="eng1")
+                      session=session_of(e))
     assert r["ok"], r
     assert r["snapshot"] != first and r["health"] == "ok"
     assert e.plant.rules[0].threshold == 0.7
@@ -67,7 +68,7 @@ def test_refused_before_the_swap(engine: tuple[DemoPlant, Engine], tmp_path: Pat
     before = e.snapshots.active.id  # type: ignore[union-attr]
     cfg = edited(e)
     cfg["rules"][0]["actions"][0]["write"] = "drive9"
-    r = e.api.command("config.apply", config=cfg, message="typo", user="eng1")
+    r = e.api.command("config.apply", config=cfg, message="typo", session=session_of(e))
     assert not r["ok"] and "refused, nothing changed" in r["message"] and "drive9" in r["message"]
     # a model package whose ONNX file is garbage
     bad = tmp_path / "badpkg"
@@ -76,7 +77,7 @@ def test_refused_before_the_swap(engine: tuple[DemoPlant, Engine], tmp_path: Pat
     (bad / "motor_anomaly.onnx").write_bytes(b"not an onnx file")
     cfg = copy.deepcopy(e.api.active_config())
     cfg["models"][0]["package"] = str(bad / "motor_anomaly")
-    r = e.api.command("config.apply", config=cfg, message="new model", user="eng1")
+    r = e.api.command("config.apply", config=cfg, message="new model", session=session_of(e))
     assert not r["ok"] and "refused" in r["message"], r
     assert e.snapshots.active.id == before  # type: ignore[union-attr]
     assert e.models["motor1_anomaly"].model is not None  # the previous model runs on
@@ -88,7 +89,7 @@ def test_failed_health_check_comes_back_by_itself(engine: tuple[DemoPlant, Engin
     cfg = copy.deepcopy(e.api.active_config())
     cfg["devices"][0]["port"] = 1  # nothing listens there: the drive never connects
     t0 = time.monotonic()
-    r = e.api.command("config.apply", config=cfg, message="wrong port", user="eng1")
+    r = e.api.command("config.apply", config=cfg, message="wrong port", session=session_of(e))
     assert not r["ok"] and "failed its health check" in r["message"], r
     assert "device drive1" in r["health"]
     assert time.monotonic() - t0 < 4.0 + 3.0
@@ -110,8 +111,8 @@ def test_rollback_restores_rules_and_model(engine: tuple[DemoPlant, Engine]) -> 
     _, e = engine
     first = e.snapshots.active.id  # type: ignore[union-attr]
     assert e.api.command("config.apply", config=edited(e, threshold=0.6), message="a",
-                         user="eng1")["ok"]
-    r = e.api.command("snapshot.rollback", snapshot=first[:8], user="eng1")
+                         session=session_of(e))["ok"]
+    r = e.api.command("snapshot.rollback", snapshot=first[:8], session=session_of(e))
     assert r["ok"], r
     assert e.plant.rules[0].threshold == 0.8
     assert e.models["motor1_anomaly"].model is not None
@@ -150,7 +151,8 @@ def test_snapshot_at_answers_across_a_restart(tmp_path: Path) -> None:
 
 def test_apply_needs_a_message(engine: tuple[DemoPlant, Engine]) -> None:
     _, e = engine
-    r = e.api.command("config.apply", config=edited(e, threshold=0.5), message="  ", user="x")
+    r = e.api.command("config.apply", config=edited(e, threshold=0.5), message="  ",
+                      session=session_of(e))
     assert not r["ok"] and "message" in r["message"]
 
 

@@ -509,6 +509,16 @@ class DevicePoller:
                 return refuse(self._down_text())
             return await self._write_locked(point, words, value, started)
 
+    async def read_point(self, point: ModbusPoint) -> tuple[float | bool | None, str]:
+        """One point read now, between polls: (value, "") or (None, why)."""
+        if point.device != self.device.id:
+            return None, f"{point_label(point)} is on device {point.device!r}"
+        if self._closed or self.stats.state is LinkState.DOWN:
+            return None, self._down_text()
+        async with self._lock:
+            _raw, decoded, error = await self._read_point(point)
+        return decoded, error
+
     def _down_text(self) -> str:
         why = self.stats.last_error if self.stats.state is LinkState.DOWN else "not connected"
         return f"not applied: device down ({why})" if why else "not applied: device down"

@@ -51,6 +51,7 @@ SYSTEM_ALARMS: dict[str, tuple[str, str]] = {
     "write_failed": ("high", "Write to {source} failed"),
     "cache_trouble": ("high", "Local cache trouble: {source}"),
     "config_rolled_back": ("high", "Configuration {source} failed its health check: rolled back"),
+    "audit_trouble": ("high", "Audit trail {source} cannot be written: control actions held"),
 }
 
 _ACTIVE = (AlarmState.UNACK, AlarmState.ACKED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import threading
 from collections import Counter
@@ -36,8 +37,17 @@ if TYPE_CHECKING:
 
 COMMAND_TIMEOUT_S = 5.0
 LONG_COMMAND_TIMEOUT_S = 60.0  # apply and rollback include a health check
-LONG_COMMANDS = ("config.apply", "snapshot.rollback")
-WAVEFORM_POINTS = 128  # a waveform block is shown downsampled to this many points
+LONG_COMMANDS = ("config.apply", "snapshot.rollback", "model.import")
+WAVEFORM_POINTS = 128
+# The audit record kind of each command (core.audit's kinds).
+AUDIT_KIND = {
+    "alarm.ack": "alarm_ack", "alarm.ack_all": "alarm_ack", "alarm.shelve": "alarm_shelve",
+    "alarm.unshelve": "alarm_unshelve", "config.apply": "snapshot_apply",
+    "snapshot.rollback": "snapshot_rollback", "control.arm": "write", "control.write": "write",
+    "kiosk.leave": "kiosk", "demo.inject": "system", "demo.clear": "system",
+    "demo.toggle": "system", "model.import": "model_change", "users.manage": "user_change",
+    "audit.view": "system",
+}  # a waveform block is shown downsampled to this many points
 
 
 class CommandError(Exception):
@@ -130,7 +140,14 @@ class EngineAPI:
     """
 
     def __init__(self, engine: Engine) -> None:
+        from floorconsole.core.auth import DEFAULT_IDLE_LOCK_S
+        from floorconsole.engine.manual import ManualWrites
+        from floorconsole.engine.sessions import Sessions
+
         self._engine = engine
+        self._sessions = Sessions(engine.users, engine.audit, engine.clock,
+                                  engine.idle_lock_s or DEFAULT_IDLE_LOCK_S)
+        self._manual = ManualWrites(engine)
         self._signals = {s.id: s for s in (*engine.plant.signals, *engine.derived)}
         self._readers = threading.local()
 
@@ -256,14 +273,39 @@ class EngineAPI:
 
     # -- commands -------------------------------------------------------------------------
 
-    def command(self, name: str, **args: Any) -> dict[str, Any]:
-        """Run a command on the engine's loop; returns {"ok": bool, "message": str, ...}."""
+    def command(self, name: str, /, session: str | None = None, **args: Any
+                ) -> dict[str, Any]:
+        """Run a command on the engine's loop; returns {"ok": bool, "message": str, ...}.
+
+        The engine checks the session's role (and, for a critical action, a PIN entered
+        within the last minute) whatever the console shows; a refusal carries "refused":
+        "login" | "role" | "pin" | "locked" and is audited. An allowed command is audited
+        before it runs and again with its result; it does not run when its record cannot be
+        written. The acting user comes from the session, never from the arguments."""
+        from floorconsole.core.auth import ACTIONS
+
         handler = getattr(self, f"_cmd_{name.replace('.', '_')}", None)
-        if handler is None:
-            return {"ok": False, "message": f"unknown command {name!r}"}
+        if handler is None or name not in ACTIONS:
+            return {"ok": False, "message": f"unknown command {name!r}; known: "
+                                            f"{', '.join(sorted(ACTIONS))}"}
+        if "user" in args:
+            return {"ok": False, "message": f"bad arguments for {name}: the user comes from "
+                                            f"the session, not from user="}
         loop = self._engine.loop
         if loop is None or loop.is_closed():
             return {"ok": False, "message": "the engine is not running"}
+        user, refusal = self._sessions.check(session, name)
+        if refusal is not None:
+            return refusal.as_dict()
+        if "user" in inspect.signature(handler).parameters:
+            args["user"] = user
+        shown = {k: v for k, v in args.items() if k not in ("user", "config", "pin")}
+        try:
+            self._engine.audit(AUDIT_KIND[name], user, _target(name, args),
+                               {"command": name, "phase": "request", **shown})
+        except Exception as e:  # noqa: BLE001 - no record, no action
+            return {"ok": False, "message": f"not done: the audit record could not be "
+                                            f"written ({e})"}
 
         async def call() -> dict[str, Any]:
             result = handler(**args)
@@ -274,13 +316,111 @@ class EngineAPI:
         timeout = LONG_COMMAND_TIMEOUT_S if name in LONG_COMMANDS else COMMAND_TIMEOUT_S
         try:
             fut = asyncio.run_coroutine_threadsafe(call(), loop)
-            return fut.result(timeout)
+            result = fut.result(timeout)
         except CommandError as e:
-            return {"ok": False, "message": str(e)}
+            result = {"ok": False, "message": str(e)}
         except TimeoutError:
-            return {"ok": False, "message": f"the engine did not answer within {timeout:g} s"}
+            result = {"ok": False, "message": f"the engine did not answer within {timeout:g} s"}
         except TypeError as e:
-            return {"ok": False, "message": f"bad arguments for {name}: {e}"}
+            result = {"ok": False, "message": f"bad arguments for {name}: {e}"}
+        outcome = {k: v for k, v in result.items() if k not in ("results",)}
+        self._engine.audit_safe(AUDIT_KIND[name], user, _target(name, args),
+                                {"command": name, "phase": "result", **outcome})
+        return result
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def login(self, user: str, pin: str) -> dict[str, Any]:
+        """{"ok", "message", "session": token or None, "user", "role"}; audited either way.
+        Five wrong PINs in a row lock the user for five minutes."""
+        return self._sessions.login(user, pin)
+
+    def logout(self, session: str | None) -> None:
+        self._sessions.logout(session)
+
+    def unlock(self, session: str | None, pin: str) -> dict[str, Any]:
+        """The PIN again: unlocks an idle-locked session and opens the 60 s window that
+        critical actions need."""
+        return self._sessions.unlock(session, pin)
+
+    def session(self, session: str | None) -> dict[str, Any]:
+        """{"user", "role", "locked", "pin_fresh", "idle_lock_s", "permitted"}; no session,
+        or an unknown one, is a viewer."""
+        return self._sessions.info(session)
+
+    def touch(self, session: str | None) -> None:
+        """The user did something: the session's idle timer starts again."""
+        self._sessions.touch(session)
+
+    def demo_users(self) -> list[dict[str, str]]:
+        """The demo's accounts with their PINs (the demo shows them); empty on a real box."""
+        return [dict(u) for u in self._engine.demo_users]
+
+    # -- audit trail -------------------------------------------------------------------------
+
+    def audit(self, *, since: float | None = None, until: float | None = None,
+              user: str | None = None, kind: str | None = None, text: str | None = None,
+              limit: int = 500) -> list[dict[str, Any]]:
+        """Audit records, newest first, filtered; readable by every role."""
+        return self._engine.audit_log().query(since=since, until=until, user=user, kind=kind,
+                                              text=text, limit=limit)
+
+    def audit_verify(self) -> dict[str, Any]:
+        """Walk the hash chain: {"ok", "message"} naming the first bad record if any."""
+        result = self._engine.audit_log().verify()
+        return {"ok": bool(result.ok), "message": result.message}
+
+    # -- manual writes: arm, then confirm ----------------------------------------------------
+
+    def _cmd_control_arm(self, device: str, address: str, value: float | bool,
+                         user: str, type: str = "") -> dict[str, Any]:
+        return self._manual.arm(device, address, value, user, type or None)
+
+    async def _cmd_control_write(self, arm: str, user: str) -> dict[str, Any]:
+        return await self._manual.confirm(arm, user)
+
+    # -- admin: users and model packages ---------------------------------------------------
+
+    def _cmd_users_manage(self, op: str, name: str, user: str, role: str = "",
+                          pin: str = "") -> dict[str, Any]:
+        """op: add (name, role, pin), remove, reset_pin (pin), set_role (role)."""
+        from floorconsole.adapters.users import UserError
+
+        store = self._engine.users()
+        try:
+            if op == "add":
+                store.add(name, role, pin)
+            elif op == "remove":
+                if name == user:
+                    raise CommandError("an admin cannot remove their own account here")
+                store.remove(name)
+            elif op == "reset_pin":
+                store.reset_pin(name, pin)
+            elif op == "set_role":
+                store.set_role(name, role)
+            else:
+                raise CommandError(f"users.manage: op {op!r}; expected add, remove, reset_pin "
+                                   f"or set_role")
+        except UserError as e:
+            raise CommandError(str(e)) from None
+        return {"ok": True, "message": f"user {name}: {op.replace('_', ' ')} done"}
+
+    async def _cmd_model_import(self, model: str, package: str, message: str,
+                                user: str) -> dict[str, Any]:
+        """A new package (PATH without extension: PATH.onnx + PATH.json) for model `model`,
+        applied as a new snapshot: checked, loaded beside, health-checked, or refused."""
+        import copy
+
+        config = copy.deepcopy(self.active_config())
+        models = [m for m in config.get("models", []) if m.get("id") == model]
+        if not models:
+            known = ", ".join(m.get("id", "?") for m in config.get("models", [])) or "none"
+            raise CommandError(f"no model {model!r} in the running configuration ({known})")
+        models[0]["package"] = str(package)
+        return await self._cmd_config_apply(config, message, user)
+
+    def _cmd_kiosk_leave(self, user: str) -> dict[str, Any]:
+        return {"ok": True, "message": f"kiosk left by {user}"}
 
     def _demo(self) -> Any:
         if self._engine.demo is None:
@@ -491,3 +631,15 @@ class _Refusals:
                 raise CommandError(str(e).strip("'\"")) from None
 
         return call
+
+
+def _target(name: str, args: dict[str, Any]) -> str:
+    """What a command acts on, for the audit record's target column."""
+    for key in ("alarm", "snapshot", "arm", "fault", "model", "name"):
+        if key in args:
+            return str(args[key])
+    if "device" in args:
+        return f"{args['device']} {args.get('address', '')}".strip()
+    if name == "alarm.ack_all":
+        return f"{len(args.get('alarms') or [])} alarms"
+    return name.split(".")[0]

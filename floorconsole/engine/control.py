@@ -89,6 +89,9 @@ class Control:
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._journal_errors = 0
+        # (kind, user, target, detail) -> None, raising when the record cannot be written;
+        # set by the engine. A write waits for its audit record and is not sent without it.
+        self.audit: Callable[[str, str, str, dict[str, Any]], None] | None = None
 
     def adopt(self, old: Control) -> None:
         """Take over from the Control of the configuration this one replaces (call on the
@@ -241,9 +244,28 @@ class Control:
             self._record(rule, index, "write", action.target, tr, False, text)
             self.alarms.raise_system("write_failed", action.target, f"rule {rule.id}: {text}")
             return
+        who = f"rule {rule.id}"
+        if self.audit is not None:
+            before = action.value_for(tr.kind != "activate")
+            try:
+                await self._audited("write", who, action.target, {
+                    "phase": "request", "rule": rule.id, "transition": tr.kind,
+                    "reason": tr.reason, "before": before, "value": value})
+            except Exception as e:  # noqa: BLE001 - no record, no write
+                text = f"not applied: the audit record could not be written ({e})"
+                self._record(rule, index, "write", action.target, tr, False, text)
+                self.alarms.raise_system("write_failed", action.target, f"{who}: {text}")
+                return
         result = await writer(action.point, value)
         self._record(rule, index, "write", action.target, tr, result.ok, result.text,
                      result.duration_ms, result.attempts)
+        if self.audit is not None:
+            try:
+                await self._audited("write", who, action.target, {
+                    "phase": "result", "rule": rule.id, "ok": result.ok, "value": value,
+                    "after": result.read_back, "text": result.text})
+            except Exception:  # noqa: BLE001 - the write is done; audit() raised the alarm
+                log.exception("%s: result of the write to %s not audited", who, action.target)
         source = action.target
         if not result.ok:
             self.alarms.raise_system("write_failed", source, f"rule {rule.id}: {result.text}")
@@ -256,6 +278,13 @@ class Control:
             self.alarms.clear_system("write_failed", source, "retry read back as written")
         else:
             self.alarms.clear_system("write_failed", source, f"rule {rule.id}: {result.text}")
+
+    async def _audited(self, kind: str, user: str, target: str, detail: dict[str, Any]
+                       ) -> None:
+        """The audit record written (fsync) off the loop; returns once it is committed."""
+        assert self.audit is not None
+        await asyncio.get_running_loop().run_in_executor(
+            None, self.audit, kind, user, target, detail)
 
     def _publish(self, rule: RuleConfig, index: int, action: PublishAction,
                  tr: Transition) -> None:

@@ -47,8 +47,30 @@ class DemoPlant:
 
     def banner(self, data_dir: Path) -> str:
         kind = type(self.broker).__name__.lstrip("_").replace("Demo", "")
+        users = " · ".join(f"{u['name']} {u['pin']} {u['role']}" for u in DEMO_USERS)
         return (f"floorconsole demo: simulated drive1 on 127.0.0.1:{self.sim.modbus_port}, "
-                f"broker ({kind}) on {self.broker.host}:{self.broker.port}, history in {data_dir}")
+                f"broker ({kind}) on {self.broker.host}:{self.broker.port}, history in {data_dir}"
+                f"\ndemo users (log in with F9): {users}")
+
+
+# The demo's accounts. A real box has none until `floorconsole users add` creates them.
+DEMO_USERS: tuple[dict[str, str], ...] = (
+    {"name": "op1", "role": "operator", "pin": "1111"},
+    {"name": "eng1", "role": "engineer", "pin": "2222"},
+    {"name": "admin", "role": "admin", "pin": "9999"},
+)
+
+
+def ensure_demo_users(users: Any) -> list[dict[str, str]]:
+    """The demo users in this data directory's user store, with the PINs the banner shows
+    (reset at every start, which also lifts a lock left by an earlier run)."""
+    for u in DEMO_USERS:
+        if users.get(u["name"]) is None:
+            users.add(u["name"], u["role"], u["pin"])
+        else:
+            users.set_role(u["name"], u["role"])
+            users.reset_pin(u["name"], u["pin"])
+    return [dict(u) for u in DEMO_USERS]
 
 
 def demo_plant(plant_file: Path, *, modbus_port: int, mqtt_host: str, mqtt_port: int) -> PlantConfig:

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from floorconsole.core.alarms import AlarmTable, JournalEntry
 from floorconsole.core.clock import Clock, SystemClock
@@ -27,10 +27,12 @@ from floorconsole.engine.lock import DataDirLock
 
 if TYPE_CHECKING:
     from floorconsole.adapters.alarm_journal import AlarmJournal
+    from floorconsole.adapters.audit_log import AuditLog
     from floorconsole.adapters.modbus import DevicePoller
     from floorconsole.adapters.mqtt import BrokerClient
     from floorconsole.adapters.outbox import Outbox
     from floorconsole.adapters.uplink import Uplink
+    from floorconsole.adapters.users import UserStore
     from floorconsole.engine.model_runner import ModelRunner
     from floorconsole.engine.snapshots import SnapshotManager
 
@@ -233,7 +235,7 @@ class Engine:
 
     def __init__(self, plant: PlantConfig, *, clock: Clock | None = None,
                  data_dir: Path | None = None, demo: DemoControl | None = None,
-                 lock: DataDirLock | None = None) -> None:
+                 lock: DataDirLock | None = None, idle_lock_s: float | None = None) -> None:
         from floorconsole.adapters.historian import Historian
 
         self.clock = clock or SystemClock()
@@ -258,6 +260,11 @@ class Engine:
         if self.outbox is not None:
             self.alarms.on_entry(self._uplink_alarm)
         self.journal: AlarmJournal | None = None
+        self._audit_log: AuditLog | None = None
+        self._users: UserStore | None = None
+        self._open_lock = threading.Lock()
+        self.idle_lock_s = idle_lock_s
+        self.demo_users: list[dict[str, str]] = []  # the demo's accounts, shown in its banner
         self.active = self.build(plant)
         self.started_wall = self.clock.wall()
         self._lock = lock or DataDirLock(self.data_dir)
@@ -294,9 +301,52 @@ class Engine:
 
     def build(self, plant: PlantConfig) -> Configuration:
         """A configuration ready to start, beside whatever runs now."""
-        return Configuration(plant, clock=self.clock, store=self.historian,
-                             loop_getter=lambda: self._loop, alarms=self.alarms,
-                             journal=self._journal_proxy)
+        cfg = Configuration(plant, clock=self.clock, store=self.historian,
+                            loop_getter=lambda: self._loop, alarms=self.alarms,
+                            journal=self._journal_proxy)
+        cfg.control.audit = self.audit
+        return cfg
+
+    # -- users and the audit trail ------------------------------------------------------------
+
+    def users(self) -> UserStore:
+        """The box's users (users.db in the data directory), opened on first use."""
+        with self._open_lock:
+            if self._users is None:
+                from floorconsole.adapters.users import UserStore
+
+                self._users = UserStore.in_data_dir(self.data_dir)
+            return self._users
+
+    def audit_log(self) -> AuditLog:
+        with self._open_lock:
+            if self._audit_log is None:
+                from floorconsole.adapters.audit_log import AuditLog
+
+                self._audit_log = AuditLog.in_data_dir(self.data_dir)
+            return self._audit_log
+
+    def audit(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> None:
+        """One record in the hash-chained audit trail, committed before this returns (so an
+        action that waits on it never runs unrecorded). Raises when it cannot be written."""
+        try:
+            self.audit_log().append(kind, user, target, detail, t_wall=self.clock.wall())
+        except Exception as e:
+            log.error("audit record %s by %s not written: %s", kind, user or "-", e)
+            self.alarms.raise_system("audit_trouble", "audit.db", str(e))
+            raise
+        self.alarms.clear_system("audit_trouble", "audit.db", "records written again")
+
+    def audit_safe(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> None:
+        """A record that follows what it describes (a result, a system event): trouble writing
+        it is an alarm and a log line, not a crash."""
+        try:
+            self.audit(kind, user, target, detail)
+        except Exception:  # noqa: BLE001 - reported by audit() as an alarm and in the log
+            pass
+
+    def audit_event(self, what: str, detail: dict[str, Any] | None = None) -> None:
+        self.audit_safe("system", "engine", what, dict(detail or {}))
 
     @property
     def _journal_proxy(self) -> Journal:
@@ -355,6 +405,9 @@ class Engine:
             if self.snapshots is not None:
                 startup = asyncio.create_task(self.snapshots.started(),
                                               name="start-up health check")
+            await asyncio.get_running_loop().run_in_executor(None, partial(
+                self.audit_event, "engine started",
+                {"configuration": self.config_id, "data_dir": str(self.data_dir)}))
             self._ready.set()
             await self._stop.wait()
         finally:
@@ -365,6 +418,8 @@ class Engine:
             await self.active.stop()
             if self.journal is not None:
                 self.journal.close()
+            self.audit_event("engine stopped", {"configuration": self.config_id})
+            self._close_audit()
             if self.uplink is not None:
                 self.uplink.stop()
             self.historian.close()
@@ -372,6 +427,15 @@ class Engine:
                 self.uplink.close()
             self._lock.release()
             log.info("engine stopped")
+
+    def _close_audit(self) -> None:
+        with self._open_lock:
+            if self._audit_log is not None:
+                self._audit_log.close()
+                self._audit_log = None
+            if self._users is not None:
+                self._users.close()
+                self._users = None
 
     async def swap(self, new: Configuration, *, carry_values: bool = False) -> Configuration:
         """Stop the running configuration's sources and start the new one's, between two

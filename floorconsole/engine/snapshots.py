@@ -163,6 +163,16 @@ class SnapshotManager:
             cfg = self.build(plant)
             return await self._switch(cfg, snap, user=user, outcome="rolled-back", t0=t0)
 
+    def _audit_changes(self, old: Snapshot, new: Snapshot, user: str) -> None:
+        """Rule and model changes in the audit trail, in plant words, per item."""
+        from floorconsole.core.snapshot import diff_snapshots
+
+        for change in diff_snapshots(old, new).changes:
+            kind = {"rules": "rule_change", "models": "model_change"}.get(change.section)
+            if kind is not None:
+                self.engine.audit_safe(kind, user, change.label, {
+                    "change": change.text(), "from": old.short, "to": new.short})
+
     async def _switch(self, cfg: Configuration, snap: Snapshot, *, user: str, outcome: str,
                       t0: float) -> ApplyResult:
         loop = asyncio.get_running_loop()
@@ -170,6 +180,7 @@ class SnapshotManager:
         since = time.time()
         await self.engine.swap(cfg, carry_values=True)
         self.active = snap
+        await loop.run_in_executor(None, lambda: self._audit_changes(prev_snap, snap, user))
         if self.engine.uplink is not None:
             self.engine.uplink.set_snapshot(snap.id)
         await loop.run_in_executor(None, lambda: self.store.record_activation(
@@ -196,6 +207,9 @@ class SnapshotManager:
         await loop.run_in_executor(None, lambda: self.store.record_activation(
             prev_snap.id, "rolled-back", by="engine", note=f"{snap.short} failed: {why}"))
         self.engine.alarms.raise_system("config_rolled_back", snap.short, why)
+        await loop.run_in_executor(None, lambda: self.engine.audit_safe(
+            "snapshot_rollback", "engine", prev_snap.short,
+            {"phase": "automatic", "failed": snap.id, "back_to": prev_snap.id, "why": why}))
         result = ApplyResult(False, f"snapshot {snap.short} failed its health check ({why}); "
                                     f"{prev_snap.short} is back", prev_snap.id,
                              time.monotonic() - t0, why)

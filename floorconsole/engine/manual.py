@@ -1,0 +1,109 @@
+"""Writes by hand: arm, then confirm within ARM_S, by the same user.
+
+Arming checks everything that can be checked without touching the device (the device runs
+in this configuration, the address is writable, the value fits the type, the box is not
+read-only). Confirming reads the point (the value before), writes the audit record, writes
+and reads back (the value after). An arm is used once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from floorconsole.core.config import REGISTER_TYPES, ModbusPoint, parse_address
+from floorconsole.core.registers import encode, point_label
+
+if TYPE_CHECKING:
+    from floorconsole.engine.runtime import Engine
+
+ARM_S = 10.0
+
+
+@dataclass(frozen=True)
+class Armed:
+    point: ModbusPoint
+    value: float | bool
+    user: str
+    expires_mono: float
+
+
+class ManualWrites:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._armed: dict[str, Armed] = {}
+
+    def arm(self, device: str, address: str, value: float | bool, user: str,
+            type_: str | None = None) -> dict[str, Any]:
+        from floorconsole.engine.api import CommandError
+
+        active = self._engine.active
+        if device not in active.pollers:
+            known = ", ".join(sorted(active.pollers)) or "none"
+            raise CommandError(f"no Modbus device {device!r} in the running configuration "
+                               f"(devices: {known})")
+        try:
+            table, addr = parse_address(address)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+        if table not in ("co", "hr"):
+            raise CommandError(f"{address} is read-only; a write goes to co (coils) or hr "
+                               f"(holding registers)")
+        typ = type_ or ("bool" if table == "co" else "uint16")
+        if typ not in REGISTER_TYPES or (table == "co" and typ != "bool"):
+            raise CommandError(f"type {typ!r} does not fit {address}; expected "
+                               f"{'bool' if table == 'co' else ', '.join(REGISTER_TYPES[1:])}")
+        point = ModbusPoint(device=device, table=table, address=addr, type=typ)
+        if isinstance(value, str) or not isinstance(value, (bool, int, float)):
+            raise CommandError(f"value {value!r}: expected true/false or a number")
+        try:
+            encode(value, point)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+        if not active.control.config.enabled:
+            raise CommandError("control is read-only on this box ([control] enabled = false): "
+                               "nothing is written")
+        token = secrets.token_hex(6)
+        now = self._engine.clock.mono()
+        with self._lock:
+            self._armed = {k: a for k, a in self._armed.items() if a.expires_mono > now}
+            self._armed[token] = Armed(point, value, user, now + ARM_S)
+        return {"ok": True, "arm": token, "expires_s": ARM_S,
+                "message": f"armed: write {value} to {point_label(point)}; confirm within "
+                           f"{ARM_S:g} s"}
+
+    async def confirm(self, token: str, user: str) -> dict[str, Any]:
+        from floorconsole.engine.api import CommandError
+
+        with self._lock:
+            armed = self._armed.pop(token, None)
+        if armed is None:
+            raise CommandError(f"no armed write {token!r}: arm it again (an arm is used once)")
+        if self._engine.clock.mono() > armed.expires_mono:
+            raise CommandError(f"the armed write expired ({ARM_S:g} s): arm it again")
+        if armed.user != user:
+            raise CommandError(f"armed by {armed.user}; only they can confirm it")
+        point, label = armed.point, point_label(armed.point)
+        poller = self._engine.active.pollers.get(point.device)
+        if poller is None:
+            raise CommandError(f"device {point.device} is no longer in the running "
+                               f"configuration: nothing written")
+        before, error = await poller.read_point(point)
+        if error:
+            raise CommandError(f"not written: {label} could not be read first ({error})")
+        loop = asyncio.get_running_loop()
+        try:  # the record is committed before anything goes to the device
+            await loop.run_in_executor(None, partial(
+                self._engine.audit, "write", user, label,
+                {"phase": "writing", "before": before, "value": armed.value}))
+        except Exception as e:  # noqa: BLE001 - no record, no write
+            raise CommandError(f"not written: the audit record could not be written ({e})"
+                               ) from None
+        result = await poller.write(point, armed.value)
+        return {"ok": result.ok, "before": before, "after": result.read_back,
+                "message": f"{label}: {result.text}"}

@@ -1,0 +1,187 @@
+"""Console sessions: who is logged in where, with which role, and whether their PIN is fresh.
+
+The engine checks every command here, whatever the console shows: a console that hides a
+button and one that sends the command anyway get the same answer. A session is an opaque
+token held by one console; without one a console is a viewer. A session that sees no
+activity for `idle_lock_s` locks: it keeps its user but acts as a viewer until the PIN is
+entered again. Critical actions (a write, a rule change, a rollback, a shelve) need a PIN
+entered within the last PIN_FRESH_S. Every login, failed login, lock and refusal is audited.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from floorconsole.core.auth import (
+    ACTIONS,
+    DEFAULT_IDLE_LOCK_S,
+    PIN_FRESH_S,
+    Role,
+    permitted,
+)
+from floorconsole.core.clock import Clock
+
+if TYPE_CHECKING:
+    from floorconsole.adapters.users import AuthResult, UserStore
+
+Audit = Callable[[str, str, str, dict[str, Any]], None]  # (kind, user, target, detail)
+
+
+@dataclass
+class Session:
+    token: str
+    user: str
+    role: Role
+    pin_mono: float  # when the PIN was last entered
+    active_mono: float  # the last key press or command
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str  # "login", "role", "pin" or "locked"
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": False, "message": self.message, "refused": self.reason}
+
+
+class Sessions:
+    def __init__(self, users: Callable[[], UserStore], audit: Audit, clock: Clock,
+                 idle_lock_s: float = DEFAULT_IDLE_LOCK_S) -> None:
+        self._users = users
+        self._audit = audit
+        self._clock = clock
+        self.idle_lock_s = idle_lock_s
+        self._lock = threading.Lock()
+        self._sessions: dict[str, Session] = {}
+
+    # -- logging in and out ------------------------------------------------------------------
+
+    def _authenticate(self, user: str, pin: str) -> AuthResult:
+        from floorconsole.adapters.users import AuthResult, UserError
+
+        try:
+            return self._users().authenticate(user, pin, self._clock.wall())
+        except UserError as e:  # the store itself failed (busy, unreadable): nobody gets in
+            return AuthResult(False, user, None, f"cannot check the PIN now: {e}")
+
+    def login(self, user: str, pin: str) -> dict[str, Any]:
+        result = self._authenticate(user, pin)
+        if not result.ok or result.role is None:
+            detail: dict[str, Any] = {"failures": result.failures, "message": result.message}
+            self._audit("login_failed", user, "console", detail)
+            if result.just_locked:
+                self._audit("user_locked", user, "console",
+                            {"until": result.locked_until, "failures": result.failures})
+            return {"ok": False, "message": result.message, "session": None, "user": user,
+                    "role": "viewer"}
+        now = self._clock.mono()
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._sessions[token] = Session(token, result.user, result.role, now, now)
+        self._audit("login", result.user, "console", {"role": str(result.role)})
+        return {"ok": True, "message": f"logged in as {result.user} ({result.role})",
+                "session": token, "user": result.user, "role": str(result.role)}
+
+    def logout(self, token: str | None) -> None:
+        with self._lock:
+            s = self._sessions.pop(token or "", None)
+        if s is not None:
+            self._audit("logout", s.user, "console", {})
+
+    def unlock(self, token: str | None, pin: str) -> dict[str, Any]:
+        """The PIN again: unlocks an idle-locked session and refreshes the PIN window."""
+        s = self._get(token)
+        if s is None:
+            return {"ok": False, "message": "not logged in: log in first (F9)"}
+        result = self._authenticate(s.user, pin)
+        if not result.ok or result.role is None:
+            self._audit("login_failed", s.user, "console",
+                        {"failures": result.failures, "message": result.message,
+                         "during": "PIN confirmation"})
+            if result.just_locked:
+                self._audit("user_locked", s.user, "console",
+                            {"until": result.locked_until, "failures": result.failures})
+                self.logout(token)
+            return {"ok": False, "message": result.message}
+        now = self._clock.mono()
+        with self._lock:
+            was_locked = self._locked(s, now)
+            s.pin_mono = s.active_mono = now
+            s.role = result.role  # a role changed by an admin meanwhile takes effect
+        if was_locked:
+            self._audit("login", s.user, "console", {"role": str(s.role), "unlocked": True})
+        return {"ok": True, "message": "PIN accepted" + (": unlocked" if was_locked else "")}
+
+    def touch(self, token: str | None) -> None:
+        s = self._get(token)
+        if s is None:
+            return
+        now = self._clock.mono()
+        with self._lock:
+            if not self._locked(s, now):
+                s.active_mono = now
+
+    # -- what a session may do ------------------------------------------------------------
+
+    def info(self, token: str | None) -> dict[str, Any]:
+        s = self._get(token)
+        now = self._clock.mono()
+        if s is None:
+            return {"user": "", "role": "viewer", "locked": False, "pin_fresh": False,
+                    "idle_lock_s": self.idle_lock_s, "permitted": permitted(Role.VIEWER)}
+        locked = self._locked(s, now)
+        return {"user": s.user, "role": str(s.role), "locked": locked,
+                "pin_fresh": not locked and now - s.pin_mono <= PIN_FRESH_S,
+                "idle_lock_s": self.idle_lock_s,
+                "permitted": permitted(Role.VIEWER if locked else s.role)}
+
+    def check(self, token: str | None, action_name: str) -> tuple[str, Refusal | None]:
+        """(the user acting, None) when the session may run the action now, else the refusal.
+
+        The refusal is audited here; so is nothing else (the command is, by the caller)."""
+        action = ACTIONS[action_name]
+        s = self._get(token)
+        now = self._clock.mono()
+        refusal: Refusal | None = None
+        user = s.user if s is not None else ""
+        if action.min_role <= Role.VIEWER:
+            return user, None
+        if s is None:
+            refusal = Refusal("login", f"log in (F9) to {action.description}: it needs "
+                                       f"{action.min_role}")
+        elif self._locked(s, now):
+            refusal = Refusal("locked", f"the session of {s.user} locked after "
+                                        f"{self.idle_lock_s:g} s without activity: enter the "
+                                        f"PIN to {action.description}")
+        elif s.role < action.min_role:
+            refusal = Refusal("role", f"{s.user} ({s.role}) may not {action.description}: "
+                                      f"that needs {action.min_role} or above")
+        elif action.critical and now - s.pin_mono > PIN_FRESH_S:
+            refusal = Refusal("pin", f"enter the PIN again to {action.description} (needed "
+                                     f"within {PIN_FRESH_S:g} s of a critical action)")
+        if refusal is not None:
+            self._audit("refused", user or "(nobody)", action_name,
+                        {"reason": refusal.reason, "message": refusal.message})
+            return user, refusal
+        assert s is not None
+        with self._lock:
+            s.active_mono = now
+        return s.user, None
+
+    def user_of(self, token: str | None) -> str:
+        s = self._get(token)
+        return s.user if s is not None else ""
+
+    def _get(self, token: str | None) -> Session | None:
+        if not token:
+            return None
+        with self._lock:
+            return self._sessions.get(token)
+
+    def _locked(self, s: Session, now: float) -> bool:
+        return now - s.active_mono > self.idle_lock_s

@@ -1,0 +1,21 @@
+"""Logging a test into an engine the way a console does: a demo user, a PIN, a session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from floorconsole.engine.demo import DEMO_USERS, ensure_demo_users
+
+
+def session_of(engine: Any, name: str = "eng1") -> str:
+    """A session token of demo user `name` (op1 operator, eng1 engineer, admin admin) on
+    this engine, logged in once per engine."""
+    cache: dict[str, str] = engine.__dict__.setdefault("_test_sessions", {})
+    if name not in cache:
+        if not engine.demo_users:
+            engine.demo_users = ensure_demo_users(engine.users())
+        pin = next(u["pin"] for u in DEMO_USERS if u["name"] == name)
+        r = engine.api.login(name, pin)
+        assert r["ok"], r
+        cache[name] = r["session"]
+    return str(cache[name])
