@@ -329,13 +329,21 @@ class Engine:
     def audit(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> None:
         """One record in the hash-chained audit trail, committed before this returns (so an
         action that waits on it never runs unrecorded). Raises when it cannot be written."""
+        t_wall = self.clock.wall()
         try:
-            self.audit_log().append(kind, user, target, detail, t_wall=self.clock.wall())
+            audit = self.audit_log()
+            seq = audit.append(kind, user, target, detail, t_wall=t_wall)
         except Exception as e:
             log.error("audit record %s by %s not written: %s", kind, user or "-", e)
             self.alarms.raise_system("audit_trouble", "audit.db", str(e))
             raise
         self.alarms.clear_system("audit_trouble", "audit.db", "records written again")
+        if self.outbox is not None:  # a copy of the chain off the box, on the audit topic
+            head_seq, head_hash = audit.head()
+            record = {"seq": seq, "t": round(t_wall * 1000), "user": user, "kind": kind,
+                      "target": target, "detail": detail,
+                      "hash": head_hash if head_seq == seq else None}
+            self.outbox.add_records("audit", [record], t_wall)
 
     def audit_safe(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> None:
         """A record that follows what it describes (a result, a system event): trouble writing
