@@ -102,8 +102,12 @@ async def test_fault_keys_send_commands_in_demo() -> None:
         while app.screen.query_one(SignalTable).row_count == 0:  # the first frame is shown
             await pilot.pause(0.05)
         await pilot.press("2")
+        await app.workers.wait_for_complete()
         await pilot.pause()
-    assert api.commands == [("demo.toggle", {"fault": "bearing"})]
+        said = [n.message for n in app._notifications]
+    # Nobody is logged in: the command goes with no session, and a recording refuses it.
+    assert api.commands == [("demo.toggle", {"fault": "bearing", "session": None})]
+    assert any("view-only" in m and "log in with F9" in m for m in said), said
 
 
 async def test_click_selects_and_a_second_click_opens_the_detail() -> None:

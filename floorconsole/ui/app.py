@@ -2,42 +2,75 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from rich.text import Text
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
 
 from floorconsole.engine.frames import Frame
-from floorconsole.engine.replay import ConsoleAPI
+from floorconsole.engine.replay import ConsoleAPI, viewer_session
 from floorconsole.ui.screens.overview import OverviewScreen
+from floorconsole.ui.session import refusal_text, session_info, who_text, who_words
 from floorconsole.ui.themes import DEFAULT_THEME, THEMES_DIR, cycle_order, load_themes
+
+KIOSK_STAYS = "kiosk: an admin PIN leaves it (F11)"
+TOUCH_EVERY_S = 1.0  # api.touch at most this often: the idle lock needs seconds, not keys
+# Signals a terminal's keys can raise when a driver lets them through; a kiosk ignores them.
+KIOSK_IGNORED_SIGNALS = ("SIGINT", "SIGQUIT", "SIGTSTP")
 
 
 class FloorApp(App[None]):
-    """Pulls a frame from EngineAPI on a tick and hands it to the screen on top."""
+    """Pulls a frame from EngineAPI on a tick and hands it to the screen on top. Holds the
+    session token of whoever logged in at this console (None: a viewer); the engine decides
+    what that session may do, the console only asks."""
 
     CSS_PATH = "styles.tcss"
     TITLE = "floorconsole"
-    ENABLE_COMMAND_PALETTE = False
+    ENABLE_COMMAND_PALETTE = False  # ctrl+p opens nothing, kiosk or not
     BINDINGS = [
         Binding("f1,h,question_mark", "help", "Help", key_display="F1/h"),
+        Binding("f6", "audit", "Audit", key_display="F6"),
+        Binding("f9", "login", "Login", key_display="F9"),
         Binding("t", "cycle_theme", "Theme"),
         Binding("q,f10", "quit", "Quit", key_display="q/F10"),
+        Binding("f11", "leave_kiosk", "Leave kiosk", key_display="F11"),
+        # In kiosk mode "quit" is switched off (check_action), so these keys fall through
+        # to here and say how to leave; ctrl+q is Textual's own quit, ctrl+z a suspend.
+        Binding("q,f10,ctrl+q,ctrl+z,ctrl+backslash", "kiosk_stays", show=False),
     ]
 
     def __init__(self, api: ConsoleAPI, *, theme: str = DEFAULT_THEME, refresh_hz: float = 4.0,
-                 themes_dir: Path = THEMES_DIR, export_dir: Path | None = None) -> None:
+                 themes_dir: Path = THEMES_DIR, export_dir: Path | None = None,
+                 kiosk: bool = False) -> None:
         self._loaded = load_themes(themes_dir)
+        if kiosk:
+            # Textual keeps the terminal's ctrl+c / ctrl+z / ctrl+\ signals off unless this
+            # is set; a kiosk never lets them through.
+            os.environ.pop("TEXTUAL_ALLOW_SIGNALS", None)
         super().__init__()
         self.api = api
+        self.kiosk = kiosk
         self.export_dir = export_dir or Path.cwd()
         self.refresh_hz = max(0.2, min(30.0, refresh_hz))
         self.last_frame: Frame | None = None
         self.frames_shown = 0
+        self.session: str | None = None
+        self.session_info: dict[str, Any] = viewer_session()
+        self._last_touch = 0.0
         self._wanted_theme = theme
         for t in self._loaded.themes.values():
             self.register_theme(t)
+        if kiosk:
+            self.add_class("kiosk")
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         # Defaults come from the default theme file, so no colour is written in code.
@@ -52,13 +85,26 @@ class FloorApp(App[None]):
             self.theme = DEFAULT_THEME
             self.notify(f"no theme {self._wanted_theme!r}; using {DEFAULT_THEME} (have: "
                         f"{', '.join(cycle_order(self._loaded.themes))})", severity="warning")
+        if self.kiosk and not self.is_headless:
+            self._ignore_terminal_signals()
         self.push_screen(OverviewScreen())
         self.set_interval(1.0 / self.refresh_hz, self.tick)
         self.call_after_refresh(self.tick)
 
+    @staticmethod
+    def _ignore_terminal_signals() -> None:
+        for name in KIOSK_IGNORED_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                try:
+                    signal.signal(sig, signal.SIG_IGN)
+                except (ValueError, OSError):  # not the main thread: the driver's ISIG-off holds
+                    pass
+
     def tick(self) -> None:
         frame = self.api.frame()
         self.last_frame = frame
+        self._poll_session()
         show = getattr(self.screen, "show_frame", None)
         # A screen being pushed gets its first frame once it has composed (it asks for
         # app.last_frame in on_mount); before that its widgets do not exist yet.
@@ -69,11 +115,203 @@ class FloorApp(App[None]):
                 return  # the screen's widgets are still being composed: the next tick draws
             self.frames_shown += 1
 
+    # -- the session ----------------------------------------------------------------------
+
+    def _poll_session(self) -> None:
+        try:
+            info = session_info(self.api, self.session)
+        except Exception:  # an engine that lost its session store: show a viewer, keep going
+            info = viewer_session()
+        if self.session is not None and not info.get("user"):
+            # The engine no longer knows the token (expired, engine restarted).
+            self.session = None
+            self.notify("the session ended: logged out", severity="warning")
+        if info != self.session_info:
+            self.session_info = info
+            self.refresh_bindings()
+
+    @property
+    def who(self) -> Text:
+        """The header's words for whoever is at this console: 'ENGINEER eng1', 'VIEWER'."""
+        return who_text(self.session_info, self.theme_variables)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown):
+            self._user_active()
+        await super().on_event(event)
+
+    def _user_active(self) -> None:
+        """Someone pressed a key or tapped: tell the engine, at most once a second, so the
+        session's idle lock starts again."""
+        now = time.monotonic()
+        if self.session is None or now - self._last_touch < TOUCH_EVERY_S:
+            return
+        self._last_touch = now
+        touch = getattr(self.api, "touch", None)
+        if touch is not None:
+            try:
+                touch(self.session)
+            except Exception:  # the next tick's session poll shows what became of it
+                pass
+
+    def action_login(self) -> None:
+        from floorconsole.ui.screens.login import AccountDialog, LoginDialog
+
+        if isinstance(self.screen, LoginDialog | AccountDialog):
+            return
+        if self.session is None:
+            self.push_screen(LoginDialog(), self._logged_in)
+            return
+
+        def chosen(what: str | None) -> None:
+            if what == "unlock":
+                self.run_worker(self.ask_pin("Your PIN unlocks this console."),
+                                group="unlock", exit_on_error=False)
+            elif what == "logout":
+                self.log_out()
+            elif what == "switch":
+                self.log_out(quiet=True)
+                self.push_screen(LoginDialog(), self._logged_in)
+
+        self.push_screen(AccountDialog(who_words(self.session_info),
+                                       bool(self.session_info.get("locked"))), chosen)
+
+    def _logged_in(self, result: dict[str, Any] | None) -> None:
+        if not result or not result.get("session"):
+            return
+        self.session = str(result["session"])
+        self._last_touch = time.monotonic()
+        self.tick()
+        self.notify(f"logged in: {who_words(self.session_info)}")
+
+    def log_out(self, *, quiet: bool = False) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            logout = getattr(self.api, "logout", None)
+            try:
+                if logout is not None:
+                    logout(session)
+            except Exception as e:
+                self.notify(f"logout: {e}", severity="warning")
+        if not quiet:
+            self.notify("logged out: viewer")
+        self.tick()
+
+    async def ask_pin(self, reason: str) -> bool:
+        """The PIN dialog over whatever is showing; True once the engine took the PIN."""
+        from floorconsole.ui.screens.login import PinDialog
+
+        if self.session is None:
+            return False
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def done(ok: bool | None) -> None:
+            if not answer.done():
+                answer.set_result(bool(ok))
+
+        self.push_screen(PinDialog(self.session, str(self.session_info.get("user") or ""),
+                                   reason), done)
+        ok = await answer
+        self.tick()
+        return ok
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def command(self, name: str, **args: Any) -> dict[str, Any]:
+        """api.command with this console's session. When the engine wants the PIN again (a
+        critical command, or the session idle-locked), ask for it and try once more."""
+        result = await asyncio.to_thread(self._command_once, name, args)
+        refused = result.get("refused")
+        if refused in ("pin", "locked") and self.session is not None:
+            reason = (f"{name}: {result.get('message', '')}\nThe console is locked: your PIN "
+                      "unlocks it." if refused == "locked" else
+                      f"{name}: {result.get('message', '')}\nThis needs your PIN again.")
+            if not await self.ask_pin(reason):
+                return {**result, "message": f"{name}: not done (no PIN entered)"}
+            result = await asyncio.to_thread(self._command_once, name, args)
+        return result
+
+    def _command_once(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return dict(self.api.command(name, session=self.session, **args))
+        except Exception as e:  # a console attached over a socket can lose it mid-command
+            return {"ok": False, "message": f"{name} failed: {e}"}
+
+    def send_command(self, name: str, *, then: Callable[[dict[str, Any]], None] | None = None,
+                     **args: Any) -> None:
+        """Run a command (with the PIN prompt when needed) without blocking the screen; say
+        what came of it; hand the answer to `then`."""
+
+        async def flow() -> None:
+            result = await self.command(name, **args)
+            self.notify(refusal_text(name, result),
+                        severity="information" if result.get("ok") else "error",
+                        timeout=8 if result.get("ok") else 10)
+            if then is not None:
+                then(result)
+            self.tick()
+
+        self.run_worker(flow(), group="command", exit_on_error=False)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "quit":
+            return not self.kiosk  # False: hidden, and the key falls through to kiosk_stays
+        if action in ("leave_kiosk", "kiosk_stays"):
+            return self.kiosk
+        return True
+
+    async def action_quit(self) -> None:
+        if self.kiosk:
+            self.action_kiosk_stays()
+            return
+        await super().action_quit()
+
+    def action_kiosk_stays(self) -> None:
+        self.notify(KIOSK_STAYS, severity="warning")
+
+    def action_help_quit(self) -> None:  # ctrl+c
+        if self.kiosk:
+            self.action_kiosk_stays()
+            return
+        super().action_help_quit()
+
+    def action_suspend_process(self) -> None:
+        if self.kiosk:
+            self.action_kiosk_stays()
+            return
+        super().action_suspend_process()
+
+    def action_command_palette(self) -> None:
+        if self.kiosk:
+            self.action_kiosk_stays()
+            return
+        super().action_command_palette()
+
+    def action_leave_kiosk(self) -> None:
+        from floorconsole.ui.screens.login import LoginDialog
+
+        if not self.kiosk or isinstance(self.screen, LoginDialog):
+            return
+
+        def done(result: dict[str, Any] | None) -> None:
+            if result and result.get("ok"):
+                self.exit()
+
+        self.push_screen(LoginDialog(leave_kiosk=True), done)
+
     def action_help(self) -> None:
         from floorconsole.ui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_audit(self) -> None:
+        from floorconsole.ui.screens.audit import AuditScreen
+
+        if not isinstance(self.screen, AuditScreen):
+            self.push_screen(AuditScreen())
 
     def action_cycle_theme(self) -> None:
         order = cycle_order(self._loaded.themes)
@@ -84,7 +322,8 @@ class FloorApp(App[None]):
 
 
 def make_app(api: ConsoleAPI, *, theme: str = DEFAULT_THEME, refresh_hz: float = 4.0,
-             themes_dir: Path = THEMES_DIR, export_dir: Path | None = None) -> FloorApp:
+             themes_dir: Path = THEMES_DIR, export_dir: Path | None = None,
+             kiosk: bool = False) -> FloorApp:
     """The one way to build the console: the CLI and the tests alike."""
     return FloorApp(api, theme=theme, refresh_hz=refresh_hz, themes_dir=themes_dir,
-                    export_dir=export_dir)
+                    export_dir=export_dir, kiosk=kiosk)

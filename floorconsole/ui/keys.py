@@ -19,7 +19,8 @@ class KeyHelp:
 _LABELS = {
     "escape": "Esc", "backspace": "Backspace", "enter": "Enter", "question_mark": "?",
     "slash": "/", "up": "↑", "down": "↓", "pageup": "PgUp", "pagedown": "PgDn",
-    "home": "Home", "end": "End", "tab": "Tab",
+    "home": "Home", "end": "End", "tab": "Tab", "space": "Space",
+    "ctrl+backslash": "ctrl+\\",
 }
 
 
@@ -86,11 +87,33 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
         KeyHelp(("x", "f12"), "export the shown range to CSV (UTC times)"),
         KeyHelp(("escape", "backspace"), "back to the overview (Esc also closes the range entry)"),
     )),
+    ("Audit", (
+        KeyHelp(("slash",), "search the trail: user, kind, target or detail (Enter keeps, "
+                            "Esc clears)"),
+        KeyHelp(("k", "u", "w"), "filter by kind, by user; the time window (1 h, 24 h, 7 d, all)"),
+        KeyHelp(("r",), "read the trail again"),
+        KeyHelp(("v",), "verify the hash chain: intact, or where it breaks"),
+        KeyHelp(("enter",), "the whole record of the selected row (Esc, Enter or q closes it)"),
+        KeyHelp(("escape", "backspace", "f6"), "back"),
+    )),
+    ("Login and PIN", (
+        KeyHelp(("f9",), "log in: user name, then PIN (masked); Enter goes on, Esc cancels"),
+        KeyHelp(("l", "s", "u"), "once logged in, F9 offers: log out, switch user, unlock"),
+        KeyHelp(("enter",), "PIN prompt (a critical action, or a locked console): go on; "
+                            "the action runs once more"),
+        KeyHelp(("escape",), "PIN prompt: cancel; nothing is done"),
+    )),
     ("Everywhere", (
         KeyHelp(("f1", "h", "question_mark"), "this help"),
         KeyHelp(("escape", "q", "f1"), "close this help"),
+        KeyHelp(("f6",), "the audit trail: who did what, when"),
+        KeyHelp(("f9",), "log in, or log out / switch user / unlock"),
         KeyHelp(("t",), "next colour theme"),
-        KeyHelp(("q", "f10"), "quit the console (not in kiosk mode)"),
+        KeyHelp(("q", "f10", "ctrl+q"), "quit the console (not in kiosk mode)"),
+        KeyHelp(("f11",), "kiosk mode only: leave it, with an admin's name and PIN"),
+        KeyHelp(("ctrl+c", "ctrl+z", "ctrl+backslash", "ctrl+p"),
+                "nothing that leaves the console: no quit, no suspend, no command palette "
+                "(in kiosk mode they say how to leave)"),
     )),
     ("Demo", (
         KeyHelp(("1", "2", "3", "4", "5", "6"), "inject or clear a simulated fault (overview; "

@@ -113,7 +113,7 @@ class OverviewScreen(Screen[None]):
         self._frame = frame
         colors = self.app.theme_variables
         width = self.size.width
-        self.query_one(HeaderBar).show(frame, width)
+        self.query_one(HeaderBar).show(frame, width, self.app.who)  # type: ignore[attr-defined]
         self.query_one(Banner).show(frame, colors)
         rows = visible_rows(frame.signals, search=self.search, only_not_good=self.only_not_good,
                             grouped=self.grouped)
@@ -237,5 +237,4 @@ class OverviewScreen(Screen[None]):
             self.notify("fault injection exists only in the demo", severity="warning")
             return
         fault = frame.demo.faults[index]
-        result = self.app.api.command("demo.toggle", fault=fault)  # type: ignore[attr-defined]
-        self.notify(result["message"], severity="information" if result["ok"] else "error")
+        self.app.send_command("demo.toggle", fault=fault)  # type: ignore[attr-defined]

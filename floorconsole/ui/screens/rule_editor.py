@@ -22,7 +22,6 @@ from textual.widgets.option_list import Option
 
 from floorconsole.core.alarms import PRIORITIES
 from floorconsole.core.rules import OPS, QUALITY_POLICIES, RuleConfig, parse_rules
-from floorconsole.ui.screens.alarms import console_user
 
 DRY_RUN_DEBOUNCE_S = 0.6  # after the last keystroke: a dry run reads up to a day of history
 LABELS = {"id": "Rule id", "signal": "Signal", "op": "Op", "threshold": "Threshold",
@@ -190,11 +189,13 @@ def _action_words(a: Any) -> str:
     return repr(dict(a))
 
 
-def apply_config(api: Any, plant: dict[str, Any], message: str) -> dict[str, Any]:
+def apply_config(app: Any, plant: dict[str, Any], message: str) -> dict[str, Any]:
     """Send the whole edited plant to the engine, which validates, swaps, health-checks and
-    rolls back by itself; its answer says which."""
+    rolls back by itself; its answer says which. Called from a worker thread: the app runs
+    the command with its session (and the PIN prompt when the engine asks for it)."""
     try:
-        result = api.command("config.apply", config=plant, message=message, user=console_user())
+        result = app.call_from_thread(app.command, "config.apply", config=plant,
+                                      message=message)
     except Exception as e:  # a console attached over a socket can lose it mid-command
         return {"ok": False, "message": f"apply failed: {e}"}
     return dict(result)
@@ -712,7 +713,7 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
 
     @work(thread=True, exclusive=True, group="apply", exit_on_error=False)
     def _apply(self, plant: dict[str, Any], message: str) -> None:
-        result = apply_config(self.api, plant, message)
+        result = apply_config(self.app, plant, message)
         self.app.call_from_thread(self._applied, result)
 
     def _applied(self, result: dict[str, Any]) -> None:

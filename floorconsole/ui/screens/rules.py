@@ -278,7 +278,7 @@ class RulesScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="apply", exit_on_error=False)
     def _apply(self, plant: dict[str, Any], message: str) -> None:
-        result = apply_config(self.api, plant, message)
+        result = apply_config(self.app, plant, message)
         self.app.call_from_thread(self._applied, result)
 
     def _applied(self, result: dict[str, Any]) -> None:

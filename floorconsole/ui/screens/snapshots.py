@@ -16,7 +16,6 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Static
 
 from floorconsole.engine.frames import Frame
-from floorconsole.ui.screens.alarms import console_user
 
 
 def _when(t: float | None) -> str:
@@ -165,19 +164,14 @@ class SnapshotScreen(Screen[None]):
         def answered(yes: bool | None) -> None:
             if yes:
                 self._message(f"rolling back to {r['short']} …")
-                self.rollback(r["id"])
+                self.app.send_command(  # type: ignore[attr-defined]
+                    "snapshot.rollback", snapshot=r["id"], then=self._rolled_back)
 
         self.app.push_screen(ConfirmDialog(
             f"Roll back to snapshot {r['short']} ({r['author']}: {r['message']})?\n"
             "Its rules, devices and model replace the running ones, then it is "
             "health-checked; if the check fails the current one comes back."), answered)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="rollback")
-    def rollback(self, snapshot: str) -> None:
-        result = self.app.api.command("snapshot.rollback", snapshot=snapshot,
-                                      user=console_user())
-        self.app.call_from_thread(self.notify, result["message"],
-                                  severity="information" if result["ok"] else "error",
-                                  timeout=10)
-        self.app.call_from_thread(self._message, result["message"])
+    def _rolled_back(self, result: dict[str, Any]) -> None:
+        self._message(str(result.get("message", "")))
         self.load()

@@ -27,21 +27,29 @@ class Bar(Static):
 
 
 class HeaderBar(Bar):
-    """Site, edge id, configuration, control mode and the clock."""
+    """Site, edge id, configuration, control mode, who is at the console, and the clock."""
 
     DEFAULT_CSS = """
     HeaderBar { height: 1; background: $panel; color: $foreground; text-style: bold; }
     """
 
-    def show(self, frame: Frame, width: int) -> None:
+    def show(self, frame: Frame, width: int, who: Text | str = "VIEWER") -> None:
         clock = time.strftime("%H:%M:%S", time.localtime(frame.t_wall))
         cfg = f"snapshot {frame.snapshot[:6]}" if frame.snapshot else f"config {frame.config_id[:6]}"
         parts = ["floorconsole", frame.site, frame.edge_id, cfg, frame.control_mode.upper()]
         if width < 90:
             parts = [frame.site or "floorconsole", frame.edge_id, cfg.replace("snapshot", "snap")]
+        who = Text(who) if isinstance(who, str) else who
         left = " · ".join(p for p in parts if p)
-        pad = max(1, width - len(left) - len(clock) - 2)
-        self.set_text(f" {left}{' ' * pad}{clock} ")
+        # Who is logged in is never cut: the site name gives way first.
+        room = width - len(clock) - who.cell_len - 6
+        if len(left) > room:
+            left = left[:max(0, room - 1)] + "…"
+        text = Text(f" {left} · ")
+        text.append_text(who)
+        pad = max(1, width - text.cell_len - len(clock) - 1)
+        text.append(f"{' ' * pad}{clock} ")
+        self.set_text(text)
 
 
 class Banner(Bar):
