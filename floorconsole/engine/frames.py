@@ -196,6 +196,11 @@ class Frame:
     rules: tuple[RuleView, ...] = ()
     snapshot: str = ""  # short id of the active snapshot, when the engine keeps snapshots
     uplink: UplinkStats | None = None  # store-and-forward to the plant broker, if configured
+    control_holder: str = ""  # the user whose console holds control (writes, rules, rollback)
+    control_requested_by: str = ""  # a user who asked the holder for control
+    # Set by a console attached over the socket when the engine went away: the frame is the
+    # last one received, shown greyed with this text ("engine gone 12 s: reconnecting").
+    stale: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
