@@ -118,7 +118,7 @@ class Cases:
                     "package": _model_copy(self.tmp / f"pkg{self.n}", f"1.0.{self.n}")}
         if action == "users.manage":
             return {"op": "add", "name": f"tmp{self.n}", "role": "operator", "pin": "5678"}
-        if action == "kiosk.leave":
+        if action in ("kiosk.leave", "control.take", "control.release", "control.request"):
             return {}
         raise AssertionError(f"no case for {action}: add one")
 
@@ -136,6 +136,8 @@ def test_the_whole_role_action_matrix(engine: Engine, tmp_path: Path) -> None:
             r = e.api.login(who, PINS[who])
             assert r["ok"] and r["role"] == str(ROLE_OF[who]), r
             session = r["session"]
+        if cases.eng is not None:
+            e.api.logout(cases.eng)  # the setup session of the last row lets go of control
         cases.eng = e.api.login("eng1", PINS["eng1"])["session"]
         info = e.api.session(session)
         assert info["role"] == str(ROLE_OF[who])
@@ -157,6 +159,8 @@ def test_the_whole_role_action_matrix(engine: Engine, tmp_path: Path) -> None:
                 assert rec["target"] == action and rec["user"] == (who or "(nobody)"), rec
             if action == "demo.inject" and allowed:
                 e.api.command("demo.clear", session=session, fault="bearing")
+        if session is not None:
+            e.api.logout(session)  # and its control with it
     refused = e.api.audit(kind="refused", limit=10_000)
     assert len(refused) == refused_expected
     # what happened is in the trail too, in order, and the chain verifies
@@ -189,7 +193,13 @@ def test_a_manual_write_is_audited_before_it_reaches_the_device(engine: Engine) 
     arm = e.api.command("control.arm", session=eng, device="drive1", address="co:11",
                         value=False)
     r = e.api.command("control.write", session=eng2, arm=arm["arm"])
-    assert not r["ok"] and "armed by eng1" in r["message"]
+    assert not r["ok"] and r["refused"] == "held", r  # eng1's console holds control
+    assert e.api.frame().control_holder == "eng1"
+    assert e.api.command("control.release", session=eng)["ok"]
+    r = e.api.command("control.write", session=eng2, arm=arm["arm"])
+    assert not r["ok"] and "armed by eng1" in r["message"], r
+    assert e.api.frame().control_holder == "eng2"  # acting took the free control
+    assert e.api.command("control.release", session=eng2)["ok"]
     bad = e.api.command("control.arm", session=eng, device="drive1", address="ir:0", value=1)
     assert not bad["ok"] and "read-only" in bad["message"]
     bad = e.api.command("control.arm", session=eng, device="drive9", address="co:1", value=1)
@@ -282,3 +292,30 @@ def test_five_wrong_pins_lock_and_the_lock_is_audited(
     assert s.login("eng1", "2222")["ok"]
 
 
+
+
+def test_one_console_at_a_time_holds_control(
+        sessions: tuple[Sessions, FakeClock, list[tuple[str, ...]]], tmp_path: Path) -> None:
+    s, clock, audited = sessions
+    store = UserStore(tmp_path / "users.db")
+    store.add("eng2", "engineer", "3333", now_wall=clock.wall())
+    a = s.login("eng1", "2222")["session"]
+    b = s.login("eng2", "3333")["session"]
+    assert s.check(a, "config.apply") == ("eng1", None)  # free: the first to act takes it
+    assert s.holder() == ("eng1", "")
+    _, refusal = s.check(b, "snapshot.rollback")
+    assert refusal is not None and refusal.reason == "held" and "eng1" in refusal.message
+    assert audited[-1][:3] == ("refused", "eng2", "snapshot.rollback")
+    assert s.check(b, "alarm.ack") == ("eng2", None)  # acknowledging needs no control
+    assert s.request(b)["message"] == "asked eng1 for control"
+    assert s.holder() == ("eng1", "eng2")
+    assert s.release(a)["ok"] and s.holder() == ("", "")
+    assert s.take(b)["ok"] and s.holder() == ("eng2", "")
+    assert not s.take(a)["ok"]
+    clock.advance(121)  # eng2 idles: the lock frees control
+    s.touch(a)
+    assert s.holder() == ("", "")
+    assert s.unlock(a, "2222")["ok"] and s.take(a)["ok"]
+    s.logout(a)
+    assert s.holder() == ("", "")
+    store.close()

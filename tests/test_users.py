@@ -125,6 +125,8 @@ def test_the_role_table() -> None:
         "alarm.ack": (Role.OPERATOR, False), "alarm.ack_all": (Role.OPERATOR, False),
         "alarm.unshelve": (Role.OPERATOR, False), "alarm.shelve": (Role.OPERATOR, True),
         "config.apply": (Role.ENGINEER, True), "snapshot.rollback": (Role.ENGINEER, True),
+        "control.take": (Role.ENGINEER, False), "control.release": (Role.ENGINEER, False),
+        "control.request": (Role.ENGINEER, False),
         "control.arm": (Role.ENGINEER, False), "control.write": (Role.ENGINEER, True),
         "model.import": (Role.ADMIN, True), "users.manage": (Role.ADMIN, True),
         "kiosk.leave": (Role.ADMIN, True), "audit.view": (Role.VIEWER, False),

@@ -66,6 +66,9 @@ ACTIONS: dict[str, Action] = _table(
     Action("demo.inject", Role.OPERATOR, False, "inject a fault into the simulated plant"),
     Action("demo.clear", Role.OPERATOR, False, "clear injected faults in the simulated plant"),
     Action("demo.toggle", Role.OPERATOR, False, "switch demo fault injection on or off"),
+    Action("control.take", Role.ENGINEER, False, "take control (writes, rules, rollbacks)"),
+    Action("control.release", Role.ENGINEER, False, "release control for another console"),
+    Action("control.request", Role.ENGINEER, False, "ask the console holding control for it"),
     Action("control.arm", Role.ENGINEER, False, "arm a manual write to a device"),
     Action("control.write", Role.ENGINEER, True, "confirm an armed manual write to a device"),
     Action("config.apply", Role.ENGINEER, True, "apply a configuration change"),
@@ -74,6 +77,11 @@ ACTIONS: dict[str, Action] = _table(
     Action("users.manage", Role.ADMIN, True, "add, remove and change users"),
     Action("kiosk.leave", Role.ADMIN, True, "leave kiosk mode"),
 )
+
+
+# What only the console holding control may do: one console at a time changes the plant.
+CONTROL_ACTIONS = frozenset({"control.arm", "control.write", "config.apply", "snapshot.rollback",
+                             "model.import"})
 
 
 def action(name: str) -> Action:

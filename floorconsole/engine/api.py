@@ -46,7 +46,8 @@ AUDIT_KIND = {
     "snapshot.rollback": "snapshot_rollback", "control.arm": "write", "control.write": "write",
     "kiosk.leave": "kiosk", "demo.inject": "system", "demo.clear": "system",
     "demo.toggle": "system", "model.import": "model_change", "users.manage": "user_change",
-    "audit.view": "system",
+    "audit.view": "system", "control.take": "system", "control.release": "system",
+    "control.request": "system",
 }  # a waveform block is shown downsampled to this many points
 
 
@@ -183,6 +184,7 @@ class EngineAPI:
         demo = None
         if e.demo is not None:
             demo = DemoView(faults=tuple(e.demo.fault_kinds()), active=tuple(e.demo.active_faults()))
+        holder, requested = self._sessions.holder()
         return Frame(
             t_wall=now_wall, t_mono=now_mono, edge_id=e.plant.edge.id, site=e.plant.edge.site,
             config_id=e.config_id,
@@ -192,7 +194,7 @@ class EngineAPI:
             ingest_rate=round(e.ingest_rate, 1), demo=demo, models=models,
             alarms=tuple(AlarmView(**a) for a in control["alarms"]),
             snapshot=e.snapshots.active.short if e.snapshots is not None else "",
-            uplink=uplink,
+            uplink=uplink, control_holder=holder, control_requested_by=requested,
             alarm_summary=_alarm_summary(control), rules=tuple(_rule_view(r)
                                                                for r in control["rules"]))
 
@@ -297,9 +299,13 @@ class EngineAPI:
         user, refusal = self._sessions.check(session, name)
         if refusal is not None:
             return refusal.as_dict()
-        if "user" in inspect.signature(handler).parameters:
+        params = inspect.signature(handler).parameters
+        if "user" in params:
             args["user"] = user
-        shown = {k: v for k, v in args.items() if k not in ("user", "config", "pin")}
+        if "session_token" in params:
+            args["session_token"] = session
+        shown = {k: v for k, v in args.items()
+                 if k not in ("user", "config", "pin", "session_token")}
         try:
             self._engine.audit(AUDIT_KIND[name], user, _target(name, args),
                                {"command": name, "phase": "request", **shown})
@@ -418,6 +424,17 @@ class EngineAPI:
             raise CommandError(f"no model {model!r} in the running configuration ({known})")
         models[0]["package"] = str(package)
         return await self._cmd_config_apply(config, message, user)
+
+    # -- control: one console at a time -------------------------------------------------
+
+    def _cmd_control_take(self, session_token: str) -> dict[str, Any]:
+        return self._sessions.take(session_token)
+
+    def _cmd_control_release(self, session_token: str) -> dict[str, Any]:
+        return self._sessions.release(session_token)
+
+    def _cmd_control_request(self, session_token: str) -> dict[str, Any]:
+        return self._sessions.request(session_token)
 
     def _cmd_kiosk_leave(self, user: str) -> dict[str, Any]:
         return {"ok": True, "message": f"kiosk left by {user}"}

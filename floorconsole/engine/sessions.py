@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from floorconsole.core.auth import (
     ACTIONS,
+    CONTROL_ACTIONS,
     DEFAULT_IDLE_LOCK_S,
     PIN_FRESH_S,
     Role,
@@ -58,6 +59,8 @@ class Sessions:
         self.idle_lock_s = idle_lock_s
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
+        self._holder: str | None = None  # the session holding control
+        self._requested_by = ""  # who asked the holder for control
 
     # -- logging in and out ------------------------------------------------------------------
 
@@ -90,8 +93,56 @@ class Sessions:
     def logout(self, token: str | None) -> None:
         with self._lock:
             s = self._sessions.pop(token or "", None)
+            held = s is not None and self._holder == token
+            if held:
+                self._holder, self._requested_by = None, ""
         if s is not None:
-            self._audit("logout", s.user, "console", {})
+            self._audit("logout", s.user, "console", {"released control": held} if held else {})
+
+    # -- control: one console at a time changes the plant ------------------------------------
+
+    def holder(self) -> tuple[str, str]:
+        """(user holding control or "", user who asked for it or "")."""
+        with self._lock:
+            s = self._live_holder(self._clock.mono())
+            return (s.user if s is not None else ""), self._requested_by
+
+    def _live_holder(self, now: float) -> Session | None:
+        """The holding session; a holder that logged out or locked holds nothing."""
+        s = self._sessions.get(self._holder or "")
+        if s is None or self._locked(s, now):
+            self._holder, self._requested_by = None, ""
+            return None
+        return s
+
+    def take(self, token: str | None) -> dict[str, Any]:
+        s = self._get(token)
+        assert s is not None  # check() ran first
+        with self._lock:
+            cur = self._live_holder(self._clock.mono())
+            if cur is not None and cur.token != token:
+                return {"ok": False, "message": f"control is held by {cur.user}; ask for it "
+                                                f"(they can release it)", "refused": "held"}
+            self._holder, self._requested_by = token, ""
+        return {"ok": True, "message": f"{s.user} holds control"}
+
+    def release(self, token: str | None) -> dict[str, Any]:
+        with self._lock:
+            if self._holder != token:
+                return {"ok": False, "message": "this console does not hold control"}
+            self._holder, self._requested_by = None, ""
+        return {"ok": True, "message": "control released"}
+
+    def request(self, token: str | None) -> dict[str, Any]:
+        s = self._get(token)
+        assert s is not None
+        with self._lock:
+            cur = self._live_holder(self._clock.mono())
+            if cur is None or cur.token == token:
+                self._holder, self._requested_by = token, ""
+                return {"ok": True, "message": f"{s.user} holds control"}
+            self._requested_by = s.user
+        return {"ok": True, "message": f"asked {cur.user} for control"}
 
     def unlock(self, token: str | None, pin: str) -> dict[str, Any]:
         """The PIN again: unlocks an idle-locked session and refreshes the PIN window."""
@@ -164,6 +215,15 @@ class Sessions:
         elif action.critical and now - s.pin_mono > PIN_FRESH_S:
             refusal = Refusal("pin", f"enter the PIN again to {action.description} (needed "
                                      f"within {PIN_FRESH_S:g} s of a critical action)")
+        if refusal is None and action_name in CONTROL_ACTIONS:
+            assert s is not None
+            with self._lock:
+                cur = self._live_holder(now)
+                if cur is None:
+                    self._holder, self._requested_by = s.token, ""  # free: taken by acting
+                elif cur.token != s.token:
+                    refusal = Refusal("held", f"control is held by {cur.user} on another "
+                                              f"console; ask for it")
         if refusal is not None:
             self._audit("refused", user or "(nobody)", action_name,
                         {"reason": refusal.reason, "message": refusal.message})
