@@ -23,6 +23,7 @@ from floorconsole.ui.session import refusal_text, session_info, who_text, who_wo
 from floorconsole.ui.themes import DEFAULT_THEME, THEMES_DIR, cycle_order, load_themes
 
 KIOSK_STAYS = "kiosk: an admin PIN leaves it (F11)"
+KIOSK_NOTE_S = 4.0
 TOUCH_EVERY_S = 1.0  # api.touch at most this often: the idle lock needs seconds, not keys
 # Signals a terminal's keys can raise when a driver lets them through; a kiosk ignores them.
 KIOSK_IGNORED_SIGNALS = ("SIGINT", "SIGQUIT", "SIGTSTP")
@@ -66,6 +67,7 @@ class FloorApp(App[None]):
         self.session: str | None = None
         self.session_info: dict[str, Any] = viewer_session()
         self._last_touch = 0.0
+        self._kiosk_note_t = float("-inf")
         self._wanted_theme = theme
         for t in self._loaded.themes.values():
             self.register_theme(t)
@@ -269,7 +271,11 @@ class FloorApp(App[None]):
         await super().action_quit()
 
     def action_kiosk_stays(self) -> None:
-        self.notify(KIOSK_STAYS, severity="warning")
+        # One note at a time: a fist on the keypad must not stack toasts over the header.
+        now = time.monotonic()
+        if now - self._kiosk_note_t >= KIOSK_NOTE_S:
+            self._kiosk_note_t = now
+            self.notify(KIOSK_STAYS, severity="warning", timeout=KIOSK_NOTE_S)
 
     def action_help_quit(self) -> None:  # ctrl+c
         if self.kiosk:

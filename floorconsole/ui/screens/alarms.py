@@ -12,10 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, OptionList, Static
+from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
 from floorconsole.engine.frames import AlarmView, Frame
+from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.status_bars import Bar
 
 PRIORITY_SHAPE = {"critical": "◆◆", "high": "▲", "medium": "▼", "low": "○"}
@@ -105,7 +106,7 @@ class AlarmScreen(Screen[None]):
         yield Bar("", id="filters")
         table: DataTable[Text | str] = DataTable(cursor_type="row", zebra_stripes=False)
         yield table
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)
@@ -247,7 +248,7 @@ class JournalScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("loading the journal…", id="journal")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.load()

@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
 from floorconsole.core.history_format import csv_value, iso_utc_ms
@@ -28,6 +28,7 @@ from floorconsole.engine.api import format_value
 from floorconsole.engine.frames import Frame, History, HistoryPoint, SignalView
 from floorconsole.ui.format import age_text, quality_text, value_text
 from floorconsole.ui.widgets.chart import TimeChart, WaveformChart, initial_quality
+from floorconsole.ui.widgets.footer import ConsoleFooter
 
 LIVE_RELOAD_S = 5.0  # a live range is read again this often, not at every tick
 WAVEFORM_REDRAW_S = 1.0  # the waveform block is redrawn at most this often (slow SSH)
@@ -281,7 +282,7 @@ class SignalDetailScreen(Screen[None]):
         yield Input(id="custom", compact=True, placeholder="90m · 2h · 1d · or "
                     "2026-11-23T10:00 2026-11-23T12:00 — Enter to apply, Esc to cancel")
         yield Static(id="message")
-        yield Footer(compact=True)
+        yield ConsoleFooter(compact=True)
 
     def on_mount(self) -> None:
         self._set("title", Text(f" {self.signal_id}", style="bold"))

@@ -12,10 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from floorconsole.engine.frames import Frame, ModelView
+from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.model_panel import DRIFT_COLOR, DRIFT_SHAPE, model_text
 from floorconsole.ui.widgets.status_bars import Bar
 
@@ -77,7 +78,7 @@ class DriftScreen(Screen[None]):
         with Horizontal(id="body"):
             yield OptionList(id="features")
             yield Static("choose a feature", id="hist")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()

@@ -7,9 +7,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from floorconsole.engine.frames import Frame, SignalView
+from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.model_panel import DriftPanel, ModelPanel, model_line
 from floorconsole.ui.widgets.signal_table import SignalTable
 from floorconsole.ui.widgets.status_bars import Banner, Bar, HeaderBar, LinkBar
@@ -99,7 +100,7 @@ class OverviewScreen(Screen[None]):
                 yield DriftPanel(NO_DRIFT, id="drift-panel", classes="panel")
         yield Bar("model: no model configured", id="model-line")
         yield LinkBar(id="links")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one(SignalTable).focus()

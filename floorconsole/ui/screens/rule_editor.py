@@ -17,11 +17,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Checkbox, Footer, Input, Label, OptionList, Select, Static
+from textual.widgets import Checkbox, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from floorconsole.core.alarms import PRIORITIES
 from floorconsole.core.rules import OPS, QUALITY_POLICIES, RuleConfig, parse_rules
+from floorconsole.ui.widgets.footer import ConsoleFooter
 
 DRY_RUN_DEBOUNCE_S = 0.6  # after the last keystroke: a dry run reads up to a day of history
 LABELS = {"id": "Rule id", "signal": "Signal", "op": "Op", "threshold": "Threshold",
@@ -508,7 +509,7 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
                                         brokers=self.brokers)
             yield Static("", id="problems")
             yield Static("dry run: waiting for the fields…", id="dryrun")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#f-id" if self.index is None else "#f-threshold", Input).focus()

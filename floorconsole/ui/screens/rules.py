@@ -14,7 +14,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from floorconsole.engine.api import format_value
 from floorconsole.engine.frames import Frame, RuleView
@@ -25,6 +25,7 @@ from floorconsole.ui.screens.rule_editor import (
     dry_run_lines,
     rule_template,
 )
+from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.status_bars import Bar
 
 
@@ -91,7 +92,7 @@ class RulesScreen(Screen[None]):
         table: DataTable[Text | str] = DataTable(cursor_type="row")
         yield table
         yield Bar("", id="actions")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)

@@ -13,9 +13,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Static
+from textual.widgets import Button, DataTable, Static
 
 from floorconsole.engine.frames import Frame
+from floorconsole.ui.widgets.footer import ConsoleFooter
 
 
 def _when(t: float | None) -> str:
@@ -78,7 +79,7 @@ class SnapshotScreen(Screen[None]):
         yield table
         yield Static("space marks a snapshot; d shows what changed from the marked one to the "
                      "selected one; r rolls back to the selected one", id="below")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)

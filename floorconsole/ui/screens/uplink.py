@@ -6,10 +6,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from floorconsole.core.units import format_duration
 from floorconsole.engine.frames import Frame
+from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.status_bars import Bar
 
 SHAPE = {"up": "●", "connecting": "○", "waiting for host": "◐", "down": "✕", "stopped": "✕"}
@@ -80,7 +80,7 @@ class UplinkScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Bar("", id="uplink")
-        yield Footer()
+        yield ConsoleFooter()
 
     def show_frame(self, frame: Frame) -> None:
         self.query_one("#uplink", Bar).set_text(
