@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from floorconsole.adapters.outbox import Outbox
     from floorconsole.adapters.uplink import Uplink
     from floorconsole.adapters.users import UserStore
+    from floorconsole.engine.attach import AttachServer
     from floorconsole.engine.model_runner import ModelRunner
     from floorconsole.engine.snapshots import SnapshotManager
 
@@ -278,6 +279,7 @@ class Engine:
         self._counted = 0  # samples of earlier configurations, so the rate survives a swap
         self._cache_errors = self._cache_dropped = 0
         self.ingest_rate = 0.0
+        self.attach = True  # consoles in other processes attach at DATA_DIR/engine.sock
         from floorconsole.engine.api import EngineAPI
 
         self.api = EngineAPI(self)
@@ -398,6 +400,7 @@ class Engine:
         self._stop = asyncio.Event()
         watchdog: asyncio.Task[None] | None = None
         startup: asyncio.Task[None] | None = None
+        attach: AttachServer | None = None
         try:
             self.historian.start()
             if self.uplink is not None:
@@ -416,9 +419,15 @@ class Engine:
             await asyncio.get_running_loop().run_in_executor(None, partial(
                 self.audit_event, "engine started",
                 {"configuration": self.config_id, "data_dir": str(self.data_dir)}))
+            if self.attach:
+                from floorconsole.engine.attach import start_attach_server
+
+                attach = start_attach_server(self)  # a thread of its own, not this loop
             self._ready.set()
             await self._stop.wait()
         finally:
+            if attach is not None:  # first, so attached consoles see the engine go at once
+                attach.stop()
             for task in (watchdog, startup):
                 if task is not None:
                     task.cancel()
