@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     _console_options(r)
     r.set_defaults(func=cmd_run)
 
+    a = sub.add_parser("attach", help="a console on the engine already running on this box",
+                       description="Open a console on a running engine (floorconsole run "
+                                   "--headless, or another console's engine) over its local "
+                                   "socket, DATA_DIR/engine.sock. Any number of consoles may "
+                                   "attach, each with its own user.")
+    a.add_argument("-c", "--config", type=Path, metavar="PLANT.toml",
+                   help="plant file (for its data directory)")
+    a.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
+    a.add_argument("--socket", type=Path, metavar="PATH",
+                   help="the engine's socket (default DATA_DIR/engine.sock)")
+    _console_options(a)
+    a.set_defaults(func=cmd_attach)
+
     c = sub.add_parser("check", help="validate a plant file; every problem with its key path",
                        description="Validate a plant file and report every problem found, each "
                                    "with its key path and what was expected. Exit status 1 if "
@@ -321,6 +334,30 @@ def _run_engine(data_dir: Path, *, headless: bool, args: argparse.Namespace,
         app.run()
     finally:
         engine.stop()
+    return 0
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from floorconsole.engine.attach import socket_path
+    from floorconsole.engine.remote import EngineUnreachable, RemoteAPI
+
+    path = Path(args.socket) if args.socket else socket_path(_data_dir(args))
+    # The terminal belongs to Textual, and the engine keeps its own log: say nothing here.
+    logging.basicConfig(handlers=[logging.NullHandler()])
+    api = RemoteAPI(path, refresh_hz=args.refresh)
+    try:
+        api.connect()
+    except EngineUnreachable as e:
+        why = str(e).split(": ", 1)[-1]
+        raise UserError(f"no engine at {path} ({why}): start one with floorconsole run "
+                        "--headless -c PLANT.toml (or floorconsole demo)") from None
+    try:
+        from floorconsole.ui.app import make_app
+
+        kiosk = {"kiosk": True} if args.kiosk else {}
+        make_app(api, theme=args.theme, refresh_hz=args.refresh, **kiosk).run()
+    finally:
+        api.close()
     return 0
 
 
