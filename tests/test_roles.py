@@ -319,3 +319,30 @@ def test_one_console_at_a_time_holds_control(
     s.logout(a)
     assert s.holder() == ("", "")
     store.close()
+
+
+def test_users_cli_changes_are_audited_and_verify(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "box"
+
+    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "floorconsole.cli", *args,
+                               "--data-dir", str(data)], input=stdin, text=True,
+                              capture_output=True, timeout=60)
+
+    r = cli("users", "add", "ana", "--role", "admin", "--pin-stdin", stdin="246813\n")
+    assert r.returncode == 0, r.stderr
+    r = cli("users", "reset-pin", "ana", "--pin-stdin", stdin="135792\n")
+    assert r.returncode == 0, r.stderr
+    r = cli("audit", "list", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    records = json.loads(r.stdout)
+    assert [x["kind"] for x in records] == ["user_change", "user_change"]
+    assert {x["target"] for x in records} == {"ana"}
+    assert "246813" not in r.stdout and "135792" not in r.stdout
+    r = cli("audit", "verify")
+    assert r.returncode == 0 and "audit ok: 2 records" in r.stdout, (r.stdout, r.stderr)
+    r = cli("users", "add", "ana", "--role", "admin", "--pin-stdin", stdin="246813\n")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr  # one clear line
