@@ -20,6 +20,7 @@ from floorconsole.core.clock import FakeClock
 from floorconsole.engine.demo import DemoPlant, ensure_demo_users
 from floorconsole.engine.runtime import Engine
 from floorconsole.engine.sessions import Sessions
+from floorconsole.engine.snapshot_cli import snapshot_export
 from floorconsole.engine.snapshots import open_engine
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
@@ -213,7 +214,8 @@ def test_a_manual_write_is_audited_before_it_reaches_the_device(engine: Engine) 
     assert writing["before"] is not None and writing["value"] is True
 
 
-def test_user_changes_and_logins_never_carry_the_pin(engine: Engine) -> None:
+def test_user_changes_and_logins_never_carry_the_pin(engine: Engine, tmp_path: Path
+                                                      ) -> None:
     e = engine
     admin = e.api.login("admin", PINS["admin"])["session"]
     r = e.api.command("users.manage", session=admin, op="add", name="nina", role="operator",
@@ -223,10 +225,18 @@ def test_user_changes_and_logins_never_carry_the_pin(engine: Engine) -> None:
     assert not e.api.login("nina", "753186")["ok"]
     r = e.api.command("users.manage", session=admin, op="remove", name="admin")
     assert r["ok"] is False and "own account" in r["message"]
-    for f in e.data_dir.rglob("*"):
-        if f.is_file():
-            blob = f.read_bytes()
-            assert b"864209" not in blob and b"753186" not in blob, f
+    # a configuration change after the user change: its snapshot, exported, carries no PIN
+    cfg = copy.deepcopy(e.api.active_config())
+    cfg["rules"][0]["threshold"] = 0.75
+    eng = e.api.login("eng1", PINS["eng1"])["session"]
+    assert e.api.command("config.apply", session=eng, config=cfg, message="after")["ok"]
+    active = next(x["id"] for x in e.api.snapshots() if x["active"])
+    snapshot_export(e.data_dir, active, tmp_path / "bundle")
+    for folder in (e.data_dir, tmp_path / "bundle"):
+        for f in folder.rglob("*"):
+            if f.is_file():
+                blob = f.read_bytes()
+                assert b"864209" not in blob and b"753186" not in blob, f
     kinds = [x["kind"] for x in e.api.audit(limit=50)]
     assert "login_failed" in kinds and "login" in kinds and "user_change" in kinds
 
