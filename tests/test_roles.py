@@ -356,3 +356,14 @@ def test_users_cli_changes_are_audited_and_verify(tmp_path: Path) -> None:
     assert r.returncode == 0 and "audit ok: 2 records" in r.stdout, (r.stdout, r.stderr)
     r = cli("users", "add", "ana", "--role", "admin", "--pin-stdin", stdin="246813\n")
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr  # one clear line
+
+
+def test_the_idle_lock_is_set_in_the_plant_file() -> None:
+    from floorconsole.core.config import PlantError, parse_plant
+
+    base = '[edge]\nid = "box"\n'
+    assert parse_plant(base, source="t").edge.idle_lock_s == 300.0
+    assert parse_plant(base + 'idle_lock = "2m"\n', source="t").edge.idle_lock_s == 120.0
+    with pytest.raises(PlantError) as err:
+        parse_plant(base + 'idle_lock = "1s"\n', source="t")
+    assert "edge.idle_lock" in str(err.value)

@@ -145,6 +145,7 @@ class EdgeConfig:
     site: str = ""
     data_dir: Path = Path("var")
     retention_s: float = 30 * 86400.0
+    idle_lock_s: float = 300.0  # a console session with no key press this long locks
 
 
 @dataclass(frozen=True)
@@ -424,14 +425,16 @@ def _edge(c: _Checker, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
     t = c.table(raw["edge"], "edge")
     if t is None:
         return None
-    c.unknown_keys(t, "edge", ("id", "site", "data_dir", "retention"))
+    c.unknown_keys(t, "edge", ("id", "site", "data_dir", "retention", "idle_lock"))
     eid = c.string(t, "id", "edge", required=True, pattern=ID_PATTERN)
     site = c.string(t, "site", "edge", default="") or ""
     data_dir = c.string(t, "data_dir", "edge", default="var") or "var"
     retention = c.duration(t, "retention", "edge", default=30 * 86400.0, minimum=60.0)
+    idle_lock = c.duration(t, "idle_lock", "edge", default=300.0, minimum=10.0)
     if eid is None:
         return None
-    return EdgeConfig(id=eid, site=site, data_dir=(base_dir / data_dir), retention_s=retention)
+    return EdgeConfig(id=eid, site=site, data_dir=(base_dir / data_dir), retention_s=retention,
+                      idle_lock_s=idle_lock if idle_lock is not None else 300.0)
 
 
 def _broker(c: _Checker, t: dict[str, Any], path: str, base_dir: Path) -> BrokerConfig | None:

@@ -146,8 +146,8 @@ class EngineAPI:
         from floorconsole.engine.sessions import Sessions
 
         self._engine = engine
-        self._sessions = Sessions(engine.users, engine.audit, engine.clock,
-                                  engine.idle_lock_s or DEFAULT_IDLE_LOCK_S)
+        idle = engine.idle_lock_s or engine.plant.edge.idle_lock_s or DEFAULT_IDLE_LOCK_S
+        self._sessions = Sessions(engine.users, engine.audit, engine.clock, idle)
         self._manual = ManualWrites(engine)
         self._signals = {s.id: s for s in (*engine.plant.signals, *engine.derived)}
         self._readers = threading.local()
