@@ -273,6 +273,14 @@ class RemoteAPI:
                                         f"reconnecting to {self.path}")
         return frame
 
+    def refresh(self) -> Frame:
+        """A frame fetched now (waiting for it), kept as the last one: for a screen that
+        wants to show what a command did without waiting for the next pull."""
+        result = self._call("frame", session=None, timeout=FRAME_TIMEOUT_S)
+        frame = frame_from_dict(result["frame"])
+        self._frame = frame
+        return frame
+
     def history(self, signal: str, since: float, until: float,
                 max_points: int = 5000) -> History:
         return history_from_dict(self._call("history", signal=signal, since=since,
