@@ -13,6 +13,7 @@ from typing import Any
 
 from floorconsole.adapters.audit_log import FILE_NAME, AuditError, AuditLog
 from floorconsole.core.audit import KINDS
+from floorconsole.engine.cli_args import data_dir_of
 from floorconsole.engine.snapshot_cli import SnapshotCommandError, parse_when
 
 
@@ -119,16 +120,7 @@ def audit_list(data_dir: str | Path, *, user: str | None = None, kind: str | Non
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    if getattr(args, "data_dir", None):
-        return Path(args.data_dir)
-    if getattr(args, "config", None):
-        from floorconsole.core.config import PlantError, load_plant
-
-        try:
-            return load_plant(args.config).edge.data_dir
-        except PlantError as e:
-            raise AuditCommandError(f"{e.source}: {'; '.join(map(str, e.problems))}") from None
-    raise AuditCommandError("give -c PLANT.toml or --data-dir DIR to find the data directory")
+    return data_dir_of(args, AuditCommandError)
 
 
 def _when(t: float) -> str:

@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 from floorconsole.adapters.users import DB_NAME, UserError, UserStore
 from floorconsole.core.auth import Role, check_pin_format
-from floorconsole.core.config import PlantError, load_plant
+from floorconsole.core.config import PlantError
+from floorconsole.engine.cli_args import data_dir_of
 
 # Called after a change is committed: (kind, user name, detail). Kinds: "user.add"
 # (detail: role, by), "user.remove" (by), "user.reset_pin" (by). Never carries a PIN.
@@ -210,11 +211,7 @@ def _checked(pin: str) -> str:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    if getattr(args, "data_dir", None):
-        return Path(args.data_dir)
-    if getattr(args, "config", None):
-        return load_plant(args.config).edge.data_dir
-    raise UsersCommandError("give -c PLANT.toml or --data-dir DIR to find the data directory")
+    return data_dir_of(args, UsersCommandError)
 
 
 def _utc(t: float) -> str:
