@@ -280,6 +280,7 @@ class Engine:
         self._cache_errors = self._cache_dropped = 0
         self.ingest_rate = 0.0
         self.attach = True  # consoles in other processes attach at DATA_DIR/engine.sock
+        self.attach_server: AttachServer | None = None  # while running, if it could listen
         from floorconsole.engine.api import EngineAPI
 
         self.api = EngineAPI(self)
@@ -422,12 +423,13 @@ class Engine:
             if self.attach:
                 from floorconsole.engine.attach import start_attach_server
 
-                attach = start_attach_server(self)  # a thread of its own, not this loop
+                attach = self.attach_server = start_attach_server(self)  # own thread and loop
             self._ready.set()
             await self._stop.wait()
         finally:
             if attach is not None:  # first, so attached consoles see the engine go at once
                 attach.stop()
+                self.attach_server = None
             for task in (watchdog, startup):
                 if task is not None:
                     task.cancel()
