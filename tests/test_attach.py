@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from floorconsole.engine import attach
 from floorconsole.engine.attach import socket_path
 from floorconsole.engine.demo import DEMO_USERS, DemoPlant, ensure_demo_users
 from floorconsole.engine.frames import Frame
@@ -78,6 +80,45 @@ def test_the_socket_is_for_the_engines_user_and_group(engine: Engine) -> None:
     path = socket_path(engine.data_dir)
     st = path.stat()
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+
+
+def raw_call(path: Path, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(path))
+        sock.sendall(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+        f = sock.makefile("rb")
+        # Answers come as they are ready, not in order: the id says which is which.
+        got = {m["id"]: m for m in (json.loads(f.readline()) for _ in requests)}
+        return [got[r["id"]] for r in requests]
+
+
+def test_only_engine_api_ops_are_served(engine: Engine) -> None:
+    bad, unknown, refused, ok = raw_call(
+        socket_path(engine.data_dir), {"id": 1, "op": "_engine"},
+        {"id": 2, "op": "__init__", "args": {}},
+        {"id": 3, "op": "command", "args": {"name": "control.write", "args": {"arm": "x"}}},
+        {"id": 4, "op": "session", "args": {"session": None}})
+    assert not bad["ok"] and bad["kind"] == "BadRequest" and "unknown op" in bad["error"]
+    assert not unknown["ok"] and unknown["kind"] == "BadRequest"
+    assert refused["ok"] and refused["result"].get("refused") == "login", refused
+    assert ok["ok"] and ok["result"]["role"] == "viewer"
+
+
+def test_a_console_that_reads_nothing_is_dropped(engine: Engine, consoles: list[RemoteAPI],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(attach, "CLIENT_WRITE_TIMEOUT_S", 1.0)
+    server = engine.attach_server
+    assert server is not None
+    dropped = server.dropped
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(str(socket_path(engine.data_dir)))
+        sock.sendall(b"".join(b'{"id":%d,"op":"frame"}\n' % i for i in range(300)))
+        n0 = consoles[0].frames_received
+        wait_for(lambda: server.dropped > dropped, 5, "the console that reads nothing dropped",
+                 0.05)
+        assert consoles[0].frames_received > n0 and consoles[0].frame().stale == ""
 
 
 def test_three_consoles_see_the_same_values(engine: Engine, consoles: list[RemoteAPI]) -> None:

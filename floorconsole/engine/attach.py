@@ -287,7 +287,7 @@ class _Connection:
             for t in list(self._tasks):
                 t.cancel()
             self.close()
-        log.info("console %s (%s)", why, self.peer)
+        (log.info if why == "went away" else log.warning)("console %s (%s)", why, self.peer)
 
     async def _request(self, line: bytes) -> None:
         rid: Any = None
