@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     users_cli.add_parser(sub).set_defaults(func=cmd_users)
     audit_cli.add_parser(sub)
+
+    from floorconsole import serve
+
+    serve.add_parser(sub)
     return p
 
 
@@ -182,11 +186,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    if getattr(args, "data_dir", None):
-        return Path(args.data_dir)
-    if getattr(args, "config", None):
-        return load_plant(args.config).edge.data_dir
-    raise UserError("give -c PLANT.toml or --data-dir DIR to find the data directory")
+    from floorconsole.engine.cli_args import data_dir_of
+
+    return data_dir_of(args, UserError)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -368,7 +370,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     def audited(kind: str, name: str, detail: dict[str, object]) -> None:
         from floorconsole.adapters.audit_log import AuditLog
 
-        with AuditLog.in_data_dir(users_cli._data_dir(args)) as audit:
+        with AuditLog.in_data_dir(_data_dir(args)) as audit:
             audit.append("user_change", str(detail.get("by", "")), name,
                          {"change": kind, **detail})
 
