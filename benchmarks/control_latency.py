@@ -6,8 +6,9 @@ a bare pymodbus write + read-back of the same coil.
 The device is a ModbusDeviceServer in another process. (a) is AsyncModbusTcpClient.write_coil
 then read_coils on a connection of its own. (b) is Hub.ingest of one sample that crosses the
 rule's threshold (on_delay 0) -> Control.on_samples -> RuleEvaluator -> action task ->
-DevicePoller.write (under the poller's lock, write_coil, read_coils, compare) -> result
-recorded and journaled, timed until Control.idle() returns. Read-back is included in both.
+audit record committed (hash chain; WAL, fsync'd once a second beside) -> DevicePoller.write (under the poller's lock,
+write_coil, read_coils, compare) -> result recorded, audited and journaled, timed until
+Control.idle() returns. Read-back is included in both.
 The poller keeps polling its input register meanwhile, as in the engine, so a write may wait
 for a poll in flight. The two alternate one by one. The last line is JSON.
 """
@@ -51,6 +52,7 @@ async def measure(port: int, writes: int, poll_s: float, data_dir: Path) -> dict
     from pymodbus.client import AsyncModbusTcpClient
 
     from floorconsole.adapters.alarm_journal import AlarmJournal
+    from floorconsole.adapters.audit_log import AuditLog
     from floorconsole.adapters.modbus import DevicePoller
     from floorconsole.core.alarms import AlarmTable
     from floorconsole.core.clock import SystemClock
@@ -88,6 +90,18 @@ async def measure(port: int, writes: int, poll_s: float, data_dir: Path) -> dict
     journal = AlarmJournal(data_dir / "alarms.db")
     control = Control(rules, ControlConfig(enabled=True), hub.latest.get,
                       {"bench": poller.write}, None, AlarmTable(clock), journal, clock)
+    # As in the engine: no write without its record committed first (WAL, synchronous
+    # NORMAL), and the records put on disk once a second by a sync beside it.
+    audit = AuditLog.in_data_dir(data_dir, synchronous="NORMAL")
+    control.audit = audit.append
+
+    async def sync_every_second() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            await loop.run_in_executor(None, audit.sync)
+
+    syncing = asyncio.create_task(sync_every_second())
     hub.add_listener(control.on_samples)
     await poller.poll_once()
     polling = asyncio.create_task(poller.run())
@@ -125,10 +139,12 @@ async def measure(port: int, writes: int, poll_s: float, data_dir: Path) -> dict
             a.append(t1 - t0)
             b.append(t2 - t1)
     polling.cancel()
-    await asyncio.gather(polling, return_exceptions=True)
+    syncing.cancel()
+    await asyncio.gather(polling, syncing, return_exceptions=True)
     await poller.close()
     bare.close()
     journal.close()
+    audit.close()
     ms = 1000.0
     return {"bare_p50_ms": statistics.median(a) * ms, "bare_p99_ms": percentile(a, 0.99) * ms,
             "ours_p50_ms": statistics.median(b) * ms, "ours_p99_ms": percentile(b, 0.99) * ms,

@@ -1,8 +1,11 @@
 """The audit trail: hash-chained, append-only records and head checkpoints in `audit.db`.
 
-Unlike the alarm journal, nothing is queued: `append` commits (synchronous=FULL) before it
-returns, because a control action waits on its record and must not run if the record cannot be
-written. Each append is one BEGIN IMMEDIATE transaction that reads the head and chains to it,
+Unlike the alarm journal, nothing is queued: `append` commits before it returns, because a
+control action waits on its record and must not run if the record cannot be written. By
+default each commit is fsync'd (synchronous=FULL). The engine opens it with
+synchronous=NORMAL instead, so a rule's write waits for the commit (in the WAL: it survives
+the process being killed) but not for the disk, and calls `sync()` about once a second, which
+checkpoints the WAL with fsync: a power cut loses at most the last second of records. Each append is one BEGIN IMMEDIATE transaction that reads the head and chains to it,
 so the engine and a CLI (`floorconsole users ...`) appending to the same file keep one chain.
 
 Triggers refuse UPDATE and DELETE on both tables. Someone with the file can drop them; the
@@ -78,7 +81,9 @@ class AuditLog:
     """Append records to the chain; query them for the audit screen; verify the chain."""
 
     def __init__(self, path: str | Path, *, clock: Clock | None = None,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous={synchronous!r}: expected FULL or NORMAL")
         self.path = Path(path)
         self.clock: Clock = clock or SystemClock()
         self.readonly = readonly
@@ -95,7 +100,7 @@ class AuditLog:
                 conn = sqlite3.connect(self.path, check_same_thread=False,
                                        isolation_level=None, timeout=10.0)
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(f"PRAGMA synchronous={synchronous}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise AuditError(f"{self.path}: audit schema version {version}; this "
@@ -108,11 +113,27 @@ class AuditLog:
             raise AuditError(f"{self.path}: cannot open the audit trail: {e}") from e
         self._conn: sqlite3.Connection | None = conn
         self.appended = 0
+        self._synced = 0
 
     @classmethod
     def in_data_dir(cls, data_dir: str | Path, *, clock: Clock | None = None,
-                    readonly: bool = False) -> AuditLog:
-        return cls(Path(data_dir) / FILE_NAME, clock=clock, readonly=readonly)
+                    readonly: bool = False, synchronous: str = "FULL") -> AuditLog:
+        return cls(Path(data_dir) / FILE_NAME, clock=clock, readonly=readonly,
+                   synchronous=synchronous)
+
+    def sync(self) -> bool:
+        """Put what was appended since the last sync on disk (a WAL checkpoint, with fsync);
+        False when there was nothing to do. For a log opened with synchronous=NORMAL."""
+        with self._lock:
+            if self.readonly or self._conn is None or self.appended == self._synced:
+                return False
+            appended = self.appended
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as e:
+                raise AuditError(f"{self.path}: cannot sync the audit trail: {e}") from e
+            self._synced = appended
+            return True
 
     def __enter__(self) -> AuditLog:
         return self

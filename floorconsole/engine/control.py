@@ -92,6 +92,7 @@ class Control:
         # (kind, user, target, detail) -> None, raising when the record cannot be written;
         # set by the engine. A write waits for its audit record and is not sent without it.
         self.audit: Callable[[str, str, str, dict[str, Any]], None] | None = None
+        self._followups: set[asyncio.Task[None]] = set()
 
     def adopt(self, old: Control) -> None:
         """Take over from the Control of the configuration this one replaces (call on the
@@ -260,12 +261,12 @@ class Control:
         self._record(rule, index, "write", action.target, tr, result.ok, result.text,
                      result.duration_ms, result.attempts)
         if self.audit is not None:
-            try:
-                await self._audited("write", who, action.target, {
-                    "phase": "result", "rule": rule.id, "ok": result.ok, "value": value,
-                    "after": result.read_back, "text": result.text})
-            except Exception:  # noqa: BLE001 - the write is done; audit() raised the alarm
-                log.exception("%s: result of the write to %s not audited", who, action.target)
+            # The result follows the write it describes: recorded off the action's path
+            # (the next action on this rule waits for nothing but its own record).
+            self._follow_up(self._audited("write", who, action.target, {
+                "phase": "result", "rule": rule.id, "ok": result.ok, "value": value,
+                "after": result.read_back, "text": result.text}),
+                f"{who}: result of the write to {action.target} not audited")
         source = action.target
         if not result.ok:
             self.alarms.raise_system("write_failed", source, f"rule {rule.id}: {result.text}")
@@ -278,6 +279,20 @@ class Control:
             self.alarms.clear_system("write_failed", source, "retry read back as written")
         else:
             self.alarms.clear_system("write_failed", source, f"rule {rule.id}: {result.text}")
+
+    def _follow_up(self, coro: Awaitable[None], failure: str) -> None:
+        """A record that follows what it describes, written in the background; close()
+        still waits for it."""
+
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:  # noqa: BLE001 - audit() raised the alarm; say which record
+                log.exception("%s", failure)
+
+        task = asyncio.get_running_loop().create_task(run(), name="audit follow-up")
+        self._followups.add(task)
+        task.add_done_callback(self._followups.discard)
 
     async def _audited(self, kind: str, user: str, target: str, detail: dict[str, Any]
                        ) -> None:
@@ -330,6 +345,8 @@ class Control:
         except TimeoutError:
             for t in list(self._tasks):
                 t.cancel()
+        if self._followups:  # the records of what was done
+            await asyncio.wait(list(self._followups), timeout=timeout)
 
     # -- commands --------------------------------------------------------------------------
 

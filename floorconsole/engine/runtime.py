@@ -264,6 +264,7 @@ class Engine:
         self._audit_log: AuditLog | None = None
         self._users: UserStore | None = None
         self._open_lock = threading.Lock()
+        self._audit_synced = 0.0
         self.idle_lock_s = idle_lock_s
         self.demo_users: list[dict[str, str]] = []  # the demo's accounts, shown in its banner
         self.active = self.build(plant)
@@ -326,7 +327,9 @@ class Engine:
             if self._audit_log is None:
                 from floorconsole.adapters.audit_log import AuditLog
 
-                self._audit_log = AuditLog.in_data_dir(self.data_dir)
+                # NORMAL: a record is committed (survives a crash) before the action it
+                # records; the watchdog's sync() puts it on disk within about a second.
+                self._audit_log = AuditLog.in_data_dir(self.data_dir, synchronous="NORMAL")
             return self._audit_log
 
     def audit(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> None:
@@ -355,6 +358,23 @@ class Engine:
             self.audit(kind, user, target, detail)
         except Exception:  # noqa: BLE001 - reported by audit() as an alarm and in the log
             pass
+
+    def _sync_audit(self) -> None:
+        """Once a second: the audit records of the last second on disk, off the loop."""
+        log_ = self._audit_log
+        now = self.clock.mono()
+        if log_ is None or self._loop is None or now - self._audit_synced < 1.0:
+            return
+        self._audit_synced = now
+
+        def sync() -> None:
+            try:
+                log_.sync()
+            except Exception as e:  # noqa: BLE001 - an alarm, not a dead watchdog
+                log.error("audit trail not synced: %s", e)
+                self.alarms.raise_system("audit_trouble", "audit.db", str(e))
+
+        self._loop.run_in_executor(None, sync)
 
     def audit_event(self, what: str, detail: dict[str, Any] | None = None) -> None:
         self.audit_safe("system", "engine", what, dict(detail or {}))
@@ -450,6 +470,7 @@ class Engine:
     def _close_audit(self) -> None:
         with self._open_lock:
             if self._audit_log is not None:
+                self._audit_log.sync()
                 self._audit_log.close()
                 self._audit_log = None
             if self._users is not None:
@@ -486,6 +507,7 @@ class Engine:
             await asyncio.sleep(WATCHDOG_INTERVAL_S)
             self.active.tick()
             self._cache_alarm()
+            self._sync_audit()
             now = self.clock.mono()
             total = self.samples_in
             self._rate.append((now, total))
