@@ -15,18 +15,22 @@ from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.screen import ModalScreen
 
 from floorconsole.engine.frames import Frame
 from floorconsole.engine.replay import ConsoleAPI, viewer_session
 from floorconsole.ui.screens.overview import OverviewScreen
 from floorconsole.ui.session import refusal_text, session_info, who_text, who_words
 from floorconsole.ui.themes import DEFAULT_THEME, THEMES_DIR, cycle_order, load_themes
+from floorconsole.ui.widgets.status_bars import EngineLine, control_text, engine_gone_text
 
 KIOSK_STAYS = "kiosk: an admin PIN leaves it (F11)"
 KIOSK_NOTE_S = 4.0
 TOUCH_EVERY_S = 1.0  # api.touch at most this often: the idle lock needs seconds, not keys
 # Signals a terminal's keys can raise when a driver lets them through; a kiosk ignores them.
 KIOSK_IGNORED_SIGNALS = ("SIGINT", "SIGQUIT", "SIGTSTP")
+RECONNECTED_NOTE_S = 5.0  # how long the engine line says the engine is back
+LOG_IN_AGAIN = "reconnected: log in again (F9)"
 
 
 class FloorApp(App[None]):
@@ -41,6 +45,7 @@ class FloorApp(App[None]):
         Binding("f1,h,question_mark", "help", "Help", key_display="F1/h"),
         Binding("f6", "audit", "Audit", key_display="F6"),
         Binding("f9", "login", "Login", key_display="F9"),
+        Binding("c", "control", "Control"),
         Binding("t", "cycle_theme", "Theme"),
         Binding("q,f10", "quit", "Quit", key_display="q/F10"),
         Binding("f11", "leave_kiosk", "Leave kiosk", key_display="F11"),
@@ -69,6 +74,10 @@ class FloorApp(App[None]):
         self._last_touch = 0.0
         self._kiosk_note_t = float("-inf")
         self._wanted_theme = theme
+        self.stale = ""  # the engine-gone text of the last frame; "" while the engine answers
+        self._back_t = float("-inf")  # when the engine came back (monotonic)
+        self._back_note = ""
+        self._asked_seen = ""  # the control request last told to the holder
         for t in self._loaded.themes.values():
             self.register_theme(t)
         if kiosk:
@@ -106,7 +115,10 @@ class FloorApp(App[None]):
     def tick(self) -> None:
         frame = self.api.frame()
         self.last_frame = frame
-        self._poll_session()
+        self._engine_state(frame)
+        if not self.stale:  # a gone engine has no sessions to ask about: keep the token
+            self._poll_session()
+        self._control_asked(frame)
         show = getattr(self.screen, "show_frame", None)
         # A screen being pushed gets its first frame once it has composed (it asks for
         # app.last_frame in on_mount); before that its widgets do not exist yet.
@@ -117,13 +129,116 @@ class FloorApp(App[None]):
                 return  # the screen's widgets are still being composed: the next tick draws
             self.frames_shown += 1
 
+    # -- the engine gone and back ---------------------------------------------------------
+
+    def _engine_state(self, frame: Frame) -> None:
+        """Grey the whole console the tick a frame comes marked stale, and say so in words on
+        every screen; when the engine answers again, say that for a few seconds."""
+        was, self.stale = self.stale, frame.stale
+        if self.stale and not was:
+            self.add_class("-stale")
+            self.remove_class("-reconnected")
+            self.refresh_bindings()
+        elif was and not self.stale:
+            self.remove_class("-stale")
+            self._back_t = time.monotonic()
+            self._back_note = ""
+            if self.session is not None:
+                # A restarted engine forgot every session: find out now, and say it once.
+                info = self._session_now()
+                if not info.get("user"):
+                    self.session = None
+                    self._back_note = LOG_IN_AGAIN
+                    self.notify(LOG_IN_AGAIN, severity="warning", timeout=10)
+            self.add_class("-reconnected")
+            self.refresh_bindings()
+        elif not self.stale and self.has_class("-reconnected") and \
+                time.monotonic() - self._back_t >= RECONNECTED_NOTE_S:
+            self.remove_class("-reconnected")
+        if self.stale or self.has_class("-reconnected"):
+            line = self._engine_line()
+            if line is not None:
+                if self.stale:
+                    line.gone(self.stale, frame.t_wall)
+                else:
+                    line.back(self._back_note)
+
+    def _engine_line(self) -> EngineLine | None:
+        """The engine line of the screen showing (mounted the first time it is needed there);
+        a dialog has none: the screen under it shows its own."""
+        screen = self.screen
+        if isinstance(screen, ModalScreen) or not screen.is_mounted:
+            return None
+        found = screen.query_children(EngineLine)
+        if found:
+            return found.first()
+        line = EngineLine()
+        screen.mount(line)
+        return line
+
+    # -- control: one console at a time writes ---------------------------------------------
+
+    @property
+    def control(self) -> Text:
+        """The header's words for who holds control."""
+        frame = self.last_frame
+        if frame is None:
+            return Text()
+        return control_text(frame, str(self.session_info.get("user") or ""),
+                            self.theme_variables, narrow=self.size.width < 90)
+
+    def _control_asked(self, frame: Frame) -> None:
+        """Tell the holder, once, on whatever screen is showing, that someone asks."""
+        me = str(self.session_info.get("user") or "")
+        asker = frame.control_requested_by if me and frame.control_holder == me else ""
+        if asker and asker != me and asker != self._asked_seen:
+            self.notify(f"{asker} asks for control: press c to release it (or keep working)",
+                        severity="warning", timeout=15)
+        self._asked_seen = asker
+
+    def action_control(self) -> None:
+        """c: take control when it is free, ask for it when another console holds it, release
+        it when this console holds it."""
+        frame = self.last_frame
+        me = str(self.session_info.get("user") or "")
+        if not me:
+            self.notify("control goes to an engineer: log in with F9 first", severity="warning")
+            return
+        holder = frame.control_holder if frame is not None else ""
+        if holder == me:
+            self.send_command("control.release")
+        elif not holder:
+            self.send_command("control.take")
+        elif frame is not None and frame.control_requested_by == me:
+            self.notify(f"you asked {holder} for control already; {holder} releases it with c",
+                        severity="warning")
+        else:
+            self.send_command("control.request")
+
+    def _offer_request(self, result: dict[str, Any]) -> None:
+        """A command refused because another console holds control: offer to ask for it."""
+        from floorconsole.ui.screens.snapshots import ConfirmDialog
+
+        if isinstance(self.screen, ConfirmDialog):
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.send_command("control.request")
+
+        message = str(result.get("message") or "control is held on another console")
+        self.push_screen(ConfirmDialog(f"{message}\n\nAsk for control?"), answered)
+
     # -- the session ----------------------------------------------------------------------
 
-    def _poll_session(self) -> None:
+    def _session_now(self) -> dict[str, Any]:
         try:
-            info = session_info(self.api, self.session)
+            return session_info(self.api, self.session)
         except Exception:  # an engine that lost its session store: show a viewer, keep going
-            info = viewer_session()
+            return viewer_session()
+
+    def _poll_session(self) -> None:
+        info = self._session_now()
         if self.session is not None and not info.get("user"):
             # The engine no longer knows the token (expired, engine restarted).
             self.session = None
@@ -221,7 +336,12 @@ class FloorApp(App[None]):
 
     async def command(self, name: str, **args: Any) -> dict[str, Any]:
         """api.command with this console's session. When the engine wants the PIN again (a
-        critical command, or the session idle-locked), ask for it and try once more."""
+        critical command, or the session idle-locked), ask for it and try once more. While the
+        engine is gone nothing is sent: the answer is the engine line's own words. When
+        another console holds control, offer to ask for it."""
+        if self.stale:
+            return {"ok": False, "refused": "stale",
+                    "message": f"{name}: not sent: {engine_gone_text(self.stale)}"}
         result = await asyncio.to_thread(self._command_once, name, args)
         refused = result.get("refused")
         if refused in ("pin", "locked") and self.session is not None:
@@ -231,6 +351,8 @@ class FloorApp(App[None]):
             if not await self.ask_pin(reason):
                 return {**result, "message": f"{name}: not done (no PIN entered)"}
             result = await asyncio.to_thread(self._command_once, name, args)
+        if result.get("refused") == "held" and name != "control.request":
+            self._offer_request(result)
         return result
 
     def _command_once(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -262,6 +384,9 @@ class FloorApp(App[None]):
             return not self.kiosk  # False: hidden, and the key falls through to kiosk_stays
         if action in ("leave_kiosk", "kiosk_stays"):
             return self.kiosk
+        if action == "control":
+            # Only someone logged in can hold control: a viewer's footer does not offer it.
+            return bool(self.session_info.get("user"))
         return True
 
     async def action_quit(self) -> None:

@@ -108,6 +108,9 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
         KeyHelp(("escape", "q", "f1"), "close this help"),
         KeyHelp(("f6",), "the audit trail: who did what, when"),
         KeyHelp(("f9",), "log in, or log out / switch user / unlock"),
+        KeyHelp(("c",), "control (one console at a time writes, changes rules, rolls back): "
+                        "take it when free, ask the holder for it, release it when you hold "
+                        "it (on a signal's detail c is the custom range: press it elsewhere)"),
         KeyHelp(("t",), "next colour theme"),
         KeyHelp(("q", "f10", "ctrl+q"), "quit the console (not in kiosk mode)"),
         KeyHelp(("f11",), "kiosk mode only: leave it, with an admin's name and PIN"),

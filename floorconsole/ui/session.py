@@ -16,6 +16,8 @@ REFUSAL_HINT = {
     "role": "your role may not do this",
     "pin": "enter your PIN",
     "locked": "the console is locked: enter your PIN",
+    "held": "c asks for control",
+    "stale": "the console reconnects by itself",
 }
 
 

@@ -16,7 +16,12 @@ from textual.widgets import Static
 from floorconsole.core.quality import QUALITY_SHAPE, Quality
 from floorconsole.ui.keys import KEYS
 from floorconsole.ui.widgets.chart import SPAN_FILL
-from floorconsole.ui.widgets.status_bars import LINK_SHAPE, SEVERITY_SHAPE
+from floorconsole.ui.widgets.status_bars import (
+    ENGINE_BACK_SHAPE,
+    ENGINE_GONE_SHAPE,
+    LINK_SHAPE,
+    SEVERITY_SHAPE,
+)
 
 KEY_COLUMN = 20
 
@@ -51,6 +56,18 @@ CHART_LEGEND = (
     ("gap", "no data", "muted", "nothing was received (or it was BAD)"),
 )
 
+CONSOLE_LEGEND = (
+    ("", "CONTROL you", "", "this console holds control: writes, rule changes and rollbacks "
+     "go from here (c releases it)"),
+    ("", "CONTROL eng1", "", "another console holds it: c asks eng1 for it"),
+    ("", "no CONTROL", "muted", "nobody holds control: the first engineer to act takes it"),
+    ("?", "eng2 asks", "quality-uncertain", "someone asks you for control: c releases it"),
+    (ENGINE_GONE_SHAPE, "ENGINE GONE", "quality-bad", "the engine went away: the last frame "
+     "stays, greyed; nothing is sent; the console reconnects by itself"),
+    (ENGINE_BACK_SHAPE, "ENGINE BACK", "", "reconnected (a restarted engine asks you to log in "
+     "again with F9)"),
+)
+
 
 Row = tuple[Text, Text]  # (keys or shape, what it means)
 
@@ -63,11 +80,12 @@ def help_sections(colors: Mapping[str, str]) -> list[tuple[str, list[Row]]]:
     for title, legend in (("Quality of a value", QUALITY_LEGEND),
                           ("Devices and brokers", LINK_LEGEND),
                           ("Conditions and alarms (banner)", SEVERITY_LEGEND),
-                          ("Chart: the line under the plot", CHART_LEGEND)):
+                          ("Chart: the line under the plot", CHART_LEGEND),
+                          ("Control and the engine (header, top line)", CONSOLE_LEGEND)):
         rows = []
         for shape, words, role, meaning in legend:
             style = f"bold {colors.get(role, '')}".strip() if role else "bold"
-            rows.append((Text(f"{shape} {words}", style=style), Text(meaning)))
+            rows.append((Text(f"{shape} {words}".strip(), style=style), Text(meaning)))
         sections.append((title, rows))
     return sections
 

@@ -114,7 +114,8 @@ class OverviewScreen(Screen[None]):
         self._frame = frame
         colors = self.app.theme_variables
         width = self.size.width
-        self.query_one(HeaderBar).show(frame, width, self.app.who)  # type: ignore[attr-defined]
+        self.query_one(HeaderBar).show(frame, width, self.app.who,  # type: ignore[attr-defined]
+                                       self.app.control)  # type: ignore[attr-defined]
         self.query_one(Banner).show(frame, colors)
         rows = visible_rows(frame.signals, search=self.search, only_not_good=self.only_not_good,
                             grouped=self.grouped)

@@ -1,4 +1,5 @@
-"""One-line bars: the header, the condition banner and the link bar."""
+"""One-line bars: the header (with who holds control), the condition banner, the engine line
+(engine gone / reconnected) and the link bar."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from floorconsole.engine.frames import Frame
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 SEVERITY_SHAPE = {"critical": "◆◆", "high": "▲", "medium": "▼", "low": "○"}
 LINK_SHAPE = {"up": "●", "degraded": "◐", "connecting": "○", "down": "✕"}
+ENGINE_GONE_SHAPE = "✕"
+ENGINE_BACK_SHAPE = "●"
+CONTROL_KEY = "c"  # take, ask for or release control (app binding; F9's menu offers it too)
 
 
 class Bar(Static):
@@ -33,23 +37,70 @@ class HeaderBar(Bar):
     HeaderBar { height: 1; background: $panel; color: $foreground; text-style: bold; }
     """
 
-    def show(self, frame: Frame, width: int, who: Text | str = "VIEWER") -> None:
+    def show(self, frame: Frame, width: int, who: Text | str = "VIEWER",
+             control: Text | None = None) -> None:
         clock = time.strftime("%H:%M:%S", time.localtime(frame.t_wall))
         cfg = f"snapshot {frame.snapshot[:6]}" if frame.snapshot else f"config {frame.config_id[:6]}"
         parts = ["floorconsole", frame.site, frame.edge_id, cfg, frame.control_mode.upper()]
         if width < 90:
             parts = [frame.site or "floorconsole", frame.edge_id, cfg.replace("snapshot", "snap")]
         who = Text(who) if isinstance(who, str) else who
+        if control is not None and control.cell_len:
+            who = who + Text(" · ") + control
         left = " · ".join(p for p in parts if p)
-        # Who is logged in is never cut: the site name gives way first.
+        # Who is logged in and who holds control are never cut: the site name gives way first.
         room = width - len(clock) - who.cell_len - 6
         if len(left) > room:
             left = left[:max(0, room - 1)] + "…"
-        text = Text(f" {left} · ")
+        text = Text(f" {left} · ") if left else Text(" ")
         text.append_text(who)
         pad = max(1, width - text.cell_len - len(clock) - 1)
         text.append(f"{' ' * pad}{clock} ")
         self.set_text(text)
+
+
+def control_text(frame: Frame, me: str, colors: Mapping[str, str], *, narrow: bool = False) -> Text:
+    """Who holds control, in the header's words. 'CONTROL you' stands out (reverse, and the
+    word says it); a request to this console's user says so with the key that answers it."""
+    holder, asker = frame.control_holder, frame.control_requested_by
+    text = Text()
+    if not holder:
+        return text  # nobody holds it: the first engineer to act takes it; nothing to say
+    if me and holder == me:
+        text.append(" CONTROL you ", style="bold reverse")
+        if asker and asker != me:
+            words = (f" ? {asker} asks: {CONTROL_KEY} releases " if narrow else
+                     f" ? {asker} asks for control: {CONTROL_KEY} releases ")
+            text.append(" ")
+            text.append(words, style=f"bold reverse {colors.get('quality-uncertain', '')}".strip())
+        return text
+    text.append(f"CONTROL {holder}", style="bold")
+    if asker:
+        text.append(" · you asked" if me and asker == me else f" · {asker} asks")
+    return text
+
+
+def engine_gone_text(stale: str) -> str:
+    """What the console says, on its engine line and for every command it will not send."""
+    return f"ENGINE GONE — {stale}"
+
+
+class EngineLine(Bar):
+    """The console's own line about its engine: gone (the frames shown are the last received,
+    greyed) or just back. Docked at the top of every screen; hidden when all is well."""
+
+    DEFAULT_CSS = """
+    EngineLine { dock: top; height: 1; display: none; text-style: bold; }
+    """
+
+    def gone(self, stale: str, last_frame_wall: float) -> None:
+        at = time.strftime("%H:%M:%S", time.localtime(last_frame_wall))
+        # The engine's words first: on a narrow terminal the end of the line is what is cut.
+        self.set_text(f" {ENGINE_GONE_SHAPE} {engine_gone_text(stale)} · last frame {at}")
+
+    def back(self, note: str = "") -> None:
+        self.set_text(f" {ENGINE_BACK_SHAPE} ENGINE BACK — reconnected, live frames again"
+                      + (f" · {note}" if note else ""))
 
 
 class Banner(Bar):
