@@ -256,6 +256,48 @@ async def test_a_held_refusal_offers_to_ask_for_control() -> None:
         assert sent(api) == ["snapshot.rollback", "control.request", "snapshot.rollback"]
 
 
+async def test_f9_offers_control_too() -> None:
+    from floorconsole.ui.screens.login import AccountDialog
+
+    api = AttachedAPI()
+    app = make_app(api, refresh_hz=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(api, pilot)
+        await log_in(pilot, "eng1", "2222")
+        for holder, label, command in (("", "Take control (c)", "control.take"),
+                                       ("eng1", "Release control (c)", "control.release"),
+                                       ("eng2", "Ask for control (c)", "control.request")):
+            api.holder = holder
+            app.tick()
+            await pilot.press("f9")
+            await settle(pilot)
+            assert isinstance(app.screen, AccountDialog)
+            assert str(app.screen.query_one("#control").label) == label
+            await pilot.press("c")
+            await settle(pilot)
+            assert sent(api)[-1] == command
+
+
+async def test_the_engine_says_which_console_holds_control() -> None:
+    """eng1 logged in at two consoles: the one the engine says holds control shows it."""
+
+    class PerSession(AttachedAPI):
+        def session(self, session: str | None) -> dict[str, Any]:
+            return {**super().session(session), "holds_control": False}
+
+    api = PerSession()
+    api.holder, api.asker = "eng1", "eng2"
+    app = make_app(api, refresh_hz=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(api, pilot)
+        await log_in(pilot, "eng1", "2222")
+        shown = header(app)
+        assert "CONTROL eng1 · eng2 asks" in shown and "CONTROL you" not in shown
+        await pilot.press("c")
+        await settle(pilot)
+        assert sent(api)[-1] == "control.request"
+
+
 # -- the image ---------------------------------------------------------------------------------
 
 

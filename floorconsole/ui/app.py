@@ -185,16 +185,34 @@ class FloorApp(App[None]):
         if frame is None:
             return Text()
         return control_text(frame, str(self.session_info.get("user") or ""),
-                            self.theme_variables, narrow=self.size.width < 90)
+                            self.theme_variables, mine=self._holds_control(frame),
+                            narrow=self.size.width < 90)
 
     def _control_asked(self, frame: Frame) -> None:
         """Tell the holder, once, on whatever screen is showing, that someone asks."""
         me = str(self.session_info.get("user") or "")
-        asker = frame.control_requested_by if me and frame.control_holder == me else ""
+        asker = frame.control_requested_by if self._holds_control(frame) else ""
         if asker and asker != me and asker != self._asked_seen:
             self.notify(f"{asker} asks for control: press c to release it (or keep working)",
                         severity="warning", timeout=15)
         self._asked_seen = asker
+
+    def _holds_control(self, frame: Frame | None) -> bool:
+        """This console holds control. An engine that says so per session is believed (the
+        same user may be logged in at two consoles); otherwise the holder's name decides."""
+        if "holds_control" in self.session_info:
+            return bool(self.session_info["holds_control"])
+        me = str(self.session_info.get("user") or "")
+        return bool(me) and frame is not None and frame.control_holder == me
+
+    def _control_choice(self) -> str:
+        """What c would do now, in the words of F9's menu button."""
+        frame = self.last_frame
+        if self._holds_control(frame):
+            return "Release control"
+        if frame is None or not frame.control_holder:
+            return "Take control"
+        return "Ask for control"
 
     def action_control(self) -> None:
         """c: take control when it is free, ask for it when another console holds it, release
@@ -205,7 +223,7 @@ class FloorApp(App[None]):
             self.notify("control goes to an engineer: log in with F9 first", severity="warning")
             return
         holder = frame.control_holder if frame is not None else ""
-        if holder == me:
+        if self._holds_control(frame):
             self.send_command("control.release")
         elif not holder:
             self.send_command("control.take")
@@ -289,9 +307,12 @@ class FloorApp(App[None]):
             elif what == "switch":
                 self.log_out(quiet=True)
                 self.push_screen(LoginDialog(), self._logged_in)
+            elif what == "control":
+                self.action_control()
 
         self.push_screen(AccountDialog(who_words(self.session_info),
-                                       bool(self.session_info.get("locked"))), chosen)
+                                       bool(self.session_info.get("locked")),
+                                       self._control_choice()), chosen)
 
     def _logged_in(self, result: dict[str, Any] | None) -> None:
         if not result or not result.get("session"):

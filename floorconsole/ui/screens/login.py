@@ -178,21 +178,24 @@ class PinDialog(ModalScreen[bool]):
 
 
 class AccountDialog(ModalScreen[str | None]):
-    """F9 when someone is logged in: unlock (when locked), log out, or switch user.
-    Dismissed with "unlock", "logout", "switch" or None."""
+    """F9 when someone is logged in: unlock (when locked), log out, switch user, or take, ask
+    for or release control (the c key's job, here as a button for a touch panel).
+    Dismissed with "unlock", "logout", "switch", "control" or None."""
 
     BINDINGS = [
         Binding("escape", "choose(None)", "Cancel", key_display="Esc"),
         Binding("l", "choose('logout')", "Log out"),
         Binding("s", "choose('switch')", "Switch user"),
         Binding("u", "choose('unlock')", "Unlock", show=False),
+        Binding("c", "choose('control')", "Control", show=False),
     ]
     DEFAULT_CSS = DIALOG_CSS.format(name="AccountDialog")
 
-    def __init__(self, who: str, locked: bool) -> None:
+    def __init__(self, who: str, locked: bool, control: str = "") -> None:
         super().__init__()
         self.who = who
         self.locked = locked
+        self.control = control  # "Take control", "Ask for control", "Release control" or ""
 
     def compose(self) -> ComposeResult:
         box = Vertical()
@@ -205,6 +208,8 @@ class AccountDialog(ModalScreen[str | None]):
                     yield Button("Unlock (u)", id="unlock", variant="primary")
                 yield Button("Log out (l)", id="logout", variant="warning")
                 yield Button("Switch user (s)", id="switch")
+                if self.control:
+                    yield Button(f"{self.control} (c)", id="control")
                 yield Button("Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
@@ -215,6 +220,6 @@ class AccountDialog(ModalScreen[str | None]):
         self.action_choose(None if event.button.id == "cancel" else event.button.id)
 
     def action_choose(self, what: str | None) -> None:
-        if what == "unlock" and not self.locked:
+        if what == "unlock" and not self.locked or what == "control" and not self.control:
             return
         self.dismiss(what)

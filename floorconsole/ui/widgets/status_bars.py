@@ -59,14 +59,18 @@ class HeaderBar(Bar):
         self.set_text(text)
 
 
-def control_text(frame: Frame, me: str, colors: Mapping[str, str], *, narrow: bool = False) -> Text:
-    """Who holds control, in the header's words. 'CONTROL you' stands out (reverse, and the
-    word says it); a request to this console's user says so with the key that answers it."""
+def control_text(frame: Frame, me: str, colors: Mapping[str, str], *, mine: bool | None = None,
+                 narrow: bool = False) -> Text:
+    """Who holds control, in the header's words. 'CONTROL you' (this console holds it; by
+    default: its user is the holder) stands out in reverse, and the word says it; a request to
+    the holder says so with the key that answers it."""
     holder, asker = frame.control_holder, frame.control_requested_by
     text = Text()
     if not holder:
         return text  # nobody holds it: the first engineer to act takes it; nothing to say
-    if me and holder == me:
+    if mine is None:
+        mine = bool(me) and holder == me
+    if mine:
         text.append(" CONTROL you ", style="bold reverse")
         if asker and asker != me:
             words = (f" ? {asker} asks: {CONTROL_KEY} releases " if narrow else
