@@ -279,8 +279,8 @@ class FloorApp(App[None]):
         """Someone pressed a key or tapped: tell the engine, at most once a second, so the
         session's idle lock starts again."""
         now = time.monotonic()
-        if self.session is None or now - self._last_touch < TOUCH_EVERY_S:
-            return
+        if self.session is None or self.stale or now - self._last_touch < TOUCH_EVERY_S:
+            return  # a gone engine is not asked anything: the reconnect says what became of it
         self._last_touch = now
         touch = getattr(self.api, "touch", None)
         if touch is not None:

@@ -208,9 +208,10 @@ class AccountDialog(ModalScreen[str | None]):
                     yield Button("Unlock (u)", id="unlock", variant="primary")
                 yield Button("Log out (l)", id="logout", variant="warning")
                 yield Button("Switch user (s)", id="switch")
-                if self.control:
-                    yield Button(f"{self.control} (c)", id="control")
                 yield Button("Cancel (Esc)", id="cancel")
+            if self.control:  # its own row: four buttons do not fit 64 cells
+                with Horizontal():
+                    yield Button(f"{self.control} (c)", id="control")
 
     def on_mount(self) -> None:
         self.query_one(Button).focus()
