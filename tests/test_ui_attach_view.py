@@ -152,6 +152,44 @@ async def test_a_restarted_engine_forgot_the_session_log_in_again() -> None:
         assert "log in again (F9)" in str(engine_line(app)._last)
 
 
+async def test_a_reconnect_between_two_ticks_is_a_return_too() -> None:
+    api = AttachedAPI()
+    api.reconnected = 0  # type: ignore[attr-defined]
+    app = make_app(api, refresh_hz=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(api, pilot)
+        await log_in(pilot, "eng1", "2222")
+        api.sessions.clear()  # gone and back within a quarter second: never seen stale
+        api.reconnected = 1  # type: ignore[attr-defined]
+        app.tick()
+        await pilot.pause()
+        assert app.session is None and LOG_IN_AGAIN in said(app)
+        assert "ENGINE BACK" in str(engine_line(app)._last)
+
+
+async def test_a_frame_that_cannot_be_had_is_the_last_one_stale() -> None:
+    class Gone(AttachedAPI):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gone = False
+
+        def frame(self) -> Frame:
+            if self.gone:
+                raise ConnectionError("engine not reachable: connection refused")
+            return super().frame()
+
+    api = Gone()
+    app = make_app(api, refresh_hz=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(api, pilot)
+        api.gone = True
+        app.tick()
+        await pilot.pause()
+        assert app.has_class("-stale") and app.is_running
+        assert "ENGINE GONE — engine not reachable: connection refused" in str(
+            engine_line(app)._last)
+
+
 async def test_engine_gone_shows_on_any_screen() -> None:
     api = AttachedAPI()
     app = make_app(api, refresh_hz=0.2)

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,9 @@ class FloorApp(App[None]):
         self._back_t = float("-inf")  # when the engine came back (monotonic)
         self._back_note = ""
         self._asked_seen = ""  # the control request last told to the holder
+        self._no_frame_said = False
+        # An attached console counts its reconnections: one between two ticks is a return too.
+        self._reconnects = self._reconnect_count()
         for t in self._loaded.themes.values():
             self.register_theme(t)
         if kiosk:
@@ -113,7 +117,16 @@ class FloorApp(App[None]):
                     pass
 
     def tick(self) -> None:
-        frame = self.api.frame()
+        try:
+            frame = self.api.frame()
+        except Exception as e:  # an attached console's engine gone before any frame came
+            if self.last_frame is None:
+                if not self._no_frame_said:
+                    self._no_frame_said = True
+                    self.notify(f"no frame from the engine yet: {e}", severity="error",
+                                timeout=10)
+                return
+            frame = replace(self.last_frame, stale=str(e) or "engine not reachable")
         self.last_frame = frame
         self._engine_state(frame)
         if not self.stale:  # a gone engine has no sessions to ask about: keep the token
@@ -135,11 +148,13 @@ class FloorApp(App[None]):
         """Grey the whole console the tick a frame comes marked stale, and say so in words on
         every screen; when the engine answers again, say that for a few seconds."""
         was, self.stale = self.stale, frame.stale
+        count = self._reconnect_count()
+        bounced, self._reconnects = count > self._reconnects, count
         if self.stale and not was:
             self.add_class("-stale")
             self.remove_class("-reconnected")
             self.refresh_bindings()
-        elif was and not self.stale:
+        elif not self.stale and (was or bounced):
             self.remove_class("-stale")
             self._back_t = time.monotonic()
             self._back_note = ""
@@ -162,6 +177,10 @@ class FloorApp(App[None]):
                     line.gone(self.stale, frame.t_wall)
                 else:
                     line.back(self._back_note)
+
+    def _reconnect_count(self) -> int:
+        n = getattr(self.api, "reconnected", 0)
+        return n if isinstance(n, int) else 0
 
     def _engine_line(self) -> EngineLine | None:
         """The engine line of the screen showing (mounted the first time it is needed there);
