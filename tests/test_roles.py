@@ -313,6 +313,7 @@ def test_one_console_at_a_time_holds_control(
     b = s.login("eng2", "3333")["session"]
     assert s.check(a, "config.apply") == ("eng1", None)  # free: the first to act takes it
     assert s.holder() == ("eng1", "")
+    assert s.info(a)["holds_control"] and not s.info(b)["holds_control"]
     _, refusal = s.check(b, "snapshot.rollback")
     assert refusal is not None and refusal.reason == "held" and "eng1" in refusal.message
     assert audited[-1][:3] == ("refused", "eng2", "snapshot.rollback")

@@ -184,9 +184,13 @@ class Sessions:
         now = self._clock.mono()
         if s is None:
             return {"user": "", "role": "viewer", "locked": False, "pin_fresh": False,
+                    "holds_control": False,
                     "idle_lock_s": self.idle_lock_s, "permitted": permitted(Role.VIEWER)}
         locked = self._locked(s, now)
+        with self._lock:
+            holder = self._live_holder(now)
         return {"user": s.user, "role": str(s.role), "locked": locked,
+                "holds_control": holder is not None and holder.token == s.token,
                 "pin_fresh": not locked and now - s.pin_mono <= PIN_FRESH_S,
                 "idle_lock_s": self.idle_lock_s,
                 "permitted": permitted(Role.VIEWER if locked else s.role)}
