@@ -98,7 +98,8 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
     )),
     ("Login and PIN", (
         KeyHelp(("f9",), "log in: user name, then PIN (masked); Enter goes on, Esc cancels"),
-        KeyHelp(("l", "s", "u"), "once logged in, F9 offers: log out, switch user, unlock"),
+        KeyHelp(("l", "s", "u", "c"), "once logged in, F9 offers: log out, switch user, unlock, "
+                                      "take / ask for / release control"),
         KeyHelp(("enter",), "PIN prompt (a critical action, or a locked console): go on; "
                             "the action runs once more"),
         KeyHelp(("escape",), "PIN prompt: cancel; nothing is done"),
