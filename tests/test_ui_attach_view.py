@@ -18,7 +18,9 @@ from floorconsole.ui.screens.alarms import AlarmScreen
 from floorconsole.ui.screens.snapshots import ConfirmDialog
 from floorconsole.ui.widgets.signal_table import SignalTable
 from floorconsole.ui.widgets.status_bars import EngineLine
-from tests.test_ui_login import ScriptedAPI, header, log_in, said, settle
+from tests.test_ui_login import ScriptedAPI, engine, header, log_in, said, settle
+
+__all__ = ["engine"]  # the real demo engine fixture of the login tests
 
 GONE = "engine gone 3 s: reconnecting to /var/lib/floorconsole/engine.sock"
 CONTROL_COMMANDS = ("control.take", "control.release", "control.request")
@@ -334,6 +336,34 @@ async def test_the_engine_says_which_console_holds_control() -> None:
         await pilot.press("c")
         await settle(pilot)
         assert sent(api)[-1] == "control.request"
+
+
+async def test_control_against_a_real_engine(engine: Any) -> None:
+    api = engine.api
+    app = make_app(api)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await log_in(pilot, "eng1", "2222")
+        await pilot.press("c")
+        await settle(pilot)
+        assert api.frame().control_holder == "eng1" and "CONTROL you" in header(app)
+        other = api.login("admin", "9999")["session"]  # a second console
+        assert api.command("control.request", session=other)["ok"]
+        assert "admin asks for control: c releases" in header(app)
+        await pilot.pause()
+        assert any("admin asks for control" in m for m in said(app))
+        await pilot.press("c")
+        await settle(pilot)
+        assert api.frame().control_holder == "" and "CONTROL" not in header(app)
+        assert api.command("control.take", session=other)["ok"]
+        assert "CONTROL admin" in header(app)
+        app.send_command("snapshot.rollback", snapshot="nope")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog) and "held by admin" in app.screen.question
+        await pilot.press("y")
+        await settle(pilot)
+        assert api.frame().control_requested_by == "eng1"
+        assert "CONTROL admin · you asked" in header(app)
 
 
 # -- the image ---------------------------------------------------------------------------------
