@@ -73,6 +73,13 @@ def tinted(widget: Any) -> bool:
     return widget.styles.tint.a > 0
 
 
+async def frame_marked(pilot: Any, api: AttachedAPI, stale: str) -> None:
+    """The engine goes (stale text) or comes back (""): one tick shows it."""
+    api.stale = stale
+    pilot.app.tick()
+    await pilot.pause()
+
+
 async def started(api: AttachedAPI, pilot: Any) -> None:
     await settle(pilot)
     while pilot.app.screen.query_one(SignalTable).row_count == 0:
@@ -91,9 +98,7 @@ async def test_engine_gone_greys_everything_within_one_tick_and_sends_nothing() 
         table = app.screen.query_one(SignalTable)
         assert not tinted(table)
         await log_in(pilot, "eng1", "2222")
-        api.stale = GONE
-        app.tick()  # one tick
-        await pilot.pause()
+        await frame_marked(pilot, api, GONE)
         assert app.has_class("-stale")
         line = engine_line(app)
         assert line.display and line.region.y == 0  # the top line, above the header
@@ -115,12 +120,8 @@ async def test_engine_back_returns_to_normal_and_says_so_for_a_few_seconds() -> 
     async with app.run_test(size=(100, 30)) as pilot:
         await started(api, pilot)
         await log_in(pilot, "eng1", "2222")
-        api.stale = GONE
-        app.tick()
-        await pilot.pause()
-        api.stale = ""
-        app.tick()
-        await pilot.pause()
+        await frame_marked(pilot, api, GONE)
+        await frame_marked(pilot, api, "")
         line = engine_line(app)
         assert not app.has_class("-stale") and app.has_class("-reconnected")
         assert "ENGINE BACK" in str(line._last) and line.display
@@ -141,13 +142,9 @@ async def test_a_restarted_engine_forgot_the_session_log_in_again() -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await started(api, pilot)
         await log_in(pilot, "eng1", "2222")
-        api.stale = GONE
-        app.tick()
-        await pilot.pause()
+        await frame_marked(pilot, api, GONE)
         api.sessions.clear()  # the engine restarted
-        api.stale = ""
-        app.tick()
-        await pilot.pause()
+        await frame_marked(pilot, api, "")
         assert app.session is None and "VIEWER" in header(app)
         assert LOG_IN_AGAIN in said(app)
         assert not any("the session ended" in m for m in said(app))
@@ -200,9 +197,7 @@ async def test_engine_gone_shows_on_any_screen() -> None:
         await pilot.press("f2")
         await settle(pilot)
         assert isinstance(app.screen, AlarmScreen)
-        api.stale = GONE
-        app.tick()
-        await pilot.pause()
+        await frame_marked(pilot, api, GONE)
         line = engine_line(app)
         assert line.display and line.region.y == 0 and "ENGINE GONE" in str(line._last)
         await pilot.press("escape")  # the overview mounts its own line on the next tick
