@@ -52,3 +52,19 @@ def test_sync_checkpoints_only_when_something_was_appended(tmp_path: Path) -> No
         assert log.sync() is False
     with AuditLog.in_data_dir(tmp_path, readonly=True) as log:
         assert log.head()[0] == 1 and log.verify().ok
+
+
+def test_try_append_never_waits_for_a_busy_trail(tmp_path: Path) -> None:
+    import sqlite3
+
+    with AuditLog.in_data_dir(tmp_path, synchronous="NORMAL") as log:
+        assert log.try_append("system", "engine", "x", {}) == 1
+        other = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        t0 = time.perf_counter()
+        assert log.try_append("write", "rule r", "drive1 co:10", {"phase": "request"}) is None
+        assert time.perf_counter() - t0 < 0.5  # at once, not after the 10 s busy timeout
+        other.execute("ROLLBACK")
+        other.close()
+        assert log.try_append("write", "rule r", "drive1 co:10", {"phase": "request"}) == 2
+        assert log.verify().ok

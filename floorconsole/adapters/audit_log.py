@@ -77,6 +77,13 @@ class AuditError(Exception):
     """The audit trail cannot be opened or written; whatever was to be recorded must not run."""
 
 
+class AuditBusy(AuditError):
+    """The write lock is held elsewhere right now (try_append does not wait for it)."""
+
+
+BUSY_TIMEOUT_MS = 10_000
+
+
 class AuditLog:
     """Append records to the chain; query them for the audit screen; verify the chain."""
 
@@ -98,9 +105,11 @@ class AuditLog:
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, check_same_thread=False,
-                                       isolation_level=None, timeout=10.0)
+                                       isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={synchronous}")
+                if synchronous == "NORMAL":  # sync() checkpoints; a commit never does
+                    conn.execute("PRAGMA wal_autocheckpoint=0")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise AuditError(f"{self.path}: audit schema version {version}; this "
@@ -150,42 +159,69 @@ class AuditLog:
         for an unknown kind."""
         return self.append_many([(kind, user, target, detail, t_wall)])[-1]
 
+    def try_append(self, kind: str, user: str, target: str, detail: Mapping[str, Any],
+                   t_wall: float | None = None) -> int | None:
+        """append() without waiting: None at once when this log is busy (a sync, another
+        thread's append, another process holding the write lock) instead of blocking. For an
+        event loop that must not stall: on None, append() from a worker thread."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._writer()
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                return self._append_locked([(kind, user, target, detail, t_wall)])[-1]
+            except AuditBusy:
+                return None
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            self._lock.release()
+
     def append_many(self, entries: Iterable[tuple[str, str, str, Mapping[str, Any],
                                                   float | None]]) -> list[int]:
         """Write (kind, user, target, detail, t_wall) records in one transaction; their seqs.
         For imports and bulk fixtures: the same chain as append, one fsync for all."""
         with self._lock:
-            conn = self._writer()
+            return self._append_locked(entries)
+
+    def _append_locked(self, entries: Iterable[tuple[str, str, str, Mapping[str, Any],
+                                                     float | None]]) -> list[int]:
+        conn = self._writer()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise AuditBusy(f"{self.path}: busy: {e}") from e
+            raise AuditError(f"{self.path}: cannot write the audit trail: {e}") from e
+        except sqlite3.Error as e:
+            raise AuditError(f"{self.path}: cannot write the audit trail: {e}") from e
+        try:
+            row = conn.execute("SELECT seq, hash FROM audit_records "
+                               "ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, head = (row[0], row[1]) if row else (0, GENESIS)
+            seqs: list[int] = []
+            for kind, user, target, detail, t_wall in entries:
+                seq += 1
+                t = self.clock.wall() if t_wall is None else t_wall
+                r = make_record(seq, t, user, kind, target, detail, head)
+                conn.execute(_INSERT, (r.seq, r.t_wall, r.user, r.kind, r.target,
+                                       r.detail_json, r.prev_hash, r.hash))
+                head = r.hash
+                seqs.append(seq)
+                if seq % CHECKPOINT_EVERY == 0:
+                    conn.execute(_CHECKPOINT, (seq, t, seq, head))
+            conn.execute("COMMIT")
+        except BaseException as e:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                raise AuditError(f"{self.path}: cannot write the audit trail: {e}") from e
-            try:
-                row = conn.execute("SELECT seq, hash FROM audit_records "
-                                   "ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, head = (row[0], row[1]) if row else (0, GENESIS)
-                seqs: list[int] = []
-                for kind, user, target, detail, t_wall in entries:
-                    seq += 1
-                    t = self.clock.wall() if t_wall is None else t_wall
-                    r = make_record(seq, t, user, kind, target, detail, head)
-                    conn.execute(_INSERT, (r.seq, r.t_wall, r.user, r.kind, r.target,
-                                           r.detail_json, r.prev_hash, r.hash))
-                    head = r.hash
-                    seqs.append(seq)
-                    if seq % CHECKPOINT_EVERY == 0:
-                        conn.execute(_CHECKPOINT, (seq, t, seq, head))
-                conn.execute("COMMIT")
-            except BaseException as e:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                if isinstance(e, sqlite3.Error):
-                    raise AuditError(f"{self.path}: audit record not written: {e}") from e
-                raise
-            self.appended += len(seqs)
-            return seqs
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(e, sqlite3.Error):
+                raise AuditError(f"{self.path}: audit record not written: {e}") from e
+            raise
+        self.appended += len(seqs)
+        return seqs
 
     def checkpoint(self) -> Checkpoint | None:
         """Record the current head (if not recorded yet); the checkpoint, or None if empty."""

@@ -309,6 +309,7 @@ class Engine:
                             loop_getter=lambda: self._loop, alarms=self.alarms,
                             journal=self._journal_proxy)
         cfg.control.audit = self.audit
+        cfg.control.audit_now = self.audit_now
         return cfg
 
     # -- users and the audit trail ------------------------------------------------------------
@@ -335,14 +336,28 @@ class Engine:
     def audit(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> None:
         """One record in the hash-chained audit trail, committed before this returns (so an
         action that waits on it never runs unrecorded). Raises when it cannot be written."""
+        self._audit(kind, user, target, detail, wait=True)
+
+    def audit_now(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> bool:
+        """audit() for the engine's loop: True once committed; False at once when the trail
+        is busy (the caller then uses audit() from a worker thread). Raises like audit()."""
+        return self._audit(kind, user, target, detail, wait=False)
+
+    def _audit(self, kind: str, user: str, target: str, detail: dict[str, Any], *,
+               wait: bool) -> bool:
         t_wall = self.clock.wall()
         try:
             audit = self.audit_log()
-            seq = audit.append(kind, user, target, detail, t_wall=t_wall)
+            if wait:
+                seq: int | None = audit.append(kind, user, target, detail, t_wall=t_wall)
+            else:
+                seq = audit.try_append(kind, user, target, detail, t_wall=t_wall)
         except Exception as e:
             log.error("audit record %s by %s not written: %s", kind, user or "-", e)
             self.alarms.raise_system("audit_trouble", "audit.db", str(e))
             raise
+        if seq is None:
+            return False
         self.alarms.clear_system("audit_trouble", "audit.db", "records written again")
         if self.outbox is not None:  # a copy of the chain off the box, on the audit topic
             head_seq, head_hash = audit.head()
@@ -350,6 +365,7 @@ class Engine:
                       "target": target, "detail": detail,
                       "hash": head_hash if head_seq == seq else None}
             self.outbox.add_records("audit", [record], t_wall)
+        return True
 
     def audit_safe(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> None:
         """A record that follows what it describes (a result, a system event): trouble writing
