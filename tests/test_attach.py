@@ -311,3 +311,46 @@ def test_consoles_ride_out_an_engine_restart() -> None:
             a.close()
         kill_group(engine, signal.SIGTERM)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_the_console_greys_out_when_its_engine_dies_and_comes_back() -> None:
+    """The whole way: a Textual console on RemoteAPI, the engine SIGKILLed under it, then
+    started again: ENGINE GONE at once with the last values kept and greyed, then live."""
+    from floorconsole.ui.app import make_app
+    from floorconsole.ui.widgets.signal_table import SignalTable
+    from floorconsole.ui.widgets.status_bars import EngineLine
+
+    folder = short_dir()
+    data = folder / "data"
+    engine = start_engine(data)
+    api: RemoteAPI | None = None
+    try:
+        wait_for(lambda: socket_path(data).exists(), 30, "the engine's socket", 0.1)
+        api = RemoteAPI(socket_path(data)).connect(timeout=10)
+        app = make_app(api)
+        async with app.run_test(size=(100, 30)) as pilot:
+            table = app.screen.query_one(SignalTable)
+            deadline = time.monotonic() + 10
+            while table.row_count == 0 and time.monotonic() < deadline:
+                await pilot.pause(0.05)
+            assert not app.has_class("-stale")
+            kill_group(engine)
+            t0 = time.monotonic()
+            while not app.has_class("-stale") and time.monotonic() - t0 < 2.0:
+                await pilot.pause(0.05)
+            assert app.has_class("-stale"), "the console did not notice within 2 s"
+            line = str(app.screen.query_one(EngineLine)._last)
+            assert "ENGINE GONE" in line and "engine gone" in line, line
+            assert table.row_count > 0  # the last values stay on screen
+            engine = start_engine(data)
+            t0 = time.monotonic()
+            while app.has_class("-stale") and time.monotonic() - t0 < 30:
+                await pilot.pause(0.1)
+            assert not app.has_class("-stale"), "the console did not come back"
+            assert "ENGINE BACK" in str(app.screen.query_one(EngineLine)._last)
+            assert app.last_frame is not None and app.last_frame.stale == ""
+    finally:
+        if api is not None:
+            api.close()
+        kill_group(engine, signal.SIGTERM)
+        shutil.rmtree(folder, ignore_errors=True)
