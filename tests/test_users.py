@@ -442,3 +442,19 @@ def test_cli_without_a_terminal_needs_pin_stdin(tmp_path: Path) -> None:
     err = io.StringIO()
     assert users_cli.run(_parse("users", "list"), stderr=err) == 1
     assert "--data-dir" in err.getvalue()
+
+
+def test_the_last_admin_cannot_be_removed_or_demoted(tmp_path: Path) -> None:
+    with UserStore(tmp_path / "users.db") as store:
+        store.add("ana", "admin", "246813")
+        store.add("op", "operator", "135790")
+        with pytest.raises(UserError, match="last admin"):
+            store.remove("ana")
+        with pytest.raises(UserError, match="last admin"):
+            store.set_role("ana", "engineer")
+        store.remove("op")  # others go freely
+        store.add("bo", "admin", "975310")
+        store.set_role("ana", "engineer")  # another admin is left
+        with pytest.raises(UserError, match="last admin"):
+            store.remove("bo")
+        assert [u["name"] for u in store.list()] == ["ana", "bo"]

@@ -157,7 +157,10 @@ class UserStore:
                       (name, str(role), pin_hash, created))
 
     def remove(self, name: str) -> None:
+        """Remove a user; refuses to remove the last admin (nobody could manage users or
+        leave the kiosk any more)."""
         with self._tx() as c:
+            _keep_an_admin(c, name, "remove")
             if c.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise _unknown(name)
 
@@ -173,6 +176,8 @@ class UserStore:
     def set_role(self, name: str, role: Role | str) -> None:
         role = _role(role)
         with self._tx() as c:
+            if role is not Role.ADMIN:
+                _keep_an_admin(c, name, f"make {role}")
             if c.execute("UPDATE users SET role = ? WHERE name = ?",
                          (str(role), name)).rowcount == 0:
                 raise _unknown(name)
@@ -266,3 +271,14 @@ def _locked_message(name: str, record: Lockout) -> str:
 
 def _now() -> float:
     return time.time()
+
+
+def _keep_an_admin(c: sqlite3.Connection, name: str, what: str) -> None:
+    """Refuse a change that would leave users but no admin (run inside the transaction)."""
+    row = c.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
+    if row is None or row[0] != str(Role.ADMIN):
+        return
+    admins = c.execute("SELECT COUNT(*) FROM users WHERE role = ?", (str(Role.ADMIN),)).fetchone()[0]
+    if admins <= 1:
+        raise UserError(f"cannot {what} {name}: the last admin (nobody could manage users or "
+                        f"leave kiosk mode); add another admin first")
