@@ -364,15 +364,33 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    """`users ...`, each change recorded in the audit trail of the same data directory."""
+    """`users ...`: a change is recorded in the audit trail of the same data directory before
+    it is made (and is not made when that fails), and its result after."""
+    import getpass
+
+    from floorconsole.adapters.audit_log import AuditLog
     from floorconsole.engine import users_cli
 
-    def audited(kind: str, name: str, detail: dict[str, object]) -> None:
-        from floorconsole.adapters.audit_log import AuditLog
+    action = getattr(args, "users_action", None)
+    if action in ("add", "remove", "reset-pin"):
+        try:
+            by = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no login name in a container
+            by = "unknown"
+        detail: dict[str, object] = {"phase": "request", "by": by,
+                                     "change": f"user.{action.replace('-', '_')}"}
+        if action == "add":
+            detail["role"] = args.role
+        try:
+            with AuditLog.in_data_dir(_data_dir(args)) as audit:
+                audit.append("user_change", by, args.name, detail)
+        except Exception as e:  # noqa: BLE001 - no record, no change
+            raise UserError(f"nothing changed: the audit trail cannot be written ({e})") from None
 
+    def audited(kind: str, name: str, detail: dict[str, object]) -> None:
         with AuditLog.in_data_dir(_data_dir(args)) as audit:
             audit.append("user_change", str(detail.get("by", "")), name,
-                         {"change": kind, **detail})
+                         {"phase": "result", "change": kind, **detail})
 
     return users_cli.run(args, on_change=audited)
 

@@ -349,12 +349,14 @@ def test_users_cli_changes_are_audited_and_verify(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = cli("audit", "list", "--format", "json")
     assert r.returncode == 0, r.stderr
-    records = json.loads(r.stdout)
-    assert [x["kind"] for x in records] == ["user_change", "user_change"]
+    records = json.loads(r.stdout)  # newest first: each change recorded before and after
+    assert [(x["kind"], x["detail"]["phase"], x["detail"]["change"]) for x in records] == [
+        ("user_change", "result", "user.reset_pin"), ("user_change", "request", "user.reset_pin"),
+        ("user_change", "result", "user.add"), ("user_change", "request", "user.add")]
     assert {x["target"] for x in records} == {"ana"}
     assert "246813" not in r.stdout and "135792" not in r.stdout
     r = cli("audit", "verify")
-    assert r.returncode == 0 and "audit ok: 2 records" in r.stdout, (r.stdout, r.stderr)
+    assert r.returncode == 0 and "audit ok: 4 records" in r.stdout, (r.stdout, r.stderr)
     r = cli("users", "add", "ana", "--role", "admin", "--pin-stdin", stdin="246813\n")
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr  # one clear line
 
