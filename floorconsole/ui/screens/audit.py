@@ -17,6 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from floorconsole.engine.frames import Frame
+from floorconsole.ui.widgets.search_box import SearchBoxMixin
 from floorconsole.ui.widgets.status_bars import Bar
 
 # Asked again this often while the screen is on top: the trail grows slowly, and each ask
@@ -158,7 +159,7 @@ class AuditRecordDialog(ModalScreen[None]):
         self.dismiss(None)
 
 
-class AuditScreen(Screen[None]):
+class AuditScreen(SearchBoxMixin, Screen[None]):
     """Who did what, when, newest first; the engine filters, the screen shows."""
 
     BINDINGS = [
@@ -394,31 +395,16 @@ class AuditScreen(Screen[None]):
         self._show_filters()
         self.load()
 
-    def action_search(self) -> None:
-        box = self.query_one("#search", Input)
-        box.disabled = False
-        box.add_class("open")
-        box.focus()
-
-    @on(Input.Changed, "#search")
-    def _search_changed(self, event: Input.Changed) -> None:
-        self.text = event.value
+    def _search_changed_to(self, text: str) -> None:
+        self.text = text
         self._changed()
 
-    @on(Input.Submitted, "#search")
-    def _search_done(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
-        if not event.value.strip():
-            self._close_search()
-
-    def _close_search(self) -> None:
-        box = self.query_one("#search", Input)
-        box.remove_class("open")
-        box.disabled = True
+    def _search_list(self) -> DataTable[Any]:
+        return self.query_one(DataTable)
 
     def action_back(self) -> None:
         """Esc clears the text filter first; with none, it closes the screen."""
-        box = self.query_one("#search", Input)
+        box = self._search_box()
         if self.text or not box.disabled:
             box.value = ""
             self.text = ""

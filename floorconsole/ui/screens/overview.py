@@ -12,6 +12,7 @@ from textual.widgets import Input
 from floorconsole.engine.frames import Frame, SignalView
 from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.model_panel import DriftPanel, ModelPanel, model_line
+from floorconsole.ui.widgets.search_box import SearchBoxMixin
 from floorconsole.ui.widgets.signal_table import SignalTable
 from floorconsole.ui.widgets.status_bars import Banner, Bar, HeaderBar, LinkBar
 
@@ -46,7 +47,7 @@ def visible_rows(signals: tuple[SignalView, ...], *, search: str, only_not_good:
     return out
 
 
-class OverviewScreen(Screen[None]):
+class OverviewScreen(SearchBoxMixin, Screen[None]):
     """What the line looks like now. Redrawn only from frames, only what changed."""
 
     BINDINGS = [
@@ -196,34 +197,19 @@ class OverviewScreen(Screen[None]):
 
         self.app.push_screen(DriftScreen(frame.models[0].id))
 
-    def action_search(self) -> None:
-        box = self.query_one("#search", Input)
-        box.disabled = False
-        box.add_class("open")
-        box.focus()
-
-    @on(Input.Changed, "#search")
-    def _search_changed(self, event: Input.Changed) -> None:
-        self.search = event.value
+    def _search_changed_to(self, text: str) -> None:
+        self.search = text
         self._refresh_now()
 
-    @on(Input.Submitted, "#search")
-    def _search_done(self, event: Input.Submitted) -> None:
-        self.query_one(SignalTable).focus()
-        if not event.value:
-            self._close_search()
+    def _search_list(self) -> SignalTable:
+        return self.query_one(SignalTable)
 
     def action_clear(self) -> None:
-        self.query_one("#search", Input).value = ""
+        self._search_box().value = ""
         self._close_search()
         self.search = ""
         self.query_one(SignalTable).focus()
         self._refresh_now()
-
-    def _close_search(self) -> None:
-        box = self.query_one("#search", Input)
-        box.remove_class("open")
-        box.disabled = True
 
     def action_filter_not_good(self) -> None:
         self.only_not_good = not self.only_not_good
