@@ -20,13 +20,13 @@ import sqlite3
 import threading
 import tomllib
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from floorconsole.adapters.sqlite_file import SqliteFile
 from floorconsole.core import toml_write
 from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.model_package import package_paths
@@ -122,7 +122,7 @@ class ImportResult:
 ACTIVE = "active"
 
 
-class SnapshotStore:
+class SnapshotStore(SqliteFile):
     """One SQLite file; safe to share between threads (one connection behind a lock). Several
     processes (the engine and a CLI command) may open it at once."""
 
@@ -155,29 +155,6 @@ class SnapshotStore:
     @classmethod
     def in_data_dir(cls, data_dir: str | Path, **kwargs: Any) -> SnapshotStore:
         return cls(Path(data_dir) / DB_NAME, **kwargs)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> SnapshotStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: BEGIN IMMEDIATE takes the write lock up front, so two
-        processes never both read, then both write."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
 
     # --- snapshots ------------------------------------------------------------------------------
 

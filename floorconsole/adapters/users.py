@@ -15,13 +15,12 @@ import builtins
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from floorconsole.adapters.sqlite_file import SqliteFile
 from floorconsole.core.auth import (
     Lockout,
     Role,
@@ -74,7 +73,7 @@ class AuthResult:
     just_locked: bool = False  # this attempt was the one that locked the user
 
 
-class UserStore:
+class UserStore(SqliteFile):
     """One SQLite file; safe to share between threads. Several processes (the engine and the
     `users` CLI) may open it at once."""
 
@@ -109,30 +108,8 @@ class UserStore:
     def in_data_dir(cls, data_dir: str | Path) -> UserStore:
         return cls(Path(data_dir) / DB_NAME)
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> UserStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; BEGIN IMMEDIATE takes the write lock before the read."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as e:  # busy past the timeout, disk full, damaged file
-                raise UserError(f"{self.path}: {e}") from None
+    def _error(self, e: sqlite3.Error) -> Exception:
+        return UserError(f"{self.path}: {e}")  # busy past the timeout, disk full, damaged file
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> builtins.list[Any]:
         with self._lock:
