@@ -146,7 +146,11 @@ class EngineAPI:
         from floorconsole.engine.sessions import Sessions
 
         self._engine = engine
-        idle = engine.idle_lock_s or engine.plant.edge.idle_lock_s or DEFAULT_IDLE_LOCK_S
+        fixed = engine.idle_lock_s  # a test's or a caller's; else the running plant's
+
+        def idle() -> float:
+            return fixed or engine.plant.edge.idle_lock_s or DEFAULT_IDLE_LOCK_S
+
         self._sessions = Sessions(engine.users, engine.audit, engine.clock, idle)
         self._manual = ManualWrites(engine)
         self._signals = {s.id: s for s in (*engine.plant.signals, *engine.derived)}

@@ -52,15 +52,21 @@ class Refusal:
 
 class Sessions:
     def __init__(self, users: Callable[[], UserStore], audit: Audit, clock: Clock,
-                 idle_lock_s: float = DEFAULT_IDLE_LOCK_S) -> None:
+                 idle_lock_s: float | Callable[[], float] = DEFAULT_IDLE_LOCK_S) -> None:
         self._users = users
         self._audit = audit
         self._clock = clock
-        self.idle_lock_s = idle_lock_s
+        # A number, or where to read it (the running plant's [edge] idle_lock, so an applied
+        # change takes effect at once).
+        self._idle_lock = idle_lock_s
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
         self._holder: str | None = None  # the session holding control
         self._requested_by = ""  # who asked the holder for control
+
+    @property
+    def idle_lock_s(self) -> float:
+        return self._idle_lock() if callable(self._idle_lock) else self._idle_lock
 
     # -- logging in and out ------------------------------------------------------------------
 
