@@ -9,6 +9,9 @@ from typing import Any
 
 from floorconsole.core.config import PlantConfig, validate_plant
 
+DEMO_MODBUS_PORT = 15020
+DEMO_MQTT_PORT = 18830
+
 
 class DemoPlant:
     """Starts a broker (mosquitto if installed, else a pure-Python one) and the simulator on
@@ -22,20 +25,37 @@ class DemoPlant:
         self.plant: PlantConfig
 
     def __enter__(self) -> DemoPlant:
-        from floorconsole.adapters.broker import start_demo_broker
-        from floorconsole.adapters.sim import SimPlant
+        from floorconsole.adapters.broker import BrokerError, start_demo_broker
 
         try:
-            self.broker = start_demo_broker()
-            self.sim = SimPlant(modbus_port=0, mqtt_host=self.broker.host,
-                                mqtt_port=self.broker.port, seed=self.seed)
-            self.sim.start()
+            # The same ports at every start when they are free, so the demo's configuration
+            # (ports included) is the same snapshot each time; others when they are taken.
+            try:
+                self.broker = start_demo_broker(DEMO_MQTT_PORT)
+            except (BrokerError, OSError):
+                self.broker = start_demo_broker()
+            self.sim = self._sim(DEMO_MODBUS_PORT)
             self.plant = demo_plant(self.plant_file, modbus_port=self.sim.modbus_port,
                                     mqtt_host=self.broker.host, mqtt_port=self.broker.port)
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def _sim(self, port: int) -> Any:
+        from floorconsole.adapters.sim import SimPlant
+
+        for p in (port, 0):
+            sim = SimPlant(modbus_port=p, mqtt_host=self.broker.host,
+                           mqtt_port=self.broker.port, seed=self.seed)
+            try:
+                sim.start()
+                return sim
+            except (RuntimeError, OSError):
+                sim.stop()
+                if p == 0:
+                    raise
+        raise AssertionError("unreachable")
 
     def __exit__(self, *exc: object) -> None:
         if self.sim is not None:

@@ -252,9 +252,19 @@ def open_engine(*, data_dir: Path, base_dir: Path, user: str, plant_file: Path |
         else:
             assert plant_raw is not None
             active = store.active()
+            known = {s.id for s in store.list()}
             snap = store.put(plant_raw, read_model_files(plant_raw, base_dir), author=user,
                              message=source or "configuration given at start",
                              parent=active.snapshot if active is not None else None)
+            if snap.id in known and active is not None and active.snapshot != snap.id:
+                # As for a plant file: a configuration given at start that is an older
+                # snapshot does not undo the changes made in the console since.
+                current = store.get(active.snapshot)
+                note = (f"{source or 'the configuration given at start'} is snapshot "
+                        f"{snap.short}, not the active {current.short} ({current.author}: "
+                        f"{current.message.splitlines()[0] if current.message else ''}); "
+                        f"running {current.short}. Roll back to {snap.short} on F5 to undo")
+                snap = current
         raw = store.materialize(snap.id, data_dir / "models")
         plant = validate_plant(raw, source=source or f"snapshot {snap.short}", base_dir=base_dir)
         engine = Engine(plant, data_dir=data_dir, lock=lock, **engine_kwargs)
