@@ -100,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"floorconsole: serve needs textual-serve ({e}); pip install textual-serve",
               file=sys.stderr)
         return 1
+    socket = _socket_of(args)
+    if socket is not None and not socket.exists():
+        print(f"floorconsole: no engine at {socket} yet; each browser tab says so until one "
+              f"runs (floorconsole run --headless -c PLANT.toml)", file=sys.stderr)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"floorconsole: serving on {args.host}:{args.port} without TLS or a login page; "
               "anyone who reaches it sees the console as a viewer (F9 to log in)",
@@ -111,3 +115,20 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _socket_of(args: argparse.Namespace) -> Path | None:
+    """The engine socket serve's consoles will attach to; None when the plant file cannot be
+    read here (the attach in each tab reports that)."""
+    from floorconsole.engine.attach import socket_path
+
+    if args.socket is not None:
+        return Path(args.socket)
+    if args.data_dir is not None:
+        return socket_path(Path(args.data_dir))
+    try:
+        from floorconsole.core.config import load_plant
+
+        return socket_path(load_plant(args.config).edge.data_dir)
+    except Exception:  # noqa: BLE001 - a warning only; attach says what is wrong
+        return None
