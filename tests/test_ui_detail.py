@@ -1,9 +1,11 @@
-"""The signal detail screen, the help screen and the chart renderers, on recorded data."""
+"""The signal detail screen, the help screen and the chart renderers, on recorded data; and the
+ages of a stale frame (the engine gone), which go on growing on the detail and the overview."""
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ from floorconsole.engine.frames import (
 )
 from floorconsole.engine.replay import RecordedAPI
 from floorconsole.ui.app import FloorApp, make_app
+from floorconsole.ui.format import frame_clock
 from floorconsole.ui.keys import KEYS, keys_of
 from floorconsole.ui.screens.detail import (
     PRESETS,
@@ -51,6 +54,9 @@ from floorconsole.ui.widgets.chart import (
     time_ticks,
     x_to_col,
 )
+from floorconsole.ui.widgets.signal_table import SignalTable
+from tests.test_ui_attach_view import GONE, AttachedAPI, started
+from tests.test_ui_login import settle
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC).timestamp()
 CURRENT = "motor1.current"
@@ -641,3 +647,32 @@ def test_time_ticks_at_local_round_times() -> None:
     t0 = datetime(2026, 11, 23, 10, 7, 13).timestamp()
     for _c, label in time_ticks(t0, t0 + 3600, 80):
         assert time.strptime(label, "%H:%M").tm_min % 5 == 0
+
+
+async def test_ages_keep_growing_while_the_engine_is_gone() -> None:
+    api = AttachedAPI()
+    app = make_app(api, refresh_hz=0.2)  # the test ticks by hand
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(api, pilot)
+        table = app.screen.query_one(SignalTable)
+        first = table.rows[0]
+        assert table.extra_age_s == 0.0
+        # The frame came 30 s ago (as this console counts), and then the engine went.
+        frame_clock(app).seen -= 30.4
+        api.stale = GONE
+        app.tick()
+        await pilot.pause()
+        assert table.extra_age_s == 30.0
+        cells = dict(zip([c.key for c in table.cols], table._cells[first.id], strict=False))
+        assert cells["age"][0] == f"{first.age_s + 30:.0f}s"
+        await app.push_screen(SignalDetailScreen(first.id))
+        await settle(pilot)
+        app.tick()
+        await pilot.pause()
+        shown = re.search(r"age (\d+)s", app.screen.line_text("now"))
+        assert shown and 30 <= int(shown[1]) <= 33, app.screen.line_text("now")
+        # Back: live frames again, and the ages are the engine's own.
+        api.stale = ""
+        app.tick()
+        await pilot.pause()
+        assert f"age {first.age_s:.1f}s" in app.screen.line_text("now")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
+from weakref import WeakKeyDictionary
 
 from rich.text import Text
 
 from floorconsole.core.quality import QUALITY_SHAPE, Quality
 from floorconsole.core.units import format_duration
+from floorconsole.engine.frames import Frame
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -39,6 +43,45 @@ def quality_text(quality: str, reason: str, colors: Mapping[str, str], *, short:
 
 def age_text(age_s: float) -> str:
     return format_duration(age_s)
+
+
+class FrameClock:
+    """When this console first showed a frame (told apart by its t_wall), on the console's own
+    monotonic clock. A stale frame is the last one received, kept: the ages it carries were
+    true then, so while it is shown they go on growing from that moment. The console's clock,
+    not the engine's wall time: no skew, no NTP step; whole seconds, so an image of a frame
+    that came stale does not change from run to run."""
+
+    __slots__ = ("t_wall", "seen")
+
+    def __init__(self) -> None:
+        self.t_wall: float | None = None
+        self.seen = 0.0  # monotonic time this console first showed the frame of t_wall
+
+    def extra_s(self, frame: Frame, now: float | None = None) -> float:
+        """Seconds to add to every age of `frame`: 0 while the engine answers."""
+        now = time.monotonic() if now is None else now
+        if frame.t_wall != self.t_wall:
+            self.t_wall, self.seen = frame.t_wall, now
+        if not frame.stale:
+            return 0.0
+        return float(math.floor(max(0.0, now - self.seen)))
+
+
+_FRAME_CLOCKS: WeakKeyDictionary[object, FrameClock] = WeakKeyDictionary()
+
+
+def frame_clock(console: object) -> FrameClock:
+    """The one FrameClock of a console (its app): every screen counts from the same moment."""
+    clock = _FRAME_CLOCKS.get(console)
+    if clock is None:
+        clock = _FRAME_CLOCKS[console] = FrameClock()
+    return clock
+
+
+def stale_extra_s(console: object, frame: Frame | None) -> float:
+    """How much older than they say the ages of `frame` are now (0 for a live frame)."""
+    return 0.0 if frame is None else frame_clock(console).extra_s(frame)
 
 
 def value_text(value: str, unit: str, quality: str, colors: Mapping[str, str]) -> Text:

@@ -26,7 +26,7 @@ from floorconsole.core.history_format import csv_value, iso_utc_ms
 from floorconsole.core.units import parse_duration
 from floorconsole.engine.api import format_value
 from floorconsole.engine.frames import Frame, History, HistoryPoint, SignalView
-from floorconsole.ui.format import age_text, quality_text, value_text
+from floorconsole.ui.format import age_text, quality_text, stale_extra_s, value_text
 from floorconsole.ui.widgets.chart import TimeChart, WaveformChart, initial_quality
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
@@ -313,7 +313,8 @@ class SignalDetailScreen(Screen[None]):
         now.append_text(value_text(view.value_text, view.unit, view.quality, colors))
         now.append("  ")
         now.append_text(quality_text(view.quality, view.reason, colors))
-        now.append(f"  age {age_text(view.age_s)}")
+        # A stale frame is the last one received: its ages go on growing while it is shown.
+        now.append(f"  age {age_text(view.age_s + stale_extra_s(self.app, frame))}")
         if view.detail and view.quality != "GOOD":
             now.append(f"  {view.detail}", style=colors.get("muted", ""))
         self._set("now", now)

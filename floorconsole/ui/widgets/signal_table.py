@@ -23,7 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from floorconsole.engine.frames import SignalView
-from floorconsole.ui.format import age_text, quality_cell, sparkline, value_cell
+from floorconsole.ui.format import age_text, quality_cell, sparkline, stale_extra_s, value_cell
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,9 @@ def columns_for(width: int, longest_id: int = 22) -> tuple[Column, ...]:
     return tuple(cols)
 
 
-def row_cells(r: SignalView | str, cols: Sequence[Column]) -> Row:
-    """The text of one row, as plain strings: what is compared to decide a repaint."""
+def row_cells(r: SignalView | str, cols: Sequence[Column], extra_age_s: float = 0.0) -> Row:
+    """The text of one row, as plain strings: what is compared to decide a repaint.
+    extra_age_s: how long ago the frame came, when it is stale (the ages go on growing)."""
     if isinstance(r, str):
         return ((f"▸ {r}", "", "bold"),) + tuple(("", "", "") for _ in cols[1:])
     out: list[Cell] = []
@@ -81,7 +82,8 @@ def row_cells(r: SignalView | str, cols: Sequence[Column]) -> Row:
         elif c.key == "quality":
             out.append(quality_cell(r.quality))
         elif c.key == "age":
-            out.append((age_text(r.age_s), "" if r.quality == "GOOD" else "stale", ""))
+            out.append((age_text(r.age_s + extra_age_s),
+                        "" if r.quality == "GOOD" and not extra_age_s else "stale", ""))
         elif c.key == "trend":
             if r.kind == "waveform":
                 spark = sparkline(r.waveform, c.width - 1)
@@ -151,11 +153,14 @@ class SignalTable(ScrollView, can_focus=True):
         self._cells: dict[str, Row] = {}
         self._strips: dict[tuple[str, bool], Strip] = {}
         self._colors: Mapping[str, str] = {}
+        self.extra_age_s = 0.0  # a stale frame's time since it came: added to every age
         self.cursor = 0
 
     # -- data -----------------------------------------------------------------------------
 
     def show(self, rows: Sequence[SignalView | str], colors: Mapping[str, str]) -> None:
+        # The rows are of the frame the app is showing; a stale one's ages keep growing.
+        self.extra_age_s = stale_extra_s(self.app, getattr(self.app, "last_frame", None))
         longest = max((len(r.id) for r in rows if not isinstance(r, str)), default=22)
         cols = columns_for(max(30, self.size.width or 100), longest)
         keys = [_row_key(r) for r in rows]
@@ -179,7 +184,7 @@ class SignalTable(ScrollView, can_focus=True):
         first = int(self.scroll_offset.y)
         for i in range(first, min(len(rows), first + max(1, self.size.height - 1))):
             key = keys[i]
-            cells = row_cells(rows[i], self.cols)
+            cells = row_cells(rows[i], self.cols, self.extra_age_s)
             if self._cells.get(key) != cells:
                 self._cells[key] = cells
                 self._strips.pop((key, False), None)
@@ -218,7 +223,8 @@ class SignalTable(ScrollView, can_focus=True):
         if strip is None or strip.cell_length != width:
             cells = self._cells.get(key)
             if cells is None:
-                cells = self._cells[key] = row_cells(self.rows[index], self.cols)
+                cells = self._cells[key] = row_cells(self.rows[index], self.cols,
+                                                     self.extra_age_s)
             strip = self._row_strip(cells, on_cursor, width, base)
             self._strips[(key, on_cursor)] = strip
         return strip
