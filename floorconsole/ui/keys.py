@@ -85,7 +85,18 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
                         "2026-11-23T10:00 2026-11-23T12:00 (local; Z for UTC)"),
         KeyHelp(("y",), "y axis: the data's min/max, or the signal's engineering range"),
         KeyHelp(("x", "f12"), "export the shown range to CSV (UTC times)"),
+        KeyHelp(("w",), "write by hand: this signal's coil or holding register, or any co/hr "
+                        "address typed (an engineer's; arm, then confirm)"),
         KeyHelp(("escape", "backspace"), "back to the overview (Esc also closes the range entry)"),
+    )),
+    ("Write by hand", (
+        KeyHelp(("tab", "shift+tab"), "next or previous field: device, address (co:N, hr:N), "
+                                      "type, value"),
+        KeyHelp(("enter",), "in the value: arm the write (the engine checks device, address, "
+                            "value, role and control)"),
+        KeyHelp(("y", "enter"), "once armed: confirm within 10 s (the PIN again if older than "
+                                "60 s); shows the value before and after"),
+        KeyHelp(("escape",), "cancel the arm (nothing is written), or close"),
     )),
     ("Audit", (
         KeyHelp(("slash",), "search the trail: user, kind, target or detail (Enter keeps, "

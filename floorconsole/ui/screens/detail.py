@@ -235,6 +235,7 @@ class SignalDetailScreen(Screen[None]):
         Binding("c", "custom", "Custom"),
         Binding("y", "y_scale", "Y-axis", show=False),  # in the help; the footer is full at 80
         Binding("x,f12", "export", "Export", key_display="x/F12"),
+        Binding("w", "write", "Write…"),
     ]
 
     AUTO_FOCUS = ""  # the range entry is hidden until asked for: keys go to the screen
@@ -522,6 +523,13 @@ class SignalDetailScreen(Screen[None]):
             self._apply(self._shown)
         self.notify("y axis: " + ("engineering range" if self.y_axis == "range" else
                                   "min/max of the data"))
+
+    def action_write(self) -> None:
+        """w: write by hand, to this signal's coil or register or any co/hr typed. Offered to
+        everyone: the engine says who may (a viewer's or operator's arm is refused)."""
+        from floorconsole.ui.screens.manual_write import ManualWriteDialog, target_of
+
+        self.app.push_screen(ManualWriteDialog(target_of(self._view), signal_id=self.signal_id))
 
     def action_export(self) -> None:
         if self._shown is None:

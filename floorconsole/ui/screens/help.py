@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from floorconsole.core.quality import QUALITY_SHAPE, Quality
 from floorconsole.ui.keys import KEYS
+from floorconsole.ui.screens.manual_write import ARMED_SHAPE
 from floorconsole.ui.widgets.chart import SPAN_FILL
 from floorconsole.ui.widgets.status_bars import (
     ENGINE_BACK_SHAPE,
@@ -64,6 +65,8 @@ CONSOLE_LEGEND = (
     ("?", "eng2 asks", "quality-uncertain", "someone asks you for control: c releases it"),
     (ENGINE_GONE_SHAPE, "ENGINE GONE", "quality-bad", "the engine went away: the last frame "
      "stays, greyed; nothing is sent; the console reconnects by itself"),
+    (ARMED_SHAPE, "ARMED", "alarm-high", "a write by hand waits for you: y confirms it "
+     "before the count runs out, Esc cancels; nothing is written until then"),
     (ENGINE_BACK_SHAPE, "ENGINE BACK", "", "reconnected (a restarted engine asks you to log in "
      "again with F9)"),
 )
