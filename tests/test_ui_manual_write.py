@@ -121,7 +121,7 @@ async def test_an_engineer_arms_and_confirms_a_coil_write(plant: tuple[Any, Any]
         await pilot.press("enter")
         await wait_for(pilot, lambda: dialog.phase == "armed")
         assert "ARMED — write true to drive1 co:11" in dialog.state_text
-        assert "armed: write True to co:11" in dialog.state_text  # the engine's words
+        assert "armed: write true to drive1 co:11" in dialog.state_text  # the engine's words
         assert "confirm within 10 s: y / Enter, Esc cancels" in dialog.state_text
         assert dialog.query_one("#state").has_class("-armed")
         await pilot.press("y")
@@ -135,7 +135,7 @@ async def test_an_engineer_arms_and_confirms_a_coil_write(plant: tuple[Any, Any]
         assert phases == [("control.arm", "request"), ("control.arm", "result"),
                           ("control.write", "request"), ("", "writing"),
                           ("control.write", "result")], phases
-        assert records[3]["target"] == "co:11" and records[3]["detail"]["before"] is before
+        assert records[3]["target"] == "drive1 co:11" and records[3]["detail"]["before"] is before
         done = records[4]["detail"]
         assert done["ok"] and done["before"] is before and done["after"] is True
         # An arm left unconfirmed past the engine's time is refused when confirmed late.
@@ -184,7 +184,7 @@ async def test_a_countdown_that_runs_out_says_so_and_forgets_the_arm() -> None:
         await settle(pilot)
         dialog.armed = {"device": "drive1", "address": "co:11", "value": True}
         dialog._armed_answer({"ok": True, "arm": "abc", "expires_s": 0.3,
-                              "message": "armed: write True to co:11"})
+                              "message": "armed: write true to drive1 co:11"})
         await wait_for(pilot, lambda: dialog.phase == "edit", 3)
         assert "the arm expired unconfirmed: nothing was written" in dialog.state_text
         await pilot.press("y")

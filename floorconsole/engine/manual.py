@@ -74,8 +74,8 @@ class ManualWrites:
             self._armed = {k: a for k, a in self._armed.items() if a.expires_mono > now}
             self._armed[token] = Armed(point, value, user, now + ARM_S)
         return {"ok": True, "arm": token, "expires_s": ARM_S,
-                "message": f"armed: write {value} to {point_label(point)}; confirm within "
-                           f"{ARM_S:g} s"}
+                "message": f"armed: write {_text(value)} to {device} {point_label(point)}; "
+                           f"confirm within {ARM_S:g} s"}
 
     async def confirm(self, token: str, user: str) -> dict[str, Any]:
         from floorconsole.engine.api import CommandError
@@ -88,7 +88,8 @@ class ManualWrites:
             raise CommandError(f"the armed write expired ({ARM_S:g} s): arm it again")
         if armed.user != user:
             raise CommandError(f"armed by {armed.user}; only they can confirm it")
-        point, label = armed.point, point_label(armed.point)
+        point = armed.point
+        label = f"{point.device} {point_label(point)}"
         poller = self._engine.active.pollers.get(point.device)
         if poller is None:
             raise CommandError(f"device {point.device} is no longer in the running "
@@ -107,3 +108,10 @@ class ManualWrites:
         result = await poller.write(point, armed.value)
         return {"ok": result.ok, "before": before, "after": result.read_back,
                 "message": f"{label}: {result.text}"}
+
+
+def _text(value: float | bool) -> str:
+    """As the plant file and the console write it: true/false, or the number."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}"
