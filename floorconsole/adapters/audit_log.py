@@ -157,20 +157,34 @@ class AuditLog:
         """Write one record and commit it durably; returns its seq. Raises AuditError if it
         could not be written (the caller must then not do what it was recording), ValueError
         for an unknown kind."""
-        return self.append_many([(kind, user, target, detail, t_wall)])[-1]
+        record = self.append_record(kind, user, target, detail, t_wall)
+        assert record is not None  # only a record that need not wait can be None
+        return record.seq
 
     def try_append(self, kind: str, user: str, target: str, detail: Mapping[str, Any],
                    t_wall: float | None = None) -> int | None:
         """append() without waiting: None at once when this log is busy (a sync, another
         thread's append, another process holding the write lock) instead of blocking. For an
         event loop that must not stall: on None, append() from a worker thread."""
+        record = self.append_record(kind, user, target, detail, t_wall, wait=False)
+        return None if record is None else record.seq
+
+    def append_record(self, kind: str, user: str, target: str, detail: Mapping[str, Any],
+                      t_wall: float | None = None, *, wait: bool = True
+                      ) -> AuditRecord | None:
+        """append() or, with wait=False, try_append(), giving the whole record written (its
+        hash included); None only when not waiting and the log is busy."""
+        entry = [(kind, user, target, detail, t_wall)]
+        if wait:
+            with self._lock:
+                return self._append_locked(entry)[-1]
         if not self._lock.acquire(blocking=False):
             return None
         try:
             conn = self._writer()
             conn.execute("PRAGMA busy_timeout=0")
             try:
-                return self._append_locked([(kind, user, target, detail, t_wall)])[-1]
+                return self._append_locked(entry)[-1]
             except AuditBusy:
                 return None
             finally:
@@ -183,10 +197,10 @@ class AuditLog:
         """Write (kind, user, target, detail, t_wall) records in one transaction; their seqs.
         For imports and bulk fixtures: the same chain as append, one fsync for all."""
         with self._lock:
-            return self._append_locked(entries)
+            return [r.seq for r in self._append_locked(entries)]
 
     def _append_locked(self, entries: Iterable[tuple[str, str, str, Mapping[str, Any],
-                                                     float | None]]) -> list[int]:
+                                                     float | None]]) -> list[AuditRecord]:
         conn = self._writer()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -197,10 +211,8 @@ class AuditLog:
         except sqlite3.Error as e:
             raise AuditError(f"{self.path}: cannot write the audit trail: {e}") from e
         try:
-            row = conn.execute("SELECT seq, hash FROM audit_records "
-                               "ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, head = (row[0], row[1]) if row else (0, GENESIS)
-            seqs: list[int] = []
+            seq, head = _head(conn)
+            records: list[AuditRecord] = []
             for kind, user, target, detail, t_wall in entries:
                 seq += 1
                 t = self.clock.wall() if t_wall is None else t_wall
@@ -208,7 +220,7 @@ class AuditLog:
                 conn.execute(_INSERT, (r.seq, r.t_wall, r.user, r.kind, r.target,
                                        r.detail_json, r.prev_hash, r.hash))
                 head = r.hash
-                seqs.append(seq)
+                records.append(r)
                 if seq % CHECKPOINT_EVERY == 0:
                     conn.execute(_CHECKPOINT, (seq, t, seq, head))
             conn.execute("COMMIT")
@@ -220,8 +232,8 @@ class AuditLog:
             if isinstance(e, sqlite3.Error):
                 raise AuditError(f"{self.path}: audit record not written: {e}") from e
             raise
-        self.appended += len(seqs)
-        return seqs
+        self.appended += len(records)
+        return records
 
     def checkpoint(self) -> Checkpoint | None:
         """Record the current head (if not recorded yet); the checkpoint, or None if empty."""
@@ -230,11 +242,10 @@ class AuditLog:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    row = conn.execute("SELECT seq, hash FROM audit_records "
-                                       "ORDER BY seq DESC LIMIT 1").fetchone()
+                    seq, head = _head(conn)
                     cp = None
-                    if row is not None:
-                        cp = Checkpoint(row[0], self.clock.wall(), row[0], row[1])
+                    if seq:
+                        cp = Checkpoint(seq, self.clock.wall(), seq, head)
                         conn.execute(_CHECKPOINT, (cp.seq, cp.t_wall, cp.count, cp.head_hash))
                     conn.execute("COMMIT")
                 except BaseException:
@@ -303,9 +314,7 @@ class AuditLog:
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last record; (0, GENESIS) when empty."""
         with self._lock:
-            row = self._open().execute("SELECT seq, hash FROM audit_records "
-                                       "ORDER BY seq DESC LIMIT 1").fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS)
+            return _head(self._open())
 
     def verify(self) -> VerifyResult:
         """Walk the whole chain and the checkpoints; the first bad record, if any."""
@@ -330,3 +339,9 @@ class AuditLog:
                        "dropped them")
             result = replace(result, warnings=(*result.warnings, warning))
         return result
+
+
+def _head(conn: sqlite3.Connection) -> tuple[int, str]:
+    """(seq, hash) of the last record; (0, GENESIS) when empty."""
+    row = conn.execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, GENESIS)

@@ -50,6 +50,7 @@ from floorconsole.core.registers import (
     plan_reads,
     point_label,
     split_block,
+    value_text,
 )
 from floorconsole.core.sample import Sample
 
@@ -98,7 +99,7 @@ class WriteResult:
         """'ok: read back true (1 write, 0.4 ms)' or 'failed: ...'."""
         writes = f"{self.attempts} write{'s' if self.attempts != 1 else ''}"
         if self.ok:
-            return f"ok: read back {_value_text(self.read_back)} ({writes}, " \
+            return f"ok: read back {value_text(self.read_back)} ({writes}, " \
                    f"{self.duration_ms:.1f} ms){'; ' + self.error if self.error else ''}"
         if not self.applied:
             return self.error
@@ -108,12 +109,6 @@ class WriteResult:
 @functools.lru_cache(maxsize=1024)
 def _read_back_block(point: ModbusPoint) -> ReadBlock:
     return ReadBlock(point.table, point.address, point.width, [("read-back", point)])
-
-
-def _value_text(v: float | bool | None) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return "none" if v is None else f"{v:.6g}"
 
 
 def _quiet_pymodbus() -> None:
@@ -552,10 +547,10 @@ class DevicePoller:
                 return result(True, note)
             if outcome == "ok":
                 mismatches += 1
-                error = (f"{label} read back {_value_text(read_back)} after writing "
-                         f"{_value_text(value)}")
+                error = (f"{label} read back {value_text(read_back)} after writing "
+                         f"{value_text(value)}")
             else:
-                error = f"{error}; {label} read back {_value_text(read_back)}: not applied"
+                error = f"{error}; {label} read back {value_text(read_back)}: not applied"
             log.warning("%s: %s", self.device.id, error)
         return result(False, error)
 

@@ -202,7 +202,3 @@ class Lockout:
 
     def after_success(self) -> Lockout:
         return Lockout()
-
-    @property
-    def remaining_tries(self) -> int:
-        return max(MAX_FAILURES - self.failures, 0)

@@ -70,6 +70,14 @@ def exception_text(code: int) -> str:
     return f"exception {code} {EXCEPTION_NAMES.get(code, 'UNKNOWN')}"
 
 
+def value_text(v: float | bool | None) -> str:
+    """A value written to (or read back from) a point, as the plant file writes it: true/false,
+    or the number."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return "none" if v is None else f"{v:.6g}"
+
+
 def point_label(point: ModbusPoint) -> str:
     """'hr:100' — how the plant file writes the address."""
     return f"{point.table}:{point.address}"

@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from floorconsole.core.config import REGISTER_TYPES, ModbusPoint, parse_address
-from floorconsole.core.registers import encode, point_label
+from floorconsole.core.registers import encode, point_label, value_text
 
 if TYPE_CHECKING:
     from floorconsole.engine.runtime import Engine
@@ -74,7 +74,7 @@ class ManualWrites:
             self._armed = {k: a for k, a in self._armed.items() if a.expires_mono > now}
             self._armed[token] = Armed(point, value, user, now + ARM_S)
         return {"ok": True, "arm": token, "expires_s": ARM_S,
-                "message": f"armed: write {_text(value)} to {device} {point_label(point)}; "
+                "message": f"armed: write {value_text(value)} to {device} {point_label(point)}; "
                            f"confirm within {ARM_S:g} s"}
 
     async def confirm(self, token: str, user: str) -> dict[str, Any]:
@@ -109,9 +109,3 @@ class ManualWrites:
         return {"ok": result.ok, "before": before, "after": result.read_back,
                 "message": f"{label}: {result.text}"}
 
-
-def _text(value: float | bool) -> str:
-    """As the plant file and the console write it: true/false, or the number."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return f"{value:g}"

@@ -347,23 +347,18 @@ class Engine:
                wait: bool) -> bool:
         t_wall = self.clock.wall()
         try:
-            audit = self.audit_log()
-            if wait:
-                seq: int | None = audit.append(kind, user, target, detail, t_wall=t_wall)
-            else:
-                seq = audit.try_append(kind, user, target, detail, t_wall=t_wall)
+            written = self.audit_log().append_record(kind, user, target, detail, t_wall,
+                                                     wait=wait)
         except Exception as e:
             log.error("audit record %s by %s not written: %s", kind, user or "-", e)
             self.alarms.raise_system("audit_trouble", "audit.db", str(e))
             raise
-        if seq is None:
+        if written is None:
             return False
         self.alarms.clear_system("audit_trouble", "audit.db", "records written again")
         if self.outbox is not None:  # a copy of the chain off the box, on the audit topic
-            head_seq, head_hash = audit.head()
-            record = {"seq": seq, "t": round(t_wall * 1000), "user": user, "kind": kind,
-                      "target": target, "detail": detail,
-                      "hash": head_hash if head_seq == seq else None}
+            record = {"seq": written.seq, "t": round(t_wall * 1000), "user": user,
+                      "kind": kind, "target": target, "detail": detail, "hash": written.hash}
             self.outbox.add_records("audit", [record], t_wall)
         return True
 

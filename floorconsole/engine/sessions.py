@@ -22,6 +22,7 @@ from floorconsole.core.auth import (
     DEFAULT_IDLE_LOCK_S,
     PIN_FRESH_S,
     Role,
+    needs_fresh_pin,
     permitted,
 )
 from floorconsole.core.clock import Clock
@@ -222,7 +223,7 @@ class Sessions:
         elif s.role < action.min_role:
             refusal = Refusal("role", f"{s.user} ({s.role}) may not {action.description}: "
                                       f"that needs {action.min_role} or above")
-        elif action.critical and now - s.pin_mono > PIN_FRESH_S:
+        elif needs_fresh_pin(action_name, s.pin_mono, now):
             refusal = Refusal("pin", f"enter the PIN again to {action.description} (needed "
                                      f"within {PIN_FRESH_S:g} s of a critical action)")
         if refusal is None and action_name in CONTROL_ACTIONS:
@@ -242,10 +243,6 @@ class Sessions:
         with self._lock:
             s.active_mono = now
         return s.user, None
-
-    def user_of(self, token: str | None) -> str:
-        s = self._get(token)
-        return s.user if s is not None else ""
 
     def _get(self, token: str | None) -> Session | None:
         if not token:
