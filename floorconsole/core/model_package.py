@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -475,17 +475,24 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _inputs(c: _Problems, raw: Any) -> list[InputSpec]:
+def _tables(c: _Problems, raw: Any, section: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(key path, table) of each entry of a non-empty list of tables; the problems of the
+    list itself and of entries that are not tables are reported, and those entries skipped."""
     if not isinstance(raw, list) or not raw:
-        c.add("inputs", "expected a non-empty list of inputs")
-        return []
-    out: list[InputSpec] = []
-    seen: set[str] = set()
+        c.add(section, f"expected a non-empty list of {section}")
+        return
     for i, t in enumerate(raw):
-        p = f"inputs[{i}]"
+        p = f"{section}[{i}]"
         if not isinstance(t, dict):
             c.add(p, "expected an object")
             continue
+        yield p, t
+
+
+def _inputs(c: _Problems, raw: Any) -> list[InputSpec]:
+    out: list[InputSpec] = []
+    seen: set[str] = set()
+    for p, t in _tables(c, raw, "inputs"):
         c.unknown(t, p, ("name", "kind", "samples", "rate_hz", "unit"))
         name = c.string(t, "name", p, pattern=NAME_PATTERN)
         kind = c.string(t, "kind", p, choices=INPUT_KINDS)
@@ -506,16 +513,9 @@ def _inputs(c: _Problems, raw: Any) -> list[InputSpec]:
 
 
 def _features(c: _Problems, raw: Any, inputs: dict[str, InputSpec]) -> list[FeatureSpec]:
-    if not isinstance(raw, list) or not raw:
-        c.add("features", "expected a non-empty list of features")
-        return []
     out: list[FeatureSpec] = []
     seen: set[str] = set()
-    for i, t in enumerate(raw):
-        p = f"features[{i}]"
-        if not isinstance(t, dict):
-            c.add(p, "expected an object")
-            continue
+    for p, t in _tables(c, raw, "features"):
         c.unknown(t, p, ("name", "input", "stat", "window", "window_s"))
         name = c.string(t, "name", p, pattern=NAME_PATTERN)
         inp = c.string(t, "input", p)
