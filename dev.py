@@ -46,17 +46,28 @@ def ensure_env(extras: str) -> None:
 
 def mosquitto_path() -> str | None:
     return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)),
-        None)
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)), None
+    )
 
 
 def run_tests(args: list[str]) -> int:
     if mosquitto_path() is None:
-        print("the tests need a real mosquitto broker: apt-get install -y mosquitto",
-              file=sys.stderr)
+        print(
+            "the tests need a real mosquitto broker: apt-get install -y mosquitto", file=sys.stderr
+        )
         return 1
     steps = [
-        [str(BIN / "ruff"), "check", "floorconsole", "tests", "benchmarks", "dev.py"],
+        [str(BIN / "ruff"), "check", "floorconsole", "tests", "benchmarks", "fixtures", "dev.py"],
+        [
+            str(BIN / "ruff"),
+            "format",
+            "--check",
+            "floorconsole",
+            "tests",
+            "benchmarks",
+            "fixtures",
+            "dev.py",
+        ],
         [str(BIN / "mypy"), "floorconsole/core", "floorconsole/engine"],
         [str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
     ]
@@ -71,16 +82,21 @@ def run_tests(args: list[str]) -> int:
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "run"):
         print(__doc__.strip(), file=sys.stderr)
-        print("\nusage: python3 dev.py demo [options] | test [pytest args] | run ARGS...",
-              file=sys.stderr)
+        print(
+            "\nusage: python3 dev.py demo [options] | test [pytest args] | run ARGS...",
+            file=sys.stderr,
+        )
         return 2
     what, rest = sys.argv[1], sys.argv[2:]
     if what == "test":
         ensure_env("test,train")  # train: the test that retrains the fixture model
         return run_tests(rest)
     ensure_env("test")
-    cmd = [str(BIN / "floorconsole"), "demo", *rest] if what == "demo" else \
-        [str(BIN / "floorconsole"), *rest]
+    cmd = (
+        [str(BIN / "floorconsole"), "demo", *rest]
+        if what == "demo"
+        else [str(BIN / "floorconsole"), *rest]
+    )
     os.execv(cmd[0], cmd)
     return 0
 

@@ -57,8 +57,12 @@ def measure_ingest(engine: Engine, seconds: float) -> float:
 
 
 def main() -> None:
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(SIGNALS), str(RATE_HZ)],
-                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(SIGNALS), str(RATE_HZ)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
@@ -81,9 +85,20 @@ def main() -> None:
                 json_ms = (time.perf_counter() - t0) / 20 * 1000
                 bare1 = measure_ingest(engine, MEASURE_S)
                 consoles = subprocess.Popen(
-                    [sys.executable, "-c", CONSOLES_SCRIPT, str(socket_path(engine.data_dir)),
-                     str(CONSOLES), str(CONSOLE_HZ), str(WARMUP_S), str(MEASURE_S)],
-                    stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                    [
+                        sys.executable,
+                        "-c",
+                        CONSOLES_SCRIPT,
+                        str(socket_path(engine.data_dir)),
+                        str(CONSOLES),
+                        str(CONSOLE_HZ),
+                        str(WARMUP_S),
+                        str(MEASURE_S),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=ROOT,
+                )
                 assert consoles.stdout is not None
                 assert consoles.stdout.readline().strip() == "ready"
                 time.sleep(WARMUP_S)
@@ -103,24 +118,39 @@ def main() -> None:
     ratio = with_consoles / bare
     offered = SIGNALS * RATE_HZ
     print(f"offered               {offered:>10,.0f} samples/s ({SIGNALS} signals at {RATE_HZ} Hz)")
-    print(f"ingest, no console    {bare:>10,.0f} samples/s ({bare1:,.0f} before, "
-          f"{bare2:,.0f} after)")
+    print(
+        f"ingest, no console    {bare:>10,.0f} samples/s ({bare1:,.0f} before, {bare2:,.0f} after)"
+    )
     print(f"ingest, {CONSOLES} consoles    {with_consoles:>10,.0f} samples/s")
     print(f"ratio                 {ratio:>10.3f}")
-    print(f"console frames/s      {', '.join(f'{x:.2f}' for x in fps)} (each asks at "
-          f"{CONSOLE_HZ:g} Hz)")
-    print(f"frame                 {len(data):>10,d} bytes of JSON; build {build_ms:.2f} ms, "
-          f"serialize {json_ms:.2f} ms")
-    print(f"served / built        {served} / {built} frames "
-          f"({served / max(1, built):.2f} consoles per build, {serve_ms:.2f} ms a build)")
-    print(json.dumps({"ingest_ratio_5_consoles": round(ratio, 3),
-                      "ingest_no_console_per_s": round(bare),
-                      "ingest_5_consoles_per_s": round(with_consoles),
-                      "console_fps": [round(x, 2) for x in fps],
-                      "frame_bytes": len(data), "frame_build_ms": round(build_ms, 2),
-                      "frame_serialize_ms": round(json_ms, 2),
-                      "frames_served": served, "frames_built": built,
-                      "offered_per_s": offered}))
+    print(
+        f"console frames/s      {', '.join(f'{x:.2f}' for x in fps)} (each asks at "
+        f"{CONSOLE_HZ:g} Hz)"
+    )
+    print(
+        f"frame                 {len(data):>10,d} bytes of JSON; build {build_ms:.2f} ms, "
+        f"serialize {json_ms:.2f} ms"
+    )
+    print(
+        f"served / built        {served} / {built} frames "
+        f"({served / max(1, built):.2f} consoles per build, {serve_ms:.2f} ms a build)"
+    )
+    print(
+        json.dumps(
+            {
+                "ingest_ratio_5_consoles": round(ratio, 3),
+                "ingest_no_console_per_s": round(bare),
+                "ingest_5_consoles_per_s": round(with_consoles),
+                "console_fps": [round(x, 2) for x in fps],
+                "frame_bytes": len(data),
+                "frame_build_ms": round(build_ms, 2),
+                "frame_serialize_ms": round(json_ms, 2),
+                "frames_served": served,
+                "frames_built": built,
+                "offered_per_s": offered,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

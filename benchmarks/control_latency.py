@@ -72,8 +72,15 @@ async def measure(port: int, writes: int, poll_s: float, data_dir: Path) -> dict
     from floorconsole.engine.hub import Hub
 
     clock = SystemClock()
-    dev = DeviceConfig(id="bench", protocol="modbus-tcp", host="127.0.0.1", port=port,
-                       poll_s=poll_s, timeout_s=2.0, retries=0)
+    dev = DeviceConfig(
+        id="bench",
+        protocol="modbus-tcp",
+        host="127.0.0.1",
+        port=port,
+        poll_s=poll_s,
+        timeout_s=2.0,
+        retries=0,
+    )
     polled = SignalConfig(id="bench.input", source=ModbusPoint("bench", "hr", 0, "uint16"))
     # The rule's input arrives by MQTT (nothing polls it), like a model score would.
     score = SignalConfig(id="bench.score", source=MqttPoint("local", "bench/score", ()))
@@ -82,14 +89,33 @@ async def measure(port: int, writes: int, poll_s: float, data_dir: Path) -> dict
     stats = LinkStats("bench", "device", f"127.0.0.1:{port}")
     poller = DevicePoller(dev, [polled], hub, clock, stats)
     rules, problems = parse_rules(
-        [{"id": "trip", "signal": "bench.score", "op": ">", "threshold": 50,
-          "actions": [{"write": "bench", "address": f"co:{COIL_ADDRESS}", "on": True,
-                       "off": False}]}],
-        signals={"bench.score": None}, devices={"bench"}, brokers=set())
+        [
+            {
+                "id": "trip",
+                "signal": "bench.score",
+                "op": ">",
+                "threshold": 50,
+                "actions": [
+                    {"write": "bench", "address": f"co:{COIL_ADDRESS}", "on": True, "off": False}
+                ],
+            }
+        ],
+        signals={"bench.score": None},
+        devices={"bench"},
+        brokers=set(),
+    )
     assert not problems, problems
     journal = AlarmJournal(data_dir / "alarms.db")
-    control = Control(rules, ControlConfig(enabled=True), hub.latest.get,
-                      {"bench": poller.write}, None, AlarmTable(clock), journal, clock)
+    control = Control(
+        rules,
+        ControlConfig(enabled=True),
+        hub.latest.get,
+        {"bench": poller.write},
+        None,
+        AlarmTable(clock),
+        journal,
+        clock,
+    )
     # As in the engine: no write without its record committed first (WAL, synchronous
     # NORMAL), and the records put on disk once a second by a sync beside it.
     audit = AuditLog.in_data_dir(data_dir, synchronous="NORMAL")
@@ -121,8 +147,18 @@ async def measure(port: int, writes: int, poll_s: float, data_dir: Path) -> dict
 
     async def ours() -> None:
         value = rule_on["v"] = not rule_on["v"]
-        hub.ingest([Sample("bench.score", 70.0 if value else 30.0, Quality.GOOD, Reason.NONE,
-                           clock.wall(), clock.mono())])
+        hub.ingest(
+            [
+                Sample(
+                    "bench.score",
+                    70.0 if value else 30.0,
+                    Quality.GOOD,
+                    Reason.NONE,
+                    clock.wall(),
+                    clock.mono(),
+                )
+            ]
+        )
         await control.idle()
         rec = control.last_results[("trip", 0)]
         assert rec.ok and rec.transition == ("activate" if value else "release"), rec
@@ -147,9 +183,14 @@ async def measure(port: int, writes: int, poll_s: float, data_dir: Path) -> dict
     journal.close()
     audit.close()
     ms = 1000.0
-    return {"bare_p50_ms": statistics.median(a) * ms, "bare_p99_ms": percentile(a, 0.99) * ms,
-            "ours_p50_ms": statistics.median(b) * ms, "ours_p99_ms": percentile(b, 0.99) * ms,
-            "n": float(len(a)), "polls": float(poller.polls)}
+    return {
+        "bare_p50_ms": statistics.median(a) * ms,
+        "bare_p99_ms": percentile(a, 0.99) * ms,
+        "ours_p50_ms": statistics.median(b) * ms,
+        "ours_p99_ms": percentile(b, 0.99) * ms,
+        "n": float(len(a)),
+        "polls": float(poller.polls),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,13 +214,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         parent.send("stop")
         proc.join(10)
-    print(f"coil co:{COIL_ADDRESS}; server in another process; {int(r['n'])} writes of each "
-          f"kind, alternating one by one; the poller polled {int(r['polls'])} times meanwhile "
-          f"(every {args.poll})")
-    print(f"(a) bare write_coil + read_coils          p50 {r['bare_p50_ms']:.3f} ms   "
-          f"p99 {r['bare_p99_ms']:.3f} ms")
-    print(f"(b) sample -> rule -> write + read-back   p50 {r['ours_p50_ms']:.3f} ms   "
-          f"p99 {r['ours_p99_ms']:.3f} ms")
+    print(
+        f"coil co:{COIL_ADDRESS}; server in another process; {int(r['n'])} writes of each "
+        f"kind, alternating one by one; the poller polled {int(r['polls'])} times meanwhile "
+        f"(every {args.poll})"
+    )
+    print(
+        f"(a) bare write_coil + read_coils          p50 {r['bare_p50_ms']:.3f} ms   "
+        f"p99 {r['bare_p99_ms']:.3f} ms"
+    )
+    print(
+        f"(b) sample -> rule -> write + read-back   p50 {r['ours_p50_ms']:.3f} ms   "
+        f"p99 {r['ours_p99_ms']:.3f} ms"
+    )
     result = {
         "added_p99_ms": round(r["ours_p99_ms"] - r["bare_p99_ms"], 4),
         "added_p50_ms": round(r["ours_p50_ms"] - r["bare_p50_ms"], 4),

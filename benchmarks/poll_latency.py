@@ -54,8 +54,13 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-async def timed_pairs(a_fn: Callable[[], Awaitable[object]], b_fn: Callable[[], Awaitable[object]],
-                      n: int, a: list[float], b: list[float]) -> None:
+async def timed_pairs(
+    a_fn: Callable[[], Awaitable[object]],
+    b_fn: Callable[[], Awaitable[object]],
+    n: int,
+    a: list[float],
+    b: list[float],
+) -> None:
     """a, b, a, b, ...: whatever else the machine does hits both alike."""
     clock = time.perf_counter
     for _ in range(n):
@@ -74,8 +79,10 @@ def decode_rate(registers: int) -> float:
     from floorconsole.core.quality import Quality, Reason
     from floorconsole.core.registers import plan_reads
 
-    entries = [(f"s{i}", ModbusPoint("bench", "hr", 2 * i, "float32", scale=0.1))
-               for i in range(registers // 2)]
+    entries = [
+        (f"s{i}", ModbusPoint("bench", "hr", 2 * i, "float32", scale=0.1))
+        for i in range(registers // 2)
+    ]
     [block] = plan_reads(entries)
     data = [0x4120, 0] * (registers // 2)
     clock = SystemClock()
@@ -85,8 +92,17 @@ def decode_rate(registers: int) -> float:
     while time.perf_counter() - t0 < 1.0:
         for _ in range(100):
             wall, mono = clock.wall(), clock.mono()
-            samples = list(map(Sample, block.keys, block.decode(data), repeat(good),
-                               repeat(none), repeat(wall), repeat(mono)))
+            samples = list(
+                map(
+                    Sample,
+                    block.keys,
+                    block.decode(data),
+                    repeat(good),
+                    repeat(none),
+                    repeat(wall),
+                    repeat(mono),
+                )
+            )
             n += len(samples)
     return n / (time.perf_counter() - t0)
 
@@ -100,14 +116,25 @@ async def measure(port: int, registers: int, reads: int) -> dict[str, float]:
 
     bare = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0, reconnect_delay=0)
     assert await bare.connect(), "bare client cannot connect"
-    dev = DeviceConfig(id="bench", protocol="modbus-tcp", host="127.0.0.1", port=port,
-                       poll_s=1.0, timeout_s=2.0, retries=0)
-    signals = [SignalConfig(id=f"bench.s{i}",
-                            source=ModbusPoint("bench", "hr", 2 * i, "float32", scale=0.1))
-               for i in range(registers // 2)]
+    dev = DeviceConfig(
+        id="bench",
+        protocol="modbus-tcp",
+        host="127.0.0.1",
+        port=port,
+        poll_s=1.0,
+        timeout_s=2.0,
+        retries=0,
+    )
+    signals = [
+        SignalConfig(
+            id=f"bench.s{i}", source=ModbusPoint("bench", "hr", 2 * i, "float32", scale=0.1)
+        )
+        for i in range(registers // 2)
+    ]
     sink = CountingSink()
-    poller = DevicePoller(dev, signals, sink, SystemClock(),
-                          LinkStats("bench", "device", f"127.0.0.1:{port}"))
+    poller = DevicePoller(
+        dev, signals, sink, SystemClock(), LinkStats("bench", "device", f"127.0.0.1:{port}")
+    )
     assert len(poller.plan) == 1 and poller.plan[0].count == registers
 
     async def bare_read() -> None:
@@ -125,16 +152,22 @@ async def measure(port: int, registers: int, reads: int) -> dict[str, float]:
     bare.close()
     await poller.close()
     return {
-        "bare_median_ms": statistics.median(a) * 1000, "bare_p99_ms": percentile(a, 0.99) * 1000,
-        "ours_median_ms": statistics.median(b) * 1000, "ours_p99_ms": percentile(b, 0.99) * 1000,
+        "bare_median_ms": statistics.median(a) * 1000,
+        "bare_p99_ms": percentile(a, 0.99) * 1000,
+        "ours_median_ms": statistics.median(b) * 1000,
+        "ours_p99_ms": percentile(b, 0.99) * 1000,
         "n": float(len(a)),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--registers", type=int, default=32,
-                    help="block size in registers, float32 points (default 32 = 16 points)")
+    ap.add_argument(
+        "--registers",
+        type=int,
+        default=32,
+        help="block size in registers, float32 points (default 32 = 16 points)",
+    )
     ap.add_argument("--reads", type=int, default=3000, help="timed reads of each kind")
     args = ap.parse_args(argv)
     if not 2 <= args.registers <= 124 or args.registers % 2:
@@ -155,12 +188,18 @@ def main(argv: list[str] | None = None) -> int:
         proc.join(10)
     rate = decode_rate(args.registers)
     points = args.registers // 2
-    print(f"block: hr:0-{args.registers - 1}, {points} float32 points; server in another "
-          f"process; {int(r['n'])} reads of each kind, alternating one by one")
-    print(f"(a) bare pymodbus read     median {r['bare_median_ms']:.3f} ms   "
-          f"p99 {r['bare_p99_ms']:.3f} ms")
-    print(f"(b) DevicePoller.poll_once median {r['ours_median_ms']:.3f} ms   "
-          f"p99 {r['ours_p99_ms']:.3f} ms   (read + decode + {points} Samples + ingest)")
+    print(
+        f"block: hr:0-{args.registers - 1}, {points} float32 points; server in another "
+        f"process; {int(r['n'])} reads of each kind, alternating one by one"
+    )
+    print(
+        f"(a) bare pymodbus read     median {r['bare_median_ms']:.3f} ms   "
+        f"p99 {r['bare_p99_ms']:.3f} ms"
+    )
+    print(
+        f"(b) DevicePoller.poll_once median {r['ours_median_ms']:.3f} ms   "
+        f"p99 {r['ours_p99_ms']:.3f} ms   (read + decode + {points} Samples + ingest)"
+    )
     print(f"decode + Sample construction alone: {rate:,.0f} samples/s on one core")
     result = {
         "poll_median_ratio": round(r["ours_median_ms"] / r["bare_median_ms"], 3),

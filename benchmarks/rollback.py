@@ -31,8 +31,14 @@ ROLLBACKS = 20
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, DemoPlant(DEMO) as demo:
-        engine = open_engine(data_dir=Path(tmp), base_dir=DEMO.parent, user="bench",
-                             plant_raw=demo.plant.raw, source="demo plant", demo=demo.sim)
+        engine = open_engine(
+            data_dir=Path(tmp),
+            base_dir=DEMO.parent,
+            user="bench",
+            plant_raw=demo.plant.raw,
+            source="demo plant",
+            demo=demo.sim,
+        )
         engine.start_background()
         try:
             mgr = engine.snapshots
@@ -45,8 +51,9 @@ def main() -> None:
             session = engine.api.login("bench", "2468")["session"]
             cfg = copy.deepcopy(engine.api.active_config())
             cfg["rules"][0]["threshold"] = 0.7
-            r = engine.api.command("config.apply", config=cfg, message="bench: threshold 0.7",
-                                   session=session)
+            r = engine.api.command(
+                "config.apply", config=cfg, message="bench: threshold 0.7", session=session
+            )
             assert r["ok"], r
             second = r["snapshot"]
             times, reported = [], []
@@ -64,8 +71,9 @@ def main() -> None:
             for _ in range(5):
                 cfg_obj = engine.build(engine.plant)
                 t0 = time.perf_counter()
-                asyncio.run_coroutine_threadsafe(engine.swap(cfg_obj, carry_values=True),
-                                                 engine.loop).result(30)
+                asyncio.run_coroutine_threadsafe(
+                    engine.swap(cfg_obj, carry_values=True), engine.loop
+                ).result(30)
                 bare.append(time.perf_counter() - t0)
         finally:
             engine.stop()
@@ -74,10 +82,17 @@ def main() -> None:
     print(f"median               {med:.3f} s")
     print(f"max                  {worst:.3f} s")
     print(f"bare swap median     {statistics.median(bare):.3f} s (no store, no check)")
-    print(json.dumps({"rollback_median_s": round(med, 3), "rollback_max_s": round(worst, 3),
-                      "bare_swap_median_s": round(statistics.median(bare), 3),
-                      "rollback_over_bare": round(med / max(statistics.median(bare), 1e-6), 1),
-                      "rollbacks": ROLLBACKS}))
+    print(
+        json.dumps(
+            {
+                "rollback_median_s": round(med, 3),
+                "rollback_max_s": round(worst, 3),
+                "bare_swap_median_s": round(statistics.median(bare), 3),
+                "rollback_over_bare": round(med / max(statistics.median(bare), 1e-6), 1),
+                "rollbacks": ROLLBACKS,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -49,12 +49,16 @@ while True:
 
 
 def plant_text(port: int, data_dir: Path) -> str:
-    lines = [f'[edge]\nid = "bench"\nsite = "ui load"\ndata_dir = "{data_dir}"\n',
-             f'[[devices]]\nid = "dev"\nprotocol = "modbus-tcp"\nhost = "127.0.0.1"\n'
-             f'port = {port}\npoll = "{1000 // RATE_HZ}ms"\ntimeout = "500ms"\nretries = 0\n']
+    lines = [
+        f'[edge]\nid = "bench"\nsite = "ui load"\ndata_dir = "{data_dir}"\n',
+        f'[[devices]]\nid = "dev"\nprotocol = "modbus-tcp"\nhost = "127.0.0.1"\n'
+        f'port = {port}\npoll = "{1000 // RATE_HZ}ms"\ntimeout = "500ms"\nretries = 0\n',
+    ]
     for k in range(SIGNALS):
-        lines.append(f'[[signals]]\nid = "asset{k // 50:02d}.sig{k:03d}"\ndevice = "dev"\n'
-                     f'address = "hr:{k}"\ntype = "uint16"\nrange = [0, 1000]\n')
+        lines.append(
+            f'[[signals]]\nid = "asset{k // 50:02d}.sig{k:03d}"\ndevice = "dev"\n'
+            f'address = "hr:{k}"\ntype = "uint16"\nrange = [0, 1000]\n'
+        )
     return "\n".join(lines)
 
 
@@ -77,8 +81,12 @@ async def with_console(engine: Engine) -> tuple[float, float]:
 
 
 def main() -> None:
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(SIGNALS), str(RATE_HZ)],
-                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(SIGNALS), str(RATE_HZ)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
@@ -103,9 +111,17 @@ def main() -> None:
     print(f"ratio              {ui_rate / bare:>10.3f}")
     print(f"console frames/s   {fps:>10.2f} (tick 4 Hz)")
     print(f"historian rows     {rows:>10,d}")
-    print(json.dumps({"ingest_ratio_with_ui": round(ui_rate / bare, 3), "ui_fps": round(fps, 2),
-                      "ingest_no_ui_per_s": round(bare), "ingest_with_ui_per_s": round(ui_rate),
-                      "offered_per_s": offered}))
+    print(
+        json.dumps(
+            {
+                "ingest_ratio_with_ui": round(ui_rate / bare, 3),
+                "ui_fps": round(fps, 2),
+                "ingest_no_ui_per_s": round(bare),
+                "ingest_with_ui_per_s": round(ui_rate),
+                "offered_per_s": offered,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,7 @@ class RemoteReceiver:
     def __init__(self, host: str, port: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_receiver_process, args=(host, port, child),
-                                 daemon=True)
+        self._proc = ctx.Process(target=_receiver_process, args=(host, port, child), daemon=True)
         self._proc.start()
         if self._conn.recv() != "ready":
             raise RuntimeError("receiver did not start")
@@ -128,8 +127,12 @@ def record_backlog(db: Path, config: UplinkConfig, n: int) -> tuple[Historian, O
     t0 = time.time() - n / LIVE_RATE
     good, none = Quality.GOOD, Reason.NONE
     for start in range(0, n, 1000):
-        historian.append([Sample(f"press.sig{i % 20}", float(i), good, none,
-                                 t0 + i / LIVE_RATE, 0.0) for i in range(start, start + 1000)])
+        historian.append(
+            [
+                Sample(f"press.sig{i % 20}", float(i), good, none, t0 + i / LIVE_RATE, 0.0)
+                for i in range(start, start + 1000)
+            ]
+        )
         historian.flush()
     return historian, outbox
 
@@ -137,20 +140,35 @@ def record_backlog(db: Path, config: UplinkConfig, n: int) -> tuple[Historian, O
 def same_payloads(db: Path, edge: str, boot: str) -> list[tuple[str, bytes]]:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT seq, kind, body FROM outbox ORDER BY seq").fetchall()
-    return [(topic(PREFIX, edge, kind), message_payload(edge, boot, seq, True, kind, body))
-            for seq, kind, body in rows]
+    return [
+        (topic(PREFIX, edge, kind), message_payload(edge, boot, seq, True, kind, body))
+        for seq, kind, body in rows
+    ]
 
 
-def drain_ours(broker: MosquittoBroker, db: Path, n: int, batch: int, edge: str,
-               receiver: RemoteReceiver, *, paced: bool, after_s: float = 0.5
-               ) -> tuple[Drain, list[tuple[str, bytes]]]:
+def drain_ours(
+    broker: MosquittoBroker,
+    db: Path,
+    n: int,
+    batch: int,
+    edge: str,
+    receiver: RemoteReceiver,
+    *,
+    paced: bool,
+    after_s: float = 0.5,
+) -> tuple[Drain, list[tuple[str, bytes]]]:
     """Our drain of an n-sample backlog, and the same payloads for the bare side."""
-    config = UplinkConfig(broker="plant", topic_prefix=PREFIX, batch=batch, inflight=INFLIGHT,
-                          primary_host=HOST_ID if paced else None, reconnect_min_s=0.05)
+    config = UplinkConfig(
+        broker="plant",
+        topic_prefix=PREFIX,
+        batch=batch,
+        inflight=INFLIGHT,
+        primary_host=HOST_ID if paced else None,
+        reconnect_min_s=0.05,
+    )
     historian, outbox = record_backlog(db, config, n)
     same = same_payloads(db, "bare-" + edge, outbox.boot)
-    uplink = Uplink(config, BrokerConfig("plant", broker.host, broker.port), outbox,
-                    edge_id=edge)
+    uplink = Uplink(config, BrokerConfig("plant", broker.host, broker.port), outbox, edge_id=edge)
     source = SyntheticSource(historian, LIVE_RATE).start()
     uplink.start()
     try:
@@ -173,18 +191,24 @@ def drain_ours(broker: MosquittoBroker, db: Path, n: int, batch: int, edge: str,
     if rep.missing or rep.out_of_order or entries < n:
         raise RuntimeError(f"drained {entries} of {n} entries; the receiver saw {rep}")
     started = drained_wall - seconds
-    return Drain(messages, messages / seconds, messages / (rep.last_historical_at - started),
-                 (started, drained_wall)), same
+    return Drain(
+        messages,
+        messages / seconds,
+        messages / (rep.last_historical_at - started),
+        (started, drained_wall),
+    ), same
 
 
-def drain_bare(broker: MosquittoBroker, messages: list[tuple[str, bytes]],
-               receiver: RemoteReceiver, edge: str) -> Drain:
+def drain_bare(
+    broker: MosquittoBroker, messages: list[tuple[str, bytes]], receiver: RemoteReceiver, edge: str
+) -> Drain:
     acked = 0
     done = threading.Event()
     connected = threading.Event()
 
-    def on_publish(client: mqtt.Client, userdata: object, mid: int, rc: object,
-                   props: object) -> None:
+    def on_publish(
+        client: mqtt.Client, userdata: object, mid: int, rc: object, props: object
+    ) -> None:
         nonlocal acked
         acked += 1
         if acked == len(messages):
@@ -213,8 +237,12 @@ def drain_bare(broker: MosquittoBroker, messages: list[tuple[str, bytes]],
     if rep.missing:
         raise RuntimeError(f"bare run lost messages: {rep}")
     n = len(messages)
-    return Drain(n, n / elapsed, n / (rep.last_historical_at - started_wall),
-                 (started_wall, started_wall + elapsed))
+    return Drain(
+        n,
+        n / elapsed,
+        n / (rep.last_historical_at - started_wall),
+        (started_wall, started_wall + elapsed),
+    )
 
 
 def live_lags(receiver: RemoteReceiver, window: tuple[float, float]) -> list[float]:
@@ -236,29 +264,62 @@ def main() -> None:
     parser.add_argument("--lag-samples", type=int, default=1_000_000)
     args = parser.parse_args()
     unpaced, paced, bare = [], [], []
-    with tempfile.TemporaryDirectory(prefix="floorconsole-uplink-bench-") as d, \
-            MosquittoBroker() as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="floorconsole-uplink-bench-") as d,
+        MosquittoBroker() as broker,
+    ):
         tmp = Path(d)
         receiver = RemoteReceiver(broker.host, broker.port)
         try:
             for run in range(args.repeat):
-                u, same = drain_ours(broker, tmp / f"u{run}.db", args.samples, args.batch,
-                                     f"unpaced{run}", receiver, paced=False)
-                p, _ = drain_ours(broker, tmp / f"p{run}.db", args.samples, args.batch,
-                                  f"paced{run}", receiver, paced=True)
+                u, same = drain_ours(
+                    broker,
+                    tmp / f"u{run}.db",
+                    args.samples,
+                    args.batch,
+                    f"unpaced{run}",
+                    receiver,
+                    paced=False,
+                )
+                p, _ = drain_ours(
+                    broker,
+                    tmp / f"p{run}.db",
+                    args.samples,
+                    args.batch,
+                    f"paced{run}",
+                    receiver,
+                    paced=True,
+                )
                 b = drain_bare(broker, same, receiver, f"bare-unpaced{run}")
                 unpaced.append(u)
                 paced.append(p)
                 bare.append(b)
-                print(f"run {run}: {u.messages} messages of {args.batch} samples, msg/s  "
-                      f"to PUBACK: ours {u.acked_per_s:6,.0f}  paced {p.acked_per_s:6,.0f}  "
-                      f"bare {b.acked_per_s:6,.0f}   delivered: paced "
-                      f"{p.delivered_per_s:6,.0f}  bare {b.delivered_per_s:6,.0f}", flush=True)
-            lag_paced, _ = drain_ours(broker, tmp / "lag-p.db", args.lag_samples, args.batch,
-                                      "lag-paced", receiver, paced=True)
+                print(
+                    f"run {run}: {u.messages} messages of {args.batch} samples, msg/s  "
+                    f"to PUBACK: ours {u.acked_per_s:6,.0f}  paced {p.acked_per_s:6,.0f}  "
+                    f"bare {b.acked_per_s:6,.0f}   delivered: paced "
+                    f"{p.delivered_per_s:6,.0f}  bare {b.delivered_per_s:6,.0f}",
+                    flush=True,
+                )
+            lag_paced, _ = drain_ours(
+                broker,
+                tmp / "lag-p.db",
+                args.lag_samples,
+                args.batch,
+                "lag-paced",
+                receiver,
+                paced=True,
+            )
             lags = live_lags(receiver, lag_paced.window)
-            lag_unpaced, _ = drain_ours(broker, tmp / "lag-u.db", args.lag_samples, args.batch,
-                                        "lag-unpaced", receiver, paced=False)
+            lag_unpaced, _ = drain_ours(
+                broker,
+                tmp / "lag-u.db",
+                args.lag_samples,
+                args.batch,
+                "lag-unpaced",
+                receiver,
+                paced=False,
+            )
             lags_unpaced = live_lags(receiver, lag_unpaced.window)
         finally:
             receiver.stop()
@@ -268,31 +329,41 @@ def main() -> None:
 
     ours_m, bare_m = med(unpaced, "acked_per_s"), med(bare, "acked_per_s")
     paced_d, bare_d = med(paced, "delivered_per_s"), med(bare, "delivered_per_s")
-    print(f"drain {args.samples:,} samples to PUBACK: ours {ours_m:,.0f} msg/s = "
-          f"{ours_m * args.batch:,.0f} samples/s; bare paho {bare_m:,.0f} msg/s; "
-          f"ratio {ours_m / bare_m:.2f}")
-    print(f"delivered to the receiver: ours paced {paced_d:,.0f} msg/s; bare paho "
-          f"{bare_d:,.0f} msg/s; ratio {paced_d / bare_d:.2f}")
-    print(f"live lag at the receiver while draining {args.lag_samples:,} samples: paced p99 "
-          f"{p99(lags):.3f} s over {len(lags)} messages ({lag_paced.window[1] - lag_paced.window[0]:.1f} s"
-          f" drain); unpaced p99 {p99(lags_unpaced):.3f} s over {len(lags_unpaced)}")
-    print(json.dumps({
-        "drain_ratio": round(ours_m / bare_m, 3),
-        "drain_msgs_per_s": round(ours_m),
-        "drain_samples_per_s": round(ours_m * args.batch),
-        "bare_msgs_per_s": round(bare_m),
-        "delivered_ratio": round(paced_d / bare_d, 3),
-        "delivered_msgs_per_s": round(paced_d),
-        "bare_delivered_msgs_per_s": round(bare_d),
-        "live_lag_p99_s": round(p99(lags), 3),
-        "live_lag_max_s": round(max(lags), 3) if lags else None,
-        "live_lag_messages": len(lags),
-        "live_lag_p99_unpaced_s": round(p99(lags_unpaced), 3),
-        "lag_drain_samples": args.lag_samples,
-        "backlog_samples": args.samples,
-        "batch": args.batch,
-        "inflight": INFLIGHT,
-    }))
+    print(
+        f"drain {args.samples:,} samples to PUBACK: ours {ours_m:,.0f} msg/s = "
+        f"{ours_m * args.batch:,.0f} samples/s; bare paho {bare_m:,.0f} msg/s; "
+        f"ratio {ours_m / bare_m:.2f}"
+    )
+    print(
+        f"delivered to the receiver: ours paced {paced_d:,.0f} msg/s; bare paho "
+        f"{bare_d:,.0f} msg/s; ratio {paced_d / bare_d:.2f}"
+    )
+    print(
+        f"live lag at the receiver while draining {args.lag_samples:,} samples: paced p99 "
+        f"{p99(lags):.3f} s over {len(lags)} messages ({lag_paced.window[1] - lag_paced.window[0]:.1f} s"
+        f" drain); unpaced p99 {p99(lags_unpaced):.3f} s over {len(lags_unpaced)}"
+    )
+    print(
+        json.dumps(
+            {
+                "drain_ratio": round(ours_m / bare_m, 3),
+                "drain_msgs_per_s": round(ours_m),
+                "drain_samples_per_s": round(ours_m * args.batch),
+                "bare_msgs_per_s": round(bare_m),
+                "delivered_ratio": round(paced_d / bare_d, 3),
+                "delivered_msgs_per_s": round(paced_d),
+                "bare_delivered_msgs_per_s": round(bare_d),
+                "live_lag_p99_s": round(p99(lags), 3),
+                "live_lag_max_s": round(max(lags), 3) if lags else None,
+                "live_lag_messages": len(lags),
+                "live_lag_p99_unpaced_s": round(p99(lags_unpaced), 3),
+                "lag_drain_samples": args.lag_samples,
+                "backlog_samples": args.samples,
+                "batch": args.batch,
+                "inflight": INFLIGHT,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

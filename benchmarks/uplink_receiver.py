@@ -79,19 +79,37 @@ class Report:
     last_historical_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"edge": self.edge, "expected": self.expected, "received": self.received,
-                "missing": self.missing, "duplicated": self.duplicated,
-                "out_of_order": self.out_of_order, "historical": self.historical,
-                "entries": self.entries, "first_missing": list(self.first_missing)}
+        return {
+            "edge": self.edge,
+            "expected": self.expected,
+            "received": self.received,
+            "missing": self.missing,
+            "duplicated": self.duplicated,
+            "out_of_order": self.out_of_order,
+            "historical": self.historical,
+            "entries": self.entries,
+            "first_missing": list(self.first_missing),
+        }
 
 
 class Receiver:
     """A QoS 1 subscriber that counts the edges' messages; start(), then report()."""
 
-    def __init__(self, host: str, port: int, *, prefix: str = "floorconsole", edge: str = "+",
-                 host_id: str | None = None, keep: bool = False, qos: int = 1,
-                 client_id: str | None = None, reconnect_s: tuple[float, float] = (0.05, 0.2),
-                 receipts: bool = True, work_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        prefix: str = "floorconsole",
+        edge: str = "+",
+        host_id: str | None = None,
+        keep: bool = False,
+        qos: int = 1,
+        client_id: str | None = None,
+        reconnect_s: tuple[float, float] = (0.05, 0.2),
+        receipts: bool = True,
+        work_s: float = 0.0,
+    ) -> None:
         """host_id: act as the primary host (with receipts unless told not to); work_s: time
         spent on each data message, standing in for a consumer slower than the broker."""
         self.host, self.port, self.prefix, self.edge = host, port, prefix, edge
@@ -112,17 +130,22 @@ class Receiver:
         self._sub_mid: int | None = None
         self._stop = threading.Event()
         self._receipts: threading.Thread | None = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"uplink-receiver-{os.getpid()}-"
-                                                         f"{id(self) % 100000}",
-                                  clean_session=True)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"uplink-receiver-{os.getpid()}-{id(self) % 100000}",
+            clean_session=True,
+        )
         self.client.reconnect_delay_set(*reconnect_s)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         if host_id is not None:
-            self.client.will_set(host_state_topic(prefix, host_id),
-                                 host_state_payload(False, time.time()), qos=1, retain=True)
+            self.client.will_set(
+                host_state_topic(prefix, host_id),
+                host_state_payload(False, time.time()),
+                qos=1,
+                retain=True,
+            )
 
     # ------------------------------------------------------------------ life cycle
 
@@ -132,8 +155,9 @@ class Receiver:
         if not self._subscribed.wait(timeout):
             raise TimeoutError(f"no subscription at {self.host}:{self.port} within {timeout:g} s")
         if self.receipts:
-            self._receipts = threading.Thread(target=self._send_receipts, daemon=True,
-                                              name="uplink-receiver-receipts")
+            self._receipts = threading.Thread(
+                target=self._send_receipts, daemon=True, name="uplink-receiver-receipts"
+            )
             self._receipts.start()
         return self
 
@@ -147,8 +171,11 @@ class Receiver:
             for edge, top in tops.items():
                 last = sent.get(edge)
                 if last is None or last[0] != top or now - last[1] >= RECEIPT_AGAIN_S:
-                    self.client.publish(host_receipt_topic(self.prefix, self.host_id, edge),
-                                        receipt_payload(top), qos=0)
+                    self.client.publish(
+                        host_receipt_topic(self.prefix, self.host_id, edge),
+                        receipt_payload(top),
+                        qos=0,
+                    )
                     sent[edge] = (top, now)
 
     def stop(self) -> None:
@@ -156,9 +183,12 @@ class Receiver:
         if self._receipts is not None:
             self._receipts.join()
         if self.host_id is not None and self.client.is_connected():
-            info = self.client.publish(host_state_topic(self.prefix, self.host_id),
-                                       host_state_payload(False, time.time()), qos=1,
-                                       retain=True)
+            info = self.client.publish(
+                host_state_topic(self.prefix, self.host_id),
+                host_state_payload(False, time.time()),
+                qos=1,
+                retain=True,
+            )
             info.wait_for_publish(2.0)
         self.client.disconnect()
         self.client.loop_stop()
@@ -169,27 +199,36 @@ class Receiver:
 
     # ------------------------------------------------------------------ paho callbacks
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: Any,
-                    reason_code: Any, properties: object) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: Any,
+        reason_code: Any,
+        properties: object,
+    ) -> None:
         if reason_code.is_failure:
             return
         self.connects += 1
         self._subscribed.clear()
         _result, self._sub_mid = client.subscribe(f"{self.prefix}/{self.edge}/#", qos=self.qos)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
-                      reason_codes: Any, properties: object) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reason_codes: Any, properties: object
+    ) -> None:
         if mid != self._sub_mid:
             return
         if self.host_id is not None:
             # Only now: an edge waiting for us must not publish before we can receive.
-            client.publish(host_state_topic(self.prefix, self.host_id),
-                           host_state_payload(True, time.time(), receipts=self.receipts), qos=1,
-                           retain=True)
+            client.publish(
+                host_state_topic(self.prefix, self.host_id),
+                host_state_payload(True, time.time(), receipts=self.receipts),
+                qos=1,
+                retain=True,
+            )
         self._subscribed.set()
 
-    def _on_message(self, client: mqtt.Client, userdata: object,
-                    msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         arrived = time.time()
         parts = msg.topic.split("/")
         kind = parts[-1]
@@ -254,13 +293,19 @@ class Receiver:
             hi = last if last is not None else max(seqs, default=-1)
             expected = max(0, hi - lo + 1)
             in_range = sum(1 for s in seqs if lo <= s <= hi)
-            missing = [s for s in range(lo, hi + 1) if s not in seqs] if in_range < expected \
-                else []
-            return Report(edge=edge, expected=expected, received=c.received,
-                          missing=len(missing), duplicated=c.duplicated,
-                          out_of_order=c.out_of_order, historical=c.historical,
-                          entries=c.entries, first_missing=tuple(missing[:10]),
-                          last_historical_at=c.last_historical_at)
+            missing = [s for s in range(lo, hi + 1) if s not in seqs] if in_range < expected else []
+            return Report(
+                edge=edge,
+                expected=expected,
+                received=c.received,
+                missing=len(missing),
+                duplicated=c.duplicated,
+                out_of_order=c.out_of_order,
+                historical=c.historical,
+                entries=c.entries,
+                first_missing=tuple(missing[:10]),
+                last_historical_at=c.last_historical_at,
+            )
 
     def entries(self, edge: str, kind: str = "data") -> list[dict[str, Any]]:
         """Every entry of the kept messages of one edge, by seq (needs keep=True)."""
@@ -282,8 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host-id", default=None, help="act as this primary host")
     p.add_argument("--every", type=float, default=5.0, help="seconds between reports")
     args = p.parse_args(argv)
-    r = Receiver(args.host, args.port, prefix=args.prefix, edge=args.edge,
-                 host_id=args.host_id).start()
+    r = Receiver(
+        args.host, args.port, prefix=args.prefix, edge=args.edge, host_id=args.host_id
+    ).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
 

@@ -49,103 +49,165 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="floorconsole",
         description="A plant-floor console: live Modbus TCP and MQTT signals with quality, "
-                    "a local historian, and a console that works over SSH and offline.")
+        "a local historian, and a console that works over SSH and offline.",
+    )
     p.add_argument("--version", action="version", version=f"floorconsole {__version__}")
     sub = p.add_subparsers(metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="simulated plant + engine + console; no set-up",
-                       description="Start a simulated motor plant (Modbus TCP drive and MQTT "
-                                   "vibration sensor), the engine and the console in one go.")
+    d = sub.add_parser(
+        "demo",
+        help="simulated plant + engine + console; no set-up",
+        description="Start a simulated motor plant (Modbus TCP drive and MQTT "
+        "vibration sensor), the engine and the console in one go.",
+    )
     _console_options(d)
-    d.add_argument("--data-dir", type=Path, help="where the demo keeps its history "
-                   "(default: ~/.local/state/floorconsole/demo)")
-    d.add_argument("--headless", action="store_true", help="run without the console "
-                   "(engine and simulator only) until Ctrl-C")
+    d.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the demo keeps its history (default: ~/.local/state/floorconsole/demo)",
+    )
+    d.add_argument(
+        "--headless",
+        action="store_true",
+        help="run without the console (engine and simulator only) until Ctrl-C",
+    )
     d.set_defaults(func=cmd_demo)
 
-    r = sub.add_parser("run", help="engine + console, or engine only with --headless",
-                       description="Run the engine on a plant file, with a console attached "
-                                   "(default) or headless as a service.")
+    r = sub.add_parser(
+        "run",
+        help="engine + console, or engine only with --headless",
+        description="Run the engine on a plant file, with a console attached "
+        "(default) or headless as a service.",
+    )
     r.add_argument("-c", "--config", required=True, type=Path, metavar="PLANT.toml")
     r.add_argument("--headless", action="store_true", help="engine only, no console")
     r.add_argument("--data-dir", type=Path, help="override [edge].data_dir")
     _console_options(r)
     r.set_defaults(func=cmd_run)
 
-    a = sub.add_parser("attach", help="a console on the engine already running on this box",
-                       description="Open a console on a running engine (floorconsole run "
-                                   "--headless, or another console's engine) over its local "
-                                   "socket, DATA_DIR/engine.sock. Any number of consoles may "
-                                   "attach, each with its own user.")
-    a.add_argument("-c", "--config", type=Path, metavar="PLANT.toml",
-                   help="plant file (for its data directory)")
+    a = sub.add_parser(
+        "attach",
+        help="a console on the engine already running on this box",
+        description="Open a console on a running engine (floorconsole run "
+        "--headless, or another console's engine) over its local "
+        "socket, DATA_DIR/engine.sock. Any number of consoles may "
+        "attach, each with its own user.",
+    )
+    a.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="PLANT.toml",
+        help="plant file (for its data directory)",
+    )
     a.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
-    a.add_argument("--socket", type=Path, metavar="PATH",
-                   help="the engine's socket (default DATA_DIR/engine.sock)")
+    a.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help="the engine's socket (default DATA_DIR/engine.sock)",
+    )
     _console_options(a)
     a.set_defaults(func=cmd_attach)
 
-    c = sub.add_parser("check", help="validate a plant file; every problem with its key path",
-                       description="Validate a plant file and report every problem found, each "
-                                   "with its key path and what was expected. Exit status 1 if "
-                                   "there are problems.")
+    c = sub.add_parser(
+        "check",
+        help="validate a plant file; every problem with its key path",
+        description="Validate a plant file and report every problem found, each "
+        "with its key path and what was expected. Exit status 1 if "
+        "there are problems.",
+    )
     c.add_argument("plant", type=Path, metavar="PLANT.toml")
     c.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("sim", help="the simulated motor plant alone",
-                       description="Run the simulated motor plant: a Modbus TCP drive on "
-                                   "127.0.0.1 and a vibration sensor publishing to MQTT.")
+    s = sub.add_parser(
+        "sim",
+        help="the simulated motor plant alone",
+        description="Run the simulated motor plant: a Modbus TCP drive on "
+        "127.0.0.1 and a vibration sensor publishing to MQTT.",
+    )
     s.add_argument("--port", type=int, default=5020, help="Modbus TCP port (default 5020)")
-    s.add_argument("--mqtt-host", default=None,
-                   help="broker to publish to (default: start a local one)")
+    s.add_argument(
+        "--mqtt-host", default=None, help="broker to publish to (default: start a local one)"
+    )
     s.add_argument("--mqtt-port", type=int, default=1883)
-    s.add_argument("--fault", action="append", default=[], metavar="KIND",
-                   help="inject a fault from the start (repeatable): imbalance, bearing, "
-                        "misalignment, sensor_drift, stuck_sensor, dropout")
+    s.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="inject a fault from the start (repeatable): imbalance, bearing, "
+        "misalignment, sensor_drift, stuck_sensor, dropout",
+    )
     s.add_argument("--seed", type=int, default=1)
     s.set_defaults(func=cmd_sim)
 
-    h = sub.add_parser("history", help="read the historian (works while the engine runs)",
-                       description="Print recorded samples of one or more signals.")
+    h = sub.add_parser(
+        "history",
+        help="read the historian (works while the engine runs)",
+        description="Print recorded samples of one or more signals.",
+    )
     h.add_argument("signals", nargs="+", metavar="SIGNAL")
-    h.add_argument("-c", "--config", type=Path, metavar="PLANT.toml",
-                   help="plant file (for its data directory)")
+    h.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="PLANT.toml",
+        help="plant file (for its data directory)",
+    )
     h.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
-    h.add_argument("--since", default="10m",
-                   help="start: a duration back from now (10m, 2h, 1d) or an ISO time (default 10m)")
-    h.add_argument("--until", default=None, help="end: a duration back from now or an ISO time "
-                   "(default now)")
+    h.add_argument(
+        "--since",
+        default="10m",
+        help="start: a duration back from now (10m, 2h, 1d) or an ISO time (default 10m)",
+    )
+    h.add_argument(
+        "--until", default=None, help="end: a duration back from now or an ISO time (default now)"
+    )
     h.add_argument("--format", choices=("csv", "json"), default="csv")
     h.set_defaults(func=cmd_history)
 
-    sn = sub.add_parser("snapshot", help="configuration snapshots: list, show, diff, rollback, "
-                        "export, import, at TIME",
-                        description="Every configuration that ran on this box, model included.")
+    sn = sub.add_parser(
+        "snapshot",
+        help="configuration snapshots: list, show, diff, rollback, export, import, at TIME",
+        description="Every configuration that ran on this box, model included.",
+    )
     snsub = sn.add_subparsers(metavar="ACTION")
     for name, helptext, params in (
-            ("list", "every snapshot; the active one marked", ()),
-            ("show", "a snapshot as a plant file, with its models", ("ID",)),
-            ("diff", "what changed between two snapshots, in plant words", ("A", "B")),
-            ("rollback", "make an earlier snapshot the one that runs (engine stopped)", ("ID",)),
-            ("export", "write a snapshot as a plant file plus model packages", ("ID", "DIR")),
-            ("import", "store an exported bundle as a snapshot (checked for tampering)", ("DIR",)),
-            ("at", "which snapshot ran at a past time (10m, 2h, or an ISO time)", ("TIME",))):
+        ("list", "every snapshot; the active one marked", ()),
+        ("show", "a snapshot as a plant file, with its models", ("ID",)),
+        ("diff", "what changed between two snapshots, in plant words", ("A", "B")),
+        ("rollback", "make an earlier snapshot the one that runs (engine stopped)", ("ID",)),
+        ("export", "write a snapshot as a plant file plus model packages", ("ID", "DIR")),
+        ("import", "store an exported bundle as a snapshot (checked for tampering)", ("DIR",)),
+        ("at", "which snapshot ran at a past time (10m, 2h, or an ISO time)", ("TIME",)),
+    ):
         sp = snsub.add_parser(name, help=helptext, description=helptext)
         for prm in params:
             sp.add_argument(prm.lower())
-        sp.add_argument("-c", "--config", type=Path, metavar="PLANT.toml",
-                        help="plant file (for its data directory)")
+        sp.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            metavar="PLANT.toml",
+            help="plant file (for its data directory)",
+        )
         sp.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
         sp.set_defaults(func=cmd_snapshot, action=name)
 
-    m = sub.add_parser("model", help="edge model packages",
-                       description="Look into a model package (NAME.onnx beside NAME.json).")
+    m = sub.add_parser(
+        "model",
+        help="edge model packages",
+        description="Look into a model package (NAME.onnx beside NAME.json).",
+    )
     msub = m.add_subparsers(metavar="ACTION")
-    mi = msub.add_parser("inspect", help="inputs, outputs, features, thresholds, reference, sha256",
-                         description="Print what a model package holds and check that its ONNX "
-                                     "file matches its sidecar.")
-    mi.add_argument("package", type=Path, metavar="FILE",
-                    help="NAME, NAME.onnx or NAME.json")
+    mi = msub.add_parser(
+        "inspect",
+        help="inputs, outputs, features, thresholds, reference, sha256",
+        description="Print what a model package holds and check that its ONNX "
+        "file matches its sidecar.",
+    )
+    mi.add_argument("package", type=Path, metavar="FILE", help="NAME, NAME.onnx or NAME.json")
     mi.set_defaults(func=cmd_model_inspect)
 
     from floorconsole.engine import audit_cli, users_cli
@@ -161,11 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _console_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theme", default="isa101", help="isa101 (default), dark, high-contrast")
-    p.add_argument("--refresh", type=float, default=4.0, metavar="HZ",
-                   help="console refresh rate in Hz (default 4; lower it on slow links)")
-    p.add_argument("--kiosk", action="store_true",
-                   help="HMI panel mode: no quit, suspend or shell escape; starts locked to "
-                        "viewer; only an admin PIN leaves it")
+    p.add_argument(
+        "--refresh",
+        type=float,
+        default=4.0,
+        metavar="HZ",
+        help="console refresh rate in Hz (default 4; lower it on slow links)",
+    )
+    p.add_argument(
+        "--kiosk",
+        action="store_true",
+        help="HMI panel mode: no quit, suspend or shell escape; starts locked to "
+        "viewer; only an admin PIN leaves it",
+    )
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -179,9 +249,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{e.source}: {p}")
         print(f"{len(e.problems)} problem(s) in {e.source}", file=sys.stderr)
         return 1
-    print(f"{args.plant}: ok — edge {plant.edge.id}, {len(plant.brokers)} broker(s), "
-          f"{len(plant.devices)} device(s), {len(plant.signals)} signal(s), "
-          f"{len(plant.models)} model(s)")
+    print(
+        f"{args.plant}: ok — edge {plant.edge.id}, {len(plant.brokers)} broker(s), "
+        f"{len(plant.devices)} device(s), {len(plant.signals)} signal(s), "
+        f"{len(plant.models)} model(s)"
+    )
     return 0
 
 
@@ -232,10 +304,16 @@ def _offline_rollback(data_dir: Path, ref: str) -> str:
     try:
         snap = sc.request_rollback(data_dir, ref)
         with sc.open_store(data_dir) as store:
-            store.record_activation(snap.id, "rolled-back", by=getpass.getuser(),
-                                    note="offline rollback from the command line")
-        return (f"snapshot {snap.short} is active; the engine runs it at its next start "
-                "(a plant file whose content is new still takes over)")
+            store.record_activation(
+                snap.id,
+                "rolled-back",
+                by=getpass.getuser(),
+                note="offline rollback from the command line",
+            )
+        return (
+            f"snapshot {snap.short} is active; the engine runs it at its next start "
+            "(a plant file whose content is new still takes over)"
+        )
     finally:
         lock.release()
 
@@ -255,8 +333,13 @@ def cmd_model_inspect(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     plant = load_plant(args.config)  # refuse a broken file before anything is stored
     data_dir = Path(args.data_dir or plant.edge.data_dir)
-    return _run_engine(data_dir, headless=args.headless, args=args, plant_file=args.config,
-                       base_dir=Path(args.config).resolve().parent)
+    return _run_engine(
+        data_dir,
+        headless=args.headless,
+        args=args,
+        plant_file=args.config,
+        base_dir=Path(args.config).resolve().parent,
+    )
 
 
 def _exit_on_hangup() -> None:
@@ -278,22 +361,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or Path.home() / ".local" / "state" / "floorconsole" / "demo"
     with DemoPlant(DEMO_PLANT) as demo:
         print(demo.banner(data_dir), file=sys.stderr)
-        return _run_engine(Path(data_dir), headless=args.headless, args=args,
-                           plant_raw=demo.plant.raw, base_dir=DEMO_PLANT.parent,
-                           source="demo plant", demo=demo.sim)
+        return _run_engine(
+            Path(data_dir),
+            headless=args.headless,
+            args=args,
+            plant_raw=demo.plant.raw,
+            base_dir=DEMO_PLANT.parent,
+            source="demo plant",
+            demo=demo.sim,
+        )
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
     from floorconsole.adapters.sim import run_sim_cli
 
-    return run_sim_cli(port=args.port, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port,
-                       faults=args.fault, seed=args.seed)
+    return run_sim_cli(
+        port=args.port,
+        mqtt_host=args.mqtt_host,
+        mqtt_port=args.mqtt_port,
+        faults=args.fault,
+        seed=args.seed,
+    )
 
 
-def _run_engine(data_dir: Path, *, headless: bool, args: argparse.Namespace,
-                base_dir: Path, plant_file: Path | None = None,
-                plant_raw: dict[str, object] | None = None, source: str = "",
-                demo: object = None) -> int:
+def _run_engine(
+    data_dir: Path,
+    *,
+    headless: bool,
+    args: argparse.Namespace,
+    base_dir: Path,
+    plant_file: Path | None = None,
+    plant_raw: dict[str, object] | None = None,
+    source: str = "",
+    demo: object = None,
+) -> int:
     import getpass
 
     from floorconsole.engine.lock import EngineAlreadyRunning
@@ -302,9 +403,15 @@ def _run_engine(data_dir: Path, *, headless: bool, args: argparse.Namespace,
 
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        engine = open_engine(data_dir=data_dir, base_dir=base_dir, user=getpass.getuser(),
-                             plant_file=plant_file, plant_raw=plant_raw, source=source,
-                             demo=demo)
+        engine = open_engine(
+            data_dir=data_dir,
+            base_dir=base_dir,
+            user=getpass.getuser(),
+            plant_file=plant_file,
+            plant_raw=plant_raw,
+            source=source,
+            demo=demo,
+        )
     except EngineAlreadyRunning as e:
         raise UserError(str(e)) from None
     except SnapshotCommandError as e:
@@ -314,16 +421,22 @@ def _run_engine(data_dir: Path, *, headless: bool, args: argparse.Namespace,
 
         engine.demo_users = ensure_demo_users(engine.users())
     if headless:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         try:
             engine.run_forever()
         except EngineAlreadyRunning as e:
             raise UserError(str(e)) from None
         return 0
     # Under a console the terminal belongs to Textual: the engine logs to a file.
-    logging.basicConfig(level=logging.INFO, filename=str(data_dir / "engine.log"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        filename=str(data_dir / "engine.log"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         engine.start_background()
     except EngineAlreadyRunning as e:
@@ -351,8 +464,10 @@ def cmd_attach(args: argparse.Namespace) -> int:
         api.connect()
     except EngineUnreachable as e:
         why = str(e).split(": ", 1)[-1]
-        raise UserError(f"no engine at {path} ({why}): start one with floorconsole run "
-                        "--headless -c PLANT.toml (or floorconsole demo)") from None
+        raise UserError(
+            f"no engine at {path} ({why}): start one with floorconsole run "
+            "--headless -c PLANT.toml (or floorconsole demo)"
+        ) from None
     try:
         from floorconsole.ui.app import make_app
 
@@ -377,8 +492,11 @@ def cmd_users(args: argparse.Namespace) -> int:
             by = getpass.getuser()
         except Exception:  # noqa: BLE001 - no login name in a container
             by = "unknown"
-        detail: dict[str, object] = {"phase": "request", "by": by,
-                                     "change": f"user.{action.replace('-', '_')}"}
+        detail: dict[str, object] = {
+            "phase": "request",
+            "by": by,
+            "change": f"user.{action.replace('-', '_')}",
+        }
         if action == "add":
             detail["role"] = args.role
         try:
@@ -389,8 +507,12 @@ def cmd_users(args: argparse.Namespace) -> int:
 
     def audited(kind: str, name: str, detail: dict[str, object]) -> None:
         with AuditLog.in_data_dir(_data_dir(args)) as audit:
-            audit.append("user_change", str(detail.get("by", "")), name,
-                         {"phase": "result", "change": kind, **detail})
+            audit.append(
+                "user_change",
+                str(detail.get("by", "")),
+                name,
+                {"phase": "result", "change": kind, **detail},
+            )
 
     return users_cli.run(args, on_change=audited)
 
@@ -427,8 +549,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     known = set(reader.signals())
     missing = [s for s in args.signals if s not in known]
     if missing:
-        raise UserError(f"no history for {', '.join(missing)}; recorded signals: "
-                        f"{', '.join(sorted(known)) or 'none'}")
+        raise UserError(
+            f"no history for {', '.join(missing)}; recorded signals: "
+            f"{', '.join(sorted(known)) or 'none'}"
+        )
     reader.export(args.signals, since, until, args.format, sys.stdout)
     return 0
 

@@ -14,31 +14,52 @@ TITLE = "floorconsole"
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `serve` on the CLI's subparsers."""
     s = subparsers.add_parser(
-        "serve", help="the console in a web browser, attached to a running engine",
+        "serve",
+        help="the console in a web browser, attached to a running engine",
         description="Serve the console over HTTP to a browser (an HMI panel with only a "
-                    "browser gets the same screens). Every browser tab runs its own "
-                    "`floorconsole attach` to the one running engine; nothing here starts "
-                    "devices or an engine. There is no TLS and no login page: the "
-                    "console's own F9 login applies, and a viewer sees but cannot act.")
+        "browser gets the same screens). Every browser tab runs its own "
+        "`floorconsole attach` to the one running engine; nothing here starts "
+        "devices or an engine. There is no TLS and no login page: the "
+        "console's own F9 login applies, and a viewer sees but cannot act.",
+    )
     where = s.add_mutually_exclusive_group(required=True)
-    where.add_argument("-c", "--config", type=Path, metavar="PLANT.toml",
-                       help="plant file of the running engine (for its data directory)")
+    where.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="PLANT.toml",
+        help="plant file of the running engine (for its data directory)",
+    )
     where.add_argument("--data-dir", type=Path, help="data directory of the running engine")
     where.add_argument("--socket", type=Path, metavar="PATH", help="the engine's socket")
-    s.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1, this box only); 0.0.0.0 "
-                        "exposes the console to the panel network, unencrypted and without "
-                        "a login page")
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this box only); 0.0.0.0 "
+        "exposes the console to the panel network, unencrypted and without "
+        "a login page",
+    )
     s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    s.add_argument("--public-url", metavar="URL",
-                   help="the address browsers use, when it is not the one they asked for "
-                        "(behind a reverse proxy); default: taken from each request")
+    s.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address browsers use, when it is not the one they asked for "
+        "(behind a reverse proxy); default: taken from each request",
+    )
     s.add_argument("--theme", default="isa101", help="isa101 (default), dark, high-contrast")
-    s.add_argument("--refresh", type=float, default=4.0, metavar="HZ",
-                   help="console refresh rate in Hz (default 4)")
-    s.add_argument("--kiosk", action="store_true",
-                   help="HMI panel mode for every browser tab: no way out of the console, "
-                        "starts locked to viewer")
+    s.add_argument(
+        "--refresh",
+        type=float,
+        default=4.0,
+        metavar="HZ",
+        help="console refresh rate in Hz (default 4)",
+    )
+    s.add_argument(
+        "--kiosk",
+        action="store_true",
+        help="HMI panel mode for every browser tab: no way out of the console, "
+        "starts locked to viewer",
+    )
     s.set_defaults(func=run)
     return s
 
@@ -59,8 +80,7 @@ def attach_command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def make_server(command: list[str], *, host: str, port: int,
-                public_url: str | None = None) -> Any:
+def make_server(command: list[str], *, host: str, port: int, public_url: str | None = None) -> Any:
     """A textual-serve Server that runs `command` per browser tab. Imported here, not at the
     top: aiohttp costs every other command start-up time it does not need."""
     import aiohttp_jinja2
@@ -87,32 +107,43 @@ def make_server(command: list[str], *, host: str, port: int,
                 "application": {"name": self.title},
             }
 
-    return ConsoleServer(shlex.join(command), host=host, port=port, title=TITLE,
-                         public_url=public_url)
+    return ConsoleServer(
+        shlex.join(command), host=host, port=port, title=TITLE, public_url=public_url
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM. A port already taken is one line and exit status 1."""
     try:
-        server = make_server(attach_command(args), host=args.host, port=args.port,
-                             public_url=args.public_url)
+        server = make_server(
+            attach_command(args), host=args.host, port=args.port, public_url=args.public_url
+        )
     except ImportError as e:
-        print(f"floorconsole: serve needs textual-serve ({e}); pip install textual-serve",
-              file=sys.stderr)
+        print(
+            f"floorconsole: serve needs textual-serve ({e}); pip install textual-serve",
+            file=sys.stderr,
+        )
         return 1
     socket = _socket_of(args)
     if socket is not None and not socket.exists():
-        print(f"floorconsole: no engine at {socket} yet; each browser tab says so until one "
-              f"runs (floorconsole run --headless -c PLANT.toml)", file=sys.stderr)
+        print(
+            f"floorconsole: no engine at {socket} yet; each browser tab says so until one "
+            f"runs (floorconsole run --headless -c PLANT.toml)",
+            file=sys.stderr,
+        )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"floorconsole: serving on {args.host}:{args.port} without TLS or a login page; "
-              "anyone who reaches it sees the console as a viewer (F9 to log in)",
-              file=sys.stderr)
+        print(
+            f"floorconsole: serving on {args.host}:{args.port} without TLS or a login page; "
+            "anyone who reaches it sees the console as a viewer (F9 to log in)",
+            file=sys.stderr,
+        )
     try:
         server.serve()
     except OSError as e:
-        print(f"floorconsole: cannot serve on {args.host}:{args.port}: {e.strerror or e}",
-              file=sys.stderr)
+        print(
+            f"floorconsole: cannot serve on {args.host}:{args.port}: {e.strerror or e}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -99,13 +99,25 @@ def test_every_transition_is_walked_and_journaled(journal: AlarmJournal) -> None
     table.return_to_service("trip", "eng1")  # OUT_OF_SERVICE -> NORMAL
 
     expected = [
-        (S.NORMAL, S.UNACK), (S.UNACK, S.ACKED), (S.ACKED, S.NORMAL),
-        (S.NORMAL, S.UNACK), (S.UNACK, S.RTN_UNACK), (S.RTN_UNACK, S.UNACK),
-        (S.UNACK, S.RTN_UNACK), (S.RTN_UNACK, S.NORMAL),
-        (S.NORMAL, S.UNACK), (S.UNACK, S.SHELVED), (S.SHELVED, S.UNACK),
-        (S.UNACK, S.ACKED), (S.ACKED, S.SHELVED), (S.SHELVED, S.NORMAL),
-        (S.NORMAL, S.SHELVED), (S.SHELVED, S.NORMAL),
-        (S.NORMAL, S.SUPPRESSED), (S.SUPPRESSED, S.UNACK), (S.UNACK, S.OUT_OF_SERVICE),
+        (S.NORMAL, S.UNACK),
+        (S.UNACK, S.ACKED),
+        (S.ACKED, S.NORMAL),
+        (S.NORMAL, S.UNACK),
+        (S.UNACK, S.RTN_UNACK),
+        (S.RTN_UNACK, S.UNACK),
+        (S.UNACK, S.RTN_UNACK),
+        (S.RTN_UNACK, S.NORMAL),
+        (S.NORMAL, S.UNACK),
+        (S.UNACK, S.SHELVED),
+        (S.SHELVED, S.UNACK),
+        (S.UNACK, S.ACKED),
+        (S.ACKED, S.SHELVED),
+        (S.SHELVED, S.NORMAL),
+        (S.NORMAL, S.SHELVED),
+        (S.SHELVED, S.NORMAL),
+        (S.NORMAL, S.SUPPRESSED),
+        (S.SUPPRESSED, S.UNACK),
+        (S.UNACK, S.OUT_OF_SERVICE),
         (S.OUT_OF_SERVICE, S.NORMAL),
     ]
     assert moves(seen) == expected
@@ -211,8 +223,14 @@ def test_kpis_count_alarms_per_ten_minutes_and_floods() -> None:
 def test_banner_puts_the_highest_priority_unacknowledged_first() -> None:
     clock = FakeClock()
     table = AlarmTable(clock)
-    for aid, prio in (("low1", "low"), ("high1", "high"), ("crit1", "critical"),
-                      ("high2", "high"), ("med1", "medium"), ("quiet", "critical")):
+    for aid, prio in (
+        ("low1", "low"),
+        ("high1", "high"),
+        ("crit1", "critical"),
+        ("high2", "high"),
+        ("med1", "medium"),
+        ("quiet", "critical"),
+    ):
         table.define(aid, prio, aid)
     for aid in ("low1", "high1", "crit1", "high2", "med1"):
         table.activate(aid)
@@ -221,8 +239,7 @@ def test_banner_puts_the_highest_priority_unacknowledged_first() -> None:
     table.clear("high1")  # returned, unacknowledged: after high2 (still active)
     assert [a.id for a in table.banner()] == ["high2", "high1", "med1", "low1", "crit1"]
     counts = table.counts()
-    assert (counts["active"], counts["unack"], counts["rtn_unack"], counts["acked"]) == (
-        4, 4, 1, 1)
+    assert (counts["active"], counts["unack"], counts["rtn_unack"], counts["acked"]) == (4, 4, 1, 1)
     acked = table.acknowledge_all("op1", ["high2", "low1"])  # only those shown
     assert {e.alarm_id for e in acked} == {"high2", "low1"}
     assert [e.alarm_id for e in table.acknowledge_all("op2")] == ["high1", "med1"]
@@ -255,8 +272,11 @@ def test_journal_is_append_only_survives_reopen_and_queries(tmp_path: Path) -> N
     table.activate("b")
     clock.advance(10)
     table.acknowledge("a", "op1")
-    journal.record_action(ActionRecord(1020.0, "trip", "write", "drive1 co:10", "activate",
-                                       True, "ok: read back true", 0.4, 1))
+    journal.record_action(
+        ActionRecord(
+            1020.0, "trip", "write", "drive1 co:10", "activate", True, "ok: read back true", 0.4, 1
+        )
+    )
     journal.close()
 
     with sqlite3.connect(path) as conn:
@@ -271,7 +291,10 @@ def test_journal_is_append_only_survives_reopen_and_queries(tmp_path: Path) -> N
     reopened = AlarmJournal(path)
     try:
         assert [(e.alarm_id, e.to_state) for e in reopened.query()] == [
-            ("a", S.UNACK), ("b", S.UNACK), ("a", S.ACKED)]
+            ("a", S.UNACK),
+            ("b", S.UNACK),
+            ("a", S.ACKED),
+        ]
         assert [e.to_state for e in reopened.query(alarm_id="a")] == [S.UNACK, S.ACKED]
         assert [e.alarm_id for e in reopened.query(state="UNACK")] == ["a", "b"]
         assert [e.alarm_id for e in reopened.query(since=1005.0, until=1020.0)] == ["b"]

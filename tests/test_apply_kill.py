@@ -57,8 +57,15 @@ def plant(folder: Path, broker: MosquittoBroker, device: ModbusDeviceServer) -> 
     doc["edge"]["data_dir"] = str(folder / "data")
     doc["brokers"][0]["port"] = broker.port
     doc["devices"][0].update(port=device.port, poll="50ms", timeout="500ms")
-    doc["rules"] = [{"id": RULE, "signal": SCALED, "op": ">", "threshold": 90.0,
-                     "actions": [{"alarm": "high", "message": "motor 1 hot"}]}]
+    doc["rules"] = [
+        {
+            "id": RULE,
+            "signal": SCALED,
+            "op": ">",
+            "threshold": 90.0,
+            "actions": [{"alarm": "high", "message": "motor 1 hot"}],
+        }
+    ]
     path.write_text(toml_write.dumps(doc), encoding="utf-8")
     return path
 
@@ -104,10 +111,25 @@ class Run:
 def start(plant_file: Path, data_dir: Path, first: int, stderr: Path) -> Run:
     with open(stderr, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.apply_driver", str(plant_file), str(data_dir),
-             "--start", str(first), "--total", str(ATTEMPTS), "--health-s", str(HEALTH_S)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
+            [
+                sys.executable,
+                "-m",
+                "tests.support.apply_driver",
+                str(plant_file),
+                str(data_dir),
+                "--start",
+                str(first),
+                "--total",
+                str(ATTEMPTS),
+                "--health-s",
+                str(HEALTH_S),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
     run = Run(proc, stderr)
     run.reader = threading.Thread(target=run.lines.extend, args=(proc.stdout,), daemon=True)
     run.reader.start()
@@ -135,8 +157,9 @@ def check_store(data_dir: Path) -> tuple[Snapshot | None, list[Any]]:
         assert store.verify() == []
         log = store.activations()
         assert [r.seq for r in log] == list(range(1, len(log) + 1))
-        assert all(r.outcome in (Outcome.APPLIED, Outcome.HEALTH_OK) for r in log), \
-            [r for r in log if r.outcome not in (Outcome.APPLIED, Outcome.HEALTH_OK)]
+        assert all(r.outcome in (Outcome.APPLIED, Outcome.HEALTH_OK) for r in log), [
+            r for r in log if r.outcome not in (Outcome.APPLIED, Outcome.HEALTH_OK)
+        ]
         active = store.active()
         if active is None:  # killed in the first start, before it recorded anything
             assert log == []
@@ -173,12 +196,14 @@ def assert_runs(running: dict[str, Any], snap: Snapshot) -> None:
     assert running["content_id"] == snap.id  # the plant it built hashes to the snapshot
     assert running["threshold"] == rule["threshold"]
     assert running["scale"] == sig["scale"]
-    assert running["models"] == {mid: [ref.onnx_sha, ref.json_sha]
-                                 for mid, ref in snap.models.items()}
+    assert running["models"] == {
+        mid: [ref.onnx_sha, ref.json_sha] for mid, ref in snap.models.items()
+    }
 
 
-def phase_of(attempt: int | None, run: Run, snaps: dict[int, str], log: list[Any],
-             before: int) -> str:
+def phase_of(
+    attempt: int | None, run: Run, snaps: dict[int, str], log: list[Any], before: int
+) -> str:
     """Where in an apply the kill landed, as the store and the driver's lines tell it."""
     if attempt is None:
         return "start-up"
@@ -188,9 +213,11 @@ def phase_of(attempt: int | None, run: Run, snaps: dict[int, str], log: list[Any
     new_rows = [r for r in log[before:] if r.snapshot == sid]
     if not new_rows:
         swapped = run.swaps.get(attempt)
-        return {None: "2 stored, before the swap (validate, build)",
-                "swap": "3 in the swap",
-                "swapped": "4 swapped, before the activation was recorded"}[swapped]
+        return {
+            None: "2 stored, before the swap (validate, build)",
+            "swap": "3 in the swap",
+            "swapped": "4 swapped, before the activation was recorded",
+        }[swapped]
     if new_rows[-1].outcome is Outcome.APPLIED:
         return "5 applied, in the health check"
     return "6 health-ok, before the reply"
@@ -198,7 +225,8 @@ def phase_of(attempt: int | None, run: Run, snaps: dict[int, str], log: list[Any
 
 @pytest.mark.slow
 def test_kill_9_during_applies_leaves_old_or_new_and_the_next_start_runs_it(
-        mosquitto: MosquittoBroker, modbus_server: ModbusDeviceServer, tmp_path: Path) -> None:
+    mosquitto: MosquittoBroker, modbus_server: ModbusDeviceServer, tmp_path: Path
+) -> None:
     modbus_server.set("hr", 3, [250])  # 25.0 °C at scale 0.1; the motor stands (co:0 off)
     plant_file = plant(tmp_path, mosquitto, modbus_server)
     data_dir = tmp_path / "data"
@@ -228,8 +256,9 @@ def test_kill_9_during_applies_leaves_old_or_new_and_the_next_start_runs_it(
             while kill_at is None or time.monotonic() < kill_at:
                 if run.proc.poll() is not None:
                     break
-                if kill_at is None and any(ln.startswith("running ") and ln.endswith("\n")
-                                           for ln in run.lines):
+                if kill_at is None and any(
+                    ln.startswith("running ") and ln.endswith("\n") for ln in run.lines
+                ):
                     kill_at = time.monotonic() + rng.uniform(0.0, APPLY_KILL_S)
                 assert time.monotonic() < deadline, "the engine did not start"
                 time.sleep(0.002)
@@ -274,7 +303,10 @@ def test_kill_9_during_applies_leaves_old_or_new_and_the_next_start_runs_it(
         allowed = {old} | ({snaps[in_flight]} if in_flight in snaps else set())
         assert snap is not None or old is None
         assert snap is None or snap.id in allowed, (
-            snap.message, in_flight, phase_of(in_flight, run, snaps, log, log_before))
+            snap.message,
+            in_flight,
+            phase_of(in_flight, run, snaps, log, log_before),
+        )
         if killed:
             if running is None:
                 phases["start-up"] += 1
@@ -299,9 +331,11 @@ def test_kill_9_during_applies_leaves_old_or_new_and_the_next_start_runs_it(
 
     kills = sum(phases.values())
     applies_s.sort()
-    print(f"\n{runs} runs, {kills} kills in {time.monotonic() - t0:.1f} s: "
-          f"{dict(sorted(phases.items()))}; {len(returned)} applies returned, "
-          f"median {applies_s[len(applies_s) // 2]:.3f} s")
+    print(
+        f"\n{runs} runs, {kills} kills in {time.monotonic() - t0:.1f} s: "
+        f"{dict(sorted(phases.items()))}; {len(returned)} applies returned, "
+        f"median {applies_s[len(applies_s) // 2]:.3f} s"
+    )
     assert kills >= 10, f"only {kills} kills landed"
     mid_apply = kills - phases["start-up"] - phases["between applies"]
     assert mid_apply >= 5, f"only {mid_apply} kills landed inside an apply: {dict(phases)}"

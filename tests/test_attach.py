@@ -54,8 +54,14 @@ def engine() -> Iterator[Engine]:
     folder = short_dir()
     try:
         with DemoPlant(DEMO) as d:
-            e = open_engine(data_dir=folder / "data", base_dir=DEMO.parent, user="test",
-                            plant_raw=d.plant.raw, source="demo plant", demo=d.sim)
+            e = open_engine(
+                data_dir=folder / "data",
+                base_dir=DEMO.parent,
+                user="test",
+                plant_raw=d.plant.raw,
+                source="demo plant",
+                demo=d.sim,
+            )
             e.demo_users = ensure_demo_users(e.users())
             e.start_background()
             try:
@@ -95,18 +101,21 @@ def raw_call(path: Path, *requests: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_only_engine_api_ops_are_served(engine: Engine) -> None:
     bad, unknown, refused, ok = raw_call(
-        socket_path(engine.data_dir), {"id": 1, "op": "_engine"},
+        socket_path(engine.data_dir),
+        {"id": 1, "op": "_engine"},
         {"id": 2, "op": "__init__", "args": {}},
         {"id": 3, "op": "command", "args": {"name": "control.write", "args": {"arm": "x"}}},
-        {"id": 4, "op": "session", "args": {"session": None}})
+        {"id": 4, "op": "session", "args": {"session": None}},
+    )
     assert not bad["ok"] and bad["kind"] == "BadRequest" and "unknown op" in bad["error"]
     assert not unknown["ok"] and unknown["kind"] == "BadRequest"
     assert refused["ok"] and refused["result"].get("refused") == "login", refused
     assert ok["ok"] and ok["result"]["role"] == "viewer"
 
 
-def test_a_console_that_reads_nothing_is_dropped(engine: Engine, consoles: list[RemoteAPI],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_console_that_reads_nothing_is_dropped(
+    engine: Engine, consoles: list[RemoteAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(attach, "CLIENT_WRITE_TIMEOUT_S", 1.0)
     server = engine.attach_server
     assert server is not None
@@ -116,8 +125,9 @@ def test_a_console_that_reads_nothing_is_dropped(engine: Engine, consoles: list[
         sock.connect(str(socket_path(engine.data_dir)))
         sock.sendall(b"".join(b'{"id":%d,"op":"frame"}\n' % i for i in range(300)))
         n0 = consoles[0].frames_received
-        wait_for(lambda: server.dropped > dropped, 5, "the console that reads nothing dropped",
-                 0.05)
+        wait_for(
+            lambda: server.dropped > dropped, 5, "the console that reads nothing dropped", 0.05
+        )
         assert consoles[0].frames_received > n0 and consoles[0].frame().stale == ""
 
 
@@ -141,8 +151,9 @@ def test_three_consoles_see_the_same_values(engine: Engine, consoles: list[Remot
     assert {c.frame().snapshot for c in consoles} == {local.snapshot}
 
 
-def test_an_action_in_one_console_shows_in_the_others(engine: Engine,
-                                                      consoles: list[RemoteAPI]) -> None:
+def test_an_action_in_one_console_shows_in_the_others(
+    engine: Engine, consoles: list[RemoteAPI]
+) -> None:
     a, b, c = consoles
     login = a.login("op1", PIN["op1"])
     assert login["ok"], login
@@ -151,10 +162,18 @@ def test_an_action_in_one_console_shows_in_the_others(engine: Engine,
     try:
         r = a.command("demo.toggle", session=token, fault="imbalance")
         assert r["ok"], r
-        seen = wait_for(lambda: all("imbalance" in (x.frame().demo.active or ())  # type: ignore[union-attr]
-                                    for x in (b, c)), 2.0, "the fault in the other consoles")
-        print(f"\nan action in one console seen by the others after {seen * 1000:.0f} ms "
-              f"(refresh 250 ms)")
+        seen = wait_for(
+            lambda: all(
+                "imbalance" in (x.frame().demo.active or ())  # type: ignore[union-attr]
+                for x in (b, c)
+            ),
+            2.0,
+            "the fault in the other consoles",
+        )
+        print(
+            f"\nan action in one console seen by the others after {seen * 1000:.0f} ms "
+            f"(refresh 250 ms)"
+        )
         assert seen <= 0.25 + 0.1  # one refresh, plus the frame cache and the link
         # The engine checks roles whoever asks: a viewer console is refused.
         refused = b.command("demo.toggle", session=None, fault="imbalance")
@@ -164,13 +183,21 @@ def test_an_action_in_one_console_shows_in_the_others(engine: Engine,
         a.logout(token)
 
 
-def test_a_killed_console_leaves_nothing_behind(engine: Engine,
-                                                consoles: list[RemoteAPI]) -> None:
+def test_a_killed_console_leaves_nothing_behind(engine: Engine, consoles: list[RemoteAPI]) -> None:
     b = consoles[0]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.attach_console",
-         str(socket_path(engine.data_dir)), "eng1", PIN["eng1"]],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tests.support.attach_console",
+            str(socket_path(engine.data_dir)),
+            "eng1",
+            PIN["eng1"],
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         said = json.loads(proc.stdout.readline())
@@ -181,8 +208,11 @@ def test_a_killed_console_leaves_nothing_behind(engine: Engine,
         n_before, rate_before = b.frames_received, engine.ingest_rate
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
-        gone = wait_for(lambda: engine.api.session(token)["user"] == "", 3,
-                        "the killed console's session logged out")
+        gone = wait_for(
+            lambda: engine.api.session(token)["user"] == "",
+            3,
+            "the killed console's session logged out",
+        )
         assert engine.api.frame().control_holder == ""
         wait_for(lambda: b.frame().control_holder == "", 1, "control free in the others")
         print(f"\nkilled console's session logged out after {gone * 1000:.0f} ms")
@@ -196,8 +226,9 @@ def test_a_killed_console_leaves_nothing_behind(engine: Engine,
             proc.wait()
 
 
-def test_a_console_on_a_slow_link_slows_only_itself(engine: Engine,
-                                                    consoles: list[RemoteAPI]) -> None:
+def test_a_console_on_a_slow_link_slows_only_itself(
+    engine: Engine, consoles: list[RemoteAPI]
+) -> None:
     b = consoles[0]
     measure_s = 3.0
 
@@ -218,9 +249,11 @@ def test_a_console_on_a_slow_link_slows_only_itself(engine: Engine,
             frame_bytes = relay.bytes_down / max(1, slow.frames_received)
         finally:
             slow.close()
-    print(f"\ningest {ingest_alone:.0f} → {ingest_slow:.0f} samples/s; fast console "
-          f"{fps_alone:.2f} → {fps_slow:.2f} frames/s; slow console {slow_fps:.2f} frames/s "
-          f"(~{frame_bytes / 1000:.0f} kB a frame at 20 kB/s)")
+    print(
+        f"\ningest {ingest_alone:.0f} → {ingest_slow:.0f} samples/s; fast console "
+        f"{fps_alone:.2f} → {fps_slow:.2f} frames/s; slow console {slow_fps:.2f} frames/s "
+        f"(~{frame_bytes / 1000:.0f} kB a frame at 20 kB/s)"
+    )
     assert slow_fps < 2.0  # the link is the limit for that console ...
     assert fps_slow >= 0.85 * fps_alone  # ... and for nobody else
     assert ingest_slow >= 0.85 * ingest_alone
@@ -257,9 +290,20 @@ def start_engine(data_dir: Path) -> subprocess.Popen[bytes]:
     """`floorconsole demo --headless` in a process group of its own (its broker and simulator
     with it), so a SIGKILL to the group leaves nothing running."""
     return subprocess.Popen(
-        [sys.executable, "-m", "floorconsole.cli", "demo", "--headless", "--data-dir",
-         str(data_dir)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "floorconsole.cli",
+            "demo",
+            "--headless",
+            "--data-dir",
+            str(data_dir),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
@@ -297,8 +341,7 @@ def test_consoles_ride_out_an_engine_restart() -> None:
         assert apis[0].session(token)["role"] == "viewer"
 
         engine = start_engine(data)
-        back = wait_for(lambda: all(a.frame().stale == "" for a in apis), 30, "fresh frames",
-                        0.05)
+        back = wait_for(lambda: all(a.frame().stale == "" for a in apis), 30, "fresh frames", 0.05)
         print(f"engine restarted: fresh frames in every console after {back:.1f} s")
         for a in apis:
             assert a.reconnected == 1

@@ -28,9 +28,15 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("audit")
     with AuditLog.in_data_dir(d) as log:
         log.append_many(
-            (KINDS_CYCLE[i % len(KINDS_CYCLE)], f"user{i % 7}", f"drive{i % 3}.speed",
-             {"before": float(i), "after": i + 0.5, "note": f"step {i}"}, T0 + i)
-            for i in range(1, N + 1))
+            (
+                KINDS_CYCLE[i % len(KINDS_CYCLE)],
+                f"user{i % 7}",
+                f"drive{i % 3}.speed",
+                {"before": float(i), "after": i + 0.5, "note": f"step {i}"},
+                T0 + i,
+            )
+            for i in range(1, N + 1)
+        )
     assert not (d / f"{FILE_NAME}-wal").exists()
     return d / FILE_NAME
 
@@ -52,8 +58,11 @@ def verify(d: Path) -> audit.VerifyResult:
 
 
 def row(conn: sqlite3.Connection, seq: int) -> tuple[object, ...]:
-    r = conn.execute("SELECT seq, t_wall, user, kind, target, detail, prev_hash, hash "
-                     "FROM audit_records WHERE seq = ?", (seq,)).fetchone()
+    r = conn.execute(
+        "SELECT seq, t_wall, user, kind, target, detail, prev_hash, hash "
+        "FROM audit_records WHERE seq = ?",
+        (seq,),
+    ).fetchone()
     assert r is not None
     return tuple(r)
 
@@ -80,8 +89,10 @@ def test_triggers_refuse_update_and_delete(trail: Path, tmp_path: Path) -> None:
 
 def test_edit_is_found(trail: Path, tmp_path: Path) -> None:
     d, conn = tampered(trail, tmp_path)
-    conn.execute("UPDATE audit_records SET detail = '{\"after\":999.0,\"before\":5000.0,"
-                 "\"note\":\"step 5000\"}' WHERE seq = 5000")
+    conn.execute(
+        'UPDATE audit_records SET detail = \'{"after":999.0,"before":5000.0,'
+        '"note":"step 5000"}\' WHERE seq = 5000'
+    )
     conn.close()
     r = verify(d)
     assert not r.ok
@@ -93,10 +104,18 @@ def test_edit_is_found(trail: Path, tmp_path: Path) -> None:
 def test_edit_with_hash_recomputed_is_found(trail: Path, tmp_path: Path) -> None:
     d, conn = tampered(trail, tmp_path)
     seq, t, user, kind, target, detail, prev, _ = row(conn, 4321)
-    forged = record_hash(str(prev), {"seq": seq, "t_wall": t, "user": "mallory", "kind": kind,
-                                     "target": target, "detail": detail})
-    conn.execute("UPDATE audit_records SET user = 'mallory', hash = ? WHERE seq = 4321",
-                 (forged,))
+    forged = record_hash(
+        str(prev),
+        {
+            "seq": seq,
+            "t_wall": t,
+            "user": "mallory",
+            "kind": kind,
+            "target": target,
+            "detail": detail,
+        },
+    )
+    conn.execute("UPDATE audit_records SET user = 'mallory', hash = ? WHERE seq = 4321", (forged,))
     conn.close()
     r = verify(d)
     assert (r.ok, r.first_bad_seq, r.reason) == (False, 4321, audit.REWRITTEN)
@@ -111,14 +130,29 @@ def test_insert_is_found(trail: Path, tmp_path: Path) -> None:
     conn.execute("UPDATE audit_records SET seq = 1 - seq WHERE seq < 0")
     prev = str(row(conn, 4999)[7])
     detail = {"before": 1.0, "after": 3000.0}
-    fields = {"seq": 5000, "t_wall": T0 + 4999.5, "user": "mallory", "kind": "write",
-              "target": "drive1.speed", "detail": detail}
-    forged = audit.make_record(5000, T0 + 4999.5, "mallory", "write", "drive1.speed", detail,
-                               prev)
+    fields = {
+        "seq": 5000,
+        "t_wall": T0 + 4999.5,
+        "user": "mallory",
+        "kind": "write",
+        "target": "drive1.speed",
+        "detail": detail,
+    }
+    forged = audit.make_record(5000, T0 + 4999.5, "mallory", "write", "drive1.speed", detail, prev)
     assert forged.hash == record_hash(prev, fields)
-    conn.execute("INSERT INTO audit_records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                 (forged.seq, forged.t_wall, forged.user, forged.kind, forged.target,
-                  forged.detail_json, forged.prev_hash, forged.hash))
+    conn.execute(
+        "INSERT INTO audit_records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            forged.seq,
+            forged.t_wall,
+            forged.user,
+            forged.kind,
+            forged.target,
+            forged.detail_json,
+            forged.prev_hash,
+            forged.hash,
+        ),
+    )
     conn.execute("COMMIT")
     conn.close()
     r = verify(d)
@@ -153,8 +187,11 @@ def test_reorder_is_found(trail: Path, tmp_path: Path) -> None:
     a, b = row(conn, 3000), row(conn, 3001)
     conn.execute("BEGIN")
     for seq, other in ((3000, b), (3001, a)):
-        conn.execute("UPDATE audit_records SET t_wall = ?, user = ?, kind = ?, target = ?, "
-                     "detail = ?, prev_hash = ?, hash = ? WHERE seq = ?", (*other[1:], seq))
+        conn.execute(
+            "UPDATE audit_records SET t_wall = ?, user = ?, kind = ?, target = ?, "
+            "detail = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            (*other[1:], seq),
+        )
     conn.execute("COMMIT")
     conn.close()
     r = verify(d)
@@ -180,10 +217,21 @@ def test_rewritten_tail_is_found_by_the_checkpoint(trail: Path, tmp_path: Path) 
     for seq in range(9901, N + 1):
         _, t, user, kind, target, detail, _, _ = row(conn, seq)
         user = "mallory" if seq == 9950 else user
-        h = record_hash(prev, {"seq": seq, "t_wall": t, "user": user, "kind": kind,
-                               "target": target, "detail": detail})
-        conn.execute("UPDATE audit_records SET user = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                     (user, prev, h, seq))
+        h = record_hash(
+            prev,
+            {
+                "seq": seq,
+                "t_wall": t,
+                "user": user,
+                "kind": kind,
+                "target": target,
+                "detail": detail,
+            },
+        )
+        conn.execute(
+            "UPDATE audit_records SET user = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            (user, prev, h, seq),
+        )
         prev = h
     conn.execute("COMMIT")
     conn.close()
@@ -192,8 +240,9 @@ def test_rewritten_tail_is_found_by_the_checkpoint(trail: Path, tmp_path: Path) 
     assert "after 9900" in r.message
 
 
-def test_cli_verify_names_the_record(trail: Path, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_verify_names_the_record(
+    trail: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d, conn = tampered(trail, tmp_path)
     conn.execute("UPDATE audit_records SET target = 'drive9.speed' WHERE seq = 5000")
     conn.close()
@@ -241,15 +290,19 @@ def test_two_writers_keep_one_chain(tmp_path: Path) -> None:
         for i in range(150):
             seqs.append(log.append("write", who, "drive1.speed", {"i": i}))
 
-    threads = [threading.Thread(target=write, args=(log, who))
-               for log, who in ((a, "engine"), (b, "users-cli"))]
+    threads = [
+        threading.Thread(target=write, args=(log, who))
+        for log, who in ((a, "engine"), (b, "users-cli"))
+    ]
     for t in threads:
         t.start()
     # A third writer in another process, at the same time.
-    code = ("import sys; from floorconsole.adapters.audit_log import AuditLog\n"
-            "log = AuditLog.in_data_dir(sys.argv[1])\n"
-            "[log.append('user_change', 'admin', 'ann', {'i': i}) for i in range(100)]\n"
-            "log.close()")
+    code = (
+        "import sys; from floorconsole.adapters.audit_log import AuditLog\n"
+        "log = AuditLog.in_data_dir(sys.argv[1])\n"
+        "[log.append('user_change', 'admin', 'ann', {'i': i}) for i in range(100)]\n"
+        "log.close()"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
     for t in threads:
         t.join()
@@ -269,19 +322,32 @@ def test_append_refuses_unknown_kind_and_closed_log(tmp_path: Path) -> None:
     log.close()
     with pytest.raises(AuditError, match="closed"):
         log.append("system", "floorconsole", "engine", {"event": "late"})
-    with AuditLog.in_data_dir(tmp_path, readonly=True) as ro, \
-            pytest.raises(AuditError, match="read-only"):
+    with (
+        AuditLog.in_data_dir(tmp_path, readonly=True) as ro,
+        pytest.raises(AuditError, match="read-only"),
+    ):
         ro.append("system", "floorconsole", "engine", {})
 
 
 def test_canonical_form() -> None:
-    r = audit.make_record(1, 1700000000, "ann", "write", "drive1.speed",
-                          {"z": float("nan"), "a": (1, 2)}, GENESIS)
-    assert audit.canonical_record({"seq": 1, "t_wall": 1700000000.0, "user": "ann",
-                                   "kind": "write", "target": "drive1.speed",
-                                   "detail": r.detail_json, "prev_hash": GENESIS}) == (
-        '{"detail":{"a":[1,2],"z":"nan"},"kind":"write","prev_hash":"' + GENESIS
-        + '","seq":1,"t_wall":1700000000.0,"target":"drive1.speed","user":"ann"}')
+    r = audit.make_record(
+        1, 1700000000, "ann", "write", "drive1.speed", {"z": float("nan"), "a": (1, 2)}, GENESIS
+    )
+    assert audit.canonical_record(
+        {
+            "seq": 1,
+            "t_wall": 1700000000.0,
+            "user": "ann",
+            "kind": "write",
+            "target": "drive1.speed",
+            "detail": r.detail_json,
+            "prev_hash": GENESIS,
+        }
+    ) == (
+        '{"detail":{"a":[1,2],"z":"nan"},"kind":"write","prev_hash":"'
+        + GENESIS
+        + '","seq":1,"t_wall":1700000000.0,"target":"drive1.speed","user":"ann"}'
+    )
     assert verify_chain([r], []).ok
 
 

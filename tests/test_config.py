@@ -60,7 +60,7 @@ def test_ten_mistakes_all_reported() -> None:
         "devices[0].poll": "not a duration",
         "signals[0].type": "'flaot32' is not one of bool, int16",
         "signals[1].device": "'drive9' is not a device in this file (drive1)",
-        "signals[2].address": "is not an address like \"hr:0\"",
+        "signals[2].address": 'is not an address like "hr:0"',
         "signals[3].topic": "no wildcards",
         "signals[4].id": "'motor1.current' is already used by signals[0]",
     }
@@ -71,21 +71,29 @@ def test_ten_mistakes_all_reported() -> None:
 
 
 def test_check_command_reports_all_and_exits_1() -> None:
-    r = subprocess.run([sys.executable, "-m", "floorconsole.cli", "check",
-                        str(FIXTURES / "ten_mistakes.toml")], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "floorconsole.cli", "check", str(FIXTURES / "ten_mistakes.toml")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     assert len(lines) == 10
     assert all(ln.startswith(str(FIXTURES / "ten_mistakes.toml")) for ln in lines)
     assert "Traceback" not in r.stderr and "10 problem(s)" in r.stderr
-    ok = subprocess.run([sys.executable, "-m", "floorconsole.cli", "check",
-                         str(FIXTURES / "demo.toml")], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "floorconsole.cli", "check", str(FIXTURES / "demo.toml")],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "ok" in ok.stdout
 
 
 def test_unknown_keys_everywhere_are_errors() -> None:
-    errs = problems(MINIMAL + 'pol = "1s"\n[[signals]]\nid = "s"\ndevice = "d1"\n'
-                    'address = "hr:0"\ntype = "int16"\nscael = 2\n[extra]\n')
+    errs = problems(
+        MINIMAL + 'pol = "1s"\n[[signals]]\nid = "s"\ndevice = "d1"\n'
+        'address = "hr:0"\ntype = "int16"\nscael = 2\n[extra]\n'
+    )
     assert any(e.startswith("devices[0].pol: unknown key") for e in errs)
     assert any(e.startswith("signals[0].scael: unknown key") for e in errs)
     assert any(e.startswith("extra: unknown section") for e in errs)
@@ -96,24 +104,36 @@ def test_uplink_must_name_a_broker() -> None:
     assert any(e.startswith("uplink.broker") and "'b'" in e for e in errs), errs
 
 
-@pytest.mark.parametrize(("snippet", "path", "fragment"), [
-    ('address = "co:3"\ntype = "float32"', "signals[0].type", "single bits"),
-    ('address = "hr:65535"\ntype = "float32"', "signals[0].address", "runs past register 65535"),
-    ('address = "hr:0"\ntype = "int16"\nword_order = "little"', "signals[0].word_order",
-     "only to 32- and 64-bit"),
-    ('address = "hr:0"\ntype = "int16"\nscale = 0', "signals[0].scale", "must not be 0"),
-    ('address = "hr:0"\ntype = "int16"\nrange = [5, 1]', "signals[0].range", "must be below"),
-    ('address = "hr:0"', "signals[0].type", "missing"),
-])
+@pytest.mark.parametrize(
+    ("snippet", "path", "fragment"),
+    [
+        ('address = "co:3"\ntype = "float32"', "signals[0].type", "single bits"),
+        (
+            'address = "hr:65535"\ntype = "float32"',
+            "signals[0].address",
+            "runs past register 65535",
+        ),
+        (
+            'address = "hr:0"\ntype = "int16"\nword_order = "little"',
+            "signals[0].word_order",
+            "only to 32- and 64-bit",
+        ),
+        ('address = "hr:0"\ntype = "int16"\nscale = 0', "signals[0].scale", "must not be 0"),
+        ('address = "hr:0"\ntype = "int16"\nrange = [5, 1]', "signals[0].range", "must be below"),
+        ('address = "hr:0"', "signals[0].type", "missing"),
+    ],
+)
 def test_modbus_signal_mistakes(snippet: str, path: str, fragment: str) -> None:
     errs = problems(MINIMAL + f'[[signals]]\nid = "s"\ndevice = "d1"\n{snippet}\n')
     assert any(e.startswith(path) and fragment in e for e in errs), errs
 
 
 def test_overlapping_registers_rejected() -> None:
-    errs = problems(MINIMAL + '[[signals]]\nid = "a"\ndevice = "d1"\naddress = "hr:0"\n'
-                    'type = "float32"\n[[signals]]\nid = "b"\ndevice = "d1"\naddress = "hr:1"\n'
-                    'type = "uint16"\n')
+    errs = problems(
+        MINIMAL + '[[signals]]\nid = "a"\ndevice = "d1"\naddress = "hr:0"\n'
+        'type = "float32"\n[[signals]]\nid = "b"\ndevice = "d1"\naddress = "hr:1"\n'
+        'type = "uint16"\n'
+    )
     assert any("hr:1 on d1 is already read by 'a'" in e for e in errs)
 
 

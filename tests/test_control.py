@@ -57,31 +57,59 @@ async def until(pred: Callable[[], bool], timeout: float = 3.0, what: str = "") 
 class Rig:
     """One device (input hr:0, output co:10), its poller, a hub, the control and its journal."""
 
-    def __init__(self, server: ModbusDeviceServer, tmp_path: Path, *, enabled: bool = True,
-                 poll: bool = True, **rule: object) -> None:
+    def __init__(
+        self,
+        server: ModbusDeviceServer,
+        tmp_path: Path,
+        *,
+        enabled: bool = True,
+        poll: bool = True,
+        **rule: object,
+    ) -> None:
         self.server = server
         self.clock = SystemClock()
-        self.device = DeviceConfig(id="drive1", protocol="modbus-tcp", host="127.0.0.1",
-                                   port=server.port, poll_s=POLL_S, timeout_s=0.3, retries=0)
+        self.device = DeviceConfig(
+            id="drive1",
+            protocol="modbus-tcp",
+            host="127.0.0.1",
+            port=server.port,
+            poll_s=POLL_S,
+            timeout_s=0.3,
+            retries=0,
+        )
         signal = SignalConfig(id="motor1.current", source=INPUT, range=(0.0, 100.0))
-        self.plant = PlantConfig(edge=EdgeConfig(id="t"), devices=(self.device,),
-                                 signals=(signal,))
+        self.plant = PlantConfig(edge=EdgeConfig(id="t"), devices=(self.device,), signals=(signal,))
         self.hub = Hub(self.plant, self.clock)
         self.stats = LinkStats("drive1", "device", f"127.0.0.1:{server.port}")
         self.poller = DevicePoller(self.device, [signal], self.hub, self.clock, self.stats)
-        raw = {"id": "trip", "signal": "motor1.current", "op": ">", "threshold": 50,
-               "actions": [{"write": "drive1", "address": "co:10", "on": True, "off": False},
-                           {"alarm": "high", "message": "Motor 1 overload"}]}
+        raw = {
+            "id": "trip",
+            "signal": "motor1.current",
+            "op": ">",
+            "threshold": 50,
+            "actions": [
+                {"write": "drive1", "address": "co:10", "on": True, "off": False},
+                {"alarm": "high", "message": "Motor 1 overload"},
+            ],
+        }
         raw.update(rule)
-        rules, problems = parse_rules([raw], signals={"motor1.current": (0.0, 100.0)},
-                                      devices={"drive1"}, brokers={"local"})
+        rules, problems = parse_rules(
+            [raw], signals={"motor1.current": (0.0, 100.0)}, devices={"drive1"}, brokers={"local"}
+        )
         assert problems == []
         self.rule = rules[0]
         self.alarms = AlarmTable(self.clock)
         self.journal = AlarmJournal(tmp_path / FILE_NAME)
-        self.control = Control(rules, ControlConfig(enabled=enabled), self.hub.latest.get,
-                               {"drive1": self.poller.write}, None, self.alarms,
-                               self.journal, self.clock)
+        self.control = Control(
+            rules,
+            ControlConfig(enabled=enabled),
+            self.hub.latest.get,
+            {"drive1": self.poller.write},
+            None,
+            self.alarms,
+            self.journal,
+            self.clock,
+        )
         self.hub.add_listener(self.control.on_samples)
         self._poll = poll
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,8 +140,18 @@ class Rig:
     def feed(self, value: float) -> None:
         """A sample straight into the hub, as a source delivers it."""
         now = self.clock.mono()
-        self.hub.ingest([Sample("motor1.current", float(value), Quality.GOOD, Reason.NONE,
-                                self.clock.wall(), now)])
+        self.hub.ingest(
+            [
+                Sample(
+                    "motor1.current",
+                    float(value),
+                    Quality.GOOD,
+                    Reason.NONE,
+                    self.clock.wall(),
+                    now,
+                )
+            ]
+        )
 
     def coil(self) -> bool:
         return bool(self.server.get("co", 10)[0])
@@ -145,7 +183,8 @@ async def rig(rigs: list[Rig], server: ModbusDeviceServer, tmp_path: Path, **kw:
 
 
 async def test_write_reads_back_and_refusals_are_not_retried(
-        modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]) -> None:
+    modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]
+) -> None:
     r = await rig(rigs, modbus_server, tmp_path, poll=False)
     res = await r.poller.write(COIL, True)
     assert (res.ok, res.attempts, res.read_back, res.mismatches) == (True, 1, True, 0)
@@ -165,7 +204,8 @@ async def test_write_reads_back_and_refusals_are_not_retried(
 
 
 async def test_a_lost_response_is_read_back_before_any_second_write(
-        modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]) -> None:
+    modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]
+) -> None:
     r = await rig(rigs, modbus_server, tmp_path, poll=False)
     undo = {"first": True, "revert": False}
 
@@ -204,7 +244,8 @@ async def test_a_lost_response_is_read_back_before_any_second_write(
 
 
 async def test_crossing_longer_than_on_delay_writes_the_coil_and_it_reads_back_true(
-        modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]) -> None:
+    modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]
+) -> None:
     r = await rig(rigs, modbus_server, tmp_path, on_delay="300ms", off_delay="200ms")
     modbus_server.set_value(INPUT, 70)
     t_cross = time.monotonic()
@@ -229,13 +270,16 @@ async def test_crossing_longer_than_on_delay_writes_the_coil_and_it_reads_back_t
     await r.control.idle()
     assert r.journal.flush()
     assert [(e.from_state, e.to_state) for e in r.journal.query(alarm_id="rule:trip")] == [
-        (AlarmState.NORMAL, AlarmState.UNACK), (AlarmState.UNACK, AlarmState.RTN_UNACK),
-        (AlarmState.RTN_UNACK, AlarmState.NORMAL)]
+        (AlarmState.NORMAL, AlarmState.UNACK),
+        (AlarmState.UNACK, AlarmState.RTN_UNACK),
+        (AlarmState.RTN_UNACK, AlarmState.NORMAL),
+    ]
     assert [a.ok for a in r.journal.actions(rule="trip") if a.action == "write"] == [True, True]
 
 
 async def test_crossing_shorter_than_on_delay_writes_nothing(
-        modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]) -> None:
+    modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]
+) -> None:
     r = await rig(rigs, modbus_server, tmp_path, on_delay="600ms")
     for _ in range(3):
         modbus_server.set_value(INPUT, 70)
@@ -251,7 +295,8 @@ async def test_crossing_shorter_than_on_delay_writes_nothing(
 
 
 async def test_a_device_that_ignores_writes_is_caught_every_time(
-        modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]) -> None:
+    modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]
+) -> None:
     r = await rig(rigs, modbus_server, tmp_path, poll=False)
     # Seed 5 ignores 18 of the 257 writes sent, one of them a retry (so one write fails).
     rng = random.Random(5)
@@ -297,7 +342,8 @@ async def test_a_device_that_ignores_writes_is_caught_every_time(
 
 
 async def test_read_only_mode_never_writes(
-        modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]) -> None:
+    modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]
+) -> None:
     r = await rig(rigs, modbus_server, tmp_path, enabled=False)
     for i in range(20):
         r.feed(70 if i % 2 == 0 else 30)
@@ -315,7 +361,8 @@ async def test_read_only_mode_never_writes(
 
 @pytest.mark.parametrize("policy", ["activate", "release", "hold"])
 async def test_bad_input_quality_applies_the_policy_within_one_poll(
-        modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig], policy: str) -> None:
+    modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig], policy: str
+) -> None:
     # "activate" starts from normal with a 5 s on-delay it must not wait for; "release" and
     # "hold" start from active with a 10 s off-delay that "release" must not wait for.
     if policy == "activate":
@@ -338,8 +385,9 @@ async def test_bad_input_quality_applies_the_policy_within_one_poll(
         assert r.coil() and ev.active and modbus_server.writes["co"] == writes
         return
     want = policy == "activate"
-    t_done = await until(lambda: r.coil() == want and modbus_server.writes["co"] > writes,
-                         what=f"policy {policy}")
+    t_done = await until(
+        lambda: r.coil() == want and modbus_server.writes["co"] > writes, what=f"policy {policy}"
+    )
     assert t_done - t_bad <= POLL_S + 0.15, "not within one poll"
     await r.control.idle()
     assert r.last_write().ok
@@ -348,18 +396,26 @@ async def test_bad_input_quality_applies_the_policy_within_one_poll(
 
 
 async def test_quality_lost_to_a_silent_device_reaches_the_rule_through_tick(
-        modbus_server_factory: Callable[..., ModbusDeviceServer], tmp_path: Path,
-        rigs: list[Rig]) -> None:
+    modbus_server_factory: Callable[..., ModbusDeviceServer], tmp_path: Path, rigs: list[Rig]
+) -> None:
     # The input and the output on different devices: the input device stops answering, and
     # its last value goes UNCERTAIN (last usable) as a quality-only change, which the hub
     # does not pass to listeners; the control's tick picks it up.
     sensor = modbus_server_factory(name="sensor")
     actuator = modbus_server_factory(name="actuator")
     r = await rig(rigs, sensor, tmp_path, on_bad_quality="activate", on_delay="5s")
-    out_dev = DeviceConfig(id="drive1", protocol="modbus-tcp", host="127.0.0.1",
-                           port=actuator.port, poll_s=POLL_S, timeout_s=0.3, retries=0)
-    out = DevicePoller(out_dev, [], r.hub, r.clock,
-                       LinkStats("drive1", "device", f"127.0.0.1:{actuator.port}"))
+    out_dev = DeviceConfig(
+        id="drive1",
+        protocol="modbus-tcp",
+        host="127.0.0.1",
+        port=actuator.port,
+        poll_s=POLL_S,
+        timeout_s=0.3,
+        retries=0,
+    )
+    out = DevicePoller(
+        out_dev, [], r.hub, r.clock, LinkStats("drive1", "device", f"127.0.0.1:{actuator.port}")
+    )
     await out.poll_once()  # connects; a device with no signals to read is a write target
     r.control.writers["drive1"] = out.write
     try:
@@ -381,7 +437,8 @@ async def test_quality_lost_to_a_silent_device_reaches_the_rule_through_tick(
 
 
 async def test_a_device_that_is_down_gets_no_queued_write(
-        modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]) -> None:
+    modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]
+) -> None:
     r = await rig(rigs, modbus_server, tmp_path)
     modbus_server.stop()
     await until(lambda: r.stats.state is LinkState.DOWN, what="device down")
@@ -395,8 +452,10 @@ async def test_a_device_that_is_down_gets_no_queued_write(
     assert write_alarm.state is AlarmState.UNACK and "not applied" in write_alarm.text
     await until(lambda: "device_down:drive1" in r.alarms.alarms, what="device down alarm")
     assert r.alarms.get("device_down:drive1").state is AlarmState.UNACK
-    assert r.control.status()["banner"][:1] in (["device_down:drive1"],
-                                                ["write_failed:drive1 co:10"])
+    assert r.control.status()["banner"][:1] in (
+        ["device_down:drive1"],
+        ["write_failed:drive1 co:10"],
+    )
     modbus_server.start()
     await until(lambda: r.stats.state is LinkState.UP, timeout=8, what="device back")
     await until(lambda: r.hub.latest["motor1.current"].quality is Quality.GOOD)
@@ -409,7 +468,8 @@ async def test_a_device_that_is_down_gets_no_queued_write(
 
 
 async def test_publish_action_delivers_the_templated_payload(
-        mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
     loop = asyncio.get_running_loop()
     clock = SystemClock()
     broker = BrokerConfig(id="local", host=mosquitto.host, port=mosquitto.port, keepalive_s=5)
@@ -431,34 +491,58 @@ async def test_publish_action_delivers_the_templated_payload(
         assert client.start()
         await until(lambda: stats.state is LinkState.UP and subscribed.is_set(), 5)
         rules, problems = parse_rules(
-            [{"id": "trip", "signal": "line.speed", "op": "<", "threshold": 5,
-              "actions": [{"publish": "local", "topic": "plant3/line2/alarms", "qos": 1,
-                           "payload": '{{"rule":"{rule}","signal":"{signal}","value":{value},'
-                                      '"threshold":{threshold},"state":"{state}",'
-                                      '"time":"{time}"}}'}]}],
-            signals={"line.speed": None}, devices=set(), brokers={"local"})
+            [
+                {
+                    "id": "trip",
+                    "signal": "line.speed",
+                    "op": "<",
+                    "threshold": 5,
+                    "actions": [
+                        {
+                            "publish": "local",
+                            "topic": "plant3/line2/alarms",
+                            "qos": 1,
+                            "payload": '{{"rule":"{rule}","signal":"{signal}","value":{value},'
+                            '"threshold":{threshold},"state":"{state}",'
+                            '"time":"{time}"}}',
+                        }
+                    ],
+                }
+            ],
+            signals={"line.speed": None},
+            devices=set(),
+            brokers={"local"},
+        )
         assert problems == []
 
         def publish(b: str, topic: str, payload: str, qos: int) -> object:
             assert b == "local"
             return client.publish(topic, payload, qos)
 
-        control = Control(rules, ControlConfig(), hub.latest.get, {}, publish,
-                          AlarmTable(clock), journal, clock)
+        control = Control(
+            rules, ControlConfig(), hub.latest.get, {}, publish, AlarmTable(clock), journal, clock
+        )
         hub.add_listener(control.on_samples)
-        hub.ingest([Sample("line.speed", 2.5, Quality.GOOD, Reason.NONE, clock.wall(),
-                           clock.mono())])
+        hub.ingest(
+            [Sample("line.speed", 2.5, Quality.GOOD, Reason.NONE, clock.wall(), clock.mono())]
+        )
         await control.idle()
         await until(lambda: len(received) == 1, 5, "payload delivered")
         topic, payload = received[0]
         msg = json.loads(payload)
         assert topic == "plant3/line2/alarms"
         assert (msg["rule"], msg["signal"], msg["value"], msg["threshold"], msg["state"]) == (
-            "trip", "line.speed", 2.5, 5, "active")
+            "trip",
+            "line.speed",
+            2.5,
+            5,
+            "active",
+        )
         assert msg["time"].endswith("Z")
         assert control.last_results[("trip", 0)].ok
-        hub.ingest([Sample("line.speed", 9.0, Quality.GOOD, Reason.NONE, clock.wall(),
-                           clock.mono())])
+        hub.ingest(
+            [Sample("line.speed", 9.0, Quality.GOOD, Reason.NONE, clock.wall(), clock.mono())]
+        )
         await control.idle()
         await until(lambda: len(received) == 2, 5, "release payload delivered")
         assert json.loads(received[1][1])["state"] == "normal"
@@ -470,7 +554,8 @@ async def test_publish_action_delivers_the_templated_payload(
 
 
 async def test_a_new_configuration_adopts_the_running_rule_state(
-        modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]) -> None:
+    modbus_server: ModbusDeviceServer, tmp_path: Path, rigs: list[Rig]
+) -> None:
     r = await rig(rigs, modbus_server, tmp_path)
     modbus_server.set_value(INPUT, 70)
     await until(r.coil, what="active")
@@ -478,12 +563,30 @@ async def test_a_new_configuration_adopts_the_running_rule_state(
     # The threshold is raised past the value: the new Control releases at once, writing
     # its off value, instead of starting inactive and leaving the coil on for good.
     rules, problems = parse_rules(
-        [{"id": "trip", "signal": "motor1.current", "op": ">", "threshold": 80,
-          "actions": [{"write": "drive1", "address": "co:10", "on": True, "off": False}]}],
-        signals={"motor1.current": (0.0, 100.0)}, devices={"drive1"}, brokers=set())
+        [
+            {
+                "id": "trip",
+                "signal": "motor1.current",
+                "op": ">",
+                "threshold": 80,
+                "actions": [{"write": "drive1", "address": "co:10", "on": True, "off": False}],
+            }
+        ],
+        signals={"motor1.current": (0.0, 100.0)},
+        devices={"drive1"},
+        brokers=set(),
+    )
     assert problems == []
-    new = Control(rules, ControlConfig(enabled=True), r.hub.latest.get,
-                  {"drive1": r.poller.write}, None, r.alarms, r.journal, r.clock)
+    new = Control(
+        rules,
+        ControlConfig(enabled=True),
+        r.hub.latest.get,
+        {"drive1": r.poller.write},
+        None,
+        r.alarms,
+        r.journal,
+        r.clock,
+    )
     old, r.control = r.control, new  # (the engine gives the new one a hub of its own)
     new.adopt(old)
     await old.close()
@@ -496,4 +599,6 @@ async def test_a_new_configuration_adopts_the_running_rule_state(
     assert r.alarms.get("rule:trip").state is AlarmState.RTN_UNACK
     assert r.journal.flush()
     assert [e.to_state for e in r.journal.query(alarm_id="rule:trip")] == [
-        AlarmState.UNACK, AlarmState.RTN_UNACK]
+        AlarmState.UNACK,
+        AlarmState.RTN_UNACK,
+    ]

@@ -43,14 +43,21 @@ def wait(e: Engine, cond, timeout: float, what: str) -> float:  # type: ignore[n
 
 def test_every_signal_updates_and_the_model_scores(demo: tuple[DemoPlant, Engine]) -> None:
     _, e = demo
-    wait(e, lambda f: all(s.quality == "GOOD" for s in f.signals
-                          if not s.id.startswith("motor1_anomaly.drift")), 15,
-         "every plant signal and model output GOOD")
+    wait(
+        e,
+        lambda f: all(
+            s.quality == "GOOD" for s in f.signals if not s.id.startswith("motor1_anomaly.drift")
+        ),
+        15,
+        "every plant signal and model output GOOD",
+    )
     f1 = e.api.frame()
     time.sleep(1.5)
     f2 = e.api.frame()
     ages1 = {s.id: s.age_s for s in f1.signals}
-    fresh = [s.id for s in f2.signals if s.age_s < 1.5 and not s.id.startswith("motor1_anomaly.drift")]
+    fresh = [
+        s.id for s in f2.signals if s.age_s < 1.5 and not s.id.startswith("motor1_anomaly.drift")
+    ]
     assert {"motor1.current", "motor1.vibration.x", "motor1.anomaly_score"} <= set(fresh), ages1
     m = model(f2)
     assert m.running and m.quality == "GOOD" and m.state == "normal"
@@ -76,8 +83,9 @@ def test_bearing_fault_trips_the_motor_through_the_rule(demo: tuple[DemoPlant, E
     trip coil (read back), raises a HIGH alarm; acknowledging it and clearing the fault bring
     everything back to normal."""
     d, e = demo
-    wait(e, lambda f: model(f).state == "normal" and model(f).quality == "GOOD", 20,
-         "model scoring")
+    wait(
+        e, lambda f: model(f).state == "normal" and model(f).quality == "GOOD", 20, "model scoring"
+    )
     d.sim.inject("bearing")
     wait(e, lambda f: sig_value(f, "motor1.trip") is True, 20, "trip coil written")
     rule = next(r for r in e.api.frame().rules if r.id == "trip-motor1")
@@ -88,11 +96,19 @@ def test_bearing_fault_trips_the_motor_through_the_rule(demo: tuple[DemoPlant, E
     assert (top.id, top.state, top.priority) == ("rule:trip-motor1", "UNACK", "high")
     assert e.api.command("alarm.ack", alarm=top.id, session=session_of(e, "op1"))["ok"]
     d.sim.clear("bearing")
-    wait(e, lambda f: sig_value(f, "motor1.trip") is False and sig_value(f, "motor1.running")
-         is True, 40, "trip reset and motor running again")
+    wait(
+        e,
+        lambda f: sig_value(f, "motor1.trip") is False and sig_value(f, "motor1.running") is True,
+        40,
+        "trip reset and motor running again",
+    )
     wait(e, lambda f: f.alarms[0].state == "NORMAL" if f.alarms else True, 5, "alarm normal")
-    wait(e, lambda f: model(f).quality == "GOOD" and model(f).state == "normal", 30,
-         "model scoring normal again")
+    wait(
+        e,
+        lambda f: model(f).quality == "GOOD" and model(f).state == "normal",
+        30,
+        "model scoring normal again",
+    )
     rule = next(r for r in e.api.frame().rules if r.id == "trip-motor1")
     assert not rule.active
     journal = e.api.alarm_journal()

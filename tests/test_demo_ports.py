@@ -20,12 +20,19 @@ def test_a_second_demo_takes_other_ports() -> None:
 
 
 def test_restarting_the_demo_runs_the_same_snapshot_and_keeps_console_changes(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "data"
 
     def start(d: DemoPlant) -> tuple[str, str]:
-        e = open_engine(data_dir=data, base_dir=DEMO.parent, user="t",
-                        plant_raw=d.plant.raw, source="demo plant", demo=d.sim)
+        e = open_engine(
+            data_dir=data,
+            base_dir=DEMO.parent,
+            user="t",
+            plant_raw=d.plant.raw,
+            source="demo plant",
+            demo=d.sim,
+        )
         assert e.snapshots is not None
         snap, note = e.snapshots.active.id, e.snapshots.start_note
         e._lock.release()  # not started: only the composition root ran
@@ -45,8 +52,13 @@ def test_restarting_the_demo_runs_the_same_snapshot_and_keeps_console_changes(
             raw["rules"][0]["threshold"] = 0.7
             from floorconsole.core.snapshot import read_model_files
 
-            changed = store.put(raw, read_model_files(raw, DEMO.parent), author="eng1",
-                                message="lower trip", parent=first)
+            changed = store.put(
+                raw,
+                read_model_files(raw, DEMO.parent),
+                author="eng1",
+                message="lower trip",
+                parent=first,
+            )
             store.record_activation(changed.id, "applied", by="eng1")
     with DemoPlant(DEMO) as d:
         kept, note = start(d)

@@ -31,15 +31,22 @@ G, U, B = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
 
 
 def rule(**kw: Any) -> RuleConfig:
-    raw = {"id": "high-level", "signal": SIGNAL, "op": ">", "threshold": 60,
-           "actions": [{"alarm": "high", "message": "tank level high"}], **kw}
+    raw = {
+        "id": "high-level",
+        "signal": SIGNAL,
+        "op": ">",
+        "threshold": 60,
+        "actions": [{"alarm": "high", "message": "tank level high"}],
+        **kw,
+    }
     [r], problems = parse_rules([raw], signals={SIGNAL: RANGE}, devices=set(), brokers=set())
     assert problems == []
     return r
 
 
-def series(values: Sequence[float | None], step: float = 1.0, t0: float = WALL0,
-           quality: Quality = G) -> list[tuple[float, float | None, Quality]]:
+def series(
+    values: Sequence[float | None], step: float = 1.0, t0: float = WALL0, quality: Quality = G
+) -> list[tuple[float, float | None, Quality]]:
     return [(t0 + i * step, v, quality) for i, v in enumerate(values)]
 
 
@@ -102,7 +109,9 @@ def test_a_silent_signal_goes_stale_as_the_hub_marks_it() -> None:
     assert dry_run(rule(**kw), s, until=WALL0 + 21).releases == 0
     r = dry_run(rule(**kw), s, until=WALL0 + 21, stale_after_s=10.0)
     assert (r.activations, r.releases) == (1, 1)
-    assert r.active_s == pytest.approx(11.1)  # from the first sample to the first tick past 1 + 10 s
+    assert r.active_s == pytest.approx(
+        11.1
+    )  # from the first sample to the first tick past 1 + 10 s
 
 
 def test_disabled_rule_and_empty_history() -> None:
@@ -147,8 +156,11 @@ class Recorder:
         self.actions.append(record)
 
     def activations(self, rule_id: str) -> list[float]:
-        return [a.t_wall for a in self.actions
-                if a.rule == rule_id and a.action == "alarm" and a.transition == "activate"]
+        return [
+            a.t_wall
+            for a in self.actions
+            if a.rule == rule_id and a.action == "alarm" and a.transition == "activate"
+        ]
 
 
 @dataclass
@@ -164,8 +176,13 @@ class Stored:
         pass
 
 
-def drive(samples: Sequence[tuple[float, Any, Quality]], end_rel: float,
-          tick: Any, ingest: Any, clock: StepClock) -> None:
+def drive(
+    samples: Sequence[tuple[float, Any, Quality]],
+    end_rel: float,
+    tick: Any,
+    ingest: Any,
+    clock: StepClock,
+) -> None:
     """Samples into the hub at their times (seconds since the first), the watchdog tick at
     every 100 ms in between: a tick due at a sample's time runs first."""
     k = 1
@@ -186,21 +203,27 @@ def drive(samples: Sequence[tuple[float, Any, Quality]], end_rel: float,
     clock.now = end_rel
 
 
-def hub_and_control(r: RuleConfig, samples: Sequence[tuple[float, Any, Quality]],
-                    end_rel: float, stale_after_s: float | None) -> tuple[Recorder, Stored]:
+def hub_and_control(
+    r: RuleConfig,
+    samples: Sequence[tuple[float, Any, Quality]],
+    end_rel: float,
+    stale_after_s: float | None,
+) -> tuple[Recorder, Stored]:
     from floorconsole.core.config import EdgeConfig, MqttPoint, PlantConfig, SignalConfig
 
     clock = StepClock(samples[0][0])
-    sig = SignalConfig(SIGNAL, MqttPoint("local", "t/level", ("v",)), range=RANGE,
-                       stale_after_s=stale_after_s)
+    sig = SignalConfig(
+        SIGNAL, MqttPoint("local", "t/level", ("v",)), range=RANGE, stale_after_s=stale_after_s
+    )
     plant = PlantConfig(edge=EdgeConfig(id="t"), signals=(sig,))
     stored = Stored()
     hub = Hub(plant, clock, stored)
     if stale_after_s is None:
         hub.stale_after.pop(SIGNAL)
     journal = Recorder()
-    control = Control([r], ControlConfig(), hub.latest.get, {}, None, AlarmTable(clock),
-                      journal, clock)
+    control = Control(
+        [r], ControlConfig(), hub.latest.get, {}, None, AlarmTable(clock), journal, clock
+    )
     hub.add_listener(control.on_samples)
 
     def tick() -> None:  # Configuration.tick, for a plant without models or links
@@ -218,17 +241,42 @@ durations = st.sampled_from(["0s", "500ms", "1s", "2500ms", "4s"])
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(sample_steps, sample_values, qualities), min_size=1, max_size=60),
-       st.sampled_from([">", ">=", "<", "<="]), st.integers(20, 90), st.sampled_from([0, 3, 8]),
-       durations, durations, durations, durations, st.sampled_from([None, 1, 3]),
-       st.sampled_from(["hold", "activate", "release"]), st.sampled_from([None, 3.0, 10.0]))
+@given(
+    st.lists(st.tuples(sample_steps, sample_values, qualities), min_size=1, max_size=60),
+    st.sampled_from([">", ">=", "<", "<="]),
+    st.integers(20, 90),
+    st.sampled_from([0, 3, 8]),
+    durations,
+    durations,
+    durations,
+    durations,
+    st.sampled_from([None, 1, 3]),
+    st.sampled_from(["hold", "activate", "release"]),
+    st.sampled_from([None, 3.0, 10.0]),
+)
 def test_dry_run_counts_what_hub_and_control_do(
-        steps: list[tuple[float, float | None, Quality]], op: str, threshold: int,
-        deadband: int, on_delay: str, off_delay: str, min_on: str, min_off: str,
-        cap: int | None, policy: str, stale: float | None) -> None:
-    kw: dict[str, Any] = {"op": op, "threshold": threshold, "deadband": deadband,
-                          "on_delay": on_delay, "off_delay": off_delay, "min_on": min_on,
-                          "min_off": min_off, "on_bad_quality": policy}
+    steps: list[tuple[float, float | None, Quality]],
+    op: str,
+    threshold: int,
+    deadband: int,
+    on_delay: str,
+    off_delay: str,
+    min_on: str,
+    min_off: str,
+    cap: int | None,
+    policy: str,
+    stale: float | None,
+) -> None:
+    kw: dict[str, Any] = {
+        "op": op,
+        "threshold": threshold,
+        "deadband": deadband,
+        "on_delay": on_delay,
+        "off_delay": off_delay,
+        "min_on": min_on,
+        "min_off": min_off,
+        "on_bad_quality": policy,
+    }
     if cap is not None:
         kw["max_changes_per_hour"] = cap
     r = rule(**kw)
@@ -250,19 +298,45 @@ def test_dry_run_counts_what_hub_and_control_do(
 # -- the issue's test: a recording made by the engine, the dry run of an edited rule, and the
 #    engine running that rule over the same recording --------------------------------------
 
-RULE_A = {"id": "high-level", "signal": SIGNAL, "op": ">", "threshold": 60, "deadband": 5,
-          "on_delay": "2s", "off_delay": "1s", "on_bad_quality": "hold",
-          "actions": [{"alarm": "high", "message": "tank level high"}]}
-RULE_B = {**RULE_A, "threshold": 55, "deadband": 2, "on_delay": "1500ms", "off_delay": "0s",
-          "min_on": "3s", "max_changes_per_hour": 40, "on_bad_quality": "release"}
+RULE_A = {
+    "id": "high-level",
+    "signal": SIGNAL,
+    "op": ">",
+    "threshold": 60,
+    "deadband": 5,
+    "on_delay": "2s",
+    "off_delay": "1s",
+    "on_bad_quality": "hold",
+    "actions": [{"alarm": "high", "message": "tank level high"}],
+}
+RULE_B = {
+    **RULE_A,
+    "threshold": 55,
+    "deadband": 2,
+    "on_delay": "1500ms",
+    "off_delay": "0s",
+    "min_on": "3s",
+    "max_changes_per_hour": 40,
+    "on_bad_quality": "release",
+}
 
 
 def plant(tmp: Path, rule_raw: dict[str, Any]) -> Any:
-    raw = {"edge": {"id": "tank-farm", "data_dir": str(tmp)},
-           "brokers": [{"id": "local", "host": "127.0.0.1", "port": 1883}],
-           "signals": [{"id": SIGNAL, "broker": "local", "topic": "farm/tank1", "json": "level",
-                        "range": list(RANGE), "unit": "%"}],
-           "rules": [rule_raw]}
+    raw = {
+        "edge": {"id": "tank-farm", "data_dir": str(tmp)},
+        "brokers": [{"id": "local", "host": "127.0.0.1", "port": 1883}],
+        "signals": [
+            {
+                "id": SIGNAL,
+                "broker": "local",
+                "topic": "farm/tank1",
+                "json": "level",
+                "range": list(RANGE),
+                "unit": "%",
+            }
+        ],
+        "rules": [rule_raw],
+    }
     return validate_plant(raw, base_dir=tmp)
 
 
@@ -331,7 +405,8 @@ def engines(tmp_path: Path) -> Iterator[list[ReplayEngine]]:
 
 
 def test_dry_run_of_an_edited_rule_equals_the_engine_running_it(
-        tmp_path: Path, engines: list[ReplayEngine]) -> None:
+    tmp_path: Path, engines: list[ReplayEngine]
+) -> None:
     series_ = recorded_series()
     t0 = series_[0][0]
     end_rel = series_[-1][0] - t0 + 30.0
@@ -362,23 +437,32 @@ def test_dry_run_of_an_edited_rule_equals_the_engine_running_it(
     assert dry_b == answer["edited"]["1h"] == len(ran_b)
     detail = answer["detail"]["edited"]["24h"]
     assert (detail["first"], detail["last"]) == (ran_b[0], ran_b[-1])
-    assert detail["releases"] == sum(1 for a in applied.journal.actions
-                                     if a.transition == "release")
+    assert detail["releases"] == sum(
+        1 for a in applied.journal.actions if a.transition == "release"
+    )
     # The edit matters: the two rules count differently over the same recording.
     assert len(ran_b) != len(ran_a) and len(ran_a) >= 10
 
 
 def test_dry_run_answers_with_the_problems_of_a_bad_rule(
-        tmp_path: Path, engines: list[ReplayEngine]) -> None:
+    tmp_path: Path, engines: list[ReplayEngine]
+) -> None:
     e = ReplayEngine(tmp_path, RULE_A, WALL0)
     engines.append(e)
     e.run(series([40, 70, 70, 70, 40]), 10.0)
-    bad = {**RULE_A, "threshold": "high", "on_delay": "5 sec",
-           "actions": [{"write": "drive9", "address": "co:1", "on": True}]}
+    bad = {
+        **RULE_A,
+        "threshold": "high",
+        "on_delay": "5 sec",
+        "actions": [{"write": "drive9", "address": "co:1", "on": True}],
+    }
     answer = e.engine.api.dry_run(bad)
     assert not answer["ok"]
-    for text in ("threshold: expected a finite number", "on_delay: '5 sec' is not a duration",
-                 "actions[0].write: 'drive9' is not a device"):
+    for text in (
+        "threshold: expected a finite number",
+        "on_delay: '5 sec' is not a duration",
+        "actions[0].write: 'drive9' is not a device",
+    ):
         assert text in answer["message"]
     new = e.engine.api.dry_run({**RULE_A, "id": "new-rule", "threshold": 65})
     assert new["ok"] and new["current"] is None and new["edited"] == {"1h": 1, "24h": 1}

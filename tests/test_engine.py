@@ -91,8 +91,9 @@ def sig(frame: Frame, sid: str) -> SignalView:
 
 
 @pytest.fixture
-def engine(modbus_server: ModbusDeviceServer, mosquitto: MosquittoBroker,
-           tmp_path: Path) -> Iterator[Engine]:
+def engine(
+    modbus_server: ModbusDeviceServer, mosquitto: MosquittoBroker, tmp_path: Path
+) -> Iterator[Engine]:
     from floorconsole.core.config import ModbusPoint
 
     modbus_server.set_value(ModbusPoint("drive1", "hr", 0, "float32"), 12.5)
@@ -123,8 +124,10 @@ def test_values_reach_frames_and_historian(engine: Engine, mosquitto: MosquittoB
     assert sig(f, "motor1.temp").value == pytest.approx(61.2)
     assert sig(f, "motor1.running").value is True
     assert sig(f, "motor1.vib").quality == "UNCERTAIN"  # nothing published yet: initial
-    wait_for(lambda: next(ln for ln in api.frame().links if ln.id == "local").state == "up",
-             what="broker up")
+    wait_for(
+        lambda: next(ln for ln in api.frame().links if ln.id == "local").state == "up",
+        what="broker up",
+    )
     publish(mosquitto.port, "plant/vib", {"x": [0.1, -0.2, 0.3, -0.1]})
     publish(mosquitto.port, "plant/env", {"t": {"ambient": 21.5}})
     wait_for(lambda: sig(api.frame(), "motor1.ambient").quality == "GOOD", what="mqtt GOOD")
@@ -145,14 +148,18 @@ def test_values_reach_frames_and_historian(engine: Engine, mosquitto: MosquittoB
     assert h.quality_changes[0].quality == "GOOD"
 
 
-def test_device_down_goes_uncertain_then_bad_and_back(engine: Engine,
-                                                      modbus_server: ModbusDeviceServer) -> None:
+def test_device_down_goes_uncertain_then_bad_and_back(
+    engine: Engine, modbus_server: ModbusDeviceServer
+) -> None:
     api = engine.api
     wait_for(lambda: sig(api.frame(), "motor1.current").quality == "GOOD", what="GOOD")
     modbus_server.stop()
     t0 = time.monotonic()
-    wait_for(lambda: sig(api.frame(), "motor1.current").quality == "UNCERTAIN", timeout=2,
-             what="UNCERTAIN")
+    wait_for(
+        lambda: sig(api.frame(), "motor1.current").quality == "UNCERTAIN",
+        timeout=2,
+        what="UNCERTAIN",
+    )
     wait_for(lambda: sig(api.frame(), "motor1.current").quality == "BAD", timeout=2, what="BAD")
     # two poll periods plus the timeout (0.4 s), plus one poll of slack for scheduling
     assert time.monotonic() - t0 < 0.4 + 0.3
@@ -161,8 +168,11 @@ def test_device_down_goes_uncertain_then_bad_and_back(engine: Engine,
     assert cur.reason == "no communication" and cur.value == pytest.approx(12.5)
     assert any(c.source == "drive1" and "down" in c.text for c in f.conditions)
     modbus_server.start()
-    wait_for(lambda: sig(api.frame(), "motor1.current").quality == "GOOD", timeout=10,
-             what="GOOD again after reconnect")
+    wait_for(
+        lambda: sig(api.frame(), "motor1.current").quality == "GOOD",
+        timeout=10,
+        what="GOOD again after reconnect",
+    )
 
 
 def test_second_engine_on_same_data_dir_refuses(engine: Engine, tmp_path: Path) -> None:
@@ -174,8 +184,12 @@ def test_second_engine_on_same_data_dir_refuses(engine: Engine, tmp_path: Path) 
 def test_second_start_from_cli_names_the_process(engine: Engine, tmp_path: Path) -> None:
     plant_file = tmp_path / "plant.toml"
     plant_file.write_text(f'[edge]\nid = "x"\ndata_dir = "{engine.data_dir}"\n')
-    r = subprocess.run([sys.executable, "-m", "floorconsole.cli", "run", "-c", str(plant_file),
-                        "--headless"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "floorconsole.cli", "run", "-c", str(plant_file), "--headless"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 1
     assert "already running" in r.stderr and "pid" in r.stderr and "Traceback" not in r.stderr
 
@@ -213,8 +227,14 @@ async def test_console_exports_what_the_historian_holds(engine: Engine, tmp_path
     rows = list(csv.reader(path.open()))
     assert rows[0] == ["time", "signal", "value", "quality"]
     with HistoryReader(engine.historian.path) as reader:
-        expected = [[iso_utc_ms(r.t), "motor1.current", csv_value(r.value),
-                     quality_text(r.quality, r.reason)]
-                    for r in reader.query("motor1.current", since, until)]
+        expected = [
+            [
+                iso_utc_ms(r.t),
+                "motor1.current",
+                csv_value(r.value),
+                quality_text(r.quality, r.reason),
+            ]
+            for r in reader.query("motor1.current", since, until)
+        ]
     assert len(expected) >= 5
     assert rows[1:] == expected

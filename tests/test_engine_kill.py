@@ -18,11 +18,15 @@ POLL_MS = 10  # 50 signals every 10 ms: 5,000 samples/s
 
 
 def plant(tmp: Path, port: int) -> Path:
-    lines = [f'[edge]\nid = "kill-test"\ndata_dir = "{tmp / "data"}"\n',
-             f'[[devices]]\nid = "dev"\nprotocol = "modbus-tcp"\nhost = "127.0.0.1"\n'
-             f'port = {port}\npoll = "{POLL_MS}ms"\ntimeout = "500ms"\n']
-    lines += [f'[[signals]]\nid = "a.s{k}"\ndevice = "dev"\naddress = "hr:{k}"\ntype = "uint16"\n'
-              for k in range(SIGNALS)]
+    lines = [
+        f'[edge]\nid = "kill-test"\ndata_dir = "{tmp / "data"}"\n',
+        f'[[devices]]\nid = "dev"\nprotocol = "modbus-tcp"\nhost = "127.0.0.1"\n'
+        f'port = {port}\npoll = "{POLL_MS}ms"\ntimeout = "500ms"\n',
+    ]
+    lines += [
+        f'[[signals]]\nid = "a.s{k}"\ndevice = "dev"\naddress = "hr:{k}"\ntype = "uint16"\n'
+        for k in range(SIGNALS)
+    ]
     path = tmp / "plant.toml"
     path.write_text("\n".join(lines))
     return path
@@ -37,9 +41,11 @@ def committed_rows(db: Path) -> int:
 
 
 def start_engine(plant_file: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "floorconsole.cli", "run", "-c",
-                             str(plant_file), "--headless"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "floorconsole.cli", "run", "-c", str(plant_file), "--headless"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_rows(db: Path, at_least: int, timeout: float = 15.0) -> int:

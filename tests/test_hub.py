@@ -68,10 +68,14 @@ def test_degraded_reemission_is_a_quality_change_not_a_row() -> None:
     hub.ingest([s.degraded(Reason.LAST_USABLE, "timeout")])
     assert [r.value for r in store.rows] == [12.5]
     assert [(c.quality, c.reason) for c in store.changes] == [
-        (Quality.GOOD, Reason.NONE), (Quality.UNCERTAIN, Reason.LAST_USABLE)]
+        (Quality.GOOD, Reason.NONE),
+        (Quality.UNCERTAIN, Reason.LAST_USABLE),
+    ]
     latest = hub.latest["m.current"]
     assert latest.value == 12.5 and latest.quality is Quality.UNCERTAIN
-    assert abs(latest.age(clock.mono()) - 0.3) < 1e-9  # the age of the value, not of the re-emission
+    assert (
+        abs(latest.age(clock.mono()) - 0.3) < 1e-9
+    )  # the age of the value, not of the re-emission
     assert hub.samples_in == 1
 
 

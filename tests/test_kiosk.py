@@ -17,13 +17,23 @@ import pytest
 
 FLOORCONSOLE = Path(sys.executable).with_name("floorconsole")
 # tmux key names; 'C-\' is ctrl+backslash (the terminal's SIGQUIT key).
-ESCAPE_KEYS = ("C-c", "C-q", "C-z", "C-\\", "C-p", "q", "F10", "Escape",
-               *(f"F{n}" for n in range(1, 13)))
+ESCAPE_KEYS = (
+    "C-c",
+    "C-q",
+    "C-z",
+    "C-\\",
+    "C-p",
+    "q",
+    "F10",
+    "Escape",
+    *(f"F{n}" for n in range(1, 13)),
+)
 # The header ends with who is logged in, then the clock.
 ROLE = re.compile(r"· (VIEWER|LOCKED \S+|[A-Z]+ \S+)\s+\d\d:\d\d:\d\d\s*$")
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
-                                reason="tmux is not installed: kiosk keys need a real terminal")
+pytestmark = pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="tmux is not installed: kiosk keys need a real terminal"
+)
 
 
 class Pane:
@@ -34,8 +44,13 @@ class Pane:
         self.stderr = stderr
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=True,
-                              capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p")
@@ -55,8 +70,10 @@ class Pane:
                 return shown
             time.sleep(0.2)
         err = self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
-        raise AssertionError(f"{text!r} not shown within {timeout} s; the pane shows:\n{shown}"
-                             f"\nengine log:\n{err[-2000:]}")
+        raise AssertionError(
+            f"{text!r} not shown within {timeout} s; the pane shows:\n{shown}"
+            f"\nengine log:\n{err[-2000:]}"
+        )
 
 
 def alive(pid: int) -> bool:

@@ -41,22 +41,45 @@ class CollectingSink:
         return [(t, s) for t, batch in self.batches for s in batch if s.signal == signal]
 
 
-def device(server: ModbusDeviceServer | int, *, poll_s: float = 0.1, timeout_s: float = 0.3,
-           retries: int = 0, id: str = "dev") -> DeviceConfig:
+def device(
+    server: ModbusDeviceServer | int,
+    *,
+    poll_s: float = 0.1,
+    timeout_s: float = 0.3,
+    retries: int = 0,
+    id: str = "dev",
+) -> DeviceConfig:
     port = server if isinstance(server, int) else server.port
-    return DeviceConfig(id=id, protocol="modbus-tcp", host="127.0.0.1", port=port, unit_id=1,
-                        poll_s=poll_s, timeout_s=timeout_s, retries=retries)
+    return DeviceConfig(
+        id=id,
+        protocol="modbus-tcp",
+        host="127.0.0.1",
+        port=port,
+        unit_id=1,
+        poll_s=poll_s,
+        timeout_s=timeout_s,
+        retries=retries,
+    )
 
 
-def signal(id: str, address: str, type_: str = "uint16", word_order: str = "big",
-           scale: float = 1.0, offset: float = 0.0, dev: str = "dev") -> SignalConfig:
+def signal(
+    id: str,
+    address: str,
+    type_: str = "uint16",
+    word_order: str = "big",
+    scale: float = 1.0,
+    offset: float = 0.0,
+    dev: str = "dev",
+) -> SignalConfig:
     table, addr = address.split(":")
-    return SignalConfig(id=id, source=ModbusPoint(dev, table, int(addr), type_, word_order,
-                                                  scale, offset))
+    return SignalConfig(
+        id=id, source=ModbusPoint(dev, table, int(addr), type_, word_order, scale, offset)
+    )
 
 
-def poller(dev: DeviceConfig, signals: list[SignalConfig],
-           sink: CollectingSink | None = None) -> tuple[DevicePoller, CollectingSink, LinkStats]:
+def poller(
+    dev: DeviceConfig, signals: list[SignalConfig], sink: CollectingSink | None = None
+) -> tuple[DevicePoller, CollectingSink, LinkStats]:
     sink = sink or CollectingSink()
     stats = LinkStats(dev.id, "device", f"{dev.host}:{dev.port}")
     return DevicePoller(dev, signals, sink, SystemClock(), stats), sink, stats
@@ -72,8 +95,15 @@ async def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> flo
     return time.monotonic()
 
 
-VALUES = {"bool": True, "int16": -1234.0, "uint16": 54321.0, "int32": -123456789.0,
-          "uint32": 3_000_000_000.0, "float32": -12.5, "float64": 2.0 / 3.0}
+VALUES = {
+    "bool": True,
+    "int16": -1234.0,
+    "uint16": 54321.0,
+    "int32": -123456789.0,
+    "uint32": 3_000_000_000.0,
+    "float32": -12.5,
+    "float64": 2.0 / 3.0,
+}
 
 
 async def test_every_type_and_word_order_reads_good(modbus_server: ModbusDeviceServer) -> None:
@@ -116,14 +146,15 @@ async def test_every_type_and_word_order_reads_good(modbus_server: ModbusDeviceS
     assert dict(modbus_server.requests) == {"hr": 1, "ir": 1, "co": 1, "di": 1}
 
 
-async def test_scaling_and_offset_apply_to_raw_registers(
-        modbus_server: ModbusDeviceServer) -> None:
+async def test_scaling_and_offset_apply_to_raw_registers(modbus_server: ModbusDeviceServer) -> None:
     modbus_server.set("hr", 0, [0xFF85])  # int16 -123
     modbus_server.set("hr", 1, [0x0000, 0x2710])  # uint32 10000
     modbus_server.set("ir", 5, [0x0000, 0x4120])  # float32 10.0, little word order
-    signals = [signal("t", "hr:0", "int16", scale=0.1, offset=5.0),
-               signal("e", "hr:1", "uint32", scale=0.001, offset=-2.0),
-               signal("f", "ir:5", "float32", "little", scale=2.0, offset=0.5)]
+    signals = [
+        signal("t", "hr:0", "int16", scale=0.1, offset=5.0),
+        signal("e", "hr:1", "uint32", scale=0.001, offset=-2.0),
+        signal("f", "ir:5", "float32", "little", scale=2.0, offset=0.5),
+    ]
     p, _, _ = poller(device(modbus_server), signals)
     try:
         got = {s.signal: s.value for s in await p.poll_once()}
@@ -178,7 +209,8 @@ async def test_exception_on_a_single_point_device(modbus_server: ModbusDeviceSer
 
 
 async def test_busy_device_is_not_split_and_marks_the_whole_block(
-        modbus_server: ModbusDeviceServer) -> None:
+    modbus_server: ModbusDeviceServer,
+) -> None:
     # exception 6 says nothing about addresses: splitting would only fragment the plan
     modbus_server.exceptions[("hr", 2)] = 6
     signals = [signal(f"r{a}", f"hr:{a}") for a in (0, 1, 3)]
@@ -191,14 +223,16 @@ async def test_busy_device_is_not_split_and_marks_the_whole_block(
     finally:
         await p.close()
     assert [(s.reason, s.detail) for s in got] == [
-        (Reason.DEVICE_FAILURE, "exception 6 SERVER DEVICE BUSY at hr:0-3")] * 3
+        (Reason.DEVICE_FAILURE, "exception 6 SERVER DEVICE BUSY at hr:0-3")
+    ] * 3
     assert len(p.plan) == 1 and stats.requests == 2
     assert again == {"r0": 5.0, "r1": 6.0, "r3": 7.0}
     assert stats.state is LinkState.UP
 
 
 async def test_gateway_without_answer_is_no_comm_not_device_failure(
-        modbus_server: ModbusDeviceServer) -> None:
+    modbus_server: ModbusDeviceServer,
+) -> None:
     modbus_server.set("hr", 0, 9)
     signals = [signal("a", "hr:0")]
     dev = device(modbus_server, poll_s=0.05, timeout_s=0.1)  # stale after 0.2 s
@@ -245,8 +279,11 @@ async def test_non_finite_float_is_bad_decode_error(modbus_server: ModbusDeviceS
     modbus_server.set("hr", 0, [0x7FC0, 0x0000])  # NaN
     modbus_server.set("hr", 2, [0x7F80, 0x0000])  # +inf
     modbus_server.set("hr", 4, [0x4120, 0x0000])  # 10.0
-    signals = [signal("nan", "hr:0", "float32"), signal("inf", "hr:2", "float32"),
-               signal("ok", "hr:4", "float32")]
+    signals = [
+        signal("nan", "hr:0", "float32"),
+        signal("inf", "hr:2", "float32"),
+        signal("ok", "hr:4", "float32"),
+    ]
     p, _, stats = poller(device(modbus_server), signals)
     try:
         got = {s.signal: s for s in await p.poll_once()}
@@ -262,8 +299,12 @@ async def test_non_finite_float_is_bad_decode_error(modbus_server: ModbusDeviceS
     assert stats.state is LinkState.UP  # the device answered; only values were bad
 
 
-async def _dropout(server: ModbusDeviceServer, go_away: Callable[[], None],
-                   come_back: Callable[[], None], caplog: pytest.LogCaptureFixture) -> LinkStats:
+async def _dropout(
+    server: ModbusDeviceServer,
+    go_away: Callable[[], None],
+    come_back: Callable[[], None],
+    caplog: pytest.LogCaptureFixture,
+) -> LinkStats:
     """GOOD, then the device goes away: UNCERTAIN LAST_USABLE, then BAD NO_COMM on time,
     then it comes back: GOOD again."""
     server.set("hr", 0, [11, 22])
@@ -311,7 +352,8 @@ async def _dropout(server: ModbusDeviceServer, go_away: Callable[[], None],
 
 
 async def test_silent_device_goes_uncertain_then_bad_then_recovers(
-        modbus_server: ModbusDeviceServer, caplog: pytest.LogCaptureFixture) -> None:
+    modbus_server: ModbusDeviceServer, caplog: pytest.LogCaptureFixture
+) -> None:
     def go() -> None:
         modbus_server.silent = True
 
@@ -324,7 +366,8 @@ async def test_silent_device_goes_uncertain_then_bad_then_recovers(
 
 
 async def test_stopped_device_goes_uncertain_then_bad_then_recovers(
-        modbus_server: ModbusDeviceServer, caplog: pytest.LogCaptureFixture) -> None:
+    modbus_server: ModbusDeviceServer, caplog: pytest.LogCaptureFixture
+) -> None:
     stats = await _dropout(modbus_server, modbus_server.stop, modbus_server.start, caplog)
     assert stats.reconnects >= 1
 
@@ -353,15 +396,18 @@ async def test_backoff_spaces_out_connection_attempts(modbus_server: ModbusDevic
 
 
 async def test_slow_device_does_not_slow_down_another(
-        modbus_server_factory: Callable[..., ModbusDeviceServer]) -> None:
+    modbus_server_factory: Callable[..., ModbusDeviceServer],
+) -> None:
     fast_srv = modbus_server_factory()
     slow_srv = modbus_server_factory(delay_s=0.25)
     fast_srv.set("hr", 0, 1)
     slow_srv.set("hr", 0, 2)
-    fast, fast_sink, _ = poller(device(fast_srv, poll_s=0.05, id="fast"),
-                                [signal("f", "hr:0", dev="fast")])
-    slow, slow_sink, slow_stats = poller(device(slow_srv, poll_s=0.05, timeout_s=1.0,
-                                                id="slow"), [signal("s", "hr:0", dev="slow")])
+    fast, fast_sink, _ = poller(
+        device(fast_srv, poll_s=0.05, id="fast"), [signal("f", "hr:0", dev="fast")]
+    )
+    slow, slow_sink, slow_stats = poller(
+        device(slow_srv, poll_s=0.05, timeout_s=1.0, id="slow"), [signal("s", "hr:0", dev="slow")]
+    )
     tasks = [asyncio.create_task(fast.run()), asyncio.create_task(slow.run())]
     try:
         await wait_until(lambda: bool(fast_sink.batches and slow_sink.batches), 3.0, "both read")
@@ -383,10 +429,10 @@ async def test_slow_device_does_not_slow_down_another(
 
 
 async def test_server_keeps_port_and_values_across_restart_and_sees_writes(
-        modbus_server: ModbusDeviceServer) -> None:
+    modbus_server: ModbusDeviceServer,
+) -> None:
     writes: list[tuple[str, int, list[int] | list[bool]]] = []
-    modbus_server.on_write = lambda table, address, values: writes.append(
-        (table, address, values))
+    modbus_server.on_write = lambda table, address, values: writes.append((table, address, values))
     port = modbus_server.port
     point = ModbusPoint("dev", "hr", 3, "float64", "little", 0.5, 1.0)
     modbus_server.set_value(point, 42.25)

@@ -62,11 +62,26 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str =
         await asyncio.sleep(0.01)
 
 
-def signal(sid: str, topic: str, path: str, *, ts: str | None = None, kind: str | None = None,
-           max_payload: int = 256 * 1024) -> SignalConfig:
-    return SignalConfig(id=sid, source=MqttPoint(
-        broker=BROKER_ID, topic=topic, json_path=parse_json_path(path) if path else (),
-        time_path=parse_json_path(ts) if ts else None, kind=kind, max_payload=max_payload))
+def signal(
+    sid: str,
+    topic: str,
+    path: str,
+    *,
+    ts: str | None = None,
+    kind: str | None = None,
+    max_payload: int = 256 * 1024,
+) -> SignalConfig:
+    return SignalConfig(
+        id=sid,
+        source=MqttPoint(
+            broker=BROKER_ID,
+            topic=topic,
+            json_path=parse_json_path(path) if path else (),
+            time_path=parse_json_path(ts) if ts else None,
+            kind=kind,
+            max_payload=max_payload,
+        ),
+    )
 
 
 class Publisher:
@@ -99,9 +114,16 @@ class Source:
         self.sink = CollectingSink()
         self.stats = LinkStats(BROKER_ID, "broker", f"{host}:{port}")
         cfg = BrokerConfig(id=BROKER_ID, host=host, port=port, keepalive_s=5, **broker)  # type: ignore[arg-type]
-        self.client = BrokerClient(cfg, signals, self.sink, asyncio.get_running_loop(),
-                                   SystemClock(), self.stats,
-                                   reconnect_min_s=0.1, reconnect_max_s=0.5)
+        self.client = BrokerClient(
+            cfg,
+            signals,
+            self.sink,
+            asyncio.get_running_loop(),
+            SystemClock(),
+            self.stats,
+            reconnect_min_s=0.1,
+            reconnect_max_s=0.5,
+        )
 
     async def up(self) -> Source:
         assert self.client.start()
@@ -117,8 +139,12 @@ async def sources() -> Iterator[list[Source]]:
         s.client.stop()
 
 
-async def start_source(sources: list[Source], broker: MosquittoBroker | object,
-                       signals: list[SignalConfig], **cfg: object) -> Source:
+async def start_source(
+    sources: list[Source],
+    broker: MosquittoBroker | object,
+    signals: list[SignalConfig],
+    **cfg: object,
+) -> Source:
     s = Source(broker.host, broker.port, signals, **cfg)  # type: ignore[attr-defined]
     sources.append(s)
     return await s.up()
@@ -126,16 +152,25 @@ async def start_source(sources: list[Source], broker: MosquittoBroker | object,
 
 # --- values ------------------------------------------------------------------------------------
 
-async def test_json_paths_one_batch_per_message(mosquitto: MosquittoBroker, publisher: Publisher,
-                                                sources: list[Source]) -> None:
+
+async def test_json_paths_one_batch_per_message(
+    mosquitto: MosquittoBroker, publisher: Publisher, sources: list[Source]
+) -> None:
     topic = "plant3/line2/env"
-    src = await start_source(sources, mosquitto, [
-        signal("room.temp", topic, "data.temp", ts="meta.ts"),
-        signal("room.rms1", topic, "data.axes[1].rms", ts="meta.ts"),
-        signal("room.door", topic, "door"),
-    ])
-    payload = {"meta": {"ts": 1_700_000_000_250}, "door": True,
-               "data": {"temp": 21.5, "axes": [{"rms": 0.1}, {"rms": 0.75}]}}
+    src = await start_source(
+        sources,
+        mosquitto,
+        [
+            signal("room.temp", topic, "data.temp", ts="meta.ts"),
+            signal("room.rms1", topic, "data.axes[1].rms", ts="meta.ts"),
+            signal("room.door", topic, "door"),
+        ],
+    )
+    payload = {
+        "meta": {"ts": 1_700_000_000_250},
+        "door": True,
+        "data": {"temp": 21.5, "axes": [{"rms": 0.1}, {"rms": 0.75}]},
+    }
     publisher.send(topic, json.dumps(payload)).wait_for_publish(2)
     await until(lambda: len(src.sink.batches) == 1)
 
@@ -152,18 +187,25 @@ async def test_json_paths_one_batch_per_message(mosquitto: MosquittoBroker, publ
     assert src.sink.wrong_thread == 0
 
 
-async def test_simulator_waveforms(mosquitto: MosquittoBroker, publisher: Publisher,
-                                   sources: list[Source]) -> None:
+async def test_simulator_waveforms(
+    mosquitto: MosquittoBroker, publisher: Publisher, sources: list[Source]
+) -> None:
     topic = "factory/motor-01/vibration/raw"
-    src = await start_source(sources, mosquitto, [
-        signal(f"motor1.vibration.{a}", topic, a, ts="ts", kind="waveform") for a in "xyz"])
+    src = await start_source(
+        sources,
+        mosquitto,
+        [signal(f"motor1.vibration.{a}", topic, a, ts="ts", kind="waveform") for a in "xyz"],
+    )
     rng = np.random.default_rng(7)
     sent = []
     for i in range(20):
         block = {a: rng.normal(0.0, 0.2, 256) for a in "xyz"}
         sent.append(block)
-        msg = {"motor_id": "motor-01", "ts": 1_700_000_000.0 + i * 0.1,
-               **{a: block[a].tolist() for a in "xyz"}}
+        msg = {
+            "motor_id": "motor-01",
+            "ts": 1_700_000_000.0 + i * 0.1,
+            **{a: block[a].tolist() for a in "xyz"},
+        }
         publisher.send(topic, json.dumps(msg))
     await until(lambda: len(src.sink.batches) == 20)
 
@@ -178,18 +220,27 @@ async def test_simulator_waveforms(mosquitto: MosquittoBroker, publisher: Publis
 
 # --- malformed ---------------------------------------------------------------------------------
 
+
 def _malformed_burst() -> list[tuple[str, bytes]]:
     """200 payloads of each reason, interleaved; each fails both signals for the same reason."""
     big = json.dumps({"v": 1.0, "w": [0.0] * 400}).encode()  # valid, but over 2,000 bytes
     kinds = {
         "not_json": [b"{not json", b"\xff\xfe\x00", b"", b'{"v": 1', b"{'v': 1}"],
         "missing_key": [b'{"other": 1}', b'{"V": 1, "W": [1]}', b"[]", b"{}", b"42"],
-        "wrong_type": [b'{"v": "1.5", "w": "x"}', b'{"v": null, "w": null}',
-                       b'{"v": [1, 2], "w": 3}', b'{"v": {}, "w": [1, "2"]}',
-                       b'{"v": [], "w": []}'],
-        "not_finite": [b'{"v": NaN, "w": [1, NaN]}', b'{"v": Infinity, "w": [Infinity]}',
-                       b'{"v": -Infinity, "w": [0, -Infinity]}', b'{"v": 1e999, "w": [1e999]}',
-                       b'{"v": NaN, "w": [NaN, NaN]}'],
+        "wrong_type": [
+            b'{"v": "1.5", "w": "x"}',
+            b'{"v": null, "w": null}',
+            b'{"v": [1, 2], "w": 3}',
+            b'{"v": {}, "w": [1, "2"]}',
+            b'{"v": [], "w": []}',
+        ],
+        "not_finite": [
+            b'{"v": NaN, "w": [1, NaN]}',
+            b'{"v": Infinity, "w": [Infinity]}',
+            b'{"v": -Infinity, "w": [0, -Infinity]}',
+            b'{"v": 1e999, "w": [1e999]}',
+            b'{"v": NaN, "w": [NaN, NaN]}',
+        ],
         "oversized": [big, big + b" ", b"x" * 3000, b"[" * 2001, b" " * 5000],
     }
     out = []
@@ -199,14 +250,18 @@ def _malformed_burst() -> list[tuple[str, bytes]]:
     return out
 
 
-async def test_thousand_malformed_counted_exactly(mosquitto: MosquittoBroker,
-                                                  publisher: Publisher,
-                                                  sources: list[Source]) -> None:
+async def test_thousand_malformed_counted_exactly(
+    mosquitto: MosquittoBroker, publisher: Publisher, sources: list[Source]
+) -> None:
     topic = "plant3/line2/press"
-    src = await start_source(sources, mosquitto, [
-        signal("press.v", topic, "v", kind="scalar", max_payload=2000),
-        signal("press.w", topic, "w", kind="waveform", max_payload=2000),
-    ])
+    src = await start_source(
+        sources,
+        mosquitto,
+        [
+            signal("press.v", topic, "v", kind="scalar", max_payload=2000),
+            signal("press.w", topic, "w", kind="waveform", max_payload=2000),
+        ],
+    )
     burst = _malformed_burst()
     assert len(burst) == 1000
     infos = [publisher.send(topic, raw) for _reason, raw in burst]
@@ -217,8 +272,9 @@ async def test_thousand_malformed_counted_exactly(mosquitto: MosquittoBroker,
     await until(lambda: len(src.sink.batches) >= 1001, timeout=10, what="the good message")
 
     per_reason = Counter(reason for reason, _ in burst)
-    expected = Counter({(sid, reason): n for reason, n in per_reason.items()
-                        for sid in ("press.v", "press.w")})
+    expected = Counter(
+        {(sid, reason): n for reason, n in per_reason.items() for sid in ("press.v", "press.w")}
+    )
     assert src.stats.malformed == expected
     assert src.stats.malformed_total == 2000
     assert src.stats.messages == 1001
@@ -229,10 +285,13 @@ async def test_thousand_malformed_counted_exactly(mosquitto: MosquittoBroker,
     for (reason, _raw), b in zip(burst, bad, strict=True):
         assert [(s.signal, s.quality, s.reason) for s in b] == [
             ("press.v", Quality.BAD, Reason.DECODE_ERROR),
-            ("press.w", Quality.BAD, Reason.DECODE_ERROR)]
+            ("press.w", Quality.BAD, Reason.DECODE_ERROR),
+        ]
         assert all(s.detail.startswith(f"{reason}: ") for s in b)
-    assert [(s.signal, s.quality) for s in batch] == [("press.v", Quality.GOOD),
-                                                      ("press.w", Quality.GOOD)]
+    assert [(s.signal, s.quality) for s in batch] == [
+        ("press.v", Quality.GOOD),
+        ("press.w", Quality.GOOD),
+    ]
     assert batch[0].value == 3.5
 
     # and it keeps going
@@ -242,9 +301,9 @@ async def test_thousand_malformed_counted_exactly(mosquitto: MosquittoBroker,
     assert src.stats.state is LinkState.UP
 
 
-async def test_bad_time_keeps_the_value_and_is_counted(mosquitto: MosquittoBroker,
-                                                       publisher: Publisher,
-                                                       sources: list[Source]) -> None:
+async def test_bad_time_keeps_the_value_and_is_counted(
+    mosquitto: MosquittoBroker, publisher: Publisher, sources: list[Source]
+) -> None:
     topic = "plant3/line2/flow"
     src = await start_source(sources, mosquitto, [signal("flow", topic, "v", ts="ts")])
     publisher.send(topic, b'{"v": 12.0, "ts": "not a time"}').wait_for_publish(2)
@@ -257,11 +316,16 @@ async def test_bad_time_keeps_the_value_and_is_counted(mosquitto: MosquittoBroke
 
 # --- connection --------------------------------------------------------------------------------
 
-async def test_broker_restart_degrades_then_recovers(mosquitto: MosquittoBroker,
-                                                     sources: list[Source]) -> None:
+
+async def test_broker_restart_degrades_then_recovers(
+    mosquitto: MosquittoBroker, sources: list[Source]
+) -> None:
     topic = "plant3/line2/speed"
-    src = await start_source(sources, mosquitto, [signal("line.speed", topic, "v"),
-                                                  signal("line.silent", "plant3/other", "v")])
+    src = await start_source(
+        sources,
+        mosquitto,
+        [signal("line.speed", topic, "v"), signal("line.silent", "plant3/other", "v")],
+    )
     pub = Publisher(mosquitto.host, mosquitto.port)
     pub.send(topic, b'{"v": 41.0}').wait_for_publish(2)
     await until(lambda: len(src.sink.batches) == 1)
@@ -288,8 +352,10 @@ async def test_broker_restart_degrades_then_recovers(mosquitto: MosquittoBroker,
     pub.close()
     pub = Publisher(mosquitto.host, mosquitto.port)  # a fresh sensor: the broker forgot all
     pub.send(topic, b'{"v": 42.0}').wait_for_publish(2)
-    await until(lambda: 42.0 in [s.value for s in src.sink.of("line.speed")],
-                what="values after the restart")
+    await until(
+        lambda: 42.0 in [s.value for s in src.sink.of("line.speed")],
+        what="values after the restart",
+    )
     pub.close()
     await asyncio.sleep(0.2)
     after = [s.value for s in src.sink.samples[1:] if s.quality is Quality.GOOD]
@@ -298,8 +364,9 @@ async def test_broker_restart_degrades_then_recovers(mosquitto: MosquittoBroker,
     assert after == [43.0, 42.0]
 
 
-async def test_publish_loops_back_through_the_broker(mosquitto: MosquittoBroker,
-                                                     sources: list[Source]) -> None:
+async def test_publish_loops_back_through_the_broker(
+    mosquitto: MosquittoBroker, sources: list[Source]
+) -> None:
     topic = "plant3/line2/alarms"
     src = await start_source(sources, mosquitto, [signal("alarm.level", topic, "level")])
     info = src.client.publish(topic, json.dumps({"level": 2}), qos=1)
@@ -316,22 +383,32 @@ def secured_broker() -> Iterator[MosquittoBroker]:
         yield broker
 
 
-async def test_username_and_password_from_the_environment(secured_broker: MosquittoBroker,
-                                                          sources: list[Source],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_username_and_password_from_the_environment(
+    secured_broker: MosquittoBroker, sources: list[Source], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLOORCONSOLE_TEST_MQTT_PW", "s3cret")
-    src = await start_source(sources, secured_broker, [signal("a", "t/a", "v")],
-                             username="edge", password_env="FLOORCONSOLE_TEST_MQTT_PW")
+    src = await start_source(
+        sources,
+        secured_broker,
+        [signal("a", "t/a", "v")],
+        username="edge",
+        password_env="FLOORCONSOLE_TEST_MQTT_PW",
+    )
     assert src.stats.state is LinkState.UP
     assert "u'edge'" in secured_broker.log_tail(50)
 
 
-async def test_wrong_password_is_refused_and_retried(secured_broker: MosquittoBroker,
-                                                     sources: list[Source],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_wrong_password_is_refused_and_retried(
+    secured_broker: MosquittoBroker, sources: list[Source], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLOORCONSOLE_TEST_MQTT_PW", "wrong")
-    src = Source(secured_broker.host, secured_broker.port, [signal("a", "t/a", "v")],
-                 username="edge", password_env="FLOORCONSOLE_TEST_MQTT_PW")
+    src = Source(
+        secured_broker.host,
+        secured_broker.port,
+        [signal("a", "t/a", "v")],
+        username="edge",
+        password_env="FLOORCONSOLE_TEST_MQTT_PW",
+    )
     sources.append(src)
     assert src.client.start()
     await until(lambda: src.stats.errors >= 2, what="refusals, retried")
@@ -339,11 +416,17 @@ async def test_wrong_password_is_refused_and_retried(secured_broker: MosquittoBr
     assert "not authori" in src.stats.last_error.lower()
 
 
-async def test_missing_password_variable_is_a_clear_error(mosquitto: MosquittoBroker,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_missing_password_variable_is_a_clear_error(
+    mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("FLOORCONSOLE_TEST_UNSET", raising=False)
-    src = Source(mosquitto.host, mosquitto.port, [signal("a", "t/a", "v")], username="edge",
-                 password_env="FLOORCONSOLE_TEST_UNSET")
+    src = Source(
+        mosquitto.host,
+        mosquitto.port,
+        [signal("a", "t/a", "v")],
+        username="edge",
+        password_env="FLOORCONSOLE_TEST_UNSET",
+    )
     assert src.client.start() is False
     assert src.stats.state is LinkState.DOWN
     assert "FLOORCONSOLE_TEST_UNSET is not set" in src.stats.last_error
@@ -362,28 +445,60 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
-    run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=floorconsole test CA")
+
+    run(
+        "req",
+        "-x509",
+        *key,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=floorconsole test CA",
+    )
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     for name, cn, ext in (("server", "127.0.0.1", ["-extfile", "san.ext"]), ("client", "edge", [])):
         run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", *ext)
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            *ext,
+        )
     return d
 
 
 @pytest.fixture
 def tls_broker(certs: Path) -> Iterator[MosquittoBroker]:
     """mosquitto on a TLS listener that requires a client certificate from our CA."""
-    tls = ListenerTLS(certs / "ca.pem", certs / "server.pem", certs / "server.key",
-                      require_certificate=True, client_cert=certs / "client.pem",
-                      client_key=certs / "client.key")
+    tls = ListenerTLS(
+        certs / "ca.pem",
+        certs / "server.pem",
+        certs / "server.key",
+        require_certificate=True,
+        client_cert=certs / "client.pem",
+        client_key=certs / "client.key",
+    )
     with MosquittoBroker(tls=tls) as broker:
         yield broker
 
 
-async def test_tls_with_client_certificate(tls_broker: MosquittoBroker, certs: Path,
-                                           sources: list[Source]) -> None:
+async def test_tls_with_client_certificate(
+    tls_broker: MosquittoBroker, certs: Path, sources: list[Source]
+) -> None:
     tls = TLSConfig(ca=certs / "ca.pem", cert=certs / "client.pem", key=certs / "client.key")
     src = await start_source(sources, tls_broker, [signal("secure.v", "secure/v", "v")], tls=tls)
     info = src.client.publish("secure/v", b'{"v": 9.5}', qos=1)
@@ -392,11 +507,15 @@ async def test_tls_with_client_certificate(tls_broker: MosquittoBroker, certs: P
     assert src.sink.samples[0].value == 9.5
 
 
-async def test_tls_without_client_certificate_is_refused(tls_broker: MosquittoBroker,
-                                                         certs: Path,
-                                                         sources: list[Source]) -> None:
-    src = Source(tls_broker.host, tls_broker.port, [signal("secure.v", "secure/v", "v")],
-                 tls=TLSConfig(ca=certs / "ca.pem", cert=None, key=None))
+async def test_tls_without_client_certificate_is_refused(
+    tls_broker: MosquittoBroker, certs: Path, sources: list[Source]
+) -> None:
+    src = Source(
+        tls_broker.host,
+        tls_broker.port,
+        [signal("secure.v", "secure/v", "v")],
+        tls=TLSConfig(ca=certs / "ca.pem", cert=None, key=None),
+    )
     sources.append(src)
     assert src.client.start()
     await until(lambda: src.stats.errors >= 2, what="handshakes refused, retried")
@@ -406,8 +525,9 @@ async def test_tls_without_client_certificate_is_refused(tls_broker: MosquittoBr
     assert "before it was accepted" in err or "cannot connect" in err, err
 
 
-async def test_missing_tls_file_is_a_clear_error(mosquitto: MosquittoBroker,
-                                                 tmp_path: Path) -> None:
+async def test_missing_tls_file_is_a_clear_error(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
     tls = TLSConfig(ca=tmp_path / "nope-ca.pem", cert=None, key=None)
     src = Source(mosquitto.host, mosquitto.port, [signal("a", "t/a", "v")], tls=tls)
     assert src.client.start() is False
@@ -416,6 +536,7 @@ async def test_missing_tls_file_is_a_clear_error(mosquitto: MosquittoBroker,
 
 async def test_unreachable_broker_is_down_not_an_exception(sources: list[Source]) -> None:
     from floorconsole.adapters.broker import free_port
+
     src = Source("127.0.0.1", free_port(), [signal("a", "t/a", "v")])
     sources.append(src)
     assert src.client.start()
@@ -427,11 +548,18 @@ async def test_unreachable_broker_is_down_not_an_exception(sources: list[Source]
 def test_signals_of_another_broker_are_refused() -> None:
     other = SignalConfig(id="x", source=MqttPoint("plant", "t", ("v",)))
     with pytest.raises(ValueError, match="not read from broker"):
-        BrokerClient(BrokerConfig(id=BROKER_ID, host="127.0.0.1"), [other], CollectingSink(),
-                     asyncio.new_event_loop(), SystemClock(), LinkStats("x", "broker", ""))
+        BrokerClient(
+            BrokerConfig(id=BROKER_ID, host="127.0.0.1"),
+            [other],
+            CollectingSink(),
+            asyncio.new_event_loop(),
+            SystemClock(),
+            LinkStats("x", "broker", ""),
+        )
 
 
 # --- the demo without mosquitto ----------------------------------------------------------------
+
 
 async def test_amqtt_fallback_carries_values(sources: list[Source]) -> None:
     broker = await asyncio.to_thread(start_demo_broker, prefer_mosquitto=False)

@@ -27,12 +27,17 @@ from floorconsole.core.quality import Quality, Reason
 TOPIC = "factory/motor-01/vibration/raw"
 
 
-def point(path: str = "", *, ts: str | None = None, kind: str | None = None,
-          max_payload: int = 256 * 1024) -> MqttPoint:
-    return MqttPoint(broker="local", topic=TOPIC,
-                     json_path=parse_json_path(path) if path else (),
-                     time_path=parse_json_path(ts) if ts else None,
-                     kind=kind, max_payload=max_payload)
+def point(
+    path: str = "", *, ts: str | None = None, kind: str | None = None, max_payload: int = 256 * 1024
+) -> MqttPoint:
+    return MqttPoint(
+        broker="local",
+        topic=TOPIC,
+        json_path=parse_json_path(path) if path else (),
+        time_path=parse_json_path(ts) if ts else None,
+        kind=kind,
+        max_payload=max_payload,
+    )
 
 
 def value_of(raw: bytes, p: MqttPoint) -> object:
@@ -49,6 +54,7 @@ def reason_of(raw: bytes, p: MqttPoint) -> str:
 
 # --- paths -------------------------------------------------------------------------------------
 
+
 def test_nested_keys_and_array_indices() -> None:
     raw = b'{"data": {"axes": [{"rms": 0.5}, {"rms": 1.25}]}, "temp": 61.2}'
     assert value_of(raw, point("data.axes[1].rms")) == 1.25
@@ -62,14 +68,17 @@ def test_empty_path_reads_the_payload_itself() -> None:
     assert isinstance(value_of(b"7", point()), float)
 
 
-@pytest.mark.parametrize(("raw", "path", "detail"), [
-    (b'{"a": 1}', "b", "no key 'b' in $"),
-    (b'{"a": {"b": 1}}', "a.c", "no key 'c' in $.a"),
-    (b'{"a": [1, 2]}', "a[2]", "$.a[2]: index past the end (length 2)"),
-    (b'{"a": 1}', "a.b", "$.a is a number, not an object (for key 'b')"),
-    (b'{"a": {"b": 1}}', "a[0]", "$.a is an object, not an array (for [0])"),
-    (b'[1, 2]', "a", "$ is an array, not an object (for key 'a')"),
-])
+@pytest.mark.parametrize(
+    ("raw", "path", "detail"),
+    [
+        (b'{"a": 1}', "b", "no key 'b' in $"),
+        (b'{"a": {"b": 1}}', "a.c", "no key 'c' in $.a"),
+        (b'{"a": [1, 2]}', "a[2]", "$.a[2]: index past the end (length 2)"),
+        (b'{"a": 1}', "a.b", "$.a is a number, not an object (for key 'b')"),
+        (b'{"a": {"b": 1}}', "a[0]", "$.a is an object, not an array (for [0])"),
+        (b"[1, 2]", "a", "$ is an array, not an object (for key 'a')"),
+    ],
+)
 def test_missing_key_names_where_the_path_stopped(raw: bytes, path: str, detail: str) -> None:
     assert extract(raw, point(path)) == Malformed("missing_key", detail)
 
@@ -80,6 +89,7 @@ def test_format_path() -> None:
 
 
 # --- types -------------------------------------------------------------------------------------
+
 
 def test_booleans_stay_booleans() -> None:
     assert value_of(b'{"run": true}', point("run")) is True
@@ -95,52 +105,75 @@ def test_array_of_numbers_is_a_read_only_waveform() -> None:
         wave[0] = 9.0
 
 
-@pytest.mark.parametrize(("raw", "detail"), [
-    (b'{"v": "12.5"}', "$.v is a string, not a number, boolean or array of numbers"),
-    (b'{"v": null}', "$.v is null, not a number, boolean or array of numbers"),
-    (b'{"v": {"w": 1}}', "$.v is an object, not a number, boolean or array of numbers"),
-    (b'{"v": []}', "$.v is an empty array"),
-    (b'{"v": [1, "2"]}', "$.v[1] is a string, not a number"),
-    (b'{"v": [1, true]}', "$.v[1] is a boolean, not a number"),
-    (b'{"v": [1, null]}', "$.v[1] is null, not a number"),
-    (b'{"v": [[1, 2], [3, 4]]}', "$.v[0] is an array, not a number"),
-])
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b'{"v": "12.5"}', "$.v is a string, not a number, boolean or array of numbers"),
+        (b'{"v": null}', "$.v is null, not a number, boolean or array of numbers"),
+        (b'{"v": {"w": 1}}', "$.v is an object, not a number, boolean or array of numbers"),
+        (b'{"v": []}', "$.v is an empty array"),
+        (b'{"v": [1, "2"]}', "$.v[1] is a string, not a number"),
+        (b'{"v": [1, true]}', "$.v[1] is a boolean, not a number"),
+        (b'{"v": [1, null]}', "$.v[1] is null, not a number"),
+        (b'{"v": [[1, 2], [3, 4]]}', "$.v[0] is an array, not a number"),
+    ],
+)
 def test_wrong_type(raw: bytes, detail: str) -> None:
     assert extract(raw, point("v")) == Malformed("wrong_type", detail)
 
 
 def test_kind_mismatch_is_wrong_type_both_ways() -> None:
     assert extract(b'{"v": [1, 2]}', point("v", kind="scalar")) == Malformed(
-        "wrong_type", "$.v is a waveform, the signal is a scalar")
+        "wrong_type", "$.v is a waveform, the signal is a scalar"
+    )
     assert extract(b'{"v": 3}', point("v", kind="waveform")) == Malformed(
-        "wrong_type", "$.v is a scalar, the signal is a waveform")
+        "wrong_type", "$.v is a scalar, the signal is a waveform"
+    )
     assert value_of(b'{"v": true}', point("v", kind="scalar")) is True
     # The kind the adapter learned overrides an open point.kind.
     assert isinstance(extract(b'{"v": 3}', point("v"), kind="waveform"), Malformed)
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"v": NaN}', b'{"v": Infinity}', b'{"v": -Infinity}', b'{"v": 1e999}',
-    b'{"v": [0.1, 0.2, NaN]}', b'{"v": [Infinity]}', b'{"v": [1, -1e400]}',
-    b'{"v": [1, ' + str(10**400).encode() + b']}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"v": NaN}',
+        b'{"v": Infinity}',
+        b'{"v": -Infinity}',
+        b'{"v": 1e999}',
+        b'{"v": [0.1, 0.2, NaN]}',
+        b'{"v": [Infinity]}',
+        b'{"v": [1, -1e400]}',
+        b'{"v": [1, ' + str(10**400).encode() + b"]}",
+    ],
+)
 def test_not_finite_anywhere(raw: bytes) -> None:
     assert reason_of(raw, point("v")) == "not_finite"
 
 
 def test_not_finite_detail_points_at_the_element() -> None:
-    assert extract(b'{"v": [0.1, 0.2, NaN]}', point("v")) == Malformed("not_finite",
-                                                                         "$.v[2] is nan")
+    assert extract(b'{"v": [0.1, 0.2, NaN]}', point("v")) == Malformed(
+        "not_finite", "$.v[2] is nan"
+    )
 
 
 # --- bytes -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", [
-    b"", b"{", b"hello", b'{"v": 1,}', b"\xff\xfe{}", b'{"v": 1}\x00garbage',
-    '{"v": 1}'.encode("utf-16"),  # Python's json.loads(bytes) would accept this; we want UTF-8
-    b'{"v": "\xe9"}',  # latin-1 e-acute: not UTF-8
-    b"[" * 200_000,
-])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{",
+        b"hello",
+        b'{"v": 1,}',
+        b"\xff\xfe{}",
+        b'{"v": 1}\x00garbage',
+        '{"v": 1}'.encode("utf-16"),  # Python's json.loads(bytes) would accept this; we want UTF-8
+        b'{"v": "\xe9"}',  # latin-1 e-acute: not UTF-8
+        b"[" * 200_000,
+    ],
+)
 def test_not_json(raw: bytes) -> None:
     assert reason_of(raw, point("v")) == "not_json"
 
@@ -153,27 +186,33 @@ def test_size_is_checked_before_parsing() -> None:
     p = point("v", max_payload=16)
     assert extract(b'{"v": 1}', p) == Extracted(1.0)
     assert extract(b"not json at all, and long", p) == Malformed(
-        "oversized", "25 bytes, more than max_payload 16")
+        "oversized", "25 bytes, more than max_payload 16"
+    )
     assert reason_of(b'{"v": 123456789012}', p) == "oversized"  # 19 bytes, valid JSON
 
 
 def test_oversized_does_not_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(raw: bytes) -> object:
         raise AssertionError("parsed an oversized payload")
+
     monkeypatch.setattr(payload_module, "parse_json", boom)
     assert reason_of(b"x" * 100, point("v", max_payload=10)) == "oversized"
 
 
 # --- source time -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("ts", "expected"), [
-    ("1700000000", 1_700_000_000.0),
-    ("1700000000.25", 1_700_000_000.25),
-    ("1700000000123", 1_700_000_000.123),  # milliseconds
-    ('"2023-11-14T22:13:20Z"', 1_700_000_000.0),
-    ('"2023-11-14T23:13:20+01:00"', 1_700_000_000.0),
-    ('"2023-11-14T22:13:20"', 1_700_000_000.0),  # no offset: UTC
-])
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        ("1700000000", 1_700_000_000.0),
+        ("1700000000.25", 1_700_000_000.25),
+        ("1700000000123", 1_700_000_000.123),  # milliseconds
+        ('"2023-11-14T22:13:20Z"', 1_700_000_000.0),
+        ('"2023-11-14T23:13:20+01:00"', 1_700_000_000.0),
+        ('"2023-11-14T22:13:20"', 1_700_000_000.0),  # no offset: UTC
+    ],
+)
 def test_source_time(ts: str, expected: float) -> None:
     result = extract(f'{{"v": 1, "ts": {ts}}}'.encode(), point("v", ts="ts"))
     assert isinstance(result, Extracted)
@@ -181,14 +220,17 @@ def test_source_time(ts: str, expected: float) -> None:
     assert result.time_problem == ""
 
 
-@pytest.mark.parametrize(("body", "problem"), [
-    ('{"v": 1}', "no key 'ts' in $"),
-    ('{"v": 1, "ts": "yesterday"}', "$.ts is 'yesterday', not ISO 8601 or epoch seconds"),
-    ('{"v": 1, "ts": -5}', "$.ts is -5, not a time"),
-    ('{"v": 1, "ts": NaN}', "$.ts is nan, not a time"),
-    ('{"v": 1, "ts": true}', "$.ts is a boolean, not a time"),
-    ('{"v": 1, "ts": null}', "$.ts is null, not a time"),
-])
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('{"v": 1}', "no key 'ts' in $"),
+        ('{"v": 1, "ts": "yesterday"}', "$.ts is 'yesterday', not ISO 8601 or epoch seconds"),
+        ('{"v": 1, "ts": -5}', "$.ts is -5, not a time"),
+        ('{"v": 1, "ts": NaN}', "$.ts is nan, not a time"),
+        ('{"v": 1, "ts": true}', "$.ts is a boolean, not a time"),
+        ('{"v": 1, "ts": null}', "$.ts is null, not a time"),
+    ],
+)
 def test_bad_time_keeps_the_value_and_says_why(body: str, problem: str) -> None:
     assert extract(body.encode(), point("v", ts="ts")) == Extracted(1.0, None, problem)
 
@@ -199,9 +241,11 @@ def test_no_time_path_means_no_source_time() -> None:
 
 # --- one parse per message, many signals -------------------------------------------------------
 
+
 def signals(*specs: tuple[str, str, str | None]) -> list[SignalConfig]:
-    return [SignalConfig(id=sid, source=point(path, ts="ts", kind=kind))
-            for sid, path, kind in specs]
+    return [
+        SignalConfig(id=sid, source=point(path, ts="ts", kind=kind)) for sid, path, kind in specs
+    ]
 
 
 def test_payload_parses_once_for_all_signals(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,11 +255,20 @@ def test_payload_parses_once_for_all_signals(monkeypatch: pytest.MonkeyPatch) ->
     def counting(raw: bytes) -> object:
         calls.append(raw)
         return real(raw)
+
     monkeypatch.setattr(payload_module, "parse_json", counting)
-    decoder = TopicDecoder(TOPIC, signals(("m.x", "x", "waveform"), ("m.y", "y", "waveform"),
-                                          ("m.z", "z", "waveform"), ("m.id", "motor_id", None)))
-    raw = json.dumps({"motor_id": 1, "ts": 1_700_000_000,
-                      "x": [0.1] * 256, "y": [0.2] * 256, "z": [0.3] * 256}).encode()
+    decoder = TopicDecoder(
+        TOPIC,
+        signals(
+            ("m.x", "x", "waveform"),
+            ("m.y", "y", "waveform"),
+            ("m.z", "z", "waveform"),
+            ("m.id", "motor_id", None),
+        ),
+    )
+    raw = json.dumps(
+        {"motor_id": 1, "ts": 1_700_000_000, "x": [0.1] * 256, "y": [0.2] * 256, "z": [0.3] * 256}
+    ).encode()
     out = decoder.decode(raw, now_wall=5.0, now_mono=7.0)
     assert len(calls) == 1
     assert [s.signal for s in out.samples] == ["m.x", "m.y", "m.z", "m.id"]
@@ -240,7 +293,10 @@ def test_decoder_counts_each_signal_separately() -> None:
     assert [s.signal for s in out.samples] == ["a"]
     assert out.samples[0].t_source == 5.0  # bad time: the receive time stands in
     assert [(sid, m.reason) for sid, m in out.problems] == [
-        ("a", BAD_TIME), ("b", "wrong_type"), ("c", "missing_key")]
+        ("a", BAD_TIME),
+        ("b", "wrong_type"),
+        ("c", "missing_key"),
+    ]
 
 
 def test_not_json_is_reported_for_every_signal_of_the_topic() -> None:
@@ -272,9 +328,16 @@ def test_decoder_refuses_a_signal_of_another_topic() -> None:
 
 # --- never raises ------------------------------------------------------------------------------
 
-_POINTS = [point(), point("v"), point("v", kind="scalar"), point("v", kind="waveform"),
-           point("a.b[0]"), point("v", ts="ts"), point("v", max_payload=8),
-           point("[0].v", ts="t[1]")]
+_POINTS = [
+    point(),
+    point("v"),
+    point("v", kind="scalar"),
+    point("v", kind="waveform"),
+    point("a.b[0]"),
+    point("v", ts="ts"),
+    point("v", max_payload=8),
+    point("[0].v", ts="t[1]"),
+]
 
 
 def _check(result: object) -> None:
@@ -300,8 +363,10 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
-        st.sampled_from(["v", "a", "b", "ts", "t", "x"]), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.sampled_from(["v", "a", "b", "ts", "t", "x"]), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 

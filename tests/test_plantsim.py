@@ -46,6 +46,7 @@ def crest(x: np.ndarray) -> float:
 
 # --- determinism and continuity -------------------------------------------------------------------
 
+
 def test_same_seed_same_readings_and_blocks() -> None:
     a, b = MotorSim(7), MotorSim(7)
     for sim in (a, b):
@@ -106,6 +107,7 @@ def test_tonal_part_continues_across_many_blocks() -> None:
 
 
 # --- process physics ----------------------------------------------------------------------------
+
 
 def test_nominal_operating_point() -> None:
     sim = MotorSim(0)
@@ -239,6 +241,7 @@ def test_invalid_arguments() -> None:
 
 # --- vibration spectrum ---------------------------------------------------------------------------
 
+
 def test_one_x_and_two_x_lines_at_running_speed() -> None:
     sim = MotorSim(21)
     sim.step(1.0)
@@ -261,8 +264,9 @@ def test_one_x_and_two_x_lines_at_running_speed() -> None:
         assert 0.005 < axis.std() < 0.05, "healthy machine: some tens of mg"
 
 
-def _healthy_and_faulty(kind: str, severity: float = 1.0, n_blocks: int = 16,
-                        seed: int = 31) -> tuple[list, list]:
+def _healthy_and_faulty(
+    kind: str, severity: float = 1.0, n_blocks: int = 16, seed: int = 31
+) -> tuple[list, list]:
     healthy, faulty = MotorSim(seed), MotorSim(seed)
     faulty.set_fault(kind, severity)
     return blocks(healthy, n_blocks), blocks(faulty, n_blocks)
@@ -427,6 +431,7 @@ def test_clearing_a_fault_restores_healthy_vibration() -> None:
 
 # --- Modbus image ---------------------------------------------------------------------------------
 
+
 def test_drive_points_match_the_demo_plant() -> None:
     plant = load_plant(DEMO_PLANT)
     for signal, point in ps.DRIVE_POINTS.items():
@@ -472,8 +477,9 @@ def test_register_image_word_orders() -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), steps=st.integers(1, 40), tripped=st.booleans())
-def test_register_image_is_always_encodable_and_plausible(seed: int, steps: int,
-                                                          tripped: bool) -> None:
+def test_register_image_is_always_encodable_and_plausible(
+    seed: int, steps: int, tripped: bool
+) -> None:
     sim = MotorSim(seed)
     sim.set_trip(tripped)
     for _ in range(steps):

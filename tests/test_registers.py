@@ -24,10 +24,23 @@ from floorconsole.core.registers import (
 )
 
 
-def hr(address: int, type_: str = "uint16", word_order: str = "big", scale: float = 1.0,
-       offset: float = 0.0, table: str = "hr") -> ModbusPoint:
-    return ModbusPoint(device="d", table=table, address=address, type=type_,
-                       word_order=word_order, scale=scale, offset=offset)
+def hr(
+    address: int,
+    type_: str = "uint16",
+    word_order: str = "big",
+    scale: float = 1.0,
+    offset: float = 0.0,
+    table: str = "hr",
+) -> ModbusPoint:
+    return ModbusPoint(
+        device="d",
+        table=table,
+        address=address,
+        type=type_,
+        word_order=word_order,
+        scale=scale,
+        offset=offset,
+    )
 
 
 # (type, value, big-endian words): word_order little is the same words, reversed.
@@ -48,8 +61,9 @@ KNOWN = [
 
 @pytest.mark.parametrize("word_order", ["big", "little"])
 @pytest.mark.parametrize(("type_", "value", "big_words"), KNOWN)
-def test_decode_and_encode_known_words(type_: str, value: float, big_words: list[int],
-                                       word_order: str) -> None:
+def test_decode_and_encode_known_words(
+    type_: str, value: float, big_words: list[int], word_order: str
+) -> None:
     words = big_words if word_order == "big" or len(big_words) == 1 else big_words[::-1]
     p = hr(0, type_, word_order)
     got = decode_point(p, words)
@@ -100,8 +114,9 @@ def test_non_finite_floats_are_decode_problems_not_crashes(type_: str, raw: floa
         decode_point(p, words)
     # in a block, only that point is lost
     n = len(words)
-    block = ReadBlock("hr", 0, 2 + n + 1, [("a", hr(0, "int16")), ("f", p),
-                                           ("b", hr(2 + n, "uint16"))])
+    block = ReadBlock(
+        "hr", 0, 2 + n + 1, [("a", hr(0, "int16")), ("f", p), ("b", hr(2 + n, "uint16"))]
+    )
     values = block.decode([7, 0, *words, 9])
     assert values[0] == 7.0 and values[2] == 9.0
     assert isinstance(values[1], DecodeProblem) and f"{type_} at hr:2 is" in values[1].message
@@ -124,14 +139,23 @@ def test_short_reply_is_a_decode_problem_for_every_point() -> None:
         decode_point(hr(0, "float32"), [1])
 
 
-@pytest.mark.parametrize(("type_", "bad", "range_text"), [
-    ("int16", 32768, "-32768..32767"), ("int16", -32769, "-32768..32767"),
-    ("uint16", -1, "0..65535"), ("uint16", 65536, "0..65535"),
-    ("int32", 2**31, "-2147483648..2147483647"), ("uint32", 2**32, "0..4294967295"),
-])
+@pytest.mark.parametrize(
+    ("type_", "bad", "range_text"),
+    [
+        ("int16", 32768, "-32768..32767"),
+        ("int16", -32769, "-32768..32767"),
+        ("uint16", -1, "0..65535"),
+        ("uint16", 65536, "0..65535"),
+        ("int32", 2**31, "-2147483648..2147483647"),
+        ("uint32", 2**32, "0..4294967295"),
+    ],
+)
 def test_encode_out_of_range_names_point_and_range(type_: str, bad: int, range_text: str) -> None:
-    with pytest.raises(ValueError, match=rf"hr:7: {bad} is outside the {type_} range "
-                                         rf"{range_text}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"hr:7: {bad} is outside the {type_} range "
+        rf"{range_text}",
+    ):
         encode(bad, hr(7, type_))
 
 
@@ -155,15 +179,24 @@ def test_encode_rejects_what_the_type_cannot_hold() -> None:
     assert encode(-0.26, hr(0, "int16", scale=0.1)) == [0xFFFD]
 
 
-INT_RANGES = {"int16": (-(2**15), 2**15 - 1), "uint16": (0, 2**16 - 1),
-              "int32": (-(2**31), 2**31 - 1), "uint32": (0, 2**32 - 1)}
+INT_RANGES = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+}
 
 
-@given(st.sampled_from(sorted(INT_RANGES)), st.sampled_from(["big", "little"]),
-       st.data(), st.sampled_from([1.0, 0.1, 0.01, 0.5, 2.0, -1.0]),
-       st.sampled_from([0.0, -40.0, 273.15, 1000.0]))
-def test_integer_round_trip(type_: str, word_order: str, data: st.DataObject, scale: float,
-                            offset: float) -> None:
+@given(
+    st.sampled_from(sorted(INT_RANGES)),
+    st.sampled_from(["big", "little"]),
+    st.data(),
+    st.sampled_from([1.0, 0.1, 0.01, 0.5, 2.0, -1.0]),
+    st.sampled_from([0.0, -40.0, 273.15, 1000.0]),
+)
+def test_integer_round_trip(
+    type_: str, word_order: str, data: st.DataObject, scale: float, offset: float
+) -> None:
     lo, hi = INT_RANGES[type_]
     raw = data.draw(st.integers(lo, hi))
     p = hr(10, type_, word_order, scale, offset)
@@ -174,7 +207,9 @@ def test_integer_round_trip(type_: str, word_order: str, data: st.DataObject, sc
     assert encode(decode_point(p, words), p) == words
 
 
-@given(st.floats(allow_nan=False, allow_infinity=False, width=32), st.sampled_from(["big", "little"]))
+@given(
+    st.floats(allow_nan=False, allow_infinity=False, width=32), st.sampled_from(["big", "little"])
+)
 def test_float32_round_trip_is_exact(value: float, word_order: str) -> None:
     p = hr(0, "float32", word_order)
     assert decode_point(p, encode(value, p)) == value
@@ -186,12 +221,14 @@ def test_float64_round_trip_is_exact(value: float, word_order: str) -> None:
     assert decode_point(p, encode(value, p)) == value
 
 
-@given(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
-       st.sampled_from(["float32", "float64", "int32", "uint32"]),
-       st.sampled_from(["big", "little"]))
+@given(
+    st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
+    st.sampled_from(["float32", "float64", "int32", "uint32"]),
+    st.sampled_from(["big", "little"]),
+)
 def test_words_round_trip_through_value(words: list[int], type_: str, word_order: str) -> None:
     p = hr(0, type_, word_order)
-    words = words[:p.width]
+    words = words[: p.width]
     try:
         value = decode_point(p, words)
     except DecodeError:
@@ -211,8 +248,13 @@ def register_layouts(draw: st.DrawFn) -> tuple[list[tuple[str, ModbusPoint]], li
     address = draw(st.integers(0, 20))
     for i in range(draw(st.integers(1, 12))):
         type_ = draw(st.sampled_from(TYPES))
-        p = hr(address, type_, draw(st.sampled_from(["big", "little"])),
-               draw(st.sampled_from([1.0, 0.1, 3.0])), draw(st.sampled_from([0.0, -7.5])))
+        p = hr(
+            address,
+            type_,
+            draw(st.sampled_from(["big", "little"])),
+            draw(st.sampled_from([1.0, 0.1, 3.0])),
+            draw(st.sampled_from([0.0, -7.5])),
+        )
         entries.append((f"s{i}", p))
         address += p.width + draw(st.integers(0, 3))
     data = draw(st.lists(st.integers(0, 0xFFFF), min_size=address, max_size=address))
@@ -220,14 +262,15 @@ def register_layouts(draw: st.DrawFn) -> tuple[list[tuple[str, ModbusPoint]], li
 
 
 @given(register_layouts())
-def test_block_decode_agrees_with_decode_point(layout: tuple[list[tuple[str, ModbusPoint]],
-                                                             list[int]]) -> None:
+def test_block_decode_agrees_with_decode_point(
+    layout: tuple[list[tuple[str, ModbusPoint]], list[int]],
+) -> None:
     entries, data = layout
     for block in plan_reads(entries, max_gap=3):
-        values = block.decode(data[block.start:block.end])
+        values = block.decode(data[block.start : block.end])
         assert len(values) == len(block.keys)
         for point, value in zip(block.points, values, strict=True):
-            words = data[point.address:point.address + point.width]
+            words = data[point.address : point.address + point.width]
             try:
                 expected = decode_point(point, words)
             except DecodeError as e:
@@ -249,6 +292,7 @@ def test_bit_block_decodes_each_bit() -> None:
 
 # -- planner ---------------------------------------------------------------------------------
 
+
 def spans(blocks: list[ReadBlock]) -> list[tuple[str, int, int]]:
     return [(b.table, b.start, b.count) for b in blocks]
 
@@ -258,20 +302,29 @@ def test_planner_joins_small_gaps_and_splits_large_ones() -> None:
     # gap a..b is 8 (2..9), b..c is 9, c..d is 19
     assert spans(plan_reads(entries)) == [("hr", 0, 11), ("hr", 20, 1), ("hr", 40, 1)]
     assert spans(plan_reads(entries, max_gap=9)) == [("hr", 0, 21), ("hr", 40, 1)]
-    assert spans(plan_reads(entries, max_gap=0)) == [("hr", 0, 2), ("hr", 10, 1),
-                                                     ("hr", 20, 1), ("hr", 40, 1)]
+    assert spans(plan_reads(entries, max_gap=0)) == [
+        ("hr", 0, 2),
+        ("hr", 10, 1),
+        ("hr", 20, 1),
+        ("hr", 40, 1),
+    ]
     # adjacent points always share a block, even with max_gap 0
     assert spans(plan_reads([("a", hr(0, "int32")), ("b", hr(2))], max_gap=0)) == [("hr", 0, 3)]
 
 
 def test_planner_keeps_to_the_register_limit() -> None:
     assert spans(plan_reads([("a", hr(0)), ("b", hr(124))], max_gap=200)) == [
-        ("hr", 0, MAX_REGISTERS)]
+        ("hr", 0, MAX_REGISTERS)
+    ]
     assert spans(plan_reads([("a", hr(0)), ("b", hr(125))], max_gap=200)) == [
-        ("hr", 0, 1), ("hr", 125, 1)]
+        ("hr", 0, 1),
+        ("hr", 125, 1),
+    ]
     # a float32 at 124 would make the request 126 long
     assert spans(plan_reads([("a", hr(0)), ("b", hr(124, "float32"))], max_gap=200)) == [
-        ("hr", 0, 1), ("hr", 124, 2)]
+        ("hr", 0, 1),
+        ("hr", 124, 2),
+    ]
     many = [(f"s{i}", hr(i * 2, "float32")) for i in range(200)]  # 400 contiguous registers
     blocks = plan_reads(many)
     assert all(b.count <= MAX_REGISTERS for b in blocks)
@@ -281,11 +334,21 @@ def test_planner_keeps_to_the_register_limit() -> None:
 
 
 def test_planner_keeps_to_the_bit_limit_and_tables_apart() -> None:
-    entries = [("c0", hr(0, "bool", table="co")), ("c1", hr(1999, "bool", table="co")),
-               ("c2", hr(2000, "bool", table="co")), ("d0", hr(0, "bool", table="di")),
-               ("i0", hr(0, table="ir")), ("h0", hr(0))]
+    entries = [
+        ("c0", hr(0, "bool", table="co")),
+        ("c1", hr(1999, "bool", table="co")),
+        ("c2", hr(2000, "bool", table="co")),
+        ("d0", hr(0, "bool", table="di")),
+        ("i0", hr(0, table="ir")),
+        ("h0", hr(0)),
+    ]
     assert spans(plan_reads(entries, max_gap=5000)) == [
-        ("hr", 0, 1), ("ir", 0, 1), ("co", 0, MAX_BITS), ("co", 2000, 1), ("di", 0, 1)]
+        ("hr", 0, 1),
+        ("ir", 0, 1),
+        ("co", 0, MAX_BITS),
+        ("co", 2000, 1),
+        ("di", 0, 1),
+    ]
 
 
 def test_planner_orders_points_and_keeps_keys_with_points() -> None:
@@ -344,7 +407,7 @@ def test_split_blocks_decode_like_the_whole() -> None:
     whole = dict(zip(block.keys, block.decode(data), strict=True))
     parts = {}
     for b in split_block(block):
-        parts.update(zip(b.keys, b.decode(data[b.start:b.end]), strict=True))
+        parts.update(zip(b.keys, b.decode(data[b.start : b.end]), strict=True))
     assert whole == parts == {"a": -5.0, "b": 2.5, "c": -1.0}
 
 

@@ -26,8 +26,13 @@ from floorconsole.engine.snapshots import open_engine
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 MODEL = DEMO.parents[1] / "models" / "motor_anomaly"
 PINS = {"view1": "4444", "op1": "1111", "eng1": "2222", "admin": "9999"}
-ROLE_OF = {None: Role.VIEWER, "view1": Role.VIEWER, "op1": Role.OPERATOR,
-           "eng1": Role.ENGINEER, "admin": Role.ADMIN}
+ROLE_OF = {
+    None: Role.VIEWER,
+    "view1": Role.VIEWER,
+    "op1": Role.OPERATOR,
+    "eng1": Role.ENGINEER,
+    "admin": Role.ADMIN,
+}
 
 
 @pytest.fixture
@@ -35,8 +40,14 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     with DemoPlant(DEMO) as d:
         raw = copy.deepcopy(d.plant.raw)
         raw["models"][0]["settle"] = "1s"
-        e = open_engine(data_dir=tmp_path / "data", base_dir=DEMO.parent, user="test",
-                        plant_raw=raw, source="demo plant", demo=d.sim)
+        e = open_engine(
+            data_dir=tmp_path / "data",
+            base_dir=DEMO.parent,
+            user="test",
+            plant_raw=raw,
+            source="demo plant",
+            demo=d.sim,
+        )
         assert e.snapshots is not None
         e.snapshots.health_window_s = 4.0
         e.demo_users = ensure_demo_users(e.users())
@@ -97,8 +108,13 @@ class Cases:
         if action == "control.write":
             # armed by the same session when it may arm; else by an engineer (refused anyway)
             may_arm = "control.arm" in self.e.api.session(session)["permitted"]
-            arm = self.e.api.command("control.arm", session=session if may_arm else self.eng,
-                                     device="drive1", address="co:11", value=True)
+            arm = self.e.api.command(
+                "control.arm",
+                session=session if may_arm else self.eng,
+                device="drive1",
+                address="co:11",
+                value=True,
+            )
             assert arm["ok"], arm
             return {"arm": arm["arm"]}
         if action == "config.apply":
@@ -109,14 +125,18 @@ class Cases:
         if action == "snapshot.rollback":
             snaps = [s for s in self.e.api.snapshots() if not s["active"]]
             if not snaps:  # one earlier snapshot to go back to, made by an engineer
-                r = self.e.api.command("config.apply", session=self.eng,
-                                       **self.args("config.apply", self.eng))
+                r = self.e.api.command(
+                    "config.apply", session=self.eng, **self.args("config.apply", self.eng)
+                )
                 assert r["ok"], r
                 snaps = [s for s in self.e.api.snapshots() if not s["active"]]
             return {"snapshot": snaps[0]["id"]}
         if action == "model.import":
-            return {"model": "motor1_anomaly", "message": f"matrix model {self.n}",
-                    "package": _model_copy(self.tmp / f"pkg{self.n}", f"1.0.{self.n}")}
+            return {
+                "model": "motor1_anomaly",
+                "message": f"matrix model {self.n}",
+                "package": _model_copy(self.tmp / f"pkg{self.n}", f"1.0.{self.n}"),
+            }
         if action == "users.manage":
             return {"op": "add", "name": f"tmp{self.n}", "role": "operator", "pin": "5678"}
         if action in ("kiosk.leave", "control.take", "control.release", "control.request"):
@@ -149,11 +169,13 @@ def test_the_whole_role_action_matrix(engine: Engine, tmp_path: Path) -> None:
             label = f"{who or 'no session'} {action}"
             if allowed:
                 assert r["ok"], (label, r)
-                assert (action in info["permitted"]), label
+                assert action in info["permitted"], label
             else:
                 refused_expected += 1
-                assert not r["ok"] and r["refused"] == ("login" if who is None else "role"), \
-                    (label, r)
+                assert not r["ok"] and r["refused"] == ("login" if who is None else "role"), (
+                    label,
+                    r,
+                )
                 assert action not in info["permitted"], label
                 # the refusal is in the audit trail, with who and what
                 [rec] = e.api.audit(kind="refused", limit=1)
@@ -166,10 +188,8 @@ def test_the_whole_role_action_matrix(engine: Engine, tmp_path: Path) -> None:
     assert len(refused) == refused_expected
     # what happened is in the trail too, in order, and the chain verifies
     writes = e.api.audit(kind="write", limit=10_000)
-    assert any(w["detail"].get("phase") == "writing" and "before" in w["detail"]
-               for w in writes)
-    assert any(w["detail"].get("phase") == "result" and "after" in w["detail"]
-               for w in writes)
+    assert any(w["detail"].get("phase") == "writing" and "before" in w["detail"] for w in writes)
+    assert any(w["detail"].get("phase") == "result" and "after" in w["detail"] for w in writes)
     assert e.api.audit(kind="model_change", limit=10)
     assert e.api.audit(kind="user_change", limit=10)
     assert e.api.audit_verify()["ok"]
@@ -181,8 +201,7 @@ def test_the_whole_role_action_matrix(engine: Engine, tmp_path: Path) -> None:
 def test_a_manual_write_is_audited_before_it_reaches_the_device(engine: Engine) -> None:
     e = engine
     eng = e.api.login("eng1", PINS["eng1"])["session"]
-    arm = e.api.command("control.arm", session=eng, device="drive1", address="co:11",
-                        value=True)
+    arm = e.api.command("control.arm", session=eng, device="drive1", address="co:11", value=True)
     assert arm["ok"] and arm["expires_s"] == 10, arm
     r = e.api.command("control.write", session=eng, arm=arm["arm"])
     assert r["ok"] and r["after"] is True, r
@@ -191,8 +210,7 @@ def test_a_manual_write_is_audited_before_it_reaches_the_device(engine: Engine) 
     # another engineer cannot confirm someone else's arm
     e.users().add("eng2", "engineer", "3333")
     eng2 = e.api.login("eng2", "3333")["session"]
-    arm = e.api.command("control.arm", session=eng, device="drive1", address="co:11",
-                        value=False)
+    arm = e.api.command("control.arm", session=eng, device="drive1", address="co:11", value=False)
     r = e.api.command("control.write", session=eng2, arm=arm["arm"])
     assert not r["ok"] and r["refused"] == "held", r  # eng1's console holds control
     assert e.api.frame().control_holder == "eng1"
@@ -205,8 +223,7 @@ def test_a_manual_write_is_audited_before_it_reaches_the_device(engine: Engine) 
     assert not bad["ok"] and "read-only" in bad["message"]
     bad = e.api.command("control.arm", session=eng, device="drive9", address="co:1", value=1)
     assert not bad["ok"] and "drive9" in bad["message"]
-    records = [x for x in reversed(e.api.audit(kind="write", limit=50))
-               if x["user"] == "eng1"]
+    records = [x for x in reversed(e.api.audit(kind="write", limit=50)) if x["user"] == "eng1"]
     phases = [x["detail"]["phase"] for x in records]
     # arm: request + result; write: request, writing (before), result (after)
     assert phases[:5] == ["request", "result", "request", "writing", "result"], phases
@@ -214,12 +231,12 @@ def test_a_manual_write_is_audited_before_it_reaches_the_device(engine: Engine) 
     assert writing["before"] is not None and writing["value"] is True
 
 
-def test_user_changes_and_logins_never_carry_the_pin(engine: Engine, tmp_path: Path
-                                                      ) -> None:
+def test_user_changes_and_logins_never_carry_the_pin(engine: Engine, tmp_path: Path) -> None:
     e = engine
     admin = e.api.login("admin", PINS["admin"])["session"]
-    r = e.api.command("users.manage", session=admin, op="add", name="nina", role="operator",
-                      pin="864209")
+    r = e.api.command(
+        "users.manage", session=admin, op="add", name="nina", role="operator", pin="864209"
+    )
     assert r["ok"], r
     assert e.api.login("nina", "864209")["ok"]
     assert not e.api.login("nina", "753186")["ok"]
@@ -259,7 +276,8 @@ def sessions(tmp_path: Path) -> Iterator[tuple[Sessions, FakeClock, list[tuple[s
 
 
 def test_critical_actions_need_a_pin_from_the_last_minute(
-        sessions: tuple[Sessions, FakeClock, list[tuple[str, ...]]]) -> None:
+    sessions: tuple[Sessions, FakeClock, list[tuple[str, ...]]],
+) -> None:
     s, clock, audited = sessions
     token = s.login("eng1", "2222")["session"]
     assert s.check(token, "config.apply") == ("eng1", None)
@@ -275,7 +293,8 @@ def test_critical_actions_need_a_pin_from_the_last_minute(
 
 
 def test_an_idle_session_locks_and_still_views(
-        sessions: tuple[Sessions, FakeClock, list[tuple[str, ...]]]) -> None:
+    sessions: tuple[Sessions, FakeClock, list[tuple[str, ...]]],
+) -> None:
     s, clock, _ = sessions
     token = s.login("eng1", "2222")["session"]
     clock.advance(121)
@@ -290,7 +309,8 @@ def test_an_idle_session_locks_and_still_views(
 
 
 def test_five_wrong_pins_lock_and_the_lock_is_audited(
-        sessions: tuple[Sessions, FakeClock, list[tuple[str, ...]]]) -> None:
+    sessions: tuple[Sessions, FakeClock, list[tuple[str, ...]]],
+) -> None:
     s, clock, audited = sessions
     for _ in range(5):
         assert not s.login("eng1", "0000")["ok"]
@@ -302,10 +322,9 @@ def test_five_wrong_pins_lock_and_the_lock_is_audited(
     assert s.login("eng1", "2222")["ok"]
 
 
-
-
 def test_one_console_at_a_time_holds_control(
-        sessions: tuple[Sessions, FakeClock, list[tuple[str, ...]]], tmp_path: Path) -> None:
+    sessions: tuple[Sessions, FakeClock, list[tuple[str, ...]]], tmp_path: Path
+) -> None:
     s, clock, audited = sessions
     store = UserStore(tmp_path / "users.db")
     store.add("eng2", "engineer", "3333", now_wall=clock.wall())
@@ -339,9 +358,13 @@ def test_users_cli_changes_are_audited_and_verify(tmp_path: Path) -> None:
     data = tmp_path / "box"
 
     def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "floorconsole.cli", *args,
-                               "--data-dir", str(data)], input=stdin, text=True,
-                              capture_output=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "floorconsole.cli", *args, "--data-dir", str(data)],
+            input=stdin,
+            text=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     r = cli("users", "add", "ana", "--role", "admin", "--pin-stdin", stdin="246813\n")
     assert r.returncode == 0, r.stderr
@@ -351,8 +374,11 @@ def test_users_cli_changes_are_audited_and_verify(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     records = json.loads(r.stdout)  # newest first: each change recorded before and after
     assert [(x["kind"], x["detail"]["phase"], x["detail"]["change"]) for x in records] == [
-        ("user_change", "result", "user.reset_pin"), ("user_change", "request", "user.reset_pin"),
-        ("user_change", "result", "user.add"), ("user_change", "request", "user.add")]
+        ("user_change", "result", "user.reset_pin"),
+        ("user_change", "request", "user.reset_pin"),
+        ("user_change", "result", "user.add"),
+        ("user_change", "request", "user.add"),
+    ]
     assert {x["target"] for x in records} == {"ana"}
     assert "246813" not in r.stdout and "135792" not in r.stdout
     r = cli("audit", "verify")

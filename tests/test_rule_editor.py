@@ -36,31 +36,69 @@ from floorconsole.ui.screens.rules import RulesScreen
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 NOW = 1_795_000_000.0
-APPLIED = {"ok": True, "message": "applied snapshot 9c1d2e (health check ok in 0.6 s)",
-           "snapshot": "9c1d2e", "seconds": 0.6, "health": "ok"}
+APPLIED = {
+    "ok": True,
+    "message": "applied snapshot 9c1d2e (health check ok in 0.6 s)",
+    "snapshot": "9c1d2e",
+    "seconds": 0.6,
+    "health": "ok",
+}
 
 
-def _signal(sid: str, kind: str = "scalar", rng: tuple[float, float] | None = None,
-            value: float | bool | None = 0.2) -> SignalView:
-    return SignalView(id=sid, asset=sid.split(".")[0], kind=kind, value=value,
-                      value_text=str(value), unit="", quality="GOOD", reason="", detail="",
-                      age_s=0.1, source="", range=rng)
+def _signal(
+    sid: str,
+    kind: str = "scalar",
+    rng: tuple[float, float] | None = None,
+    value: float | bool | None = 0.2,
+) -> SignalView:
+    return SignalView(
+        id=sid,
+        asset=sid.split(".")[0],
+        kind=kind,
+        value=value,
+        value_text=str(value),
+        unit="",
+        quality="GOOD",
+        reason="",
+        detail="",
+        age_s=0.1,
+        source="",
+        range=rng,
+    )
 
 
 def _rule_view(rid: str, signal: str, enabled: bool = True) -> RuleView:
-    return RuleView(id=rid, enabled=enabled, signal=signal, condition=f"{signal} > 0.8",
-                    value=0.2, quality="GOOD", active=False, pending="", last_activation=None,
-                    changes_last_hour=0, note="",
-                    actions=(ActionView("write", "drive1 co:10", "", None, None),))
+    return RuleView(
+        id=rid,
+        enabled=enabled,
+        signal=signal,
+        condition=f"{signal} > 0.8",
+        value=0.2,
+        quality="GOOD",
+        active=False,
+        pending="",
+        last_activation=None,
+        changes_last_hour=0,
+        note="",
+        actions=(ActionView("write", "drive1 co:10", "", None, None),),
+    )
 
 
 def demo_plant() -> dict[str, Any]:
     plant = tomllib.loads(DEMO.read_text(encoding="utf-8"))
-    plant["devices"].append({"id": "drive2", "protocol": "modbus-tcp", "host": "127.0.0.1",
-                             "port": 5021})
+    plant["devices"].append(
+        {"id": "drive2", "protocol": "modbus-tcp", "host": "127.0.0.1", "port": 5021}
+    )
     plant["brokers"].append({"id": "plant", "host": "127.0.0.1", "port": 1884})
-    plant["rules"].append({"id": "hot-motor", "signal": "motor1.temp", "op": ">",
-                           "threshold": 90.0, "actions": [{"alarm": "medium"}]})
+    plant["rules"].append(
+        {
+            "id": "hot-motor",
+            "signal": "motor1.temp",
+            "op": ">",
+            "threshold": 90.0,
+            "actions": [{"alarm": "medium"}],
+        }
+    )
     return plant
 
 
@@ -75,37 +113,57 @@ class FakeAPI:
         self.apply_result: dict[str, Any] = dict(APPLIED)
 
     def frame(self) -> Frame:
-        signals = (_signal("motor1.current", rng=(0.0, 50.0), value=12.0),
-                   _signal("motor1.temp", rng=(0.0, 120.0), value=61.0),
-                   _signal("motor1.trip", kind="bool", value=False),
-                   _signal("motor1.vibration.x", kind="waveform"),
-                   _signal("motor1.anomaly_score"))
-        rules = tuple(_rule_view(r["id"], r["signal"], r.get("enabled", True))
-                      for r in self.plant["rules"])
-        return Frame(t_wall=NOW, t_mono=100.0, edge_id="line2-press", site="Plant 3 / Line 2",
-                     config_id="7f3a21", control_mode="writes enabled", signals=signals,
-                     links=(), conditions=(),
-                     historian=HistorianView(1000, 0, 0, "", 0, 4096), ingest_rate=10.0,
-                     rules=rules, snapshot="7f3a21")
+        signals = (
+            _signal("motor1.current", rng=(0.0, 50.0), value=12.0),
+            _signal("motor1.temp", rng=(0.0, 120.0), value=61.0),
+            _signal("motor1.trip", kind="bool", value=False),
+            _signal("motor1.vibration.x", kind="waveform"),
+            _signal("motor1.anomaly_score"),
+        )
+        rules = tuple(
+            _rule_view(r["id"], r["signal"], r.get("enabled", True)) for r in self.plant["rules"]
+        )
+        return Frame(
+            t_wall=NOW,
+            t_mono=100.0,
+            edge_id="line2-press",
+            site="Plant 3 / Line 2",
+            config_id="7f3a21",
+            control_mode="writes enabled",
+            signals=signals,
+            links=(),
+            conditions=(),
+            historian=HistorianView(1000, 0, 0, "", 0, 4096),
+            ingest_rate=10.0,
+            rules=rules,
+            snapshot="7f3a21",
+        )
 
     def history(self, signal: str, since: float, until: float, max_points: int = 5000) -> History:
-        return History(signal=signal, unit="", since=since, until=until, points=(),
-                       quality_changes=())
+        return History(
+            signal=signal, unit="", since=since, until=until, points=(), quality_changes=()
+        )
 
     def active_config(self) -> dict[str, Any]:
         return copy.deepcopy(self.plant)
 
-    def dry_run(self, rule: dict[str, Any], hours: tuple[float, ...] = (1.0, 24.0)
-                ) -> dict[str, Any]:
+    def dry_run(
+        self, rule: dict[str, Any], hours: tuple[float, ...] = (1.0, 24.0)
+    ) -> dict[str, Any]:
         self.dry_runs.append(copy.deepcopy(rule))
         current = next((r for r in self.plant["rules"] if r["id"] == rule["id"]), None)
         low = float(rule["threshold"]) < 0.8
-        return {"ok": True, "rule": rule["id"], "signal": rule["signal"],
-                "enabled": rule.get("enabled", True),
-                "edited": {"1h": 3 if low else 0, "24h": 14 if low else 2},
-                "current": {"1h": 0, "24h": 2} if current else None,
-                "current_enabled": current.get("enabled", True) if current else None,
-                "history_from": NOW - 30 * 3600, "now": NOW}
+        return {
+            "ok": True,
+            "rule": rule["id"],
+            "signal": rule["signal"],
+            "enabled": rule.get("enabled", True),
+            "edited": {"1h": 3 if low else 0, "24h": 14 if low else 2},
+            "current": {"1h": 0, "24h": 2} if current else None,
+            "current_enabled": current.get("enabled", True) if current else None,
+            "history_from": NOW - 30 * 3600,
+            "now": NOW,
+        }
 
     def command(self, name: str, **args: Any) -> dict[str, Any]:
         self.commands.append((name, copy.deepcopy(args)))
@@ -186,8 +244,9 @@ async def test_edit_threshold_shows_the_dry_run_and_applies_with_a_message() -> 
         assert editor.query_one("#f-threshold", Input).value == "0.8"
         await dry_run_done(pilot)
         # Unedited, the dry run is today's rule against itself.
-        assert "would have fired 2 times in 24 h; today's rule fired 2" in text_of(editor,
-                                                                                  "#dryrun")
+        assert "would have fired 2 times in 24 h; today's rule fired 2" in text_of(
+            editor, "#dryrun"
+        )
         await type_into(pilot, editor, "#f-threshold", "0.7")
         await dry_run_done(pilot)
         assert api.dry_runs[-1]["threshold"] == 0.7
@@ -219,7 +278,8 @@ async def test_edit_threshold_shows_the_dry_run_and_applies_with_a_message() -> 
         assert trip == {**before["rules"][0], "threshold": 0.7}
         assert sent["rules"][1] == before["rules"][1]
         assert {k: v for k, v in sent.items() if k != "rules"} == {
-            k: v for k, v in before.items() if k != "rules"}
+            k: v for k, v in before.items() if k != "rules"
+        }
         assert isinstance(app.screen, RulesScreen)  # the editor closed on success
 
 
@@ -264,8 +324,7 @@ async def test_a_write_goes_to_another_device_and_a_publish_to_another_broker() 
         assert devices.value == "drive2"
         await type_into(pilot, editor, "ActionRow .a-address", "ir:7")
         await dry_run_done(pilot)
-        assert "Action 1 address: ir (input registers) is read-only" in text_of(editor,
-                                                                               "#problems")
+        assert "Action 1 address: ir (input registers) is read-only" in text_of(editor, "#problems")
         await type_into(pilot, editor, "ActionRow .a-address", "hr:7")
         await type_into(pilot, editor, "ActionRow .a-on", "3")
         await type_into(pilot, editor, "ActionRow .a-off", "0")
@@ -324,12 +383,20 @@ async def test_add_a_rule_from_the_template_with_an_action() -> None:
         [(_, args)] = api.commands
         rules = args["config"]["rules"]
         assert len(rules) == 3 and rules[:2] == demo_plant()["rules"]
-        assert rules[2] == {"id": "motor1.temp-high-1", "signal": "motor1.temp", "op": ">",
-                            "threshold": 108.0, "on_delay": "5s", "off_delay": "2s",
-                            "on_bad_quality": "hold", "enabled": True,
-                            "actions": [{"alarm": "medium", "message": "motor1.temp high"},
-                                        {"write": "drive1", "address": "co:11", "on": True,
-                                         "off": False}]}
+        assert rules[2] == {
+            "id": "motor1.temp-high-1",
+            "signal": "motor1.temp",
+            "op": ">",
+            "threshold": 108.0,
+            "on_delay": "5s",
+            "off_delay": "2s",
+            "on_bad_quality": "hold",
+            "enabled": True,
+            "actions": [
+                {"alarm": "medium", "message": "motor1.temp high"},
+                {"write": "drive1", "address": "co:11", "on": True, "off": False},
+            ],
+        }
 
 
 async def test_two_rules_on_one_output_are_refused_and_an_action_can_be_removed() -> None:
@@ -344,7 +411,8 @@ async def test_two_rules_on_one_output_are_refused_and_an_action_can_be_removed(
         await type_into(pilot, editor, "ActionRow .a-address", "co:10")
         await dry_run_done(pilot)
         assert "co:10 on drive1 is already written by rule 'trip-motor1'" in text_of(
-            editor, "#problems")
+            editor, "#problems"
+        )
         await pilot.press("f4")  # the focus is in the new write action
         await settle(pilot)
         assert [r.kind for r in editor.query(ActionRow)] == ["alarm"]
@@ -411,9 +479,14 @@ async def test_leaving_with_changes_asks_first() -> None:
 
 async def test_a_failed_apply_keeps_the_editor_open_with_the_engines_answer() -> None:
     api = FakeAPI()
-    api.apply_result = {"ok": False, "message": "health check failed (motor1.anomaly_score "
-                                                "not GOOD within 10 s); snapshot 7f3a21 is back",
-                        "snapshot": "7f3a21", "seconds": 10.2, "health": "failed"}
+    api.apply_result = {
+        "ok": False,
+        "message": "health check failed (motor1.anomaly_score "
+        "not GOOD within 10 s); snapshot 7f3a21 is back",
+        "snapshot": "7f3a21",
+        "seconds": 10.2,
+        "health": "failed",
+    }
     app = _app(api)
     async with app.run_test(size=(80, 24)) as pilot:
         editor = await open_editor(pilot)
@@ -490,18 +563,44 @@ def test_numbers_and_problem_names() -> None:
 
 
 def test_dry_run_words() -> None:
-    lines = dry_run_lines({"ok": True, "signal": "s", "enabled": True,
-                           "edited": {"1h": 1, "24h": 14}, "current": {"1h": 0, "24h": 2},
-                           "history_from": NOW - 5 * 3600, "now": NOW})
-    assert lines == ["would have fired 1 time in 1 h; today's rule fired 0",
-                     "would have fired 14 times in 24 h; today's rule fired 2",
-                     "history covers only the last 5.0 h"]
+    lines = dry_run_lines(
+        {
+            "ok": True,
+            "signal": "s",
+            "enabled": True,
+            "edited": {"1h": 1, "24h": 14},
+            "current": {"1h": 0, "24h": 2},
+            "history_from": NOW - 5 * 3600,
+            "now": NOW,
+        }
+    )
+    assert lines == [
+        "would have fired 1 time in 1 h; today's rule fired 0",
+        "would have fired 14 times in 24 h; today's rule fired 2",
+        "history covers only the last 5.0 h",
+    ]
     assert dry_run_lines({"ok": False, "message": "threshold: bad"}) == ["dry run: threshold: bad"]
-    empty = dry_run_lines({"ok": True, "signal": "s", "edited": {"24h": 0}, "current": None,
-                           "history_from": None, "now": NOW})
+    empty = dry_run_lines(
+        {
+            "ok": True,
+            "signal": "s",
+            "edited": {"24h": 0},
+            "current": None,
+            "history_from": None,
+            "now": NOW,
+        }
+    )
     assert "no history of s in the window: nothing to replay" in empty
-    short = dry_run_lines({"ok": True, "signal": "s", "edited": {"1h": 0, "24h": 0},
-                           "current": None, "history_from": NOW - 600, "now": NOW})
+    short = dry_run_lines(
+        {
+            "ok": True,
+            "signal": "s",
+            "edited": {"1h": 0, "24h": 0},
+            "current": None,
+            "history_from": NOW - 600,
+            "now": NOW,
+        }
+    )
     assert short[-1] == "history covers only the last 10 min"
 
 
@@ -513,12 +612,14 @@ def test_what_an_edit_changes_in_words() -> None:
     after["actions"][0]["write"] = "drive2"
     after["actions"].pop(1)
     assert rule_changes(before, after) == [
-        "Threshold 0.8 → 0.7", "Min on 20s → (none)",
+        "Threshold 0.8 → 0.7",
+        "Min on 20s → (none)",
         "Action 1 write drive1 co:10 (on true, off false) → write drive2 co:10 (on true, off "
         "false)",
         "Action 2 publish local plant3/line2/alarms (QoS 1) → alarm high 'Motor 1 anomaly: "
         "tripped'",
-        "Action 3 removed: alarm high 'Motor 1 anomaly: tripped'"]
+        "Action 3 removed: alarm high 'Motor 1 anomaly: tripped'",
+    ]
 
 
 def test_the_template_takes_a_free_id() -> None:

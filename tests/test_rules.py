@@ -23,8 +23,7 @@ from floorconsole.core.rules import (
 )
 from floorconsole.core.sample import Sample
 
-SIGNALS = {"motor1.anomaly_score": (0.0, 1.0), "motor1.current": (0.0, 50.0),
-           "line.state": None}
+SIGNALS = {"motor1.anomaly_score": (0.0, 1.0), "motor1.current": (0.0, 50.0), "line.state": None}
 DEVICES = {"drive1"}
 BROKERS = {"local"}
 
@@ -57,7 +56,11 @@ def test_the_design_example_parses() -> None:
     [rule], problems = parse([DESIGN_EXAMPLE])
     assert problems == {}
     assert (rule.id, rule.signal, rule.op, rule.threshold) == (
-        "trip-motor1", "motor1.anomaly_score", ">", 0.8)
+        "trip-motor1",
+        "motor1.anomaly_score",
+        ">",
+        0.8,
+    )
     assert rule.deadband == 0.05 and rule.release_level == pytest.approx(0.75)
     assert (rule.on_delay_s, rule.off_delay_s, rule.on_bad_quality) == (5.0, 2.0, "hold")
     write, publish, alarm = rule.actions
@@ -71,8 +74,9 @@ def test_the_design_example_parses() -> None:
 
 
 def test_percent_deadband_uses_the_signal_range() -> None:
-    [rule], problems = parse([{"id": "r", "signal": "motor1.current", "op": "<",
-                               "threshold": 10, "deadband": "2%"}])
+    [rule], problems = parse(
+        [{"id": "r", "signal": "motor1.current", "op": "<", "threshold": 10, "deadband": "2%"}]
+    )
     assert problems == {}
     assert rule.deadband == pytest.approx(1.0)  # 2 % of 0..50 A
     assert rule.release_level == pytest.approx(11.0)
@@ -82,26 +86,43 @@ def test_percent_deadband_uses_the_signal_range() -> None:
 def test_every_problem_is_reported_with_its_key_path() -> None:
     rules = [
         {"id": "a", "signal": "nope", "op": ">", "threshold": 1, "colour": "red"},
-        {"id": "b", "signal": "motor1.current", "op": "=>", "threshold": "high",
-         "on_delay": "5 sec", "max_changes_per_hour": 0, "on_bad_quality": "ignore",
-         "actions": [
-             {"write": "drive1", "address": "ir:3", "on": 1},
-             {"write": "drive1", "address": "di:0", "on": True},
-             {"write": "drive9", "address": "co:1", "on": True},
-             {"write": "drive1", "address": "hr:5", "on": 70000},
-             {"write": "drive1", "address": "co:2"},
-             {"publish": "plant", "topic": "a/#", "qos": 3},
-             {"publish": "local", "topic": "x", "payload": "{rule} {colour}"},
-             {"alarm": "urgent"},
-             {"alarm": "low", "write": "drive1"},
-         ]},
+        {
+            "id": "b",
+            "signal": "motor1.current",
+            "op": "=>",
+            "threshold": "high",
+            "on_delay": "5 sec",
+            "max_changes_per_hour": 0,
+            "on_bad_quality": "ignore",
+            "actions": [
+                {"write": "drive1", "address": "ir:3", "on": 1},
+                {"write": "drive1", "address": "di:0", "on": True},
+                {"write": "drive9", "address": "co:1", "on": True},
+                {"write": "drive1", "address": "hr:5", "on": 70000},
+                {"write": "drive1", "address": "co:2"},
+                {"publish": "plant", "topic": "a/#", "qos": 3},
+                {"publish": "local", "topic": "x", "payload": "{rule} {colour}"},
+                {"alarm": "urgent"},
+                {"alarm": "low", "write": "drive1"},
+            ],
+        },
         {"id": "c", "signal": "line.state", "op": "==", "threshold": 3, "deadband": "2%"},
         {"id": "d", "signal": "motor1.current", "op": "==", "threshold": 3, "deadband": 1},
         {"id": "a", "signal": "motor1.current", "op": ">", "threshold": 1},
-        {"id": "e", "signal": "motor1.current", "op": ">", "threshold": 1,
-         "actions": [{"write": "drive1", "address": "co:10", "on": True}]},
-        {"id": "f", "signal": "motor1.current", "op": ">", "threshold": 1,
-         "actions": [{"write": "drive1", "address": "co:10", "on": True}]},
+        {
+            "id": "e",
+            "signal": "motor1.current",
+            "op": ">",
+            "threshold": 1,
+            "actions": [{"write": "drive1", "address": "co:10", "on": True}],
+        },
+        {
+            "id": "f",
+            "signal": "motor1.current",
+            "op": ">",
+            "threshold": 1,
+            "actions": [{"write": "drive1", "address": "co:10", "on": True}],
+        },
         {"signal": "motor1.current", "op": ">"},
     ]
     parsed, problems = parse(rules)
@@ -145,10 +166,26 @@ def test_rules_must_be_an_array_of_tables() -> None:
 
 
 def test_write_to_a_holding_register_with_a_type_and_scale() -> None:
-    [rule], problems = parse([{"id": "speed", "signal": "motor1.current", "op": ">",
-                               "threshold": 40, "actions": [
-                                   {"write": "drive1", "address": "hr:5", "type": "float32",
-                                    "scale": 0.1, "on": 120.5, "off": 0}]}])
+    [rule], problems = parse(
+        [
+            {
+                "id": "speed",
+                "signal": "motor1.current",
+                "op": ">",
+                "threshold": 40,
+                "actions": [
+                    {
+                        "write": "drive1",
+                        "address": "hr:5",
+                        "type": "float32",
+                        "scale": 0.1,
+                        "on": 120.5,
+                        "off": 0,
+                    }
+                ],
+            }
+        ]
+    )
     assert problems == {}
     [write] = rule.actions
     assert isinstance(write, WriteAction)
@@ -167,21 +204,40 @@ def test_control_is_read_only_unless_the_plant_file_says_so() -> None:
 
 
 def test_publish_payload_template() -> None:
-    [rule], problems = parse([{"id": "r", "signal": "motor1.current", "op": ">",
-                               "threshold": 40, "actions": [
-                                   {"publish": "local", "topic": "t", "payload":
-                                    '{{"rule":"{rule}","v":{value},"s":"{state}","at":"{time}",'
-                                    '"thr":{threshold},"sig":"{signal}"}}'}]}])
+    [rule], problems = parse(
+        [
+            {
+                "id": "r",
+                "signal": "motor1.current",
+                "op": ">",
+                "threshold": 40,
+                "actions": [
+                    {
+                        "publish": "local",
+                        "topic": "t",
+                        "payload": '{{"rule":"{rule}","v":{value},"s":"{state}","at":"{time}",'
+                        '"thr":{threshold},"sig":"{signal}"}}',
+                    }
+                ],
+            }
+        ]
+    )
     assert problems == {}
     [publish] = rule.actions
     assert isinstance(publish, PublishAction)
     tr = Transition("r", "activate", 10.0, 41.25, "")
     payload = publish.render(payload_fields(rule, tr, 1_700_000_000.5))
-    assert json.loads(payload) == {"rule": "r", "v": 41.25, "s": "active",
-                                   "at": "2023-11-14T22:13:20.500Z", "thr": 40, "sig":
-                                   "motor1.current"}
-    default = PublishAction("local", "t").render(payload_fields(rule, tr._replace(
-        kind="release"), 1_700_000_000.0))
+    assert json.loads(payload) == {
+        "rule": "r",
+        "v": 41.25,
+        "s": "active",
+        "at": "2023-11-14T22:13:20.500Z",
+        "thr": 40,
+        "sig": "motor1.current",
+    }
+    default = PublishAction("local", "t").render(
+        payload_fields(rule, tr._replace(kind="release"), 1_700_000_000.0)
+    )
     assert json.loads(default)["state"] == "normal"
 
 
@@ -252,7 +308,10 @@ def test_oscillation_inside_the_deadband_changes_the_output_once() -> None:
     # threshold 50 on a 0..100 range: ±1.5 % is 48.5 / 51.5, the deadband 2 % is 2.0
     [cfg], problems = parse_rules(
         [{"id": "r", "signal": "sig", "op": ">", "threshold": 50, "deadband": "2%"}],
-        signals={"sig": (0.0, 100.0)}, devices=set(), brokers=set())
+        signals={"sig": (0.0, 100.0)},
+        devices=set(),
+        brokers=set(),
+    )
     assert problems == [] and cfg.deadband == pytest.approx(2.0)
     d = Driver(cfg)
     for i in range(400):
@@ -267,11 +326,14 @@ def test_oscillation_inside_the_deadband_changes_the_output_once() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(min_value=-1.5, max_value=1.5), min_size=1, max_size=200),
-       st.sampled_from([">", ">=", "<", "<="]),
-       st.floats(min_value=0.0, max_value=3.0))
+@given(
+    st.lists(st.floats(min_value=-1.5, max_value=1.5), min_size=1, max_size=200),
+    st.sampled_from([">", ">=", "<", "<="]),
+    st.floats(min_value=0.0, max_value=3.0),
+)
 def test_any_wander_within_the_deadband_changes_the_output_at_most_once(
-        offsets: list[float], op: str, on_delay: float) -> None:
+    offsets: list[float], op: str, on_delay: float
+) -> None:
     d = Driver(rule(op=op, deadband=2.0, on_delay_s=on_delay))
     for off in offsets:
         d.feed(50.0 + off)
@@ -422,10 +484,14 @@ def test_state_shows_value_timers_last_activation_and_changes() -> None:
     d.feed(51.0)
     d.wait(2.0)
     s = d.ev.state(d.clock.mono())
-    assert (s.value, s.threshold, s.quality, s.active, s.demand) == (51.0, 50.0, "GOOD",
-                                                                      False, True)
-    assert (s.pending, s.pending_why, s.remaining_s) == ("activate", "on-delay",
-                                                          pytest.approx(3.0))
+    assert (s.value, s.threshold, s.quality, s.active, s.demand) == (
+        51.0,
+        50.0,
+        "GOOD",
+        False,
+        True,
+    )
+    assert (s.pending, s.pending_why, s.remaining_s) == ("activate", "on-delay", pytest.approx(3.0))
     d.wait(3.0)
     s = d.ev.state(d.clock.mono())
     assert s.active and s.pending == "" and s.remaining_s is None

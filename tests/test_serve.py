@@ -31,8 +31,17 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "serve_reference"
 UPDATE = os.environ.get("FLOORCONSOLE_UPDATE_SERVE_REFERENCE") == "1"
 VIEWPORT = (1024, 600)  # a common HMI panel size
-SIGNALS = ("motor1.current", "motor1.speed", "motor1.temp", "motor1.load", "motor1.run_hours",
-           "motor1.running", "motor1.trip", "motor1.vibration.x", "motor1.anomaly_score")
+SIGNALS = (
+    "motor1.current",
+    "motor1.speed",
+    "motor1.temp",
+    "motor1.load",
+    "motor1.run_hours",
+    "motor1.running",
+    "motor1.trip",
+    "motor1.vibration.x",
+    "motor1.anomaly_score",
+)
 
 # A cell whose text is the same as in the reference must look the same: mean absolute
 # difference per channel below CELL_TOLERANCE (0-255; anti-aliasing moves a few levels, a
@@ -55,8 +64,18 @@ def test_each_tab_runs_attach_with_the_console_options(tmp_path: Path) -> None:
     args = parse("--data-dir", str(tmp_path), "--theme", "dark", "--refresh", "2", "--kiosk")
     assert (args.host, args.port) == ("127.0.0.1", 8000)  # this box only, unless asked
     assert serve.attach_command(args) == [
-        sys.executable, "-m", "floorconsole.cli", "attach", "--data-dir", str(tmp_path),
-        "--theme", "dark", "--refresh", "2.0", "--kiosk"]
+        sys.executable,
+        "-m",
+        "floorconsole.cli",
+        "attach",
+        "--data-dir",
+        str(tmp_path),
+        "--theme",
+        "dark",
+        "--refresh",
+        "2.0",
+        "--kiosk",
+    ]
     sock = tmp_path / "engine.sock"
     assert serve.attach_command(parse("--socket", str(sock)))[4:6] == ["--socket", str(sock)]
     with pytest.raises(SystemExit):  # one engine: -c, --data-dir and --socket exclude each other
@@ -64,10 +83,13 @@ def test_each_tab_runs_attach_with_the_console_options(tmp_path: Path) -> None:
 
 
 def test_importing_serve_leaves_aiohttp_out() -> None:
-    code = ("import sys, floorconsole.serve, floorconsole.cli; "
-            "print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'textual_serve'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=REPO).stdout
+    code = (
+        "import sys, floorconsole.serve, floorconsole.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'textual_serve'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -102,13 +124,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def wait_until(cond: Any, timeout: float, what: str, proc: subprocess.Popen[bytes],
-               log: Path) -> None:
+def wait_until(
+    cond: Any, timeout: float, what: str, proc: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{what}: the process exited ({proc.returncode}):\n"
-                        f"{log.read_text(errors='replace')[-3000:]}")
+            pytest.fail(
+                f"{what}: the process exited ({proc.returncode}):\n"
+                f"{log.read_text(errors='replace')[-3000:]}"
+            )
         if cond():
             return
         time.sleep(0.1)
@@ -133,18 +158,42 @@ def served(tmp_path: Path) -> Iterator[str]:
     engine_log, serve_log = tmp_path / "engine.log", tmp_path / "serve.log"
     with engine_log.open("wb") as out:
         engine = subprocess.Popen(
-            [sys.executable, "-m", "floorconsole.cli", "demo", "--headless", "--data-dir",
-             str(data)], cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            [
+                sys.executable,
+                "-m",
+                "floorconsole.cli",
+                "demo",
+                "--headless",
+                "--data-dir",
+                str(data),
+            ],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
     try:
         wait_until(lambda: socket_path(data).exists(), 30, "engine socket", engine, engine_log)
         port = free_port()
         with serve_log.open("wb") as out:
             server = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.serve_cli", "--data-dir", str(data),
-                 "--port", str(port)], cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=out)
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.support.serve_cli",
+                    "--data-dir",
+                    str(data),
+                    "--port",
+                    str(port),
+                ],
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
         url = f"http://127.0.0.1:{port}/"
         try:
+
             def answers() -> bool:
                 try:
                     with urllib.request.urlopen(url, timeout=2) as r:
@@ -162,15 +211,16 @@ def served(tmp_path: Path) -> Iterator[str]:
 
 def values(lines: list[str]) -> dict[str, str]:
     """Signal -> the text of its Value cell, from the overview's table."""
-    header = next(i for i, line in enumerate(lines) if re.match(r"\s*Signal\s+Value\s+Quality",
-                                                                line))
+    header = next(
+        i for i, line in enumerate(lines) if re.match(r"\s*Signal\s+Value\s+Quality", line)
+    )
     quality_col = lines[header].index("Quality")
     out = {}
-    for line in lines[header + 1:]:
+    for line in lines[header + 1 :]:
         m = re.match(r" (\S+)\s", line)
         if m is None:
             break
-        out[m.group(1)] = line[m.end():quality_col].strip()
+        out[m.group(1)] = line[m.end() : quality_col].strip()
     return out
 
 
@@ -186,8 +236,14 @@ def scoring(screen: dict[str, Any] | None) -> bool:
     return all(v.get(s, "—") not in ("", "—") for s in SIGNALS)
 
 
-def compare(shot: Path, texts: list[list[str]], ref_png: Path, ref_txt: Path,
-            screen: dict[str, Any], out: Path) -> str | None:
+def compare(
+    shot: Path,
+    texts: list[list[str]],
+    ref_png: Path,
+    ref_txt: Path,
+    screen: dict[str, Any],
+    out: Path,
+) -> str | None:
     """None if the screenshot matches the reference wherever the text is the same in the
     reference and in every read of this screen; else what is wrong (and a diff image)."""
     from PIL import Image, ImageChops, ImageDraw
@@ -211,8 +267,12 @@ def compare(shot: Path, texts: list[list[str]], ref_png: Path, ref_txt: Path,
             if any(t[y][x] != ref_lines[y][x] for t in texts):
                 continue
             compared += 1
-            box = (round(left + x * cw), round(top + y * ch),
-                   round(left + (x + 1) * cw), round(top + (y + 1) * ch))
+            box = (
+                round(left + x * cw),
+                round(top + y * ch),
+                round(left + (x + 1) * cw),
+                round(top + (y + 1) * ch),
+            )
             hist = diff.crop(box).histogram()  # 3 x 256 bins
             n = (box[2] - box[0]) * (box[3] - box[1]) * 3
             mean = sum(i % 256 * c for i, c in enumerate(hist)) / n
@@ -226,8 +286,7 @@ def compare(shot: Path, texts: list[list[str]], ref_png: Path, ref_txt: Path,
         problems.append(f"only {compared} of {total} cells have the reference's text")
     if bad > MAX_BAD_CELLS * compared:
         worst.sort(reverse=True)
-        cells = ", ".join(f"row {y} col {x} {ref_lines[y][x]!r} ({m:.0f})"
-                          for m, y, x in worst[:8])
+        cells = ", ".join(f"row {y} col {x} {ref_lines[y][x]!r} ({m:.0f})" for m, y, x in worst[:8])
         problems.append(f"{bad} of {compared} cells look different: {cells}")
     if not problems:
         return None
@@ -236,8 +295,7 @@ def compare(shot: Path, texts: list[list[str]], ref_png: Path, ref_txt: Path,
 
 
 @pytest.mark.slow
-async def test_browser_shows_the_live_overview(chromium: str, served: str,
-                                               tmp_path: Path) -> None:
+async def test_browser_shows_the_live_overview(chromium: str, served: str, tmp_path: Path) -> None:
     async with Browser(chromium, width=VIEWPORT[0], height=VIEWPORT[1]) as browser:
         await browser.goto(served)
         deadline = time.monotonic() + 40

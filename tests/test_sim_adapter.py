@@ -39,7 +39,8 @@ class Subscriber:
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(VIBRATION_TOPIC)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
         self.client.on_message = lambda c, u, m: self.messages.append(
-            (time.monotonic(), json.loads(m.payload)))
+            (time.monotonic(), json.loads(m.payload))
+        )
         self.client.connect(host, port)
         self.client.loop_start()
         assert self._subscribed.wait(5), "subscription not acknowledged"
@@ -94,7 +95,7 @@ def read_drive(c: ModbusTcpClient) -> dict[str, float | bool]:
     out = {}
     for s in DEMO.signals_of_device("drive1"):
         p = s.source
-        out[s.id] = decode_point(p, tables[p.table][p.address:p.address + p.width])  # type: ignore[union-attr]
+        out[s.id] = decode_point(p, tables[p.table][p.address : p.address + p.width])  # type: ignore[union-attr]
     return out
 
 
@@ -115,8 +116,9 @@ def eventually(check: Callable[[], bool], timeout: float, interval: float = 0.1)
     return check()
 
 
-def test_registers_decode_to_a_plausible_running_motor(plant: SimPlant,
-                                                       client: ModbusTcpClient) -> None:
+def test_registers_decode_to_a_plausible_running_motor(
+    plant: SimPlant, client: ModbusTcpClient
+) -> None:
     v = read_drive(client)
     assert set(v) == set(DRIVE_POINTS)
     assert 1480 <= v["motor1.speed"] <= 1495
@@ -128,9 +130,11 @@ def test_registers_decode_to_a_plausible_running_motor(plant: SimPlant,
 
     first = v["motor1.current"]
     assert eventually(lambda: read_drive(client)["motor1.current"] != first, 2.0), (
-        "the image refreshes (~10 Hz)")
+        "the image refreshes (~10 Hz)"
+    )
     assert eventually(lambda: read_drive(client)["motor1.run_hours"] > 12_480.0, 6.0, 0.5), (
-        "run hours count up (0.001 h = 3.6 s)")
+        "run hours count up (0.001 h = 3.6 s)"
+    )
 
 
 def test_vibration_blocks_arrive_at_two_hertz(plant: SimPlant, sub: Subscriber) -> None:
@@ -155,16 +159,18 @@ def test_vibration_blocks_arrive_at_two_hertz(plant: SimPlant, sub: Subscriber) 
     assert ts == sorted(ts)
 
 
-def test_trip_coil_stops_the_motor_and_reset_restarts_it(plant: SimPlant, sub: Subscriber,
-                                                          client: ModbusTcpClient) -> None:
+def test_trip_coil_stops_the_motor_and_reset_restarts_it(
+    plant: SimPlant, sub: Subscriber, client: ModbusTcpClient
+) -> None:
     assert not client.write_coil(10, True, device_id=UNIT).isError()
     # the write reads back at once: the plant must not overwrite it with a stale image
     assert client.read_coils(10, count=1, device_id=UNIT).bits[0] is True
     assert eventually(lambda: read_drive(client)["motor1.running"] is False, 1.0)
     assert eventually(lambda: read_drive(client)["motor1.current"] == 0.0, 1.0)
     speeds = []
-    assert eventually(lambda: speeds.append(read_drive(client)["motor1.speed"])
-                      or speeds[-1] == 0, 8.0, 0.25), "coasts to rest within a few seconds"
+    assert eventually(
+        lambda: speeds.append(read_drive(client)["motor1.speed"]) or speeds[-1] == 0, 8.0, 0.25
+    ), "coasts to rest within a few seconds"
     assert speeds[0] > 0 and all(b <= a for a, b in zip(speeds, speeds[1:], strict=False))
     v = read_drive(client)
     assert v["motor1.trip"] is True and v["motor1.load"] == 0.0
@@ -192,7 +198,8 @@ def test_run_coil_is_the_run_command(plant: SimPlant, client: ModbusTcpClient) -
 
 
 def test_dropout_takes_the_drive_offline_and_clear_brings_it_back(
-        plant: SimPlant, client: ModbusTcpClient) -> None:
+    plant: SimPlant, client: ModbusTcpClient
+) -> None:
     port = plant.modbus_port
     plant.inject("dropout")
     assert "dropout" in plant.active_faults()
@@ -207,8 +214,13 @@ def test_dropout_takes_the_drive_offline_and_clear_brings_it_back(
 
 
 def test_silent_dropout_times_out(mosquitto) -> None:  # type: ignore[no-untyped-def]
-    with SimPlant(modbus_port=0, mqtt_host=mosquitto.host, mqtt_port=mosquitto.port,
-                  dropout="silent", faults=["dropout"]) as sim:
+    with SimPlant(
+        modbus_port=0,
+        mqtt_host=mosquitto.host,
+        mqtt_port=mosquitto.port,
+        dropout="silent",
+        faults=["dropout"],
+    ) as sim:
         c = ModbusTcpClient("127.0.0.1", port=sim.modbus_port, timeout=0.3, retries=0)
         assert c.connect(), "a silent device still accepts the connection"
         t0 = time.monotonic()
@@ -220,8 +232,7 @@ def test_silent_dropout_times_out(mosquitto) -> None:  # type: ignore[no-untyped
         c.close()
 
 
-def test_injected_fault_shows_in_the_published_vibration(plant: SimPlant,
-                                                         sub: Subscriber) -> None:
+def test_injected_fault_shows_in_the_published_vibration(plant: SimPlant, sub: Subscriber) -> None:
     before = sub.wait_for(2, 3.0)[-1]
     plant.inject("imbalance", 1.0)
     assert plant.active_faults() == ["imbalance"]
@@ -235,8 +246,11 @@ def test_injected_fault_shows_in_the_published_vibration(plant: SimPlant,
 
 
 def test_faults_given_at_construction(mosquitto, sub: Subscriber) -> None:  # type: ignore[no-untyped-def]
-    with SimPlant(mqtt_host=mosquitto.host, mqtt_port=mosquitto.port,
-                  faults={"stuck_sensor": 1.0, "bearing": 0.5}) as sim:
+    with SimPlant(
+        mqtt_host=mosquitto.host,
+        mqtt_port=mosquitto.port,
+        faults={"stuck_sensor": 1.0, "bearing": 0.5},
+    ) as sim:
         assert sim.active_faults() == ["bearing", "stuck_sensor"]
         msgs = sub.wait_for(2, 3.0)
         assert msgs and all(np.ptp(m["x"]) == 0.0 for m in msgs), "a stuck sensor is flat"
@@ -259,12 +273,19 @@ def test_cli_rejects_an_unknown_fault(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_cli_runs_until_interrupted(mosquitto, sub: Subscriber) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    code = ("import sys; from floorconsole.adapters.sim import run_sim_cli; "
-            f"sys.exit(run_sim_cli({port}, {mosquitto.host!r}, {mosquitto.port}, "
-            "['misalignment:0.5'], 7))")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys; from floorconsole.adapters.sim import run_sim_cli; "
+        f"sys.exit(run_sim_cli({port}, {mosquitto.host!r}, {mosquitto.port}, "
+        "['misalignment:0.5'], 7))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert f"127.0.0.1:{port}" in line and f"{mosquitto.port}" in line
@@ -283,8 +304,13 @@ def test_cli_runs_until_interrupted(mosquitto, sub: Subscriber) -> None:  # type
 
 def test_cli_reports_a_busy_port(mosquitto, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     with SimPlant(mqtt_host=mosquitto.host, mqtt_port=mosquitto.port) as first:
-        code = run_sim_cli(port=first.modbus_port, mqtt_host=mosquitto.host,
-                           mqtt_port=mosquitto.port, faults=[], seed=1)
+        code = run_sim_cli(
+            port=first.modbus_port,
+            mqtt_host=mosquitto.host,
+            mqtt_port=mosquitto.port,
+            faults=[],
+            seed=1,
+        )
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(first.modbus_port) in err

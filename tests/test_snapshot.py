@@ -95,16 +95,19 @@ def test_id_does_not_depend_on_key_order_metadata_or_where_the_files_are(tmp_pat
     for _ in range(5):
         assert snap(shuffled(demo_config(), rng)).id == base.id
     # author, message, parent and time are beside the id, not in it
-    assert snap(demo_config(), author="eng2", message="other", parent="ab" * 32,
-                created=99.0).id == base.id
+    assert (
+        snap(demo_config(), author="eng2", message="other", parent="ab" * 32, created=99.0).id
+        == base.id
+    )
 
     # the same plant and model bytes elsewhere on disk, under another package path
     elsewhere = tmp_path / "site" / "plant"
     (tmp_path / "site" / "pkgs").mkdir(parents=True)
     elsewhere.mkdir()
     for suffix in (".onnx", ".json"):
-        shutil.copy(MODELS / f"motor_anomaly{suffix}", tmp_path / "site" / "pkgs" /
-                    f"motor_anomaly{suffix}")
+        shutil.copy(
+            MODELS / f"motor_anomaly{suffix}", tmp_path / "site" / "pkgs" / f"motor_anomaly{suffix}"
+        )
     cfg = demo_config()
     cfg["models"][0]["package"] = "../pkgs/motor_anomaly"
     files = read_model_files(cfg, elsewhere)
@@ -125,8 +128,9 @@ def test_canonical_text_is_sorted_compact_json_and_packages_are_refs() -> None:
     assert parse_package_ref(ref.ref) == ref
     assert "../models" not in text
     # read back from its text, it is the same snapshot
-    back = snapshot_from_canonical(text, parent=None, author="a", message="m", created=1.0,
-                                   expect_id=s.id)
+    back = snapshot_from_canonical(
+        text, parent=None, author="a", message="m", created=1.0, expect_id=s.id
+    )
     assert back.config == s.config and back.models == s.models
 
 
@@ -137,19 +141,22 @@ def test_a_config_taken_from_a_snapshot_makes_the_same_snapshot_without_files() 
     assert len({s, snap(demo_config())}) == 1  # hashable, by id
 
 
-@pytest.mark.parametrize("change", [
-    lambda c: c["rules"][0].__setitem__("threshold", 0.7),
-    lambda c: c["rules"][0]["actions"][0].__setitem__("address", "co:11"),
-    lambda c: c["rules"][0].__setitem__("deadband", 0.050000000000000003 + 1e-12),
-    lambda c: c["signals"][2].__setitem__("scale", 0.01),
-    lambda c: c["signals"][0].__setitem__("range", [0, 50.0]),  # 50 and 50.0 differ in TOML
-    lambda c: c["signals"].reverse(),
-    lambda c: c["devices"][0].__setitem__("poll", "250ms"),
-    lambda c: c["edge"].__setitem__("site", "Plant 3 / Line 2 "),
-    lambda c: c["models"][0]["inputs"].__setitem__("x", "motor1.vibration.y"),
-    lambda c: c.pop("rules"),
-    lambda c: c.__setitem__("uplink", {"broker": "local"}),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: c["rules"][0].__setitem__("threshold", 0.7),
+        lambda c: c["rules"][0]["actions"][0].__setitem__("address", "co:11"),
+        lambda c: c["rules"][0].__setitem__("deadband", 0.050000000000000003 + 1e-12),
+        lambda c: c["signals"][2].__setitem__("scale", 0.01),
+        lambda c: c["signals"][0].__setitem__("range", [0, 50.0]),  # 50 and 50.0 differ in TOML
+        lambda c: c["signals"].reverse(),
+        lambda c: c["devices"][0].__setitem__("poll", "250ms"),
+        lambda c: c["edge"].__setitem__("site", "Plant 3 / Line 2 "),
+        lambda c: c["models"][0]["inputs"].__setitem__("x", "motor1.vibration.y"),
+        lambda c: c.pop("rules"),
+        lambda c: c.__setitem__("uplink", {"broker": "local"}),
+    ],
+)
 def test_any_change_of_content_changes_the_id(change: Any) -> None:
     cfg = demo_config()
     change(cfg)
@@ -162,15 +169,20 @@ def test_a_changed_byte_in_either_model_file_changes_the_id() -> None:
     onnx = bytearray(files.onnx)
     onnx[len(onnx) // 2] ^= 1
     sidecar = files.sidecar + b"\n"
-    ids = {snap(demo_config(), {"motor1_anomaly": ModelFiles(bytes(onnx), files.sidecar)}).id,
-           snap(demo_config(), {"motor1_anomaly": ModelFiles(files.onnx, sidecar)}).id}
+    ids = {
+        snap(demo_config(), {"motor1_anomaly": ModelFiles(bytes(onnx), files.sidecar)}).id,
+        snap(demo_config(), {"motor1_anomaly": ModelFiles(files.onnx, sidecar)}).id,
+    }
     assert base not in ids and len(ids) == 2
 
 
 def test_what_cannot_be_a_snapshot_is_refused_with_its_key_path() -> None:
     cfg = demo_config()
-    with pytest.raises(SnapshotError, match=r"models\[0\]\.package: no model files given for "
-                                            r"'motor1_anomaly'"):
+    with pytest.raises(
+        SnapshotError,
+        match=r"models\[0\]\.package: no model files given for "
+        r"'motor1_anomaly'",
+    ):
         make_snapshot(cfg, {}, parent=None, author="a", message="m", created=0.0)
     cfg["edge"]["commissioned"] = dt.date(2026, 1, 1)
     with pytest.raises(SnapshotError, match=r"edge\.commissioned: a date"):
@@ -187,8 +199,11 @@ def test_what_cannot_be_a_snapshot_is_refused_with_its_key_path() -> None:
         snap(cfg)
     cfg = demo_config()
     cfg["models"][0]["package"] = "nowhere/motor_anomaly"
-    with pytest.raises(SnapshotError, match=r"models\[0\]\.package: .*nowhere/motor_anomaly.onnx "
-                                            r"not found"):
+    with pytest.raises(
+        SnapshotError,
+        match=r"models\[0\]\.package: .*nowhere/motor_anomaly.onnx "
+        r"not found",
+    ):
         read_model_files(cfg, PLANTS)
 
 
@@ -196,8 +211,7 @@ def test_tampered_canonical_text_is_refused() -> None:
     s = snap(demo_config())
     text = s.canonical.replace('"threshold":0.8', '"threshold":0.9')
     with pytest.raises(SnapshotError, match="hashes to"):
-        snapshot_from_canonical(text, parent=None, author="", message="", created=0,
-                                expect_id=s.id)
+        snapshot_from_canonical(text, parent=None, author="", message="", created=0, expect_id=s.id)
     spaced = json.dumps(json.loads(s.canonical), sort_keys=True)
     with pytest.raises(SnapshotError, match="not in canonical form"):
         snapshot_from_canonical(spaced, parent=None, author="", message="", created=0)
@@ -247,8 +261,16 @@ def test_diff_of_items_added_removed_and_reordered() -> None:
     new = copy.deepcopy(old)
     new["devices"].append({"id": "drive2", "protocol": "modbus-tcp", "host": "10.0.0.7"})
     new["signals"] = [s for s in new["signals"] if s["id"] != "motor1.run_hours"]
-    new["rules"].insert(0, {"id": "hot-motor1", "signal": "motor1.temp", "op": ">=",
-                            "threshold": 80, "actions": [{"alarm": "medium"}]})
+    new["rules"].insert(
+        0,
+        {
+            "id": "hot-motor1",
+            "signal": "motor1.temp",
+            "op": ">=",
+            "threshold": 80,
+            "actions": [{"alarm": "medium"}],
+        },
+    )
     new["uplink"] = {"broker": "local", "topic_prefix": "fc"}
     assert lines(old, new) == [
         "device drive2 added (protocol modbus-tcp, host 10.0.0.7)",
@@ -289,14 +311,16 @@ def test_diff_of_a_model_package_names_the_files_that_changed_and_the_sidecar_fi
     assert old == "9bca74"
     assert lines(demo_config(), demo_config(), new_files=only_onnx) == [
         f"model motor1_anomaly: package changed (sha {old} → "
-        f"{only_onnx['motor1_anomaly'].ref.package_sha[:6]}; onnx changed)"]
+        f"{only_onnx['motor1_anomaly'].ref.package_sha[:6]}; onnx changed)"
+    ]
 
     blobs = {sha256_hex(b): b for b in (files.sidecar, sidecar)}
     new = new_files["motor1_anomaly"].ref.package_sha[:6]
     assert lines(demo_config(), demo_config(), new_files=new_files, sidecar=blobs.get) == [
         f"model motor1_anomaly: package changed (sha {old} → {new}; onnx and sidecar changed); "
         f"sidecar.version 1.0.0 → 1.1.0; sidecar.thresholds.warning "
-        f"{json.loads(files.sidecar)['thresholds']['warning']!r} → 0.5; sidecar.scaler changed"]
+        f"{json.loads(files.sidecar)['thresholds']['warning']!r} → 0.5; sidecar.scaler changed"
+    ]
 
 
 def test_diff_of_the_same_and_of_equal_content() -> None:
@@ -314,9 +338,14 @@ def act(seq: int, sid: str, outcome: Outcome, t: float, boot: str = "b1") -> Act
 
 def test_running_follows_applies_health_checks_and_rollbacks() -> None:
     A, B, C = "a" * 64, "b" * 64, "c" * 64
-    log = [act(1, A, Outcome.APPLIED, 10), act(2, A, Outcome.HEALTH_OK, 15),
-           act(3, B, Outcome.APPLIED, 20), act(4, B, Outcome.HEALTH_FAILED, 25),
-           act(5, C, Outcome.APPLIED, 30, boot="b2"), act(6, A, Outcome.ROLLED_BACK, 40, "b2")]
+    log = [
+        act(1, A, Outcome.APPLIED, 10),
+        act(2, A, Outcome.HEALTH_OK, 15),
+        act(3, B, Outcome.APPLIED, 20),
+        act(4, B, Outcome.HEALTH_FAILED, 25),
+        act(5, C, Outcome.APPLIED, 30, boot="b2"),
+        act(6, A, Outcome.ROLLED_BACK, 40, "b2"),
+    ]
     assert running([]) is None
     assert running(log, at=9.9) is None
     assert running(log, at=10).snapshot == A
@@ -360,9 +389,10 @@ def test_the_demo_with_rules_reads_like_a_plant_file() -> None:
     assert tomllib.loads(text) == cfg
     assert text.startswith('[edge]\nid = "line2-press"\n')
     assert 'inputs = { x = "motor1.vibration.x", y = "motor1.vibration.y", z = ' in text
-    assert ('actions = [\n  { write = "drive1", address = "co:10", on = true, off = false },\n'
-            in text)
-    assert "\n[[rules]]\nid = \"trip-motor1\"\n" in text
+    assert (
+        'actions = [\n  { write = "drive1", address = "co:10", on = true, off = false },\n' in text
+    )
+    assert '\n[[rules]]\nid = "trip-motor1"\n' in text
 
 
 def test_toml_writer_escapes_quotes_keys_and_holds_every_toml_type() -> None:
@@ -377,8 +407,11 @@ def test_toml_writer_escapes_quotes_keys_and_holds_every_toml_type() -> None:
         "day": dt.date(2026, 11, 23),
         "clock": dt.time(7, 30, 1, 5),
         "offset": dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=-5, minutes=-30))),
-        "inf": math.inf, "ninf": -math.inf,
-        "empty_list": [], "empty_table": {}, "nested": [[1, 2], ["a"], []],
+        "inf": math.inf,
+        "ninf": -math.inf,
+        "empty_list": [],
+        "empty_table": {},
+        "nested": [[1, 2], ["a"], []],
         "tables": [{"a": 1}, {"b": {"c": [{"d": 1}, {}]}}],
         "mixed": [1, {"x": 1}],
     }
@@ -407,8 +440,9 @@ def plant_like(floats: st.SearchStrategy[float]) -> st.SearchStrategy[dict[str, 
     )
     values = st.recursive(
         scalars,
-        lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                st.dictionaries(_keys, inner, max_size=4)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(_keys, inner, max_size=4)
+        ),
         max_leaves=12,
     )
     tables = st.dictionaries(_keys, values, max_size=6)
@@ -419,14 +453,18 @@ def plant_like(floats: st.SearchStrategy[float]) -> st.SearchStrategy[dict[str, 
             "brokers": st.lists(tables, max_size=3),
             "devices": st.lists(tables, max_size=3),
             "signals": st.lists(tables, max_size=4),
-            "rules": st.lists(st.fixed_dictionaries(
-                {"id": _keys, "threshold": floats, "actions": st.lists(tables, max_size=3)}),
-                max_size=3),
+            "rules": st.lists(
+                st.fixed_dictionaries(
+                    {"id": _keys, "threshold": floats, "actions": st.lists(tables, max_size=3)}
+                ),
+                max_size=3,
+            ),
             "uplink": tables,
         },
     )
     return sections.flatmap(
-        lambda d: st.dictionaries(_keys, values, max_size=3).map(lambda extra: extra | d))
+        lambda d: st.dictionaries(_keys, values, max_size=3).map(lambda extra: extra | d)
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -436,15 +474,20 @@ def test_toml_writer_round_trips_generated_plant_like_dicts(doc: dict[str, Any])
 
 
 @settings(max_examples=60, deadline=None)
-@given(plant_like(st.floats(allow_nan=False, allow_infinity=False)),
-       st.randoms(use_true_random=False))
-def test_canonical_form_is_stable_for_generated_configs(doc: dict[str, Any],
-                                                        rng: random.Random) -> None:
+@given(
+    plant_like(st.floats(allow_nan=False, allow_infinity=False)), st.randoms(use_true_random=False)
+)
+def test_canonical_form_is_stable_for_generated_configs(
+    doc: dict[str, Any], rng: random.Random
+) -> None:
     doc.pop("models", None)  # [[models]] needs files; the other tests cover it
     canon, _ = canonical_config(doc)
     again, _ = canonical_config(shuffled(doc, rng))
     assert json.dumps(canon, sort_keys=True) == json.dumps(again, sort_keys=True)
     # and the plant file of a snapshot reads back as the same snapshot
-    assert make_snapshot(tomllib.loads(toml_write.dumps(doc)), parent=None, author="",
-                         message="", created=0).id == make_snapshot(
-        doc, parent=None, author="", message="", created=0).id
+    assert (
+        make_snapshot(
+            tomllib.loads(toml_write.dumps(doc)), parent=None, author="", message="", created=0
+        ).id
+        == make_snapshot(doc, parent=None, author="", message="", created=0).id
+    )

@@ -26,8 +26,14 @@ def engine(tmp_path: Path) -> Iterator[tuple[DemoPlant, Engine]]:
     with DemoPlant(DEMO) as d:
         raw = copy.deepcopy(d.plant.raw)
         raw["models"][0]["settle"] = "1s"  # the demo's 8 s start-up settling, shortened
-        e = open_engine(data_dir=tmp_path / "data", base_dir=DEMO.parent, user="test",
-                        plant_raw=raw, source="demo plant", demo=d.sim)
+        e = open_engine(
+            data_dir=tmp_path / "data",
+            base_dir=DEMO.parent,
+            user="test",
+            plant_raw=raw,
+            source="demo plant",
+            demo=d.sim,
+        )
         assert e.snapshots is not None
         e.snapshots.health_window_s = 4.0
         e.start_background()
@@ -51,8 +57,9 @@ def edited(e: Engine, **rule_changes: Any) -> dict[str, Any]:
 def test_apply_an_edited_threshold(engine: tuple[DemoPlant, Engine]) -> None:
     _, e = engine
     first = e.snapshots.active.id  # type: ignore[union-attr]
-    r = e.api.command("config.apply", config=edited(e, threshold=0.7), message="lower trip",
-                      session=session_of(e))
+    r = e.api.command(
+        "config.apply", config=edited(e, threshold=0.7), message="lower trip", session=session_of(e)
+    )
     assert r["ok"], r
     assert r["snapshot"] != first and r["health"] == "ok"
     assert e.plant.rules[0].threshold == 0.7
@@ -97,8 +104,11 @@ def test_failed_health_check_comes_back_by_itself(engine: tuple[DemoPlant, Engin
     assert e.plant.devices[0].port != 1
     outcomes = [a["outcome"] for a in e.api.activations()[:3]]
     assert outcomes[:2] == ["rolled-back", "health-failed-rolled-back"]
-    assert any(a.id.startswith("system:config_rolled_back") or "config_rolled_back" in a.id
-               for a in e.api.frame().alarms if a.state == "UNACK")
+    assert any(
+        a.id.startswith("system:config_rolled_back") or "config_rolled_back" in a.id
+        for a in e.api.frame().alarms
+        if a.state == "UNACK"
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if next(ln for ln in e.api.frame().links if ln.id == "drive1").state == "up":
@@ -110,8 +120,9 @@ def test_failed_health_check_comes_back_by_itself(engine: tuple[DemoPlant, Engin
 def test_rollback_restores_rules_and_model(engine: tuple[DemoPlant, Engine]) -> None:
     _, e = engine
     first = e.snapshots.active.id  # type: ignore[union-attr]
-    assert e.api.command("config.apply", config=edited(e, threshold=0.6), message="a",
-                         session=session_of(e))["ok"]
+    assert e.api.command(
+        "config.apply", config=edited(e, threshold=0.6), message="a", session=session_of(e)
+    )["ok"]
     r = e.api.command("snapshot.rollback", snapshot=first[:8], session=session_of(e))
     assert r["ok"], r
     assert e.plant.rules[0].threshold == 0.8
@@ -126,8 +137,14 @@ def test_snapshot_at_answers_across_a_restart(tmp_path: Path) -> None:
         for message in ("first boot", "second boot"):
             raw = copy.deepcopy(d.plant.raw)
             raw["edge"]["site"] = message
-            e = open_engine(data_dir=tmp_path / "data", base_dir=DEMO.parent, user="t",
-                            plant_raw=raw, source=message, demo=d.sim)
+            e = open_engine(
+                data_dir=tmp_path / "data",
+                base_dir=DEMO.parent,
+                user="t",
+                plant_raw=raw,
+                source=message,
+                demo=d.sim,
+            )
             e.start_background()
             time.sleep(1.0)
             e.stop()
@@ -145,14 +162,17 @@ def test_snapshot_at_answers_across_a_restart(tmp_path: Path) -> None:
 
     assert "first boot" in snapshot_at(tmp_path / "data", iso(starts[1] - 0.3))
     assert "second boot" in snapshot_at(tmp_path / "data", iso(starts[1] + 0.3))
-    assert "nothing" in snapshot_at(tmp_path / "data", iso(starts[0] - 60)).lower() or \
-        "no snapshot" in snapshot_at(tmp_path / "data", iso(starts[0] - 60)).lower()
+    assert (
+        "nothing" in snapshot_at(tmp_path / "data", iso(starts[0] - 60)).lower()
+        or "no snapshot" in snapshot_at(tmp_path / "data", iso(starts[0] - 60)).lower()
+    )
 
 
 def test_apply_needs_a_message(engine: tuple[DemoPlant, Engine]) -> None:
     _, e = engine
-    r = e.api.command("config.apply", config=edited(e, threshold=0.5), message="  ",
-                      session=session_of(e))
+    r = e.api.command(
+        "config.apply", config=edited(e, threshold=0.5), message="  ", session=session_of(e)
+    )
     assert not r["ok"] and "message" in r["message"]
 
 

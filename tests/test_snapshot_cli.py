@@ -46,8 +46,16 @@ def box(tmp_path: Path, plant: Path):
         store.record_activation(first.id, "applied", by="engine start")
         clock.advance(600)
         cfg = first.plant_config()
-        cfg["rules"] = [{"id": "trip-motor1", "signal": "motor1.anomaly_score", "op": ">",
-                         "threshold": 0.7, "on_delay": "3s", "actions": [{"alarm": "high"}]}]
+        cfg["rules"] = [
+            {
+                "id": "trip-motor1",
+                "signal": "motor1.anomaly_score",
+                "op": ">",
+                "threshold": 0.7,
+                "on_delay": "3s",
+                "actions": [{"alarm": "high"}],
+            }
+        ]
         second = store.put(cfg, author="eng1", message="trip motor 1 at 0.7", parent=first.id)
         store.record_activation(second.id, "applied", by="eng1")
         store.record_activation(second.id, "health-ok", by="engine")
@@ -60,8 +68,10 @@ def test_list_marks_the_active_snapshot(box) -> None:
     assert text[0].split() == ["ID", "CREATED", "(UTC)", "AUTHOR", "MESSAGE"]
     assert text[1] == f"  {first.short}  2026-09-21 14:13:20  engine  plant file plant.toml"
     assert text[2] == f"* {second.short}  2026-09-21 14:23:20  eng1    trip motor 1 at 0.7"
-    assert text[3] == ("* active since 2026-09-21 14:23:20 UTC (applied by eng1, boot boot-1; "
-                       "health-ok 2026-09-21 14:23:20 UTC)")
+    assert text[3] == (
+        "* active since 2026-09-21 14:23:20 UTC (applied by eng1, boot boot-1; "
+        "health-ok 2026-09-21 14:23:20 UTC)"
+    )
 
 
 def test_show_prints_the_configuration_as_a_plant_file(box) -> None:
@@ -71,8 +81,10 @@ def test_show_prints_the_configuration_as_a_plant_file(box) -> None:
     assert f"snapshot {second.id}" in head and f"parent   {first.id}" in head
     assert "active   yes" in head
     ref = second.models["motor1_anomaly"]
-    assert (f"model    motor1_anomaly: onnx {ref.onnx_sha[:12]}, sidecar {ref.json_sha[:12]} "
-            "(motor_anomaly 1.0.0)") in head
+    assert (
+        f"model    motor1_anomaly: onnx {ref.onnx_sha[:12]}, sidecar {ref.json_sha[:12]} "
+        "(motor_anomaly 1.0.0)"
+    ) in head
     doc = tomllib.loads(body)
     assert doc == second.config
     assert body.startswith('[edge]\nid = "line2-press"')
@@ -110,14 +122,18 @@ def test_at_answers_which_snapshot_ran(box) -> None:
     now = T0 + 3600
     assert snapshot_at(data, "55m", now=now).startswith(
         f"at 2026-09-21 14:18:20 UTC snapshot {first.short} ran (engine: plant file plant.toml), "
-        "active since 2026-09-21 14:13:20 UTC (applied by engine start, boot boot-1)")
+        "active since 2026-09-21 14:13:20 UTC (applied by engine start, boot boot-1)"
+    )
     assert snapshot_at(data, "2026-09-21T14:30:00Z", now=now).startswith(
-        f"at 2026-09-21 14:30:00 UTC snapshot {second.short} ran")
+        f"at 2026-09-21 14:30:00 UTC snapshot {second.short} ran"
+    )
     assert snapshot_at(data, "2026-09-21T16:20:00+02:00", now=now).startswith(
-        f"at 2026-09-21 14:20:00 UTC snapshot {first.short} ran")
+        f"at 2026-09-21 14:20:00 UTC snapshot {first.short} ran"
+    )
     assert snapshot_at(data, "2d", now=now) == (
         "nothing ran at 2026-09-19 15:13:20 UTC: the first activation was at "
-        "2026-09-21 14:13:20 UTC")
+        "2026-09-21 14:13:20 UTC"
+    )
     with pytest.raises(SnapshotCommandError, match="in the future"):
         snapshot_at(data, "2027-01-01T00:00:00", now=now)
     with pytest.raises(SnapshotCommandError, match="neither a duration back from now"):
@@ -128,8 +144,9 @@ def test_at_answers_which_snapshot_ran(box) -> None:
 def test_request_rollback_checks_the_target(box) -> None:
     data, first, second = box
     assert request_rollback(data, first.short) == first
-    with pytest.raises(SnapshotCommandError, match=f"snapshot {second.short} is already the "
-                                                   "active one"):
+    with pytest.raises(
+        SnapshotCommandError, match=f"snapshot {second.short} is already the active one"
+    ):
         request_rollback(data, second.id)
     with pytest.raises(SnapshotCommandError, match="no snapshot beef in"):
         request_rollback(data, "beef")
@@ -137,10 +154,12 @@ def test_request_rollback_checks_the_target(box) -> None:
 
 def test_errors_are_one_line_value_errors(tmp_path: Path, box) -> None:
     data, first, _ = box
-    for call in (lambda: snapshot_list(tmp_path / "nowhere"),
-                 lambda: snapshot_show(data, "xyz"),
-                 lambda: snapshot_diff(data, first.short, "12"),
-                 lambda: snapshot_import(tmp_path / "b", tmp_path / "no-bundle")):
+    for call in (
+        lambda: snapshot_list(tmp_path / "nowhere"),
+        lambda: snapshot_show(data, "xyz"),
+        lambda: snapshot_diff(data, first.short, "12"),
+        lambda: snapshot_import(tmp_path / "b", tmp_path / "no-bundle"),
+    ):
         with pytest.raises(ValueError) as e:
             call()
         assert isinstance(e.value, SnapshotCommandError)
@@ -148,15 +167,18 @@ def test_errors_are_one_line_value_errors(tmp_path: Path, box) -> None:
     assert not (tmp_path / "nowhere").exists()  # a typo in --data-dir creates nothing
 
 
-def test_startup_keeps_console_changes_over_an_older_plant_file(box, plant: Path,
-                                                                tmp_path: Path) -> None:
+def test_startup_keeps_console_changes_over_an_older_plant_file(
+    box, plant: Path, tmp_path: Path
+) -> None:
     data, first, second = box
     with SnapshotStore.in_data_dir(data, boot="boot-2") as store:
         plan = plan_startup(store, plant, author="engine")
         assert plan.snapshot == second and not plan.imported
-        assert plan.note.startswith(f"{plant} holds snapshot {first.short} (2026-09-21 14:13:20 "
-                                    f"UTC), not the active snapshot {second.short} (eng1: trip "
-                                    f"motor 1 at 0.7); running {second.short}.")
+        assert plan.note.startswith(
+            f"{plant} holds snapshot {first.short} (2026-09-21 14:13:20 "
+            f"UTC), not the active snapshot {second.short} (eng1: trip "
+            f"motor 1 at 0.7); running {second.short}."
+        )
         assert f"snapshot export {second.short} DIR" in plan.note
         # the exported file is the active snapshot: start-up runs it without a note
         snapshot_export(data, "active", tmp_path / "current")

@@ -67,9 +67,16 @@ def config_of(plant: Path) -> dict[str, Any]:
 
 def with_rule(cfg: dict[str, Any], threshold: float = 0.8) -> dict[str, Any]:
     cfg = copy.deepcopy(cfg)
-    cfg["rules"] = [{"id": "trip-motor1", "signal": "motor1.anomaly_score", "op": ">",
-                     "threshold": threshold, "on_delay": "5s",
-                     "actions": [{"write": "drive1", "address": "co:10", "on": True}]}]
+    cfg["rules"] = [
+        {
+            "id": "trip-motor1",
+            "signal": "motor1.anomaly_score",
+            "op": ">",
+            "threshold": threshold,
+            "on_delay": "5s",
+            "actions": [{"write": "drive1", "address": "co:10", "on": True}],
+        }
+    ]
     return cfg
 
 
@@ -81,8 +88,9 @@ def rows(db: Path, table: str) -> int:
 # --- put and get ----------------------------------------------------------------------------------
 
 
-def test_put_is_idempotent_and_keeps_the_first_metadata(store: SnapshotStore, plant: Path,
-                                                        clock: FakeClock) -> None:
+def test_put_is_idempotent_and_keeps_the_first_metadata(
+    store: SnapshotStore, plant: Path, clock: FakeClock
+) -> None:
     cfg = config_of(plant)
     files = read_model_files(cfg, plant.parent)
     first = store.put(cfg, files, author="eng1", message="first")
@@ -95,21 +103,27 @@ def test_put_is_idempotent_and_keeps_the_first_metadata(store: SnapshotStore, pl
     # a config taken from the snapshot needs no files: its package refs name stored blobs
     assert store.put(first.plant_config(), author="x", message="y").id == first.id
 
-    second = store.put(with_rule(first.plant_config()), author="eng1", message="rule",
-                       parent=first.id)
+    second = store.put(
+        with_rule(first.plant_config()), author="eng1", message="rule", parent=first.id
+    )
     assert second.id != first.id and second.parent == first.id
     assert rows(store.path, "blobs") == 2  # same model: no new blob
     assert [s.id for s in store.list()] == [first.id, second.id]
     assert store.get(second.id) == second
 
 
-def test_put_refuses_a_package_ref_whose_files_are_not_stored(store: SnapshotStore,
-                                                              plant: Path) -> None:
+def test_put_refuses_a_package_ref_whose_files_are_not_stored(
+    store: SnapshotStore, plant: Path
+) -> None:
     cfg = config_of(plant)
-    s = make_snapshot(cfg, read_model_files(cfg, plant.parent), parent=None, author="a",
-                      message="m", created=0)
-    with pytest.raises(SnapshotStoreError, match=r"model motor1_anomaly: its onnx file \(sha256 "
-                                                 r"[0-9a-f]{12}\) is not in the store"):
+    s = make_snapshot(
+        cfg, read_model_files(cfg, plant.parent), parent=None, author="a", message="m", created=0
+    )
+    with pytest.raises(
+        SnapshotStoreError,
+        match=r"model motor1_anomaly: its onnx file \(sha256 "
+        r"[0-9a-f]{12}\) is not in the store",
+    ):
         store.put(s.plant_config(), author="a", message="m")
     assert store.list() == []
 
@@ -121,8 +135,9 @@ def test_get_by_unique_prefix_and_clear_errors(store: SnapshotStore, plant: Path
     seen: dict[str, float] = {}
     for n in range(20000):
         t = n / 10000
-        sid = make_snapshot(with_rule(base, t), files, parent=None, author="", message="",
-                            created=0).id
+        sid = make_snapshot(
+            with_rule(base, t), files, parent=None, author="", message="", created=0
+        ).id
         if sid[:4] in seen:
             pair = (seen[sid[:4]], t)
             break
@@ -130,8 +145,11 @@ def test_get_by_unique_prefix_and_clear_errors(store: SnapshotStore, plant: Path
     a = store.put(with_rule(base, pair[0]), files, author="a", message="a")
     b = store.put(with_rule(base, pair[1]), files, author="b", message="b")
     assert a.id[:4] == b.id[:4] and a.id != b.id
-    with pytest.raises(AmbiguousSnapshot, match=rf"{a.id[:4]} matches more than one snapshot "
-                                                r"\(.*\); give more digits") as e:
+    with pytest.raises(
+        AmbiguousSnapshot,
+        match=rf"{a.id[:4]} matches more than one snapshot "
+        r"\(.*\); give more digits",
+    ) as e:
         store.get(a.id[:4])
     assert a.id[:12] in str(e.value) and b.id[:12] in str(e.value)
     n = next(i for i in range(4, 64) if a.id[:i] != b.id[:i])
@@ -158,18 +176,21 @@ def test_activations_active_and_at_across_a_restart(tmp_path: Path, plant: Path)
         clock.advance(5)
         store.record_activation(a.id, "health-ok", by="engine")
         clock.advance(600)
-        b = store.put(with_rule(a.plant_config(), 0.7), author="eng1", message="trip at 0.7",
-                      parent=a.id)
+        b = store.put(
+            with_rule(a.plant_config(), 0.7), author="eng1", message="trip at 0.7", parent=a.id
+        )
         store.record_activation(b.id, "applied", by="eng1", note="from the rules screen")
         clock.advance(5)
         store.record_activation(b.id, "health-ok", by="engine")
         clock.advance(600)
-        c = store.put(with_rule(a.plant_config(), 0.1), author="eng2", message="too low",
-                      parent=b.id)
+        c = store.put(
+            with_rule(a.plant_config(), 0.1), author="eng2", message="too low", parent=b.id
+        )
         store.record_activation(c.id, "applied", by="eng2")
         clock.advance(5)
-        store.record_activation(c.id, "health-failed-rolled-back", by="engine",
-                                note="motor1_anomaly outputs BAD")
+        store.record_activation(
+            c.id, "health-failed-rolled-back", by="engine", note="motor1_anomaly outputs BAD"
+        )
         assert store.active().snapshot == b.id
         with pytest.raises(SnapshotStoreError, match="'switched' is not an outcome"):
             store.record_activation(a.id, "switched", by="x")
@@ -187,7 +208,10 @@ def test_activations_active_and_at_across_a_restart(tmp_path: Path, plant: Path)
         assert store.at(T0 + 300).snapshot == a.id
         mid_b = store.at(T0 + 900)
         assert (mid_b.snapshot, mid_b.since, mid_b.activation.note) == (
-            b.id, T0 + 605, "from the rules screen")
+            b.id,
+            T0 + 605,
+            "from the rules screen",
+        )
         assert store.at(T0 + 1212).snapshot == c.id  # on probation
         after = store.at(T0 + 1216)
         assert after.snapshot == b.id and after.activation.snapshot == c.id
@@ -196,7 +220,9 @@ def test_activations_active_and_at_across_a_restart(tmp_path: Path, plant: Path)
         assert now.snapshot == a.id and now.activation.boot == "boot-2"
         assert store.active_snapshot() == a
         assert [r.outcome for r in store.activations(c.id[:8])] == [
-            Outcome.APPLIED, Outcome.HEALTH_FAILED]
+            Outcome.APPLIED,
+            Outcome.HEALTH_FAILED,
+        ]
 
 
 def test_the_activation_log_is_append_only(store: SnapshotStore, plant: Path) -> None:
@@ -239,8 +265,11 @@ def test_import_plant_file_says_whether_it_was_new(store: SnapshotStore, plant: 
     onnx.write_bytes(onnx.read_bytes() + b"\0")
     assert store.import_plant_file(plant, author="eng1", message="model").new
     (plant.parent / "models" / "motor_anomaly.json").unlink()
-    with pytest.raises(SnapshotStoreError, match=r"plant.toml: models\[0\]\.package: "
-                                                 r".*motor_anomaly.json not found"):
+    with pytest.raises(
+        SnapshotStoreError,
+        match=r"plant.toml: models\[0\]\.package: "
+        r".*motor_anomaly.json not found",
+    ):
         store.import_plant_file(plant, author="eng1", message="m")
     plant.write_text("[edge\n")
     with pytest.raises(SnapshotStoreError, match=r"plant.toml: not valid TOML"):
@@ -248,7 +277,8 @@ def test_import_plant_file_says_whether_it_was_new(store: SnapshotStore, plant: 
 
 
 def test_materialize_writes_byte_identical_models_the_engine_loads(
-        store: SnapshotStore, plant: Path, tmp_path: Path) -> None:
+    store: SnapshotStore, plant: Path, tmp_path: Path
+) -> None:
     s = store.import_plant_file(plant, author="eng1", message="m").snapshot
     (plant.parent / "models" / "motor_anomaly.onnx").unlink()  # the store alone must do
     out = tmp_path / "var" / "models"
@@ -258,7 +288,8 @@ def test_materialize_writes_byte_identical_models_the_engine_loads(
     assert pkg == out.resolve() / ref.package_sha[:16] / "motor_anomaly"
     for suffix in (".onnx", ".json"):
         assert (pkg.parent / f"motor_anomaly{suffix}").read_bytes() == (
-            MODELS / f"motor_anomaly{suffix}").read_bytes()
+            MODELS / f"motor_anomaly{suffix}"
+        ).read_bytes()
     plant_cfg = validate_plant(cfg, base_dir=plant.parent)
     model = load_package(plant_cfg.models[0].package)
     assert model.onnx_sha256 == s.models["motor1_anomaly"].onnx_sha
@@ -280,8 +311,12 @@ def test_materialize_writes_byte_identical_models_the_engine_loads(
     files = store.model_files(s)["motor1_anomaly"]
     doc = json.loads(files.sidecar)
     doc["version"] = "1.0.1"
-    other = store.put(s.plant_config(), {"motor1_anomaly": ModelFiles(
-        files.onnx, json.dumps(doc).encode())}, author="eng1", message="model 1.0.1")
+    other = store.put(
+        s.plant_config(),
+        {"motor1_anomaly": ModelFiles(files.onnx, json.dumps(doc).encode())},
+        author="eng1",
+        message="model 1.0.1",
+    )
     pkg2 = Path(store.materialize(other.id, out)["models"][0]["package"])
     assert pkg2.parent != pkg.parent and pkg2.name == "motor_anomaly"
     assert (pkg.parent / "motor_anomaly.json").read_bytes() == files.sidecar
@@ -294,22 +329,31 @@ def test_materialize_writes_byte_identical_models_the_engine_loads(
 def exported(store: SnapshotStore, plant: Path, tmp_path: Path, rule: bool = False):
     s = store.import_plant_file(plant, author="eng1", message="plant file").snapshot
     if rule:
-        s = store.put(with_rule(s.plant_config(), 0.7), author="eng2", message="trip at 0.7",
-                      parent=s.id)
+        s = store.put(
+            with_rule(s.plant_config(), 0.7), author="eng2", message="trip at 0.7", parent=s.id
+        )
     folder = tmp_path / "bundle"
     store.export_bundle(s.id, folder)
     return s, folder
 
 
-def test_export_import_round_trip_into_another_store(store: SnapshotStore, plant: Path,
-                                                      tmp_path: Path) -> None:
+def test_export_import_round_trip_into_another_store(
+    store: SnapshotStore, plant: Path, tmp_path: Path
+) -> None:
     s, folder = exported(store, plant, tmp_path, rule=True)
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["snapshot"] == {"id": s.id, "parent": s.parent, "author": "eng2",
-                                    "message": "trip at 0.7", "created": T0}
+    assert manifest["snapshot"] == {
+        "id": s.id,
+        "parent": s.parent,
+        "author": "eng2",
+        "message": "trip at 0.7",
+        "created": T0,
+    }
     assert sorted(manifest["files"]) == [
-        "models/motor1_anomaly/motor_anomaly.json", "models/motor1_anomaly/motor_anomaly.onnx",
-        "plant.toml"]
+        "models/motor1_anomaly/motor_anomaly.json",
+        "models/motor1_anomaly/motor_anomaly.onnx",
+        "plant.toml",
+    ]
     for name, sha in manifest["files"].items():
         assert sha256_hex((folder / name).read_bytes()) == sha
     doc = tomllib.loads((folder / "plant.toml").read_text())
@@ -325,22 +369,25 @@ def test_export_import_round_trip_into_another_store(store: SnapshotStore, plant
     assert not store.import_bundle(folder).new
 
 
-def test_an_exported_plant_file_is_accepted_by_run(store: SnapshotStore, plant: Path,
-                                                   tmp_path: Path) -> None:
+def test_an_exported_plant_file_is_accepted_by_run(
+    store: SnapshotStore, plant: Path, tmp_path: Path
+) -> None:
     s, folder = exported(store, plant, tmp_path)
     cfg = load_plant(folder / "plant.toml")
     assert cfg.models[0].package == folder / "models" / "motor1_anomaly" / "motor_anomaly"
     assert load_package(cfg.models[0].package).sha256 == s.models["motor1_anomaly"].package_sha
     assert [sig.id for sig in cfg.signals] == [sig["id"] for sig in config_of(plant)["signals"]]
     # and read back as a plant file on disk it is the same snapshot
-    assert store.import_plant_file(folder / "plant.toml", author="x", message="y").snapshot.id \
-        == s.id
+    assert (
+        store.import_plant_file(folder / "plant.toml", author="x", message="y").snapshot.id == s.id
+    )
     with pytest.raises(SnapshotStoreError, match="not an empty folder"):
         store.export_bundle(s.id, folder)
 
 
 def test_the_demo_plant_with_its_rules_exports_to_a_file_check_accepts(
-        store: SnapshotStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store: SnapshotStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from floorconsole.cli import main
 
     s = store.import_plant_file(PLANTS / "demo.toml", author="eng1", message="demo").snapshot
@@ -378,27 +425,58 @@ def _edit_plant_and_its_sha(folder: Path) -> None:
     _rewrite_manifest(folder, lambda d: d["files"].__setitem__("plant.toml", sha))
 
 
-@pytest.mark.parametrize(("tamper", "file", "says"), [
-    (_flip_model_byte, ONNX, r"sha256 [0-9a-f]{12} does not match the manifest's [0-9a-f]{12}; "
-                             r"the file was changed after export"),
-    (_edit_plant, "plant.toml", "does not match the manifest's .*changed after export"),
-    (_edit_plant_and_its_sha, "manifest.json",
-     r"snapshot id [0-9a-f]{12} does not match the bundle's content \([0-9a-f]{12}\)"),
-    (lambda f: _rewrite_manifest(f, lambda d: d["snapshot"].__setitem__("id", "0" * 64)),
-     "manifest.json", r"snapshot id 000000000000 does not match the bundle's content"),
-    (lambda f: (f / "manifest.json").unlink(), "manifest.json", "missing; a bundle is"),
-    (lambda f: (f / SIDECAR).unlink(), SIDECAR, r"missing \(listed in manifest.json\)"),
-    (lambda f: _rewrite_manifest(f, lambda d: d["files"].pop(SIDECAR)), SIDECAR,
-     r"not listed in the manifest \(model motor1_anomaly's package\); the bundle is incomplete"),
-    (lambda f: (_rewrite_manifest(f, lambda d: d["files"].pop(SIDECAR)), (f / SIDECAR).unlink()),
-     SIDECAR, r"missing \(model motor1_anomaly's package\)"),
-    (lambda f: _rewrite_manifest(f, lambda d: d["files"].__setitem__("../../etc/passwd", "0" * 64)),
-     "manifest.json", r"'../../etc/passwd' lies outside the bundle"),
-    (lambda f: (f / "manifest.json").write_text("{not json"), "manifest.json",
-     "not a readable manifest"),
-])
+@pytest.mark.parametrize(
+    ("tamper", "file", "says"),
+    [
+        (
+            _flip_model_byte,
+            ONNX,
+            r"sha256 [0-9a-f]{12} does not match the manifest's [0-9a-f]{12}; "
+            r"the file was changed after export",
+        ),
+        (_edit_plant, "plant.toml", "does not match the manifest's .*changed after export"),
+        (
+            _edit_plant_and_its_sha,
+            "manifest.json",
+            r"snapshot id [0-9a-f]{12} does not match the bundle's content \([0-9a-f]{12}\)",
+        ),
+        (
+            lambda f: _rewrite_manifest(f, lambda d: d["snapshot"].__setitem__("id", "0" * 64)),
+            "manifest.json",
+            r"snapshot id 000000000000 does not match the bundle's content",
+        ),
+        (lambda f: (f / "manifest.json").unlink(), "manifest.json", "missing; a bundle is"),
+        (lambda f: (f / SIDECAR).unlink(), SIDECAR, r"missing \(listed in manifest.json\)"),
+        (
+            lambda f: _rewrite_manifest(f, lambda d: d["files"].pop(SIDECAR)),
+            SIDECAR,
+            r"not listed in the manifest \(model motor1_anomaly's package\); the bundle is incomplete",
+        ),
+        (
+            lambda f: (
+                _rewrite_manifest(f, lambda d: d["files"].pop(SIDECAR)),
+                (f / SIDECAR).unlink(),
+            ),
+            SIDECAR,
+            r"missing \(model motor1_anomaly's package\)",
+        ),
+        (
+            lambda f: _rewrite_manifest(
+                f, lambda d: d["files"].__setitem__("../../etc/passwd", "0" * 64)
+            ),
+            "manifest.json",
+            r"'../../etc/passwd' lies outside the bundle",
+        ),
+        (
+            lambda f: (f / "manifest.json").write_text("{not json"),
+            "manifest.json",
+            "not a readable manifest",
+        ),
+    ],
+)
 def test_a_tampered_or_incomplete_bundle_is_refused_naming_the_file(
-        store: SnapshotStore, plant: Path, tmp_path: Path, tamper, file: str, says: str) -> None:
+    store: SnapshotStore, plant: Path, tmp_path: Path, tamper, file: str, says: str
+) -> None:
     _s, folder = exported(store, plant, tmp_path, rule=True)
     tamper(folder)
     with SnapshotStore(tmp_path / "other" / "snapshots.db") as other:
@@ -458,10 +536,22 @@ def test_kill_9_at_random_moments_leaves_old_or_new_and_a_consistent_log(tmp_pat
         runs += 1
         assert runs < 200, "the writer makes no progress"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.snapshot_writer", str(db), "--start", str(done),
-             "--cycles", str(CYCLES)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
+            [
+                sys.executable,
+                "-m",
+                "tests.support.snapshot_writer",
+                str(db),
+                "--start",
+                str(done),
+                "--cycles",
+                str(CYCLES),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         lines: list[str] = []
         reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
         reader.start()

@@ -37,8 +37,12 @@ class AttachedAPI(ScriptedAPI):
         self.stale = ""
 
     def frame(self) -> Frame:
-        return replace(super().frame(), control_holder=self.holder,
-                       control_requested_by=self.asker, stale=self.stale)
+        return replace(
+            super().frame(),
+            control_holder=self.holder,
+            control_requested_by=self.asker,
+            stale=self.stale,
+        )
 
     def command(self, name: str, session: str | None = None, **args: Any) -> dict[str, Any]:
         s = self.sessions.get(session or "")
@@ -53,8 +57,11 @@ class AttachedAPI(ScriptedAPI):
             self.asker = user
         elif self.holder != user:
             self.commands.append((name, {**args, "session": session}))
-            return {"ok": False, "refused": "held", "message": f"control is held by "
-                    f"{self.holder} on another console; ask for it"}
+            return {
+                "ok": False,
+                "refused": "held",
+                "message": f"control is held by {self.holder} on another console; ask for it",
+            }
         else:
             return super().command(name, session, **args)
         self.commands.append((name, {**args, "session": session}))
@@ -186,7 +193,8 @@ async def test_a_frame_that_cannot_be_had_is_the_last_one_stale() -> None:
         await pilot.pause()
         assert app.has_class("-stale") and app.is_running
         assert "ENGINE GONE — engine not reachable: connection refused" in str(
-            engine_line(app)._last)
+            engine_line(app)._last
+        )
 
 
 async def test_engine_gone_shows_on_any_screen() -> None:
@@ -299,9 +307,11 @@ async def test_f9_offers_control_too() -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await started(api, pilot)
         await log_in(pilot, "eng1", "2222")
-        for holder, label, command in (("", "Take control (c)", "control.take"),
-                                       ("eng1", "Release control (c)", "control.release"),
-                                       ("eng2", "Ask for control (c)", "control.request")):
+        for holder, label, command in (
+            ("", "Take control (c)", "control.take"),
+            ("eng1", "Release control (c)", "control.release"),
+            ("eng2", "Ask for control (c)", "control.request"),
+        ):
             api.holder = holder
             app.tick()
             await pilot.press("f9")

@@ -25,18 +25,37 @@ class RecordedAuditAPI(RecordedAPI):
     time range, exact user and kind, text anywhere in user, kind, target or detail (any
     case), newest first, at most `limit`."""
 
-    def __init__(self, base: RecordedAPI, records: list[dict[str, Any]],
-                 verdict: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        base: RecordedAPI,
+        records: list[dict[str, Any]],
+        verdict: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(base.frame(), base._histories)
         self.records = records
         self.verdict = verdict or {"ok": True, "message": f"{len(records)} records, intact"}
         self.asks: list[dict[str, Any]] = []
 
-    def audit(self, *, since: float | None = None, until: float | None = None,
-              user: str | None = None, kind: str | None = None, text: str | None = None,
-              limit: int = 500) -> list[dict[str, Any]]:
-        self.asks.append({"since": since, "until": until, "user": user, "kind": kind,
-                          "text": text, "limit": limit})
+    def audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        self.asks.append(
+            {
+                "since": since,
+                "until": until,
+                "user": user,
+                "kind": kind,
+                "text": text,
+                "limit": limit,
+            }
+        )
         needle = (text or "").lower()
         out = []
         for r in sorted(self.records, key=lambda r: r["seq"], reverse=True):
@@ -60,25 +79,62 @@ class RecordedAuditAPI(RecordedAPI):
 
 def trail(now: float) -> list[dict[str, Any]]:
     rows = [
-        (3 * 86400, "admin", "user_change", "op2",
-         {"change": "reset-pin", "role": "operator", "pin_hash": "pbkdf2$SECRETHASH"}),
+        (
+            3 * 86400,
+            "admin",
+            "user_change",
+            "op2",
+            {"change": "reset-pin", "role": "operator", "pin_hash": "pbkdf2$SECRETHASH"},
+        ),
         (20 * 3600, "eng1", "login", "console", {"role": "engineer"}),
         (3000, "op1", "login_failed", "console", {"reason": "wrong PIN", "pin": "4711"}),
         (2500, "op1", "user_locked", "op1", {"reason": "5 wrong PINs in a row", "for_s": 300}),
-        (1800, "eng1", "write", "drive1 co:10", {"before": False, "after": True,
-                                                 "read_back": True}),
-        (1200, "eng1", "rule_change", "trip-motor1",
-         {"message": "raise threshold after the bearing swap",
-          "before": {"threshold": 0.8}, "after": {"threshold": 0.85}}),
+        (
+            1800,
+            "eng1",
+            "write",
+            "drive1 co:10",
+            {"before": False, "after": True, "read_back": True},
+        ),
+        (
+            1200,
+            "eng1",
+            "rule_change",
+            "trip-motor1",
+            {
+                "message": "raise threshold after the bearing swap",
+                "before": {"threshold": 0.8},
+                "after": {"threshold": 0.85},
+            },
+        ),
         (600, "op1", "alarm_ack", "motor1.anomaly", {"text": "checked the bearing"}),
-        (300, "op1", "alarm_shelve", "line.speed.stale",
-         {"duration_s": 3600, "reason": "sensor being swapped"}),
-        (120, "eng1", "snapshot_rollback", "7f3a21",
-         {"message": "health check failed: drive1 down", "from": "9c1e44"}),
+        (
+            300,
+            "op1",
+            "alarm_shelve",
+            "line.speed.stale",
+            {"duration_s": 3600, "reason": "sensor being swapped"},
+        ),
+        (
+            120,
+            "eng1",
+            "snapshot_rollback",
+            "7f3a21",
+            {"message": "health check failed: drive1 down", "from": "9c1e44"},
+        ),
         (30, "system", "system", "engine", {"message": "engine started", "version": "0.1"}),
     ]
-    return [{"seq": i + 1, "t_wall": now - ago, "user": user, "kind": kind, "target": target,
-             "detail": detail} for i, (ago, user, kind, target, detail) in enumerate(rows)]
+    return [
+        {
+            "seq": i + 1,
+            "t_wall": now - ago,
+            "user": user,
+            "kind": kind,
+            "target": target,
+            "detail": detail,
+        }
+        for i, (ago, user, kind, target, detail) in enumerate(rows)
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -142,7 +198,8 @@ async def test_default_window_is_a_day_newest_first() -> None:
         assert what[kinds.index("login_failed")] == "wrong PIN"
         assert what[kinds.index("rule_change")].startswith("raise threshold after the bearing")
         assert summarize("rule_change", trail(0)[5]["detail"]) == (
-            "raise threshold after the bearing swap threshold 0.8 → 0.85")
+            "raise threshold after the bearing swap threshold 0.8 → 0.85"
+        )
         assert "for 1 h" in what[kinds.index("alarm_shelve")]
         # The record from yesterday carries its date; today's do not.
         times = column(screen, 0)
@@ -283,7 +340,11 @@ async def test_renders_at_80x24() -> None:
         screen = await open_audit(pilot)
         table = screen.query_one(DataTable)
         assert [c.label.plain for c in table.columns.values()] == [
-            "Time", "User", "Kind", "Target · what"]
+            "Time",
+            "User",
+            "Kind",
+            "Target · what",
+        ]
         assert table.virtual_size.width <= table.size.width
         assert "drive1 co:10 · False → True" in column(screen, 3)
         await press(pilot, "w", "w")

@@ -65,23 +65,56 @@ WAVE = tuple(math.sin(i / 4) * (1 + i / 64) for i in range(128))
 
 
 def _signal(sid: str, **kw: Any) -> SignalView:
-    base = dict(id=sid, asset="motor1", kind="scalar", value=12.43, value_text="12.43", unit="A",
-                quality="GOOD", reason="", detail="", age_s=0.4, source="drive1 hr:0 float32",
-                range=(0.0, 50.0))
+    base = dict(
+        id=sid,
+        asset="motor1",
+        kind="scalar",
+        value=12.43,
+        value_text="12.43",
+        unit="A",
+        quality="GOOD",
+        reason="",
+        detail="",
+        age_s=0.4,
+        source="drive1 hr:0 float32",
+        range=(0.0, 50.0),
+    )
     base.update(kw)
     return SignalView(**base)  # type: ignore[arg-type]
 
 
 def _frame(signals: tuple[SignalView, ...]) -> Frame:
     return Frame(
-        t_wall=NOW, t_mono=1000.0, edge_id="line2-press", site="Plant 3 / Line 2",
-        config_id="7f3a21cafe", control_mode="read-only", signals=signals,
-        links=(LinkView(id="drive1", kind="device", endpoint="127.0.0.1:5020", state="up",
-                        state_age_s=60.0, last_rtt_ms=3.0, requests=10, errors=0, reconnects=0,
-                        last_error="", messages=0, malformed=0),),
-        conditions=(), historian=HistorianView(rows_committed=1000, rows_pending=0, errors=0,
-                                               last_error="", dropped=0, db_bytes=4096),
-        ingest_rate=10.0, demo=DemoView(faults=("bearing",), active=()))
+        t_wall=NOW,
+        t_mono=1000.0,
+        edge_id="line2-press",
+        site="Plant 3 / Line 2",
+        config_id="7f3a21cafe",
+        control_mode="read-only",
+        signals=signals,
+        links=(
+            LinkView(
+                id="drive1",
+                kind="device",
+                endpoint="127.0.0.1:5020",
+                state="up",
+                state_age_s=60.0,
+                last_rtt_ms=3.0,
+                requests=10,
+                errors=0,
+                reconnects=0,
+                last_error="",
+                messages=0,
+                malformed=0,
+            ),
+        ),
+        conditions=(),
+        historian=HistorianView(
+            rows_committed=1000, rows_pending=0, errors=0, last_error="", dropped=0, db_bytes=4096
+        ),
+        ingest_rate=10.0,
+        demo=DemoView(faults=("bearing",), active=()),
+    )
 
 
 def _history() -> History:
@@ -97,12 +130,20 @@ def _history() -> History:
         t += 10
     pts.append(HistoryPoint(t=NOW - 1205, value=None, quality="BAD"))
     pts.sort(key=lambda p: p.t)
-    marks = (QualityMark(NOW - 1205, "BAD", "no communication", "timeout after 500 ms"),
-             QualityMark(NOW - 600, "GOOD", "", ""),
-             QualityMark(NOW - 250, "UNCERTAIN", "last usable", ""),
-             QualityMark(NOW - 225, "GOOD", "", ""))
-    return History(signal=CURRENT, unit="A", since=pts[0].t, until=NOW, points=tuple(pts),
-                   quality_changes=marks)
+    marks = (
+        QualityMark(NOW - 1205, "BAD", "no communication", "timeout after 500 ms"),
+        QualityMark(NOW - 600, "GOOD", "", ""),
+        QualityMark(NOW - 250, "UNCERTAIN", "last usable", ""),
+        QualityMark(NOW - 225, "GOOD", "", ""),
+    )
+    return History(
+        signal=CURRENT,
+        unit="A",
+        since=pts[0].t,
+        until=NOW,
+        points=tuple(pts),
+        quality_changes=marks,
+    )
 
 
 class QueryLog(RecordedAPI):
@@ -118,10 +159,19 @@ class QueryLog(RecordedAPI):
 
 
 def _api() -> QueryLog:
-    signals = (_signal(CURRENT),
-               _signal(VIB, kind="waveform", value=0.9, value_text="rms 0.90", unit="g",
-                       source="local factory/motor-01/vibration/raw x", range=None,
-                       waveform=WAVE))
+    signals = (
+        _signal(CURRENT),
+        _signal(
+            VIB,
+            kind="waveform",
+            value=0.9,
+            value_text="rms 0.90",
+            unit="g",
+            source="local factory/motor-01/vibration/raw x",
+            range=None,
+            waveform=WAVE,
+        ),
+    )
     return QueryLog(_frame(signals), {CURRENT: _history()})
 
 
@@ -182,8 +232,19 @@ async def test_detail_shows_signal_and_stats_of_the_range() -> None:
 
 async def test_bad_value_is_shown_greyed_with_reason() -> None:
     api = _api()
-    api.set_frame(_frame((_signal(CURRENT, quality="BAD", reason="no communication",
-                                  detail="timeout after 500 ms", age_s=42.0),)))
+    api.set_frame(
+        _frame(
+            (
+                _signal(
+                    CURRENT,
+                    quality="BAD",
+                    reason="no communication",
+                    detail="timeout after 500 ms",
+                    age_s=42.0,
+                ),
+            )
+        )
+    )
     app = _app(api)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await _open(app, pilot)
@@ -282,8 +343,9 @@ async def test_export_writes_the_shown_range_as_csv(tmp_path: Path) -> None:
         assert len(rows) - 1 == len(expected) == len(shown.points)
         reasons = {NOW - 1205: "BAD no communication"}
         for row, p in zip(rows[1:], expected, strict=True):
-            quality = reasons.get(p.t, "UNCERTAIN last usable" if p.quality == "UNCERTAIN"
-                                  else p.quality)
+            quality = reasons.get(
+                p.t, "UNCERTAIN last usable" if p.quality == "UNCERTAIN" else p.quality
+            )
             assert row == [iso_utc_ms(p.t), CURRENT, csv_value(p.value), quality]
         assert any(str(files[0]) in n.message for n in app._notifications)
         await pilot.press("f12")  # the function key does the same; a second file, not overwritten
@@ -329,8 +391,9 @@ async def test_live_range_reloads_on_its_own_but_not_every_tick(monkeypatch: Any
 
 async def test_history_error_is_a_message_not_a_crash() -> None:
     class Broken(QueryLog):
-        def history(self, signal: str, since: float, until: float,
-                    max_points: int = 5000) -> History:
+        def history(
+            self, signal: str, since: float, until: float, max_points: int = 5000
+        ) -> History:
             raise RuntimeError("history cache is locked")
 
     app = _app(Broken(_frame((_signal(CURRENT),)), {}))
@@ -353,8 +416,19 @@ async def test_help_opens_from_detail_and_lists_every_key() -> None:
             assert group in text
             for entry in entries:
                 assert entry.shown in text and entry.what.split(";")[0] in text
-        for words in ("● GOOD", "◆ UNCERTAIN", "✕ BAD", "◐ degraded", "○ connecting", "✕ down",
-                      "▲ HIGH", "▼ MEDIUM", "○ LOW", "◆◆ CRITICAL", "✕━━ went BAD"):
+        for words in (
+            "● GOOD",
+            "◆ UNCERTAIN",
+            "✕ BAD",
+            "◐ degraded",
+            "○ connecting",
+            "✕ down",
+            "▲ HIGH",
+            "▼ MEDIUM",
+            "○ LOW",
+            "◆◆ CRITICAL",
+            "✕━━ went BAD",
+        ):
             assert words in text
         await pilot.press("pagedown")
         await pilot.pause()
@@ -374,12 +448,15 @@ def _bound(cls: type) -> set[str]:
     return {k.strip() for b in cls.BINDINGS for k in b.key.split(",")}  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("cls, groups", [
-    (SignalDetailScreen, ("Signal detail",)),
-    (HelpScreen, ("Everywhere",)),
-    (FloorApp, ("Everywhere",)),
-    (OverviewScreen, ("Overview", "Demo")),
-])
+@pytest.mark.parametrize(
+    "cls, groups",
+    [
+        (SignalDetailScreen, ("Signal detail",)),
+        (HelpScreen, ("Everywhere",)),
+        (FloorApp, ("Everywhere",)),
+        (OverviewScreen, ("Overview", "Demo")),
+    ],
+)
 def test_every_binding_is_in_the_key_table(cls: type, groups: tuple[str, ...]) -> None:
     """The help lists what is bound: a key added to a screen must be added to ui/keys.py."""
     listed = set().union(*(keys_of(g) for g in groups))
@@ -406,7 +483,7 @@ async def test_detail_layout_fits(size: tuple[int, int]) -> None:
         for r in regions:
             assert r.x >= 0 and r.y >= 0 and r.right <= w and r.bottom <= h
         for i, a in enumerate(regions):
-            for b in regions[i + 1:]:
+            for b in regions[i + 1 :]:
                 assert not a.overlaps(b), f"{a} overlaps {b}"
         chart = screen.query_one(TimeChart)
         wave = screen.query_one(WaveformChart)
@@ -438,24 +515,31 @@ def test_parse_range_forms() -> None:
     assert r.window(NOW) == (NOW - 3600, NOW) and r.live
 
 
-@pytest.mark.parametrize("text, words", [
-    ("", "empty"),
-    ("banana", "is not a time"),
-    ("0m", "no time at all"),
-    ("9999d", "longer than"),
-    ("2026-11-23T12:00Z 2026-11-23T10:00Z", "must come after the start"),
-    ("2030-01-01T00:00Z", "not in the past"),
-    ("a b c", "3 parts"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", "empty"),
+        ("banana", "is not a time"),
+        ("0m", "no time at all"),
+        ("9999d", "longer than"),
+        ("2026-11-23T12:00Z 2026-11-23T10:00Z", "must come after the start"),
+        ("2030-01-01T00:00Z", "not in the past"),
+        ("a b c", "3 parts"),
+    ],
+)
 def test_parse_range_rejects_with_a_message(text: str, words: str) -> None:
     with pytest.raises(RangeError, match=words):
         parse_range(text, NOW)
 
 
 def test_range_stats_leave_bad_out() -> None:
-    pts = (HistoryPoint(0, 1.0, "GOOD"), HistoryPoint(1, 3.0, "UNCERTAIN"),
-           HistoryPoint(2, 100.0, "BAD"), HistoryPoint(3, None, "BAD"),
-           HistoryPoint(4, float("nan"), "GOOD"))
+    pts = (
+        HistoryPoint(0, 1.0, "GOOD"),
+        HistoryPoint(1, 3.0, "UNCERTAIN"),
+        HistoryPoint(2, 100.0, "BAD"),
+        HistoryPoint(3, None, "BAD"),
+        HistoryPoint(4, float("nan"), "GOOD"),
+    )
     s = range_stats(pts)
     assert (s.points, s.usable, s.uncertain, s.bad) == (5, 2, 1, 2)
     assert (s.minimum, s.maximum, s.mean) == (1.0, 3.0, 2.0)
@@ -463,12 +547,29 @@ def test_range_stats_leave_bad_out() -> None:
 
 
 def test_csv_rows_carry_the_reason_of_the_change() -> None:
-    h = History("s", "", 0, 10, (HistoryPoint(1, 1.0, "GOOD"), HistoryPoint(3, 2.0, "UNCERTAIN"),
-                                 HistoryPoint(5, None, "BAD"), HistoryPoint(7, 4.0, "GOOD")),
-                (QualityMark(2, "UNCERTAIN", "substitute", ""),
-                 QualityMark(4, "BAD", "device failure", ""), QualityMark(6, "GOOD", "", "")))
-    assert [r[3] for r in csv_rows(h)] == ["GOOD", "UNCERTAIN substitute", "BAD device failure",
-                                          "GOOD"]
+    h = History(
+        "s",
+        "",
+        0,
+        10,
+        (
+            HistoryPoint(1, 1.0, "GOOD"),
+            HistoryPoint(3, 2.0, "UNCERTAIN"),
+            HistoryPoint(5, None, "BAD"),
+            HistoryPoint(7, 4.0, "GOOD"),
+        ),
+        (
+            QualityMark(2, "UNCERTAIN", "substitute", ""),
+            QualityMark(4, "BAD", "device failure", ""),
+            QualityMark(6, "GOOD", "", ""),
+        ),
+    )
+    assert [r[3] for r in csv_rows(h)] == [
+        "GOOD",
+        "UNCERTAIN substitute",
+        "BAD device failure",
+        "GOOD",
+    ]
     assert csv_rows(h)[2][2] == "" and csv_rows(h)[0][0] == "1970-01-01T00:00:01.000Z"
 
 
@@ -484,8 +585,16 @@ def test_export_path_never_overwrites(tmp_path: Path) -> None:
 
 def _dots(lines: list[str], rows: int, gutter: int) -> list[tuple[int, int]]:
     """(x, y) of every braille dot in the first `rows` lines, past the gutter."""
-    bits = ((0x01, 0, 0), (0x02, 0, 1), (0x04, 0, 2), (0x40, 0, 3),
-            (0x08, 1, 0), (0x10, 1, 1), (0x20, 1, 2), (0x80, 1, 3))
+    bits = (
+        (0x01, 0, 0),
+        (0x02, 0, 1),
+        (0x04, 0, 2),
+        (0x40, 0, 3),
+        (0x08, 1, 0),
+        (0x10, 1, 1),
+        (0x20, 1, 2),
+        (0x80, 1, 3),
+    )
     out = []
     for r, line in enumerate(lines[:rows]):
         for c, ch in enumerate(line[gutter:]):
@@ -517,36 +626,47 @@ def test_ramp_draws_rising_dots() -> None:
 
 
 def test_gaps_stay_empty() -> None:
-    pts = tuple(HistoryPoint(t=float(t), value=5.0 + (t % 2), quality="GOOD")
-                for t in range(0, 101) if not 40 <= t <= 60)
+    pts = tuple(
+        HistoryPoint(t=float(t), value=5.0 + (t % 2), quality="GOOD")
+        for t in range(0, 101)
+        if not 40 <= t <= 60
+    )
     width = 50
     lines = plain(render_time_chart(History("g", "", 0, 100, pts, ()), width, 8))
     g = _gutter_width(lines)
     plot_w = width - g
     lo, hi = x_to_col(40, 0, 100, plot_w), x_to_col(60, 0, 100, plot_w)
     for line in lines[:6]:
-        assert line[g + lo + 1:g + hi].strip() == "", "nothing drawn where there is no data"
+        assert line[g + lo + 1 : g + hi].strip() == "", "nothing drawn where there is no data"
     assert _dots(lines, 6, g)
 
 
 def test_bad_points_and_bad_spans_are_not_drawn_or_bridged() -> None:
-    pts = tuple(HistoryPoint(t=float(t), value=1.0 if t < 50 else 2.0,
-                             quality="BAD" if 45 <= t < 50 else "GOOD") for t in range(100))
+    pts = tuple(
+        HistoryPoint(
+            t=float(t), value=1.0 if t < 50 else 2.0, quality="BAD" if 45 <= t < 50 else "GOOD"
+        )
+        for t in range(100)
+    )
     marks = (QualityMark(45, "BAD", "no communication", ""), QualityMark(50, "GOOD", "", ""))
     lines = plain(render_time_chart(History("b", "", 0, 99, pts, marks), 60, 8))
     g = _gutter_width(lines)
     plot_w = 60 - g
     c45, c50 = x_to_col(45, 0, 99, plot_w), x_to_col(50, 0, 99, plot_w)
     for line in lines[:6]:
-        assert line[g + c45 + 1:g + c50].strip() == ""
+        assert line[g + c45 + 1 : g + c50].strip() == ""
     strip = lines[6][g:]
     assert strip[c45] == "✕" and strip[c50] == "●"
-    assert set(strip[c45 + 1:c50]) == {"━"}
+    assert set(strip[c45 + 1 : c50]) == {"━"}
 
 
 def test_quality_markers_land_at_their_columns() -> None:
-    marks = (QualityMark(10, "UNCERTAIN", "last usable", ""), QualityMark(30, "GOOD", "", ""),
-             QualityMark(60, "BAD", "no communication", ""), QualityMark(90, "GOOD", "", ""))
+    marks = (
+        QualityMark(10, "UNCERTAIN", "last usable", ""),
+        QualityMark(30, "GOOD", "", ""),
+        QualityMark(60, "BAD", "no communication", ""),
+        QualityMark(90, "GOOD", "", ""),
+    )
     cells = quality_strip(marks, 0, 100, 50)
     text = "".join(t for t, _r in cells)
     assert len(text) == 50
@@ -559,14 +679,17 @@ def test_quality_markers_land_at_their_columns() -> None:
     flicker = (QualityMark(50.0, "BAD", "", ""), QualityMark(50.1, "GOOD", "", ""))
     assert "".join(t for t, _r in quality_strip(flicker, 0, 100, 20))[10] == "✕"
     # A range that starts BAD is filled from the left edge.
-    starts_bad = "".join(t for t, _r in quality_strip((QualityMark(50, "GOOD", "", ""),), 0, 100,
-                                                        20, "BAD"))
+    starts_bad = "".join(
+        t for t, _r in quality_strip((QualityMark(50, "GOOD", "", ""),), 0, 100, 20, "BAD")
+    )
     assert starts_bad[:10] == "━" * 10 and starts_bad[10] == "●"
 
 
 def test_markers_from_points_when_the_history_has_no_changes() -> None:
-    pts = tuple(HistoryPoint(t=float(t), value=1.0, quality="UNCERTAIN" if 20 <= t < 40 else "GOOD")
-                for t in range(100))
+    pts = tuple(
+        HistoryPoint(t=float(t), value=1.0, quality="UNCERTAIN" if 20 <= t < 40 else "GOOD")
+        for t in range(100)
+    )
     lines = plain(render_time_chart(History("p", "", 0, 99, pts, ()), 60, 6))
     g = _gutter_width(lines)
     strip = lines[4][g:]
@@ -595,8 +718,11 @@ def test_chart_renders_from_40x8_to_160x40() -> None:
         for since in (NOW - 300, NOW - 3600, NOW - 86400):
             pts = _in(h.points, since, NOW)
             marks = tuple(m for m in h.quality_changes if since <= m.t <= NOW)
-            lines = plain(render_time_chart(History(CURRENT, "A", since, NOW, tuple(pts), marks),
-                                            width, height))
+            lines = plain(
+                render_time_chart(
+                    History(CURRENT, "A", since, NOW, tuple(pts), marks), width, height
+                )
+            )
             assert len(lines) == height and all(len(line) == width for line in lines)
             assert _dots(lines, height - 2, _gutter_width(lines))
             assert lines[-1].strip(), "time labels are shown"
@@ -614,8 +740,14 @@ def test_fixed_y_range_is_used_and_widened_for_the_data() -> None:
     pts = tuple(HistoryPoint(float(t), 20.0, "GOOD") for t in range(10))
     lines = plain(render_time_chart(History("y", "", 0, 9, pts, ()), 40, 10, y_range=(0, 50)))
     assert lines[0].startswith("50.0") and lines[7].lstrip().startswith("0.0")
-    wide = plain(render_time_chart(History("y", "", 0, 10, pts + (HistoryPoint(9.5, 80.0, "GOOD"),),
-                                           ()), 40, 10, y_range=(0, 50)))
+    wide = plain(
+        render_time_chart(
+            History("y", "", 0, 10, pts + (HistoryPoint(9.5, 80.0, "GOOD"),), ()),
+            40,
+            10,
+            y_range=(0, 50),
+        )
+    )
     assert wide[0].lstrip().startswith("80.0")
 
 
@@ -623,7 +755,7 @@ def test_waveform_view() -> None:
     lines = plain(render_waveform(WAVE, 60, 8))
     assert len(lines) == 8 and all(len(line) == 60 for line in lines)
     g = _gutter_width(lines)
-    assert lines[0][:g - 1].strip() == format(max(WAVE), ".2f")
+    assert lines[0][: g - 1].strip() == format(max(WAVE), ".2f")
     assert lines[-1].split()[0] == "0" and lines[-1].split()[-1] == "127"
     dots = _dots(lines, 7, g)
     xs = {x for x, _y in dots}

@@ -33,8 +33,7 @@ class ScriptedAPI(RecordedAPI):
     """A recording with users: the same answers as the engine's contract, with a switch to
     make a PIN stale or a session idle-locked, so a test drives each refusal."""
 
-    USERS = {"op1": ("1111", "operator"), "eng1": ("2222", "engineer"),
-             "admin": ("9999", "admin")}
+    USERS = {"op1": ("1111", "operator"), "eng1": ("2222", "engineer"), "admin": ("9999", "admin")}
 
     def __init__(self) -> None:
         base = RecordedAPI.load(RECORDINGS / "overview.json")
@@ -47,13 +46,23 @@ class ScriptedAPI(RecordedAPI):
     def login(self, user: str, pin: str) -> dict[str, Any]:
         known = self.USERS.get(user)
         if known is None or known[0] != pin:
-            return {"ok": False, "message": "wrong user name or PIN (4 tries left)",
-                    "session": None, "user": user, "role": "viewer"}
+            return {
+                "ok": False,
+                "message": "wrong user name or PIN (4 tries left)",
+                "session": None,
+                "user": user,
+                "role": "viewer",
+            }
         self.logins += 1
         token = f"t{self.logins}"
         self.sessions[token] = {"user": user, "role": known[1], "locked": False, "fresh": True}
-        return {"ok": True, "message": f"welcome {user}", "session": token, "user": user,
-                "role": known[1]}
+        return {
+            "ok": True,
+            "message": f"welcome {user}",
+            "session": token,
+            "user": user,
+            "role": known[1],
+        }
 
     def logout(self, session: str) -> None:
         self.sessions.pop(session, None)
@@ -70,8 +79,14 @@ class ScriptedAPI(RecordedAPI):
         s = self.sessions.get(session or "")
         if s is None:
             return super().session(None)
-        return {"user": s["user"], "role": s["role"], "locked": s["locked"],
-                "pin_fresh": s["fresh"], "idle_lock_s": 300.0, "permitted": []}
+        return {
+            "user": s["user"],
+            "role": s["role"],
+            "locked": s["locked"],
+            "pin_fresh": s["fresh"],
+            "idle_lock_s": 300.0,
+            "permitted": [],
+        }
 
     def touch(self, session: str) -> None:
         self.touches += 1
@@ -87,8 +102,11 @@ class ScriptedAPI(RecordedAPI):
         if s["locked"]:
             return {"ok": False, "refused": "locked", "message": "the session locked"}
         if RANK[s["role"]] < RANK[NEEDS.get(name, "operator")]:
-            return {"ok": False, "refused": "role", "message": f"{name} needs "
-                    f"{NEEDS.get(name)}; {s['user']} is {s['role']}"}
+            return {
+                "ok": False,
+                "refused": "role",
+                "message": f"{name} needs {NEEDS.get(name)}; {s['user']} is {s['role']}",
+            }
         if name in CRITICAL and not s["fresh"]:
             return {"ok": False, "refused": "pin", "message": "PIN entered more than 60 s ago"}
         return {"ok": True, "message": f"{name} done by {s['user']}"}
@@ -335,8 +353,14 @@ def engine(tmp_path: Path) -> Iterator[Any]:
     from floorconsole.engine.snapshots import open_engine
 
     with DemoPlant(DEMO) as d:
-        e = open_engine(data_dir=tmp_path / "data", base_dir=DEMO.parent, user="test",
-                        plant_raw=copy.deepcopy(d.plant.raw), source="demo plant", demo=d.sim)
+        e = open_engine(
+            data_dir=tmp_path / "data",
+            base_dir=DEMO.parent,
+            user="test",
+            plant_raw=copy.deepcopy(d.plant.raw),
+            source="demo plant",
+            demo=d.sim,
+        )
         e.demo_users = ensure_demo_users(e.users())
         e.start_background()
         try:

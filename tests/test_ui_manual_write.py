@@ -35,8 +35,14 @@ def plant(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     from floorconsole.engine.snapshots import open_engine
 
     with DemoPlant(DEMO) as d:
-        e = open_engine(data_dir=tmp_path / "data", base_dir=DEMO.parent, user="test",
-                        plant_raw=copy.deepcopy(d.plant.raw), source="demo plant", demo=d.sim)
+        e = open_engine(
+            data_dir=tmp_path / "data",
+            base_dir=DEMO.parent,
+            user="test",
+            plant_raw=copy.deepcopy(d.plant.raw),
+            source="demo plant",
+            demo=d.sim,
+        )
         e.demo_users = ensure_demo_users(e.users())
         e.start_background()
         try:
@@ -53,8 +59,10 @@ async def wait_for(pilot: Any, done: Any, seconds: float = 10.0) -> None:
 
 
 async def open_write(app: FloorApp, pilot: Any, signal: str) -> ManualWriteDialog:
-    await wait_for(pilot, lambda: app.last_frame is not None and any(
-        s.id == signal for s in app.last_frame.signals))
+    await wait_for(
+        pilot,
+        lambda: app.last_frame is not None and any(s.id == signal for s in app.last_frame.signals),
+    )
     await app.push_screen(SignalDetailScreen(signal))
     await settle(pilot)
     await pilot.press("w")
@@ -80,11 +88,11 @@ def test_the_target_comes_from_the_signal_source() -> None:
     from tests.test_ui_detail import _signal
 
     assert target_of(_signal("a", source="drive1 co:10 bool")) == WriteTarget("drive1", "co:10")
-    assert target_of(_signal("a", source="drive1 hr:0 float32")) == \
-        WriteTarget("drive1", "hr:0", "float32")
+    assert target_of(_signal("a", source="drive1 hr:0 float32")) == WriteTarget(
+        "drive1", "hr:0", "float32"
+    )
     assert target_of(_signal("a", source="drive1 ir:3 uint16")) == WriteTarget("drive1")
-    assert target_of(_signal("a", source="local factory/motor-01/vibration/raw x")) == \
-        WriteTarget()
+    assert target_of(_signal("a", source="local factory/motor-01/vibration/raw x")) == WriteTarget()
     assert target_of(None) == WriteTarget()
 
 
@@ -129,12 +137,15 @@ async def test_an_engineer_arms_and_confirms_a_coil_write(plant: tuple[Any, Any]
         assert dialog.result["ok"], dialog.result
         assert f"WRITTEN drive1 co:11: {str(before).lower()} → true" in dialog.state_text
         assert sim._server.get("co", 11) == [True]  # the device's coil changed
-        records = [r for r in reversed(e.api.audit(kind="write", limit=20))
-                   if r["user"] == "eng1"]
+        records = [r for r in reversed(e.api.audit(kind="write", limit=20)) if r["user"] == "eng1"]
         phases = [(r["detail"].get("command", ""), r["detail"]["phase"]) for r in records]
-        assert phases == [("control.arm", "request"), ("control.arm", "result"),
-                          ("control.write", "request"), ("", "writing"),
-                          ("control.write", "result")], phases
+        assert phases == [
+            ("control.arm", "request"),
+            ("control.arm", "result"),
+            ("control.write", "request"),
+            ("", "writing"),
+            ("control.write", "result"),
+        ], phases
         assert records[3]["target"] == "drive1 co:11" and records[3]["detail"]["before"] is before
         done = records[4]["detail"]
         assert done["ok"] and done["before"] is before and done["after"] is True
@@ -169,8 +180,9 @@ async def test_an_operator_sees_the_key_and_the_engine_refuses(plant: tuple[Any,
         await retype(pilot, dialog, "value", "true")
         await pilot.press("enter")
         await wait_for(pilot, lambda: dialog.phase == "edit" and "refused" in dialog.state_text)
-        assert "refused:" in dialog.state_text and "operator" in dialog.state_text, \
+        assert "refused:" in dialog.state_text and "operator" in dialog.state_text, (
             dialog.state_text
+        )
         assert sim._server.get("co", 10) == [False]
 
 
@@ -183,8 +195,14 @@ async def test_a_countdown_that_runs_out_says_so_and_forgets_the_arm() -> None:
         await app.push_screen(dialog)
         await settle(pilot)
         dialog.armed = {"device": "drive1", "address": "co:11", "value": True}
-        dialog._armed_answer({"ok": True, "arm": "abc", "expires_s": 0.3,
-                              "message": "armed: write true to drive1 co:11"})
+        dialog._armed_answer(
+            {
+                "ok": True,
+                "arm": "abc",
+                "expires_s": 0.3,
+                "message": "armed: write true to drive1 co:11",
+            }
+        )
         await wait_for(pilot, lambda: dialog.phase == "edit", 3)
         assert "the arm expired unconfirmed: nothing was written" in dialog.state_text
         await pilot.press("y")

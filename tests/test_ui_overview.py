@@ -28,8 +28,9 @@ async def test_filter_search_and_group() -> None:
         await pilot.press("b")  # only what is not GOOD
         await pilot.pause()
         bad = table_rows(app)
-        not_good = [s for s in listed
-                    if next(x for x in api.frame().signals if x.id == s).quality != "GOOD"]
+        not_good = [
+            s for s in listed if next(x for x in api.frame().signals if x.id == s).quality != "GOOD"
+        ]
         assert bad == not_good and 0 < len(bad) < len(listed)
         await pilot.press("b", "slash", "v", "i", "b", "enter")
         await pilot.pause()
@@ -73,8 +74,9 @@ async def test_broken_theme_falls_back_with_a_message(tmp_path: Path) -> None:
     for f in THEMES_DIR.glob("*.toml"):
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "dark.toml").write_text('name = "dark"\n[colors]\nprimary = "not a colour"\n')
-    app = make_app(RecordedAPI.load(RECORDINGS / "overview.json"), theme="dark",
-                   themes_dir=tmp_path)
+    app = make_app(
+        RecordedAPI.load(RECORDINGS / "overview.json"), theme="dark", themes_dir=tmp_path
+    )
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert app.theme == "isa101"

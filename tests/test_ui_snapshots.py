@@ -41,13 +41,15 @@ def test_device_down(snap_compare) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_device_down_only_not_good(snap_compare) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app_from("device_down.json"), terminal_size=(80, 24), press=["b", "g"],
-                        run_before=settle)
+    assert snap_compare(
+        app_from("device_down.json"), terminal_size=(80, 24), press=["b", "g"], run_before=settle
+    )
 
 
 def test_help(snap_compare) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app_from("overview.json"), terminal_size=(80, 24), press=["f1"],
-                        run_before=settle)
+    assert snap_compare(
+        app_from("overview.json"), terminal_size=(80, 24), press=["f1"], run_before=settle
+    )
 
 
 async def open_detail(pilot) -> None:  # type: ignore[no-untyped-def]
@@ -63,5 +65,6 @@ def test_signal_detail(snap_compare) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_signal_detail_device_down(snap_compare) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app_from("device_down.json"), terminal_size=(80, 24),
-                        run_before=open_detail)
+    assert snap_compare(
+        app_from("device_down.json"), terminal_size=(80, 24), run_before=open_detail
+    )

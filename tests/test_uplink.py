@@ -80,33 +80,54 @@ def everything_arrived(r: Receiver, rig: Rig, max_duplicates: int) -> Report:
 
 def stored_samples(db: Path) -> Counter[tuple[str, int, float]]:
     with sqlite3.connect(db) as conn:
-        return Counter((name, round(t * 1000), v) for name, t, v in conn.execute(
-            "SELECT name, t, v FROM samples JOIN signals ON signals.id = samples.signal"))
+        return Counter(
+            (name, round(t * 1000), v)
+            for name, t, v in conn.execute(
+                "SELECT name, t, v FROM samples JOIN signals ON signals.id = samples.signal"
+            )
+        )
 
 
 def received_samples(r: Receiver, edge: str = EDGE) -> Counter[tuple[str, int, float]]:
     return Counter((e["s"], e["t"], e["v"]) for e in r.entries(edge))
 
 
-def sample(signal: str, value: object, t: float = 1_700_000_000.25,
-           quality: Quality = Quality.GOOD, reason: Reason = Reason.NONE) -> Sample:
+def sample(
+    signal: str,
+    value: object,
+    t: float = 1_700_000_000.25,
+    quality: Quality = Quality.GOOD,
+    reason: Reason = Reason.NONE,
+) -> Sample:
     return Sample(signal, value, quality, reason, t, 0.0)  # type: ignore[arg-type]
 
 
 class Rig:
     """Historian + outbox + uplink in this process, fed 1,000 samples/s by a thread."""
 
-    def __init__(self, data_dir: Path, broker: MosquittoBroker, *, host_id: str | None = HOST,
-                 rate: float = 1000.0, historian_kw: dict | None = None,
-                 **config: object) -> None:
-        self.config = UplinkConfig(broker="plant", primary_host=host_id, reconnect_min_s=0.2,
-                                   reconnect_max_s=1.0, **config)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        data_dir: Path,
+        broker: MosquittoBroker,
+        *,
+        host_id: str | None = HOST,
+        rate: float = 1000.0,
+        historian_kw: dict | None = None,
+        **config: object,
+    ) -> None:
+        self.config = UplinkConfig(
+            broker="plant", primary_host=host_id, reconnect_min_s=0.2, reconnect_max_s=1.0, **config
+        )  # type: ignore[arg-type]
         self.db = data_dir / "history.db"
         self.outbox = Outbox(self.config)
         self.historian = Historian(self.db, commit_hook=self.outbox, **(historian_kw or {}))
-        self.uplink = Uplink(self.config, BrokerConfig("plant", broker.host, broker.port,
-                                                       keepalive_s=5.0),
-                             self.outbox, edge_id=EDGE, snapshot_id="snap-1")
+        self.uplink = Uplink(
+            self.config,
+            BrokerConfig("plant", broker.host, broker.port, keepalive_s=5.0),
+            self.outbox,
+            edge_id=EDGE,
+            snapshot_id="snap-1",
+        )
         self.source = SyntheticSource(self.historian, rate)
 
     def start(self) -> Rig:
@@ -152,12 +173,26 @@ def test_parse_uplink_defaults_and_values() -> None:
     assert problems == []
     assert cfg == UplinkConfig(broker="plant")
     assert (cfg.batch, cfg.inflight, cfg.on_full, cfg.live_reserve) == (200, 20, "drop_oldest", 1)
-    cfg, problems = parse_uplink({
-        "broker": "plant", "topic_prefix": "plant3/edge", "max_backlog_rows": 5_000_000,
-        "max_backlog_bytes": "2GiB", "on_full": "reject_new", "batch": 500, "inflight": 50,
-        "live_budget": 0.5, "max_drain_rate": 2000, "exclude": ["motor*.vibration.*"],
-        "primary_host": "historian", "status_interval": "30s", "reconnect_min": "1s",
-        "reconnect_max": "1m", "max_message_bytes": "64KiB"}, {"plant", "local"})
+    cfg, problems = parse_uplink(
+        {
+            "broker": "plant",
+            "topic_prefix": "plant3/edge",
+            "max_backlog_rows": 5_000_000,
+            "max_backlog_bytes": "2GiB",
+            "on_full": "reject_new",
+            "batch": 500,
+            "inflight": 50,
+            "live_budget": 0.5,
+            "max_drain_rate": 2000,
+            "exclude": ["motor*.vibration.*"],
+            "primary_host": "historian",
+            "status_interval": "30s",
+            "reconnect_min": "1s",
+            "reconnect_max": "1m",
+            "max_message_bytes": "64KiB",
+        },
+        {"plant", "local"},
+    )
     assert problems == []
     assert cfg is not None
     assert (cfg.max_backlog_bytes, cfg.on_full, cfg.live_reserve) == (2 << 30, "reject_new", 25)
@@ -166,17 +201,30 @@ def test_parse_uplink_defaults_and_values() -> None:
 
 
 def test_parse_uplink_reports_every_problem_with_its_key_path() -> None:
-    cfg, problems = parse_uplink({
-        "broker": "cloud", "topic_prefix": "a/#", "on_full": "drop", "batch": 0,
-        "inflight": "20", "live_budget": 1.0, "max_backlog_bytes": "lots", "exclude": "x",
-        "primary_host": "-h", "status_interval": "1ms", "colour": "red"}, {"plant", "local"})
+    cfg, problems = parse_uplink(
+        {
+            "broker": "cloud",
+            "topic_prefix": "a/#",
+            "on_full": "drop",
+            "batch": 0,
+            "inflight": "20",
+            "live_budget": 1.0,
+            "max_backlog_bytes": "lots",
+            "exclude": "x",
+            "primary_host": "-h",
+            "status_interval": "1ms",
+            "colour": "red",
+        },
+        {"plant", "local"},
+    )
     assert cfg is None
     got = dict(problems)
     assert got["uplink.broker"] == "'cloud' is not a broker in this file (local, plant)"
     assert got["uplink.on_full"] == "'drop' is not one of drop_oldest, reject_new"
     assert got["uplink.batch"] == "0 is out of range; expected 1 to 100_000"
-    assert got["uplink.inflight"].startswith("expected a whole number from 1 to 1_000, got a "
-                                             "string")
+    assert got["uplink.inflight"].startswith(
+        "expected a whole number from 1 to 1_000, got a string"
+    )
     assert got["uplink.live_budget"] == "1 is out of range; expected 0 to below 1"
     assert "is not a size" in got["uplink.max_backlog_bytes"]
     assert "no wildcards" in got["uplink.topic_prefix"]
@@ -186,7 +234,8 @@ def test_parse_uplink_reports_every_problem_with_its_key_path() -> None:
     assert got["uplink.colour"].startswith("unknown key; expected one of broker, topic_prefix")
     assert len(problems) == 11
     assert parse_uplink({}, {"plant"})[1] == [
-        ("uplink.broker", "missing; it is required (the id of a [[brokers]] entry)")]
+        ("uplink.broker", "missing; it is required (the id of a [[brokers]] entry)")
+    ]
     assert parse_uplink([], set())[1] == [("uplink", "expected a table, got an array")]
 
 
@@ -197,15 +246,29 @@ def test_entries_follow_the_contract() -> None:
     enc = SampleEncoder(exclude=["motor1.vibration.*"])
     text, wave = enc.encode(sample("motor1.current", 12.4))  # type: ignore[misc]
     assert not wave
-    assert json.loads(text) == {"s": "motor1.current", "v": 12.4, "q": "GOOD",
-                                "t": 1_700_000_000_250}
-    odd = [sample("a", True), sample("a", None, quality=Quality.BAD, reason=Reason.NO_COMM),
-           sample("a", math.nan), sample("a", np.float32(0.5)), sample("a", 7),
-           sample("a", 1.0, quality=Quality.UNCERTAIN, reason=Reason.LAST_USABLE)]
+    assert json.loads(text) == {
+        "s": "motor1.current",
+        "v": 12.4,
+        "q": "GOOD",
+        "t": 1_700_000_000_250,
+    }
+    odd = [
+        sample("a", True),
+        sample("a", None, quality=Quality.BAD, reason=Reason.NO_COMM),
+        sample("a", math.nan),
+        sample("a", np.float32(0.5)),
+        sample("a", 7),
+        sample("a", 1.0, quality=Quality.UNCERTAIN, reason=Reason.LAST_USABLE),
+    ]
     got = [json.loads(enc.encode(s)[0]) for s in odd]  # type: ignore[index]
     assert [(e["v"], e["q"]) for e in got] == [
-        (True, "GOOD"), (None, "BAD no communication"), (None, "GOOD"), (0.5, "GOOD"),
-        (7.0, "GOOD"), (1.0, "UNCERTAIN last usable")]
+        (True, "GOOD"),
+        (None, "BAD no communication"),
+        (None, "GOOD"),
+        (0.5, "GOOD"),
+        (7.0, "GOOD"),
+        (1.0, "UNCERTAIN last usable"),
+    ]
     text, wave = enc.encode(sample("motor2.vibration.x", waveform([0.5, math.inf, -1.25])))  # type: ignore[misc]
     assert wave and json.loads(text)["v"] == [0.5, None, -1.25]
     assert enc.encode(sample("motor1.vibration.x", waveform([1.0]))) is None  # excluded
@@ -215,11 +278,25 @@ def test_entries_follow_the_contract() -> None:
 
 def test_alarm_transitions_as_records() -> None:
     from floorconsole.core.alarms import AlarmState, JournalEntry
-    e = JournalEntry(1_700_000_000.5, "trip-motor1", AlarmState.NORMAL, AlarmState.UNACK,
-                     "rule", "Motor 1 anomaly", "high")
+
+    e = JournalEntry(
+        1_700_000_000.5,
+        "trip-motor1",
+        AlarmState.NORMAL,
+        AlarmState.UNACK,
+        "rule",
+        "Motor 1 anomaly",
+        "high",
+    )
     assert json.loads(record_json(alarm_record(e))) == {
-        "alarm": "trip-motor1", "from": "NORMAL", "to": "UNACK", "priority": "high",
-        "text": "Motor 1 anomaly", "by": "rule", "t": 1_700_000_000_500}
+        "alarm": "trip-motor1",
+        "from": "NORMAL",
+        "to": "UNACK",
+        "priority": "high",
+        "text": "Motor 1 anomaly",
+        "by": "rule",
+        "t": 1_700_000_000_500,
+    }
 
 
 def test_bodies_close_at_batch_or_bytes() -> None:
@@ -237,17 +314,42 @@ def test_bodies_close_at_batch_or_bytes() -> None:
 
 def test_envelope_status_and_host_state() -> None:
     payload = message_payload("e1", "b00t", 41, True, "data", b'[{"s":"a"}]')
-    assert json.loads(payload) == {"edge": "e1", "boot": "b00t", "seq": 41, "historical": True,
-                                   "samples": [{"s": "a"}]}
+    assert json.loads(payload) == {
+        "edge": "e1",
+        "boot": "b00t",
+        "seq": 41,
+        "historical": True,
+        "samples": [{"s": "a"}],
+    }
     assert json.loads(message_payload("e1", "b", 1, False, "audit", b"[]"))["records"] == []
-    st = json.loads(status_payload("e1", "b", online=True, snapshot="7f3a21", backlog_rows=5,
-                                   backlog_bytes=300, oldest_age_s=1.23456, t=10.0))
-    assert st == {"edge": "e1", "boot": "b", "state": "online", "snapshot": "7f3a21",
-                  "backlog_rows": 5, "backlog_bytes": 300, "oldest_age_s": 1.235, "t": 10000}
+    st = json.loads(
+        status_payload(
+            "e1",
+            "b",
+            online=True,
+            snapshot="7f3a21",
+            backlog_rows=5,
+            backlog_bytes=300,
+            oldest_age_s=1.23456,
+            t=10.0,
+        )
+    )
+    assert st == {
+        "edge": "e1",
+        "boot": "b",
+        "state": "online",
+        "snapshot": "7f3a21",
+        "backlog_rows": 5,
+        "backlog_bytes": 300,
+        "oldest_age_s": 1.235,
+        "t": 10000,
+    }
     assert parse_host_state(b'{"online": true}') == (True, False)
     assert parse_host_state(b'{"online": true, "receipts": true}') == (True, True)
-    assert not any(parse_host_state(p).online
-                   for p in (b'{"online": false}', b"", b"yes", b"[1]", b'{"online": 1}'))
+    assert not any(
+        parse_host_state(p).online
+        for p in (b'{"online": false}', b"", b"yes", b"[1]", b'{"online": 1}')
+    )
     assert parse_receipt(b'{"seq": 12}') == 12
     assert parse_receipt(b'{"seq": true}') is parse_receipt(b"x") is None
 
@@ -283,8 +385,12 @@ def test_outbox_rows_commit_with_the_samples_and_seq_survives_restarts(tmp_path:
     rows = _outbox_rows(db)
     # Per run: 7 samples in 3 + 3 + 1, then one alarm message; seq goes on after the restart.
     assert [r[0] for r in rows] == list(range(8))
-    assert [(k, n) for _s, k, n in rows[:4]] == [("data", 3), ("data", 3), ("data", 1),
-                                                  ("alarms", 1)]
+    assert [(k, n) for _s, k, n in rows[:4]] == [
+        ("data", 3),
+        ("data", 3),
+        ("data", 1),
+        ("alarms", 1),
+    ]
     with sqlite3.connect(db) as conn:
         body = conn.execute("SELECT body FROM outbox WHERE seq = 3").fetchone()[0]
         assert json.loads(body) == [{"alarm": "high", "value": None}]
@@ -328,14 +434,23 @@ def test_waveforms_go_in_messages_of_their_own(tmp_path: Path) -> None:
     db = tmp_path / "history.db"
     ob = Outbox(UplinkConfig(broker="plant", exclude=("raw.*",)))
     with Historian(db, commit_hook=ob, flush_interval_s=3600) as h:
-        h.append([sample("a", 1.0), sample("vib.x", waveform([1.0, 2.0])), sample("b", 2.0),
-                  sample("raw.x", waveform([3.0])), sample("vib.x", waveform([4.0]))])
+        h.append(
+            [
+                sample("a", 1.0),
+                sample("vib.x", waveform([1.0, 2.0])),
+                sample("b", 2.0),
+                sample("raw.x", waveform([3.0])),
+                sample("vib.x", waveform([4.0])),
+            ]
+        )
         h.flush()
         assert h.rows_total() == 5  # the history keeps what the uplink leaves out
     with sqlite3.connect(db) as conn:
         bodies = [json.loads(b) for (b,) in conn.execute("SELECT body FROM outbox ORDER BY seq")]
     assert [[(e["s"], e["v"]) for e in body] for body in bodies] == [
-        [("a", 1.0), ("b", 2.0)], [("vib.x", [1.0, 2.0]), ("vib.x", [4.0])]]
+        [("a", 1.0), ("b", 2.0)],
+        [("vib.x", [1.0, 2.0]), ("vib.x", [4.0])],
+    ]
 
 
 def test_live_messages_past_the_memory_bound_are_read_back_as_backlog(tmp_path: Path) -> None:
@@ -367,14 +482,14 @@ def test_drop_oldest_keeps_the_bound_and_counts(tmp_path: Path) -> None:
     assert st.rows == 50 and st.full
     assert dict(st.dropped)["backlog_full"] == 30
     assert [r[0] for r in _outbox_rows(db)] == [3, 4, 5, 6, 7]  # the newest stay
-    assert any("backlog full" in text for _sev, text in uplink_conditions(
-        _stats_with(st.full, st.dropped)))
+    assert any(
+        "backlog full" in text for _sev, text in uplink_conditions(_stats_with(st.full, st.dropped))
+    )
 
 
 def test_reject_new_keeps_the_oldest_and_leaves_a_seq_gap(tmp_path: Path) -> None:
     db = tmp_path / "history.db"
-    ob = Outbox(UplinkConfig(broker="plant", batch=10, max_backlog_rows=50,
-                             on_full="reject_new"))
+    ob = Outbox(UplinkConfig(broker="plant", batch=10, max_backlog_rows=50, on_full="reject_new"))
     with Historian(db, commit_hook=ob, flush_interval_s=3600) as h:
         for k in range(8):
             h.append([sample("s", float(10 * k + i)) for i in range(10)])
@@ -388,18 +503,40 @@ def test_reject_new_keeps_the_oldest_and_leaves_a_seq_gap(tmp_path: Path) -> Non
 
 def _stats_with(full: bool, dropped: tuple[tuple[str, int], ...]) -> UplinkStats:
     return UplinkStats(
-        state="up", broker="plant", endpoint="x", state_age_s=0, last_error="",
-        backlog_rows=0, backlog_bytes=0, backlog_messages=0, backlog_full=full,
-        oldest_age_s=None, draining=False, drain_rate=0, drain_progress=None, time_left_s=None,
-        published=0, acked=0, inflight=0, duplicates_possible=0, reconnects=0, live_lag_s=None,
-        next_seq=0, disk_full=0, db_errors=0, db_last_error="", dropped=dropped)
+        state="up",
+        broker="plant",
+        endpoint="x",
+        state_age_s=0,
+        last_error="",
+        backlog_rows=0,
+        backlog_bytes=0,
+        backlog_messages=0,
+        backlog_full=full,
+        oldest_age_s=None,
+        draining=False,
+        drain_rate=0,
+        drain_progress=None,
+        time_left_s=None,
+        published=0,
+        acked=0,
+        inflight=0,
+        duplicates_possible=0,
+        reconnects=0,
+        live_lag_s=None,
+        next_seq=0,
+        disk_full=0,
+        db_errors=0,
+        db_last_error="",
+        dropped=dropped,
+    )
 
 
 # ---------------------------------------------------------------------- against mosquitto
 
 
 def test_status_is_retained_and_the_backlog_waits_for_the_primary_host(
-        tmp_path: Path, mosquitto: MosquittoBroker, rigs: list[Rig]) -> None:
+    tmp_path: Path, mosquitto: MosquittoBroker, rigs: list[Rig]
+) -> None:
     rig = Rig(tmp_path, mosquitto)
     rigs.append(rig)
     rig.start()
@@ -425,8 +562,8 @@ def test_status_is_retained_and_the_backlog_waits_for_the_primary_host(
 
 @pytest.mark.slow
 def test_outage_loses_nothing_and_live_data_stays_live(
-        tmp_path: Path, mosquitto: MosquittoBroker, receiver: Receiver,
-        rigs: list[Rig]) -> None:
+    tmp_path: Path, mosquitto: MosquittoBroker, receiver: Receiver, rigs: list[Rig]
+) -> None:
     rig = Rig(tmp_path, mosquitto)
     rigs.append(rig)
     rig.start()
@@ -438,22 +575,32 @@ def test_outage_loses_nothing_and_live_data_stays_live(
     assert st.oldest_age_s is not None and st.oldest_age_s >= OUTAGE_S - 2
     mosquitto.start()
     restarted = time.time()
-    until(lambda: not rig.uplink.stats().draining and rig.uplink.state == "up"
-          and rig.uplink.stats().backlog_rows < 2000, timeout=30, what="backlog drained")
+    until(
+        lambda: (
+            not rig.uplink.stats().draining
+            and rig.uplink.state == "up"
+            and rig.uplink.stats().backlog_rows < 2000
+        ),
+        timeout=30,
+        what="backlog drained",
+    )
     time.sleep(2.0)  # live data flowing after the drain
     rig.finish()
     rep = everything_arrived(receiver, rig, max_duplicates=rig.config.inflight)
     assert rep.historical >= OUTAGE_S * 5  # ~10 messages a second were held back
     # Live messages sent while the backlog drained were at most a second old.
-    lags = [lag for lag, at in zip(receiver.live_lags, receiver.live_arrivals, strict=True)
-            if at > restarted]
+    lags = [
+        lag
+        for lag, at in zip(receiver.live_lags, receiver.live_arrivals, strict=True)
+        if at > restarted
+    ]
     assert lags and float(np.percentile(lags, 99)) <= 1.0, max(lags)
 
 
 @pytest.mark.slow
 def test_twenty_broker_restarts_in_a_row_lose_nothing(
-        tmp_path: Path, mosquitto: MosquittoBroker, receiver: Receiver,
-        rigs: list[Rig]) -> None:
+    tmp_path: Path, mosquitto: MosquittoBroker, receiver: Receiver, rigs: list[Rig]
+) -> None:
     rig = Rig(tmp_path, mosquitto)
     rigs.append(rig)
     rig.start()
@@ -461,8 +608,11 @@ def test_twenty_broker_restarts_in_a_row_lose_nothing(
     for i in range(20):
         acked = rig.uplink.acked
         mosquitto.restart()
-        until(lambda a=acked: rig.uplink.acked > a + 3 and rig.uplink.state == "up",  # type: ignore[misc]
-              timeout=15, what=f"flow again after restart {i + 1}")
+        until(
+            lambda a=acked: rig.uplink.acked > a + 3 and rig.uplink.state == "up",  # type: ignore[misc]
+            timeout=15,
+            what=f"flow again after restart {i + 1}",
+        )
     rig.finish()
     st = rig.uplink.stats()
     assert st.reconnects == 20
@@ -471,10 +621,11 @@ def test_twenty_broker_restarts_in_a_row_lose_nothing(
 
 @pytest.mark.slow
 def test_disk_full_is_counted_and_the_flow_resumes(
-        tmp_path: Path, mosquitto: MosquittoBroker, receiver: Receiver,
-        rigs: list[Rig]) -> None:
-    rig = Rig(tmp_path, mosquitto, historian_kw={"max_pending_rows": 1500,
-                                                 "flush_interval_s": 0.05})
+    tmp_path: Path, mosquitto: MosquittoBroker, receiver: Receiver, rigs: list[Rig]
+) -> None:
+    rig = Rig(
+        tmp_path, mosquitto, historian_kw={"max_pending_rows": 1500, "flush_interval_s": 0.05}
+    )
     rigs.append(rig)
     rig.start()
     until(lambda: receiver.received(EDGE) >= 10, what="live data")
@@ -498,7 +649,8 @@ def test_disk_full_is_counted_and_the_flow_resumes(
 @pytest.mark.slow
 @pytest.mark.parametrize("receipts", [True, False], ids=["receipts", "no-receipts"])
 def test_receipts_keep_live_data_live_behind_a_slow_consumer(
-        tmp_path: Path, mosquitto: MosquittoBroker, rigs: list[Rig], receipts: bool) -> None:
+    tmp_path: Path, mosquitto: MosquittoBroker, rigs: list[Rig], receipts: bool
+) -> None:
     # The consumer takes 50 ms a message (20/s): live data alone needs 10/s. The backlog of
     # 4 s (~40 messages) sits in the broker's queue to it, and live messages wait behind it,
     # unless receipts keep the backlog no more than host_window ahead.
@@ -506,20 +658,27 @@ def test_receipts_keep_live_data_live_behind_a_slow_consumer(
     rigs.append(rig)
     rig.start()
     time.sleep(4.0)  # the host is not there: everything waits
-    slow = Receiver(mosquitto.host, mosquitto.port, host_id=HOST, keep=True, work_s=0.05,
-                    receipts=receipts).start()
+    slow = Receiver(
+        mosquitto.host, mosquitto.port, host_id=HOST, keep=True, work_s=0.05, receipts=receipts
+    ).start()
     came = time.time()
     try:
         # Unpaced, the drain is over at the broker in milliseconds: wait for it to be done.
         until(lambda: rig.uplink.last_drain is not None, timeout=30, what="the backlog drained")
         time.sleep(2.0)
         rig.finish()
-        until(lambda: slow.received(EDGE) == rig.outbox.committed_next, timeout=30,
-              what="the slow receiver catches up")
+        until(
+            lambda: slow.received(EDGE) == rig.outbox.committed_next,
+            timeout=30,
+            what="the slow receiver catches up",
+        )
         rep = slow.report(EDGE, 0, rig.outbox.committed_next - 1)
         assert (rep.missing, rep.out_of_order) == (0, 0), rep
-        lags = [lag for lag, at in zip(slow.live_lags, slow.live_arrivals, strict=True)
-                if at - lag > came]
+        lags = [
+            lag
+            for lag, at in zip(slow.live_lags, slow.live_arrivals, strict=True)
+            if at - lag > came
+        ]
         assert len(lags) >= 15
         if receipts:
             assert max(lags) < 1.0, lags
@@ -529,8 +688,9 @@ def test_receipts_keep_live_data_live_behind_a_slow_consumer(
         slow.stop()
 
 
-def test_max_drain_rate_paces_the_backlog(tmp_path: Path, mosquitto: MosquittoBroker,
-                                          receiver: Receiver, rigs: list[Rig]) -> None:
+def test_max_drain_rate_paces_the_backlog(
+    tmp_path: Path, mosquitto: MosquittoBroker, receiver: Receiver, rigs: list[Rig]
+) -> None:
     rig = Rig(tmp_path, mosquitto, rate=0.0, max_drain_rate=20.0)
     rigs.append(rig)
     rig.historian.start()
@@ -564,8 +724,13 @@ def uplink_to(tmp_path: Path, broker: BrokerConfig) -> Iterator[tuple[Uplink, Hi
 
 def test_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with MosquittoBroker(users={"edge": "s3cret"}) as broker:
-        b = BrokerConfig("plant", broker.host, broker.port, username="edge",
-                         password_env="FLOORCONSOLE_TEST_UPLINK_PW")
+        b = BrokerConfig(
+            "plant",
+            broker.host,
+            broker.port,
+            username="edge",
+            password_env="FLOORCONSOLE_TEST_UPLINK_PW",
+        )
         monkeypatch.setenv("FLOORCONSOLE_TEST_UPLINK_PW", "s3cret")
         with uplink_to(tmp_path, b) as (up, _h):
             assert up.start()
@@ -579,17 +744,24 @@ def test_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monke
             assert st.state == "down" and "not authori" in st.last_error.lower()
             assert any("uplink to plant down" in t for _s, t in uplink_conditions(st))
         monkeypatch.delenv("FLOORCONSOLE_TEST_UPLINK_PW")
-        unset = Uplink(UplinkConfig(broker="plant"), b, Outbox(UplinkConfig(broker="plant")),
-                       edge_id=EDGE)
+        unset = Uplink(
+            UplinkConfig(broker="plant"), b, Outbox(UplinkConfig(broker="plant")), edge_id=EDGE
+        )
         assert unset.start() is False
         assert "FLOORCONSOLE_TEST_UPLINK_PW is not set" in unset.stats().last_error
 
 
-def test_tls_with_client_certificate(tmp_path: Path, tls_broker: MosquittoBroker,  # noqa: F811
-                                     certs: Path) -> None:  # noqa: F811
-    b = BrokerConfig("plant", tls_broker.host, tls_broker.port,
-                     tls=TLSConfig(ca=certs / "ca.pem", cert=certs / "client.pem",
-                                   key=certs / "client.key"))
+def test_tls_with_client_certificate(
+    tmp_path: Path,
+    tls_broker: MosquittoBroker,  # noqa: F811
+    certs: Path,  # noqa: F811
+) -> None:
+    b = BrokerConfig(
+        "plant",
+        tls_broker.host,
+        tls_broker.port,
+        tls=TLSConfig(ca=certs / "ca.pem", cert=certs / "client.pem", key=certs / "client.key"),
+    )
     with uplink_to(tmp_path, b) as (up, h):
         assert up.start()
         h.append([sample("tls.v", float(i), t=time.time()) for i in range(50)])

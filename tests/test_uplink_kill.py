@@ -36,11 +36,26 @@ class Driver:
 
     def __init__(self, data_dir: Path, broker: MosquittoBroker) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.uplink_driver", str(data_dir),
-             "--port", str(broker.port), "--edge", EDGE, "--host-id", HOST,
-             "--inflight", str(INFLIGHT)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
+            [
+                sys.executable,
+                "-m",
+                "tests.support.uplink_driver",
+                str(data_dir),
+                "--port",
+                str(broker.port),
+                "--edge",
+                EDGE,
+                "--host-id",
+                HOST,
+                "--inflight",
+                str(INFLIGHT),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -53,7 +68,7 @@ class Driver:
     def last(self, tag: str = "stats") -> dict[str, Any]:
         for line in reversed(self.lines):
             if line.startswith(tag + " "):
-                return json.loads(line[len(tag) + 1:])
+                return json.loads(line[len(tag) + 1 :])
         return {}
 
     def alive(self) -> bool:
@@ -90,14 +105,16 @@ def _outbox_left(db: Path) -> tuple[int, int]:
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         left = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-        next_seq = conn.execute("SELECT value FROM outbox_meta WHERE key = 'next_seq'"
-                                ).fetchone()[0]
+        next_seq = conn.execute("SELECT value FROM outbox_meta WHERE key = 'next_seq'").fetchone()[
+            0
+        ]
     return left, next_seq
 
 
 @pytest.mark.slow
-def test_kill_9_during_the_outage_loses_nothing(tmp_path: Path, mosquitto: MosquittoBroker,
-                                                drivers: list[Driver]) -> None:
+def test_kill_9_during_the_outage_loses_nothing(
+    tmp_path: Path, mosquitto: MosquittoBroker, drivers: list[Driver]
+) -> None:
     receiver = Receiver(mosquitto.host, mosquitto.port, host_id=HOST, keep=True).start()
     try:
         first = Driver(tmp_path, mosquitto)
@@ -118,8 +135,13 @@ def test_kill_9_during_the_outage_loses_nothing(tmp_path: Path, mosquitto: Mosqu
         time.sleep(OUTAGE_S / 2)
         assert second.last()["backlog_rows"] > held["backlog_rows"]
         mosquitto.start()
-        until(lambda: second.last().get("backlog_rows", 1e9) < 2000
-              and second.last()["state"] == "up", timeout=30, what="backlog drained")
+        until(
+            lambda: (
+                second.last().get("backlog_rows", 1e9) < 2000 and second.last()["state"] == "up"
+            ),
+            timeout=30,
+            what="backlog drained",
+        )
         time.sleep(1.0)
         second.terminate()
         assert second.lines[-1] == "drained", second.lines[-3:]
@@ -138,19 +160,21 @@ def test_kill_9_during_the_outage_loses_nothing(tmp_path: Path, mosquitto: Mosqu
     assert received_samples(receiver, EDGE) == stored_samples(db)
 
 
-def test_last_will_says_offline_when_the_engine_is_killed(tmp_path: Path,
-                                                          mosquitto: MosquittoBroker,
-                                                          drivers: list[Driver]) -> None:
+def test_last_will_says_offline_when_the_engine_is_killed(
+    tmp_path: Path, mosquitto: MosquittoBroker, drivers: list[Driver]
+) -> None:
     receiver = Receiver(mosquitto.host, mosquitto.port, host_id=HOST).start()
     try:
         d = Driver(tmp_path, mosquitto)
         drivers.append(d)
-        until(lambda: receiver.status.get(EDGE, {}).get("state") == "online", timeout=20,
-              what="online status")
+        until(
+            lambda: receiver.status.get(EDGE, {}).get("state") == "online",
+            timeout=20,
+            what="online status",
+        )
         boot = receiver.status[EDGE]["boot"]
         d.kill9()
-        until(lambda: receiver.status[EDGE]["state"] == "offline", timeout=10,
-              what="the last will")
+        until(lambda: receiver.status[EDGE]["state"] == "offline", timeout=10, what="the last will")
         assert receiver.status[EDGE]["boot"] == boot
         assert receiver.status[EDGE]["backlog_rows"] is None  # unknown when the broker sends it
     finally:
@@ -158,7 +182,10 @@ def test_last_will_says_offline_when_the_engine_is_killed(tmp_path: Path,
     # Retained: a subscriber that comes later reads the same.
     later = Receiver(mosquitto.host, mosquitto.port).start()
     try:
-        until(lambda: later.status.get(EDGE, {}).get("state") == "offline", timeout=5,
-              what="retained status")
+        until(
+            lambda: later.status.get(EDGE, {}).get("state") == "offline",
+            timeout=5,
+            what="retained status",
+        )
     finally:
         later.stop()

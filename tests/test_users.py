@@ -68,19 +68,22 @@ def _flip_last_hex(stored: str) -> str:
     return stored[:-1] + ("0" if stored[-1] != "0" else "1")
 
 
-@pytest.mark.parametrize("tamper", [
-    _flip_last_hex,
-    lambda s: s.replace("scrypt$", "bcrypt$"),
-    lambda s: s.replace("$16384$", "$16383$"),  # not a power of two
-    lambda s: s.replace("$16384$", "$1073741824$"),  # a cost that would take the box down
-    lambda s: s.replace("$8$", "$x$"),
-    lambda s: s.rsplit("$", 1)[0],  # a field missing
-    lambda s: s + "$extra",
-    lambda s: s[:-2] + "zz",  # not hex
-    lambda s: s[:-40],  # a digest too short to mean anything
-    lambda s: "",
-    lambda s: "$$$$$",
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _flip_last_hex,
+        lambda s: s.replace("scrypt$", "bcrypt$"),
+        lambda s: s.replace("$16384$", "$16383$"),  # not a power of two
+        lambda s: s.replace("$16384$", "$1073741824$"),  # a cost that would take the box down
+        lambda s: s.replace("$8$", "$x$"),
+        lambda s: s.rsplit("$", 1)[0],  # a field missing
+        lambda s: s + "$extra",
+        lambda s: s[:-2] + "zz",  # not hex
+        lambda s: s[:-40],  # a digest too short to mean anything
+        lambda s: "",
+        lambda s: "$$$$$",
+    ],
+)
 def test_a_tampered_hash_fails_verify_without_raising(tamper) -> None:
     assert verify_pin(PIN, tamper(hash_pin(PIN))) is False
 
@@ -89,10 +92,19 @@ def test_verify_of_a_non_string_is_false() -> None:
     assert verify_pin(PIN, None) is False  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("pin, ok", [
-    ("1234", True), ("000000000000", True), ("123", False), ("1234567890123", False),
-    ("12a4", False), ("12 34", False), ("", False), ("١٢٣٤", False),  # Arabic-Indic digits
-])
+@pytest.mark.parametrize(
+    "pin, ok",
+    [
+        ("1234", True),
+        ("000000000000", True),
+        ("123", False),
+        ("1234567890123", False),
+        ("12a4", False),
+        ("12 34", False),
+        ("", False),
+        ("١٢٣٤", False),  # Arabic-Indic digits
+    ],
+)
 def test_pin_format(pin: str, ok: bool) -> None:
     problem = check_pin_format(pin)
     assert (problem is None) == ok
@@ -100,10 +112,19 @@ def test_pin_format(pin: str, ok: bool) -> None:
         assert "4 to 12 digits" in problem and (not pin or pin not in problem)
 
 
-@pytest.mark.parametrize("name, ok", [
-    ("ana", True), ("j.smith_2-b", True), ("x" * 32, True), ("", False), ("x" * 33, False),
-    ("ana smith", False), ("ana;drop", False), ("émile", False),
-])
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("ana", True),
+        ("j.smith_2-b", True),
+        ("x" * 32, True),
+        ("", False),
+        ("x" * 33, False),
+        ("ana smith", False),
+        ("ana;drop", False),
+        ("émile", False),
+    ],
+)
 def test_user_names(name: str, ok: bool) -> None:
     assert (check_user_name(name) is None) == ok
 
@@ -122,15 +143,23 @@ def test_role_parse() -> None:
 
 def test_the_role_table() -> None:
     expected = {
-        "alarm.ack": (Role.OPERATOR, False), "alarm.ack_all": (Role.OPERATOR, False),
-        "alarm.unshelve": (Role.OPERATOR, False), "alarm.shelve": (Role.OPERATOR, True),
-        "config.apply": (Role.ENGINEER, True), "snapshot.rollback": (Role.ENGINEER, True),
-        "control.take": (Role.ENGINEER, False), "control.release": (Role.ENGINEER, False),
+        "alarm.ack": (Role.OPERATOR, False),
+        "alarm.ack_all": (Role.OPERATOR, False),
+        "alarm.unshelve": (Role.OPERATOR, False),
+        "alarm.shelve": (Role.OPERATOR, True),
+        "config.apply": (Role.ENGINEER, True),
+        "snapshot.rollback": (Role.ENGINEER, True),
+        "control.take": (Role.ENGINEER, False),
+        "control.release": (Role.ENGINEER, False),
         "control.request": (Role.ENGINEER, False),
-        "control.arm": (Role.ENGINEER, False), "control.write": (Role.ENGINEER, True),
-        "model.import": (Role.ADMIN, True), "users.manage": (Role.ADMIN, True),
-        "kiosk.leave": (Role.ADMIN, True), "audit.view": (Role.VIEWER, False),
-        "demo.inject": (Role.OPERATOR, False), "demo.clear": (Role.OPERATOR, False),
+        "control.arm": (Role.ENGINEER, False),
+        "control.write": (Role.ENGINEER, True),
+        "model.import": (Role.ADMIN, True),
+        "users.manage": (Role.ADMIN, True),
+        "kiosk.leave": (Role.ADMIN, True),
+        "audit.view": (Role.VIEWER, False),
+        "demo.inject": (Role.OPERATOR, False),
+        "demo.clear": (Role.OPERATOR, False),
         "demo.toggle": (Role.OPERATOR, False),
     }
     assert {n: (a.min_role, a.critical) for n, a in ACTIONS.items()} == expected
@@ -183,8 +212,14 @@ def test_add_list_get_without_the_hash(store: UserStore) -> None:
     assert store.count() == 2
     users = store.list()
     assert [u["name"] for u in users] == ["ana", "bo"]
-    assert users[1] == {"name": "bo", "role": Role.OPERATOR, "created_wall": T0 + 1,
-                        "failures": 0, "locked_until_wall": None, "last_failure_wall": None}
+    assert users[1] == {
+        "name": "bo",
+        "role": Role.OPERATOR,
+        "created_wall": T0 + 1,
+        "failures": 0,
+        "locked_until_wall": None,
+        "last_failure_wall": None,
+    }
     assert all("pin_hash" not in u and "pin" not in u for u in users)
     assert store.get("ana")["role"] is Role.ADMIN  # type: ignore[index]
     assert store.get("nobody") is None
@@ -194,12 +229,15 @@ def test_add_list_get_without_the_hash(store: UserStore) -> None:
     assert store.count() == 1
 
 
-@pytest.mark.parametrize("name, role, pin, match", [
-    ("ana", "admin", OTHER, "already exists"),
-    ("ana smith", "admin", OTHER, "letters, digits"),
-    ("cy", "root", OTHER, "unknown role 'root'"),
-    ("cy", "admin", "12a", "4 to 12 digits"),
-])
+@pytest.mark.parametrize(
+    "name, role, pin, match",
+    [
+        ("ana", "admin", OTHER, "already exists"),
+        ("ana smith", "admin", OTHER, "letters, digits"),
+        ("cy", "root", OTHER, "unknown role 'root'"),
+        ("cy", "admin", "12a", "4 to 12 digits"),
+    ],
+)
 def test_add_refuses(store: UserStore, name: str, role: str, pin: str, match: str) -> None:
     store.add("ana", "admin", PIN)
     with pytest.raises(UserError, match=match) as e:
@@ -209,8 +247,11 @@ def test_add_refuses(store: UserStore, name: str, role: str, pin: str, match: st
 
 
 def test_changes_to_an_unknown_user_are_refused(store: UserStore) -> None:
-    for call in (lambda: store.remove("ghost"), lambda: store.reset_pin("ghost", PIN),
-                 lambda: store.set_role("ghost", "admin")):
+    for call in (
+        lambda: store.remove("ghost"),
+        lambda: store.reset_pin("ghost", PIN),
+        lambda: store.set_role("ghost", "admin"),
+    ):
         with pytest.raises(UserError, match="no user 'ghost'"):
             call()
 
@@ -293,8 +334,9 @@ def test_wrong_pins_from_many_threads_are_all_counted(store: UserStore) -> None:
     assert sum(r.just_locked for r in results) == 1
 
 
-def test_the_pin_is_never_stored_logged_or_quoted(tmp_path: Path,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_the_pin_is_never_stored_logged_or_quoted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     messages = []
     store = UserStore.in_data_dir(tmp_path)
@@ -332,9 +374,15 @@ def test_the_pin_is_never_stored_logged_or_quoted(tmp_path: Path,
 
 def _cli(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "floorconsole.engine.users_cli", *argv],
-                          input=stdin, capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "floorconsole.engine.users_cli", *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
 
 
 def test_cli_round_trip_in_a_subprocess(tmp_path: Path) -> None:
@@ -343,19 +391,30 @@ def test_cli_round_trip_in_a_subprocess(tmp_path: Path) -> None:
     assert r.returncode == 0 and "no users yet" in r.stdout
     assert not (tmp_path / "var" / "users.db").exists()  # listing does not create it
 
-    r = _cli("users", "add", "ana", "--role", "admin", "--pin-stdin", "--data-dir", d,
-             stdin=PIN + "\n")
+    r = _cli(
+        "users", "add", "ana", "--role", "admin", "--pin-stdin", "--data-dir", d, stdin=PIN + "\n"
+    )
     assert r.returncode == 0, r.stderr
     assert "added ana (admin)" in r.stdout and PIN not in r.stdout + r.stderr
 
-    r = _cli("users", "add", "ana", "--role", "operator", "--pin-stdin", "--data-dir", d,
-             stdin=OTHER + "\n")
+    r = _cli(
+        "users",
+        "add",
+        "ana",
+        "--role",
+        "operator",
+        "--pin-stdin",
+        "--data-dir",
+        d,
+        stdin=OTHER + "\n",
+    )
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.strip().count("\n") == 0 and "already exists" in r.stderr
     assert "Traceback" not in r.stderr
 
-    r = _cli("users", "add", "bo", "--role", "operator", "--pin-stdin", "--data-dir", d,
-             stdin="12x4\n")
+    r = _cli(
+        "users", "add", "bo", "--role", "operator", "--pin-stdin", "--data-dir", d, stdin="12x4\n"
+    )
     assert r.returncode == 1 and "4 to 12 digits" in r.stderr and "12x4" not in r.stderr
 
     with UserStore.in_data_dir(d) as s:
@@ -383,8 +442,7 @@ def test_cli_round_trip_in_a_subprocess(tmp_path: Path) -> None:
     with UserStore.in_data_dir(d) as s:
         assert [u["name"] for u in s.list()] == ["ana"]
         assert s.authenticate("ana", PIN).ok
-    assert PIN.encode() not in b"".join(
-        p.read_bytes() for p in (tmp_path / "var").iterdir())
+    assert PIN.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "var").iterdir())
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -401,19 +459,30 @@ def test_cli_run_reports_changes_to_the_hook(tmp_path: Path) -> None:
 
     out, err = io.StringIO(), io.StringIO()
     d = str(tmp_path)
-    for argv, stdin in ((("add", "ana", "--role", "ENGINEER", "--pin-stdin"), PIN + "\n"),
-                        (("reset-pin", "ana", "--pin-stdin"), OTHER + "\n"),
-                        (("remove", "ana"), "")):
-        rc = users_cli.run(_parse("users", *argv, "--data-dir", d), on_change=hook,
-                           stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    for argv, stdin in (
+        (("add", "ana", "--role", "ENGINEER", "--pin-stdin"), PIN + "\n"),
+        (("reset-pin", "ana", "--pin-stdin"), OTHER + "\n"),
+        (("remove", "ana"), ""),
+    ):
+        rc = users_cli.run(
+            _parse("users", *argv, "--data-dir", d),
+            on_change=hook,
+            stdin=io.StringIO(stdin),
+            stdout=out,
+            stderr=err,
+        )
         assert rc == 0, err.getvalue()
-    assert [(k, u) for k, u, _ in changes] == [("user.add", "ana"), ("user.reset_pin", "ana"),
-                                               ("user.remove", "ana")]
+    assert [(k, u) for k, u, _ in changes] == [
+        ("user.add", "ana"),
+        ("user.reset_pin", "ana"),
+        ("user.remove", "ana"),
+    ]
     assert changes[0][2]["role"] == "engineer" and "by" in changes[0][2]
     assert PIN not in repr(changes) and OTHER not in repr(changes)
     # a refused change reports nothing
-    rc = users_cli.run(_parse("users", "remove", "ana", "--data-dir", d), on_change=hook,
-                       stdout=out, stderr=err)
+    rc = users_cli.run(
+        _parse("users", "remove", "ana", "--data-dir", d), on_change=hook, stdout=out, stderr=err
+    )
     assert rc == 1 and len(changes) == 3
 
 

@@ -66,10 +66,14 @@ CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
 BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
 """
 
-_INSERT_ENTRY = ("INSERT INTO alarm_journal (t, alarm, from_state, to_state, by, text, priority) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)")
-_INSERT_ACTION = ("INSERT INTO action_results (t, rule, action, target, transition, ok, text, "
-                  "duration_ms, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_ENTRY = (
+    "INSERT INTO alarm_journal (t, alarm, from_state, to_state, by, text, priority) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ACTION = (
+    "INSERT INTO action_results (t, rule, action, target, transition, ok, text, "
+    "duration_ms, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class JournalError(Exception):
@@ -86,11 +90,16 @@ class AlarmJournal:
             conn = self._connect()
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise JournalError(f"{self.path}: alarm journal schema version {version}; this "
-                                   f"floorconsole reads up to {SCHEMA_VERSION}")
+                raise JournalError(
+                    f"{self.path}: alarm journal schema version {version}; this "
+                    f"floorconsole reads up to {SCHEMA_VERSION}"
+                )
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA + _APPEND_ONLY.format(table="alarm_journal")
-                               + _APPEND_ONLY.format(table="action_results"))
+            conn.executescript(
+                SCHEMA
+                + _APPEND_ONLY.format(table="alarm_journal")
+                + _APPEND_ONLY.format(table="action_results")
+            )
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as e:
             raise JournalError(f"{self.path}: cannot open the alarm journal: {e}") from e
@@ -107,8 +116,9 @@ class AlarmJournal:
         self._thread.start()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                               timeout=5.0)
+        conn = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=5.0
+        )
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
@@ -116,14 +126,39 @@ class AlarmJournal:
 
     def append(self, entry: JournalEntry) -> None:
         """Queue one alarm transition; returns at once."""
-        self._put((_INSERT_ENTRY, (entry.t_wall, entry.alarm_id, entry.from_state.value,
-                                   entry.to_state.value, entry.by, entry.text, entry.priority)))
+        self._put(
+            (
+                _INSERT_ENTRY,
+                (
+                    entry.t_wall,
+                    entry.alarm_id,
+                    entry.from_state.value,
+                    entry.to_state.value,
+                    entry.by,
+                    entry.text,
+                    entry.priority,
+                ),
+            )
+        )
 
     def record_action(self, record: ActionRecord) -> None:
         """Queue one action result; returns at once."""
-        self._put((_INSERT_ACTION, (record.t_wall, record.rule, record.action, record.target,
-                                    record.transition, int(record.ok), record.text,
-                                    record.duration_ms, record.attempts)))
+        self._put(
+            (
+                _INSERT_ACTION,
+                (
+                    record.t_wall,
+                    record.rule,
+                    record.action,
+                    record.target,
+                    record.transition,
+                    int(record.ok),
+                    record.text,
+                    record.duration_ms,
+                    record.attempts,
+                ),
+            )
+        )
 
     def _put(self, item: tuple[str, tuple[object, ...]]) -> None:
         if self._closed:
@@ -189,8 +224,9 @@ class AlarmJournal:
                 pass
             self.errors += len(batch)
             if str(e) != self.last_error:
-                log.error("alarm journal %s: %d record(s) not written: %s", self.path,
-                          len(batch), e)
+                log.error(
+                    "alarm journal %s: %d record(s) not written: %s", self.path, len(batch), e
+                )
             self.last_error = str(e)
 
     # -- reading (any thread) --------------------------------------------------------------
@@ -201,9 +237,15 @@ class AlarmJournal:
                 self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
             return self._reader.execute(sql, params).fetchall()
 
-    def query(self, *, since: float | None = None, until: float | None = None,
-              alarm_id: str | None = None, state: str | AlarmState | None = None,
-              limit: int = 1000) -> list[JournalEntry]:
+    def query(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        alarm_id: str | None = None,
+        state: str | AlarmState | None = None,
+        limit: int = 1000,
+    ) -> list[JournalEntry]:
         """Transitions, oldest first: since <= t < until, of one alarm, into one state."""
         where, params = _time_filter(since, until)
         if alarm_id is not None:
@@ -212,24 +254,38 @@ class AlarmJournal:
         if state is not None:
             where.append("to_state = ?")
             params.append(AlarmState(state).value)
-        sql = ("SELECT t, alarm, from_state, to_state, by, text, priority FROM alarm_journal"
-               f"{_where(where)} ORDER BY seq DESC LIMIT ?")
+        sql = (
+            "SELECT t, alarm, from_state, to_state, by, text, priority FROM alarm_journal"
+            f"{_where(where)} ORDER BY seq DESC LIMIT ?"
+        )
         rows = self._read(sql, [*params, limit])
-        return [JournalEntry(t, a, AlarmState(f), AlarmState(to), b, x, p)
-                for t, a, f, to, b, x, p in reversed(rows)]
+        return [
+            JournalEntry(t, a, AlarmState(f), AlarmState(to), b, x, p)
+            for t, a, f, to, b, x, p in reversed(rows)
+        ]
 
-    def actions(self, *, since: float | None = None, until: float | None = None,
-                rule: str | None = None, limit: int = 1000) -> list[ActionRecord]:
+    def actions(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        rule: str | None = None,
+        limit: int = 1000,
+    ) -> list[ActionRecord]:
         """Action results, oldest first."""
         where, params = _time_filter(since, until)
         if rule is not None:
             where.append("rule = ?")
             params.append(rule)
-        sql = ("SELECT t, rule, action, target, transition, ok, text, duration_ms, attempts "
-               f"FROM action_results{_where(where)} ORDER BY seq DESC LIMIT ?")
+        sql = (
+            "SELECT t, rule, action, target, transition, ok, text, duration_ms, attempts "
+            f"FROM action_results{_where(where)} ORDER BY seq DESC LIMIT ?"
+        )
         rows = self._read(sql, [*params, limit])
-        return [ActionRecord(t, r, a, tg, tr, bool(ok), x, d, n)
-                for t, r, a, tg, tr, ok, x, d, n in reversed(rows)]
+        return [
+            ActionRecord(t, r, a, tg, tr, bool(ok), x, d, n)
+            for t, r, a, tg, tr, ok, x, d, n in reversed(rows)
+        ]
 
 
 def _time_filter(since: float | None, until: float | None) -> tuple[list[str], list[object]]:

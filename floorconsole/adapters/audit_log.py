@@ -57,8 +57,12 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 """
 
-TRIGGERS = ("audit_records_no_update", "audit_records_no_delete",
-            "audit_checkpoints_no_update", "audit_checkpoints_no_delete")
+TRIGGERS = (
+    "audit_records_no_update",
+    "audit_records_no_delete",
+    "audit_checkpoints_no_update",
+    "audit_checkpoints_no_delete",
+)
 
 _APPEND_ONLY = """
 CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
@@ -69,8 +73,9 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 
 _COLUMNS = "seq, t_wall, user, kind, target, detail, prev_hash, hash"
 _INSERT = f"INSERT INTO audit_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_CHECKPOINT = ("INSERT OR IGNORE INTO audit_checkpoints (seq, t_wall, count, head_hash) "
-               "VALUES (?, ?, ?, ?)")
+_CHECKPOINT = (
+    "INSERT OR IGNORE INTO audit_checkpoints (seq, t_wall, count, head_hash) VALUES (?, ?, ?, ?)"
+)
 
 
 class AuditError(Exception):
@@ -87,8 +92,14 @@ BUSY_TIMEOUT_MS = 10_000
 class AuditLog:
     """Append records to the chain; query them for the audit screen; verify the chain."""
 
-    def __init__(self, path: str | Path, *, clock: Clock | None = None,
-                 readonly: bool = False, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        readonly: bool = False,
+        synchronous: str = "FULL",
+    ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous={synchronous!r}: expected FULL or NORMAL")
         self.path = Path(path)
@@ -99,24 +110,37 @@ class AuditLog:
             if readonly:
                 if not self.path.exists():
                     raise AuditError(f"no audit trail at {self.path}")
-                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                       check_same_thread=False, isolation_level=None,
-                                       timeout=10.0)
+                conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    check_same_thread=False,
+                    isolation_level=None,
+                    timeout=10.0,
+                )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, check_same_thread=False,
-                                       isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+                conn = sqlite3.connect(
+                    self.path,
+                    check_same_thread=False,
+                    isolation_level=None,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={synchronous}")
                 if synchronous == "NORMAL":  # sync() checkpoints; a commit never does
                     conn.execute("PRAGMA wal_autocheckpoint=0")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise AuditError(f"{self.path}: audit schema version {version}; this "
-                                 f"floorconsole reads up to {SCHEMA_VERSION}")
+                raise AuditError(
+                    f"{self.path}: audit schema version {version}; this "
+                    f"floorconsole reads up to {SCHEMA_VERSION}"
+                )
             if not readonly:
-                conn.executescript(SCHEMA + _APPEND_ONLY.format(table="audit_records")
-                                   + _APPEND_ONLY.format(table="audit_checkpoints"))
+                conn.executescript(
+                    SCHEMA
+                    + _APPEND_ONLY.format(table="audit_records")
+                    + _APPEND_ONLY.format(table="audit_checkpoints")
+                )
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as e:
             raise AuditError(f"{self.path}: cannot open the audit trail: {e}") from e
@@ -125,10 +149,17 @@ class AuditLog:
         self._synced = 0
 
     @classmethod
-    def in_data_dir(cls, data_dir: str | Path, *, clock: Clock | None = None,
-                    readonly: bool = False, synchronous: str = "FULL") -> AuditLog:
-        return cls(Path(data_dir) / FILE_NAME, clock=clock, readonly=readonly,
-                   synchronous=synchronous)
+    def in_data_dir(
+        cls,
+        data_dir: str | Path,
+        *,
+        clock: Clock | None = None,
+        readonly: bool = False,
+        synchronous: str = "FULL",
+    ) -> AuditLog:
+        return cls(
+            Path(data_dir) / FILE_NAME, clock=clock, readonly=readonly, synchronous=synchronous
+        )
 
     def sync(self) -> bool:
         """Put what was appended since the last sync on disk (a WAL checkpoint, with fsync);
@@ -152,8 +183,14 @@ class AuditLog:
 
     # -- writing (any thread, any process) -------------------------------------------------
 
-    def append(self, kind: str, user: str, target: str, detail: Mapping[str, Any],
-               t_wall: float | None = None) -> int:
+    def append(
+        self,
+        kind: str,
+        user: str,
+        target: str,
+        detail: Mapping[str, Any],
+        t_wall: float | None = None,
+    ) -> int:
         """Write one record and commit it durably; returns its seq. Raises AuditError if it
         could not be written (the caller must then not do what it was recording), ValueError
         for an unknown kind."""
@@ -161,17 +198,30 @@ class AuditLog:
         assert record is not None  # only a record that need not wait can be None
         return record.seq
 
-    def try_append(self, kind: str, user: str, target: str, detail: Mapping[str, Any],
-                   t_wall: float | None = None) -> int | None:
+    def try_append(
+        self,
+        kind: str,
+        user: str,
+        target: str,
+        detail: Mapping[str, Any],
+        t_wall: float | None = None,
+    ) -> int | None:
         """append() without waiting: None at once when this log is busy (a sync, another
         thread's append, another process holding the write lock) instead of blocking. For an
         event loop that must not stall: on None, append() from a worker thread."""
         record = self.append_record(kind, user, target, detail, t_wall, wait=False)
         return None if record is None else record.seq
 
-    def append_record(self, kind: str, user: str, target: str, detail: Mapping[str, Any],
-                      t_wall: float | None = None, *, wait: bool = True
-                      ) -> AuditRecord | None:
+    def append_record(
+        self,
+        kind: str,
+        user: str,
+        target: str,
+        detail: Mapping[str, Any],
+        t_wall: float | None = None,
+        *,
+        wait: bool = True,
+    ) -> AuditRecord | None:
         """append() or, with wait=False, try_append(), giving the whole record written (its
         hash included); None only when not waiting and the log is busy."""
         entry = [(kind, user, target, detail, t_wall)]
@@ -192,15 +242,17 @@ class AuditLog:
         finally:
             self._lock.release()
 
-    def append_many(self, entries: Iterable[tuple[str, str, str, Mapping[str, Any],
-                                                  float | None]]) -> list[int]:
+    def append_many(
+        self, entries: Iterable[tuple[str, str, str, Mapping[str, Any], float | None]]
+    ) -> list[int]:
         """Write (kind, user, target, detail, t_wall) records in one transaction; their seqs.
         For imports and bulk fixtures: the same chain as append, one fsync for all."""
         with self._lock:
             return [r.seq for r in self._append_locked(entries)]
 
-    def _append_locked(self, entries: Iterable[tuple[str, str, str, Mapping[str, Any],
-                                                     float | None]]) -> list[AuditRecord]:
+    def _append_locked(
+        self, entries: Iterable[tuple[str, str, str, Mapping[str, Any], float | None]]
+    ) -> list[AuditRecord]:
         conn = self._writer()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -217,8 +269,10 @@ class AuditLog:
                 seq += 1
                 t = self.clock.wall() if t_wall is None else t_wall
                 r = make_record(seq, t, user, kind, target, detail, head)
-                conn.execute(_INSERT, (r.seq, r.t_wall, r.user, r.kind, r.target,
-                                       r.detail_json, r.prev_hash, r.hash))
+                conn.execute(
+                    _INSERT,
+                    (r.seq, r.t_wall, r.user, r.kind, r.target, r.detail_json, r.prev_hash, r.hash),
+                )
                 head = r.hash
                 records.append(r)
                 if seq % CHECKPOINT_EVERY == 0:
@@ -281,9 +335,15 @@ class AuditLog:
 
     # -- reading (any thread) --------------------------------------------------------------
 
-    def query(self, since: float | None = None, until: float | None = None,
-              user: str | None = None, kind: str | None = None, text: str | None = None,
-              limit: int = 500) -> list[dict[str, Any]]:
+    def query(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
         """Records newest first: since <= t_wall < until, by one user, of one kind, with text
         in the user, target or detail (case-insensitive)."""
         where: list[str] = []
@@ -302,8 +362,10 @@ class AuditLog:
             params.append(kind)
         if text:
             like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(user LIKE ? ESCAPE '\\' OR target LIKE ? ESCAPE '\\' "
-                         "OR detail LIKE ? ESCAPE '\\')")
+            where.append(
+                "(user LIKE ? ESCAPE '\\' OR target LIKE ? ESCAPE '\\' "
+                "OR detail LIKE ? ESCAPE '\\')"
+            )
             params += [like, like, like]
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {_COLUMNS} FROM audit_records{clause} ORDER BY seq DESC LIMIT ?"
@@ -323,20 +385,22 @@ class AuditLog:
             # One read transaction: a concurrent append cannot slip between the two reads.
             conn.execute("BEGIN")
             try:
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_records "
-                                    "ORDER BY seq").fetchall()
-                cps = conn.execute("SELECT seq, t_wall, count, head_hash "
-                                   "FROM audit_checkpoints ORDER BY seq").fetchall()
-                triggers = {r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_records ORDER BY seq").fetchall()
+                cps = conn.execute(
+                    "SELECT seq, t_wall, count, head_hash FROM audit_checkpoints ORDER BY seq"
+                ).fetchall()
+                triggers = {
+                    r[0]
+                    for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+                }
             finally:
                 conn.execute("COMMIT")
-        result = verify_chain((AuditRecord(*r) for r in rows),
-                              (Checkpoint(*c) for c in cps))
+        result = verify_chain((AuditRecord(*r) for r in rows), (Checkpoint(*c) for c in cps))
         missing = [t for t in TRIGGERS if t not in triggers]
         if missing:
-            warning = (f"append-only trigger(s) missing: {', '.join(missing)}; someone has "
-                       "dropped them")
+            warning = (
+                f"append-only trigger(s) missing: {', '.join(missing)}; someone has dropped them"
+            )
             result = replace(result, warnings=(*result.warnings, warning))
         return result
 

@@ -71,8 +71,9 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
-def mqtt_ready(host: str, port: int, timeout: float = 0.5,
-               tls: ssl.SSLContext | None = None) -> bool:
+def mqtt_ready(
+    host: str, port: int, timeout: float = 0.5, tls: ssl.SSLContext | None = None
+) -> bool:
     """True when host:port answers an MQTT CONNECT with a CONNACK (accepting or not)."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
@@ -105,8 +106,9 @@ class ListenerTLS:
     def probe_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.ca))
         if self.client_cert is not None:
-            ctx.load_cert_chain(str(self.client_cert),
-                                str(self.client_key) if self.client_key else None)
+            ctx.load_cert_chain(
+                str(self.client_cert), str(self.client_key) if self.client_key else None
+            )
         return ctx
 
 
@@ -119,9 +121,16 @@ class MosquittoBroker:
     start() again after stop() reuses the port, so a test can take the broker away and back.
     """
 
-    def __init__(self, port: int | None = None, *, host: str = LOOPBACK,
-                 executable: str | None = None, start_timeout: float = 10.0,
-                 users: dict[str, str] | None = None, tls: ListenerTLS | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = LOOPBACK,
+        executable: str | None = None,
+        start_timeout: float = 10.0,
+        users: dict[str, str] | None = None,
+        tls: ListenerTLS | None = None,
+    ) -> None:
         exe = executable or find_mosquitto()
         if exe is None:
             raise BrokerError(f"mosquitto not found: {MOSQUITTO_HINT}")
@@ -165,12 +174,17 @@ class MosquittoBroker:
         return self
 
     def _write_passwords(self) -> None:
-        tool = shutil.which("mosquitto_passwd") or str(Path(self.executable).parent.parent /
-                                                        "bin" / "mosquitto_passwd")
+        tool = shutil.which("mosquitto_passwd") or str(
+            Path(self.executable).parent.parent / "bin" / "mosquitto_passwd"
+        )
         self.password_path.write_text("", encoding="utf-8")
         for user, password in self.users.items():
-            done = subprocess.run([tool, "-b", str(self.password_path), user, password],
-                                  capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                [tool, "-b", str(self.password_path), user, password],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode != 0:
                 raise BrokerError(f"mosquitto_passwd failed for {user!r}: {done.stderr.strip()}")
         # Read after mosquitto drops to its own user when started as root.
@@ -187,8 +201,11 @@ class MosquittoBroker:
         root, so they must be readable by its user (fine for test and demo certificates)."""
         assert self.tls is not None
         copies = []
-        for name, src in (("ca.pem", self.tls.ca), ("server.pem", self.tls.cert),
-                          ("server.key", self.tls.key)):
+        for name, src in (
+            ("ca.pem", self.tls.ca),
+            ("server.pem", self.tls.cert),
+            ("server.key", self.tls.key),
+        ):
             dst = self._dir / name
             shutil.copyfile(src, dst)
             copies.append(dst)
@@ -199,8 +216,9 @@ class MosquittoBroker:
     def _spawn(self) -> None:
         # Otherwise the readiness probe could be answered by whoever already holds the port.
         if not port_is_free(self.host, self.port):
-            raise _PortTaken(f"cannot start mosquitto on {self.host}:{self.port}: the port is "
-                             "in use")
+            raise _PortTaken(
+                f"cannot start mosquitto on {self.host}:{self.port}: the port is in use"
+            )
         if self.users:
             self._write_passwords()
             auth = f"allow_anonymous false\npassword_file {self.password_path}\n"
@@ -209,11 +227,12 @@ class MosquittoBroker:
         listener = f"listener {self.port} {self.host}\n"
         if self.tls is not None:
             t = self._tls_copies()
-            listener += (f"cafile {t.ca}\ncertfile {t.cert}\nkeyfile {t.key}\n"
-                         f"require_certificate {'true' if t.require_certificate else 'false'}\n")
+            listener += (
+                f"cafile {t.ca}\ncertfile {t.cert}\nkeyfile {t.key}\n"
+                f"require_certificate {'true' if t.require_certificate else 'false'}\n"
+            )
         self.config_path.write_text(
-            listener + auth +
-            "persistence false\n"
+            listener + auth + "persistence false\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 100\n"
             "log_dest stderr\n"
@@ -226,7 +245,9 @@ class MosquittoBroker:
         try:
             self._proc = subprocess.Popen(
                 [self.executable, "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         finally:
             log.close()
@@ -242,8 +263,10 @@ class MosquittoBroker:
                 return
             time.sleep(0.02)
         self.stop()
-        raise BrokerError(f"mosquitto on {self.host}:{self.port} did not accept connections within "
-                          f"{self.start_timeout:g} s: {self.log_tail()}")
+        raise BrokerError(
+            f"mosquitto on {self.host}:{self.port} did not accept connections within "
+            f"{self.start_timeout:g} s: {self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM by PID, then SIGKILL if it lingers. The port stays ours for start()."""
@@ -300,8 +323,9 @@ class AmqttBroker:
     simulated plant. Tests use mosquitto, which is what plants run.
     """
 
-    def __init__(self, port: int | None = None, *, host: str = LOOPBACK,
-                 start_timeout: float = 10.0) -> None:
+    def __init__(
+        self, port: int | None = None, *, host: str = LOOPBACK, start_timeout: float = 10.0
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.start_timeout = start_timeout
@@ -319,12 +343,14 @@ class AmqttBroker:
             return self
         ready = threading.Event()
         failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(ready, failure),
-                                        name=f"amqtt-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), name=f"amqtt-{self.port}", daemon=True
+        )
         self._thread.start()
         if not ready.wait(self.start_timeout):
-            raise BrokerError(f"amqtt on {self.host}:{self.port} did not start within "
-                              f"{self.start_timeout:g} s")
+            raise BrokerError(
+                f"amqtt on {self.host}:{self.port} did not start within {self.start_timeout:g} s"
+            )
         if failure:
             self._thread.join(timeout=1.0)
             self._thread = None
@@ -345,8 +371,9 @@ class AmqttBroker:
 
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
-                        {"allow_anonymous": True}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
         }
         try:
             self._broker = Broker(config)

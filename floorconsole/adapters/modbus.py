@@ -99,8 +99,10 @@ class WriteResult:
         """'ok: read back true (1 write, 0.4 ms)' or 'failed: ...'."""
         writes = f"{self.attempts} write{'s' if self.attempts != 1 else ''}"
         if self.ok:
-            return f"ok: read back {value_text(self.read_back)} ({writes}, " \
-                   f"{self.duration_ms:.1f} ms){'; ' + self.error if self.error else ''}"
+            return (
+                f"ok: read back {value_text(self.read_back)} ({writes}, "
+                f"{self.duration_ms:.1f} ms){'; ' + self.error if self.error else ''}"
+            )
         if not self.applied:
             return self.error
         return f"failed: {self.error} ({writes}, {self.duration_ms:.1f} ms)"
@@ -133,10 +135,18 @@ class DevicePoller:
     failed connection attempts.
     """
 
-    def __init__(self, device: DeviceConfig, signals: Sequence[SignalConfig], sink: SampleSink,
-                 clock: Clock, stats: LinkStats, *, max_gap: int = DEFAULT_MAX_GAP,
-                 backoff_min_s: float = BACKOFF_MIN_S,
-                 backoff_max_s: float = BACKOFF_MAX_S) -> None:
+    def __init__(
+        self,
+        device: DeviceConfig,
+        signals: Sequence[SignalConfig],
+        sink: SampleSink,
+        clock: Clock,
+        stats: LinkStats,
+        *,
+        max_gap: int = DEFAULT_MAX_GAP,
+        backoff_min_s: float = BACKOFF_MIN_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+    ) -> None:
         entries: list[tuple[str, ModbusPoint]] = []
         self._stale_after: dict[str, float] = {}
         for s in signals:
@@ -292,8 +302,9 @@ class DevicePoller:
                     out.append(s)
             return
         good = cast(list[float | bool], values)  # no DecodeProblem in it: checked above
-        samples = list(map(Sample, keys, good, repeat(_GOOD), repeat(_NONE), repeat(wall),
-                           repeat(mono)))
+        samples = list(
+            map(Sample, keys, good, repeat(_GOOD), repeat(_NONE), repeat(wall), repeat(mono))
+        )
         self._last.update(zip(keys, samples, strict=True))
         out.extend(samples)
 
@@ -309,8 +320,9 @@ class DevicePoller:
             self._contact[key] = mono
             self._bad(key, Reason.DEVICE_FAILURE, detail, wall, mono, out)
 
-    def _bad(self, key: str, reason: Reason, detail: str, wall: float, mono: float,
-             out: list[Sample]) -> None:
+    def _bad(
+        self, key: str, reason: Reason, detail: str, wall: float, mono: float, out: list[Sample]
+    ) -> None:
         prev = self._last.get(key)
         if prev is not None and prev.reason is reason and prev.detail == detail:
             return
@@ -333,8 +345,11 @@ class DevicePoller:
         since = self._contact[key]
         if now - since >= self._stale_after[key]:
             reason = Reason.NO_COMM
-            detail = f"no answer for {now - since:.1f} s: {error}" if error else (
-                f"no answer for {now - since:.1f} s")
+            detail = (
+                f"no answer for {now - since:.1f} s: {error}"
+                if error
+                else (f"no answer for {now - since:.1f} s")
+            )
         elif prev is not None and prev.quality is not Quality.BAD:
             reason, detail = Reason.LAST_USABLE, error
         else:
@@ -381,8 +396,12 @@ class DevicePoller:
             return
         self._backoff = self._backoff_min
         if self._failing_since is not None:
-            log.info("%s (%s): recovered after %.1f s", self.device.id, self.stats.endpoint,
-                     now - self._failing_since)
+            log.info(
+                "%s (%s): recovered after %.1f s",
+                self.device.id,
+                self.stats.endpoint,
+                now - self._failing_since,
+            )
             self._failing_since = None
         state = LinkState.DEGRADED if exceptions else LinkState.UP
         self.stats.set_state(state, now)
@@ -393,9 +412,14 @@ class DevicePoller:
         self.stats.set_state(LinkState.DOWN, now, error)
         if self._failing_since is None:
             self._failing_since = now
-            log.warning("%s (%s): %s; its signals are last usable until %.1f s without an "
-                        "answer, then no comm", self.device.id, self.stats.endpoint, error,
-                        self.device.stale_after_s)
+            log.warning(
+                "%s (%s): %s; its signals are last usable until %.1f s without an "
+                "answer, then no comm",
+                self.device.id,
+                self.stats.endpoint,
+                error,
+                self.device.stale_after_s,
+            )
 
     # -- connection ------------------------------------------------------------------------
 
@@ -407,16 +431,26 @@ class DevicePoller:
         dev = self.device
         # Our timeout, no pymodbus retries: pymodbus's wait for an answer is the only timer,
         # so a poll costs no more than a bare read. Retries are ours (see _read).
-        client = AsyncModbusTcpClient(dev.host, port=dev.port, name=dev.id,
-                                      timeout=dev.timeout_s, retries=0, reconnect_delay=0)
+        client = AsyncModbusTcpClient(
+            dev.host,
+            port=dev.port,
+            name=dev.id,
+            timeout=dev.timeout_s,
+            retries=0,
+            reconnect_delay=0,
+        )
         ok = await client.connect()  # bounded by timeout too; False on refusal or timeout
         if not ok:
             client.close()
             self.stats.errors += 1
             return f"cannot connect to {dev.host}:{dev.port}"
         self._client = client
-        self._readers = {"hr": client.read_holding_registers, "ir": client.read_input_registers,
-                         "co": client.read_coils, "di": client.read_discrete_inputs}
+        self._readers = {
+            "hr": client.read_holding_registers,
+            "ir": client.read_input_registers,
+            "co": client.read_coils,
+            "di": client.read_discrete_inputs,
+        }
         # A new connection may be a restarted device with another register map: plan afresh.
         self._plan = list(self._base_plan)
         return ""
@@ -452,7 +486,8 @@ class DevicePoller:
             started = time.perf_counter()
             try:
                 response: ModbusPDU = await self._readers[block.table](
-                    block.start, count=block.count, device_id=dev.unit_id)
+                    block.start, count=block.count, device_id=dev.unit_id
+                )
             except ModbusIOException as e:
                 if "No response received" in str(e):  # pymodbus's own timeout, set to ours
                     error = f"timeout after {dev.timeout_s * 1000:.0f} ms reading {block.label}"
@@ -485,12 +520,15 @@ class DevicePoller:
         started = time.perf_counter()
 
         def refuse(error: str) -> WriteResult:
-            return WriteResult(False, 0, value, error=error,
-                               duration_ms=(time.perf_counter() - started) * 1000.0)
+            return WriteResult(
+                False, 0, value, error=error, duration_ms=(time.perf_counter() - started) * 1000.0
+            )
 
         if point.device != self.device.id:
-            return refuse(f"not applied: {point_label(point)} is on device {point.device!r}, "
-                          f"not {self.device.id!r}")
+            return refuse(
+                f"not applied: {point_label(point)} is on device {point.device!r}, "
+                f"not {self.device.id!r}"
+            )
         if point.table not in ("co", "hr"):
             return refuse(f"not applied: {point_label(point)} is read-only")
         try:
@@ -518,16 +556,24 @@ class DevicePoller:
         why = self.stats.last_error if self.stats.state is LinkState.DOWN else "not connected"
         return f"not applied: device down ({why})" if why else "not applied: device down"
 
-    async def _write_locked(self, point: ModbusPoint, words: list[int], value: float | bool,
-                            started: float) -> WriteResult:
+    async def _write_locked(
+        self, point: ModbusPoint, words: list[int], value: float | bool, started: float
+    ) -> WriteResult:
         label = point_label(point)
         attempts = mismatches = 0
         read_back: float | bool | None = None
         note = error = ""
 
         def result(ok: bool, text: str) -> WriteResult:
-            return WriteResult(ok, attempts, value, read_back, text,
-                               (time.perf_counter() - started) * 1000.0, mismatches)
+            return WriteResult(
+                ok,
+                attempts,
+                value,
+                read_back,
+                text,
+                (time.perf_counter() - started) * 1000.0,
+                mismatches,
+            )
 
         while attempts < WRITE_ATTEMPTS:
             attempts += 1
@@ -537,8 +583,11 @@ class DevicePoller:
             got, decoded, read_error = await self._read_point(point)
             if got is None:
                 if outcome == "lost":
-                    return result(False, f"{error}; the read-back failed too ({read_error}): "
-                                         f"not known whether {label} holds the value")
+                    return result(
+                        False,
+                        f"{error}; the read-back failed too ({read_error}): "
+                        f"not known whether {label} holds the value",
+                    )
                 return result(False, f"written, but the read-back failed: {read_error}")
             read_back = decoded
             if got == words:
@@ -547,8 +596,9 @@ class DevicePoller:
                 return result(True, note)
             if outcome == "ok":
                 mismatches += 1
-                error = (f"{label} read back {value_text(read_back)} after writing "
-                         f"{value_text(value)}")
+                error = (
+                    f"{label} read back {value_text(read_back)} after writing {value_text(value)}"
+                )
             else:
                 error = f"{error}; {label} read back {value_text(read_back)}: not applied"
             log.warning("%s: %s", self.device.id, error)
@@ -586,8 +636,9 @@ class DevicePoller:
             self.stats.errors += 1
             self._drop_connection()
             if "No response received" in str(e):
-                return "lost", (f"no response within {self.device.timeout_s * 1000:.0f} ms "
-                                f"writing {label}")
+                return "lost", (
+                    f"no response within {self.device.timeout_s * 1000:.0f} ms writing {label}"
+                )
             return "lost", f"connection lost writing {label}: {e}"
         except (ModbusException, OSError) as e:
             self.stats.errors += 1
@@ -599,8 +650,9 @@ class DevicePoller:
             return "refused", f"{exception_text(response.exception_code)} writing {label}"
         return "ok", ""
 
-    async def _read_point(self, point: ModbusPoint
-                          ) -> tuple[list[int] | None, float | bool | None, str]:
+    async def _read_point(
+        self, point: ModbusPoint
+    ) -> tuple[list[int] | None, float | bool | None, str]:
         """(raw words, or the bit as [0/1]; decoded value; "") or (None, None, why)."""
         connect_error = await self._ensure_connected()
         if connect_error:
@@ -611,14 +663,17 @@ class DevicePoller:
         except _CommError as e:
             return None, None, str(e)
         if response.isError():
-            return None, None, (f"{exception_text(response.exception_code)} reading back "
-                                f"{block.label}")
+            return (
+                None,
+                None,
+                (f"{exception_text(response.exception_code)} reading back {block.label}"),
+            )
         if point.table == "co":
             bits = response.bits[:1]
             if not bits:
                 return None, None, f"short reply reading back {block.label}"
             return [1 if bits[0] else 0], bool(bits[0]), ""
-        raw = list(response.registers[:point.width])
+        raw = list(response.registers[: point.width])
         [decoded] = block.decode(raw)
         return raw, None if isinstance(decoded, DecodeProblem) else decoded, ""
 

@@ -35,8 +35,18 @@ from floorconsole.core.registers import BIT_TABLES, decode_point, encode
 log = logging.getLogger(__name__)
 
 # Function code -> table. Reads and writes of one table share its storage.
-_FC_TABLE = {1: "co", 5: "co", 15: "co", 2: "di", 3: "hr", 6: "hr", 16: "hr", 22: "hr",
-             23: "hr", 4: "ir"}
+_FC_TABLE = {
+    1: "co",
+    5: "co",
+    15: "co",
+    2: "di",
+    3: "hr",
+    6: "hr",
+    16: "hr",
+    22: "hr",
+    23: "hr",
+    4: "ir",
+}
 _WRITE_FCS = frozenset({5, 15, 6, 16, 22, 23})
 
 # (table, address, values) after a client wrote them; called on the server's thread.
@@ -54,8 +64,9 @@ class _Store:
     def device_ids(self) -> list[int]:
         return [0]
 
-    async def async_getValues(self, device_id: int, func_code: int, address: int,
-                              count: int = 1) -> list[int] | list[bool] | ExcCodes:
+    async def async_getValues(
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
         table = _FC_TABLE[func_code]
         await self.owner._misbehave()
         code = self.owner._check(table, address, count)
@@ -65,8 +76,9 @@ class _Store:
             self.owner._count_read(table)
         return self.owner.get(table, address, count)
 
-    async def async_setValues(self, device_id: int, func_code: int, address: int,
-                              values: Sequence[int] | Sequence[bool]) -> ExcCodes | None:
+    async def async_setValues(
+        self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
+    ) -> ExcCodes | None:
         table = _FC_TABLE[func_code]
         await self.owner._misbehave()
         code = self.owner._check(table, address, len(values))
@@ -131,9 +143,17 @@ class ModbusDeviceServer:
     - stop() / start(): the device drops off the network and comes back on the same port.
     """
 
-    def __init__(self, port: int = 0, *, host: str = "127.0.0.1", size: int = 65536,
-                 illegal: Iterable[tuple[str, int]] = (), delay_s: float = 0.0,
-                 on_write: WriteHook | None = None, name: str = "modbus-device") -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        size: int = 65536,
+        illegal: Iterable[tuple[str, int]] = (),
+        delay_s: float = 0.0,
+        on_write: WriteHook | None = None,
+        name: str = "modbus-device",
+    ) -> None:
         if not 1 <= size <= 65536:
             raise ValueError(f"size must be 1..65536, got {size}")
         self.host = host
@@ -149,7 +169,11 @@ class ModbusDeviceServer:
         self._silent = False
         self._lock = threading.Lock()
         self._tables: dict[str, list[Any]] = {
-            "hr": [0] * size, "ir": [0] * size, "co": [False] * size, "di": [False] * size}
+            "hr": [0] * size,
+            "ir": [0] * size,
+            "co": [False] * size,
+            "di": [False] * size,
+        }
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: _TcpServer | None = None
@@ -177,16 +201,21 @@ class ModbusDeviceServer:
             return self._port
         ready = threading.Event()
         failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._thread_main, args=(ready, failure),
-                                        name=f"{self.name}:{self._port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._thread_main,
+            args=(ready, failure),
+            name=f"{self.name}:{self._port}",
+            daemon=True,
+        )
         self._thread.start()
         if not ready.wait(timeout):
             raise RuntimeError(f"{self.name}: server did not start within {timeout} s")
         if failure:
             self._thread.join(timeout)
             self._thread = None
-            raise RuntimeError(f"{self.name}: cannot listen on {self.host}:{self._port}: "
-                               f"{failure[0]}") from failure[0]
+            raise RuntimeError(
+                f"{self.name}: cannot listen on {self.host}:{self._port}: {failure[0]}"
+            ) from failure[0]
         return self._port
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -283,15 +312,16 @@ class ModbusDeviceServer:
 
     def _write_from_client(self, table: str, address: int, values: list[Any]) -> None:
         with self._lock:
-            self._tables[table][address:address + len(values)] = values
+            self._tables[table][address : address + len(values)] = values
         self.writes[table] += 1
         if self.on_write is not None:
             self.on_write(table, address, list(values))
 
     # -- values ----------------------------------------------------------------------------
 
-    def set(self, table: str, address: int, values: int | bool | Sequence[int] | Sequence[bool]
-            ) -> None:
+    def set(
+        self, table: str, address: int, values: int | bool | Sequence[int] | Sequence[bool]
+    ) -> None:
         """Raw values from `address` on: 16-bit words for hr/ir, bools for co/di."""
         seq = list(values) if isinstance(values, (list, tuple)) else [values]
         self._check_span(table, address, len(seq))
@@ -301,17 +331,18 @@ class ModbusDeviceServer:
             stored = []
             for v in seq:
                 if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFF:
-                    raise ValueError(f"{table}:{address}: {v!r} is not a 16-bit register "
-                                     f"value (0..65535)")
+                    raise ValueError(
+                        f"{table}:{address}: {v!r} is not a 16-bit register value (0..65535)"
+                    )
                 stored.append(v)
         with self._lock:
-            self._tables[table][address:address + len(stored)] = stored
+            self._tables[table][address : address + len(stored)] = stored
 
     def get(self, table: str, address: int, count: int = 1) -> list[Any]:
         """Raw values: words for hr/ir, bools for co/di; includes what clients wrote."""
         self._check_span(table, address, count)
         with self._lock:
-            return self._tables[table][address:address + count]
+            return self._tables[table][address : address + count]
 
     def set_value(self, point: ModbusPoint, value: float | bool) -> None:
         """Store an engineering value as the point encodes it (type, word order, scale)."""

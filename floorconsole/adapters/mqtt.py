@@ -43,9 +43,18 @@ class BrokerClient:
     broker restart forgets our subscriptions.
     """
 
-    def __init__(self, broker: BrokerConfig, signals: Sequence[SignalConfig], sink: SampleSink,
-                 loop: asyncio.AbstractEventLoop, clock: Clock, stats: LinkStats, *,
-                 reconnect_min_s: float = 1.0, reconnect_max_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        signals: Sequence[SignalConfig],
+        sink: SampleSink,
+        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
+        stats: LinkStats,
+        *,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = 30.0,
+    ) -> None:
         self.broker = broker
         self.sink = sink
         self.loop = loop
@@ -69,9 +78,11 @@ class BrokerClient:
         self._started = False
         self._tls_set = False  # paho refuses a second tls_set, e.g. on start after stop
         self.client_id = broker.client_id or (
-            f"floorconsole-{socket.gethostname()}-{broker.id}-{os.getpid()}-{next(_instance)}")
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                  clean_session=True)
+            f"floorconsole-{socket.gethostname()}-{broker.id}-{os.getpid()}-{next(_instance)}"
+        )
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True
+        )
         self.client.max_inflight_messages_set(MAX_INFLIGHT)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -120,8 +131,10 @@ class BrokerClient:
         if b.password_env:
             password = os.environ.get(b.password_env)
             if password is None:
-                return (f"environment variable {b.password_env} is not set (password_env of "
-                        f"broker {b.id!r}); not connecting")
+                return (
+                    f"environment variable {b.password_env} is not set (password_env of "
+                    f"broker {b.id!r}); not connecting"
+                )
             self.client.username_pw_set(b.username or "", password)
         elif b.username:
             self.client.username_pw_set(b.username)
@@ -144,8 +157,9 @@ class BrokerClient:
 
     # -- publishing ------------------------------------------------------------------------
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 0,
-                retain: bool = False) -> mqtt.MQTTMessageInfo:
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
         """Publish through this broker connection; paho's MQTTMessageInfo comes back as is.
 
         While disconnected, rc is MQTT_ERR_NO_CONN, but a QoS 1/2 message stays queued in paho
@@ -156,8 +170,14 @@ class BrokerClient:
 
     # -- paho callbacks (paho's thread) ----------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
-                    reason_code: ReasonCode, properties: object) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
         try:
             if reason_code.is_failure:
                 self._connack = "refused"
@@ -174,7 +194,9 @@ class BrokerClient:
             # Up only once the SUBACK is in (_on_subscribe): before that no data can arrive.
             result, mid = client.subscribe([(t, SUBSCRIBE_QOS) for t in self._decoders])
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._set_state(LinkState.DEGRADED, f"subscribe failed: {mqtt.error_string(result)}")
+                self._set_state(
+                    LinkState.DEGRADED, f"subscribe failed: {mqtt.error_string(result)}"
+                )
                 return
             self._subscribe_mid = -1 if mid is None else mid
         except Exception:  # noqa: BLE001 - a raise here would end paho's thread
@@ -183,32 +205,46 @@ class BrokerClient:
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         try:
             self.stats.errors += 1
-            self._set_state(LinkState.DOWN, f"cannot connect to {self.broker.host}:"
-                                            f"{self.broker.port}")
+            self._set_state(
+                LinkState.DOWN, f"cannot connect to {self.broker.host}:{self.broker.port}"
+            )
         except Exception:  # noqa: BLE001
             log.exception("broker %s: on_connect_fail failed", self.broker.id)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
-                      reason_codes: list[ReasonCode], properties: object) -> None:
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: object,
+    ) -> None:
         try:
             if mid != self._subscribe_mid:
                 return
-            refused = [t for t, rc in zip(self._decoders, reason_codes, strict=False)
-                       if rc.is_failure]
+            refused = [
+                t for t, rc in zip(self._decoders, reason_codes, strict=False) if rc.is_failure
+            ]
             if self._connected_once:
                 self.stats.reconnects += 1
             self._connected_once = True
             if refused:
-                self._set_state(LinkState.DEGRADED,
-                                f"subscription refused for {', '.join(refused)}")
+                self._set_state(
+                    LinkState.DEGRADED, f"subscription refused for {', '.join(refused)}"
+                )
             else:
                 self._set_state(LinkState.UP)
         except Exception:  # noqa: BLE001
             log.exception("broker %s: on_subscribe failed", self.broker.id)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object,
-                       flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
-                       properties: object) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
         try:
             connack, self._connack = self._connack, ""
             if self._stopping or connack == "refused":
@@ -217,9 +253,12 @@ class BrokerClient:
                 # Closed before any CONNACK: e.g. a TLS 1.3 server rejecting our certificate
                 # after the handshake looked complete to us.
                 self.stats.errors += 1
-                self._set_state(LinkState.DOWN, f"connection closed by {self.broker.host}:"
-                                                f"{self.broker.port} before it was accepted "
-                                                f"({reason_code})")
+                self._set_state(
+                    LinkState.DOWN,
+                    f"connection closed by {self.broker.host}:"
+                    f"{self.broker.port} before it was accepted "
+                    f"({reason_code})",
+                )
                 return
             self._set_state(LinkState.DOWN, f"connection lost: {reason_code}")
             detail = f"broker {self.broker.id} down"
@@ -229,8 +268,7 @@ class BrokerClient:
         except Exception:  # noqa: BLE001
             log.exception("broker %s: on_disconnect failed", self.broker.id)
 
-    def _on_message(self, client: mqtt.Client, userdata: object,
-                    msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
             self.stats.messages += 1
             decoder = self._decoders.get(msg.topic)
@@ -251,13 +289,17 @@ class BrokerClient:
                 self._hand_over(samples)
         except Exception:  # noqa: BLE001 - one bad message must not end the source
             self.stats.errors += 1
-            log.exception("broker %s: message on %r could not be handled", self.broker.id,
-                          getattr(msg, "_topic", b"?"))
+            log.exception(
+                "broker %s: message on %r could not be handled",
+                self.broker.id,
+                getattr(msg, "_topic", b"?"),
+            )
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _undecodable(self, sid: str, problem: Malformed, now_wall: float,
-                     now_mono: float) -> Sample:
+    def _undecodable(
+        self, sid: str, problem: Malformed, now_wall: float, now_mono: float
+    ) -> Sample:
         detail = f"{problem.reason}: {problem.detail}"
         last = self._last.get(sid)
         if last is not None:
@@ -274,9 +316,14 @@ class BrokerClient:
         was = self.stats.state
         if self.stats.set_state(state, self.clock.mono(), error):
             if state is LinkState.UP:
-                log.info("broker %s: %s at %s:%d", self.broker.id,
-                         "recovered" if was is not LinkState.CONNECTING else "connected",
-                         self.broker.host, self.broker.port)
+                log.info(
+                    "broker %s: %s at %s:%d",
+                    self.broker.id,
+                    "recovered" if was is not LinkState.CONNECTING else "connected",
+                    self.broker.host,
+                    self.broker.port,
+                )
             else:
-                log.warning("broker %s: %s%s", self.broker.id, state.value,
-                            f" ({error})" if error else "")
+                log.warning(
+                    "broker %s: %s%s", self.broker.id, state.value, f" ({error})" if error else ""
+                )

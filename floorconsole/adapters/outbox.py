@@ -100,8 +100,9 @@ class Outbox:
     except by the drop_oldest policy, which never touches a claimed message.
     """
 
-    def __init__(self, config: UplinkConfig, *, boot: str | None = None,
-                 max_live_messages: int = 10_000) -> None:
+    def __init__(
+        self, config: UplinkConfig, *, boot: str | None = None, max_live_messages: int = 10_000
+    ) -> None:
         self.config = config
         self.boot = boot or uuid.uuid4().hex[:12]
         self.path: Path | None = None
@@ -158,7 +159,8 @@ class Outbox:
         saved = conn.execute("SELECT value FROM outbox_meta WHERE key = 'next_seq'").fetchone()
         rows, size, messages, top, oldest = conn.execute(
             "SELECT coalesce(sum(n), 0), coalesce(sum(length(body)), 0), count(*), max(seq), "
-            "min(t) FROM outbox").fetchone()
+            "min(t) FROM outbox"
+        ).fetchone()
         nxt = max(saved[0] if saved else 0, (top + 1) if top is not None else 0)
         with self._lock:
             self._next_seq = self._seq_before = self._committed_next = nxt
@@ -201,8 +203,9 @@ class Outbox:
 
     @property
     def pending(self) -> bool:
-        return bool(self._staged or self._staged_waves or self._events["alarms"]
-                    or self._events["audit"])
+        return bool(
+            self._staged or self._staged_waves or self._events["alarms"] or self._events["audit"]
+        )
 
     def write(self, conn: sqlite3.Connection) -> None:
         """Inside the historian's transaction: insert the staged entries as messages."""
@@ -221,8 +224,9 @@ class Outbox:
             # transaction, give these entries up (counted) and let the samples commit.
             log.exception("uplink outbox: messages not written")
             conn.execute("DELETE FROM outbox WHERE seq >= ?", (self._seq_before,))
-            lost = (len(self._staged) + len(self._staged_waves)
-                    + sum(len(v) for v in events.values()))
+            lost = (
+                len(self._staged) + len(self._staged_waves) + sum(len(v) for v in events.values())
+            )
             self._next_seq = self._seq_before
             self._written = []
             self._rejected = 0
@@ -232,8 +236,7 @@ class Outbox:
                 self._errors += 1
                 self._last_error = f"messages not written: {exc!r}"
 
-    def _write(self, conn: sqlite3.Connection, events: dict[str, list[tuple[str, float]]]
-               ) -> None:
+    def _write(self, conn: sqlite3.Connection, events: dict[str, list[tuple[str, float]]]) -> None:
         written = self._written
         assert written is not None
         with self._lock:
@@ -241,16 +244,20 @@ class Outbox:
         cfg = self.config
         reject = cfg.on_full == "reject_new"
         groups: tuple[tuple[str, Sequence[tuple[Any, ...]]], ...] = (
-            ("data", self._staged), ("data", self._staged_waves),
-            ("alarms", events["alarms"]), ("audit", events["audit"]))
+            ("data", self._staged),
+            ("data", self._staged_waves),
+            ("alarms", events["alarms"]),
+            ("audit", events["audit"]),
+        )
         for kind, entries in groups:
             if not entries:
                 continue
             for body, t, n in chunk_entries(entries, cfg.batch, cfg.max_message_bytes):
                 seq = self._next_seq
                 self._next_seq += 1
-                if reject and (rows + n > cfg.max_backlog_rows
-                               or size + len(body) > cfg.max_backlog_bytes):
+                if reject and (
+                    rows + n > cfg.max_backlog_rows or size + len(body) > cfg.max_backlog_bytes
+                ):
                     # The seq stays used: the receiver sees the gap that was counted here.
                     self._rejected += n
                     continue
@@ -258,8 +265,9 @@ class Outbox:
                 size += len(body)
                 written.append(OutboxMessage(seq, kind, self.boot, t, n, body))
         if written:
-            conn.executemany(INSERT_MESSAGE, [(m.seq, m.kind, m.boot, m.t, m.n, m.body)
-                                              for m in written])
+            conn.executemany(
+                INSERT_MESSAGE, [(m.seq, m.kind, m.boot, m.t, m.n, m.body) for m in written]
+            )
         if self._next_seq != self._seq_before:
             conn.execute(SAVE_NEXT_SEQ, (self._next_seq,))
 
@@ -324,8 +332,10 @@ class Outbox:
             skipped: list[int] = []
             after = -1
             while over_rows > 0 or over_bytes > 0:
-                page = conn.execute("SELECT seq, n, length(body) FROM outbox WHERE seq > ? "
-                                    "ORDER BY seq LIMIT ?", (after, _DROP_PAGE)).fetchall()
+                page = conn.execute(
+                    "SELECT seq, n, length(body) FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after, _DROP_PAGE),
+                ).fetchall()
                 if not page:
                     break
                 for seq, n, size in page:
@@ -385,8 +395,9 @@ class Outbox:
         if self.path is None:
             raise RuntimeError("outbox not opened: start the historian that carries it first")
         if self._rconn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=_BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
+            )
             # The historian's durability rule: a commit survives a killed process; a power cut
             # may undo the last deletes, which only means a message is sent twice.
             apply_pragmas(conn)
@@ -433,13 +444,17 @@ class Outbox:
     def live_waiting(self) -> int:
         return len(self._live)
 
-    def read_backlog(self, after: int, below: int, limit: int
-                     ) -> tuple[list[OutboxMessage], int | None]:
+    def read_backlog(
+        self, after: int, below: int, limit: int
+    ) -> tuple[list[OutboxMessage], int | None]:
         """Unclaimed messages with after < seq < below in seq order, and the last seq looked at
         (None when there was nothing in the range)."""
         conn = self._require_reader()
-        rows = conn.execute("SELECT seq, kind, boot, t, n, body FROM outbox WHERE seq > ? AND "
-                            "seq < ? ORDER BY seq LIMIT ?", (after, below, limit)).fetchall()
+        rows = conn.execute(
+            "SELECT seq, kind, boot, t, n, body FROM outbox WHERE seq > ? AND "
+            "seq < ? ORDER BY seq LIMIT ?",
+            (after, below, limit),
+        ).fetchall()
         if not rows:
             return [], None
         with self._lock:
@@ -489,8 +504,7 @@ class Outbox:
 
     def refresh_oldest(self) -> float | None:
         """Read the wall time of the oldest waiting entry (consumer thread)."""
-        row = self._require_reader().execute(
-            "SELECT t FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        row = self._require_reader().execute("SELECT t FROM outbox ORDER BY seq LIMIT 1").fetchone()
         with self._lock:
             self._oldest_t = None if row is None else row[0]
         return self._oldest_t
@@ -513,9 +527,14 @@ class Outbox:
     def stats(self) -> OutboxStats:
         with self._lock:
             return OutboxStats(
-                rows=self._rows, bytes=self._bytes, messages=self._messages,
-                next_seq=self._committed_next, full=self._full,
+                rows=self._rows,
+                bytes=self._bytes,
+                messages=self._messages,
+                next_seq=self._committed_next,
+                full=self._full,
                 dropped=tuple((r, self._dropped[r]) for r in DROP_REASONS),
-                disk_full=self._disk_full, errors=self._errors, last_error=self._last_error,
-                oldest_t=self._oldest_t)
-
+                disk_full=self._disk_full,
+                errors=self._errors,
+                last_error=self._last_error,
+                oldest_t=self._oldest_t,
+            )

@@ -60,13 +60,23 @@ class SimPlant:
     take effect on the plant thread within one update interval.
     """
 
-    def __init__(self, *, modbus_port: int = 0, mqtt_host: str = "127.0.0.1",
-                 mqtt_port: int = 1883, seed: int = 1, faults: FaultSpec = (),
-                 dropout: str = "offline", motor_id: str = MOTOR_ID,
-                 topic: str = VIBRATION_TOPIC, block_size: int = BLOCK_SIZE,
-                 sample_rate_hz: float = SAMPLE_RATE_HZ,
-                 publish_interval_s: float = PUBLISH_INTERVAL_S,
-                 update_interval_s: float = UPDATE_INTERVAL_S, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        modbus_port: int = 0,
+        mqtt_host: str = "127.0.0.1",
+        mqtt_port: int = 1883,
+        seed: int = 1,
+        faults: FaultSpec = (),
+        dropout: str = "offline",
+        motor_id: str = MOTOR_ID,
+        topic: str = VIBRATION_TOPIC,
+        block_size: int = BLOCK_SIZE,
+        sample_rate_hz: float = SAMPLE_RATE_HZ,
+        publish_interval_s: float = PUBLISH_INTERVAL_S,
+        update_interval_s: float = UPDATE_INTERVAL_S,
+        clock: Clock | None = None,
+    ) -> None:
         if dropout not in DROPOUT_MODES:
             raise ValueError(f"dropout must be one of {', '.join(DROPOUT_MODES)}, got {dropout!r}")
         self.mqtt_host = mqtt_host
@@ -87,10 +97,13 @@ class SimPlant:
         self._motor = MotorSim(seed)
         for kind, severity in _fault_items(faults):
             self._motor.set_fault(kind, severity)
-        self._server = ModbusDeviceServer(modbus_port, on_write=self._on_coil_write,
-                                          name="sim-drive1")
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=(
-            f"floorconsole-sim-{socket.gethostname()}-{os.getpid()}-{id(self):x}"))
+        self._server = ModbusDeviceServer(
+            modbus_port, on_write=self._on_coil_write, name="sim-drive1"
+        )
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=(f"floorconsole-sim-{socket.gethostname()}-{os.getpid()}-{id(self):x}"),
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.reconnect_delay_set(1, 5)
@@ -249,11 +262,16 @@ class SimPlant:
     def _publish(self, block: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         x, y, z = block
         duration = self.block_size / self.sample_rate_hz
-        payload = json.dumps({
-            "motor_id": self.motor_id,
-            "ts": round(self.clock.wall() - duration, 6),  # time of the first sample
-            "x": _rounded(x), "y": _rounded(y), "z": _rounded(z),
-        }, separators=(",", ":"))
+        payload = json.dumps(
+            {
+                "motor_id": self.motor_id,
+                "ts": round(self.clock.wall() - duration, 6),  # time of the first sample
+                "x": _rounded(x),
+                "y": _rounded(y),
+                "z": _rounded(z),
+            },
+            separators=(",", ":"),
+        )
         if not self._mqtt_connected.is_set():
             self.unsent += 1
             return
@@ -263,14 +281,26 @@ class SimPlant:
         else:
             self.unsent += 1
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
-                    reason_code: object, properties: object) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: object,
+        properties: object,
+    ) -> None:
         if not getattr(reason_code, "is_failure", False):
             self._mqtt_connected.set()
             log.info("simulated sensor: connected to %s:%s", self.mqtt_host, self.mqtt_port)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
-                       reason_code: object, properties: object) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: object,
+        properties: object,
+    ) -> None:
         self._mqtt_connected.clear()
 
 
@@ -300,8 +330,9 @@ def parse_fault(text: str) -> tuple[str, float]:
     return kind, severity
 
 
-def run_sim_cli(port: int, mqtt_host: str | None, mqtt_port: int, faults: list[str],
-                seed: int) -> int:
+def run_sim_cli(
+    port: int, mqtt_host: str | None, mqtt_port: int, faults: list[str], seed: int
+) -> int:
     """`floorconsole sim`: run the plant until Ctrl-C (or SIGTERM). Returns the exit status.
 
     mqtt_host None: use the broker already answering MQTT on 127.0.0.1:mqtt_port, or start a
@@ -322,11 +353,15 @@ def run_sim_cli(port: int, mqtt_host: str | None, mqtt_port: int, faults: list[s
             try:
                 broker = start_demo_broker(mqtt_port)
             except BrokerError as e:
-                print(f"floorconsole sim: cannot start a local MQTT broker on port {mqtt_port}: "
-                      f"{e}; give --mqtt-host/--mqtt-port of a running one", file=sys.stderr)
+                print(
+                    f"floorconsole sim: cannot start a local MQTT broker on port {mqtt_port}: "
+                    f"{e}; give --mqtt-host/--mqtt-port of a running one",
+                    file=sys.stderr,
+                )
                 return 1
-    sim = SimPlant(modbus_port=port, mqtt_host=host, mqtt_port=mqtt_port, seed=seed,
-                   faults=fault_map)
+    sim = SimPlant(
+        modbus_port=port, mqtt_host=host, mqtt_port=mqtt_port, seed=seed, faults=fault_map
+    )
     done = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -341,9 +376,12 @@ def run_sim_cli(port: int, mqtt_host: str | None, mqtt_port: int, faults: list[s
             return 1
         active = ", ".join(f"{k}:{v:g}" for k, v in fault_map.items()) or "none"
         where = "local broker " if broker is not None else ""
-        print(f"floorconsole sim: drive1 Modbus TCP on 127.0.0.1:{sim.modbus_port}, vibration "
-              f"to {where}mqtt://{host}:{mqtt_port}/{sim.topic}, seed {seed}, faults: {active}"
-              f" (Ctrl-C stops)", flush=True)
+        print(
+            f"floorconsole sim: drive1 Modbus TCP on 127.0.0.1:{sim.modbus_port}, vibration "
+            f"to {where}mqtt://{host}:{mqtt_port}/{sim.topic}, seed {seed}, faults: {active}"
+            f" (Ctrl-C stops)",
+            flush=True,
+        )
         while not done.wait(0.5):
             pass
         return 0

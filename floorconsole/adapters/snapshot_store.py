@@ -126,15 +126,17 @@ class SnapshotStore(SqliteFile):
     """One SQLite file; safe to share between threads (one connection behind a lock). Several
     processes (the engine and a CLI command) may open it at once."""
 
-    def __init__(self, path: str | Path, *, clock: Clock | None = None,
-                 boot: str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, clock: Clock | None = None, boot: str | None = None
+    ) -> None:
         self.path = Path(path)
         self.clock = clock or SystemClock()
         self.boot = boot or uuid.uuid4().hex
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S,
-                                     check_same_thread=False)
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
+        )
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -144,7 +146,8 @@ class SnapshotStore(SqliteFile):
                 if version > SCHEMA_VERSION:
                     raise SnapshotStoreError(
                         f"{self.path}: snapshot database schema {version}; this floorconsole "
-                        f"reads up to {SCHEMA_VERSION} (a newer floorconsole wrote it)")
+                        f"reads up to {SCHEMA_VERSION} (a newer floorconsole wrote it)"
+                    )
                 for stmt in _statements(SCHEMA):
                     self._conn.execute(stmt)
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -158,24 +161,44 @@ class SnapshotStore(SqliteFile):
 
     # --- snapshots ------------------------------------------------------------------------------
 
-    def put(self, config: Mapping[str, Any], model_files: Mapping[str, ModelFiles] | None = None,
-            *, author: str, message: str, parent: str | None = None,
-            created: float | None = None) -> Snapshot:
+    def put(
+        self,
+        config: Mapping[str, Any],
+        model_files: Mapping[str, ModelFiles] | None = None,
+        *,
+        author: str,
+        message: str,
+        parent: str | None = None,
+        created: float | None = None,
+    ) -> Snapshot:
         """Store a configuration and its model files as a snapshot; return it.
 
         Idempotent: content already stored returns the stored snapshot (its first author,
         message and time) and adds no row. Models without files must carry package refs whose
         blobs are already stored (a config taken from a snapshot and edited)."""
-        return self._put(config, model_files, author=author, message=message, parent=parent,
-                         created=created).snapshot
+        return self._put(
+            config, model_files, author=author, message=message, parent=parent, created=created
+        ).snapshot
 
-    def _put(self, config: Mapping[str, Any], model_files: Mapping[str, ModelFiles] | None, *,
-             author: str, message: str, parent: str | None,
-             created: float | None) -> ImportResult:
+    def _put(
+        self,
+        config: Mapping[str, Any],
+        model_files: Mapping[str, ModelFiles] | None,
+        *,
+        author: str,
+        message: str,
+        parent: str | None,
+        created: float | None,
+    ) -> ImportResult:
         try:
-            snap = make_snapshot(config, model_files, parent=parent, author=author,
-                                 message=message,
-                                 created=self.clock.wall() if created is None else created)
+            snap = make_snapshot(
+                config,
+                model_files,
+                parent=parent,
+                author=author,
+                message=message,
+                created=self.clock.wall() if created is None else created,
+            )
         except SnapshotError as e:
             raise SnapshotStoreError(str(e)) from None
         blobs = blobs_of(model_files or {})
@@ -186,16 +209,20 @@ class SnapshotStore(SqliteFile):
             for mid, ref in snap.models.items():
                 for sha, kind in ((ref.onnx_sha, "onnx"), (ref.json_sha, "sidecar")):
                     if sha in blobs:
-                        c.execute("INSERT OR IGNORE INTO blobs (sha256, size, data) "
-                                  "VALUES (?, ?, ?)", (sha, len(blobs[sha]), blobs[sha]))
+                        c.execute(
+                            "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?, ?, ?)",
+                            (sha, len(blobs[sha]), blobs[sha]),
+                        )
                     elif not c.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (sha,)).fetchone():
                         raise SnapshotStoreError(
                             f"model {mid}: its {kind} file (sha256 {sha[:12]}) is not in the "
-                            "store; give the model's files")
-            c.execute("INSERT INTO snapshots (id, parent, author, message, created, canonical) "
-                      "VALUES (?, ?, ?, ?, ?, ?)",
-                      (snap.id, snap.parent, snap.author, snap.message, snap.created,
-                       snap.canonical))
+                            "store; give the model's files"
+                        )
+            c.execute(
+                "INSERT INTO snapshots (id, parent, author, message, created, canonical) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (snap.id, snap.parent, snap.author, snap.message, snap.created, snap.canonical),
+            )
         return ImportResult(snap, new=True)
 
     def get(self, ref: str) -> Snapshot:
@@ -209,34 +236,42 @@ class SnapshotStore(SqliteFile):
     def _row(self, ref: str) -> tuple[Any, ...]:
         text = ref.strip().lower() if isinstance(ref, str) else ""
         if not text or any(ch not in "0123456789abcdef" for ch in text) or len(text) > 64:
-            raise UnknownSnapshot(f"{ref!r} is not a snapshot id (hex digits, as `snapshot list` "
-                                  "shows them)")
+            raise UnknownSnapshot(
+                f"{ref!r} is not a snapshot id (hex digits, as `snapshot list` shows them)"
+            )
         if len(text) < _MIN_PREFIX:
-            raise AmbiguousSnapshot(f"{ref!r} is too short; give at least {_MIN_PREFIX} hex "
-                                    "digits of a snapshot id")
+            raise AmbiguousSnapshot(
+                f"{ref!r} is too short; give at least {_MIN_PREFIX} hex digits of a snapshot id"
+            )
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {_COLS} FROM snapshots WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 6",
-                (len(text), text)).fetchall()
+                (len(text), text),
+            ).fetchall()
         if not rows:
-            raise UnknownSnapshot(f"no snapshot {text} in {self.path} (`snapshot list` shows "
-                                  "them)")
+            raise UnknownSnapshot(f"no snapshot {text} in {self.path} (`snapshot list` shows them)")
         if len(rows) > 1:
             shown = ", ".join(r[0][:12] for r in rows[:5]) + (", …" if len(rows) > 5 else "")
-            raise AmbiguousSnapshot(f"{text} matches more than one snapshot ({shown}); give "
-                                    "more digits")
+            raise AmbiguousSnapshot(
+                f"{text} matches more than one snapshot ({shown}); give more digits"
+            )
         return tuple(rows[0])
 
     def contains(self, snapshot_id: str) -> bool:
         with self._lock:
-            return self._conn.execute("SELECT 1 FROM snapshots WHERE id = ?",
-                                      (snapshot_id,)).fetchone() is not None
+            return (
+                self._conn.execute(
+                    "SELECT 1 FROM snapshots WHERE id = ?", (snapshot_id,)
+                ).fetchone()
+                is not None
+            )
 
     def list(self) -> list[Snapshot]:
         """Every snapshot, oldest first (by created, then by when it was stored)."""
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_COLS} FROM snapshots ORDER BY created, rowid").fetchall()
+                f"SELECT {_COLS} FROM snapshots ORDER BY created, rowid"
+            ).fetchall()
         return [_snapshot(r) for r in rows]
 
     def blob(self, sha: str) -> bytes | None:
@@ -254,8 +289,7 @@ class SnapshotStore(SqliteFile):
         for mid, ref in models.items():
             onnx, sidecar = self.blob(ref.onnx_sha), self.blob(ref.json_sha)
             if onnx is None or sidecar is None:
-                raise SnapshotStoreError(f"{whose}: model {mid}'s files are missing from the "
-                                         "store")
+                raise SnapshotStoreError(f"{whose}: model {mid}'s files are missing from the store")
             out[mid] = ModelFiles(onnx=onnx, sidecar=sidecar)
         return out
 
@@ -265,32 +299,57 @@ class SnapshotStore(SqliteFile):
 
     # --- the activation log ---------------------------------------------------------------------
 
-    def record_activation(self, snapshot: str, outcome: Outcome | str, *, by: str,
-                          note: str = "", boot: str | None = None,
-                          at: float | None = None) -> Activation:
+    def record_activation(
+        self,
+        snapshot: str,
+        outcome: Outcome | str,
+        *,
+        by: str,
+        note: str = "",
+        boot: str | None = None,
+        at: float | None = None,
+    ) -> Activation:
         """Append one row to the activation log (one transaction). The snapshot must be stored
         with every model file it needs."""
         try:
             outcome = Outcome(outcome)
         except ValueError:
-            raise SnapshotStoreError(f"{outcome!r} is not an outcome; expected one of "
-                                     f"{', '.join(o.value for o in Outcome)}") from None
+            raise SnapshotStoreError(
+                f"{outcome!r} is not an outcome; expected one of "
+                f"{', '.join(o.value for o in Outcome)}"
+            ) from None
         snap = self.get(snapshot)
         when = self.clock.wall() if at is None else at
         boot = boot or self.boot
         with self._tx() as c:
             shas = sorted(snap.blob_shas)
-            have = c.execute(f"SELECT count(*) FROM blobs WHERE sha256 IN "
-                             f"({','.join('?' * len(shas))})", shas).fetchone()[0] if shas else 0
+            have = (
+                c.execute(
+                    f"SELECT count(*) FROM blobs WHERE sha256 IN ({','.join('?' * len(shas))})",
+                    shas,
+                ).fetchone()[0]
+                if shas
+                else 0
+            )
             if have != len(shas):
-                raise SnapshotStoreError(f"snapshot {snap.short} is missing model files; it "
-                                         "cannot be activated")
-            cur = c.execute("INSERT INTO activations (snapshot, activated_at, boot, outcome, "
-                            "actor, note) VALUES (?, ?, ?, ?, ?, ?)",
-                            (snap.id, when, boot, outcome.value, by, note))
+                raise SnapshotStoreError(
+                    f"snapshot {snap.short} is missing model files; it cannot be activated"
+                )
+            cur = c.execute(
+                "INSERT INTO activations (snapshot, activated_at, boot, outcome, "
+                "actor, note) VALUES (?, ?, ?, ?, ?, ?)",
+                (snap.id, when, boot, outcome.value, by, note),
+            )
             seq = int(cur.lastrowid or 0)
-        return Activation(seq=seq, snapshot=snap.id, activated_at=when, boot=boot,
-                          outcome=outcome, by=by, note=note)
+        return Activation(
+            seq=seq,
+            snapshot=snap.id,
+            activated_at=when,
+            boot=boot,
+            outcome=outcome,
+            by=by,
+            note=note,
+        )
 
     def activations(self, snapshot: str | None = None) -> builtins.list[Activation]:
         """The log in order (seq), or only the rows of one snapshot."""
@@ -301,8 +360,18 @@ class SnapshotStore(SqliteFile):
             args = (self.resolve(snapshot),)
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY seq", args).fetchall()
-        return [Activation(seq=r[0], snapshot=r[1], activated_at=r[2], boot=r[3],
-                           outcome=Outcome(r[4]), by=r[5], note=r[6]) for r in rows]
+        return [
+            Activation(
+                seq=r[0],
+                snapshot=r[1],
+                activated_at=r[2],
+                boot=r[3],
+                outcome=Outcome(r[4]),
+                by=r[5],
+                note=r[6],
+            )
+            for r in rows
+        ]
 
     def active(self) -> Running | None:
         """The snapshot running now, according to the log; None before the first activation."""
@@ -319,8 +388,9 @@ class SnapshotStore(SqliteFile):
 
     # --- files ----------------------------------------------------------------------------------
 
-    def import_plant_file(self, path: str | Path, *, author: str, message: str,
-                          parent: str | None = ACTIVE) -> ImportResult:
+    def import_plant_file(
+        self, path: str | Path, *, author: str, message: str, parent: str | None = ACTIVE
+    ) -> ImportResult:
         """A snapshot of a plant file as it is on disk, its model packages read beside it.
         parent defaults to the active snapshot. new is False when the content was known."""
         p = Path(path)
@@ -337,8 +407,7 @@ class SnapshotStore(SqliteFile):
         if parent == ACTIVE:
             current = self.active()
             parent = current.snapshot if current else None
-        return self._put(config, files, author=author, message=message, parent=parent,
-                         created=None)
+        return self._put(config, files, author=author, message=message, parent=parent, created=None)
 
     def materialize(self, snapshot: str, folder: str | Path) -> dict[str, Any]:
         """Write a snapshot's model files out of the blobs and return its plant dict with each
@@ -360,8 +429,9 @@ class SnapshotStore(SqliteFile):
             raise SnapshotStoreError(str(e)) from None
         return self._materialize(canon, refs, folder, "the configuration")
 
-    def _materialize(self, canon: dict[str, Any], refs: Mapping[str, ModelRef],
-                     folder: str | Path, whose: str) -> dict[str, Any]:
+    def _materialize(
+        self, canon: dict[str, Any], refs: Mapping[str, ModelRef], folder: str | Path, whose: str
+    ) -> dict[str, Any]:
         root = Path(folder).resolve()
         paths = _write_packages(refs, self._files_of(refs, whose), root, by_content=True)
         return with_packages(canon, {mid: str(root / rel) for mid, rel in paths.items()})
@@ -372,15 +442,18 @@ class SnapshotStore(SqliteFile):
         snap = self.get(snapshot)
         folder = Path(folder)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise SnapshotStoreError(f"{folder} is not an empty folder; export writes a bundle "
-                                     "into a new or empty one")
+            raise SnapshotStoreError(
+                f"{folder} is not an empty folder; export writes a bundle into a new or empty one"
+            )
         folder.mkdir(parents=True, exist_ok=True)
         rel = _write_packages(snap.models, self.model_files(snap), folder, by_content=False)
         config = plant_order(with_packages(snap.config, rel))
-        header = (f"# floorconsole snapshot {snap.id}\n"
-                  f"# by {snap.author} at {_iso(snap.created)}: {snap.message}\n"
-                  "# Exported with manifest.json; `floorconsole snapshot import` refuses this "
-                  "folder once a file in it is changed.\n\n")
+        header = (
+            f"# floorconsole snapshot {snap.id}\n"
+            f"# by {snap.author} at {_iso(snap.created)}: {snap.message}\n"
+            "# Exported with manifest.json; `floorconsole snapshot import` refuses this "
+            "folder once a file in it is changed.\n\n"
+        )
         plant = folder / BUNDLE_PLANT
         _write_file(plant, (header + toml_write.dumps(config)).encode("utf-8"))
         files = {BUNDLE_PLANT: sha256_hex(plant.read_bytes())}
@@ -389,14 +462,21 @@ class SnapshotStore(SqliteFile):
                 files[p.relative_to(folder).as_posix()] = sha256_hex(p.read_bytes())
         manifest = {
             "format": BUNDLE_FORMAT,
-            "snapshot": {"id": snap.id, "parent": snap.parent, "author": snap.author,
-                         "message": snap.message, "created": snap.created},
+            "snapshot": {
+                "id": snap.id,
+                "parent": snap.parent,
+                "author": snap.author,
+                "message": snap.message,
+                "created": snap.created,
+            },
             "plant": BUNDLE_PLANT,
             "files": dict(sorted(files.items())),
         }
         # written last: a bundle whose export was cut short has no manifest and is refused
-        _write_file(folder / BUNDLE_MANIFEST,
-                    (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        _write_file(
+            folder / BUNDLE_MANIFEST,
+            (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+        )
         return plant
 
     def import_bundle(self, folder: str | Path) -> ImportResult:
@@ -404,8 +484,14 @@ class SnapshotStore(SqliteFile):
         against the manifest and the content against the snapshot id. Raises BundleError
         naming the file and what is wrong."""
         config, files, meta = read_bundle(folder)
-        result = self._put(config, files, author=meta["author"], message=meta["message"],
-                           parent=meta["parent"], created=meta["created"])
+        result = self._put(
+            config,
+            files,
+            author=meta["author"],
+            message=meta["message"],
+            parent=meta["parent"],
+            created=meta["created"],
+        )
         if result.snapshot.id != meta["id"]:  # read_bundle checked it; the store must agree
             raise BundleError(f"{Path(folder) / BUNDLE_MANIFEST}: snapshot id does not match")
         return result
@@ -419,10 +505,13 @@ class SnapshotStore(SqliteFile):
         problems: builtins.list[str] = []
         with self._lock:
             c = self._conn
-            problems += [f"sqlite: {r[0]}" for r in c.execute("PRAGMA integrity_check")
-                         if r[0] != "ok"]
-            problems += [f"sqlite: {r[0]} row {r[1]} refers to a missing {r[2]}"
-                         for r in c.execute("PRAGMA foreign_key_check")]
+            problems += [
+                f"sqlite: {r[0]}" for r in c.execute("PRAGMA integrity_check") if r[0] != "ok"
+            ]
+            problems += [
+                f"sqlite: {r[0]} row {r[1]} refers to a missing {r[2]}"
+                for r in c.execute("PRAGMA foreign_key_check")
+            ]
             blobs = {}
             for sha, size, data in c.execute("SELECT sha256, size, data FROM blobs"):
                 blobs[sha] = True
@@ -453,8 +542,9 @@ _COLS = "id, parent, author, message, created, canonical"
 def _snapshot(row: tuple[Any, ...] | sqlite3.Row) -> Snapshot:
     sid, parent, author, message, created, canonical = row
     try:
-        return snapshot_from_canonical(canonical, parent=parent, author=author, message=message,
-                                       created=created, expect_id=sid)
+        return snapshot_from_canonical(
+            canonical, parent=parent, author=author, message=message, created=created, expect_id=sid
+        )
     except SnapshotError as e:
         raise SnapshotStoreError(f"snapshot {sid[:12]} is damaged: {e}") from None
 
@@ -485,8 +575,13 @@ def _write_file(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _write_packages(models: Mapping[str, ModelRef], files: Mapping[str, ModelFiles],
-                    folder: Path, *, by_content: bool) -> dict[str, str]:
+def _write_packages(
+    models: Mapping[str, ModelRef],
+    files: Mapping[str, ModelFiles],
+    folder: Path,
+    *,
+    by_content: bool,
+) -> dict[str, str]:
     """Write each model package as folder/<package sha>/NAME.{onnx,json} (by_content) or as
     folder/models/<model id>/NAME.{onnx,json} (for people: a bundle); returns each model's
     package path (NAME, no suffix) relative to folder. Models sharing one package share its
@@ -511,8 +606,7 @@ def _write_packages(models: Mapping[str, ModelRef], files: Mapping[str, ModelFil
     return out
 
 
-def read_bundle(folder: str | Path) -> tuple[dict[str, Any], dict[str, ModelFiles],
-                                               dict[str, Any]]:
+def read_bundle(folder: str | Path) -> tuple[dict[str, Any], dict[str, ModelFiles], dict[str, Any]]:
     """(plant dict, model files by id, snapshot metadata) of a bundle, checked: every file
     the manifest lists is there with its sha256, every model file the plant names is listed,
     and the content hashes to the manifest's snapshot id. Raises BundleError naming the file."""
@@ -521,8 +615,10 @@ def read_bundle(folder: str | Path) -> tuple[dict[str, Any], dict[str, ModelFile
     if not root.is_dir():
         raise BundleError(f"{root}: not a folder; a bundle is the folder `snapshot export` wrote")
     if not manifest_path.is_file():
-        raise BundleError(f"{manifest_path}: missing; a bundle is {BUNDLE_PLANT}, its model files "
-                          f"and {BUNDLE_MANIFEST}, as `snapshot export` writes them")
+        raise BundleError(
+            f"{manifest_path}: missing; a bundle is {BUNDLE_PLANT}, its model files "
+            f"and {BUNDLE_MANIFEST}, as `snapshot export` writes them"
+        )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -536,8 +632,10 @@ def read_bundle(folder: str | Path) -> tuple[dict[str, Any], dict[str, ModelFile
             raise BundleError(f"{p}: missing (listed in {BUNDLE_MANIFEST})")
         data = p.read_bytes()
         if sha256_hex(data) != sha:
-            raise BundleError(f"{p}: sha256 {sha256_hex(data)[:12]} does not match the "
-                              f"manifest's {sha[:12]}; the file was changed after export")
+            raise BundleError(
+                f"{p}: sha256 {sha256_hex(data)[:12]} does not match the "
+                f"manifest's {sha[:12]}; the file was changed after export"
+            )
         contents[name] = data
 
     plant_path = root / plant_name
@@ -558,18 +656,27 @@ def read_bundle(folder: str | Path) -> tuple[dict[str, Any], dict[str, ModelFile
                 where = root / name
                 raise BundleError(
                     f"{where}: {'missing' if not where.exists() else 'not listed in the manifest'}"
-                    f" (model {mid}'s package); the bundle is incomplete")
+                    f" (model {mid}'s package); the bundle is incomplete"
+                )
             pair.append(contents[name])
         if isinstance(mid, str):
             files[mid] = ModelFiles(onnx=pair[0], sidecar=pair[1])
     try:
-        snap = make_snapshot(config, files, parent=meta["parent"], author=meta["author"],
-                             message=meta["message"], created=meta["created"])
+        snap = make_snapshot(
+            config,
+            files,
+            parent=meta["parent"],
+            author=meta["author"],
+            message=meta["message"],
+            created=meta["created"],
+        )
     except SnapshotError as e:
         raise BundleError(f"{plant_path}: {e}") from None
     if snap.id != meta["id"]:
-        raise BundleError(f"{manifest_path}: snapshot id {meta['id'][:12]} does not match the "
-                          f"bundle's content ({snap.id[:12]}); the bundle was changed")
+        raise BundleError(
+            f"{manifest_path}: snapshot id {meta['id'][:12]} does not match the "
+            f"bundle's content ({snap.id[:12]}); the bundle was changed"
+        )
     return config, files, meta
 
 
@@ -578,7 +685,7 @@ def _manifest(doc: Any, path: Path) -> tuple[dict[str, Any], dict[str, str], str
         raise BundleError(f"{path}: not a manifest of format {BUNDLE_FORMAT!r}")
     meta = doc.get("snapshot")
     if not isinstance(meta, dict):
-        raise BundleError(f"{path}: no \"snapshot\" table")
+        raise BundleError(f'{path}: no "snapshot" table')
     sid = meta.get("id")
     if not isinstance(sid, str) or len(sid) != 64 or any(c not in "0123456789abcdef" for c in sid):
         raise BundleError(f"{path}: snapshot.id is not a sha256")
@@ -592,15 +699,24 @@ def _manifest(doc: Any, path: Path) -> tuple[dict[str, Any], dict[str, str], str
         raise BundleError(f"{path}: snapshot.created is not a time")
     listed = doc.get("files")
     if not isinstance(listed, dict) or not all(
-            isinstance(v, str) and len(v) == 64 for v in listed.values()):
-        raise BundleError(f"{path}: \"files\" is not a table of file name = sha256")
+        isinstance(v, str) and len(v) == 64 for v in listed.values()
+    ):
+        raise BundleError(f'{path}: "files" is not a table of file name = sha256')
     checked = {_inside(name, f"{path}: files"): sha for name, sha in listed.items()}
     plant = doc.get("plant")
     if not isinstance(plant, str) or _inside(plant, f"{path}: plant") not in checked:
-        raise BundleError(f"{path}: the plant file {plant!r} is not listed in \"files\"")
-    return ({"id": sid, "parent": meta.get("parent"), "author": meta["author"],
-             "message": meta["message"], "created": float(created)},
-            checked, _inside(plant, ""))
+        raise BundleError(f'{path}: the plant file {plant!r} is not listed in "files"')
+    return (
+        {
+            "id": sid,
+            "parent": meta.get("parent"),
+            "author": meta["author"],
+            "message": meta["message"],
+            "created": float(created),
+        },
+        checked,
+        _inside(plant, ""),
+    )
 
 
 def _inside(name: str, where: str) -> str:

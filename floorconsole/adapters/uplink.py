@@ -69,8 +69,10 @@ def configure_client(client: mqtt.Client, broker: BrokerConfig) -> str:
     if broker.password_env:
         password = os.environ.get(broker.password_env)
         if password is None:
-            return (f"environment variable {broker.password_env} is not set (password_env of "
-                    f"broker {broker.id!r}); not connecting")
+            return (
+                f"environment variable {broker.password_env} is not set (password_env of "
+                f"broker {broker.id!r}); not connecting"
+            )
         client.username_pw_set(broker.username or "", password)
     elif broker.username:
         client.username_pw_set(broker.username)
@@ -100,20 +102,29 @@ class Uplink:
     second. A row leaves the outbox only after its PUBACK.
     """
 
-    def __init__(self, config: UplinkConfig, broker: BrokerConfig, outbox: Outbox, *,
-                 edge_id: str, snapshot_id: str = "", clock: Clock | None = None,
-                 client_id: str | None = None, connect_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        config: UplinkConfig,
+        broker: BrokerConfig,
+        outbox: Outbox,
+        *,
+        edge_id: str,
+        snapshot_id: str = "",
+        clock: Clock | None = None,
+        client_id: str | None = None,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
         if broker.id != config.broker:
-            raise ValueError(f"broker {broker.id!r} is not the uplink's broker "
-                             f"{config.broker!r}")
+            raise ValueError(f"broker {broker.id!r} is not the uplink's broker {config.broker!r}")
         self.config = config
         self.broker = broker
         self.outbox = outbox
         self.edge_id = edge_id
         self.clock = clock or SystemClock()
         self.connect_timeout_s = connect_timeout_s
-        self.client_id = client_id or (f"{broker.client_id}-uplink" if broker.client_id
-                                       else f"floorconsole-{edge_id}-uplink")
+        self.client_id = client_id or (
+            f"{broker.client_id}-uplink" if broker.client_id else f"floorconsole-{edge_id}-uplink"
+        )
         self.link = LinkStats(broker.id, "uplink", f"{broker.host}:{broker.port}")
         self._snapshot = snapshot_id
         self._topics = {kind: topic(config.topic_prefix, edge_id, kind) for kind in KINDS}
@@ -121,8 +132,9 @@ class Uplink:
         self._host_topic = self._receipt_topic = None
         if config.primary_host:
             self._host_topic = host_state_topic(config.topic_prefix, config.primary_host)
-            self._receipt_topic = host_receipt_topic(config.topic_prefix, config.primary_host,
-                                                     edge_id)
+            self._receipt_topic = host_receipt_topic(
+                config.topic_prefix, config.primary_host, edge_id
+            )
 
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -185,8 +197,9 @@ class Uplink:
         self._stopping = False
         self.outbox.set_waker(self.wake)
         self._set_state("connecting", LinkState.CONNECTING)
-        self._thread = threading.Thread(target=self._run, name=f"uplink-{self.broker.id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"uplink-{self.broker.id}", daemon=True
+        )
         self._thread.start()
         return True
 
@@ -272,8 +285,9 @@ class Uplink:
                 self._drain_wake()
 
     def _new_paho(self) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             clean_session=True)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True
+        )
         # Status messages may take a slot or two beside the data window.
         client.max_inflight_messages_set(self.config.inflight + 2)
         client.connect_timeout = self.connect_timeout_s
@@ -287,8 +301,9 @@ class Uplink:
             self.link.errors += 1
             self._set_state("down", LinkState.DOWN, problem)
             return False
-        client.will_set(self._status_topic, self._status(online=False, figures=False),
-                        qos=1, retain=True)
+        client.will_set(
+            self._status_topic, self._status(online=False, figures=False), qos=1, retain=True
+        )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -309,8 +324,11 @@ class Uplink:
             if (left <= 0 or not self._io(client, min(left, 0.25))) and self._connack is None:
                 self.link.errors += 1
                 why = self._disconnected or f"no CONNACK within {self.connect_timeout_s:g} s"
-                self._set_state("down", LinkState.DOWN, f"connection to {b.host}:{b.port} "
-                                                        f"closed before it was accepted ({why})")
+                self._set_state(
+                    "down",
+                    LinkState.DOWN,
+                    f"connection to {b.host}:{b.port} closed before it was accepted ({why})",
+                )
                 return False
             if self._stopping:
                 return False
@@ -325,8 +343,11 @@ class Uplink:
         self._publish_status(client)
         if self._host_topic is not None:
             client.subscribe([(self._host_topic, 1), (self._receipt_topic, 0)])
-            self._set_state("waiting for host", LinkState.DEGRADED,
-                            f"waiting for primary host {self.config.primary_host!r}")
+            self._set_state(
+                "waiting for host",
+                LinkState.DEGRADED,
+                f"waiting for primary host {self.config.primary_host!r}",
+            )
         else:
             self._open_flow()
         log.info("uplink to %s: connected at %s:%d", b.id, b.host, b.port)
@@ -343,8 +364,9 @@ class Uplink:
                     raise _ConnectionLost(self._disconnected or "connection lost")
         except _ConnectionLost as e:
             self._set_state("down", LinkState.DOWN, f"connection lost: {e}")
-            log.warning("uplink to %s: connection lost (%s); %d entries kept", b.id, e,
-                        self.outbox.rows)
+            log.warning(
+                "uplink to %s: connection lost (%s); %d entries kept", b.id, e, self.outbox.rows
+            )
             return True
         self._goodbye(client)
         return True
@@ -386,8 +408,11 @@ class Uplink:
         t = min(self._status_due - now, 0.5)
         if self._acked_pending:
             t = min(t, self._last_delete + _DELETE_EVERY_S - now)
-        if (self._reading_backlog and self.config.max_drain_rate > 0
-                and len(self._inflight) < self._backlog_limit()):
+        if (
+            self._reading_backlog
+            and self.config.max_drain_rate > 0
+            and len(self._inflight) < self._backlog_limit()
+        ):
             t = min(t, self._next_backlog_at - now)
         return max(0.0, t)
 
@@ -415,8 +440,7 @@ class Uplink:
         """Stopping: flush deletes, say offline (retained), DISCONNECT (no last will)."""
         self._close_flow()
         self._goodbye_acked = False
-        info = client.publish(self._status_topic, self._status(online=False), qos=1,
-                              retain=True)
+        info = client.publish(self._status_topic, self._status(online=False), qos=1, retain=True)
         self._goodbye_mid = info.mid
         deadline = time.monotonic() + _GOODBYE_S
         while not self._goodbye_acked and time.monotonic() < deadline:
@@ -428,8 +452,7 @@ class Uplink:
         while client.want_write() and time.monotonic() < deadline:
             if not self._io(client, 0.05):
                 break
-        log.info("uplink to %s: disconnected; %d entries kept", self.broker.id,
-                 self.outbox.rows)
+        log.info("uplink to %s: disconnected; %d entries kept", self.broker.id, self.outbox.rows)
 
     # ------------------------------------------------------------------ flow
 
@@ -461,14 +484,16 @@ class Uplink:
     def _update_flow(self) -> None:
         if self._host_topic is not None:
             if self._host_online and not self._flow_open:
-                log.info("uplink to %s: primary host online; data flows",
-                         self.broker.id)
+                log.info("uplink to %s: primary host online; data flows", self.broker.id)
                 self._open_flow()
             elif not self._host_online and self._flow_open:
                 log.warning("uplink to %s: primary host offline; holding data", self.broker.id)
                 self._close_flow()
-                self._set_state("waiting for host", LinkState.DEGRADED,
-                                f"waiting for primary host {self.config.primary_host!r}")
+                self._set_state(
+                    "waiting for host",
+                    LinkState.DEGRADED,
+                    f"waiting for primary host {self.config.primary_host!r}",
+                )
         if self._flow_open and self.outbox.live_overflowed:
             # We fell far behind: what was queued in memory is read back as backlog.
             self._backlog_below = self.outbox.open_live()
@@ -551,8 +576,11 @@ class Uplink:
         if not self._acked_pending:
             return
         now = time.monotonic()
-        if not force and len(self._acked_pending) < _DELETE_BATCH and \
-                now - self._last_delete < _DELETE_EVERY_S:
+        if (
+            not force
+            and len(self._acked_pending) < _DELETE_BATCH
+            and now - self._last_delete < _DELETE_EVERY_S
+        ):
             return
         self._last_delete = now
         if self.outbox.delete_acked(self._acked_pending):
@@ -563,12 +591,21 @@ class Uplink:
 
     def _status(self, *, online: bool, figures: bool = True) -> bytes:
         st = self.outbox.stats()
-        age = None if st.oldest_t is None or not figures else max(
-            0.0, self.clock.wall() - st.oldest_t)
+        age = (
+            None
+            if st.oldest_t is None or not figures
+            else max(0.0, self.clock.wall() - st.oldest_t)
+        )
         return status_payload(
-            self.edge_id, self.outbox.boot, online=online, snapshot=self._snapshot,
-            backlog_rows=st.rows if figures else None, backlog_bytes=st.bytes if figures else None,
-            oldest_age_s=age, t=self.clock.wall())
+            self.edge_id,
+            self.outbox.boot,
+            online=online,
+            snapshot=self._snapshot,
+            backlog_rows=st.rows if figures else None,
+            backlog_bytes=st.bytes if figures else None,
+            oldest_age_s=age,
+            t=self.clock.wall(),
+        )
 
     def _publish_status(self, client: mqtt.Client) -> None:
         self._status_due = time.monotonic() + self.config.status_interval_s
@@ -586,20 +623,38 @@ class Uplink:
 
     # ------------------------------------------------------------------ paho callbacks
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
-                    reason_code: ReasonCode, properties: object) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
         self._connack = reason_code
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object,
-                       flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
-                       properties: object) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
         why = str(reason_code)
         # paho says "Unspecified error" for a socket closed under it.
-        self._disconnected = ("closed by the broker or the network"
-                              if why in ("", "Unspecified error") else why)
+        self._disconnected = (
+            "closed by the broker or the network" if why in ("", "Unspecified error") else why
+        )
 
-    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int,
-                    reason_code: ReasonCode, properties: object) -> None:
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
         entry = self._inflight.pop(mid, None)
         if entry is None:
             if mid == self._goodbye_mid:
@@ -618,14 +673,19 @@ class Uplink:
         if self._drain_started is None or self._reading_backlog or self._hist_inflight:
             return
         if self._drain_messages:
-            self.last_drain = (self._meter.done, self._drain_messages,
-                               time.monotonic() - self._drain_started)
-            log.info("uplink to %s: backlog drained, %d entries in %d messages in %.1f s",
-                     self.broker.id, *self.last_drain)
+            self.last_drain = (
+                self._meter.done,
+                self._drain_messages,
+                time.monotonic() - self._drain_started,
+            )
+            log.info(
+                "uplink to %s: backlog drained, %d entries in %d messages in %.1f s",
+                self.broker.id,
+                *self.last_drain,
+            )
         self._drain_started = None
 
-    def _on_message(self, client: mqtt.Client, userdata: object,
-                    msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self._host_topic:
             self._host_online, self._host_receipts = parse_host_state(msg.payload)
         elif msg.topic == self._receipt_topic:
@@ -655,18 +715,29 @@ class Uplink:
         draining = self._flow_open and (self._reading_backlog or self._hist_inflight > 0)
         meter = self._meter
         return UplinkStats(
-            state=self._state, broker=self.broker.id, endpoint=self.link.endpoint,
+            state=self._state,
+            broker=self.broker.id,
+            endpoint=self.link.endpoint,
             state_age_s=round(max(0.0, now - self.link.since_mono), 1),
             last_error=self.link.last_error,
-            backlog_rows=st.rows, backlog_bytes=st.bytes, backlog_messages=st.messages,
+            backlog_rows=st.rows,
+            backlog_bytes=st.bytes,
+            backlog_messages=st.messages,
             backlog_full=st.full,
             oldest_age_s=None if st.oldest_t is None else max(0.0, self.clock.wall() - st.oldest_t),
-            draining=draining, drain_rate=round(meter.rate(now), 1) if draining else 0.0,
+            draining=draining,
+            drain_rate=round(meter.rate(now), 1) if draining else 0.0,
             drain_progress=round(meter.progress, 3) if draining else None,
             time_left_s=meter.time_left(now) if draining else None,
-            published=self.published, acked=self.acked, inflight=len(self._inflight),
-            duplicates_possible=self.resent, reconnects=self.link.reconnects,
-            live_lag_s=self.live_lag_s, next_seq=st.next_seq, disk_full=st.disk_full,
-            db_errors=st.errors, db_last_error=st.last_error, dropped=st.dropped,
+            published=self.published,
+            acked=self.acked,
+            inflight=len(self._inflight),
+            duplicates_possible=self.resent,
+            reconnects=self.link.reconnects,
+            live_lag_s=self.live_lag_s,
+            next_seq=st.next_seq,
+            disk_full=st.disk_full,
+            db_errors=st.errors,
+            db_last_error=st.last_error,
+            dropped=st.dropped,
         )
-

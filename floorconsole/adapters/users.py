@@ -82,8 +82,9 @@ class UserStore(SqliteFile):
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(self.path, isolation_level=None,
-                                         timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
+            self._conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
+            )
         except sqlite3.Error as e:
             raise UserError(f"{self.path}: cannot open the user database: {e}") from None
         try:
@@ -92,9 +93,11 @@ class UserStore(SqliteFile):
             with self._tx() as c:
                 version = c.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
-                    raise UserError(f"{self.path}: user database schema {version}; this "
-                                    f"floorconsole reads up to {SCHEMA_VERSION} (a newer "
-                                    "floorconsole wrote it)")
+                    raise UserError(
+                        f"{self.path}: user database schema {version}; this "
+                        f"floorconsole reads up to {SCHEMA_VERSION} (a newer "
+                        "floorconsole wrote it)"
+                    )
                 c.execute(SCHEMA)
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as e:
@@ -128,10 +131,13 @@ class UserStore(SqliteFile):
         created = _now() if now_wall is None else now_wall
         with self._tx() as c:
             if c.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-                raise UserError(f"user {name!r} already exists; `users reset-pin {name}` "
-                                "gives them a new PIN")
-            c.execute("INSERT INTO users (name, role, pin_hash, created_wall) VALUES (?, ?, ?, ?)",
-                      (name, str(role), pin_hash, created))
+                raise UserError(
+                    f"user {name!r} already exists; `users reset-pin {name}` gives them a new PIN"
+                )
+            c.execute(
+                "INSERT INTO users (name, role, pin_hash, created_wall) VALUES (?, ?, ?, ?)",
+                (name, str(role), pin_hash, created),
+            )
 
     def remove(self, name: str) -> None:
         """Remove a user; refuses to remove the last admin (nobody could manage users or
@@ -145,8 +151,11 @@ class UserStore(SqliteFile):
         """A new PIN; also clears the wrong-PIN count and any lock."""
         pin_hash = _pin_hash(pin)
         with self._tx() as c:
-            cur = c.execute("UPDATE users SET pin_hash = ?, failures = 0, locked_until_wall = NULL, "
-                            "last_failure_wall = NULL WHERE name = ?", (pin_hash, name))
+            cur = c.execute(
+                "UPDATE users SET pin_hash = ?, failures = 0, locked_until_wall = NULL, "
+                "last_failure_wall = NULL WHERE name = ?",
+                (pin_hash, name),
+            )
             if cur.rowcount == 0:
                 raise _unknown(name)
 
@@ -155,8 +164,10 @@ class UserStore(SqliteFile):
         with self._tx() as c:
             if role is not Role.ADMIN:
                 _keep_an_admin(c, name, f"make {role}")
-            if c.execute("UPDATE users SET role = ? WHERE name = ?",
-                         (str(role), name)).rowcount == 0:
+            if (
+                c.execute("UPDATE users SET role = ? WHERE name = ?", (str(role), name)).rowcount
+                == 0
+            ):
                 raise _unknown(name)
 
     def list(self) -> builtins.list[dict[str, Any]]:
@@ -179,30 +190,49 @@ class UserStore(SqliteFile):
         the right PIN is refused; a right one clears the count."""
         now = _now() if now_wall is None else now_wall
         with self._tx() as c:
-            row = c.execute("SELECT role, pin_hash, failures, last_failure_wall, "
-                            "locked_until_wall FROM users WHERE name = ?", (name,)).fetchone()
+            row = c.execute(
+                "SELECT role, pin_hash, failures, last_failure_wall, "
+                "locked_until_wall FROM users WHERE name = ?",
+                (name,),
+            ).fetchone()
             if row is None:
                 verify_pin(pin, _DUMMY_HASH)
                 return AuthResult(False, name, None, WRONG)
             role_text, pin_hash, failures, last_failure, locked_until = row
             record = Lockout(int(failures), last_failure, locked_until)
             if record.locked(now):
-                return AuthResult(False, name, None, _locked_message(name, record),
-                                  locked_until=record.locked_until_wall,
-                                  failures=record.failures)
+                return AuthResult(
+                    False,
+                    name,
+                    None,
+                    _locked_message(name, record),
+                    locked_until=record.locked_until_wall,
+                    failures=record.failures,
+                )
             if verify_pin(pin, pin_hash):
                 if record != Lockout():
-                    c.execute("UPDATE users SET failures = 0, locked_until_wall = NULL, "
-                              "last_failure_wall = NULL WHERE name = ?", (name,))
+                    c.execute(
+                        "UPDATE users SET failures = 0, locked_until_wall = NULL, "
+                        "last_failure_wall = NULL WHERE name = ?",
+                        (name,),
+                    )
                 return AuthResult(True, name, Role.parse(role_text), f"signed in as {name}")
             record = record.after_failure(now)
-            c.execute("UPDATE users SET failures = ?, last_failure_wall = ?, "
-                      "locked_until_wall = ? WHERE name = ?",
-                      (record.failures, record.last_failure_wall, record.locked_until_wall, name))
+            c.execute(
+                "UPDATE users SET failures = ?, last_failure_wall = ?, "
+                "locked_until_wall = ? WHERE name = ?",
+                (record.failures, record.last_failure_wall, record.locked_until_wall, name),
+            )
         if record.locked(now):
-            return AuthResult(False, name, None, _locked_message(name, record),
-                              locked_until=record.locked_until_wall, failures=record.failures,
-                              just_locked=True)
+            return AuthResult(
+                False,
+                name,
+                None,
+                _locked_message(name, record),
+                locked_until=record.locked_until_wall,
+                failures=record.failures,
+                just_locked=True,
+            )
         return AuthResult(False, name, None, WRONG, failures=record.failures)
 
 
@@ -234,16 +264,23 @@ def _unknown(name: str) -> UserError:
 
 def _user(row: tuple[Any, ...]) -> dict[str, Any]:
     name, role, created, failures, locked_until, last_failure = row
-    return {"name": name, "role": Role.parse(role), "created_wall": created,
-            "failures": int(failures), "locked_until_wall": locked_until,
-            "last_failure_wall": last_failure}
+    return {
+        "name": name,
+        "role": Role.parse(role),
+        "created_wall": created,
+        "failures": int(failures),
+        "locked_until_wall": locked_until,
+        "last_failure_wall": last_failure,
+    }
 
 
 def _locked_message(name: str, record: Lockout) -> str:
     until = record.locked_until_wall or 0.0
-    return (f"{name} is locked after {record.failures} wrong PINs until "
-            f"{datetime.fromtimestamp(until).strftime('%H:%M:%S')}; an admin can lift it with "
-            f"`floorconsole users reset-pin {name}`")
+    return (
+        f"{name} is locked after {record.failures} wrong PINs until "
+        f"{datetime.fromtimestamp(until).strftime('%H:%M:%S')}; an admin can lift it with "
+        f"`floorconsole users reset-pin {name}`"
+    )
 
 
 def _now() -> float:
@@ -255,7 +292,11 @@ def _keep_an_admin(c: sqlite3.Connection, name: str, what: str) -> None:
     row = c.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
     if row is None or row[0] != str(Role.ADMIN):
         return
-    admins = c.execute("SELECT COUNT(*) FROM users WHERE role = ?", (str(Role.ADMIN),)).fetchone()[0]
+    admins = c.execute("SELECT COUNT(*) FROM users WHERE role = ?", (str(Role.ADMIN),)).fetchone()[
+        0
+    ]
     if admins <= 1:
-        raise UserError(f"cannot {what} {name}: the last admin (nobody could manage users or "
-                        f"leave kiosk mode); add another admin first")
+        raise UserError(
+            f"cannot {what} {name}: the last admin (nobody could manage users or "
+            f"leave kiosk mode); add another admin first"
+        )

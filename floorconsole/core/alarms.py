@@ -91,8 +91,9 @@ class Alarm:
     AlarmError with the reason.
     """
 
-    def __init__(self, id: str, priority: str, message: str, *, clock: Clock,
-                 source: str = "rule") -> None:
+    def __init__(
+        self, id: str, priority: str, message: str, *, clock: Clock, source: str = "rule"
+    ) -> None:
         if priority not in PRIORITY_RANK:
             raise AlarmError(f"priority {priority!r} is not one of {', '.join(PRIORITIES)}")
         self.id = id
@@ -170,8 +171,10 @@ class Alarm:
 
     def shelve(self, duration_s: float, user: str) -> JournalEntry:
         if not 0 < duration_s <= MAX_SHELVE_S:
-            raise AlarmError(f"alarm {self.id}: shelve for {duration_s:g} s refused; a shelve "
-                             f"lasts more than 0 s and at most {MAX_SHELVE_S / 3600:g} h")
+            raise AlarmError(
+                f"alarm {self.id}: shelve for {duration_s:g} s refused; a shelve "
+                f"lasts more than 0 s and at most {MAX_SHELVE_S / 3600:g} h"
+            )
         if self.state in _OUT_OF_ANNUNCIATION:
             raise AlarmError(f"alarm {self.id} is {STATE_TEXT[self.state]}; it cannot be shelved")
         self.shelved_until_mono = self.clock.mono() + duration_s
@@ -200,8 +203,11 @@ class Alarm:
         if self.state is AlarmState.OUT_OF_SERVICE:
             raise AlarmError(f"alarm {self.id} is already out of service")
         self.shelved_until_mono = None
-        return self._move(AlarmState.OUT_OF_SERVICE, user,
-                          f"removed from service{': ' + reason if reason else ''}")
+        return self._move(
+            AlarmState.OUT_OF_SERVICE,
+            user,
+            f"removed from service{': ' + reason if reason else ''}",
+        )
 
     def return_to_service(self, user: str) -> JournalEntry:
         if self.state is not AlarmState.OUT_OF_SERVICE:
@@ -211,8 +217,11 @@ class Alarm:
     def tick(self, now_mono: float | None = None) -> JournalEntry | None:
         """Ends a shelve whose time is up."""
         now = self.clock.mono() if now_mono is None else now_mono
-        if (self.state is AlarmState.SHELVED and self.shelved_until_mono is not None
-                and now >= self.shelved_until_mono):
+        if (
+            self.state is AlarmState.SHELVED
+            and self.shelved_until_mono is not None
+            and now >= self.shelved_until_mono
+        ):
             self.shelved_until_mono = None
             return self._back("shelve expiry", "shelve expired")
         return None
@@ -247,12 +256,20 @@ class Alarm:
         if self.shelved_until_mono is not None:
             shelved_until = now_wall + (self.shelved_until_mono - now_mono)
         return {
-            "id": self.id, "priority": self.priority, "message": self.message,
-            "text": self.text, "source": self.source, "state": self.state.value,
-            "state_text": STATE_TEXT[self.state], "condition": self.condition,
-            "activated": self.activated_wall, "acked": self.acked_wall,
-            "acked_by": self.acked_by, "shelved_until": shelved_until,
-            "shelved_by": self.shelved_by, "chattering": self.chattering(now_mono),
+            "id": self.id,
+            "priority": self.priority,
+            "message": self.message,
+            "text": self.text,
+            "source": self.source,
+            "state": self.state.value,
+            "state_text": STATE_TEXT[self.state],
+            "condition": self.condition,
+            "activated": self.activated_wall,
+            "acked": self.acked_wall,
+            "acked_by": self.acked_by,
+            "shelved_until": shelved_until,
+            "shelved_by": self.shelved_by,
+            "chattering": self.chattering(now_mono),
             "activations_total": self.activations_total,
         }
 
@@ -369,8 +386,9 @@ class AlarmTable:
     def raise_system(self, kind: str, source: str, text: str = "") -> JournalEntry | None:
         """Activate the system alarm of this kind for this source (device id, broker id...)."""
         priority, message = SYSTEM_ALARMS[kind]
-        alarm = self.define(system_alarm_id(kind, source), priority,
-                            message.format(source=source), source="system")
+        alarm = self.define(
+            system_alarm_id(kind, source), priority, message.format(source=source), source="system"
+        )
         return self._emit(alarm.activate(text or alarm.message))
 
     def clear_system(self, kind: str, source: str, text: str = "") -> JournalEntry | None:
@@ -384,9 +402,14 @@ class AlarmTable:
     def banner(self) -> list[Alarm]:
         """Unacknowledged alarms first (highest priority, then active before returned, then
         newest), then active acknowledged ones the same way."""
+
         def key(a: Alarm) -> tuple[int, int, int, float]:
-            return (0 if a.unacknowledged else 1, -a.rank,
-                    0 if a.state is AlarmState.UNACK else 1, -(a.activated_mono or 0.0))
+            return (
+                0 if a.unacknowledged else 1,
+                -a.rank,
+                0 if a.state is AlarmState.UNACK else 1,
+                -(a.activated_mono or 0.0),
+            )
 
         return sorted((a for a in self.alarms.values() if a.unacknowledged or a.active), key=key)
 
@@ -422,8 +445,12 @@ class AlarmTable:
         self._flood_check()
         per_alarm = Counter(i for _, i in self._annunciations)
         top = [
-            {"id": i, "activations_10min": n, "chattering": self.alarms[i].chattering(now),
-             "priority": self.alarms[i].priority}
+            {
+                "id": i,
+                "activations_10min": n,
+                "chattering": self.alarms[i].chattering(now),
+                "priority": self.alarms[i].priority,
+            }
             for i, n in per_alarm.most_common()
             if n >= CHATTER_COUNT
         ][:TOP_CHATTERING]

@@ -43,9 +43,24 @@ MODEL_CHANGE = "model_change"
 USER_CHANGE = "user_change"
 KIOSK = "kiosk"
 SYSTEM = "system"
-KINDS = (LOGIN, LOGIN_FAILED, USER_LOCKED, LOGOUT, REFUSED, ALARM_ACK, ALARM_SHELVE,
-         ALARM_UNSHELVE, WRITE, RULE_CHANGE, SNAPSHOT_APPLY, SNAPSHOT_ROLLBACK, MODEL_CHANGE,
-         USER_CHANGE, KIOSK, SYSTEM)
+KINDS = (
+    LOGIN,
+    LOGIN_FAILED,
+    USER_LOCKED,
+    LOGOUT,
+    REFUSED,
+    ALARM_ACK,
+    ALARM_SHELVE,
+    ALARM_UNSHELVE,
+    WRITE,
+    RULE_CHANGE,
+    SNAPSHOT_APPLY,
+    SNAPSHOT_ROLLBACK,
+    MODEL_CHANGE,
+    USER_CHANGE,
+    KIOSK,
+    SYSTEM,
+)
 
 # Why verification failed, one word each; VerifyResult.message says it in a sentence.
 EDITED = "edited"
@@ -83,9 +98,16 @@ class AuditRecord:
             detail: Any = self.detail
         except ValueError:  # tampered text: show it as it is, verify names the record
             detail = self.detail_json
-        return {"seq": self.seq, "t_wall": self.t_wall, "user": self.user, "kind": self.kind,
-                "target": self.target, "detail": detail, "prev_hash": self.prev_hash,
-                "hash": self.hash}
+        return {
+            "seq": self.seq,
+            "t_wall": self.t_wall,
+            "user": self.user,
+            "kind": self.kind,
+            "target": self.target,
+            "detail": detail,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +148,14 @@ def _json_safe(value: Any) -> Any:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False, default=str)
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=str,
+    )
 
 
 def canonical_detail(detail: Mapping[str, Any]) -> str:
@@ -140,10 +168,17 @@ def canonical_record(fields: Mapping[str, Any]) -> str:
     detail = fields["detail"]
     if isinstance(detail, str):  # canonical text as stored
         detail = json.loads(detail)
-    return _dumps({"seq": int(fields["seq"]), "t_wall": float(fields["t_wall"]),
-                   "user": str(fields["user"]), "kind": str(fields["kind"]),
-                   "target": str(fields["target"]), "detail": _json_safe(detail),
-                   "prev_hash": str(fields["prev_hash"])})
+    return _dumps(
+        {
+            "seq": int(fields["seq"]),
+            "t_wall": float(fields["t_wall"]),
+            "user": str(fields["user"]),
+            "kind": str(fields["kind"]),
+            "target": str(fields["target"]),
+            "detail": _json_safe(detail),
+            "prev_hash": str(fields["prev_hash"]),
+        }
+    )
 
 
 def record_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
@@ -153,24 +188,53 @@ def record_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def make_record(seq: int, t_wall: float, user: str, kind: str, target: str,
-                detail: Mapping[str, Any], prev_hash: str) -> AuditRecord:
+def make_record(
+    seq: int,
+    t_wall: float,
+    user: str,
+    kind: str,
+    target: str,
+    detail: Mapping[str, Any],
+    prev_hash: str,
+) -> AuditRecord:
     """A new record, chained to prev_hash. Raises ValueError for an unknown kind."""
     if kind not in KINDS:
         raise ValueError(f"audit kind {kind!r} is not one of {', '.join(KINDS)}")
     detail_json = canonical_detail(detail)
-    fields = {"seq": seq, "t_wall": float(t_wall), "user": user, "kind": kind,
-              "target": target, "detail": detail_json}
-    return AuditRecord(seq, float(t_wall), user, kind, target, detail_json, prev_hash,
-                       record_hash(prev_hash, fields))
+    fields = {
+        "seq": seq,
+        "t_wall": float(t_wall),
+        "user": user,
+        "kind": kind,
+        "target": target,
+        "detail": detail_json,
+    }
+    return AuditRecord(
+        seq,
+        float(t_wall),
+        user,
+        kind,
+        target,
+        detail_json,
+        prev_hash,
+        record_hash(prev_hash, fields),
+    )
 
 
 def _content_hash(r: AuditRecord, seq: int | None = None) -> str | None:
     """The hash r's contents call for (with another seq, if given); None if unreadable."""
     try:
-        return record_hash(r.prev_hash, {"seq": r.seq if seq is None else seq,
-                                         "t_wall": r.t_wall, "user": r.user, "kind": r.kind,
-                                         "target": r.target, "detail": r.detail_json})
+        return record_hash(
+            r.prev_hash,
+            {
+                "seq": r.seq if seq is None else seq,
+                "t_wall": r.t_wall,
+                "user": r.user,
+                "kind": r.kind,
+                "target": r.target,
+                "detail": r.detail_json,
+            },
+        )
     except (ValueError, TypeError):
         return None
 
@@ -187,17 +251,32 @@ def _check_chain(rows: Sequence[AuditRecord]) -> VerifyResult | None:
     for i, r in enumerate(rows):
         expected = 1 if prev is None else prev.seq + 1
         if prev is not None and r.seq == prev.seq:
-            return _bad(n, r.seq, INSERTED, f"record {r.seq} appears twice: a record was "
-                                            "inserted with the seq of another")
+            return _bad(
+                n,
+                r.seq,
+                INSERTED,
+                f"record {r.seq} appears twice: a record was inserted with the seq of another",
+            )
         if r.seq < expected:
-            return _bad(n, r.seq, REORDERED, f"record {r.seq} comes after record "
-                                             f"{prev.seq if prev else '(none)'}: out of order")
+            return _bad(
+                n,
+                r.seq,
+                REORDERED,
+                f"record {r.seq} comes after record {prev.seq if prev else '(none)'}: out of order",
+            )
         if r.seq > expected:
-            missing = (f"record {expected} is" if r.seq == expected + 1
-                       else f"records {expected} to {r.seq - 1} are")
+            missing = (
+                f"record {expected} is"
+                if r.seq == expected + 1
+                else f"records {expected} to {r.seq - 1} are"
+            )
             where = "at the start" if prev is None else f"after record {prev.seq}"
-            return _bad(n, expected, DELETED, f"{missing} missing (deleted) {where}: the next "
-                                              f"record is {r.seq}")
+            return _bad(
+                n,
+                expected,
+                DELETED,
+                f"{missing} missing (deleted) {where}: the next record is {r.seq}",
+            )
         want_prev = GENESIS if prev is None else prev.hash
         content_ok = _content_hash(r) == r.hash
         link_ok = r.prev_hash == want_prev
@@ -205,32 +284,62 @@ def _check_chain(rows: Sequence[AuditRecord]) -> VerifyResult | None:
             prev = r
             continue
         if not link_ok and i >= 2 and r.prev_hash == rows[i - 2].hash and prev is not None:
-            return _bad(n, prev.seq, INSERTED,
-                        f"record {prev.seq} was inserted: record {r.seq} chains to record "
-                        f"{rows[i - 2].seq}, not to {prev.seq}")
+            return _bad(
+                n,
+                prev.seq,
+                INSERTED,
+                f"record {prev.seq} was inserted: record {r.seq} chains to record "
+                f"{rows[i - 2].seq}, not to {prev.seq}",
+            )
         if not link_ok and r.prev_hash in by_hash and by_hash[r.prev_hash] != r.seq - 1:
-            return _bad(n, r.seq, REORDERED,
-                        f"record {r.seq} is out of place (reordered): it holds the record that "
-                        f"followed record {by_hash[r.prev_hash]}")
+            return _bad(
+                n,
+                r.seq,
+                REORDERED,
+                f"record {r.seq} is out of place (reordered): it holds the record that "
+                f"followed record {by_hash[r.prev_hash]}",
+            )
         if not content_ok:
             moved = _renumbered_from(r)
             if moved is not None:
                 how = "deleted before it" if moved > r.seq else "inserted before it"
-                return _bad(n, r.seq, DELETED if moved > r.seq else INSERTED,
-                            f"record {r.seq} was record {moved}: records were {how} and the "
-                            "rest renumbered")
+                return _bad(
+                    n,
+                    r.seq,
+                    DELETED if moved > r.seq else INSERTED,
+                    f"record {r.seq} was record {moved}: records were {how} and the "
+                    "rest renumbered",
+                )
             if link_ok:
-                return _bad(n, r.seq, EDITED, f"record {r.seq} was edited: its contents do not "
-                                              "match its hash")
-            return _bad(n, r.seq, EDITED, f"record {r.seq} was edited or forged: neither its "
-                                          "contents nor its link to the record before match")
+                return _bad(
+                    n,
+                    r.seq,
+                    EDITED,
+                    f"record {r.seq} was edited: its contents do not match its hash",
+                )
+            return _bad(
+                n,
+                r.seq,
+                EDITED,
+                f"record {r.seq} was edited or forged: neither its "
+                "contents nor its link to the record before match",
+            )
         if prev is None:
-            return _bad(n, r.seq, BROKEN, f"record {r.seq} does not start the chain: its "
-                                          "prev_hash is not the genesis hash (records before it "
-                                          "removed, or it was forged)")
-        return _bad(n, prev.seq, REWRITTEN,
-                    f"record {prev.seq} was rewritten (its hash recomputed): record {r.seq} "
-                    f"chains to a different record {prev.seq}")
+            return _bad(
+                n,
+                r.seq,
+                BROKEN,
+                f"record {r.seq} does not start the chain: its "
+                "prev_hash is not the genesis hash (records before it "
+                "removed, or it was forged)",
+            )
+        return _bad(
+            n,
+            prev.seq,
+            REWRITTEN,
+            f"record {prev.seq} was rewritten (its hash recomputed): record {r.seq} "
+            f"chains to a different record {prev.seq}",
+        )
     return None
 
 
@@ -242,8 +351,9 @@ def _renumbered_from(r: AuditRecord) -> int | None:
     return None
 
 
-def _check_checkpoints(rows: Sequence[AuditRecord],
-                       checkpoints: Sequence[Checkpoint]) -> VerifyResult | None:
+def _check_checkpoints(
+    rows: Sequence[AuditRecord], checkpoints: Sequence[Checkpoint]
+) -> VerifyResult | None:
     """The first checkpoint the records do not bear out, or None."""
     n = len(rows)
     hashes = {r.seq: r.hash for r in rows}
@@ -253,19 +363,27 @@ def _check_checkpoints(rows: Sequence[AuditRecord],
         if cp.seq > last_seq:
             final = max(checkpoints, key=lambda c: c.seq)
             ends = f"ends at record {last_seq}" if rows else "is empty"
-            return _bad(n, last_seq + 1, TRUNCATED,
-                        f"the log was truncated: it {ends}, but the checkpoint of "
-                        f"{_when(final.t_wall)} UTC counts {final.count} records (head "
-                        f"{final.head_hash[:12]}): {final.seq - last_seq} record(s) missing "
-                        "from the end")
+            return _bad(
+                n,
+                last_seq + 1,
+                TRUNCATED,
+                f"the log was truncated: it {ends}, but the checkpoint of "
+                f"{_when(final.t_wall)} UTC counts {final.count} records (head "
+                f"{final.head_hash[:12]}): {final.seq - last_seq} record(s) missing "
+                "from the end",
+            )
         have = hashes.get(cp.seq)
         if have is None:
             continue  # a gap: the chain walk names it
         if have != cp.head_hash:
-            return _bad(n, cp.seq, REWRITTEN,
-                        f"record {cp.seq} is not the one the checkpoint of {_when(cp.t_wall)} UTC "
-                        f"recorded (head {cp.head_hash[:12]}): records after {good} were "
-                        "rewritten")
+            return _bad(
+                n,
+                cp.seq,
+                REWRITTEN,
+                f"record {cp.seq} is not the one the checkpoint of {_when(cp.t_wall)} UTC "
+                f"recorded (head {cp.head_hash[:12]}): records after {good} were "
+                "rewritten",
+            )
         good = cp.seq
     return None
 
@@ -283,11 +401,26 @@ def verify_chain(rows: Iterable[AuditRecord], checkpoints: Iterable[Checkpoint])
     found = [x for x in (chain, marks) if x is not None]
     if found:
         first = min(found, key=lambda x: x.first_bad_seq or 0)
-        return VerifyResult(False, len(rows), first.first_bad_seq, first.reason, first.message,
-                            head.seq if head else None, head.hash if head else None, last_cp)
-    return VerifyResult(True, len(rows), None, None,
-                        f"{len(rows)} records, head {head.hash[:12] if head else GENESIS[:12]}",
-                        head.seq if head else None, head.hash if head else GENESIS, last_cp)
+        return VerifyResult(
+            False,
+            len(rows),
+            first.first_bad_seq,
+            first.reason,
+            first.message,
+            head.seq if head else None,
+            head.hash if head else None,
+            last_cp,
+        )
+    return VerifyResult(
+        True,
+        len(rows),
+        None,
+        None,
+        f"{len(rows)} records, head {head.hash[:12] if head else GENESIS[:12]}",
+        head.seq if head else None,
+        head.hash if head else GENESIS,
+        last_cp,
+    )
 
 
 def _when(t: float) -> str:

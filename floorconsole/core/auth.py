@@ -80,8 +80,9 @@ ACTIONS: dict[str, Action] = _table(
 
 
 # What only the console holding control may do: one console at a time changes the plant.
-CONTROL_ACTIONS = frozenset({"control.arm", "control.write", "config.apply", "snapshot.rollback",
-                             "model.import"})
+CONTROL_ACTIONS = frozenset(
+    {"control.arm", "control.write", "config.apply", "snapshot.rollback", "model.import"}
+)
 
 
 def action(name: str) -> Action:
@@ -89,8 +90,9 @@ def action(name: str) -> Action:
     try:
         return ACTIONS[name]
     except KeyError:
-        raise KeyError(f"unknown action {name!r}; known actions: "
-                       f"{', '.join(sorted(ACTIONS))}") from None
+        raise KeyError(
+            f"unknown action {name!r}; known actions: {', '.join(sorted(ACTIONS))}"
+        ) from None
 
 
 def allowed(role: Role, action_name: str) -> bool:
@@ -122,35 +124,37 @@ def check_user_name(name: str) -> str | None:
     if len(name) > USER_NAME_MAX:
         return f"a user name is at most {USER_NAME_MAX} characters (got {len(name)})"
     if not _NAME.fullmatch(name):
-        return (f"user name {name!r}: use only letters, digits, '.', '_' and '-' "
-                f"(1 to {USER_NAME_MAX} characters)")
+        return (
+            f"user name {name!r}: use only letters, digits, '.', '_' and '-' "
+            f"(1 to {USER_NAME_MAX} characters)"
+        )
     return None
 
 
 def check_pin_format(pin: str) -> str | None:
     """What is wrong with a PIN, or None. The text never quotes the PIN."""
-    if not (PIN_MIN_DIGITS <= len(pin) <= PIN_MAX_DIGITS) or not pin.isascii() \
-            or not pin.isdigit():
+    if not (PIN_MIN_DIGITS <= len(pin) <= PIN_MAX_DIGITS) or not pin.isascii() or not pin.isdigit():
         return f"a PIN is {PIN_MIN_DIGITS} to {PIN_MAX_DIGITS} digits (0-9), nothing else"
     return None
 
 
-_SCRYPT_N = 2 ** 14
+_SCRYPT_N = 2**14
 _SCRYPT_R = 8
 _SCRYPT_P = 1
 _SCRYPT_DKLEN = 32
 _SALT_BYTES = 16
 # Above this cost a stored string is refused instead of making verify take minutes or
 # exhaust memory (a tampered or hostile users.db).
-_MAX_N = 2 ** 20
+_MAX_N = 2**20
 _MAX_RP = 64
 
 
 def hash_pin(pin: str, *, salt: bytes | None = None) -> str:
     """'scrypt$16384$8$1$<salt hex>$<hash hex>' for a PIN; a fresh 16-byte salt unless given."""
     salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P,
-                            dklen=_SCRYPT_DKLEN)
+    digest = hashlib.scrypt(
+        pin.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_SCRYPT_DKLEN
+    )
     return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
 
 
@@ -163,12 +167,20 @@ def verify_pin(pin: str, stored: str) -> bool:
         salt, expected = bytes.fromhex(salt_hex), bytes.fromhex(hash_hex)
     except (AttributeError, ValueError):
         return False
-    if (scheme != "scrypt" or not (2 <= n <= _MAX_N) or n & (n - 1) or not (1 <= r <= _MAX_RP)
-            or not (1 <= p <= _MAX_RP) or not salt or not (16 <= len(expected) <= 64)):
+    if (
+        scheme != "scrypt"
+        or not (2 <= n <= _MAX_N)
+        or n & (n - 1)
+        or not (1 <= r <= _MAX_RP)
+        or not (1 <= p <= _MAX_RP)
+        or not salt
+        or not (16 <= len(expected) <= 64)
+    ):
         return False
     try:
-        digest = hashlib.scrypt(pin.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected),
-                                maxmem=256 * 1024 * 1024)
+        digest = hashlib.scrypt(
+            pin.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=256 * 1024 * 1024
+        )
     except (ValueError, MemoryError):
         return False
     return hmac.compare_digest(digest, expected)

@@ -31,8 +31,7 @@ PROTOCOLS = ("modbus-tcp",)
 SIGNAL_KINDS = ("scalar", "waveform")
 
 # Sections of the plant file that later releases add; named so the message can say so.
-FUTURE_SECTIONS: dict[str, str] = {
-}
+FUTURE_SECTIONS: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,25 +168,39 @@ class PlantConfig:
         return {s.id: s for s in self.signals}
 
     def signals_of_device(self, device_id: str) -> list[SignalConfig]:
-        return [s for s in self.signals
-                if isinstance(s.source, ModbusPoint) and s.source.device == device_id]
+        return [
+            s
+            for s in self.signals
+            if isinstance(s.source, ModbusPoint) and s.source.device == device_id
+        ]
 
     def signals_of_broker(self, broker_id: str) -> list[SignalConfig]:
-        return [s for s in self.signals
-                if isinstance(s.source, MqttPoint) and s.source.broker == broker_id]
+        return [
+            s
+            for s in self.signals
+            if isinstance(s.source, MqttPoint) and s.source.broker == broker_id
+        ]
 
 
 def register_width(type_name: str) -> int:
-    return {"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2,
-            "float32": 2, "float64": 4}[type_name]
+    return {
+        "bool": 1,
+        "int16": 1,
+        "uint16": 1,
+        "int32": 2,
+        "uint32": 2,
+        "float32": 2,
+        "float64": 4,
+    }[type_name]
 
 
 def parse_address(text: str) -> tuple[str, int]:
     """'hr:0' -> ('hr', 0). Raises ValueError naming the accepted form."""
     m = re.match(r"^(hr|ir|co|di):(\d+)$", text.strip()) if isinstance(text, str) else None
     if not m:
-        raise ValueError(f"{text!r} is not an address like \"hr:0\" (hr | ir | co | di, then the "
-                         f"0-based address)")
+        raise ValueError(
+            f'{text!r} is not an address like "hr:0" (hr | ir | co | di, then the 0-based address)'
+        )
     addr = int(m.group(2))
     if addr > 65535:
         raise ValueError(f"{text!r}: address {addr} is past 65535")
@@ -197,12 +210,12 @@ def parse_address(text: str) -> tuple[str, int]:
 def parse_json_path(text: str) -> tuple[str | int, ...]:
     """'a.b[2].c' -> ('a', 'b', 2, 'c'). Raises ValueError on a malformed path."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{text!r} is not a path like \"x\", \"data.temp\" or \"axes[0].rms\"")
+        raise ValueError(f'{text!r} is not a path like "x", "data.temp" or "axes[0].rms"')
     parts: list[str | int] = []
     for chunk in text.split("."):
         m = re.match(r"^([^\[\]]*)((?:\[\d+\])*)$", chunk)
         if not m or (not m.group(1) and not m.group(2)):
-            raise ValueError(f"{text!r} is not a path like \"x\", \"data.temp\" or \"axes[0].rms\"")
+            raise ValueError(f'{text!r} is not a path like "x", "data.temp" or "axes[0].rms"')
         if m.group(1):
             parts.append(m.group(1))
         parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
@@ -239,9 +252,17 @@ class _Checker:
             if key not in known:
                 self.add(_join(path, key), f"unknown key; expected one of {', '.join(known)}")
 
-    def string(self, table: dict[str, Any], key: str, path: str, *, required: bool = False,
-               default: str | None = None, choices: tuple[str, ...] | None = None,
-               pattern: re.Pattern[str] | None = None) -> str | None:
+    def string(
+        self,
+        table: dict[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool = False,
+        default: str | None = None,
+        choices: tuple[str, ...] | None = None,
+        pattern: re.Pattern[str] | None = None,
+    ) -> str | None:
         p = _join(path, key)
         if key not in table:
             if required:
@@ -255,12 +276,15 @@ class _Checker:
             self.add(p, f"{v!r} is not one of {', '.join(choices)}")
             return default
         if pattern is not None and not pattern.match(v):
-            self.add(p, f"{v!r} is not a valid id (letters, digits, _ . - ; not starting with . or -)")
+            self.add(
+                p, f"{v!r} is not a valid id (letters, digits, _ . - ; not starting with . or -)"
+            )
             return default
         return v
 
-    def integer(self, table: dict[str, Any], key: str, path: str, *, default: int,
-                lo: int, hi: int) -> int:
+    def integer(
+        self, table: dict[str, Any], key: str, path: str, *, default: int, lo: int, hi: int
+    ) -> int:
         p = _join(path, key)
         if key not in table:
             return default
@@ -273,14 +297,19 @@ class _Checker:
             return default
         return v
 
-    def number(self, table: dict[str, Any], key: str, path: str, *, default: float,
-               nonzero: bool = False) -> float:
+    def number(
+        self, table: dict[str, Any], key: str, path: str, *, default: float, nonzero: bool = False
+    ) -> float:
         p = _join(path, key)
         if key not in table:
             return default
         v = table[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (
-                float("inf"), float("-inf")):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or v != v
+            or v in (float("inf"), float("-inf"))
+        ):
             self.add(p, f"expected a finite number, got {_kind(v)}")
             return default
         if nonzero and v == 0:
@@ -288,8 +317,9 @@ class _Checker:
             return default
         return float(v)
 
-    def duration(self, table: dict[str, Any], key: str, path: str, *, default: float,
-                 minimum: float = 0.0) -> float:
+    def duration(
+        self, table: dict[str, Any], key: str, path: str, *, default: float, minimum: float = 0.0
+    ) -> float:
         p = _join(path, key)
         if key not in table:
             return default
@@ -318,7 +348,9 @@ def load_plant(path: str | Path) -> PlantConfig:
     return parse_plant(text, source=str(p), base_dir=p.resolve().parent)
 
 
-def parse_plant(text: str, *, source: str = "<memory>", base_dir: Path | None = None) -> PlantConfig:
+def parse_plant(
+    text: str, *, source: str = "<memory>", base_dir: Path | None = None
+) -> PlantConfig:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -326,32 +358,56 @@ def parse_plant(text: str, *, source: str = "<memory>", base_dir: Path | None = 
     return validate_plant(raw, source=source, base_dir=base_dir or Path.cwd())
 
 
-def validate_plant(raw: dict[str, Any], *, source: str = "<memory>",
-                   base_dir: Path = Path(".")) -> PlantConfig:
+def validate_plant(
+    raw: dict[str, Any], *, source: str = "<memory>", base_dir: Path = Path(".")
+) -> PlantConfig:
     c = _Checker()
     for key in raw:
         if key in FUTURE_SECTIONS:
-            c.add(key, f"{FUTURE_SECTIONS[key]} is not supported by floorconsole "
-                       f"{_version()}; remove it or upgrade")
-        elif key not in ("edge", "brokers", "devices", "signals", "models", "rules", "control",
-                         "uplink"):
-            c.add(key, "unknown section; expected edge, brokers, devices, signals, models, "
-                       "rules, control, uplink")
+            c.add(
+                key,
+                f"{FUTURE_SECTIONS[key]} is not supported by floorconsole "
+                f"{_version()}; remove it or upgrade",
+            )
+        elif key not in (
+            "edge",
+            "brokers",
+            "devices",
+            "signals",
+            "models",
+            "rules",
+            "control",
+            "uplink",
+        ):
+            c.add(
+                key,
+                "unknown section; expected edge, brokers, devices, signals, models, "
+                "rules, control, uplink",
+            )
 
     edge = _edge(c, raw, base_dir)
     broker_tables = c.array_of_tables(raw.get("brokers", []), "brokers")
     device_tables = c.array_of_tables(raw.get("devices", []), "devices")
-    brokers = _unique(c, broker_tables, [_broker(c, t, f"brokers[{i}]", base_dir)
-                                         for i, t in enumerate(broker_tables)], "brokers")
-    devices = _unique(c, device_tables, [_device(c, t, f"devices[{i}]")
-                                         for i, t in enumerate(device_tables)], "devices")
+    brokers = _unique(
+        c,
+        broker_tables,
+        [_broker(c, t, f"brokers[{i}]", base_dir) for i, t in enumerate(broker_tables)],
+        "brokers",
+    )
+    devices = _unique(
+        c,
+        device_tables,
+        [_device(c, t, f"devices[{i}]") for i, t in enumerate(device_tables)],
+        "devices",
+    )
     # Ids named in the file, even where the rest of that table is wrong: one mistake in a
     # device must not show up again as "no such device" on each of its signals.
     broker_ids = {t["id"] for t in broker_tables if isinstance(t.get("id"), str)}
     device_ids = {t["id"] for t in device_tables if isinstance(t.get("id"), str)}
     signal_tables = c.array_of_tables(raw.get("signals", []), "signals")
-    signal_list = [_signal(c, t, f"signals[{i}]", broker_ids, device_ids)
-                   for i, t in enumerate(signal_tables)]
+    signal_list = [
+        _signal(c, t, f"signals[{i}]", broker_ids, device_ids) for i, t in enumerate(signal_tables)
+    ]
     _overlaps(c, signal_list)
     signals = _unique(c, signal_tables, signal_list, "signals")
     signal_ids = {t["id"] for t in signal_tables if isinstance(t.get("id"), str)}
@@ -368,13 +424,16 @@ def validate_plant(raw: dict[str, Any], *, source: str = "<memory>",
     # A rule may watch any signal: the plant's, and every model's outputs and drift figures.
     # Waveform signals are left out: a rule compares one number.
     ranges: dict[str, tuple[float, float] | None] = {
-        s.id: s.range for s in signals
-        if not (isinstance(s.source, MqttPoint) and s.source.kind == "waveform")}
+        s.id: s.range
+        for s in signals
+        if not (isinstance(s.source, MqttPoint) and s.source.kind == "waveform")
+    }
     for m in models:
         for o in output_signals(m, _feature_names(m)):
             ranges[o.id] = None
-    rules, rule_problems = parse_rules(raw.get("rules", []), signals=ranges,
-                                       devices=device_ids, brokers=broker_ids)
+    rules, rule_problems = parse_rules(
+        raw.get("rules", []), signals=ranges, devices=device_ids, brokers=broker_ids
+    )
     control, control_problems = parse_control(raw.get("control"))
     for prob in (*rule_problems, *control_problems):
         c.add(prob.path, prob.message)
@@ -383,9 +442,18 @@ def validate_plant(raw: dict[str, Any], *, source: str = "<memory>",
         c.add(path, message)
     if c.problems or edge is None:
         raise PlantError(source, c.problems)
-    return PlantConfig(edge=edge, brokers=tuple(brokers), devices=tuple(devices),
-                       signals=tuple(signals), models=tuple(models), rules=tuple(rules),
-                       control=control, uplink=uplink, source=source, raw=raw)
+    return PlantConfig(
+        edge=edge,
+        brokers=tuple(brokers),
+        devices=tuple(devices),
+        signals=tuple(signals),
+        models=tuple(models),
+        rules=tuple(rules),
+        control=control,
+        uplink=uplink,
+        source=source,
+        raw=raw,
+    )
 
 
 def _feature_names(m: ModelConfig) -> list[str]:
@@ -399,6 +467,7 @@ def _feature_names(m: ModelConfig) -> list[str]:
 
 def _version() -> str:
     from floorconsole import __version__
+
     return __version__
 
 
@@ -433,13 +502,19 @@ def _edge(c: _Checker, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
     idle_lock = c.duration(t, "idle_lock", "edge", default=300.0, minimum=10.0)
     if eid is None:
         return None
-    return EdgeConfig(id=eid, site=site, data_dir=(base_dir / data_dir), retention_s=retention,
-                      idle_lock_s=idle_lock if idle_lock is not None else 300.0)
+    return EdgeConfig(
+        id=eid,
+        site=site,
+        data_dir=(base_dir / data_dir),
+        retention_s=retention,
+        idle_lock_s=idle_lock if idle_lock is not None else 300.0,
+    )
 
 
 def _broker(c: _Checker, t: dict[str, Any], path: str, base_dir: Path) -> BrokerConfig | None:
-    c.unknown_keys(t, path, ("id", "host", "port", "username", "password_env", "tls",
-                             "keepalive", "client_id"))
+    c.unknown_keys(
+        t, path, ("id", "host", "port", "username", "password_env", "tls", "keepalive", "client_id")
+    )
     bid = c.string(t, "id", path, required=True, pattern=ID_PATTERN)
     host = c.string(t, "host", path, required=True)
     port = c.integer(t, "port", path, default=1883, lo=1, hi=65535)
@@ -456,18 +531,29 @@ def _broker(c: _Checker, t: dict[str, Any], path: str, base_dir: Path) -> Broker
             files = {k: c.string(tt, k, tp) for k in ("ca", "cert", "key")}
             if (files["cert"] is None) != (files["key"] is None):
                 c.add(tp, "cert and key go together; give both or neither")
-            tls = TLSConfig(*(base_dir / f if f else None
-                              for f in (files["ca"], files["cert"], files["key"])))
+            tls = TLSConfig(
+                *(base_dir / f if f else None for f in (files["ca"], files["cert"], files["key"]))
+            )
     if bid is None or host is None:
         return None
-    return BrokerConfig(id=bid, host=host, port=port, username=username,
-                        password_env=password_env, tls=tls, keepalive_s=keepalive,
-                        client_id=client_id)
+    return BrokerConfig(
+        id=bid,
+        host=host,
+        port=port,
+        username=username,
+        password_env=password_env,
+        tls=tls,
+        keepalive_s=keepalive,
+        client_id=client_id,
+    )
 
 
 def _device(c: _Checker, t: dict[str, Any], path: str) -> DeviceConfig | None:
-    c.unknown_keys(t, path, ("id", "protocol", "host", "port", "unit_id", "poll", "timeout",
-                             "retries", "description"))
+    c.unknown_keys(
+        t,
+        path,
+        ("id", "protocol", "host", "port", "unit_id", "poll", "timeout", "retries", "description"),
+    )
     did = c.string(t, "id", path, required=True, pattern=ID_PATTERN)
     protocol = c.string(t, "protocol", path, required=True, choices=PROTOCOLS)
     host = c.string(t, "host", path, required=True)
@@ -479,8 +565,16 @@ def _device(c: _Checker, t: dict[str, Any], path: str) -> DeviceConfig | None:
     c.string(t, "description", path)
     if did is None or protocol is None or host is None:
         return None
-    return DeviceConfig(id=did, protocol=protocol, host=host, port=port, unit_id=unit_id,
-                        poll_s=poll, timeout_s=timeout, retries=retries)
+    return DeviceConfig(
+        id=did,
+        protocol=protocol,
+        host=host,
+        port=port,
+        unit_id=unit_id,
+        poll_s=poll,
+        timeout_s=timeout,
+        retries=retries,
+    )
 
 
 _COMMON_SIGNAL_KEYS = ("id", "unit", "range", "description", "stale_after")
@@ -488,8 +582,9 @@ _MODBUS_KEYS = ("device", "address", "type", "word_order", "scale", "offset")
 _MQTT_KEYS = ("broker", "topic", "json", "ts", "kind", "max_payload")
 
 
-def _signal(c: _Checker, t: dict[str, Any], path: str, broker_ids: set[str],
-            device_ids: set[str]) -> SignalConfig | None:
+def _signal(
+    c: _Checker, t: dict[str, Any], path: str, broker_ids: set[str], device_ids: set[str]
+) -> SignalConfig | None:
     sid = c.string(t, "id", path, required=True, pattern=ID_PATTERN)
     unit = c.string(t, "unit", path, default="") or ""
     description = c.string(t, "description", path, default="") or ""
@@ -497,8 +592,11 @@ def _signal(c: _Checker, t: dict[str, Any], path: str, broker_ids: set[str],
     rng = None
     if "range" in t:
         r = t["range"]
-        if (not isinstance(r, list) or len(r) != 2
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r)):
+        if (
+            not isinstance(r, list)
+            or len(r) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r)
+        ):
             c.add(_join(path, "range"), "expected [low, high], two numbers")
         elif not r[0] < r[1]:
             c.add(_join(path, "range"), f"low {r[0]} must be below high {r[1]}")
@@ -508,8 +606,11 @@ def _signal(c: _Checker, t: dict[str, Any], path: str, broker_ids: set[str],
     has_device, has_broker = "device" in t, "broker" in t
     source: ModbusPoint | MqttPoint | None = None
     if has_device and has_broker:
-        c.add(path, "a signal reads either a device (device, address) or a broker (broker, "
-                    "topic), not both")
+        c.add(
+            path,
+            "a signal reads either a device (device, address) or a broker (broker, "
+            "topic), not both",
+        )
         c.unknown_keys(t, path, _COMMON_SIGNAL_KEYS + _MODBUS_KEYS + _MQTT_KEYS)
     elif has_device:
         c.unknown_keys(t, path, _COMMON_SIGNAL_KEYS + _MODBUS_KEYS)
@@ -522,12 +623,19 @@ def _signal(c: _Checker, t: dict[str, Any], path: str, broker_ids: set[str],
         c.unknown_keys(t, path, _COMMON_SIGNAL_KEYS + _MODBUS_KEYS + _MQTT_KEYS)
     if sid is None or source is None:
         return None
-    return SignalConfig(id=sid, source=source, unit=unit, range=rng, description=description,
-                        stale_after_s=stale_after if stale_after > 0 else None)
+    return SignalConfig(
+        id=sid,
+        source=source,
+        unit=unit,
+        range=rng,
+        description=description,
+        stale_after_s=stale_after if stale_after > 0 else None,
+    )
 
 
-def _modbus_point(c: _Checker, t: dict[str, Any], path: str,
-                  device_ids: set[str]) -> ModbusPoint | None:
+def _modbus_point(
+    c: _Checker, t: dict[str, Any], path: str, device_ids: set[str]
+) -> ModbusPoint | None:
     device = c.string(t, "device", path, required=True)
     if device is not None and device not in device_ids:
         known = ", ".join(sorted(device_ids)) or "none defined"
@@ -535,15 +643,16 @@ def _modbus_point(c: _Checker, t: dict[str, Any], path: str,
         device = None
     table = addr = None
     if "address" not in t:
-        c.add(_join(path, "address"), "missing; it is required (e.g. \"hr:0\")")
+        c.add(_join(path, "address"), 'missing; it is required (e.g. "hr:0")')
     else:
         try:
             table, addr = parse_address(t["address"])
         except ValueError as e:
             c.add(_join(path, "address"), str(e))
     default_type = "bool" if table in ("co", "di") else None
-    typ = c.string(t, "type", path, required=default_type is None, default=default_type,
-                   choices=REGISTER_TYPES)
+    typ = c.string(
+        t, "type", path, required=default_type is None, default=default_type, choices=REGISTER_TYPES
+    )
     if table in ("co", "di") and typ not in (None, "bool"):
         c.add(_join(path, "type"), f"{table} holds single bits; type must be bool, not {typ!r}")
         typ = None
@@ -561,12 +670,20 @@ def _modbus_point(c: _Checker, t: dict[str, Any], path: str,
             typ = None
     if device is None or table is None or addr is None or typ is None:
         return None
-    return ModbusPoint(device=device, table=table, address=addr, type=typ, word_order=word_order,
-                       scale=scale, offset=offset)
+    return ModbusPoint(
+        device=device,
+        table=table,
+        address=addr,
+        type=typ,
+        word_order=word_order,
+        scale=scale,
+        offset=offset,
+    )
 
 
-def _mqtt_point(c: _Checker, t: dict[str, Any], path: str,
-                broker_ids: set[str]) -> MqttPoint | None:
+def _mqtt_point(
+    c: _Checker, t: dict[str, Any], path: str, broker_ids: set[str]
+) -> MqttPoint | None:
     broker = c.string(t, "broker", path, required=True)
     if broker is not None and broker not in broker_ids:
         known = ", ".join(sorted(broker_ids)) or "none defined"
@@ -574,8 +691,10 @@ def _mqtt_point(c: _Checker, t: dict[str, Any], path: str,
         broker = None
     topic = c.string(t, "topic", path, required=True)
     if topic is not None and (not topic or "+" in topic or "#" in topic):
-        c.add(_join(path, "topic"), f"{topic!r}: a signal reads one topic; no wildcards (+ #), "
-                                    "not empty")
+        c.add(
+            _join(path, "topic"),
+            f"{topic!r}: a signal reads one topic; no wildcards (+ #), not empty",
+        )
         topic = None
     json_path: tuple[str | int, ...] = ()
     if "json" in t:
@@ -598,8 +717,14 @@ def _mqtt_point(c: _Checker, t: dict[str, Any], path: str,
             c.add(_join(path, "max_payload"), str(e))
     if broker is None or topic is None:
         return None
-    return MqttPoint(broker=broker, topic=topic, json_path=json_path, time_path=time_path,
-                     kind=kind, max_payload=max_payload)
+    return MqttPoint(
+        broker=broker,
+        topic=topic,
+        json_path=json_path,
+        time_path=time_path,
+        kind=kind,
+        max_payload=max_payload,
+    )
 
 
 def _overlaps(c: _Checker, signals: list[SignalConfig | None]) -> None:
@@ -612,8 +737,9 @@ def _overlaps(c: _Checker, signals: list[SignalConfig | None]) -> None:
         for a in range(src.address, src.address + src.width):
             key = (src.device, src.table, a)
             if key in taken and taken[key] != s.id:
-                c.add(f"signals[{i}].address",
-                      f"{src.table}:{a} on {src.device} is already read by {taken[key]!r}")
+                c.add(
+                    f"signals[{i}].address",
+                    f"{src.table}:{a} on {src.device} is already read by {taken[key]!r}",
+                )
                 break
             taken[key] = s.id
-

@@ -29,8 +29,11 @@ TICK_S = 0.1  # the engine's watchdog period (engine.runtime.WATCHDOG_INTERVAL_S
 
 # A recording without reasons (t, value, quality) gets one that belongs to its quality; it is
 # only ever shown in a transition's text.
-_REASON_OF = {Quality.GOOD: Reason.NONE, Quality.UNCERTAIN: Reason.LAST_USABLE,
-              Quality.BAD: Reason.NO_COMM}
+_REASON_OF = {
+    Quality.GOOD: Reason.NONE,
+    Quality.UNCERTAIN: Reason.LAST_USABLE,
+    Quality.BAD: Reason.NO_COMM,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +54,14 @@ class DryRunResult:
         return asdict(self)
 
 
-def dry_run(rule: RuleConfig, samples: Iterable[Sequence[Any]], *, until: float | None = None,
-            stale_after_s: float | None = None, tick_s: float = TICK_S) -> DryRunResult:
+def dry_run(
+    rule: RuleConfig,
+    samples: Iterable[Sequence[Any]],
+    *,
+    until: float | None = None,
+    stale_after_s: float | None = None,
+    tick_s: float = TICK_S,
+) -> DryRunResult:
     """Replay samples of the rule's signal, oldest first, through a fresh RuleEvaluator.
 
     Each sample is (t_wall, value, quality) or (t_wall, value, quality, reason), such as the
@@ -83,14 +92,20 @@ def dry_run(rule: RuleConfig, samples: Iterable[Sequence[Any]], *, until: float 
         return DryRunResult(0, 0, 0.0, None, None, since=None, until=until)
     end_rel = max(prev_rel, (until - t0) if until is not None else prev_rel)
     replay.ticks_through(end_rel)
-    active_s = replay.active_s + (end_rel - replay.active_from
-                                  if replay.active_from is not None else 0.0)
+    active_s = replay.active_s + (
+        end_rel - replay.active_from if replay.active_from is not None else 0.0
+    )
     return DryRunResult(
-        activations=len(replay.activations), releases=replay.releases,
+        activations=len(replay.activations),
+        releases=replay.releases,
         active_s=round(active_s, 3),
         first=t0 + replay.activations[0] if replay.activations else None,
         last=t0 + replay.activations[-1] if replay.activations else None,
-        held=replay.held, samples=n, since=t0, until=t0 + end_rel)
+        held=replay.held,
+        samples=n,
+        since=t0,
+        until=t0 + end_rel,
+    )
 
 
 class _Replay:
@@ -153,8 +168,11 @@ class _Replay:
                 self.k = stale_k
             now = self.k * step
             latest = self.latest
-            if (stale_k is not None and latest is not None
-                    and now - latest.t_mono > (self.stale_after_s or 0.0)):
+            if (
+                stale_k is not None
+                and latest is not None
+                and now - latest.t_mono > (self.stale_after_s or 0.0)
+            ):
                 # Hub.check_stale, then Control.tick feeds the degraded value to the rule.
                 detail = f"no fresh value for {now - latest.t_mono:.1f} s"
                 self.latest = latest.degraded(Reason.NO_COMM, detail)

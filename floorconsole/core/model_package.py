@@ -1022,8 +1022,11 @@ def parse_models(
 
         enable = t.get("enable")
         if enable is not None and (not isinstance(enable, str) or enable not in signal_ids):
-            add(f"{p}.enable", f"{enable!r} is not a signal in this file (the model scores only "
-                               "while it is true, e.g. a run coil)")
+            add(
+                f"{p}.enable",
+                f"{enable!r} is not a signal in this file (the model scores only "
+                "while it is true, e.g. a run coil)",
+            )
         settle = 0.0
         if "settle" in t:
             try:

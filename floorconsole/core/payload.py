@@ -110,8 +110,9 @@ def parse_json(raw: bytes | bytearray) -> Any:
         return Malformed(NOT_JSON, "nested too deeply")
 
 
-def extract(payload: Payload | bytes | bytearray, point: MqttPoint,
-            kind: str | None = None) -> Extracted | Malformed:
+def extract(
+    payload: Payload | bytes | bytearray, point: MqttPoint, kind: str | None = None
+) -> Extracted | Malformed:
     """The value point reads from payload, or why not. Never raises.
 
     kind overrides point.kind: the adapter passes the kind learned from the first good
@@ -120,8 +121,9 @@ def extract(payload: Payload | bytes | bytearray, point: MqttPoint,
     if not isinstance(payload, Payload):
         payload = Payload(payload)
     if payload.size > point.max_payload:
-        return Malformed(OVERSIZED, f"{payload.size} bytes, more than max_payload "
-                                    f"{point.max_payload}")
+        return Malformed(
+            OVERSIZED, f"{payload.size} bytes, more than max_payload {point.max_payload}"
+        )
     doc = payload.doc
     if isinstance(doc, Malformed):
         return doc
@@ -134,8 +136,9 @@ def extract(payload: Payload | bytes | bytearray, point: MqttPoint,
     want = kind or point.kind
     got = "waveform" if isinstance(value, np.ndarray) else "scalar"
     if want is not None and want != got:
-        return Malformed(WRONG_TYPE, f"{format_path(point.json_path)} is a {got}, the signal "
-                                     f"is a {want}")
+        return Malformed(
+            WRONG_TYPE, f"{format_path(point.json_path)} is a {got}, the signal is a {want}"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         return Malformed(NOT_FINITE, f"{format_path(point.json_path)} is {value}")
     if isinstance(value, np.ndarray):
@@ -164,15 +167,22 @@ def _walk(doc: Any, path: Sequence[str | int]) -> Any:
     for depth, step in enumerate(path):
         if isinstance(step, int):
             if not isinstance(node, list):
-                return Malformed(MISSING_KEY, f"{format_path(path[:depth])} is {_kind(node)}, "
-                                              f"not an array (for [{step}])")
+                return Malformed(
+                    MISSING_KEY,
+                    f"{format_path(path[:depth])} is {_kind(node)}, not an array (for [{step}])",
+                )
             if step >= len(node):
-                return Malformed(MISSING_KEY, f"{format_path(path[:depth + 1])}: index past the "
-                                              f"end (length {len(node)})")
+                return Malformed(
+                    MISSING_KEY,
+                    f"{format_path(path[: depth + 1])}: index past the end (length {len(node)})",
+                )
         else:
             if not isinstance(node, dict):
-                return Malformed(MISSING_KEY, f"{format_path(path[:depth])} is {_kind(node)}, "
-                                              f"not an object (for key {step!r})")
+                return Malformed(
+                    MISSING_KEY,
+                    f"{format_path(path[:depth])} is {_kind(node)}, "
+                    f"not an object (for key {step!r})",
+                )
             if step not in node:
                 return Malformed(MISSING_KEY, f"no key {step!r} in {format_path(path[:depth])}")
         node = node[step]
@@ -197,14 +207,17 @@ def _to_value(node: Any, path: Sequence[str | int]) -> float | bool | np.ndarray
         for i, v in enumerate(node):
             vt = type(v)
             if vt is not float and vt is not int:
-                return Malformed(WRONG_TYPE, f"{format_path(path)}[{i}] is {_kind(v)}, not a "
-                                             "number")
+                return Malformed(
+                    WRONG_TYPE, f"{format_path(path)}[{i}] is {_kind(v)}, not a number"
+                )
         try:
             return waveform(node)
         except OverflowError:
             return Malformed(NOT_FINITE, f"{format_path(path)}: integer too large for a float")
-    return Malformed(WRONG_TYPE, f"{format_path(path)} is {_kind(node)}, not a number, "
-                                 "boolean or array of numbers")
+    return Malformed(
+        WRONG_TYPE,
+        f"{format_path(path)} is {_kind(node)}, not a number, boolean or array of numbers",
+    )
 
 
 def _source_time(doc: Any, path: Sequence[str | int]) -> float | str:

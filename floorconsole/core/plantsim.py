@@ -174,7 +174,9 @@ class MotorSim:
         self._rng_bearing = np.random.default_rng(streams[5])
 
         self._t = 0.0
-        self._load_phase = [float(p) for p in self._rng_load.uniform(0, 2 * math.pi, len(LOAD_CYCLES))]
+        self._load_phase = [
+            float(p) for p in self._rng_load.uniform(0, 2 * math.pi, len(LOAD_CYCLES))
+        ]
         self._walk = float(self._rng_load.normal(0.0, LOAD_WALK_STD_PCT))
         self._run_cmd = True
         self._tripped = False
@@ -293,8 +295,10 @@ class MotorSim:
 
     def _substep(self, h: float) -> None:
         decay = math.exp(-h / LOAD_WALK_TAU_S)
-        self._walk = (self._walk * decay
-                      + LOAD_WALK_STD_PCT * math.sqrt(1 - decay * decay) * self._rng_load.normal())
+        self._walk = (
+            self._walk * decay
+            + LOAD_WALK_STD_PCT * math.sqrt(1 - decay * decay) * self._rng_load.normal()
+        )
         self._t += h
         load = self.load_demand_pct
         target = self._loaded_speed(load)
@@ -310,8 +314,11 @@ class MotorSim:
         elif self._coasting:
             k = math.exp(-h / COAST_TAU_S)
             # exact solution of dv/dt = -v/tau - f over h, stopped at 0
-            self._speed = max(0.0, (self._speed + COAST_FRICTION_RPM_PER_S * COAST_TAU_S) * k
-                              - COAST_FRICTION_RPM_PER_S * COAST_TAU_S)
+            self._speed = max(
+                0.0,
+                (self._speed + COAST_FRICTION_RPM_PER_S * COAST_TAU_S) * k
+                - COAST_FRICTION_RPM_PER_S * COAST_TAU_S,
+            )
             i_target = 0.0
             tau = TRIP_CURRENT_TAU_S
         else:  # a controlled stop: the drive ramps speed, and current, down to 0
@@ -385,8 +392,9 @@ class MotorSim:
 
     # --- vibration -------------------------------------------------------------------------------
 
-    def vibration_block(self, n: int = 256, fs: float = 500.0) -> tuple[np.ndarray, np.ndarray,
-                                                                       np.ndarray]:
+    def vibration_block(
+        self, n: int = 256, fs: float = 500.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The next n accelerometer samples at fs Hz per axis (x, y, z), in g.
 
         Continues in phase from the previous block at the current operating point; does not
@@ -405,19 +413,27 @@ class MotorSim:
 
         imb = self._faults.get("imbalance", 0.0)
         mis = self._faults.get("misalignment", 0.0)
-        one_x_gain = (1 + IMBALANCE_1X_GAIN * imb, 1 + IMBALANCE_1X_GAIN * imb,
-                      1 + IMBALANCE_AXIAL_1X_GAIN * imb + MISALIGN_AXIAL_1X_GAIN * mis)
-        two_x_gain = (1 + MISALIGN_2X_GAIN * mis, 1 + MISALIGN_2X_GAIN * mis,
-                      1 + MISALIGN_AXIAL_2X_GAIN * mis)
+        one_x_gain = (
+            1 + IMBALANCE_1X_GAIN * imb,
+            1 + IMBALANCE_1X_GAIN * imb,
+            1 + IMBALANCE_AXIAL_1X_GAIN * imb + MISALIGN_AXIAL_1X_GAIN * mis,
+        )
+        two_x_gain = (
+            1 + MISALIGN_2X_GAIN * mis,
+            1 + MISALIGN_2X_GAIN * mis,
+            1 + MISALIGN_AXIAL_2X_GAIN * mis,
+        )
         bearing = self._bearing_ringing(n, fs, f1, scale)
 
         noise_std = math.hypot(BROADBAND_G * scale, SENSOR_NOISE_G)
         axes = []
         for a in range(3):
-            sig = (scale * ONE_X_G[a] * one_x_gain[a] * np.sin(shaft + ONE_X_PHASE[a])
-                   + scale * TWO_X_G[a] * two_x_gain[a] * np.sin(2 * shaft + TWO_X_PHASE[a])
-                   + magnetising * LINE_2F_G[a] * np.sin(line + a)
-                   + noise_std * self._rng_axis[a].standard_normal(n))
+            sig = (
+                scale * ONE_X_G[a] * one_x_gain[a] * np.sin(shaft + ONE_X_PHASE[a])
+                + scale * TWO_X_G[a] * two_x_gain[a] * np.sin(2 * shaft + TWO_X_PHASE[a])
+                + magnetising * LINE_2F_G[a] * np.sin(line + a)
+                + noise_std * self._rng_axis[a].standard_normal(n)
+            )
             if bearing is not None:
                 sig = sig + BEARING_AXIS_GAIN[a] * bearing
             axes.append(sig)
@@ -425,7 +441,8 @@ class MotorSim:
         drift = self.drift_level()
         if drift > 0.0:
             axes[DRIFT_AXIS] = axes[DRIFT_AXIS] * (1 + DRIFT_MAX_GAIN * drift) + (
-                DRIFT_MAX_OFFSET_G * drift)
+                DRIFT_MAX_OFFSET_G * drift
+            )
 
         if self._faults.get("stuck_sensor", 0.0) > 0.0:
             axes = [np.full(n, self._last_out[a]) for a in range(3)]

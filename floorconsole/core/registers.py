@@ -31,11 +31,22 @@ EXCEPTION_NAMES = {
 }
 
 # Registers are always big-endian within a word; word_order only says which word comes first.
-_STRUCT_CHAR = {"bool": "H", "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
-                "float32": "f", "float64": "d"}
+_STRUCT_CHAR = {
+    "bool": "H",
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "float32": "f",
+    "float64": "d",
+}
 _WIDTH = {"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
-_INT_RANGE = {"int16": (-(2**15), 2**15 - 1), "uint16": (0, 2**16 - 1),
-              "int32": (-(2**31), 2**31 - 1), "uint32": (0, 2**32 - 1)}
+_INT_RANGE = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+}
 _FLOAT_TYPES = ("float32", "float64")
 
 
@@ -103,16 +114,18 @@ def decode_point(point: ModbusPoint, data: Sequence[int] | Sequence[bool]) -> fl
         return bool(data[0])
     width = _WIDTH[point.type]
     if len(data) < width:
-        raise DecodeError(f"{point.type} at {point_label(point)} needs {width} registers, "
-                          f"got {len(data)}")
+        raise DecodeError(
+            f"{point.type} at {point_label(point)} needs {width} registers, got {len(data)}"
+        )
     if point.type == "bool":
         return data[0] != 0
     words = [data[i] for i in _word_indices(point)]
     try:
         raw = struct.unpack(">" + _STRUCT_CHAR[point.type], struct.pack(f">{width}H", *words))[0]
     except struct.error as e:
-        raise DecodeError(f"{point.type} at {point_label(point)}: registers {list(words)} "
-                          f"are not 16-bit words") from e
+        raise DecodeError(
+            f"{point.type} at {point_label(point)}: registers {list(words)} are not 16-bit words"
+        ) from e
     value = raw * point.scale + point.offset
     if not math.isfinite(value):
         raise DecodeError(_non_finite(point, raw))
@@ -120,9 +133,14 @@ def decode_point(point: ModbusPoint, data: Sequence[int] | Sequence[bool]) -> fl
 
 
 def _non_finite(point: ModbusPoint, raw: float) -> str:
-    return f"{point.type} at {point_label(point)} is {raw!r}" if not math.isfinite(raw) else (
-        f"{point.type} at {point_label(point)}: {raw!r} * {point.scale:g} + {point.offset:g} "
-        f"is not finite")
+    return (
+        f"{point.type} at {point_label(point)} is {raw!r}"
+        if not math.isfinite(raw)
+        else (
+            f"{point.type} at {point_label(point)}: {raw!r} * {point.scale:g} + {point.offset:g} "
+            f"is not finite"
+        )
+    )
 
 
 def encode(value: float | bool | int, point: ModbusPoint) -> list[int]:
@@ -148,8 +166,9 @@ def encode(value: float | bool | int, point: ModbusPoint) -> list[int]:
         raw = min(hi, max(lo, round(raw)))
     elif point.type == "float32":
         if not math.isfinite(raw) or abs(raw) > 3.4028234663852886e38:
-            raise ValueError(f"{label}: {value!r} is outside the float32 range (±3.4e38"
-                             f"{_scaled_note(point)})")
+            raise ValueError(
+                f"{label}: {value!r} is outside the float32 range (±3.4e38{_scaled_note(point)})"
+            )
     elif not math.isfinite(raw):
         raise ValueError(f"{label}: {value!r} is outside the float64 range{_scaled_note(point)}")
     width = _WIDTH[point.type]
@@ -161,16 +180,21 @@ def encode(value: float | bool | int, point: ModbusPoint) -> list[int]:
 
 
 def _scaled_note(point: ModbusPoint) -> str:
-    return f" after scale {point.scale:g}, offset {point.offset:g}" if (
-        point.scale != 1.0 or point.offset != 0.0) else ""
+    return (
+        f" after scale {point.scale:g}, offset {point.offset:g}"
+        if (point.scale != 1.0 or point.offset != 0.0)
+        else ""
+    )
 
 
 def _range_message(value: float, point: ModbusPoint, lo: int, hi: int) -> str:
     if point.scale == 1.0 and point.offset == 0.0:
         return f"{point_label(point)}: {value!r} is outside the {point.type} range {lo}..{hi}"
-    return (f"{point_label(point)}: {value!r} is outside what {point.type} holds with scale "
-            f"{point.scale:g}, offset {point.offset:g}: "
-            f"{_fmt(lo * point.scale + point.offset)}..{_fmt(hi * point.scale + point.offset)}")
+    return (
+        f"{point_label(point)}: {value!r} is outside what {point.type} holds with scale "
+        f"{point.scale:g}, offset {point.offset:g}: "
+        f"{_fmt(lo * point.scale + point.offset)}..{_fmt(hi * point.scale + point.offset)}"
+    )
 
 
 def _fmt(x: float) -> str:
@@ -194,11 +218,25 @@ class ReadBlock:
     and one pass over the values.
     """
 
-    __slots__ = ("table", "start", "count", "keys", "points", "_get", "_pack", "_unpack",
-                 "_scales", "_offsets", "_bool_idx", "_float_idx", "_is_bits")
+    __slots__ = (
+        "table",
+        "start",
+        "count",
+        "keys",
+        "points",
+        "_get",
+        "_pack",
+        "_unpack",
+        "_scales",
+        "_offsets",
+        "_bool_idx",
+        "_float_idx",
+        "_is_bits",
+    )
 
-    def __init__(self, table: str, start: int, count: int,
-                 entries: Sequence[tuple[str, ModbusPoint]]) -> None:
+    def __init__(
+        self, table: str, start: int, count: int, entries: Sequence[tuple[str, ModbusPoint]]
+    ) -> None:
         if table not in TABLES:
             raise ValueError(f"table {table!r} is not one of {', '.join(TABLES)}")
         if not entries:
@@ -252,9 +290,14 @@ class ReadBlock:
         return f"ReadBlock({self.label}, {len(self.points)} point(s))"
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, ReadBlock) and other.table == self.table
-                and other.start == self.start and other.count == self.count
-                and other.keys == self.keys and other.points == self.points)
+        return (
+            isinstance(other, ReadBlock)
+            and other.table == self.table
+            and other.start == self.start
+            and other.count == self.count
+            and other.keys == self.keys
+            and other.points == self.points
+        )
 
     def __hash__(self) -> int:
         return hash((self.table, self.start, self.count, self.keys))
@@ -266,8 +309,10 @@ class ReadBlock:
         their values. A reply shorter than the request makes every point a DecodeProblem.
         """
         if len(data) < self.count:
-            problem = DecodeProblem(f"short reply for {self.label}: {len(data)} of "
-                                    f"{self.count} {'bits' if self._is_bits else 'registers'}")
+            problem = DecodeProblem(
+                f"short reply for {self.label}: {len(data)} of "
+                f"{self.count} {'bits' if self._is_bits else 'registers'}"
+            )
             return [problem] * len(self.points)
         if self._is_bits:
             return list(map(bool, self._get(data)))
@@ -276,7 +321,8 @@ class ReadBlock:
         except struct.error:
             return self._decode_slowly(data)
         values: list[float | bool | DecodeProblem] = [
-            r * s + o for r, s, o in zip(raw, self._scales, self._offsets, strict=True)]
+            r * s + o for r, s, o in zip(raw, self._scales, self._offsets, strict=True)
+        ]
         for i in self._bool_idx:
             values[i] = raw[i] != 0
         for i in self._float_idx:
@@ -285,21 +331,27 @@ class ReadBlock:
                 values[i] = DecodeProblem(_non_finite(self.points[i], raw[i]))
         return values
 
-    def _decode_slowly(self, data: Sequence[int] | Sequence[bool]) -> list[
-            float | bool | DecodeProblem]:
+    def _decode_slowly(
+        self, data: Sequence[int] | Sequence[bool]
+    ) -> list[float | bool | DecodeProblem]:
         """Point by point, for data the fast path refused (a word outside 0..65535)."""
         out: list[float | bool | DecodeProblem] = []
         for p in self.points:
             base = p.address - self.start
             try:
-                out.append(decode_point(p, data[base:base + p.width]))
+                out.append(decode_point(p, data[base : base + p.width]))
             except DecodeError as e:
                 out.append(DecodeProblem(str(e)))
         return out
 
 
-def plan_reads(entries: Iterable[tuple[str, ModbusPoint]], *, max_gap: int = DEFAULT_MAX_GAP,
-               max_registers: int = MAX_REGISTERS, max_bits: int = MAX_BITS) -> list[ReadBlock]:
+def plan_reads(
+    entries: Iterable[tuple[str, ModbusPoint]],
+    *,
+    max_gap: int = DEFAULT_MAX_GAP,
+    max_registers: int = MAX_REGISTERS,
+    max_bits: int = MAX_BITS,
+) -> list[ReadBlock]:
     """Group one device's points into as few reads as the limits allow.
 
     Points of one table whose addresses are at most `max_gap` unused addresses apart share a

@@ -39,16 +39,33 @@ from floorconsole.core.registers import encode
 from floorconsole.core.sample import Sample
 
 OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-    "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 QUALITY_POLICIES = ("hold", "activate", "release")
 PLACEHOLDERS = ("rule", "signal", "value", "threshold", "state", "time")
 HOUR_S = 3600.0
 
-_RULE_KEYS = ("id", "signal", "op", "threshold", "deadband", "on_delay", "off_delay", "min_on",
-              "min_off", "max_changes_per_hour", "on_bad_quality", "enabled", "actions",
-              "description")
+_RULE_KEYS = (
+    "id",
+    "signal",
+    "op",
+    "threshold",
+    "deadband",
+    "on_delay",
+    "off_delay",
+    "min_on",
+    "min_off",
+    "max_changes_per_hour",
+    "on_bad_quality",
+    "enabled",
+    "actions",
+    "description",
+)
 _WRITE_KEYS = ("write", "address", "type", "word_order", "scale", "offset", "on", "off")
 _PUBLISH_KEYS = ("publish", "topic", "qos", "payload")
 _ALARM_KEYS = ("alarm", "message")
@@ -169,8 +186,12 @@ class RuleConfig:
         extras = []
         if self.deadband:
             extras.append(f"db {self.deadband_text or f'{self.deadband:g}'}")
-        for name, v in (("on", self.on_delay_s), ("off", self.off_delay_s),
-                        ("min on", self.min_on_s), ("min off", self.min_off_s)):
+        for name, v in (
+            ("on", self.on_delay_s),
+            ("off", self.off_delay_s),
+            ("min on", self.min_on_s),
+            ("min off", self.min_off_s),
+        ):
             if v:
                 extras.append(f"{name} {v:g}s")
         if self.max_changes_per_hour:
@@ -222,9 +243,14 @@ def parse_control(raw: Any, path: str = "control") -> tuple[ControlConfig, list[
     return ControlConfig(enabled=enabled), c.problems
 
 
-def parse_rules(raw_rules: Any, *, signals: Mapping[str, tuple[float, float] | None],
-                devices: set[str], brokers: set[str],
-                path: str = "rules") -> tuple[list[RuleConfig], list[Problem]]:
+def parse_rules(
+    raw_rules: Any,
+    *,
+    signals: Mapping[str, tuple[float, float] | None],
+    devices: set[str],
+    brokers: set[str],
+    path: str = "rules",
+) -> tuple[list[RuleConfig], list[Problem]]:
     """Rules from the [[rules]] array, and every problem found, each with its key path.
 
     `signals` maps every signal a rule may use (plant signals, model outputs, drift figures)
@@ -251,9 +277,15 @@ def parse_rules(raw_rules: Any, *, signals: Mapping[str, tuple[float, float] | N
     return rules, c.problems
 
 
-def _rule(c: _Checker, t: dict[str, Any], p: str, signals: Mapping[str, Any], devices: set[str],
-          brokers: set[str], written: dict[tuple[str, str, int], tuple[str, str]]
-          ) -> RuleConfig | None:
+def _rule(
+    c: _Checker,
+    t: dict[str, Any],
+    p: str,
+    signals: Mapping[str, Any],
+    devices: set[str],
+    brokers: set[str],
+    written: dict[tuple[str, str, int], tuple[str, str]],
+) -> RuleConfig | None:
     c.unknown_keys(t, p, _RULE_KEYS)
     rid = c.string(t, "id", p, required=True, pattern=ID_PATTERN)
     signal = c.string(t, "signal", p, required=True)
@@ -263,8 +295,9 @@ def _rule(c: _Checker, t: dict[str, Any], p: str, signals: Mapping[str, Any], de
         signal = None
     op = c.string(t, "op", p, required=True, choices=tuple(OPS))
     threshold = _threshold(c, t, p)
-    deadband, deadband_text = _deadband(c, t, p, op, signals.get(signal) if signal else None,
-                                        signal is not None)
+    deadband, deadband_text = _deadband(
+        c, t, p, op, signals.get(signal) if signal else None, signal is not None
+    )
     on_delay = c.duration(t, "on_delay", p, default=0.0)
     off_delay = c.duration(t, "off_delay", p, default=0.0)
     min_on = c.duration(t, "min_on", p, default=0.0)
@@ -283,8 +316,9 @@ def _rule(c: _Checker, t: dict[str, Any], p: str, signals: Mapping[str, Any], de
             c.add(ap, f"expected an array of actions, got {_kind(raw_actions)}")
             raw_actions = []
         for j, a in enumerate(raw_actions):
-            action = _action(c, a, f"{ap}[{j}]", rid or "", signal, op, threshold, devices,
-                             brokers, written)
+            action = _action(
+                c, a, f"{ap}[{j}]", rid or "", signal, op, threshold, devices, brokers, written
+            )
             if action is not None:
                 actions.append(action)
         alarms = [j for j, a in enumerate(actions) if isinstance(a, AlarmAction)]
@@ -292,11 +326,23 @@ def _rule(c: _Checker, t: dict[str, Any], p: str, signals: Mapping[str, Any], de
             c.add(ap, "a rule raises at most one alarm; give one alarm action")
     if rid is None or signal is None or op is None or threshold is None:
         return None
-    return RuleConfig(id=rid, signal=signal, op=op, threshold=threshold, deadband=deadband,
-                      deadband_text=deadband_text, on_delay_s=on_delay, off_delay_s=off_delay,
-                      min_on_s=min_on, min_off_s=min_off, max_changes_per_hour=cap,
-                      on_bad_quality=policy, enabled=enabled, actions=tuple(actions),
-                      description=description)
+    return RuleConfig(
+        id=rid,
+        signal=signal,
+        op=op,
+        threshold=threshold,
+        deadband=deadband,
+        deadband_text=deadband_text,
+        on_delay_s=on_delay,
+        off_delay_s=off_delay,
+        min_on_s=min_on,
+        min_off_s=min_off,
+        max_changes_per_hour=cap,
+        on_bad_quality=policy,
+        enabled=enabled,
+        actions=tuple(actions),
+        description=description,
+    )
 
 
 def _boolean(c: _Checker, t: dict[str, Any], key: str, path: str, *, default: bool) -> bool:
@@ -322,8 +368,14 @@ def _threshold(c: _Checker, t: dict[str, Any], p: str) -> float | None:
     return float(v)
 
 
-def _deadband(c: _Checker, t: dict[str, Any], p: str, op: str | None,
-              rng: tuple[float, float] | None, signal_known: bool) -> tuple[float, str]:
+def _deadband(
+    c: _Checker,
+    t: dict[str, Any],
+    p: str,
+    op: str | None,
+    rng: tuple[float, float] | None,
+    signal_known: bool,
+) -> tuple[float, str]:
     if "deadband" not in t:
         return 0.0, ""
     dp = _join(p, "deadband")
@@ -333,18 +385,24 @@ def _deadband(c: _Checker, t: dict[str, Any], p: str, op: str | None,
     if isinstance(v, str):
         m = _PERCENT.match(v)
         if not m:
-            c.add(dp, f"{v!r} is not a deadband like 0.05 (in the signal's unit) or \"2%\" "
-                      "(of the signal's range)")
+            c.add(
+                dp,
+                f'{v!r} is not a deadband like 0.05 (in the signal\'s unit) or "2%" '
+                "(of the signal's range)",
+            )
             return 0.0, ""
         if signal_known and rng is None:
-            c.add(dp, f"{v!r} is a percentage of the signal's range, and the signal has no "
-                      "range; give the signal range = [low, high] or an absolute deadband")
+            c.add(
+                dp,
+                f"{v!r} is a percentage of the signal's range, and the signal has no "
+                "range; give the signal range = [low, high] or an absolute deadband",
+            )
             return 0.0, ""
         if rng is not None:
             value = float(m.group(1)) / 100.0 * (rng[1] - rng[0])
         text = v.strip()
     elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        c.add(dp, f"expected a number (0 or more) or a percentage like \"2%\", got {_kind(v)}")
+        c.add(dp, f'expected a number (0 or more) or a percentage like "2%", got {_kind(v)}')
         return 0.0, ""
     elif v < 0:
         c.add(dp, f"{v} is negative; a deadband is 0 or more")
@@ -357,17 +415,29 @@ def _deadband(c: _Checker, t: dict[str, Any], p: str, op: str | None,
     return value or 0.0, text
 
 
-def _action(c: _Checker, a: Any, p: str, rule_id: str, signal: str | None, op: str | None,
-            threshold: float | None, devices: set[str], brokers: set[str],
-            written: dict[tuple[str, str, int], tuple[str, str]]) -> ActionConfig | None:
+def _action(
+    c: _Checker,
+    a: Any,
+    p: str,
+    rule_id: str,
+    signal: str | None,
+    op: str | None,
+    threshold: float | None,
+    devices: set[str],
+    brokers: set[str],
+    written: dict[tuple[str, str, int], tuple[str, str]],
+) -> ActionConfig | None:
     t = c.table(a, p)
     if t is None:
         return None
     kinds = [k for k in ("write", "publish", "alarm") if k in t]
     if len(kinds) != 1:
-        c.add(p, "an action is one of { write = DEVICE, address = ... }, "
-                 "{ publish = BROKER, topic = ... } or { alarm = PRIORITY, message = ... }"
-              + (f"; this one has {', '.join(kinds)}" if kinds else ""))
+        c.add(
+            p,
+            "an action is one of { write = DEVICE, address = ... }, "
+            "{ publish = BROKER, topic = ... } or { alarm = PRIORITY, message = ... }"
+            + (f"; this one has {', '.join(kinds)}" if kinds else ""),
+        )
         c.unknown_keys(t, p, _WRITE_KEYS + _PUBLISH_KEYS + _ALARM_KEYS)
         return None
     if kinds[0] == "write":
@@ -383,8 +453,14 @@ def _action(c: _Checker, a: Any, p: str, rule_id: str, signal: str | None, op: s
     return AlarmAction(priority=priority, message=message)
 
 
-def _write_action(c: _Checker, t: dict[str, Any], p: str, rule_id: str, devices: set[str],
-                  written: dict[tuple[str, str, int], tuple[str, str]]) -> WriteAction | None:
+def _write_action(
+    c: _Checker,
+    t: dict[str, Any],
+    p: str,
+    rule_id: str,
+    devices: set[str],
+    written: dict[tuple[str, str, int], tuple[str, str]],
+) -> WriteAction | None:
     c.unknown_keys(t, p, _WRITE_KEYS)
     device = c.string(t, "write", p)
     if device is not None and device not in devices:
@@ -393,7 +469,7 @@ def _write_action(c: _Checker, t: dict[str, Any], p: str, rule_id: str, devices:
         device = None
     table = addr = None
     if "address" not in t:
-        c.add(_join(p, "address"), "missing; it is required (e.g. \"co:10\" or \"hr:5\")")
+        c.add(_join(p, "address"), 'missing; it is required (e.g. "co:10" or "hr:5")')
     else:
         try:
             table, addr = parse_address(t["address"])
@@ -401,8 +477,11 @@ def _write_action(c: _Checker, t: dict[str, Any], p: str, rule_id: str, devices:
             c.add(_join(p, "address"), str(e))
         if table in ("ir", "di"):
             name = "input registers" if table == "ir" else "discrete inputs"
-            c.add(_join(p, "address"), f"{table} ({name}) is read-only; a write goes to co "
-                                       "(coils) or hr (holding registers)")
+            c.add(
+                _join(p, "address"),
+                f"{table} ({name}) is read-only; a write goes to co "
+                "(coils) or hr (holding registers)",
+            )
             table = None
     default_type = "bool" if table == "co" else "uint16"
     typ = c.string(t, "type", p, default=default_type, choices=REGISTER_TYPES)
@@ -422,8 +501,15 @@ def _write_action(c: _Checker, t: dict[str, Any], p: str, rule_id: str, devices:
         c.add(_join(p, "on"), "missing; the value written when the rule activates")
     if device is None or table is None or addr is None or typ is None:
         return None
-    point = ModbusPoint(device=device, table=table, address=addr, type=typ,
-                        word_order=word_order, scale=scale, offset=offset)
+    point = ModbusPoint(
+        device=device,
+        table=table,
+        address=addr,
+        type=typ,
+        word_order=word_order,
+        scale=scale,
+        offset=offset,
+    )
     values: dict[str, float | bool | None] = {"on": None, "off": None}
     for key in ("on", "off"):
         if key not in t:
@@ -440,9 +526,12 @@ def _write_action(c: _Checker, t: dict[str, Any], p: str, rule_id: str, devices:
     for a in range(addr, addr + point.width):
         other = written.get((device, table, a))
         if other is not None and other[0] != rule_id:
-            c.add(_join(p, "address"), f"{table}:{a} on {device} is already written by rule "
-                                       f"{other[0]!r} ({other[1]}); two rules would fight "
-                                       "over one output")
+            c.add(
+                _join(p, "address"),
+                f"{table}:{a} on {device} is already written by rule "
+                f"{other[0]!r} ({other[1]}); two rules would fight "
+                "over one output",
+            )
             return None
     for a in range(addr, addr + point.width):
         written[(device, table, a)] = (rule_id, p)
@@ -452,8 +541,9 @@ def _write_action(c: _Checker, t: dict[str, Any], p: str, rule_id: str, devices:
     return WriteAction(point=point, on=on, off=values["off"])
 
 
-def _publish_action(c: _Checker, t: dict[str, Any], p: str,
-                    brokers: set[str]) -> PublishAction | None:
+def _publish_action(
+    c: _Checker, t: dict[str, Any], p: str, brokers: set[str]
+) -> PublishAction | None:
     c.unknown_keys(t, p, _PUBLISH_KEYS)
     broker = c.string(t, "publish", p)
     if broker is not None and broker not in brokers:
@@ -462,8 +552,7 @@ def _publish_action(c: _Checker, t: dict[str, Any], p: str,
         broker = None
     topic = c.string(t, "topic", p, required=True)
     if topic is not None and (not topic or "+" in topic or "#" in topic):
-        c.add(_join(p, "topic"), f"{topic!r}: publish to one topic; no wildcards (+ #), "
-                                 "not empty")
+        c.add(_join(p, "topic"), f"{topic!r}: publish to one topic; no wildcards (+ #), not empty")
         topic = None
     qos = c.integer(t, "qos", p, default=1, lo=0, hi=2)
     payload = c.string(t, "payload", p)
@@ -481,8 +570,10 @@ def _template_problem(template: str) -> str:
     for m in _TEMPLATE.finditer(template):
         name = m.group(1)
         if name is not None and name not in PLACEHOLDERS:
-            return (f"{{{name}}} is not a placeholder; use {', '.join('{' + n + '}' for n in PLACEHOLDERS)}"
-                    " (and {{ }} for literal braces)")
+            return (
+                f"{{{name}}} is not a placeholder; use {', '.join('{' + n + '}' for n in PLACEHOLDERS)}"
+                " (and {{ }} for literal braces)"
+            )
     stray = _TEMPLATE.sub("", template)
     if "{" in stray or "}" in stray:
         return "unbalanced brace; write {{ and }} for literal braces"
@@ -499,13 +590,18 @@ def _template_text(v: str | float | bool | None) -> str:
     return str(v)
 
 
-def payload_fields(rule: RuleConfig, transition: Transition, t_wall: float
-                   ) -> dict[str, str | float | bool | None]:
+def payload_fields(
+    rule: RuleConfig, transition: Transition, t_wall: float
+) -> dict[str, str | float | bool | None]:
     """The placeholder values of a publish for one transition."""
-    return {"rule": rule.id, "signal": rule.signal, "value": transition.value,
-            "threshold": rule.threshold,
-            "state": "active" if transition.kind == "activate" else "normal",
-            "time": iso_utc_ms(t_wall)}
+    return {
+        "rule": rule.id,
+        "signal": rule.signal,
+        "value": transition.value,
+        "threshold": rule.threshold,
+        "state": "active" if transition.kind == "activate" else "normal",
+        "time": iso_utc_ms(t_wall),
+    }
 
 
 # -- evaluation ------------------------------------------------------------------------------
@@ -552,7 +648,8 @@ def scalar(value: object) -> float | None:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(
-            value, np.ndarray):
+        value, np.ndarray
+    ):
         f = float(value)
         return f if math.isfinite(f) else None
     return None
@@ -618,8 +715,11 @@ class RuleEvaluator:
         self.quality_text = sample.quality_text
         if sample.quality is not Quality.GOOD or v is None:
             self.input_ok = False
-            why = (f"input {sample.quality_text}" if sample.quality is not Quality.GOOD
-                   else "input is not a number")
+            why = (
+                f"input {sample.quality_text}"
+                if sample.quality is not Quality.GOOD
+                else "input is not a number"
+            )
             return self._bad_input(why, now_mono)
         self.input_ok = True
         self._forced_release_due = None
@@ -643,8 +743,11 @@ class RuleEvaluator:
             due = self._forced_release_due
             if due is not None and self.active and now_mono >= due:
                 self._forced_release_due = None
-                return [self._change(False, now_mono, f"{self.quality_text_why}: policy release "
-                                                      "after min on")]
+                return [
+                    self._change(
+                        False, now_mono, f"{self.quality_text_why}: policy release after min on"
+                    )
+                ]
             return []
         return self._advance(now_mono)
 
@@ -664,8 +767,11 @@ class RuleEvaluator:
             self.demand = False
             if self.active:
                 r = self.rule
-                held_until = (self.last_activation_mono + r.min_on_s
-                              if r.min_on_s and self.last_activation_mono is not None else now)
+                held_until = (
+                    self.last_activation_mono + r.min_on_s
+                    if r.min_on_s and self.last_activation_mono is not None
+                    else now
+                )
                 if now < held_until:
                     self._forced_release_due = held_until
                     self.quality_text_why = why
@@ -710,9 +816,11 @@ class RuleEvaluator:
         if self._cap_due(now) is not None:
             if self.held:
                 return []
-            self.held = (f"{len(self._changes)} changes in the last hour reach the cap of "
-                         f"{self.rule.max_changes_per_hour}; "
-                         f"{'activation' if self.demand else 'release'} held")
+            self.held = (
+                f"{len(self._changes)} changes in the last hour reach the cap of "
+                f"{self.rule.max_changes_per_hour}; "
+                f"{'activation' if self.demand else 'release'} held"
+            )
             return [Transition(self.rule.id, "held", now, self.value, self.held)]
         return [self._change(self.demand, now, self._reason(why, now))]
 
@@ -723,7 +831,7 @@ class RuleEvaluator:
         held_for = now - self._pending_since
         if self.demand:
             return f"{r.signal} {v} {r.op} {r.threshold:g} for {held_for:.3g} s ({why})"
-        return (f"{r.signal} {v} back past {r.release_level:g} for {held_for:.3g} s ({why})")
+        return f"{r.signal} {v} back past {r.release_level:g} for {held_for:.3g} s ({why})"
 
     def _change(self, to: bool, now: float, reason: str) -> Transition:
         self.active = to
@@ -746,8 +854,12 @@ class RuleEvaluator:
         r = self.rule
         pending = why = ""
         remaining: float | None = None
-        if (r.enabled and self.input_ok and self._pending_since is not None
-                and self.demand != self.active):
+        if (
+            r.enabled
+            and self.input_ok
+            and self._pending_since is not None
+            and self.demand != self.active
+        ):
             pending = "activate" if self.demand else "release"
             due, why = self._due()
             cap_due = self._cap_due(now_mono)
@@ -755,12 +867,24 @@ class RuleEvaluator:
                 due, why = cap_due, "change cap"
             remaining = max(0.0, due - now_mono)
         return RuleState(
-            id=r.id, signal=r.signal, condition=r.describe(), enabled=r.enabled,
-            value=self.value, quality=self.quality_text, threshold=r.threshold,
-            release_level=r.release_level, active=self.active, demand=self.demand,
-            pending=pending, pending_why=why, remaining_s=remaining, since_mono=self.since_mono,
+            id=r.id,
+            signal=r.signal,
+            condition=r.describe(),
+            enabled=r.enabled,
+            value=self.value,
+            quality=self.quality_text,
+            threshold=r.threshold,
+            release_level=r.release_level,
+            active=self.active,
+            demand=self.demand,
+            pending=pending,
+            pending_why=why,
+            remaining_s=remaining,
+            since_mono=self.since_mono,
             last_activation_mono=self.last_activation_mono,
             last_release_mono=self.last_release_mono,
             changes_last_hour=self.changes_last_hour(now_mono),
-            max_changes_per_hour=r.max_changes_per_hour, held=self.held,
-            last_reason=self.last_reason)
+            max_changes_per_hour=r.max_changes_per_hour,
+            held=self.held,
+            last_reason=self.last_reason,
+        )

@@ -32,8 +32,13 @@ from floorconsole.core.model_package import NAME_PATTERN, package_paths
 FORMAT = "floorconsole-snapshot/1"
 SECTIONS = ("edge", "brokers", "devices", "signals", "models", "rules", "uplink", "control")
 LIST_SECTIONS = ("brokers", "devices", "signals", "models", "rules")
-_ITEM_WORDS = {"brokers": "broker", "devices": "device", "signals": "signal", "models": "model",
-               "rules": "rule"}
+_ITEM_WORDS = {
+    "brokers": "broker",
+    "devices": "device",
+    "signals": "signal",
+    "models": "model",
+    "rules": "rule",
+}
 _PACKAGE_REF = re.compile(r"sha256:([0-9a-f]{64})\+([0-9a-f]{64})")
 _SHORT = 6  # hex digits of a model file's sha256 shown in a diff
 
@@ -165,22 +170,30 @@ def canonical_config(
         else:
             given = parse_package_ref(pkg)
             if given is None:
-                raise SnapshotError(f"models[{i}].package: no model files given for {mid!r} "
-                                    f"(package {pkg!r})")
+                raise SnapshotError(
+                    f"models[{i}].package: no model files given for {mid!r} (package {pkg!r})"
+                )
             ref = given
         table["package"] = ref.ref
         refs[mid] = ref
     extra = sorted(set(model_files) - set(refs))
     if extra:
-        raise SnapshotError(f"models: files given for {', '.join(map(repr, extra))}, which the "
-                            "configuration has no [[models]] entry for")
+        raise SnapshotError(
+            f"models: files given for {', '.join(map(repr, extra))}, which the "
+            "configuration has no [[models]] entry for"
+        )
     return canon, refs
 
 
 def canonical_json(canon: Mapping[str, Any]) -> str:
     """The canonical text of a canonical config: sorted keys, no insignificant whitespace."""
-    return json.dumps({"format": FORMAT, "plant": canon}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        {"format": FORMAT, "plant": canon},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
 
 
 def snapshot_id(canonical: str) -> str:
@@ -198,12 +211,24 @@ def make_snapshot(
 ) -> Snapshot:
     """A snapshot of a plant dict and the files of its model packages (see canonical_config)."""
     canon, refs = canonical_config(config, model_files)
-    return Snapshot(id=snapshot_id(canonical_json(canon)), parent=parent, author=author,
-                    message=message, created=created, config=canon, models=refs)
+    return Snapshot(
+        id=snapshot_id(canonical_json(canon)),
+        parent=parent,
+        author=author,
+        message=message,
+        created=created,
+        config=canon,
+        models=refs,
+    )
 
 
 def snapshot_from_canonical(
-    text: str, *, parent: str | None, author: str, message: str, created: float,
+    text: str,
+    *,
+    parent: str | None,
+    author: str,
+    message: str,
+    created: float,
     expect_id: str | None = None,
 ) -> Snapshot:
     """A snapshot read back from its canonical text; raises SnapshotError if the text is not a
@@ -212,8 +237,11 @@ def snapshot_from_canonical(
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise SnapshotError(f"not a canonical snapshot: {e}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(
-            doc.get("plant"), dict):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != FORMAT
+        or not isinstance(doc.get("plant"), dict)
+    ):
         raise SnapshotError(f"not a canonical snapshot of format {FORMAT!r}")
     canon, refs = canonical_config(doc["plant"])
     sid = snapshot_id(canonical_json(canon))
@@ -221,8 +249,15 @@ def snapshot_from_canonical(
         raise SnapshotError(f"snapshot {sid[:12]}: stored text is not in canonical form")
     if expect_id is not None and sid != expect_id:
         raise SnapshotError(f"snapshot {expect_id[:12]}: content hashes to {sid[:12]}")
-    return Snapshot(id=sid, parent=parent, author=author, message=message, created=created,
-                    config=canon, models=refs)
+    return Snapshot(
+        id=sid,
+        parent=parent,
+        author=author,
+        message=message,
+        created=created,
+        config=canon,
+        models=refs,
+    )
 
 
 def blobs_of(model_files: Mapping[str, ModelFiles]) -> dict[str, bytes]:
@@ -283,8 +318,7 @@ def model_file_stem(sidecar: bytes, fallback: str) -> str:
         name = json.loads(sidecar.decode("utf-8"))["onnx"]["file"]
     except (ValueError, KeyError, TypeError):
         return fallback
-    if (isinstance(name, str) and name.endswith(".onnx") and len(name) > 5
-            and safe_name(name)):
+    if isinstance(name, str) and name.endswith(".onnx") and len(name) > 5 and safe_name(name):
         return name[: -len(".onnx")]
     return fallback
 
@@ -311,8 +345,9 @@ def _model_tables(config: Mapping[str, Any]) -> Iterable[tuple[int, dict[str, An
         seen[mid] = i
         pkg = table.get("package")
         if not isinstance(pkg, str) or not pkg:
-            raise SnapshotError(f"models[{i}].package: missing; expected a path like "
-                                "\"models/motor_anomaly\"")
+            raise SnapshotError(
+                f'models[{i}].package: missing; expected a path like "models/motor_anomaly"'
+            )
         yield i, table, mid, pkg
 
 
@@ -330,8 +365,10 @@ def _plain(v: Any, path: str) -> Any:
         raise SnapshotError(f"{path}: {v} is not a finite number; a snapshot cannot hold it")
     if isinstance(v, (str, bool, int, float)):
         return v
-    raise SnapshotError(f"{path}: a {type(v).__name__} ({v!r}) has no place in a snapshot; "
-                        "plant files hold strings, numbers, booleans, arrays and tables")
+    raise SnapshotError(
+        f"{path}: a {type(v).__name__} ({v!r}) has no place in a snapshot; "
+        "plant files hold strings, numbers, booleans, arrays and tables"
+    )
 
 
 # --- the activation log -------------------------------------------------------------------------
@@ -397,8 +434,7 @@ def running(log: Sequence[Activation], at: float | None = None) -> Running | Non
             restored = before_apply.get(r.snapshot, current)
             if restored is not None and restored.snapshot == r.snapshot:
                 restored = None
-            current = (None if restored is None
-                       else Running(restored.snapshot, r.activated_at, r, r))
+            current = None if restored is None else Running(restored.snapshot, r.activated_at, r, r)
         elif current is None or current.snapshot != r.snapshot or r.outcome is Outcome.ROLLED_BACK:
             current = Running(r.snapshot, r.activated_at, r, r)
         else:  # health-ok of the running snapshot: still running since it was applied
@@ -432,11 +468,18 @@ class FieldChange:
             return f"{self.path} changed"
         a, b = parse_package_ref(self.old), parse_package_ref(self.new)
         if a is not None and b is not None:
-            which = " and ".join(name for name, x, y in (("onnx", a.onnx_sha, b.onnx_sha),
-                                                        ("sidecar", a.json_sha, b.json_sha))
-                                 if x != y)
-            return (f"{self.path} changed (sha {a.package_sha[:_SHORT]} → "
-                    f"{b.package_sha[:_SHORT]}; {which} changed)")
+            which = " and ".join(
+                name
+                for name, x, y in (
+                    ("onnx", a.onnx_sha, b.onnx_sha),
+                    ("sidecar", a.json_sha, b.json_sha),
+                )
+                if x != y
+            )
+            return (
+                f"{self.path} changed (sha {a.package_sha[:_SHORT]} → "
+                f"{b.package_sha[:_SHORT]}; {which} changed)"
+            )
         return f"{self.path} {show_value(self.old)} → {show_value(self.new)}"
 
 
@@ -491,12 +534,15 @@ def diff_snapshots(
 ) -> SnapshotDiff:
     """What changed from old to new. With sidecar (sha256 -> bytes of a stored sidecar), a
     changed model package also says what changed inside its sidecar (version, thresholds...)."""
-    return SnapshotDiff(old.id, new.id, tuple(diff_configs(old.config, new.config,
-                                                           sidecar=sidecar)))
+    return SnapshotDiff(
+        old.id, new.id, tuple(diff_configs(old.config, new.config, sidecar=sidecar))
+    )
 
 
 def diff_configs(
-    old: Mapping[str, Any], new: Mapping[str, Any], *,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    *,
     sidecar: Callable[[str], bytes | None] | None = None,
 ) -> list[ItemChange]:
     """Item by item, section by section (edge, brokers, devices, signals, models, rules, uplink,
@@ -517,15 +563,22 @@ def diff_configs(
             elif b is UNSET:
                 out.append(ItemChange(section, None, "removed", value=a))
             else:
-                out.append(ItemChange(section, None, "changed",
-                                      tuple(_compare(a, b, "", _LEADING_KEYS.get(section, ())))))
+                out.append(
+                    ItemChange(
+                        section,
+                        None,
+                        "changed",
+                        tuple(_compare(a, b, "", _LEADING_KEYS.get(section, ()))),
+                    )
+                )
         else:
             out.append(ItemChange(section, None, "changed", (FieldChange(section, a, b),)))
     return out
 
 
-def _diff_list(section: str, old: list[Any], new: list[Any],
-               sidecar: Callable[[str], bytes | None] | None) -> list[ItemChange]:
+def _diff_list(
+    section: str, old: list[Any], new: list[Any], sidecar: Callable[[str], bytes | None] | None
+) -> list[ItemChange]:
     a, b = _keyed(old), _keyed(new)
     out: list[ItemChange] = []
     lead = _LEADING_KEYS.get(section, ("id",))
@@ -569,8 +622,9 @@ def _compare(old: Any, new: Any, path: str, lead: tuple[str, ...] = ()) -> list[
     if _is_list_of_tables(old) and _is_list_of_tables(new):
         out = []
         for i in range(max(len(old), len(new))):
-            out += _compare(old[i] if i < len(old) else UNSET, new[i] if i < len(new) else UNSET,
-                            f"{path}[{i}]")
+            out += _compare(
+                old[i] if i < len(old) else UNSET, new[i] if i < len(new) else UNSET, f"{path}[{i}]"
+            )
         return out
     return [FieldChange(path or "value", old, new)]
 
@@ -580,8 +634,9 @@ _SIDECAR_DETAIL = ("name", "version", "description", "output", "smoothing", "thr
 _SIDECAR_BULK = ("inputs", "features", "scaler", "reference", "training")
 
 
-def _sidecar_changes(old: Any, new: Any,
-                     sidecar: Callable[[str], bytes | None] | None) -> list[FieldChange]:
+def _sidecar_changes(
+    old: Any, new: Any, sidecar: Callable[[str], bytes | None] | None
+) -> list[FieldChange]:
     a = parse_package_ref(old.get("package")) if isinstance(old, Mapping) else None
     b = parse_package_ref(new.get("package")) if isinstance(new, Mapping) else None
     if sidecar is None or a is None or b is None or a.json_sha == b.json_sha:

@@ -16,8 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
-            "\r": "\\r"}
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
@@ -130,8 +137,9 @@ def _string(s: str, path: str) -> str:
         elif code < 0x20 or code == 0x7F:
             out.append(f"\\u{code:04X}")
         elif 0xD800 <= code <= 0xDFFF:
-            raise TomlWriteError(f"{path or 'value'}: a lone surrogate (U+{code:04X}) cannot be "
-                                 "written as UTF-8")
+            raise TomlWriteError(
+                f"{path or 'value'}: a lone surrogate (U+{code:04X}) cannot be written as UTF-8"
+            )
         else:
             out.append(ch)
     out.append('"')

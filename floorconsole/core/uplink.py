@@ -71,9 +71,22 @@ KINDS: dict[str, str] = {"data": "samples", "alarms": "alarms", "audit": "record
 
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _KEYS = (
-    "broker", "topic_prefix", "max_backlog_rows", "max_backlog_bytes", "on_full", "batch",
-    "max_message_bytes", "inflight", "live_budget", "max_drain_rate", "exclude",
-    "primary_host", "host_window", "status_interval", "reconnect_min", "reconnect_max",
+    "broker",
+    "topic_prefix",
+    "max_backlog_rows",
+    "max_backlog_bytes",
+    "on_full",
+    "batch",
+    "max_message_bytes",
+    "inflight",
+    "live_budget",
+    "max_drain_rate",
+    "exclude",
+    "primary_host",
+    "host_window",
+    "status_interval",
+    "reconnect_min",
+    "reconnect_max",
 )
 
 
@@ -164,8 +177,9 @@ class _Reader:
             return default
         return v
 
-    def number(self, key: str, default: float, lo: float, hi: float, *,
-               hi_open: bool = False) -> float:
+    def number(
+        self, key: str, default: float, lo: float, hi: float, *, hi_open: bool = False
+    ) -> float:
         if key not in self.t:
             return default
         v = self.t[key]
@@ -184,7 +198,7 @@ class _Reader:
         v = self.t[key]
         try:
             if isinstance(v, bool):
-                raise ValueError(f"{v!r} is not a size like 65536, \"64KiB\" or \"1MB\"")
+                raise ValueError(f'{v!r} is not a size like 65536, "64KiB" or "1MB"')
             n = parse_size(v)
         except ValueError as e:
             self.add(key, str(e))
@@ -208,8 +222,9 @@ class _Reader:
         return v
 
 
-def parse_uplink(raw: dict[str, Any] | None, broker_ids: set[str]
-                 ) -> tuple[UplinkConfig | None, list[tuple[str, str]]]:
+def parse_uplink(
+    raw: dict[str, Any] | None, broker_ids: set[str]
+) -> tuple[UplinkConfig | None, list[tuple[str, str]]]:
     """The [uplink] table, or None when the plant file has none; every problem with its path."""
     if raw is None:
         return None, []
@@ -229,10 +244,19 @@ def parse_uplink(raw: dict[str, Any] | None, broker_ids: set[str]
         broker = None
 
     prefix = r.string("topic_prefix", "floorconsole")
-    if prefix is not None and (not prefix or prefix.startswith("/") or prefix.endswith("/")
-                               or "+" in prefix or "#" in prefix or "//" in prefix):
-        r.add("topic_prefix", f"{prefix!r} is not a topic prefix like \"floorconsole\" or "
-                              "\"plant3/edge\" (no wildcards, no leading, trailing or double /)")
+    if prefix is not None and (
+        not prefix
+        or prefix.startswith("/")
+        or prefix.endswith("/")
+        or "+" in prefix
+        or "#" in prefix
+        or "//" in prefix
+    ):
+        r.add(
+            "topic_prefix",
+            f'{prefix!r} is not a topic prefix like "floorconsole" or '
+            '"plant3/edge" (no wildcards, no leading, trailing or double /)',
+        )
         prefix = None
 
     on_full = r.string("on_full", "drop_oldest")
@@ -252,15 +276,18 @@ def parse_uplink(raw: dict[str, Any] | None, broker_ids: set[str]
     if "exclude" in raw:
         v = raw["exclude"]
         if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-            r.add("exclude", "expected an array of signal ids or globs, e.g. "
-                             "[\"motor1.vibration.*\"]")
+            r.add(
+                "exclude", 'expected an array of signal ids or globs, e.g. ["motor1.vibration.*"]'
+            )
         else:
             exclude = tuple(v)
 
     host = r.string("primary_host", None)
     if host is not None and not _ID.match(host):
-        r.add("primary_host", f"{host!r} is not a valid id (letters, digits, _ . - ; not "
-                              "starting with . or -)")
+        r.add(
+            "primary_host",
+            f"{host!r} is not a valid id (letters, digits, _ . - ; not starting with . or -)",
+        )
         host = None
 
     host_window = r.size("host_window", 2 << 20, 1024)
@@ -274,10 +301,22 @@ def parse_uplink(raw: dict[str, Any] | None, broker_ids: set[str]
     if r.problems or broker is None or prefix is None or on_full is None:
         return None, r.problems
     return UplinkConfig(
-        broker=broker, topic_prefix=prefix, max_backlog_rows=rows, max_backlog_bytes=size,
-        on_full=on_full, batch=batch, max_message_bytes=max_message, inflight=inflight,
-        live_budget=live_budget, max_drain_rate=drain_rate, exclude=exclude, primary_host=host,
-        host_window=host_window, status_interval_s=status, reconnect_min_s=rmin, reconnect_max_s=rmax,
+        broker=broker,
+        topic_prefix=prefix,
+        max_backlog_rows=rows,
+        max_backlog_bytes=size,
+        on_full=on_full,
+        batch=batch,
+        max_message_bytes=max_message,
+        inflight=inflight,
+        live_budget=live_budget,
+        max_drain_rate=drain_rate,
+        exclude=exclude,
+        primary_host=host,
+        host_window=host_window,
+        status_interval_s=status,
+        reconnect_min_s=rmin,
+        reconnect_max_s=rmax,
     ), []
 
 
@@ -302,7 +341,8 @@ def host_receipt_topic(prefix: str, host: str, edge: str) -> str:
 
 _QUALITY_JSON: dict[int, str] = {
     q * 256 + r: f',"q":{json.dumps(quality_text(Quality(q), Reason(r)))},"t":'
-    for q in Quality for r in Reason
+    for q in Quality
+    for r in Reason
 }
 
 
@@ -357,9 +397,15 @@ class SampleEncoder:
 
 def alarm_record(entry: JournalEntry) -> dict[str, Any]:
     """One alarm transition as an entry of an alarms message."""
-    return {"alarm": entry.alarm_id, "from": str(entry.from_state), "to": str(entry.to_state),
-            "priority": entry.priority, "text": entry.text, "by": entry.by,
-            "t": round(entry.t_wall * 1000)}
+    return {
+        "alarm": entry.alarm_id,
+        "from": str(entry.from_state),
+        "to": str(entry.to_state),
+        "priority": entry.priority,
+        "text": entry.text,
+        "by": entry.by,
+        "t": round(entry.t_wall * 1000),
+    }
 
 
 def record_json(record: dict[str, Any]) -> str:
@@ -377,8 +423,9 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def chunk_entries(entries: Sequence[tuple[str, float]], batch: int, max_bytes: int
-                  ) -> list[tuple[bytes, float, int]]:
+def chunk_entries(
+    entries: Sequence[tuple[str, float]], batch: int, max_bytes: int
+) -> list[tuple[bytes, float, int]]:
     """Entries (json text, wall time) to message bodies: (JSON array, oldest time, count).
 
     A body closes at `batch` entries, or before an entry that would take it past max_bytes;
@@ -407,32 +454,51 @@ def chunk_entries(entries: Sequence[tuple[str, float]], batch: int, max_bytes: i
 
 @functools.lru_cache(maxsize=64)
 def _envelope(edge: str, boot: str, historical: bool, kind: str) -> tuple[bytes, bytes]:
-    return (f'{{"edge":{json.dumps(edge)},"boot":{json.dumps(boot)},"seq":'.encode(),
-            f',"historical":{"true" if historical else "false"},"{KINDS[kind]}":'.encode())
+    return (
+        f'{{"edge":{json.dumps(edge)},"boot":{json.dumps(boot)},"seq":'.encode(),
+        f',"historical":{"true" if historical else "false"},"{KINDS[kind]}":'.encode(),
+    )
 
 
-def message_payload(edge: str, boot: str, seq: int, historical: bool, kind: str,
-                    body: bytes) -> bytes:
+def message_payload(
+    edge: str, boot: str, seq: int, historical: bool, kind: str, body: bytes
+) -> bytes:
     """The whole message: the envelope around a stored body (decided at send time: the
     historical flag says how this message left, not how it was recorded)."""
     head, mid = _envelope(edge, boot, historical, kind)
     return b"".join((head, str(seq).encode(), mid, body, b"}"))
 
 
-def status_payload(edge: str, boot: str, *, online: bool, snapshot: str,
-                   backlog_rows: int | None, backlog_bytes: int | None,
-                   oldest_age_s: float | None, t: float) -> bytes:
-    return json.dumps({
-        "edge": edge, "boot": boot, "state": "online" if online else "offline",
-        "snapshot": snapshot, "backlog_rows": backlog_rows, "backlog_bytes": backlog_bytes,
-        "oldest_age_s": None if oldest_age_s is None else round(oldest_age_s, 3),
-        "t": round(t * 1000),
-    }, separators=(",", ":")).encode("utf-8")
+def status_payload(
+    edge: str,
+    boot: str,
+    *,
+    online: bool,
+    snapshot: str,
+    backlog_rows: int | None,
+    backlog_bytes: int | None,
+    oldest_age_s: float | None,
+    t: float,
+) -> bytes:
+    return json.dumps(
+        {
+            "edge": edge,
+            "boot": boot,
+            "state": "online" if online else "offline",
+            "snapshot": snapshot,
+            "backlog_rows": backlog_rows,
+            "backlog_bytes": backlog_bytes,
+            "oldest_age_s": None if oldest_age_s is None else round(oldest_age_s, 3),
+            "t": round(t * 1000),
+        },
+        separators=(",", ":"),
+    ).encode("utf-8")
 
 
 def host_state_payload(online: bool, t: float, *, receipts: bool = False) -> bytes:
-    return json.dumps({"online": online, "receipts": receipts, "t": round(t * 1000)},
-                      separators=(",", ":")).encode("utf-8")
+    return json.dumps(
+        {"online": online, "receipts": receipts, "t": round(t * 1000)}, separators=(",", ":")
+    ).encode("utf-8")
 
 
 def receipt_payload(seq: int) -> bytes:
@@ -558,11 +624,16 @@ def uplink_conditions(st: UplinkStats) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if st.state == "down":
         why = f": {st.last_error}" if st.last_error else ""
-        out.append(("medium", f"uplink to {st.broker} down{why}; {st.backlog_rows:_} "
-                              "entries kept for later"))
+        out.append(
+            (
+                "medium",
+                f"uplink to {st.broker} down{why}; {st.backlog_rows:_} entries kept for later",
+            )
+        )
     elif st.state == "waiting for host":
-        out.append(("medium", f"uplink waits for the primary host; {st.backlog_rows:_} "
-                              "entries kept"))
+        out.append(
+            ("medium", f"uplink waits for the primary host; {st.backlog_rows:_} entries kept")
+        )
     if st.backlog_full:
         out.append(("high", "uplink backlog full: entries are being dropped"))
     if st.disk_full:

@@ -41,12 +41,23 @@ LONG_COMMANDS = ("config.apply", "snapshot.rollback", "model.import")
 WAVEFORM_POINTS = 128
 # The audit record kind of each command (core.audit's kinds).
 AUDIT_KIND = {
-    "alarm.ack": "alarm_ack", "alarm.ack_all": "alarm_ack", "alarm.shelve": "alarm_shelve",
-    "alarm.unshelve": "alarm_unshelve", "config.apply": "snapshot_apply",
-    "snapshot.rollback": "snapshot_rollback", "control.arm": "write", "control.write": "write",
-    "kiosk.leave": "kiosk", "demo.inject": "system", "demo.clear": "system",
-    "demo.toggle": "system", "model.import": "model_change", "users.manage": "user_change",
-    "audit.view": "system", "control.take": "system", "control.release": "system",
+    "alarm.ack": "alarm_ack",
+    "alarm.ack_all": "alarm_ack",
+    "alarm.shelve": "alarm_shelve",
+    "alarm.unshelve": "alarm_unshelve",
+    "config.apply": "snapshot_apply",
+    "snapshot.rollback": "snapshot_rollback",
+    "control.arm": "write",
+    "control.write": "write",
+    "kiosk.leave": "kiosk",
+    "demo.inject": "system",
+    "demo.clear": "system",
+    "demo.toggle": "system",
+    "model.import": "model_change",
+    "users.manage": "user_change",
+    "audit.view": "system",
+    "control.take": "system",
+    "control.release": "system",
     "control.request": "system",
 }  # a waveform block is shown downsampled to this many points
 
@@ -87,8 +98,9 @@ def _source_text(s: SignalConfig) -> str:
     return f"{src.broker} {src.topic} {path}".rstrip()
 
 
-def _signal_view(cfg: SignalConfig, s: Sample, now_mono: float, spark: tuple[float, ...],
-                 malformed: int) -> SignalView:
+def _signal_view(
+    cfg: SignalConfig, s: Sample, now_mono: float, spark: tuple[float, ...], malformed: int
+) -> SignalView:
     v = s.value
     wave: tuple[float, ...] = ()
     if isinstance(v, np.ndarray):
@@ -105,31 +117,64 @@ def _signal_view(cfg: SignalConfig, s: Sample, now_mono: float, spark: tuple[flo
     else:
         kind, value, text = "scalar", float(v), format_value(float(v))
     return SignalView(
-        id=cfg.id, asset=cfg.asset, kind=kind, value=value, value_text=text, unit=cfg.unit,
-        quality=s.quality.name, reason=s.reason.text if s.quality is not Quality.GOOD else "",
-        detail=s.detail, age_s=round(max(0.0, now_mono - s.t_mono), 3),
-        source=_source_text(cfg), range=cfg.range, spark=spark, waveform=wave,
-        malformed=malformed)
+        id=cfg.id,
+        asset=cfg.asset,
+        kind=kind,
+        value=value,
+        value_text=text,
+        unit=cfg.unit,
+        quality=s.quality.name,
+        reason=s.reason.text if s.quality is not Quality.GOOD else "",
+        detail=s.detail,
+        age_s=round(max(0.0, now_mono - s.t_mono), 3),
+        source=_source_text(cfg),
+        range=cfg.range,
+        spark=spark,
+        waveform=wave,
+        malformed=malformed,
+    )
 
 
 def _model_view(st: dict[str, Any]) -> ModelView:
     d = st["drift"]
     th = st.get("thresholds") or {}
     return ModelView(
-        id=st["id"], running=st["running"], version=st["version"], sha=st["sha256"],
-        quality=st["quality"], quality_detail=st["quality_detail"], score=st["score"],
-        smoothed=st["smoothed"], state=st["state"], warning=th.get("warning"),
-        critical=th.get("critical"), trend=tuple(st["trend"]),
-        inference_ms=st["last_inference_ms"], window_ms=st["last_window_ms"],
-        windows=st["counts"]["windows"], bad_outputs=st["counts"]["bad_outputs"],
-        drift_status=d["status"], drift_count=d["count"], drift_needed=d.get("min_windows", 0),
-        psi_warn=d.get("psi_warn", 0.1), psi_alert=d.get("psi_alert", 0.25),
-        psi_max=d.get("psi_max"), worst=d.get("worst") or "",
-        page_hinkley=d.get("page_hinkley"), page_hinkley_fired=bool(d.get("page_hinkley_fired")),
-        features=tuple(sorted((DriftFeatureView(f["name"], f["psi"], f["ks"], f["wasserstein"],
-                                                f["status"]) for f in d["features"]),
-                              key=lambda f: -f.psi)),
-        load_error=st["load_error"] or "")
+        id=st["id"],
+        running=st["running"],
+        version=st["version"],
+        sha=st["sha256"],
+        quality=st["quality"],
+        quality_detail=st["quality_detail"],
+        score=st["score"],
+        smoothed=st["smoothed"],
+        state=st["state"],
+        warning=th.get("warning"),
+        critical=th.get("critical"),
+        trend=tuple(st["trend"]),
+        inference_ms=st["last_inference_ms"],
+        window_ms=st["last_window_ms"],
+        windows=st["counts"]["windows"],
+        bad_outputs=st["counts"]["bad_outputs"],
+        drift_status=d["status"],
+        drift_count=d["count"],
+        drift_needed=d.get("min_windows", 0),
+        psi_warn=d.get("psi_warn", 0.1),
+        psi_alert=d.get("psi_alert", 0.25),
+        psi_max=d.get("psi_max"),
+        worst=d.get("worst") or "",
+        page_hinkley=d.get("page_hinkley"),
+        page_hinkley_fired=bool(d.get("page_hinkley_fired")),
+        features=tuple(
+            sorted(
+                (
+                    DriftFeatureView(f["name"], f["psi"], f["ks"], f["wasserstein"], f["status"])
+                    for f in d["features"]
+                ),
+                key=lambda f: -f.psi,
+            )
+        ),
+        load_error=st["load_error"] or "",
+    )
 
 
 class EngineAPI:
@@ -164,47 +209,80 @@ class EngineAPI:
         malformed: Counter[str] = Counter()
         links = []
         for ls in list(e.links.values()):
-            by_reason = tuple(sorted((sig, reason, n) for (sig, reason), n
-                                     in list(ls.malformed.items())))
+            by_reason = tuple(
+                sorted((sig, reason, n) for (sig, reason), n in list(ls.malformed.items()))
+            )
             for sig, _reason, n in by_reason:
                 malformed[sig] += n
-            links.append(LinkView(
-                id=ls.id, kind=ls.kind, endpoint=ls.endpoint, state=ls.state.value,
-                state_age_s=round(max(0.0, now_mono - ls.since_mono), 1) if ls.since_mono else 0.0,
-                last_rtt_ms=ls.last_rtt_ms, requests=ls.requests, errors=ls.errors,
-                reconnects=ls.reconnects, last_error=ls.last_error, messages=ls.messages,
-                malformed=sum(n for _s, _r, n in by_reason), malformed_by_reason=by_reason))
+            links.append(
+                LinkView(
+                    id=ls.id,
+                    kind=ls.kind,
+                    endpoint=ls.endpoint,
+                    state=ls.state.value,
+                    state_age_s=round(max(0.0, now_mono - ls.since_mono), 1)
+                    if ls.since_mono
+                    else 0.0,
+                    last_rtt_ms=ls.last_rtt_ms,
+                    requests=ls.requests,
+                    errors=ls.errors,
+                    reconnects=ls.reconnects,
+                    last_error=ls.last_error,
+                    messages=ls.messages,
+                    malformed=sum(n for _s, _r, n in by_reason),
+                    malformed_by_reason=by_reason,
+                )
+            )
         hub = e.hub
         signals = tuple(
             _signal_view(cfg, hub.latest[sid], now_mono, tuple(hub.spark[sid]), malformed[sid])
-            for sid, cfg in self._signals.items())
+            for sid, cfg in self._signals.items()
+        )
         st = e.historian.stats
-        hist = HistorianView(rows_committed=st.rows_committed, rows_pending=st.rows_pending,
-                             errors=st.errors, last_error=st.last_error, dropped=st.dropped,
-                             db_bytes=st.db_bytes)
+        hist = HistorianView(
+            rows_committed=st.rows_committed,
+            rows_pending=st.rows_pending,
+            errors=st.errors,
+            last_error=st.last_error,
+            dropped=st.dropped,
+            db_bytes=st.db_bytes,
+        )
         models = tuple(_model_view(r.status()) for r in e.models.values())
         uplink = e.uplink.stats() if e.uplink is not None else None
         control = e.active.control.status()
         demo = None
         if e.demo is not None:
-            demo = DemoView(faults=tuple(e.demo.fault_kinds()), active=tuple(e.demo.active_faults()))
+            demo = DemoView(
+                faults=tuple(e.demo.fault_kinds()), active=tuple(e.demo.active_faults())
+            )
         holder, requested = self._sessions.holder()
         return Frame(
-            t_wall=now_wall, t_mono=now_mono, edge_id=e.plant.edge.id, site=e.plant.edge.site,
+            t_wall=now_wall,
+            t_mono=now_mono,
+            edge_id=e.plant.edge.id,
+            site=e.plant.edge.site,
             config_id=e.config_id,
             control_mode="writes enabled" if control["mode"] == "control" else "read-only",
-            signals=signals, links=tuple(links),
-            conditions=self._conditions(links, hist, e.models.values(), uplink), historian=hist,
-            ingest_rate=round(e.ingest_rate, 1), demo=demo, models=models,
+            signals=signals,
+            links=tuple(links),
+            conditions=self._conditions(links, hist, e.models.values(), uplink),
+            historian=hist,
+            ingest_rate=round(e.ingest_rate, 1),
+            demo=demo,
+            models=models,
             alarms=tuple(AlarmView(**a) for a in control["alarms"]),
             snapshot=e.snapshots.active.short if e.snapshots is not None else "",
-            uplink=uplink, control_holder=holder, control_requested_by=requested,
-            alarm_summary=_alarm_summary(control), rules=tuple(_rule_view(r)
-                                                               for r in control["rules"]))
+            uplink=uplink,
+            control_holder=holder,
+            control_requested_by=requested,
+            alarm_summary=_alarm_summary(control),
+            rules=tuple(_rule_view(r) for r in control["rules"]),
+        )
 
     @staticmethod
-    def _conditions(links: list[LinkView], hist: HistorianView,
-                    models: Any = (), uplink: Any = None) -> tuple[Condition, ...]:
+    def _conditions(
+        links: list[LinkView], hist: HistorianView, models: Any = (), uplink: Any = None
+    ) -> tuple[Condition, ...]:
         out = []
         if uplink is not None:
             from floorconsole.core.uplink import uplink_conditions
@@ -221,13 +299,20 @@ class EngineAPI:
                 why = f": {ln.last_error}" if ln.last_error else ""
                 out.append(Condition("high", ln.id, f"{what} {ln.id} down{why}", ln.state_age_s))
             elif ln.state == "degraded":
-                out.append(Condition("medium", ln.id, f"{ln.id}: {ln.last_error or 'some reads fail'}",
-                                     ln.state_age_s))
+                out.append(
+                    Condition(
+                        "medium",
+                        ln.id,
+                        f"{ln.id}: {ln.last_error or 'some reads fail'}",
+                        ln.state_age_s,
+                    )
+                )
         if hist.errors and hist.last_error:
             out.append(Condition("high", "historian", f"history cache: {hist.last_error}", 0.0))
         if hist.dropped:
-            out.append(Condition("high", "historian",
-                                 f"history cache dropped {hist.dropped} samples", 0.0))
+            out.append(
+                Condition("high", "historian", f"history cache dropped {hist.dropped} samples", 0.0)
+            )
         return tuple(out)
 
     def model_histogram(self, model_id: str, feature: str) -> dict[str, Any]:
@@ -252,35 +337,61 @@ class EngineAPI:
             self._readers.reader = reader
         if isinstance(cfg.source, MqttPoint) and cfg.source.kind == "waveform":
             # A waveform's history is shown as the RMS of each block.
-            rows = [(w.t, float(np.sqrt(np.mean(np.square(w.value)))) if len(w.value) else None,
-                     w.quality) for w in reader.query_waveforms(signal, since, until)]
+            rows = [
+                (
+                    w.t,
+                    float(np.sqrt(np.mean(np.square(w.value)))) if len(w.value) else None,
+                    w.quality,
+                )
+                for w in reader.query_waveforms(signal, since, until)
+            ]
         else:
             rows = [(r.t, r.value, r.quality) for r in reader.query(signal, since, until)]
         truncated = len(rows) > max_points
         if truncated:
             step = math.ceil(len(rows) / max_points)
             rows = rows[::step]
-        points = tuple(HistoryPoint(t=t, value=None if v is None else float(v),
-                                    quality=Quality(q).name) for t, v, q in rows)
-        marks = tuple(QualityMark(t=q.t, quality=Quality(q.quality).name, reason=q.reason.text,
-                                  detail=q.detail)
-                      for q in reader.quality_changes(signal, since, until))
-        return History(signal=signal, unit=cfg.unit, since=since, until=until, points=points,
-                       quality_changes=marks, truncated=truncated)
+        points = tuple(
+            HistoryPoint(t=t, value=None if v is None else float(v), quality=Quality(q).name)
+            for t, v, q in rows
+        )
+        marks = tuple(
+            QualityMark(
+                t=q.t, quality=Quality(q.quality).name, reason=q.reason.text, detail=q.detail
+            )
+            for q in reader.quality_changes(signal, since, until)
+        )
+        return History(
+            signal=signal,
+            unit=cfg.unit,
+            since=since,
+            until=until,
+            points=points,
+            quality_changes=marks,
+            truncated=truncated,
+        )
 
     def alarm_journal(self, limit: int = 500) -> list[dict[str, Any]]:
         """The last alarm transitions, newest first."""
         journal = self._engine.journal
         if journal is None:
             return []
-        return [{"t": e.t_wall, "alarm": e.alarm_id, "from": e.from_state.value,
-                 "to": e.to_state.value, "by": e.by, "text": e.text, "priority": e.priority}
-                for e in reversed(journal.query(limit=limit))]
+        return [
+            {
+                "t": e.t_wall,
+                "alarm": e.alarm_id,
+                "from": e.from_state.value,
+                "to": e.to_state.value,
+                "by": e.by,
+                "text": e.text,
+                "priority": e.priority,
+            }
+            for e in reversed(journal.query(limit=limit))
+        ]
 
     # -- commands -------------------------------------------------------------------------
 
-    def command(self, name: str, /, session: str | None = None, **args: Any
-                ) -> dict[str, Any]:
+    def command(self, name: str, /, session: str | None = None, **args: Any) -> dict[str, Any]:
         """Run a command on the engine's loop; returns {"ok": bool, "message": str, ...}.
 
         The engine checks the session's role (and, for a critical action, a PIN entered
@@ -292,11 +403,16 @@ class EngineAPI:
 
         handler = getattr(self, f"_cmd_{name.replace('.', '_')}", None)
         if handler is None or name not in ACTIONS:
-            return {"ok": False, "message": f"unknown command {name!r}; known: "
-                                            f"{', '.join(sorted(ACTIONS))}"}
+            return {
+                "ok": False,
+                "message": f"unknown command {name!r}; known: {', '.join(sorted(ACTIONS))}",
+            }
         if "user" in args:
-            return {"ok": False, "message": f"bad arguments for {name}: the user comes from "
-                                            f"the session, not from user="}
+            return {
+                "ok": False,
+                "message": f"bad arguments for {name}: the user comes from "
+                f"the session, not from user=",
+            }
         loop = self._engine.loop
         if loop is None or loop.is_closed():
             return {"ok": False, "message": "the engine is not running"}
@@ -308,14 +424,21 @@ class EngineAPI:
             args["user"] = user
         if "session_token" in params:
             args["session_token"] = session
-        shown = {k: v for k, v in args.items()
-                 if k not in ("user", "config", "pin", "session_token")}
+        shown = {
+            k: v for k, v in args.items() if k not in ("user", "config", "pin", "session_token")
+        }
         try:
-            self._engine.audit(AUDIT_KIND[name], user, _target(name, args),
-                               {"command": name, "phase": "request", **shown})
+            self._engine.audit(
+                AUDIT_KIND[name],
+                user,
+                _target(name, args),
+                {"command": name, "phase": "request", **shown},
+            )
         except Exception as e:  # noqa: BLE001 - no record, no action
-            return {"ok": False, "message": f"not done: the audit record could not be "
-                                            f"written ({e})"}
+            return {
+                "ok": False,
+                "message": f"not done: the audit record could not be written ({e})",
+            }
 
         async def call() -> dict[str, Any]:
             result = handler(**args)
@@ -334,8 +457,12 @@ class EngineAPI:
         except TypeError as e:
             result = {"ok": False, "message": f"bad arguments for {name}: {e}"}
         outcome = {k: v for k, v in result.items() if k not in ("results",)}
-        self._engine.audit_safe(AUDIT_KIND[name], user, _target(name, args),
-                                {"command": name, "phase": "result", **outcome})
+        self._engine.audit_safe(
+            AUDIT_KIND[name],
+            user,
+            _target(name, args),
+            {"command": name, "phase": "result", **outcome},
+        )
         return result
 
     # -- sessions ---------------------------------------------------------------------------
@@ -368,12 +495,20 @@ class EngineAPI:
 
     # -- audit trail -------------------------------------------------------------------------
 
-    def audit(self, *, since: float | None = None, until: float | None = None,
-              user: str | None = None, kind: str | None = None, text: str | None = None,
-              limit: int = 500) -> list[dict[str, Any]]:
+    def audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
         """Audit records, newest first, filtered; readable by every role."""
-        return self._engine.audit_log().query(since=since, until=until, user=user, kind=kind,
-                                              text=text, limit=limit)
+        return self._engine.audit_log().query(
+            since=since, until=until, user=user, kind=kind, text=text, limit=limit
+        )
 
     def audit_verify(self) -> dict[str, Any]:
         """Walk the hash chain: {"ok", "message"} naming the first bad record if any."""
@@ -382,8 +517,9 @@ class EngineAPI:
 
     # -- manual writes: arm, then confirm ----------------------------------------------------
 
-    def _cmd_control_arm(self, device: str, address: str, value: float | bool,
-                         user: str, type: str = "") -> dict[str, Any]:
+    def _cmd_control_arm(
+        self, device: str, address: str, value: float | bool, user: str, type: str = ""
+    ) -> dict[str, Any]:
         return self._manual.arm(device, address, value, user, type or None)
 
     async def _cmd_control_write(self, arm: str, user: str) -> dict[str, Any]:
@@ -391,8 +527,9 @@ class EngineAPI:
 
     # -- admin: users and model packages ---------------------------------------------------
 
-    def _cmd_users_manage(self, op: str, name: str, user: str, role: str = "",
-                          pin: str = "") -> dict[str, Any]:
+    def _cmd_users_manage(
+        self, op: str, name: str, user: str, role: str = "", pin: str = ""
+    ) -> dict[str, Any]:
         """op: add (name, role, pin), remove, reset_pin (pin), set_role (role)."""
         from floorconsole.adapters.users import UserError
 
@@ -409,14 +546,16 @@ class EngineAPI:
             elif op == "set_role":
                 store.set_role(name, role)
             else:
-                raise CommandError(f"users.manage: op {op!r}; expected add, remove, reset_pin "
-                                   f"or set_role")
+                raise CommandError(
+                    f"users.manage: op {op!r}; expected add, remove, reset_pin or set_role"
+                )
         except UserError as e:
             raise CommandError(str(e)) from None
         return {"ok": True, "message": f"user {name}: {op.replace('_', ' ')} done"}
 
-    async def _cmd_model_import(self, model: str, package: str, message: str,
-                                user: str) -> dict[str, Any]:
+    async def _cmd_model_import(
+        self, model: str, package: str, message: str, user: str
+    ) -> dict[str, Any]:
         """A new package (PATH without extension: PATH.onnx + PATH.json) for model `model`,
         applied as a new snapshot: checked, loaded beside, health-checked, or refused."""
         import copy
@@ -451,7 +590,9 @@ class EngineAPI:
     def _cmd_demo_inject(self, fault: str, severity: float = 1.0) -> dict[str, Any]:
         demo = self._demo()
         if fault not in demo.fault_kinds():
-            raise CommandError(f"no fault {fault!r}; expected one of {', '.join(demo.fault_kinds())}")
+            raise CommandError(
+                f"no fault {fault!r}; expected one of {', '.join(demo.fault_kinds())}"
+            )
         demo.inject(fault, severity)
         return {"ok": True, "message": f"fault {fault} injected"}
 
@@ -474,8 +615,9 @@ class EngineAPI:
             raise CommandError("this engine runs without a snapshot store")
         return mgr
 
-    async def _cmd_config_apply(self, config: dict[str, Any], message: str,
-                                user: str) -> dict[str, Any]:
+    async def _cmd_config_apply(
+        self, config: dict[str, Any], message: str, user: str
+    ) -> dict[str, Any]:
         from floorconsole.engine.snapshots import ApplyRefused
 
         try:
@@ -500,17 +642,35 @@ class EngineAPI:
 
     def snapshots(self) -> list[dict[str, Any]]:
         mgr = self._snapshots()
-        return [{"id": s.id, "short": s.short, "parent": s.parent, "author": s.author,
-                 "message": s.message, "created": s.created, "active": s.id == mgr.active.id}
-                for s in mgr.store.list()]
+        return [
+            {
+                "id": s.id,
+                "short": s.short,
+                "parent": s.parent,
+                "author": s.author,
+                "message": s.message,
+                "created": s.created,
+                "active": s.id == mgr.active.id,
+            }
+            for s in mgr.store.list()
+        ]
 
     def snapshot_diff(self, a: str, b: str) -> list[str]:
         return list(self._snapshots().store.diff(a, b).lines())
 
     def activations(self, limit: int = 200) -> list[dict[str, Any]]:
         acts = self._snapshots().store.activations()[-limit:]
-        return [{"seq": a.seq, "snapshot": a.snapshot[:12], "at": a.activated_at,
-                 "outcome": str(a.outcome), "by": a.by, "note": a.note} for a in reversed(acts)]
+        return [
+            {
+                "seq": a.seq,
+                "snapshot": a.snapshot[:12],
+                "at": a.activated_at,
+                "outcome": str(a.outcome),
+                "by": a.by,
+                "note": a.note,
+            }
+            for a in reversed(acts)
+        ]
 
     # -- alarms -----------------------------------------------------------------------------
 
@@ -526,16 +686,19 @@ class EngineAPI:
         return {"ok": True, "message": f"{done} alarm(s) acknowledged", "results": results}
 
     def _cmd_alarm_shelve(self, alarm: str, duration_s: float, user: str) -> dict[str, Any]:
-        return _alarm_result(self._control().shelve(alarm, float(duration_s), user),
-                             f"{alarm} shelved for {float(duration_s) / 60:g} min")
+        return _alarm_result(
+            self._control().shelve(alarm, float(duration_s), user),
+            f"{alarm} shelved for {float(duration_s) / 60:g} min",
+        )
 
     def _cmd_alarm_unshelve(self, alarm: str, user: str) -> dict[str, Any]:
         return _alarm_result(self._control().unshelve(alarm, user), f"{alarm} unshelved")
 
     # -- dry run ----------------------------------------------------------------------------
 
-    def dry_run(self, rule: dict[str, Any],
-                hours: tuple[float, ...] = (1.0, 24.0)) -> dict[str, Any]:
+    def dry_run(
+        self, rule: dict[str, Any], hours: tuple[float, ...] = (1.0, 24.0)
+    ) -> dict[str, Any]:
         """How often a rule as edited (a [[rules]] table) would have activated over the last
         `hours` of history, beside the running rule of the same id; both replayed through
         the engine's own evaluator (core.dryrun). Reads the history file on the caller's
@@ -549,14 +712,21 @@ class EngineAPI:
 
         e = self._engine
         plant = e.plant
-        ranges = {s.id: s.range for s in (*plant.signals, *e.derived)
-                  if not (isinstance(s.source, MqttPoint) and s.source.kind == "waveform")}
-        parsed, problems = parse_rules([rule], signals=ranges,
-                                       devices={d.id for d in plant.devices},
-                                       brokers={b.id for b in plant.brokers})
+        ranges = {
+            s.id: s.range
+            for s in (*plant.signals, *e.derived)
+            if not (isinstance(s.source, MqttPoint) and s.source.kind == "waveform")
+        }
+        parsed, problems = parse_rules(
+            [rule],
+            signals=ranges,
+            devices={d.id for d in plant.devices},
+            brokers={b.id for b in plant.brokers},
+        )
         if problems or not parsed:
-            text = "; ".join(str(p).removeprefix("rules[0].").replace("rules[0]", "rule", 1)
-                             for p in problems)
+            text = "; ".join(
+                str(p).removeprefix("rules[0].").replace("rules[0]", "rule", 1) for p in problems
+            )
             return {"ok": False, "message": text or "the rule could not be read"}
         edited = parsed[0]
         current = next((r for r in plant.rules if r.id == edited.id), None)
@@ -567,8 +737,10 @@ class EngineAPI:
             if reader is None:
                 reader = HistoryReader(e.historian.path)
                 self._readers.reader = reader
-            history = {sig: reader.query(sig, now - max(hours) * 3600.0, None)
-                       for sig in {edited.signal, *([current.signal] if current else [])}}
+            history = {
+                sig: reader.query(sig, now - max(hours) * 3600.0, None)
+                for sig in {edited.signal, *([current.signal] if current else [])}
+            }
         except (HistorianError, OSError, sqlite3.Error) as err:
             return {"ok": False, "message": f"history could not be read: {err}"}
 
@@ -588,11 +760,18 @@ class EngineAPI:
         edited_counts, edited_detail = replay(edited)
         current_counts, current_detail = replay(current) if current else (None, None)
         first = history[edited.signal][0].t if history[edited.signal] else None
-        return {"ok": True, "rule": edited.id, "signal": edited.signal,
-                "enabled": edited.enabled, "edited": edited_counts, "current": current_counts,
-                "current_enabled": current.enabled if current else None,
-                "detail": {"edited": edited_detail, "current": current_detail},
-                "history_from": first, "now": now}
+        return {
+            "ok": True,
+            "rule": edited.id,
+            "signal": edited.signal,
+            "enabled": edited.enabled,
+            "edited": edited_counts,
+            "current": current_counts,
+            "current_enabled": current.enabled if current else None,
+            "detail": {"edited": edited_detail, "current": current_detail},
+            "history_from": first,
+            "now": now,
+        }
 
 
 def _alarm_result(result: Any, message: str) -> dict[str, Any]:
@@ -606,10 +785,16 @@ def _alarm_result(result: Any, message: str) -> dict[str, Any]:
 def _alarm_summary(control: dict[str, Any]) -> AlarmSummary:
     c, k = control["counts"], control["kpis"]
     return AlarmSummary(
-        active=c["active"], unack=c["unack"], shelved=c["shelved"], suppressed=c["suppressed"],
-        out_of_service=c["out_of_service"], alarms_10min=k["alarms_10min"], flood=k["flood"],
+        active=c["active"],
+        unack=c["unack"],
+        shelved=c["shelved"],
+        suppressed=c["suppressed"],
+        out_of_service=c["out_of_service"],
+        alarms_10min=k["alarms_10min"],
+        flood=k["flood"],
         floods=k["floods"],
-        top_chattering=tuple((t["id"], t["activations_10min"]) for t in k["top_chattering"]))
+        top_chattering=tuple((t["id"], t["activations_10min"]) for t in k["top_chattering"]),
+    )
 
 
 def _rule_view(st: dict[str, Any]) -> RuleView:
@@ -617,20 +802,35 @@ def _rule_view(st: dict[str, Any]) -> RuleView:
     if st.get("pending"):
         left = st.get("remaining_s")
         pending = f"{st.get('pending_why') or st['pending']}" + (
-            f" {left:.1f} s left" if left is not None else "")
+            f" {left:.1f} s left" if left is not None else ""
+        )
     actions = []
     for a in st["actions"]:
         last = a.get("last")
-        actions.append(ActionView(kind=a["kind"], target=a["target"],
-                                  last_result=last["text"] if last else "",
-                                  last_ok=last["ok"] if last else None,
-                                  last_at=last["t_wall"] if last else None))
+        actions.append(
+            ActionView(
+                kind=a["kind"],
+                target=a["target"],
+                last_result=last["text"] if last else "",
+                last_ok=last["ok"] if last else None,
+                last_at=last["t_wall"] if last else None,
+            )
+        )
     held = st.get("held") or ""
     return RuleView(
-        id=st["id"], enabled=st["enabled"], signal=st["signal"], condition=st["condition"],
-        value=st["value"], quality=st["quality"], active=st["active"], pending=pending,
-        last_activation=st["last_activation"], changes_last_hour=st["changes_last_hour"],
-        note=held, actions=tuple(actions))
+        id=st["id"],
+        enabled=st["enabled"],
+        signal=st["signal"],
+        condition=st["condition"],
+        value=st["value"],
+        quality=st["quality"],
+        active=st["active"],
+        pending=pending,
+        last_activation=st["last_activation"],
+        changes_last_hour=st["changes_last_hour"],
+        note=held,
+        actions=tuple(actions),
+    )
 
 
 class _Refusals:

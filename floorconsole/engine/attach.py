@@ -51,11 +51,29 @@ UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 
 # The ops a console may call, each an EngineAPI method of the same name (frame, command,
 # login and logout are handled specially below). Never looked up from the request.
-OPS = frozenset({
-    "hello", "frame", "history", "command", "login", "logout", "unlock", "session", "touch",
-    "demo_users", "audit", "audit_verify", "active_config", "snapshots", "snapshot_diff",
-    "activations", "alarm_journal", "model_histogram", "dry_run",
-})
+OPS = frozenset(
+    {
+        "hello",
+        "frame",
+        "history",
+        "command",
+        "login",
+        "logout",
+        "unlock",
+        "session",
+        "touch",
+        "demo_users",
+        "audit",
+        "audit_verify",
+        "active_config",
+        "snapshots",
+        "snapshot_diff",
+        "activations",
+        "alarm_journal",
+        "model_histogram",
+        "dry_run",
+    }
+)
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -89,8 +107,7 @@ def dumps(obj: Any) -> bytes:
     """Frames, histories and command results as JSON, in the shape of dataclasses.asdict
     (which frame_from_dict reads back), several times faster: asdict deep-copies every leaf
     in Python, and a frame of 500 signals has some 40,000."""
-    return json.dumps(obj, default=_shallow, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    return json.dumps(obj, default=_shallow, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class _BadRequest(Exception):
@@ -103,8 +120,14 @@ class _BadRequest(Exception):
 class AttachServer:
     """Serves one EngineAPI on a Unix socket from a thread of its own."""
 
-    def __init__(self, api: EngineAPI, path: Path, *, frame_cache_s: float = FRAME_CACHE_S,
-                 hello: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        api: EngineAPI,
+        path: Path,
+        *,
+        frame_cache_s: float = FRAME_CACHE_S,
+        hello: dict[str, Any] | None = None,
+    ) -> None:
         self.api = api
         self.path = Path(path)
         self.frame_cache_s = frame_cache_s
@@ -134,8 +157,7 @@ class AttachServer:
         """Bind and listen; returns once consoles can connect (or raises why not)."""
         if len(os.fsencode(self.path)) > UNIX_PATH_MAX:
             raise OSError(f"socket path {self.path} is longer than {UNIX_PATH_MAX} bytes")
-        self._thread = threading.Thread(target=self._run, name="floorconsole-attach",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="floorconsole-attach", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             raise RuntimeError(f"attach server did not start within {timeout:g} s")
@@ -168,8 +190,9 @@ class AttachServer:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         sock = _bind(self.path)
-        self._server = await asyncio.start_unix_server(self._serve, sock=sock,
-                                                       limit=MAX_REQUEST_BYTES)
+        self._server = await asyncio.start_unix_server(
+            self._serve, sock=sock, limit=MAX_REQUEST_BYTES
+        )
         log.info("consoles attach at %s (mode %o)", self.path, SOCKET_MODE)
         self._ready.set()
         try:
@@ -250,8 +273,9 @@ def _peer(writer: asyncio.StreamWriter) -> str:
 class _Connection:
     """One attached console."""
 
-    def __init__(self, server: AttachServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, server: AttachServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -322,7 +346,10 @@ class _Connection:
             log.exception("frame for a console failed")
             return _error(rid, "Internal", f"frame: {e}")
         return b'{"id":%s,"ok":true,"result":{"frame":%s,"session":%s}}\n' % (
-            json.dumps(rid).encode(), frame, info)
+            json.dumps(rid).encode(),
+            frame,
+            info,
+        )
 
     async def _call(self, rid: Any, op: str, args: dict[str, Any]) -> None:
         from floorconsole.engine.api import CommandError
@@ -353,6 +380,7 @@ class _Connection:
                 cargs = {}
             return lambda: api.command(name, session=args.get("session"), **cargs)
         if op == "login":
+
             def login() -> Any:
                 r = api.login(**args)
                 if r.get("ok") and r.get("session"):
@@ -361,11 +389,14 @@ class _Connection:
                     else:
                         self.sessions.add(str(r["session"]))
                 return r
+
             return login
         if op == "logout":
+
             def logout() -> None:
                 self.sessions.discard(str(args.get("session")))
                 api.logout(args.get("session"))
+
             return logout
         method = getattr(api, op)  # op is one of OPS, checked by the caller
         return lambda: method(**args)
@@ -379,8 +410,7 @@ class _Connection:
                 await asyncio.wait_for(self.writer.drain(), CLIENT_WRITE_TIMEOUT_S)
             except TimeoutError:
                 self.server.dropped += 1
-                raise _Dropped(f"read nothing for {CLIENT_WRITE_TIMEOUT_S:g} s: dropped") \
-                    from None
+                raise _Dropped(f"read nothing for {CLIENT_WRITE_TIMEOUT_S:g} s: dropped") from None
 
     async def logout_all(self) -> None:
         """What a console that went away leaves behind: nothing. Its sessions end (and with
@@ -413,8 +443,9 @@ def start_attach_server(engine: Engine) -> AttachServer | None:
     """The engine's socket at DATA_DIR/engine.sock, or None (logged) when it cannot listen:
     the engine runs on without attached consoles."""
     path = socket_path(engine.data_dir)
-    server = AttachServer(engine.api, path, hello={
-        "edge_id": engine.plant.edge.id, "data_dir": str(engine.data_dir)})
+    server = AttachServer(
+        engine.api, path, hello={"edge_id": engine.plant.edge.id, "data_dir": str(engine.data_dir)}
+    )
     try:
         server.start()
     except (OSError, RuntimeError) as e:

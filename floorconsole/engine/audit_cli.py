@@ -23,27 +23,42 @@ class AuditCommandError(ValueError):
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `audit list|verify` on the CLI's subparsers."""
-    a = subparsers.add_parser("audit", help="the audit trail: list records, verify the chain",
-                              description="Who did what, when: logins, acknowledgements, "
-                                          "writes, rule and snapshot changes, in a hash chain.")
+    a = subparsers.add_parser(
+        "audit",
+        help="the audit trail: list records, verify the chain",
+        description="Who did what, when: logins, acknowledgements, "
+        "writes, rule and snapshot changes, in a hash chain.",
+    )
     asub = a.add_subparsers(metavar="ACTION")
-    ls = asub.add_parser("list", help="records, newest first, with filters",
-                         description="Audit records, newest first.")
+    ls = asub.add_parser(
+        "list",
+        help="records, newest first, with filters",
+        description="Audit records, newest first.",
+    )
     ls.add_argument("--user", help="only this user's records")
-    ls.add_argument("--kind", choices=KINDS, metavar="KIND",
-                    help=f"only this kind: {', '.join(KINDS)}")
+    ls.add_argument(
+        "--kind", choices=KINDS, metavar="KIND", help=f"only this kind: {', '.join(KINDS)}"
+    )
     ls.add_argument("--since", help="from: a duration back from now (10m, 2h, 1d) or an ISO time")
     ls.add_argument("--until", help="to: a duration back from now or an ISO time")
     ls.add_argument("--text", help="only records with this text in user, target or detail")
     ls.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     ls.add_argument("--format", choices=("text", "json"), default="text")
-    v = asub.add_parser("verify", help="check the hash chain; name the first bad record",
-                        description="Walk the whole chain and its checkpoints. Exit status 1 "
-                                    "and the first edited, inserted, deleted, reordered or "
-                                    "missing record if it is not intact.")
+    v = asub.add_parser(
+        "verify",
+        help="check the hash chain; name the first bad record",
+        description="Walk the whole chain and its checkpoints. Exit status 1 "
+        "and the first edited, inserted, deleted, reordered or "
+        "missing record if it is not intact.",
+    )
     for sp, action in ((ls, "list"), (v, "verify")):
-        sp.add_argument("-c", "--config", type=Path, metavar="PLANT.toml",
-                        help="plant file (for its data directory)")
+        sp.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            metavar="PLANT.toml",
+            help="plant file (for its data directory)",
+        )
         sp.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
         sp.set_defaults(func=run, audit_action=action)
     a.set_defaults(func=lambda args: (a.print_help(), 2)[1])
@@ -58,8 +73,18 @@ def run(args: argparse.Namespace) -> int:
             ok, text = audit_verify(data_dir)
             print(text, file=sys.stdout if ok else sys.stderr)
             return 0 if ok else 1
-        print(audit_list(data_dir, user=args.user, kind=args.kind, since=args.since,
-                         until=args.until, text=args.text, limit=args.limit, fmt=args.format))
+        print(
+            audit_list(
+                data_dir,
+                user=args.user,
+                kind=args.kind,
+                since=args.since,
+                until=args.until,
+                text=args.text,
+                limit=args.limit,
+                fmt=args.format,
+            )
+        )
         return 0
     except AuditCommandError as e:
         print(f"floorconsole: {e}", file=sys.stderr)
@@ -69,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
 def open_log(data_dir: str | Path) -> AuditLog:
     path = Path(data_dir) / FILE_NAME
     if not path.exists():
-        raise AuditCommandError(f"no audit trail at {path}: has an engine run with this data "
-                                "directory?")
+        raise AuditCommandError(
+            f"no audit trail at {path}: has an engine run with this data directory?"
+        )
     try:
         return AuditLog(path, readonly=True)
     except AuditError as e:
@@ -91,9 +117,18 @@ def audit_verify(data_dir: str | Path) -> tuple[bool, str]:
     return r.ok, "\n".join(lines)
 
 
-def audit_list(data_dir: str | Path, *, user: str | None = None, kind: str | None = None,
-               since: str | None = None, until: str | None = None, text: str | None = None,
-               limit: int = 100, fmt: str = "text", now: float | None = None) -> str:
+def audit_list(
+    data_dir: str | Path,
+    *,
+    user: str | None = None,
+    kind: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    text: str | None = None,
+    limit: int = 100,
+    fmt: str = "text",
+    now: float | None = None,
+) -> str:
     """Records newest first, as aligned text lines or a JSON array."""
     now = time.time() if now is None else now
     try:
@@ -112,10 +147,15 @@ def audit_list(data_dir: str | Path, *, user: str | None = None, kind: str | Non
     user_w = min(max(len("USER"), *(len(r["user"]) for r in rows)), 16)
     lines = [f"{'SEQ':>7}  {'TIME (UTC)':<19}  {'USER':<{user_w}}  {'KIND':<17}  TARGET  DETAIL"]
     for r in rows:
-        detail = r["detail"] if isinstance(r["detail"], str) else json.dumps(
-            r["detail"], ensure_ascii=False, separators=(", ", ": "))
-        lines.append(f"{r['seq']:>7}  {_when(r['t_wall'])}  {r['user'][:user_w]:<{user_w}}  "
-                     f"{r['kind']:<17}  {r['target']}  {detail}")
+        detail = (
+            r["detail"]
+            if isinstance(r["detail"], str)
+            else json.dumps(r["detail"], ensure_ascii=False, separators=(", ", ": "))
+        )
+        lines.append(
+            f"{r['seq']:>7}  {_when(r['t_wall'])}  {r['user'][:user_w]:<{user_w}}  "
+            f"{r['kind']:<17}  {r['target']}  {detail}"
+        )
     return "\n".join(lines)
 
 

@@ -60,10 +60,17 @@ class Control:
     they drive no output.
     """
 
-    def __init__(self, rules: Sequence[RuleConfig], control_cfg: ControlConfig,
-                 hub_latest_getter: LatestGetter, writers: Mapping[str, Writer],
-                 publisher: Publisher | None, alarm_table: AlarmTable,
-                 journal: Journal | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        rules: Sequence[RuleConfig],
+        control_cfg: ControlConfig,
+        hub_latest_getter: LatestGetter,
+        writers: Mapping[str, Writer],
+        publisher: Publisher | None,
+        alarm_table: AlarmTable,
+        journal: Journal | None,
+        clock: Clock,
+    ) -> None:
         self.rules = {r.id: r for r in rules}
         self.config = control_cfg
         self.latest = hub_latest_getter
@@ -108,9 +115,11 @@ class Control:
             if prev is None or prev.rule.signal != ev.rule.signal:
                 continue
             ev.carry_over(prev)
-            same = {i for i, (a, b) in enumerate(zip(prev.rule.actions, ev.rule.actions,
-                                                     strict=False))
-                    if (a.kind, a.target) == (b.kind, b.target)} | {-1}
+            same = {
+                i
+                for i, (a, b) in enumerate(zip(prev.rule.actions, ev.rule.actions, strict=False))
+                if (a.kind, a.target) == (b.kind, b.target)
+            } | {-1}
             for (result_rule, i), rec in old.last_results.items():
                 if result_rule == rid and i in same:
                     self.last_results[(rid, i)] = rec
@@ -119,8 +128,11 @@ class Control:
                 if transitions:
                     self._handle(ev.rule, transitions)
         # An alarm whose rule no longer raises it would otherwise stay active for good.
-        raising = {r.alarm_id for r in self.rules.values()
-                   if any(isinstance(a, AlarmAction) for a in r.actions)}
+        raising = {
+            r.alarm_id
+            for r in self.rules.values()
+            if any(isinstance(a, AlarmAction) for a in r.actions)
+        }
         for gone in old.rules.values():
             if gone.alarm_id not in raising and gone.alarm_id in self.alarms.alarms:
                 self.alarms.clear(gone.alarm_id, "rule changed: it no longer raises this alarm")
@@ -153,10 +165,16 @@ class Control:
                 # The hub passes a quality-only change (a degraded re-emission of the last
                 # value: device or broker lost) to the latest table but not to listeners;
                 # pick it up here, so the quality policy applies within one tick.
-                if (latest is not None and latest is not last
-                        and latest.reason is not Reason.INITIAL
-                        and (last is None or latest.quality != last.quality
-                             or latest.reason != last.reason)):
+                if (
+                    latest is not None
+                    and latest is not last
+                    and latest.reason is not Reason.INITIAL
+                    and (
+                        last is None
+                        or latest.quality != last.quality
+                        or latest.reason != last.reason
+                    )
+                ):
                     transitions += ev.feed(latest, now)
                 transitions += ev.tick(now)
                 if transitions:
@@ -186,8 +204,9 @@ class Control:
         errors = getattr(self.journal, "errors", 0)
         if errors > self._journal_errors:
             self._journal_errors = errors
-            self.alarms.raise_system("cache_trouble", "alarm journal",
-                                     getattr(self.journal, "last_error", ""))
+            self.alarms.raise_system(
+                "cache_trouble", "alarm journal", getattr(self.journal, "last_error", "")
+            )
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -203,7 +222,8 @@ class Control:
             if any(not isinstance(a, AlarmAction) for a in rule.actions):
                 prev = self._chains.get(rule.id)
                 task = asyncio.get_running_loop().create_task(
-                    self._run_actions(rule, tr, prev), name=f"rule {rule.id} {tr.kind}")
+                    self._run_actions(rule, tr, prev), name=f"rule {rule.id} {tr.kind}"
+                )
                 self._chains[rule.id] = task
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -213,12 +233,16 @@ class Control:
             entry = self.alarms.activate(rule.alarm_id, tr.reason)
         else:
             entry = self.alarms.clear(rule.alarm_id, tr.reason)
-        text = (f"{entry.from_state.value} -> {entry.to_state.value}" if entry is not None
-                else f"no change ({self.alarms.get(rule.alarm_id).state.value})")
+        text = (
+            f"{entry.from_state.value} -> {entry.to_state.value}"
+            if entry is not None
+            else f"no change ({self.alarms.get(rule.alarm_id).state.value})"
+        )
         self._record(rule, index, "alarm", action.target, tr, True, text)
 
-    async def _run_actions(self, rule: RuleConfig, tr: Transition,
-                           prev: asyncio.Task[None] | None) -> None:
+    async def _run_actions(
+        self, rule: RuleConfig, tr: Transition, prev: asyncio.Task[None] | None
+    ) -> None:
         if prev is not None and not prev.done():
             await asyncio.wait([prev])
         for i, action in enumerate(rule.actions):
@@ -231,12 +255,20 @@ class Control:
                 log.exception("rule %s: action %d failed", rule.id, i)
                 self._record(rule, i, action.kind, action.target, tr, False, f"error: {e!r}")
 
-    async def _write(self, rule: RuleConfig, index: int, action: WriteAction,
-                     tr: Transition) -> None:
+    async def _write(
+        self, rule: RuleConfig, index: int, action: WriteAction, tr: Transition
+    ) -> None:
         value = action.value_for(tr.kind == "activate")
         if value is None:
-            self._record(rule, index, "write", action.target, tr, True,
-                         "nothing written on release (no off value)")
+            self._record(
+                rule,
+                index,
+                "write",
+                action.target,
+                tr,
+                True,
+                "nothing written on release (no off value)",
+            )
             return
         if not self.config.enabled:
             self._record(rule, index, "write", action.target, tr, False, READ_ONLY)
@@ -250,13 +282,20 @@ class Control:
         who = f"rule {rule.id}"
         if self.audit is not None:
             before = action.value_for(tr.kind != "activate")
-            request = {"phase": "request", "rule": rule.id, "transition": tr.kind,
-                       "reason": tr.reason, "before": before, "value": value}
+            request = {
+                "phase": "request",
+                "rule": rule.id,
+                "transition": tr.kind,
+                "reason": tr.reason,
+                "before": before,
+                "value": value,
+            }
             try:
                 # Committed on the loop when the trail is free (a tenth of a millisecond, no
                 # fsync), else from a worker thread: either way before the write is sent.
                 done = self.audit_now is not None and self.audit_now(
-                    "write", who, action.target, request)
+                    "write", who, action.target, request
+                )
                 if not done:
                     await self._audited("write", who, action.target, request)
             except Exception as e:  # noqa: BLE001 - no record, no write
@@ -265,24 +304,47 @@ class Control:
                 self.alarms.raise_system("write_failed", action.target, f"{who}: {text}")
                 return
         result = await writer(action.point, value)
-        self._record(rule, index, "write", action.target, tr, result.ok, result.text,
-                     result.duration_ms, result.attempts)
+        self._record(
+            rule,
+            index,
+            "write",
+            action.target,
+            tr,
+            result.ok,
+            result.text,
+            result.duration_ms,
+            result.attempts,
+        )
         if self.audit is not None:
             # The result follows the write it describes: recorded off the action's path
             # (the next action on this rule waits for nothing but its own record).
-            self._follow_up(self._audited("write", who, action.target, {
-                "phase": "result", "rule": rule.id, "ok": result.ok, "value": value,
-                "after": result.read_back, "text": result.text}),
-                f"{who}: result of the write to {action.target} not audited")
+            self._follow_up(
+                self._audited(
+                    "write",
+                    who,
+                    action.target,
+                    {
+                        "phase": "result",
+                        "rule": rule.id,
+                        "ok": result.ok,
+                        "value": value,
+                        "after": result.read_back,
+                        "text": result.text,
+                    },
+                ),
+                f"{who}: result of the write to {action.target} not audited",
+            )
         source = action.target
         if not result.ok:
             self.alarms.raise_system("write_failed", source, f"rule {rule.id}: {result.text}")
         elif result.mismatches:
             # The device ignored a write and the retry took: raised and returned at once,
             # so it waits for an acknowledgement (returned to normal, unacknowledged).
-            self.alarms.raise_system("write_failed", source,
-                                     f"rule {rule.id}: read back differed {result.mismatches} "
-                                     f"time(s); {result.text}")
+            self.alarms.raise_system(
+                "write_failed",
+                source,
+                f"rule {rule.id}: read back differed {result.mismatches} time(s); {result.text}",
+            )
             self.alarms.clear_system("write_failed", source, "retry read back as written")
         else:
             self.alarms.clear_system("write_failed", source, f"rule {rule.id}: {result.text}")
@@ -301,18 +363,24 @@ class Control:
         self._followups.add(task)
         task.add_done_callback(self._followups.discard)
 
-    async def _audited(self, kind: str, user: str, target: str, detail: dict[str, Any]
-                       ) -> None:
+    async def _audited(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> None:
         """The audit record written (fsync) off the loop; returns once it is committed."""
         assert self.audit is not None
         await asyncio.get_running_loop().run_in_executor(
-            None, self.audit, kind, user, target, detail)
+            None, self.audit, kind, user, target, detail
+        )
 
-    def _publish(self, rule: RuleConfig, index: int, action: PublishAction,
-                 tr: Transition) -> None:
+    def _publish(self, rule: RuleConfig, index: int, action: PublishAction, tr: Transition) -> None:
         if self.publisher is None:
-            self._record(rule, index, "publish", action.target, tr, False,
-                         "not applied: no broker connection for publishing")
+            self._record(
+                rule,
+                index,
+                "publish",
+                action.target,
+                tr,
+                False,
+                "not applied: no broker connection for publishing",
+            )
             return
         payload = action.render(payload_fields(rule, tr, self.clock.wall()))
         try:
@@ -323,16 +391,41 @@ class Control:
         rc = getattr(info, "rc", 0)
         if rc:
             held = "kept in the client until it reconnects" if action.qos else "lost"
-            self._record(rule, index, "publish", action.target, tr, False,
-                         f"broker not connected (rc {rc}); QoS {action.qos}: {held}")
+            self._record(
+                rule,
+                index,
+                "publish",
+                action.target,
+                tr,
+                False,
+                f"broker not connected (rc {rc}); QoS {action.qos}: {held}",
+            )
         else:
-            self._record(rule, index, "publish", action.target, tr, True,
-                         f"sent ({len(payload)} bytes, QoS {action.qos})")
+            self._record(
+                rule,
+                index,
+                "publish",
+                action.target,
+                tr,
+                True,
+                f"sent ({len(payload)} bytes, QoS {action.qos})",
+            )
 
-    def _record(self, rule: RuleConfig, index: int, action: str, target: str, tr: Transition,
-                ok: bool, text: str, duration_ms: float = 0.0, attempts: int = 0) -> None:
-        rec = ActionRecord(self.clock.wall(), rule.id, action, target, tr.kind, ok, text,
-                           duration_ms, attempts)
+    def _record(
+        self,
+        rule: RuleConfig,
+        index: int,
+        action: str,
+        target: str,
+        tr: Transition,
+        ok: bool,
+        text: str,
+        duration_ms: float = 0.0,
+        attempts: int = 0,
+    ) -> None:
+        rec = ActionRecord(
+            self.clock.wall(), rule.id, action, target, tr.kind, ok, text, duration_ms, attempts
+        )
         self.last_results[(rule.id, index)] = rec
         self.recent.append(rec)
         if self.journal is not None:
@@ -395,16 +488,21 @@ class Control:
             for key in ("since", "last_activation", "last_release"):
                 st[key] = wall(st.pop(f"{key}_mono"))
             st["actions"] = [
-                {"kind": a.kind, "target": a.target,
-                 "last": _record_dict(self.last_results.get((rid, i)))}
-                for i, a in enumerate(ev.rule.actions)]
+                {
+                    "kind": a.kind,
+                    "target": a.target,
+                    "last": _record_dict(self.last_results.get((rid, i))),
+                }
+                for i, a in enumerate(ev.rule.actions)
+            ]
             held = self.last_results.get((rid, -1))
             st["last_held"] = _record_dict(held)
             rules.append(st)
         banner = self.alarms.banner()
         order = {a.id: i for i, a in enumerate(banner)}
-        alarms = sorted(self.alarms.alarms.values(),
-                        key=lambda a: (order.get(a.id, len(order)), -a.rank, a.id))
+        alarms = sorted(
+            self.alarms.alarms.values(), key=lambda a: (order.get(a.id, len(order)), -a.rank, a.id)
+        )
         return {
             "mode": self.config.mode,
             "rules": rules,
@@ -426,4 +524,3 @@ def _entry_dict(entry: JournalEntry | None) -> dict[str, Any]:
 
 def _record_dict(rec: ActionRecord | None) -> dict[str, Any] | None:
     return None if rec is None else asdict(rec)
-

@@ -35,8 +35,12 @@ class DemoPlant:
             except (BrokerError, OSError):
                 self.broker = start_demo_broker()
             self.sim = self._sim(DEMO_MODBUS_PORT)
-            self.plant = demo_plant(self.plant_file, modbus_port=self.sim.modbus_port,
-                                    mqtt_host=self.broker.host, mqtt_port=self.broker.port)
+            self.plant = demo_plant(
+                self.plant_file,
+                modbus_port=self.sim.modbus_port,
+                mqtt_host=self.broker.host,
+                mqtt_port=self.broker.port,
+            )
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -46,8 +50,12 @@ class DemoPlant:
         from floorconsole.adapters.sim import SimPlant
 
         for p in (port, 0):
-            sim = SimPlant(modbus_port=p, mqtt_host=self.broker.host,
-                           mqtt_port=self.broker.port, seed=self.seed)
+            sim = SimPlant(
+                modbus_port=p,
+                mqtt_host=self.broker.host,
+                mqtt_port=self.broker.port,
+                seed=self.seed,
+            )
             try:
                 sim.start()
                 return sim
@@ -68,9 +76,11 @@ class DemoPlant:
     def banner(self, data_dir: Path) -> str:
         kind = type(self.broker).__name__.lstrip("_").replace("Demo", "")
         users = " · ".join(f"{u['name']} {u['pin']} {u['role']}" for u in DEMO_USERS)
-        return (f"floorconsole demo: simulated drive1 on 127.0.0.1:{self.sim.modbus_port}, "
-                f"broker ({kind}) on {self.broker.host}:{self.broker.port}, history in {data_dir}"
-                f"\ndemo users (log in with F9): {users}")
+        return (
+            f"floorconsole demo: simulated drive1 on 127.0.0.1:{self.sim.modbus_port}, "
+            f"broker ({kind}) on {self.broker.host}:{self.broker.port}, history in {data_dir}"
+            f"\ndemo users (log in with F9): {users}"
+        )
 
 
 # The demo's accounts. A real box has none until `floorconsole users add` creates them.
@@ -93,7 +103,9 @@ def ensure_demo_users(users: Any) -> list[dict[str, str]]:
     return [dict(u) for u in DEMO_USERS]
 
 
-def demo_plant(plant_file: Path, *, modbus_port: int, mqtt_host: str, mqtt_port: int) -> PlantConfig:
+def demo_plant(
+    plant_file: Path, *, modbus_port: int, mqtt_host: str, mqtt_port: int
+) -> PlantConfig:
     """The demo plant file with the simulator's and broker's actual ports."""
     raw: dict[str, Any] = tomllib.loads(Path(plant_file).read_text(encoding="utf-8"))
     raw = copy.deepcopy(raw)

@@ -233,8 +233,10 @@ class History:
 
 
 def _tuple_of(cls: type, items: object) -> tuple:  # type: ignore[type-arg]
-    return tuple(cls(**i) if isinstance(i, dict) else tuple(i) if isinstance(i, list) else i
-                 for i in (items or ()))  # type: ignore[attr-defined]
+    return tuple(
+        cls(**i) if isinstance(i, dict) else tuple(i) if isinstance(i, list) else i
+        for i in (items or ())
+    )  # type: ignore[attr-defined]
 
 
 def signal_view_from_dict(d: dict) -> SignalView:  # type: ignore[type-arg]
@@ -249,24 +251,47 @@ def frame_from_dict(d: dict) -> Frame:  # type: ignore[type-arg]
     """The inverse of Frame.to_dict (after a JSON round trip), for recordings and sockets."""
     d = dict(d)
     d["signals"] = tuple(signal_view_from_dict(s) for s in d["signals"])
-    d["links"] = tuple(LinkView(**{**ln, "malformed_by_reason": tuple(
-        tuple(x) for x in ln.get("malformed_by_reason", ()))}) for ln in d["links"])
+    d["links"] = tuple(
+        LinkView(
+            **{
+                **ln,
+                "malformed_by_reason": tuple(tuple(x) for x in ln.get("malformed_by_reason", ())),
+            }
+        )
+        for ln in d["links"]
+    )
     d["conditions"] = _tuple_of(Condition, d["conditions"])
     d["historian"] = HistorianView(**d["historian"])
-    d["demo"] = DemoView(faults=tuple(d["demo"]["faults"]), active=tuple(d["demo"]["active"])) \
-        if d.get("demo") else None
-    d["models"] = tuple(ModelView(**{**m, "trend": tuple(m["trend"]),
-                                     "features": _tuple_of(DriftFeatureView, m["features"])})
-                        for m in d.get("models", ()))
+    d["demo"] = (
+        DemoView(faults=tuple(d["demo"]["faults"]), active=tuple(d["demo"]["active"]))
+        if d.get("demo")
+        else None
+    )
+    d["models"] = tuple(
+        ModelView(
+            **{
+                **m,
+                "trend": tuple(m["trend"]),
+                "features": _tuple_of(DriftFeatureView, m["features"]),
+            }
+        )
+        for m in d.get("models", ())
+    )
     d["alarms"] = _tuple_of(AlarmView, d.get("alarms", ()))
     summ = d.get("alarm_summary")
-    d["alarm_summary"] = AlarmSummary(**{**summ, "top_chattering": tuple(
-        tuple(x) for x in summ["top_chattering"])}) if summ else None
-    d["rules"] = tuple(RuleView(**{**r, "actions": _tuple_of(ActionView, r["actions"])})
-                       for r in d.get("rules", ()))
+    d["alarm_summary"] = (
+        AlarmSummary(**{**summ, "top_chattering": tuple(tuple(x) for x in summ["top_chattering"])})
+        if summ
+        else None
+    )
+    d["rules"] = tuple(
+        RuleView(**{**r, "actions": _tuple_of(ActionView, r["actions"])})
+        for r in d.get("rules", ())
+    )
     up = d.get("uplink")
-    d["uplink"] = UplinkStats(**{**up, "dropped": tuple(tuple(x) for x in up["dropped"])}) \
-        if up else None
+    d["uplink"] = (
+        UplinkStats(**{**up, "dropped": tuple(tuple(x) for x in up["dropped"])}) if up else None
+    )
     return Frame(**d)
 
 

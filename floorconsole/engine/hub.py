@@ -48,8 +48,9 @@ class Hub:
         devices = {d.id: d for d in plant.devices}
         for s in plant.signals:
             # Every signal exists from the start, so the table never changes size under readers.
-            self.latest[s.id] = Sample(s.id, None, Quality.UNCERTAIN, Reason.INITIAL, now_wall,
-                                       now_mono, "no value yet")
+            self.latest[s.id] = Sample(
+                s.id, None, Quality.UNCERTAIN, Reason.INITIAL, now_wall, now_mono, "no value yet"
+            )
             self.spark[s.id] = deque(maxlen=SPARK_POINTS)
             self._spark_t[s.id] = -1e18
             if s.stale_after_s is not None:
@@ -60,7 +61,8 @@ class Hub:
                 # The device poller flags its own signals; this is the backstop if it hangs.
                 self.stale_after[s.id] = devices[s.source.device].stale_after_s + 1.0
         self.ranges: dict[str, tuple[float, float]] = {
-            s.id: s.range for s in plant.signals if s.range is not None}
+            s.id: s.range for s in plant.signals if s.range is not None
+        }
         self.samples_in = 0
         self.unknown_signals = 0
         self._listeners: list[Callable[[Sequence[Sample]], None]] = []
@@ -73,8 +75,9 @@ class Hub:
         for s in signals:
             if s.id in self.latest:
                 raise ValueError(f"signal {s.id!r} is produced twice")
-            self.latest[s.id] = Sample(s.id, None, Quality.UNCERTAIN, Reason.INITIAL, now_wall,
-                                       now_mono, "no value yet")
+            self.latest[s.id] = Sample(
+                s.id, None, Quality.UNCERTAIN, Reason.INITIAL, now_wall, now_mono, "no value yet"
+            )
             self.spark[s.id] = deque(maxlen=SPARK_POINTS)
             self._spark_t[s.id] = -1e18
 
@@ -99,8 +102,11 @@ class Hub:
                 x = s.value
                 if not isinstance(x, np.ndarray) and not (rng[0] <= x <= rng[1]):
                     # Outside its engineering range: shown, recorded, but not trusted.
-                    s = s._replace(quality=Quality.UNCERTAIN, reason=Reason.OUT_OF_RANGE,
-                                   detail=f"{x:g} outside {rng[0]:g}–{rng[1]:g}")
+                    s = s._replace(
+                        quality=Quality.UNCERTAIN,
+                        reason=Reason.OUT_OF_RANGE,
+                        detail=f"{x:g} outside {rng[0]:g}–{rng[1]:g}",
+                    )
             latest[s.signal] = s
             if s.quality != prev.quality or s.reason != prev.reason:
                 if store is not None:
@@ -109,8 +115,11 @@ class Hub:
                 continue  # a degraded re-emission (Sample.degraded): quality change only
             fresh.append(s)
             v = s.value
-            if (v is not None and not isinstance(v, np.ndarray)
-                    and s.t_mono - spark_t[s.signal] >= SPARK_INTERVAL_S):
+            if (
+                v is not None
+                and not isinstance(v, np.ndarray)
+                and s.t_mono - spark_t[s.signal] >= SPARK_INTERVAL_S
+            ):
                 spark[s.signal].append(float(v))
                 spark_t[s.signal] = s.t_mono
         self.samples_in += len(fresh)

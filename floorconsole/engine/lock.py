@@ -31,7 +31,8 @@ class DataDirLock:
             os.close(fd)
             raise EngineAlreadyRunning(
                 f"another floorconsole engine is already running on {self.path.parent} "
-                f"({holder}); attach to it or stop it first") from None
+                f"({holder}); attach to it or stop it first"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:300]}\n".encode())
         self._fd = fd

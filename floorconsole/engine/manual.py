@@ -38,26 +38,31 @@ class ManualWrites:
         self._lock = threading.Lock()
         self._armed: dict[str, Armed] = {}
 
-    def arm(self, device: str, address: str, value: float | bool, user: str,
-            type_: str | None = None) -> dict[str, Any]:
+    def arm(
+        self, device: str, address: str, value: float | bool, user: str, type_: str | None = None
+    ) -> dict[str, Any]:
         from floorconsole.engine.api import CommandError
 
         active = self._engine.active
         if device not in active.pollers:
             known = ", ".join(sorted(active.pollers)) or "none"
-            raise CommandError(f"no Modbus device {device!r} in the running configuration "
-                               f"(devices: {known})")
+            raise CommandError(
+                f"no Modbus device {device!r} in the running configuration (devices: {known})"
+            )
         try:
             table, addr = parse_address(address)
         except ValueError as e:
             raise CommandError(str(e)) from None
         if table not in ("co", "hr"):
-            raise CommandError(f"{address} is read-only; a write goes to co (coils) or hr "
-                               f"(holding registers)")
+            raise CommandError(
+                f"{address} is read-only; a write goes to co (coils) or hr (holding registers)"
+            )
         typ = type_ or ("bool" if table == "co" else "uint16")
         if typ not in REGISTER_TYPES or (table == "co" and typ != "bool"):
-            raise CommandError(f"type {typ!r} does not fit {address}; expected "
-                               f"{'bool' if table == 'co' else ', '.join(REGISTER_TYPES[1:])}")
+            raise CommandError(
+                f"type {typ!r} does not fit {address}; expected "
+                f"{'bool' if table == 'co' else ', '.join(REGISTER_TYPES[1:])}"
+            )
         point = ModbusPoint(device=device, table=table, address=addr, type=typ)
         if isinstance(value, str) or not isinstance(value, (bool, int, float)):
             raise CommandError(f"value {value!r}: expected true/false or a number")
@@ -66,16 +71,21 @@ class ManualWrites:
         except ValueError as e:
             raise CommandError(str(e)) from None
         if not active.control.config.enabled:
-            raise CommandError("control is read-only on this box ([control] enabled = false): "
-                               "nothing is written")
+            raise CommandError(
+                "control is read-only on this box ([control] enabled = false): nothing is written"
+            )
         token = secrets.token_hex(6)
         now = self._engine.clock.mono()
         with self._lock:
             self._armed = {k: a for k, a in self._armed.items() if a.expires_mono > now}
             self._armed[token] = Armed(point, value, user, now + ARM_S)
-        return {"ok": True, "arm": token, "expires_s": ARM_S,
-                "message": f"armed: write {value_text(value)} to {device} {point_label(point)}; "
-                           f"confirm within {ARM_S:g} s"}
+        return {
+            "ok": True,
+            "arm": token,
+            "expires_s": ARM_S,
+            "message": f"armed: write {value_text(value)} to {device} {point_label(point)}; "
+            f"confirm within {ARM_S:g} s",
+        }
 
     async def confirm(self, token: str, user: str) -> dict[str, Any]:
         from floorconsole.engine.api import CommandError
@@ -92,20 +102,32 @@ class ManualWrites:
         label = f"{point.device} {point_label(point)}"
         poller = self._engine.active.pollers.get(point.device)
         if poller is None:
-            raise CommandError(f"device {point.device} is no longer in the running "
-                               f"configuration: nothing written")
+            raise CommandError(
+                f"device {point.device} is no longer in the running configuration: nothing written"
+            )
         before, error = await poller.read_point(point)
         if error:
             raise CommandError(f"not written: {label} could not be read first ({error})")
         loop = asyncio.get_running_loop()
         try:  # the record is committed before anything goes to the device
-            await loop.run_in_executor(None, partial(
-                self._engine.audit, "write", user, label,
-                {"phase": "writing", "before": before, "value": armed.value}))
+            await loop.run_in_executor(
+                None,
+                partial(
+                    self._engine.audit,
+                    "write",
+                    user,
+                    label,
+                    {"phase": "writing", "before": before, "value": armed.value},
+                ),
+            )
         except Exception as e:  # noqa: BLE001 - no record, no write
-            raise CommandError(f"not written: the audit record could not be written ({e})"
-                               ) from None
+            raise CommandError(
+                f"not written: the audit record could not be written ({e})"
+            ) from None
         result = await poller.write(point, armed.value)
-        return {"ok": result.ok, "before": before, "after": result.read_back,
-                "message": f"{label}: {result.text}"}
-
+        return {
+            "ok": result.ok,
+            "before": before,
+            "after": result.read_back,
+            "message": f"{label}: {result.text}",
+        }

@@ -528,8 +528,7 @@ class ModelRunner:
             if self._smoother is not None:
                 self._smoother.reset()
             self.last_state = 0
-            out = self._bad(Reason.OUT_OF_SERVICE, detail, now=self.clock.mono(),
-                            all_outputs=True)
+            out = self._bad(Reason.OUT_OF_SERVICE, detail, now=self.clock.mono(), all_outputs=True)
             self.bad_outputs -= 1  # not a bad output: the model was told not to score
             self.quality_detail = detail
             return out

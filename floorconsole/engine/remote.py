@@ -48,8 +48,9 @@ class RemoteAPI:
     """The ConsoleAPI (and the rest of EngineAPI's reading methods) over the attach socket:
     make_app(RemoteAPI(path)) is a console on a running engine."""
 
-    def __init__(self, path: Path | str, *, refresh_hz: float = 4.0,
-                 call_timeout: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self, path: Path | str, *, refresh_hz: float = 4.0, call_timeout: float = CALL_TIMEOUT_S
+    ) -> None:
         self.path = Path(path)
         self.period = 1.0 / max(0.2, min(30.0, refresh_hz))
         self.call_timeout = call_timeout
@@ -79,8 +80,9 @@ class RemoteAPI:
         """Start the background thread and wait for the first frame. Raises EngineUnreachable
         when no engine answers within `timeout` (the thread is stopped again)."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="floorconsole-remote",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="floorconsole-remote", daemon=True
+            )
             self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._first_frame.wait(0.01):
@@ -132,8 +134,9 @@ class RemoteAPI:
         self._wake = asyncio.Event()
         while not self._closing:
             try:
-                reader, writer = await asyncio.open_unix_connection(str(self.path),
-                                                                    limit=MAX_REQUEST_BYTES)
+                reader, writer = await asyncio.open_unix_connection(
+                    str(self.path), limit=MAX_REQUEST_BYTES
+                )
             except OSError as e:
                 self._went_away(_why(e))
                 self._failed_connects += 1
@@ -189,8 +192,9 @@ class RemoteAPI:
     async def _pull(self) -> None:
         hello = await self._request("hello", {}, self.call_timeout)
         if hello.get("protocol") != PROTOCOL:
-            raise EngineUnreachable(f"the engine speaks protocol {hello.get('protocol')}, "
-                                    f"this console {PROTOCOL}")
+            raise EngineUnreachable(
+                f"the engine speaks protocol {hello.get('protocol')}, this console {PROTOCOL}"
+            )
         self.hello = hello
         while True:
             started = time.monotonic()
@@ -223,8 +227,9 @@ class RemoteAPI:
             writer.write(dumps({"id": rid, "op": op, "args": args}) + b"\n")
             msg = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
-            raise EngineUnreachable(f"engine not reachable: no answer to {op} within "
-                                    f"{timeout:g} s") from None
+            raise EngineUnreachable(
+                f"engine not reachable: no answer to {op} within {timeout:g} s"
+            ) from None
         finally:
             self._pending.pop(rid, None)
         if msg.get("ok"):
@@ -240,7 +245,8 @@ class RemoteAPI:
         if loop is None or self._gone_since is not None or loop.is_closed():
             raise EngineUnreachable(self._unreachable_text())
         fut = asyncio.run_coroutine_threadsafe(
-            self._request(op, args, timeout or self.call_timeout), loop)
+            self._request(op, args, timeout or self.call_timeout), loop
+        )
         return fut.result()
 
     def _send(self, op: str, **args: Any) -> None:
@@ -269,8 +275,10 @@ class RemoteAPI:
             frame = self._frame
         gone = self._gone_since
         if gone is not None:
-            return replace(frame, stale=f"engine gone {time.monotonic() - gone:.0f} s: "
-                                        f"reconnecting to {self.path}")
+            return replace(
+                frame,
+                stale=f"engine gone {time.monotonic() - gone:.0f} s: reconnecting to {self.path}",
+            )
         return frame
 
     def refresh(self) -> Frame:
@@ -281,10 +289,10 @@ class RemoteAPI:
         self._frame = frame
         return frame
 
-    def history(self, signal: str, since: float, until: float,
-                max_points: int = 5000) -> History:
-        return history_from_dict(self._call("history", signal=signal, since=since,
-                                             until=until, max_points=max_points))
+    def history(self, signal: str, since: float, until: float, max_points: int = 5000) -> History:
+        return history_from_dict(
+            self._call("history", signal=signal, since=since, until=until, max_points=max_points)
+        )
 
     def command(self, name: str, session: str | None = None, **args: Any) -> dict[str, Any]:
         timeout = LONG_CALL_TIMEOUT_S if name in LONG_COMMANDS else None
@@ -301,8 +309,7 @@ class RemoteAPI:
         try:
             return dict(self._call("login", user=user, pin=pin))
         except EngineUnreachable as e:
-            return {"ok": False, "message": str(e), "session": None, "user": user,
-                    "role": "viewer"}
+            return {"ok": False, "message": str(e), "session": None, "user": user, "role": "viewer"}
 
     def logout(self, session: str | None) -> None:
         self._session_cache = None
@@ -365,10 +372,12 @@ class RemoteAPI:
     def model_histogram(self, model_id: str, feature: str) -> dict[str, Any]:
         return dict(self._call("model_histogram", model_id=model_id, feature=feature))
 
-    def dry_run(self, rule: dict[str, Any],
-                hours: tuple[float, ...] = (1.0, 24.0)) -> dict[str, Any]:
-        return dict(self._call("dry_run", timeout=LONG_CALL_TIMEOUT_S, rule=rule,
-                               hours=list(hours)))
+    def dry_run(
+        self, rule: dict[str, Any], hours: tuple[float, ...] = (1.0, 24.0)
+    ) -> dict[str, Any]:
+        return dict(
+            self._call("dry_run", timeout=LONG_CALL_TIMEOUT_S, rule=rule, hours=list(hours))
+        )
 
 
 def _why(e: BaseException) -> str:

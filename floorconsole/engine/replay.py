@@ -18,8 +18,9 @@ class ConsoleAPI(Protocol):
 
     def frame(self) -> Frame: ...
 
-    def history(self, signal: str, since: float, until: float,
-                max_points: int = 5000) -> History: ...
+    def history(
+        self, signal: str, since: float, until: float, max_points: int = 5000
+    ) -> History: ...
 
     def command(self, name: str, session: str | None = None, **args: Any) -> dict[str, Any]: ...
 
@@ -38,8 +39,14 @@ class ConsoleAPI(Protocol):
 
 def viewer_session() -> dict[str, Any]:
     """What api.session() says for nobody: a viewer, allowed only to look."""
-    return {"user": "", "role": "viewer", "locked": False, "pin_fresh": False,
-            "idle_lock_s": 0.0, "permitted": []}
+    return {
+        "user": "",
+        "role": "viewer",
+        "locked": False,
+        "pin_fresh": False,
+        "idle_lock_s": 0.0,
+        "permitted": [],
+    }
 
 
 class RecordedAPI:
@@ -55,12 +62,16 @@ class RecordedAPI:
     @classmethod
     def load(cls, path: Path) -> RecordedAPI:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(frame_from_dict(data["frame"]),
-                   {k: history_from_dict(v) for k, v in data.get("histories", {}).items()})
+        return cls(
+            frame_from_dict(data["frame"]),
+            {k: history_from_dict(v) for k, v in data.get("histories", {}).items()},
+        )
 
     def save(self, path: Path) -> None:
-        data = {"frame": asdict(self._frame),
-                "histories": {k: asdict(v) for k, v in self._histories.items()}}
+        data = {
+            "frame": asdict(self._frame),
+            "histories": {k: asdict(v) for k, v in self._histories.items()},
+        }
         Path(path).write_text(json.dumps(data, indent=1), encoding="utf-8")
 
     def set_frame(self, frame: Frame) -> None:
@@ -72,8 +83,9 @@ class RecordedAPI:
     def history(self, signal: str, since: float, until: float, max_points: int = 5000) -> History:
         h = self._histories.get(signal)
         if h is None:
-            return History(signal=signal, unit="", since=since, until=until, points=(),
-                           quality_changes=())
+            return History(
+                signal=signal, unit="", since=since, until=until, points=(), quality_changes=()
+            )
         pts = tuple(p for p in h.points if since <= p.t <= until)
         marks = tuple(m for m in h.quality_changes if since <= m.t <= until)
         return replace(h, since=since, until=until, points=pts, quality_changes=marks)
@@ -85,8 +97,13 @@ class RecordedAPI:
     # -- sessions: nobody can log in to a recording -----------------------------------------
 
     def login(self, user: str, pin: str) -> dict[str, Any]:
-        return {"ok": False, "message": f"cannot log in: {VIEW_ONLY}", "session": None,
-                "user": "", "role": "viewer"}
+        return {
+            "ok": False,
+            "message": f"cannot log in: {VIEW_ONLY}",
+            "session": None,
+            "user": "",
+            "role": "viewer",
+        }
 
     def logout(self, session: str) -> None:
         return None

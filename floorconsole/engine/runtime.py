@@ -85,9 +85,16 @@ class Configuration:
     touches the running one.
     """
 
-    def __init__(self, plant: PlantConfig, *, clock: Clock, store: object,
-                 loop_getter: Callable[[], asyncio.AbstractEventLoop | None],
-                 alarms: AlarmTable, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        plant: PlantConfig,
+        *,
+        clock: Clock,
+        store: object,
+        loop_getter: Callable[[], asyncio.AbstractEventLoop | None],
+        alarms: AlarmTable,
+        journal: Journal | None = None,
+    ) -> None:
         from floorconsole.engine.control import Control
 
         self.plant = plant
@@ -100,8 +107,9 @@ class Configuration:
         self.links: dict[str, LinkStats] = {}
         for d in plant.devices:
             self.links[d.id] = LinkStats(d.id, "device", f"{d.host}:{d.port}")
-        published = {a.broker for r in plant.rules for a in r.actions
-                     if isinstance(a, PublishAction)}
+        published = {
+            a.broker for r in plant.rules for a in r.actions if isinstance(a, PublishAction)
+        }
         for b in plant.brokers:
             if plant.signals_of_broker(b.id) or b.id in published:
                 self.links[b.id] = LinkStats(b.id, "broker", f"{b.host}:{b.port}")
@@ -109,9 +117,16 @@ class Configuration:
         self.clients: dict[str, BrokerClient] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._enabled_at: dict[str, float] = {}
-        self.control = Control(plant.rules, plant.control or ControlConfig(),
-                               self.hub.latest.get, {}, self._publish, alarms,
-                               journal, clock)
+        self.control = Control(
+            plant.rules,
+            plant.control or ControlConfig(),
+            self.hub.latest.get,
+            {},
+            self._publish,
+            alarms,
+            journal,
+            clock,
+        )
         self.hub.add_listener(self.control.on_samples)
 
     def _build_models(self) -> dict[str, ModelRunner]:
@@ -122,8 +137,15 @@ class Configuration:
         runners: dict[str, ModelRunner] = {}
         for m in self.plant.models:
             r = ModelRunner.from_config(m, self.clock, stale_after_s=self.hub.stale_after)
-            outs = [SignalConfig(id=o.id, source=DerivedPoint(f"model {m.id}"), unit=o.unit,
-                                 description=o.description) for o in r.output_signals()]
+            outs = [
+                SignalConfig(
+                    id=o.id,
+                    source=DerivedPoint(f"model {m.id}"),
+                    unit=o.unit,
+                    description=o.description,
+                )
+                for o in r.output_signals()
+            ]
             self.hub.add_signals(outs)
             self.derived.extend(outs)
             self.hub.add_listener(partial(self._run_model, r))
@@ -178,8 +200,9 @@ class Configuration:
         for b in self.plant.brokers:
             if b.id not in self.links:
                 continue
-            c = BrokerClient(b, self.plant.signals_of_broker(b.id), self.hub, loop, self.clock,
-                             self.links[b.id])
+            c = BrokerClient(
+                b, self.plant.signals_of_broker(b.id), self.hub, loop, self.clock, self.links[b.id]
+            )
             c.start()
             self.clients[b.id] = c
 
@@ -194,8 +217,9 @@ class Configuration:
         if self._tasks:
             _done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
             for t in pending:
-                log.warning("%s did not stop within %g s; left behind", t.get_name(),
-                            STOP_TIMEOUT_S)
+                log.warning(
+                    "%s did not stop within %g s; left behind", t.get_name(), STOP_TIMEOUT_S
+                )
         self._tasks.clear()
         for c in self.clients.values():
             c.stop()
@@ -234,9 +258,16 @@ class Engine:
     delays polling, control logic or the historian.
     """
 
-    def __init__(self, plant: PlantConfig, *, clock: Clock | None = None,
-                 data_dir: Path | None = None, demo: DemoControl | None = None,
-                 lock: DataDirLock | None = None, idle_lock_s: float | None = None) -> None:
+    def __init__(
+        self,
+        plant: PlantConfig,
+        *,
+        clock: Clock | None = None,
+        data_dir: Path | None = None,
+        demo: DemoControl | None = None,
+        lock: DataDirLock | None = None,
+        idle_lock_s: float | None = None,
+    ) -> None:
         from floorconsole.adapters.historian import Historian
 
         self.clock = clock or SystemClock()
@@ -252,11 +283,20 @@ class Engine:
             # and queued for the plant broker together, or neither.
             self.outbox = Outbox(plant.uplink)
             broker = next(b for b in plant.brokers if b.id == plant.uplink.broker)
-            self.uplink = Uplink(plant.uplink, broker, self.outbox, edge_id=plant.edge.id,
-                                 snapshot_id=config_id(plant), clock=self.clock)
-        self.historian = Historian(self.data_dir / "history.db",
-                                   retention_s=plant.edge.retention_s, clock=self.clock,
-                                   commit_hook=self.outbox)
+            self.uplink = Uplink(
+                plant.uplink,
+                broker,
+                self.outbox,
+                edge_id=plant.edge.id,
+                snapshot_id=config_id(plant),
+                clock=self.clock,
+            )
+        self.historian = Historian(
+            self.data_dir / "history.db",
+            retention_s=plant.edge.retention_s,
+            clock=self.clock,
+            commit_hook=self.outbox,
+        )
         self.alarms = AlarmTable(self.clock)
         if self.outbox is not None:
             self.alarms.on_entry(self._uplink_alarm)
@@ -305,9 +345,14 @@ class Engine:
 
     def build(self, plant: PlantConfig) -> Configuration:
         """A configuration ready to start, beside whatever runs now."""
-        cfg = Configuration(plant, clock=self.clock, store=self.historian,
-                            loop_getter=lambda: self._loop, alarms=self.alarms,
-                            journal=self._journal_proxy)
+        cfg = Configuration(
+            plant,
+            clock=self.clock,
+            store=self.historian,
+            loop_getter=lambda: self._loop,
+            alarms=self.alarms,
+            journal=self._journal_proxy,
+        )
         cfg.control.audit = self.audit
         cfg.control.audit_now = self.audit_now
         return cfg
@@ -343,12 +388,12 @@ class Engine:
         is busy (the caller then uses audit() from a worker thread). Raises like audit()."""
         return self._audit(kind, user, target, detail, wait=False)
 
-    def _audit(self, kind: str, user: str, target: str, detail: dict[str, Any], *,
-               wait: bool) -> bool:
+    def _audit(
+        self, kind: str, user: str, target: str, detail: dict[str, Any], *, wait: bool
+    ) -> bool:
         t_wall = self.clock.wall()
         try:
-            written = self.audit_log().append_record(kind, user, target, detail, t_wall,
-                                                     wait=wait)
+            written = self.audit_log().append_record(kind, user, target, detail, t_wall, wait=wait)
         except Exception as e:
             log.error("audit record %s by %s not written: %s", kind, user or "-", e)
             self.alarms.raise_system("audit_trouble", "audit.db", str(e))
@@ -357,8 +402,15 @@ class Engine:
             return False
         self.alarms.clear_system("audit_trouble", "audit.db", "records written again")
         if self.outbox is not None:  # a copy of the chain off the box, on the audit topic
-            record = {"seq": written.seq, "t": round(t_wall * 1000), "user": user,
-                      "kind": kind, "target": target, "detail": detail, "hash": written.hash}
+            record = {
+                "seq": written.seq,
+                "t": round(t_wall * 1000),
+                "user": user,
+                "kind": kind,
+                "target": target,
+                "detail": detail,
+                "hash": written.hash,
+            }
             self.outbox.add_records("audit", [record], t_wall)
         return True
 
@@ -442,15 +494,26 @@ class Engine:
             self.journal = AlarmJournal(self.data_dir / "alarms.db")
             await self.active.start(self._loop)
             watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
-            log.info("engine started: configuration %s, %d devices, %d brokers, %d signals, "
-                     "data in %s", self.config_id, len(self.active.pollers),
-                     len(self.active.clients), len(self.plant.signals), self.data_dir)
+            log.info(
+                "engine started: configuration %s, %d devices, %d brokers, %d signals, data in %s",
+                self.config_id,
+                len(self.active.pollers),
+                len(self.active.clients),
+                len(self.plant.signals),
+                self.data_dir,
+            )
             if self.snapshots is not None:
-                startup = asyncio.create_task(self.snapshots.started(),
-                                              name="start-up health check")
-            await asyncio.get_running_loop().run_in_executor(None, partial(
-                self.audit_event, "engine started",
-                {"configuration": self.config_id, "data_dir": str(self.data_dir)}))
+                startup = asyncio.create_task(
+                    self.snapshots.started(), name="start-up health check"
+                )
+            await asyncio.get_running_loop().run_in_executor(
+                None,
+                partial(
+                    self.audit_event,
+                    "engine started",
+                    {"configuration": self.config_id, "data_dir": str(self.data_dir)},
+                ),
+            )
             if self.attach:
                 from floorconsole.engine.attach import start_attach_server
 

@@ -52,8 +52,13 @@ class Refusal:
 
 
 class Sessions:
-    def __init__(self, users: Callable[[], UserStore], audit: Audit, clock: Clock,
-                 idle_lock_s: float | Callable[[], float] = DEFAULT_IDLE_LOCK_S) -> None:
+    def __init__(
+        self,
+        users: Callable[[], UserStore],
+        audit: Audit,
+        clock: Clock,
+        idle_lock_s: float | Callable[[], float] = DEFAULT_IDLE_LOCK_S,
+    ) -> None:
         self._users = users
         self._audit = audit
         self._clock = clock
@@ -85,17 +90,31 @@ class Sessions:
             detail: dict[str, Any] = {"failures": result.failures, "message": result.message}
             self._audit("login_failed", user, "console", detail)
             if result.just_locked:
-                self._audit("user_locked", user, "console",
-                            {"until": result.locked_until, "failures": result.failures})
-            return {"ok": False, "message": result.message, "session": None, "user": user,
-                    "role": "viewer"}
+                self._audit(
+                    "user_locked",
+                    user,
+                    "console",
+                    {"until": result.locked_until, "failures": result.failures},
+                )
+            return {
+                "ok": False,
+                "message": result.message,
+                "session": None,
+                "user": user,
+                "role": "viewer",
+            }
         now = self._clock.mono()
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._sessions[token] = Session(token, result.user, result.role, now, now)
         self._audit("login", result.user, "console", {"role": str(result.role)})
-        return {"ok": True, "message": f"logged in as {result.user} ({result.role})",
-                "session": token, "user": result.user, "role": str(result.role)}
+        return {
+            "ok": True,
+            "message": f"logged in as {result.user} ({result.role})",
+            "session": token,
+            "user": result.user,
+            "role": str(result.role),
+        }
 
     def logout(self, token: str | None) -> None:
         with self._lock:
@@ -128,8 +147,11 @@ class Sessions:
         with self._lock:
             cur = self._live_holder(self._clock.mono())
             if cur is not None and cur.token != token:
-                return {"ok": False, "message": f"control is held by {cur.user}; ask for it "
-                                                f"(they can release it)", "refused": "held"}
+                return {
+                    "ok": False,
+                    "message": f"control is held by {cur.user}; ask for it (they can release it)",
+                    "refused": "held",
+                }
             self._holder, self._requested_by = token, ""
         return {"ok": True, "message": f"{s.user} holds control"}
 
@@ -158,12 +180,23 @@ class Sessions:
             return {"ok": False, "message": "not logged in: log in first (F9)"}
         result = self._authenticate(s.user, pin)
         if not result.ok or result.role is None:
-            self._audit("login_failed", s.user, "console",
-                        {"failures": result.failures, "message": result.message,
-                         "during": "PIN confirmation"})
+            self._audit(
+                "login_failed",
+                s.user,
+                "console",
+                {
+                    "failures": result.failures,
+                    "message": result.message,
+                    "during": "PIN confirmation",
+                },
+            )
             if result.just_locked:
-                self._audit("user_locked", s.user, "console",
-                            {"until": result.locked_until, "failures": result.failures})
+                self._audit(
+                    "user_locked",
+                    s.user,
+                    "console",
+                    {"until": result.locked_until, "failures": result.failures},
+                )
                 self.logout(token)
             return {"ok": False, "message": result.message}
         now = self._clock.mono()
@@ -190,17 +223,27 @@ class Sessions:
         s = self._get(token)
         now = self._clock.mono()
         if s is None:
-            return {"user": "", "role": "viewer", "locked": False, "pin_fresh": False,
-                    "holds_control": False,
-                    "idle_lock_s": self.idle_lock_s, "permitted": permitted(Role.VIEWER)}
+            return {
+                "user": "",
+                "role": "viewer",
+                "locked": False,
+                "pin_fresh": False,
+                "holds_control": False,
+                "idle_lock_s": self.idle_lock_s,
+                "permitted": permitted(Role.VIEWER),
+            }
         locked = self._locked(s, now)
         with self._lock:
             holder = self._live_holder(now)
-        return {"user": s.user, "role": str(s.role), "locked": locked,
-                "holds_control": holder is not None and holder.token == s.token,
-                "pin_fresh": not locked and now - s.pin_mono <= PIN_FRESH_S,
-                "idle_lock_s": self.idle_lock_s,
-                "permitted": permitted(Role.VIEWER if locked else s.role)}
+        return {
+            "user": s.user,
+            "role": str(s.role),
+            "locked": locked,
+            "holds_control": holder is not None and holder.token == s.token,
+            "pin_fresh": not locked and now - s.pin_mono <= PIN_FRESH_S,
+            "idle_lock_s": self.idle_lock_s,
+            "permitted": permitted(Role.VIEWER if locked else s.role),
+        }
 
     def check(self, token: str | None, action_name: str) -> tuple[str, Refusal | None]:
         """(the user acting, None) when the session may run the action now, else the refusal.
@@ -214,18 +257,28 @@ class Sessions:
         if action.min_role <= Role.VIEWER:
             return user, None
         if s is None:
-            refusal = Refusal("login", f"log in (F9) to {action.description}: it needs "
-                                       f"{action.min_role}")
+            refusal = Refusal(
+                "login", f"log in (F9) to {action.description}: it needs {action.min_role}"
+            )
         elif self._locked(s, now):
-            refusal = Refusal("locked", f"the session of {s.user} locked after "
-                                        f"{self.idle_lock_s:g} s without activity: enter the "
-                                        f"PIN to {action.description}")
+            refusal = Refusal(
+                "locked",
+                f"the session of {s.user} locked after "
+                f"{self.idle_lock_s:g} s without activity: enter the "
+                f"PIN to {action.description}",
+            )
         elif s.role < action.min_role:
-            refusal = Refusal("role", f"{s.user} ({s.role}) may not {action.description}: "
-                                      f"that needs {action.min_role} or above")
+            refusal = Refusal(
+                "role",
+                f"{s.user} ({s.role}) may not {action.description}: "
+                f"that needs {action.min_role} or above",
+            )
         elif needs_fresh_pin(action_name, s.pin_mono, now):
-            refusal = Refusal("pin", f"enter the PIN again to {action.description} (needed "
-                                     f"within {PIN_FRESH_S:g} s of a critical action)")
+            refusal = Refusal(
+                "pin",
+                f"enter the PIN again to {action.description} (needed "
+                f"within {PIN_FRESH_S:g} s of a critical action)",
+            )
         if refusal is None and action_name in CONTROL_ACTIONS:
             assert s is not None
             with self._lock:
@@ -233,11 +286,16 @@ class Sessions:
                 if cur is None:
                     self._holder, self._requested_by = s.token, ""  # free: taken by acting
                 elif cur.token != s.token:
-                    refusal = Refusal("held", f"control is held by {cur.user} on another "
-                                              f"console; ask for it")
+                    refusal = Refusal(
+                        "held", f"control is held by {cur.user} on another console; ask for it"
+                    )
         if refusal is not None:
-            self._audit("refused", user or "(nobody)", action_name,
-                        {"reason": refusal.reason, "message": refusal.message})
+            self._audit(
+                "refused",
+                user or "(nobody)",
+                action_name,
+                {"reason": refusal.reason, "message": refusal.message},
+            )
             return user, refusal
         assert s is not None
         with self._lock:

@@ -29,8 +29,9 @@ def open_store(data_dir: str | Path, *, create: bool = False) -> SnapshotStore:
     (a typo in --data-dir must not leave an empty database behind)."""
     path = Path(data_dir) / DB_NAME
     if not create and not path.exists():
-        raise SnapshotCommandError(f"no snapshot store at {path}: has an engine run with this "
-                                   "data directory?")
+        raise SnapshotCommandError(
+            f"no snapshot store at {path}: has an engine run with this data directory?"
+        )
     try:
         return SnapshotStore(path)
     except SnapshotStoreError as e:
@@ -51,8 +52,10 @@ def snapshot_list(data_dir: str | Path) -> str:
     lines = [f"  {'ID':<12}  {'CREATED (UTC)':<19}  {'AUTHOR':<{author_w}}  MESSAGE"]
     for s in snaps:
         mark = "*" if active is not None and s.id == active.snapshot else " "
-        lines.append(f"{mark} {s.short}  {_when(s.created)}  {s.author[:author_w]:<{author_w}}  "
-                     f"{_one_line(s.message)}")
+        lines.append(
+            f"{mark} {s.short}  {_when(s.created)}  {s.author[:author_w]:<{author_w}}  "
+            f"{_one_line(s.message)}"
+        )
     if active is not None:
         lines.append(f"* active since {_when(active.since)} UTC ({_cause(active)})")
     else:
@@ -67,16 +70,20 @@ def snapshot_show(data_dir: str | Path, ref: str) -> str:
         snap = _get(store, ref)
         active = store.active()
         sidecars = {mid: store.blob(r.json_sha) for mid, r in snap.models.items()}
-    lines = [f"snapshot {snap.id}",
-             f"parent   {snap.parent or '(none)'}",
-             f"author   {snap.author}",
-             f"created  {_when(snap.created)} UTC",
-             f"message  {_one_line(snap.message)}"]
+    lines = [
+        f"snapshot {snap.id}",
+        f"parent   {snap.parent or '(none)'}",
+        f"author   {snap.author}",
+        f"created  {_when(snap.created)} UTC",
+        f"message  {_one_line(snap.message)}",
+    ]
     if active is not None and active.snapshot == snap.id:
         lines.append(f"active   yes, since {_when(active.since)} UTC")
     for mid, r in snap.models.items():
-        lines.append(f"model    {mid}: onnx {r.onnx_sha[:12]}, sidecar {r.json_sha[:12]}"
-                     f"{_sidecar_version(sidecars.get(mid))}")
+        lines.append(
+            f"model    {mid}: onnx {r.onnx_sha[:12]}, sidecar {r.json_sha[:12]}"
+            f"{_sidecar_version(sidecars.get(mid))}"
+        )
     lines.append("")
     lines.append(toml_write.dumps(plant_order(snap.config)).rstrip("\n"))
     return "\n".join(lines)
@@ -102,9 +109,11 @@ def snapshot_export(data_dir: str | Path, ref: str, dest: str | Path) -> str:
             raise SnapshotCommandError(str(e)) from None
         except OSError as e:
             raise SnapshotCommandError(f"cannot write to {dest}: {e.strerror}") from None
-    return (f"exported snapshot {snap.short} to {plant} with {2 * len(snap.models)} model "
-            f"file(s) and {Path(dest) / 'manifest.json'}; run it with "
-            f"`floorconsole run -c {plant}`")
+    return (
+        f"exported snapshot {snap.short} to {plant} with {2 * len(snap.models)} model "
+        f"file(s) and {Path(dest) / 'manifest.json'}; run it with "
+        f"`floorconsole run -c {plant}`"
+    )
 
 
 def snapshot_import(data_dir: str | Path, src: str | Path) -> str:
@@ -117,9 +126,11 @@ def snapshot_import(data_dir: str | Path, src: str | Path) -> str:
     s = result.snapshot
     if not result.new:
         return f"snapshot {s.short} is already stored ({s.author}: {_one_line(s.message)})"
-    return (f"imported snapshot {s.short} from {Path(src) / BUNDLE_PLANT} ({s.author}, "
-            f"{_when(s.created)} UTC: {_one_line(s.message)}); "
-            f"`floorconsole snapshot rollback {s.short}` activates it")
+    return (
+        f"imported snapshot {s.short} from {Path(src) / BUNDLE_PLANT} ({s.author}, "
+        f"{_when(s.created)} UTC: {_one_line(s.message)}); "
+        f"`floorconsole snapshot rollback {s.short}` activates it"
+    )
 
 
 def snapshot_at(data_dir: str | Path, when: str, *, now: float | None = None) -> str:
@@ -136,10 +147,14 @@ def snapshot_at(data_dir: str | Path, when: str, *, now: float | None = None) ->
     if r is None or snap is None:
         if not log:
             return f"nothing ran at {_when(t)} UTC: no snapshot has been activated on this box"
-        return (f"nothing ran at {_when(t)} UTC: the first activation was at "
-                f"{_when(log[0].activated_at)} UTC")
-    return (f"at {_when(t)} UTC snapshot {snap.short} ran ({snap.author}: "
-            f"{_one_line(snap.message)}), active since {_when(r.since)} UTC ({_cause(r)})")
+        return (
+            f"nothing ran at {_when(t)} UTC: the first activation was at "
+            f"{_when(log[0].activated_at)} UTC"
+        )
+    return (
+        f"at {_when(t)} UTC snapshot {snap.short} ran ({snap.author}: "
+        f"{_one_line(snap.message)}), active since {_when(r.since)} UTC ({_cause(r)})"
+    )
 
 
 def request_rollback(data_dir: str | Path, ref: str) -> Snapshot:
@@ -172,8 +187,9 @@ def plan_startup(store: SnapshotStore, plant_path: str | Path, *, author: str) -
     override the active one (changes made in the console since): that one runs, and the note
     says so and how to write it back to a file."""
     try:
-        result = store.import_plant_file(plant_path, author=author,
-                                         message=f"plant file {Path(plant_path).name}")
+        result = store.import_plant_file(
+            plant_path, author=author, message=f"plant file {Path(plant_path).name}"
+        )
     except SnapshotStoreError as e:
         raise SnapshotCommandError(str(e)) from None
     file_snap = result.snapshot
@@ -181,11 +197,13 @@ def plan_startup(store: SnapshotStore, plant_path: str | Path, *, author: str) -
     if result.new or active is None or active.snapshot == file_snap.id:
         return StartupPlan(file_snap, imported=result.new, note=None)
     current = store.get(active.snapshot)
-    note = (f"{plant_path} holds snapshot {file_snap.short} ({_when(file_snap.created)} UTC), "
-            f"not the active snapshot {current.short} ({current.author}: "
-            f"{_one_line(current.message)}); running {current.short}. "
-            f"`floorconsole snapshot export {current.short} DIR` writes it to a plant file; "
-            f"`floorconsole snapshot rollback {file_snap.short}` runs the file's")
+    note = (
+        f"{plant_path} holds snapshot {file_snap.short} ({_when(file_snap.created)} UTC), "
+        f"not the active snapshot {current.short} ({current.author}: "
+        f"{_one_line(current.message)}); running {current.short}. "
+        f"`floorconsole snapshot export {current.short} DIR` writes it to a plant file; "
+        f"`floorconsole snapshot rollback {file_snap.short}` runs the file's"
+    )
     return StartupPlan(current, imported=False, note=note)
 
 
@@ -198,8 +216,10 @@ def parse_when(text: str, now: float) -> float:
     try:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise SnapshotCommandError(f"{text!r} is neither a duration back from now (10m, 2h, 1d) "
-                                   "nor an ISO time (2026-11-23T14:00:00)") from None
+        raise SnapshotCommandError(
+            f"{text!r} is neither a duration back from now (10m, 2h, 1d) "
+            "nor an ISO time (2026-11-23T14:00:00)"
+        ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
@@ -246,4 +266,3 @@ def _sidecar_version(sidecar: bytes | None) -> str:
         name = doc.get("name") if isinstance(doc.get("name"), str) else ""
         return f" ({name} {doc['version']})".replace("( ", "(")
     return ""
-

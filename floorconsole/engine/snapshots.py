@@ -38,8 +38,13 @@ class ApplyResult:
     health: str  # "ok", or why it failed
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "message": self.message, "snapshot": self.snapshot,
-                "seconds": round(self.seconds, 3), "health": self.health}
+        return {
+            "ok": self.ok,
+            "message": self.message,
+            "snapshot": self.snapshot,
+            "seconds": round(self.seconds, 3),
+            "health": self.health,
+        }
 
 
 def health_problems(cfg: Configuration, since_wall: float) -> list[str]:
@@ -47,8 +52,10 @@ def health_problems(cfg: Configuration, since_wall: float) -> list[str]:
     problems = []
     for ln in cfg.links.values():
         if ln.state.value != "up":
-            problems.append(f"{ln.kind} {ln.id} is {ln.state.value}"
-                            f"{': ' + ln.last_error if ln.last_error else ''}")
+            problems.append(
+                f"{ln.kind} {ln.id} is {ln.state.value}"
+                f"{': ' + ln.last_error if ln.last_error else ''}"
+            )
     for r in cfg.models.values():
         if r.model is None:
             problems.append(f"model {r.cfg.id} did not load: {r.last_load_error}")
@@ -72,8 +79,15 @@ def health_problems(cfg: Configuration, since_wall: float) -> list[str]:
 class SnapshotManager:
     """The engine's side of snapshots: the store, the active one, apply and rollback."""
 
-    def __init__(self, engine: Engine, store: SnapshotStore, active: Snapshot, *,
-                 base_dir: Path, health_window_s: float = HEALTH_WINDOW_S) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: SnapshotStore,
+        active: Snapshot,
+        *,
+        base_dir: Path,
+        health_window_s: float = HEALTH_WINDOW_S,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.active = active
@@ -88,8 +102,9 @@ class SnapshotManager:
 
     def build(self, plant: PlantConfig) -> Configuration:
         cfg = self.engine.build(plant)
-        failed = [f"model {r.cfg.id}: {r.last_load_error}" for r in cfg.models.values()
-                  if r.model is None]
+        failed = [
+            f"model {r.cfg.id}: {r.last_load_error}" for r in cfg.models.values() if r.model is None
+        ]
         if failed:
             raise ApplyRefused("; ".join(failed))
         return cfg
@@ -102,15 +117,22 @@ class SnapshotManager:
         snap = self.active
         since = time.time()
         async with self._busy:  # an apply waits until the start-up check is known
-            await loop.run_in_executor(None, lambda: self.store.record_activation(
-                snap.id, "applied", by="engine start", note=self.start_note))
+            await loop.run_in_executor(
+                None,
+                lambda: self.store.record_activation(
+                    snap.id, "applied", by="engine start", note=self.start_note
+                ),
+            )
             problems = await self.health_check(self.engine.active, since)
             if not problems:
-                await loop.run_in_executor(None, lambda: self.store.record_activation(
-                    snap.id, "health-ok", by="engine start"))
+                await loop.run_in_executor(
+                    None,
+                    lambda: self.store.record_activation(snap.id, "health-ok", by="engine start"),
+                )
         if problems:
-            log.warning("snapshot %s at start: not healthy yet (%s)", snap.short,
-                        "; ".join(problems[:3]))
+            log.warning(
+                "snapshot %s at start: not healthy yet (%s)", snap.short, "; ".join(problems[:3])
+            )
 
     # -- commands -------------------------------------------------------------------------
 
@@ -130,11 +152,13 @@ class SnapshotManager:
                 # snapshot; one given as a ref is already in the store. A configuration
                 # refused below stays in the store, never activated: a record of the try.
                 files = read_model_files(config, self.base_dir)
-                snap = self.store.put(config, files, author=user, message=message,
-                                      parent=self.active.id)
+                snap = self.store.put(
+                    config, files, author=user, message=message, parent=self.active.id
+                )
                 raw = self.store.materialize(snap.id, self.models_dir)
-                return snap, validate_plant(raw, source=f"snapshot {snap.short}",
-                                            base_dir=self.base_dir)
+                return snap, validate_plant(
+                    raw, source=f"snapshot {snap.short}", base_dir=self.base_dir
+                )
 
             try:
                 snap, plant = await loop.run_in_executor(None, store_and_validate)
@@ -155,9 +179,13 @@ class SnapshotManager:
             snap = await loop.run_in_executor(None, self.store.get, ref)
             try:
                 plant = await loop.run_in_executor(
-                    None, lambda: validate_plant(self.store.materialize(snap.id, self.models_dir),
-                                                 source=f"snapshot {snap.short}",
-                                                 base_dir=self.base_dir))
+                    None,
+                    lambda: validate_plant(
+                        self.store.materialize(snap.id, self.models_dir),
+                        source=f"snapshot {snap.short}",
+                        base_dir=self.base_dir,
+                    ),
+                )
             except PlantError as e:
                 raise ApplyRefused("; ".join(str(p) for p in e.problems[:5])) from None
             cfg = self.build(plant)
@@ -170,11 +198,16 @@ class SnapshotManager:
         for change in diff_snapshots(old, new).changes:
             kind = {"rules": "rule_change", "models": "model_change"}.get(change.section)
             if kind is not None:
-                self.engine.audit_safe(kind, user, change.label, {
-                    "change": change.text(), "from": old.short, "to": new.short})
+                self.engine.audit_safe(
+                    kind,
+                    user,
+                    change.label,
+                    {"change": change.text(), "from": old.short, "to": new.short},
+                )
 
-    async def _switch(self, cfg: Configuration, snap: Snapshot, *, user: str, outcome: str,
-                      t0: float) -> ApplyResult:
+    async def _switch(
+        self, cfg: Configuration, snap: Snapshot, *, user: str, outcome: str, t0: float
+    ) -> ApplyResult:
         loop = asyncio.get_running_loop()
         prev, prev_snap = self.engine.active, self.active
         since = time.time()
@@ -183,36 +216,64 @@ class SnapshotManager:
         await loop.run_in_executor(None, lambda: self._audit_changes(prev_snap, snap, user))
         if self.engine.uplink is not None:
             self.engine.uplink.set_snapshot(snap.id)
-        await loop.run_in_executor(None, lambda: self.store.record_activation(
-            snap.id, outcome, by=user))
+        await loop.run_in_executor(
+            None, lambda: self.store.record_activation(snap.id, outcome, by=user)
+        )
         problems = await self.health_check(cfg, since)
         if not problems:
-            await loop.run_in_executor(None, lambda: self.store.record_activation(
-                snap.id, "health-ok", by="engine"))
-            result = ApplyResult(True, f"snapshot {snap.short} active and healthy "
-                                       f"({time.monotonic() - t0:.2f} s)", snap.id,
-                                 time.monotonic() - t0, "ok")
+            await loop.run_in_executor(
+                None, lambda: self.store.record_activation(snap.id, "health-ok", by="engine")
+            )
+            result = ApplyResult(
+                True,
+                f"snapshot {snap.short} active and healthy ({time.monotonic() - t0:.2f} s)",
+                snap.id,
+                time.monotonic() - t0,
+                "ok",
+            )
             self.last_result = result
             self.engine.alarms.clear_system("config_rolled_back", snap.short)
             log.info("snapshot %s %s by %s: healthy", snap.short, outcome, user)
             return result
         why = "; ".join(problems[:3])
-        log.warning("snapshot %s failed its health check (%s): rolling back to %s",
-                    snap.short, why, prev_snap.short)
+        log.warning(
+            "snapshot %s failed its health check (%s): rolling back to %s",
+            snap.short,
+            why,
+            prev_snap.short,
+        )
         back = self.engine.build(prev.plant)
         await self.engine.swap(back, carry_values=True)
         self.active = prev_snap
-        await loop.run_in_executor(None, lambda: self.store.record_activation(
-            snap.id, "health-failed-rolled-back", by="engine", note=why))
-        await loop.run_in_executor(None, lambda: self.store.record_activation(
-            prev_snap.id, "rolled-back", by="engine", note=f"{snap.short} failed: {why}"))
+        await loop.run_in_executor(
+            None,
+            lambda: self.store.record_activation(
+                snap.id, "health-failed-rolled-back", by="engine", note=why
+            ),
+        )
+        await loop.run_in_executor(
+            None,
+            lambda: self.store.record_activation(
+                prev_snap.id, "rolled-back", by="engine", note=f"{snap.short} failed: {why}"
+            ),
+        )
         self.engine.alarms.raise_system("config_rolled_back", snap.short, why)
-        await loop.run_in_executor(None, lambda: self.engine.audit_safe(
-            "snapshot_rollback", "engine", prev_snap.short,
-            {"phase": "automatic", "failed": snap.id, "back_to": prev_snap.id, "why": why}))
-        result = ApplyResult(False, f"snapshot {snap.short} failed its health check ({why}); "
-                                    f"{prev_snap.short} is back", prev_snap.id,
-                             time.monotonic() - t0, why)
+        await loop.run_in_executor(
+            None,
+            lambda: self.engine.audit_safe(
+                "snapshot_rollback",
+                "engine",
+                prev_snap.short,
+                {"phase": "automatic", "failed": snap.id, "back_to": prev_snap.id, "why": why},
+            ),
+        )
+        result = ApplyResult(
+            False,
+            f"snapshot {snap.short} failed its health check ({why}); {prev_snap.short} is back",
+            prev_snap.id,
+            time.monotonic() - t0,
+            why,
+        )
         self.last_result = result
         return result
 
@@ -226,9 +287,16 @@ class SnapshotManager:
         return problems
 
 
-def open_engine(*, data_dir: Path, base_dir: Path, user: str, plant_file: Path | None = None,
-                plant_raw: dict[str, Any] | None = None, source: str = "",
-                **engine_kwargs: Any) -> Engine:
+def open_engine(
+    *,
+    data_dir: Path,
+    base_dir: Path,
+    user: str,
+    plant_file: Path | None = None,
+    plant_raw: dict[str, Any] | None = None,
+    source: str = "",
+    **engine_kwargs: Any,
+) -> Engine:
     """The composition root for a box: take the data directory, pick the snapshot to run
     (the plant file's when its content is new; otherwise the active one, so changes made in
     the console survive a restart), and build the engine on it.
@@ -253,17 +321,23 @@ def open_engine(*, data_dir: Path, base_dir: Path, user: str, plant_file: Path |
             assert plant_raw is not None
             active = store.active()
             known = {s.id for s in store.list()}
-            snap = store.put(plant_raw, read_model_files(plant_raw, base_dir), author=user,
-                             message=source or "configuration given at start",
-                             parent=active.snapshot if active is not None else None)
+            snap = store.put(
+                plant_raw,
+                read_model_files(plant_raw, base_dir),
+                author=user,
+                message=source or "configuration given at start",
+                parent=active.snapshot if active is not None else None,
+            )
             if snap.id in known and active is not None and active.snapshot != snap.id:
                 # As for a plant file: a configuration given at start that is an older
                 # snapshot does not undo the changes made in the console since.
                 current = store.get(active.snapshot)
-                note = (f"{source or 'the configuration given at start'} is snapshot "
-                        f"{snap.short}, not the active {current.short} ({current.author}: "
-                        f"{current.message.splitlines()[0] if current.message else ''}); "
-                        f"running {current.short}. Roll back to {snap.short} on F5 to undo")
+                note = (
+                    f"{source or 'the configuration given at start'} is snapshot "
+                    f"{snap.short}, not the active {current.short} ({current.author}: "
+                    f"{current.message.splitlines()[0] if current.message else ''}); "
+                    f"running {current.short}. Roll back to {snap.short} on F5 to undo"
+                )
                 snap = current
         raw = store.materialize(snap.id, data_dir / "models")
         plant = validate_plant(raw, source=source or f"snapshot {snap.short}", base_dir=base_dir)

@@ -30,65 +30,88 @@ class UsersCommandError(ValueError):
     """A users command that cannot be done; the message is one line for the user."""
 
 
-def add_parser(subparsers: Any, *, on_change: ChangeHook | None = None
-               ) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any, *, on_change: ChangeHook | None = None) -> argparse.ArgumentParser:
     """Register `users` and its actions on the subparsers of the floorconsole parser."""
     roles = ", ".join(str(r) for r in Role)
     u = subparsers.add_parser(
-        "users", help="users, roles and PINs: add, list, remove, reset-pin",
+        "users",
+        help="users, roles and PINs: add, list, remove, reset-pin",
         description="Who may sign in to the console and with which role "
-                    f"({roles}). Kept in users.db in the data directory.")
+        f"({roles}). Kept in users.db in the data directory.",
+    )
     u.set_defaults(func=functools.partial(run, on_change=on_change), users_action=None)
     usub = u.add_subparsers(metavar="ACTION")
     for name, helptext in (
-            ("add", "a new user with a role and a PIN (4 to 12 digits)"),
-            ("list", "every user: role, created, wrong PINs and lock"),
-            ("remove", "remove a user"),
-            ("reset-pin", "a new PIN for a user; also lifts a lock")):
+        ("add", "a new user with a role and a PIN (4 to 12 digits)"),
+        ("list", "every user: role, created, wrong PINs and lock"),
+        ("remove", "remove a user"),
+        ("reset-pin", "a new PIN for a user; also lifts a lock"),
+    ):
         sp = usub.add_parser(name, help=helptext, description=helptext)
         if name != "list":
             sp.add_argument("name", metavar="NAME")
         if name == "add":
             sp.add_argument("--role", required=True, metavar="ROLE", help=f"one of {roles}")
         if name in ("add", "reset-pin"):
-            sp.add_argument("--pin-stdin", action="store_true",
-                            help="read the PIN as one line from stdin instead of asking twice "
-                                 "on the terminal")
-        sp.add_argument("-c", "--config", type=Path, metavar="PLANT.toml",
-                        help="plant file (for its data directory)")
+            sp.add_argument(
+                "--pin-stdin",
+                action="store_true",
+                help="read the PIN as one line from stdin instead of asking twice on the terminal",
+            )
+        sp.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            metavar="PLANT.toml",
+            help="plant file (for its data directory)",
+        )
         sp.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
         sp.set_defaults(users_action=name)
     return u
 
 
-def run(args: argparse.Namespace, *, on_change: ChangeHook | None = None,
-        stdin: TextIO | None = None, stdout: TextIO | None = None,
-        stderr: TextIO | None = None) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    on_change: ChangeHook | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
     """Do one users action: 0 done, 1 a user error (one line on stderr), 2 no action given."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     action = getattr(args, "users_action", None)
     if action is None:
-        print("floorconsole users: give an action: add, list, remove or reset-pin "
-              "(see --help)", file=stderr)
+        print(
+            "floorconsole users: give an action: add, list, remove or reset-pin (see --help)",
+            file=stderr,
+        )
         return 2
     try:
         data_dir = _data_dir(args)
         if action == "list":
             out = users_list(data_dir)
         elif action == "add":
-            out = users_add(data_dir, args.name, args.role,
-                            _read_pin(args, stdin, args.name), on_change=on_change)
+            out = users_add(
+                data_dir,
+                args.name,
+                args.role,
+                _read_pin(args, stdin, args.name),
+                on_change=on_change,
+            )
         elif action == "remove":
             out = users_remove(data_dir, args.name, on_change=on_change)
         elif action == "reset-pin":
             with open_store(data_dir) as store:  # refuse an unknown name before asking
                 if store.get(args.name) is None:
-                    raise UsersCommandError(f"no user {args.name!r}; `floorconsole users "
-                                            "list` shows who there is")
-            out = users_reset_pin(data_dir, args.name, _read_pin(args, stdin, args.name),
-                                  on_change=on_change)
+                    raise UsersCommandError(
+                        f"no user {args.name!r}; `floorconsole users list` shows who there is"
+                    )
+            out = users_reset_pin(
+                data_dir, args.name, _read_pin(args, stdin, args.name), on_change=on_change
+            )
         else:
             raise UsersCommandError(f"unknown users action {action!r}")
     except (UsersCommandError, UserError) as e:
@@ -110,16 +133,19 @@ def open_store(data_dir: str | Path, *, create: bool = False) -> UserStore:
     in --data-dir must not leave an empty database behind)."""
     path = Path(data_dir) / DB_NAME
     if not create and not path.exists():
-        raise UsersCommandError(f"no user database at {path}: `floorconsole users add NAME "
-                                "--role admin --data-dir ...` creates it")
+        raise UsersCommandError(
+            f"no user database at {path}: `floorconsole users add NAME "
+            "--role admin --data-dir ...` creates it"
+        )
     try:
         return UserStore(path)
     except OSError as e:
         raise UsersCommandError(f"cannot open {path}: {e.strerror}") from None
 
 
-def users_add(data_dir: str | Path, name: str, role: str, pin: str, *,
-              on_change: ChangeHook | None = None) -> str:
+def users_add(
+    data_dir: str | Path, name: str, role: str, pin: str, *, on_change: ChangeHook | None = None
+) -> str:
     with open_store(data_dir, create=True) as store:
         store.add(name, role, pin)
         user = store.get(name)
@@ -128,16 +154,16 @@ def users_add(data_dir: str | Path, name: str, role: str, pin: str, *,
     return f"added {name} ({user['role']}) to {Path(data_dir) / DB_NAME}"
 
 
-def users_remove(data_dir: str | Path, name: str, *,
-                 on_change: ChangeHook | None = None) -> str:
+def users_remove(data_dir: str | Path, name: str, *, on_change: ChangeHook | None = None) -> str:
     with open_store(data_dir) as store:
         store.remove(name)
     _changed(on_change, "user.remove", name, {})
     return f"removed {name}"
 
 
-def users_reset_pin(data_dir: str | Path, name: str, pin: str, *,
-                    on_change: ChangeHook | None = None) -> str:
+def users_reset_pin(
+    data_dir: str | Path, name: str, pin: str, *, on_change: ChangeHook | None = None
+) -> str:
     with open_store(data_dir) as store:
         before = store.get(name)
         store.reset_pin(name, pin)
@@ -159,8 +185,10 @@ def users_list(data_dir: str | Path, *, now_wall: float | None = None) -> str:
     name_w = max(len("NAME"), *(len(u["name"]) for u in users))
     lines = [f"{'NAME':<{name_w}}  {'ROLE':<8}  {'CREATED (UTC)':<19}  FAILURES / LOCK"]
     for u in users:
-        lines.append(f"{u['name']:<{name_w}}  {str(u['role']):<8}  "
-                     f"{_utc(u['created_wall'])}  {_lock_text(u, now)}")
+        lines.append(
+            f"{u['name']:<{name_w}}  {str(u['role']):<8}  "
+            f"{_utc(u['created_wall'])}  {_lock_text(u, now)}"
+        )
     return "\n".join(lines)
 
 
@@ -195,8 +223,7 @@ def _read_pin(args: argparse.Namespace, stdin: TextIO, name: str) -> str:
             raise UsersCommandError("--pin-stdin: stdin was empty; give the PIN as one line")
         return _checked(line.rstrip("\r\n"))
     if not stdin.isatty():
-        raise UsersCommandError("stdin is not a terminal: give --pin-stdin to read the PIN "
-                                "from it")
+        raise UsersCommandError("stdin is not a terminal: give --pin-stdin to read the PIN from it")
     pin = _checked(getpass.getpass(f"new PIN for {name}: "))  # before asking a second time
     if getpass.getpass("same PIN again: ") != pin:
         raise UsersCommandError("the two PINs differ; nothing changed")

@@ -55,9 +55,16 @@ class FloorApp(App[None]):
         Binding("q,f10,ctrl+q,ctrl+z,ctrl+backslash", "kiosk_stays", show=False),
     ]
 
-    def __init__(self, api: ConsoleAPI, *, theme: str = DEFAULT_THEME, refresh_hz: float = 4.0,
-                 themes_dir: Path = THEMES_DIR, export_dir: Path | None = None,
-                 kiosk: bool = False) -> None:
+    def __init__(
+        self,
+        api: ConsoleAPI,
+        *,
+        theme: str = DEFAULT_THEME,
+        refresh_hz: float = 4.0,
+        themes_dir: Path = THEMES_DIR,
+        export_dir: Path | None = None,
+        kiosk: bool = False,
+    ) -> None:
         self._loaded = load_themes(themes_dir)
         if kiosk:
             # Textual keeps the terminal's ctrl+c / ctrl+z / ctrl+\ signals off unless this
@@ -98,8 +105,11 @@ class FloorApp(App[None]):
             self.theme = self._wanted_theme
         else:
             self.theme = DEFAULT_THEME
-            self.notify(f"no theme {self._wanted_theme!r}; using {DEFAULT_THEME} (have: "
-                        f"{', '.join(cycle_order(self._loaded.themes))})", severity="warning")
+            self.notify(
+                f"no theme {self._wanted_theme!r}; using {DEFAULT_THEME} (have: "
+                f"{', '.join(cycle_order(self._loaded.themes))})",
+                severity="warning",
+            )
         if self.kiosk and not self.is_headless:
             self._ignore_terminal_signals()
         self.push_screen(OverviewScreen())
@@ -123,8 +133,7 @@ class FloorApp(App[None]):
             if self.last_frame is None:
                 if not self._no_frame_said:
                     self._no_frame_said = True
-                    self.notify(f"no frame from the engine yet: {e}", severity="error",
-                                timeout=10)
+                    self.notify(f"no frame from the engine yet: {e}", severity="error", timeout=10)
                 return
             frame = replace(self.last_frame, stale=str(e) or "engine not reachable")
         self.last_frame = frame
@@ -167,8 +176,11 @@ class FloorApp(App[None]):
                     self.notify(LOG_IN_AGAIN, severity="warning", timeout=10)
             self.add_class("-reconnected")
             self.refresh_bindings()
-        elif not self.stale and self.has_class("-reconnected") and \
-                time.monotonic() - self._back_t >= RECONNECTED_NOTE_S:
+        elif (
+            not self.stale
+            and self.has_class("-reconnected")
+            and time.monotonic() - self._back_t >= RECONNECTED_NOTE_S
+        ):
             self.remove_class("-reconnected")
         if self.stale or self.has_class("-reconnected"):
             line = self._engine_line()
@@ -203,17 +215,24 @@ class FloorApp(App[None]):
         frame = self.last_frame
         if frame is None:
             return Text()
-        return control_text(frame, str(self.session_info.get("user") or ""),
-                            self.theme_variables, mine=self._holds_control(frame),
-                            narrow=self.size.width < 90)
+        return control_text(
+            frame,
+            str(self.session_info.get("user") or ""),
+            self.theme_variables,
+            mine=self._holds_control(frame),
+            narrow=self.size.width < 90,
+        )
 
     def _control_asked(self, frame: Frame) -> None:
         """Tell the holder, once, on whatever screen is showing, that someone asks."""
         me = str(self.session_info.get("user") or "")
         asker = frame.control_requested_by if self._holds_control(frame) else ""
         if asker and asker != me and asker != self._asked_seen:
-            self.notify(f"{asker} asks for control: press c to release it (or keep working)",
-                        severity="warning", timeout=15)
+            self.notify(
+                f"{asker} asks for control: press c to release it (or keep working)",
+                severity="warning",
+                timeout=15,
+            )
         self._asked_seen = asker
 
     def _holds_control(self, frame: Frame | None) -> bool:
@@ -247,8 +266,10 @@ class FloorApp(App[None]):
         elif not holder:
             self.send_command("control.take")
         elif frame is not None and frame.control_requested_by == me:
-            self.notify(f"you asked {holder} for control already; {holder} releases it with c",
-                        severity="warning")
+            self.notify(
+                f"you asked {holder} for control already; {holder} releases it with c",
+                severity="warning",
+            )
         else:
             self.send_command("control.request")
 
@@ -319,8 +340,11 @@ class FloorApp(App[None]):
 
         def chosen(what: str | None) -> None:
             if what == "unlock":
-                self.run_worker(self.ask_pin("Your PIN unlocks this console."),
-                                group="unlock", exit_on_error=False)
+                self.run_worker(
+                    self.ask_pin("Your PIN unlocks this console."),
+                    group="unlock",
+                    exit_on_error=False,
+                )
             elif what == "logout":
                 self.log_out()
             elif what == "switch":
@@ -329,9 +353,14 @@ class FloorApp(App[None]):
             elif what == "control":
                 self.action_control()
 
-        self.push_screen(AccountDialog(who_words(self.session_info),
-                                       bool(self.session_info.get("locked")),
-                                       self._control_choice()), chosen)
+        self.push_screen(
+            AccountDialog(
+                who_words(self.session_info),
+                bool(self.session_info.get("locked")),
+                self._control_choice(),
+            ),
+            chosen,
+        )
 
     def _logged_in(self, result: dict[str, Any] | None) -> None:
         if not result or not result.get("session"):
@@ -366,8 +395,9 @@ class FloorApp(App[None]):
             if not answer.done():
                 answer.set_result(bool(ok))
 
-        self.push_screen(PinDialog(self.session, str(self.session_info.get("user") or ""),
-                                   reason), done)
+        self.push_screen(
+            PinDialog(self.session, str(self.session_info.get("user") or ""), reason), done
+        )
         ok = await answer
         self.tick()
         return ok
@@ -380,14 +410,19 @@ class FloorApp(App[None]):
         engine is gone nothing is sent: the answer is the engine line's own words. When
         another console holds control, offer to ask for it."""
         if self.stale:
-            return {"ok": False, "refused": "stale",
-                    "message": f"{name}: not sent: {engine_gone_text(self.stale)}"}
+            return {
+                "ok": False,
+                "refused": "stale",
+                "message": f"{name}: not sent: {engine_gone_text(self.stale)}",
+            }
         result = await asyncio.to_thread(self._command_once, name, args)
         refused = result.get("refused")
         if refused in ("pin", "locked") and self.session is not None:
-            reason = (f"{name}: {result.get('message', '')}\nThe console is locked: your PIN "
-                      "unlocks it." if refused == "locked" else
-                      f"{name}: {result.get('message', '')}\nThis needs your PIN again.")
+            reason = (
+                f"{name}: {result.get('message', '')}\nThe console is locked: your PIN unlocks it."
+                if refused == "locked"
+                else f"{name}: {result.get('message', '')}\nThis needs your PIN again."
+            )
             if not await self.ask_pin(reason):
                 return {**result, "message": f"{name}: not done (no PIN entered)"}
             result = await asyncio.to_thread(self._command_once, name, args)
@@ -401,16 +436,19 @@ class FloorApp(App[None]):
         except Exception as e:  # a console attached over a socket can lose it mid-command
             return {"ok": False, "message": f"{name} failed: {e}"}
 
-    def send_command(self, name: str, *, then: Callable[[dict[str, Any]], None] | None = None,
-                     **args: Any) -> None:
+    def send_command(
+        self, name: str, *, then: Callable[[dict[str, Any]], None] | None = None, **args: Any
+    ) -> None:
         """Run a command (with the PIN prompt when needed) without blocking the screen; say
         what came of it; hand the answer to `then`."""
 
         async def flow() -> None:
             result = await self.command(name, **args)
-            self.notify(refusal_text(name, result),
-                        severity="information" if result.get("ok") else "error",
-                        timeout=8 if result.get("ok") else 10)
+            self.notify(
+                refusal_text(name, result),
+                severity="information" if result.get("ok") else "error",
+                timeout=8 if result.get("ok") else 10,
+            )
             if then is not None:
                 then(result)
             self.tick()
@@ -492,9 +530,21 @@ class FloorApp(App[None]):
         self.tick()
 
 
-def make_app(api: ConsoleAPI, *, theme: str = DEFAULT_THEME, refresh_hz: float = 4.0,
-             themes_dir: Path = THEMES_DIR, export_dir: Path | None = None,
-             kiosk: bool = False) -> FloorApp:
+def make_app(
+    api: ConsoleAPI,
+    *,
+    theme: str = DEFAULT_THEME,
+    refresh_hz: float = 4.0,
+    themes_dir: Path = THEMES_DIR,
+    export_dir: Path | None = None,
+    kiosk: bool = False,
+) -> FloorApp:
     """The one way to build the console: the CLI and the tests alike."""
-    return FloorApp(api, theme=theme, refresh_hz=refresh_hz, themes_dir=themes_dir,
-                    export_dir=export_dir, kiosk=kiosk)
+    return FloorApp(
+        api,
+        theme=theme,
+        refresh_hz=refresh_hz,
+        themes_dir=themes_dir,
+        export_dir=export_dir,
+        kiosk=kiosk,
+    )

@@ -16,8 +16,9 @@ from floorconsole.engine.frames import Frame
 BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: Sequence[float], width: int, lo: float | None = None,
-              hi: float | None = None) -> str:
+def sparkline(
+    values: Sequence[float], width: int, lo: float | None = None, hi: float | None = None
+) -> str:
     """The last `width` values as block characters, scaled to lo..hi (or their own range)."""
     if not values or width <= 0:
         return ""
@@ -30,7 +31,9 @@ def sparkline(values: Sequence[float], width: int, lo: float | None = None,
     return "".join(BARS[max(0, min(n, round((v - a) / (b - a) * n)))] for v in vals)
 
 
-def quality_text(quality: str, reason: str, colors: Mapping[str, str], *, short: bool = False) -> Text:
+def quality_text(
+    quality: str, reason: str, colors: Mapping[str, str], *, short: bool = False
+) -> Text:
     q = Quality[quality]
     shape = QUALITY_SHAPE[q]
     if q is Quality.GOOD:
@@ -89,8 +92,11 @@ def value_text(value: str, unit: str, quality: str, colors: Mapping[str, str]) -
     text = f"{value} {unit}".rstrip() if unit else value
     if quality == "GOOD":
         return Text(text, style=colors.get("quality-good", ""), justify="right")
-    return Text(text, style=f"{colors.get('stale', '')} strike" if quality == "BAD"
-                else colors.get("stale", ""), justify="right")
+    return Text(
+        text,
+        style=f"{colors.get('stale', '')} strike" if quality == "BAD" else colors.get("stale", ""),
+        justify="right",
+    )
 
 
 def quality_cell(quality: str) -> tuple[str, str, str]:

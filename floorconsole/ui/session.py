@@ -45,8 +45,9 @@ def who_text(info: Mapping[str, Any], colors: Mapping[str, str]) -> Text:
     LOCKED says it too, for a monochrome panel); a viewer is quiet."""
     words = who_words(info)
     if info.get("user") and info.get("locked"):
-        return Text(f" {words} ", style=f"bold reverse {colors.get('quality-uncertain', '')}"
-                    .strip())
+        return Text(
+            f" {words} ", style=f"bold reverse {colors.get('quality-uncertain', '')}".strip()
+        )
     if not info.get("user"):
         return Text(words, style=colors.get("muted", ""))
     return Text(words, style="bold")
@@ -60,8 +61,9 @@ def demo_hint(users: Iterable[Mapping[str, Any]]) -> str:
 
 def refusal_text(name: str, result: Mapping[str, Any]) -> str:
     """The engine's message, with what to do next when it is a refusal."""
-    message = str(result.get("message") or (f"{name}: done" if result.get("ok")
-                                            else f"{name}: not done"))
+    message = str(
+        result.get("message") or (f"{name}: done" if result.get("ok") else f"{name}: not done")
+    )
     hint = REFUSAL_HINT.get(str(result.get("refused") or ""), "")
     if hint and hint.split()[-1] not in message:
         return f"{message} ({hint})"

@@ -12,11 +12,33 @@ from textual.theme import Theme
 THEMES_DIR = Path(__file__).resolve().parents[2] / "themes"
 DEFAULT_THEME = "isa101"
 THEME_ORDER = ("isa101", "dark", "high-contrast")
-_COLOR_KEYS = ("primary", "secondary", "accent", "foreground", "background", "surface", "panel",
-               "warning", "error", "success")
-REQUIRED_VARIABLES = ("alarm-critical", "alarm-high", "alarm-medium", "alarm-low", "quality-good",
-                      "quality-uncertain", "quality-bad", "stale", "muted", "trend",
-                      "banner-normal", "banner-text", "selection")
+_COLOR_KEYS = (
+    "primary",
+    "secondary",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "warning",
+    "error",
+    "success",
+)
+REQUIRED_VARIABLES = (
+    "alarm-critical",
+    "alarm-high",
+    "alarm-medium",
+    "alarm-low",
+    "quality-good",
+    "quality-uncertain",
+    "quality-bad",
+    "stale",
+    "muted",
+    "trend",
+    "banner-normal",
+    "banner-text",
+    "selection",
+)
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -44,8 +66,9 @@ def parse_theme(path: Path) -> Theme:
         raise ThemeFileError(f"theme {path.name}: [colors] and [variables] must be tables")
     for key, value in {**colors, **variables}.items():
         if not isinstance(value, str) or not _HEX.match(value):
-            raise ThemeFileError(f"theme {path.name}: {key} = {value!r} is not a colour like "
-                                 "\"#1b1f23\"")
+            raise ThemeFileError(
+                f'theme {path.name}: {key} = {value!r} is not a colour like "#1b1f23"'
+            )
     unknown = set(colors) - set(_COLOR_KEYS)
     if unknown:
         raise ThemeFileError(f"theme {path.name}: unknown colour(s) {', '.join(sorted(unknown))}")
@@ -54,8 +77,12 @@ def parse_theme(path: Path) -> Theme:
         missing.insert(0, "colors.primary")
     if missing:
         raise ThemeFileError(f"theme {path.name}: missing {', '.join(missing)}")
-    return Theme(name=name, dark=bool(data.get("dark", False)), variables=dict(variables),
-                 **{k: colors.get(k) for k in _COLOR_KEYS})
+    return Theme(
+        name=name,
+        dark=bool(data.get("dark", False)),
+        variables=dict(variables),
+        **{k: colors.get(k) for k in _COLOR_KEYS},
+    )
 
 
 def load_themes(directory: Path = THEMES_DIR) -> LoadedThemes:
@@ -70,8 +97,10 @@ def load_themes(directory: Path = THEMES_DIR) -> LoadedThemes:
             continue
         themes[t.name] = t
     if DEFAULT_THEME not in themes:
-        raise ThemeFileError(f"the default theme {DEFAULT_THEME} is missing or broken in "
-                             f"{directory}: {'; '.join(problems) or 'no such file'}")
+        raise ThemeFileError(
+            f"the default theme {DEFAULT_THEME} is missing or broken in "
+            f"{directory}: {'; '.join(problems) or 'no such file'}"
+        )
     return LoadedThemes(themes, tuple(problems))
 
 

@@ -58,15 +58,28 @@ def running_state(e: Engine) -> dict[str, Any]:
     threshold and signal scale, and the sha256 pair of every loaded ONNX package."""
     assert e.snapshots is not None
     plant = e.plant
-    content = make_snapshot(plant.raw, read_model_files(plant.raw, Path("/")), parent=None,
-                            author="", message="", created=0.0)
+    content = make_snapshot(
+        plant.raw,
+        read_model_files(plant.raw, Path("/")),
+        parent=None,
+        author="",
+        message="",
+        created=0.0,
+    )
     rule = next(r for r in plant.rules if r.id == RULE)
     signal = next(s for s in plant.signals if s.id == SCALED)
-    models = {mid: [r.model.onnx_sha256, r.model.sidecar_sha256] if r.model else None
-              for mid, r in e.models.items()}
+    models = {
+        mid: [r.model.onnx_sha256, r.model.sidecar_sha256] if r.model else None
+        for mid, r in e.models.items()
+    }
     assert isinstance(signal.source, ModbusPoint)
-    return {"snapshot": e.snapshots.active.id, "content_id": content.id,
-            "threshold": rule.threshold, "scale": signal.source.scale, "models": models}
+    return {
+        "snapshot": e.snapshots.active.id,
+        "content_id": content.id,
+        "threshold": rule.threshold,
+        "scale": signal.source.scale,
+        "models": models,
+    }
 
 
 def say(line: str) -> None:
@@ -82,7 +95,8 @@ def apply(e: Engine, cfg: dict[str, Any], *, message: str) -> dict[str, Any]:
     this test has no use for)."""
     assert e.snapshots is not None and e.loop is not None
     fut = asyncio.run_coroutine_threadsafe(
-        e.snapshots.apply(cfg, user="driver", message=message), e.loop)
+        e.snapshots.apply(cfg, user="driver", message=message), e.loop
+    )
     try:
         return fut.result(APPLY_TIMEOUT_S).as_dict()
     except ApplyRefused as err:
@@ -99,8 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    e = open_engine(data_dir=args.data_dir, base_dir=args.plant.parent, user="driver",
-                    plant_file=args.plant)
+    e = open_engine(
+        data_dir=args.data_dir, base_dir=args.plant.parent, user="driver", plant_file=args.plant
+    )
     assert e.snapshots is not None
     e.snapshots.health_window_s = args.health_s
     attempt = [-1]

@@ -21,10 +21,18 @@ from typing import Any
 import aiohttp
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--disable-default-apps", "--hide-scrollbars", "--mute-audio",
-    "--force-device-scale-factor=1", "--font-render-hinting=none",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--force-device-scale-factor=1",
+    "--font-render-hinting=none",
 ]
 
 # textual.js keeps its xterm.js Terminal in a closure; it does assign it as `this.terminal =
@@ -71,8 +79,9 @@ def find_chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
         if path := shutil.which(name):
             return path
-    return next((p for p in ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
-                 if os.path.exists(p)), None)
+    return next(
+        (p for p in ("/usr/bin/chromium", "/usr/lib/chromium/chromium") if os.path.exists(p)), None
+    )
 
 
 class Browser:
@@ -88,10 +97,18 @@ class Browser:
     async def __aenter__(self) -> Browser:
         self._profile = tempfile.TemporaryDirectory(prefix="fc-chromium-")
         self.proc = subprocess.Popen(
-            [self.executable, *CHROMIUM_ARGS, f"--user-data-dir={self._profile.name}",
-             "--remote-debugging-port=0", f"--window-size={self.width},{self.height}",
-             "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                self.executable,
+                *CHROMIUM_ARGS,
+                f"--user-data-dir={self._profile.name}",
+                "--remote-debugging-port=0",
+                f"--window-size={self.width},{self.height}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             port = await asyncio.to_thread(self._devtools_port)
             self.http = aiohttp.ClientSession()
@@ -102,8 +119,13 @@ class Browser:
             self._reader = asyncio.create_task(self._read())
             await self.send("Page.enable")
             await self.send("Runtime.enable")
-            await self.send("Emulation.setDeviceMetricsOverride", width=self.width,
-                            height=self.height, deviceScaleFactor=1, mobile=False)
+            await self.send(
+                "Emulation.setDeviceMetricsOverride",
+                width=self.width,
+                height=self.height,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
             await self.send("Page.addScriptToEvaluateOnNewDocument", source=CATCH_TERMINAL)
         except BaseException:
             await self.__aexit__(None, None, None)
@@ -138,8 +160,9 @@ class Browser:
                     fut.set_result(data.get("result", {}))
             elif data.get("method") == "Runtime.consoleAPICalled":
                 args = data["params"].get("args", [])
-                self.console.append(" ".join(str(a.get("value", a.get("description", "")))
-                                             for a in args))
+                self.console.append(
+                    " ".join(str(a.get("value", a.get("description", ""))) for a in args)
+                )
             elif data.get("method") == "Runtime.exceptionThrown":
                 self.console.append(str(data["params"]["exceptionDetails"]))
         for fut in self._pending.values():

@@ -11,8 +11,10 @@ def cli_has(command: str) -> bool:
     """Whether `floorconsole COMMAND` is registered in floorconsole.cli."""
     from floorconsole.cli import build_parser
 
-    return any(isinstance(a, argparse._SubParsersAction) and command in a.choices
-               for a in build_parser()._actions)
+    return any(
+        isinstance(a, argparse._SubParsersAction) and command in a.choices
+        for a in build_parser()._actions
+    )
 
 
 def main(argv: list[str]) -> int:

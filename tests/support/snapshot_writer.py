@@ -24,15 +24,21 @@ def cycle_config(i: int) -> dict[str, Any]:
     return {
         "edge": {"id": "kill-test"},
         "models": [{"id": "m", "package": "models/m", "inputs": {"x": "s"}}],
-        "rules": [{"id": "trip", "signal": "s", "op": ">", "threshold": i / 1000,
-                   "actions": [{"alarm": "high", "message": f"cycle {i}"}]}],
+        "rules": [
+            {
+                "id": "trip",
+                "signal": "s",
+                "op": ">",
+                "threshold": i / 1000,
+                "actions": [{"alarm": "high", "message": f"cycle {i}"}],
+            }
+        ],
     }
 
 
 def cycle_files(i: int, blob_kib: int) -> dict[str, ModelFiles]:
     onnx = random.Random(i).randbytes(blob_kib * 1024)
-    sidecar = json.dumps({"name": "m", "version": f"1.0.{i}",
-                          "onnx": {"file": "m.onnx"}}).encode()
+    sidecar = json.dumps({"name": "m", "version": f"1.0.{i}", "onnx": {"file": "m.onnx"}}).encode()
     return {"m": ModelFiles(onnx=onnx, sidecar=sidecar)}
 
 
@@ -49,8 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     parent = store.active()
     parent_id = parent.snapshot if parent else None
     for i in range(args.start, args.cycles):
-        snap = store.put(cycle_config(i), cycle_files(i, args.blob_kib), author="writer",
-                         message=f"cycle {i}", parent=parent_id)
+        snap = store.put(
+            cycle_config(i),
+            cycle_files(i, args.blob_kib),
+            author="writer",
+            message=f"cycle {i}",
+            parent=parent_id,
+        )
         print(f"put {i} {snap.id}", flush=True)
         store.record_activation(snap.id, "applied", by="writer")
         print(f"applied {i} {snap.id}", flush=True)

@@ -45,19 +45,21 @@ class ThrottledRelay:
         await self._stop.wait()
         server.close()
 
-    async def _client(self, c_reader: asyncio.StreamReader,
-                      c_writer: asyncio.StreamWriter) -> None:
+    async def _client(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
         e_reader, e_writer = await asyncio.open_unix_connection(str(self.target))
-        tasks = [asyncio.create_task(self._pipe(c_reader, e_writer, down=False)),
-                 asyncio.create_task(self._pipe(e_reader, c_writer, down=True))]
+        tasks = [
+            asyncio.create_task(self._pipe(c_reader, e_writer, down=False)),
+            asyncio.create_task(self._pipe(e_reader, c_writer, down=True)),
+        ]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in tasks:
             t.cancel()
         c_writer.close()
         e_writer.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                    down: bool) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, down: bool
+    ) -> None:
         t_next = time.monotonic()
         while True:
             data = await reader.read(CHUNK)

@@ -79,15 +79,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inflight", type=int, default=20)
     args = p.parse_args(argv)
 
-    config = UplinkConfig(broker="plant", topic_prefix=args.prefix, inflight=args.inflight,
-                          primary_host=args.host_id, reconnect_min_s=0.2, reconnect_max_s=1.0)
+    config = UplinkConfig(
+        broker="plant",
+        topic_prefix=args.prefix,
+        inflight=args.inflight,
+        primary_host=args.host_id,
+        reconnect_min_s=0.2,
+        reconnect_max_s=1.0,
+    )
     outbox = Outbox(config)
     historian = Historian(args.data_dir / "history.db", commit_hook=outbox)
     historian.start()
     # Values go on from what an earlier (killed) run stored, so every sample is unique.
     start = int(historian.rows_total())
-    uplink = Uplink(config, BrokerConfig("plant", args.host, args.port, keepalive_s=5.0),
-                    outbox, edge_id=args.edge, snapshot_id="driver")
+    uplink = Uplink(
+        config,
+        BrokerConfig("plant", args.host, args.port, keepalive_s=5.0),
+        outbox,
+        edge_id=args.edge,
+        snapshot_id="driver",
+    )
     uplink.start()
     source = SyntheticSource(historian, args.rate, start=start).start()
     stop = threading.Event()
@@ -95,11 +106,22 @@ def main(argv: list[str] | None = None) -> None:
 
     def line(tag: str) -> None:
         st = uplink.stats()
-        print(tag, json.dumps({
-            "boot": outbox.boot, "state": st.state, "next_seq": st.next_seq,
-            "backlog_rows": st.backlog_rows, "published": st.published, "acked": st.acked,
-            "generated": source.generated, "historian_dropped": historian.stats.dropped,
-        }), flush=True)
+        print(
+            tag,
+            json.dumps(
+                {
+                    "boot": outbox.boot,
+                    "state": st.state,
+                    "next_seq": st.next_seq,
+                    "backlog_rows": st.backlog_rows,
+                    "published": st.published,
+                    "acked": st.acked,
+                    "generated": source.generated,
+                    "historian_dropped": historian.stats.dropped,
+                }
+            ),
+            flush=True,
+        )
 
     print("started", outbox.boot, flush=True)
     while not stop.wait(0.25):

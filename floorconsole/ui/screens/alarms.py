@@ -21,15 +21,29 @@ from floorconsole.ui.widgets.status_bars import Bar
 
 PRIORITY_SHAPE = {"critical": "◆◆", "high": "▲", "medium": "▼", "low": "○"}
 PRIORITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-STATE_LABEL = {"NORMAL": "normal", "UNACK": "ACTIVE UNACK", "ACKED": "active ack",
-               "RTN_UNACK": "RTN UNACK", "SHELVED": "shelved", "SUPPRESSED": "suppressed",
-               "OUT_OF_SERVICE": "out of service"}
-STATE_FILTERS = (("all", None), ("active", {"UNACK", "ACKED"}),
-                 ("unacknowledged", {"UNACK", "RTN_UNACK"}), ("shelved", {"SHELVED"}),
-                 ("suppressed / out of service", {"SUPPRESSED", "OUT_OF_SERVICE"}))
+STATE_LABEL = {
+    "NORMAL": "normal",
+    "UNACK": "ACTIVE UNACK",
+    "ACKED": "active ack",
+    "RTN_UNACK": "RTN UNACK",
+    "SHELVED": "shelved",
+    "SUPPRESSED": "suppressed",
+    "OUT_OF_SERVICE": "out of service",
+}
+STATE_FILTERS = (
+    ("all", None),
+    ("active", {"UNACK", "ACKED"}),
+    ("unacknowledged", {"UNACK", "RTN_UNACK"}),
+    ("shelved", {"SHELVED"}),
+    ("suppressed / out of service", {"SUPPRESSED", "OUT_OF_SERVICE"}),
+)
 PRIORITY_FILTERS = ("low", "medium", "high", "critical")  # "at least"
-SHELVE_CHOICES = ((15 * 60, "15 minutes"), (3600, "1 hour"), (4 * 3600, "4 hours"),
-                  (8 * 3600, "8 hours (the most allowed)"))
+SHELVE_CHOICES = (
+    (15 * 60, "15 minutes"),
+    (3600, "1 hour"),
+    (4 * 3600, "4 hours"),
+    (8 * 3600, "8 hours (the most allowed)"),
+)
 
 
 def alarm_style(a: AlarmView, colors: Mapping[str, str]) -> str:
@@ -110,9 +124,14 @@ class AlarmScreen(Screen[None]):
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)
-        for key, label, width in (("prio", "Priority", 10), ("state", "State", 14),
-                                  ("message", "Alarm", 28), ("text", "Detail", 30),
-                                  ("since", "Since", 8), ("ack", "Ack by", 10)):
+        for key, label, width in (
+            ("prio", "Priority", 10),
+            ("state", "State", 14),
+            ("message", "Alarm", 28),
+            ("text", "Detail", 30),
+            ("since", "Since", 8),
+            ("ack", "Ack by", 10),
+        ):
             t.add_column(label, key=key, width=width)
         t.focus()
 
@@ -136,20 +155,26 @@ class AlarmScreen(Screen[None]):
         if s is None:
             self.query_one("#summary", Bar).set_text("no alarm table in this engine")
             return
-        summary = Text(f"{s.active} active · {s.unack} unacknowledged · {s.shelved} shelved · "
-                       f"{s.suppressed + s.out_of_service} suppressed/out of service\n")
+        summary = Text(
+            f"{s.active} active · {s.unack} unacknowledged · {s.shelved} shelved · "
+            f"{s.suppressed + s.out_of_service} suppressed/out of service\n"
+        )
         summary.append(f"{s.alarms_10min} alarms in 10 min")
         if s.flood:
-            summary.append("  ◆ FLOOD (more than 10 in 10 min)",
-                           style=f"bold {colors.get('alarm-high', '')}")
+            summary.append(
+                "  ◆ FLOOD (more than 10 in 10 min)", style=f"bold {colors.get('alarm-high', '')}"
+            )
         if s.top_chattering:
-            summary.append("  chattering: " + ", ".join(f"{i} ×{n}" for i, n in s.top_chattering),
-                           style=colors.get("alarm-medium", ""))
+            summary.append(
+                "  chattering: " + ", ".join(f"{i} ×{n}" for i, n in s.top_chattering),
+                style=colors.get("alarm-medium", ""),
+            )
         self.query_one("#summary", Bar).set_text(summary)
         name = STATE_FILTERS[self.state_filter][0]
         self.query_one("#filters", Bar).set_text(
             f"state: {name} · priority: {PRIORITY_FILTERS[self.min_priority]} and up"
-            + (" · normal ones shown" if self.show_normal else ""))
+            + (" · normal ones shown" if self.show_normal else "")
+        )
         shown = self.shown(frame)
         t = self.query_one(DataTable)
         rows = [(a.id, self._cells(a, colors)) for a in shown]
@@ -162,8 +187,9 @@ class AlarmScreen(Screen[None]):
                 t.move_cursor(row=min(cursor, len(rows) - 1))
         else:
             for key, cells in rows:
-                for col, value in zip(("prio", "state", "message", "text", "since", "ack"), cells,
-                                      strict=True):
+                for col, value in zip(
+                    ("prio", "state", "message", "text", "since", "ack"), cells, strict=True
+                ):
                     t.update_cell(key, col, value)
         self._shown = shown
 
@@ -171,10 +197,14 @@ class AlarmScreen(Screen[None]):
     def _cells(a: AlarmView, colors: Mapping[str, str]) -> tuple[Text | str, ...]:
         style = alarm_style(a, colors)
         chatter = " ↯" if a.chattering else ""
-        return (Text(f"{PRIORITY_SHAPE[a.priority]} {a.priority.upper()}", style=style),
-                Text(STATE_LABEL.get(a.state, a.state) + chatter, style=style),
-                Text(a.message, style=style), a.text, _clock(a.activated),
-                a.acked_by or (f"until {_clock(a.shelved_until)}" if a.shelved_until else ""))
+        return (
+            Text(f"{PRIORITY_SHAPE[a.priority]} {a.priority.upper()}", style=style),
+            Text(STATE_LABEL.get(a.state, a.state) + chatter, style=style),
+            Text(a.message, style=style),
+            a.text,
+            _clock(a.activated),
+            a.acked_by or (f"until {_clock(a.shelved_until)}" if a.shelved_until else ""),
+        )
 
     def _selected(self) -> AlarmView | None:
         t = self.query_one(DataTable)
@@ -262,8 +292,10 @@ class JournalScreen(Screen[None]):
             entries = get(limit=500)
             text = Text()
             for e in entries:
-                text.append(f"{_clock(e['t'])}  {e['alarm']:<28} {e['from']:>14} → "
-                            f"{e['to']:<14} {e['by']:<10} {e['text']}\n")
+                text.append(
+                    f"{_clock(e['t'])}  {e['alarm']:<28} {e['from']:>14} → "
+                    f"{e['to']:<14} {e['by']:<10} {e['text']}\n"
+                )
             if not entries:
                 text = "no alarm transitions recorded yet"
         self.app.call_from_thread(self.query_one("#journal", Static).update, text)

@@ -25,11 +25,29 @@ from floorconsole.ui.widgets.status_bars import Bar
 REFRESH_S = 2.0
 LIMIT = 500
 WINDOWS: tuple[tuple[str, float | None], ...] = (
-    ("1 h", 3600.0), ("24 h", 86400.0), ("7 d", 7 * 86400.0), ("all", None))
+    ("1 h", 3600.0),
+    ("24 h", 86400.0),
+    ("7 d", 7 * 86400.0),
+    ("all", None),
+)
 DEFAULT_WINDOW = 1  # 24 h
-KINDS = ("login", "login_failed", "user_locked", "logout", "alarm_ack", "alarm_shelve",
-         "alarm_unshelve", "write", "rule_change", "snapshot_apply", "snapshot_rollback",
-         "model_change", "user_change", "kiosk", "system")
+KINDS = (
+    "login",
+    "login_failed",
+    "user_locked",
+    "logout",
+    "alarm_ack",
+    "alarm_shelve",
+    "alarm_unshelve",
+    "write",
+    "rule_change",
+    "snapshot_apply",
+    "snapshot_rollback",
+    "model_change",
+    "user_change",
+    "kiosk",
+    "system",
+)
 # Kinds an operator should notice when scanning: shown bold in the theme's warning colour,
 # and their name already says what happened (never colour alone).
 NOTABLE_KINDS = frozenset({"login_failed", "user_locked", "snapshot_rollback"})
@@ -41,7 +59,8 @@ def is_secret(key: str) -> bool:
     """A detail key whose value never reaches the screen: PINs, their hashes, passwords."""
     k = key.lower()
     return "pin" in k.replace("-", "_").split("_") or any(
-        w in k for w in ("pin_hash", "password", "secret", "token"))
+        w in k for w in ("pin_hash", "password", "secret", "token")
+    )
 
 
 def redact(value: Any) -> Any:
@@ -142,10 +161,10 @@ class AuditRecordDialog(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         r = self.record
         stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(r.get("t_wall") or 0)))
-        title = (f"#{r.get('seq', '?')} · {stamp} · "
-                 f"{r.get('user', '')} · {r.get('kind', '')}")
-        body = json.dumps(redact(dict(r)), indent=2, ensure_ascii=False, sort_keys=False,
-                          default=str)
+        title = f"#{r.get('seq', '?')} · {stamp} · {r.get('user', '')} · {r.get('kind', '')}"
+        body = json.dumps(
+            redact(dict(r)), indent=2, ensure_ascii=False, sort_keys=False, default=str
+        )
         with Vertical():
             yield Static(Text(title, style="bold"), id="title")
             with VerticalScroll():
@@ -204,8 +223,11 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Bar("audit trail", id="summary")
         # Disabled until opened, so a hidden box never takes the keys typed.
-        yield Input(placeholder="text in user, kind, target or detail (Enter keeps, Esc clears)",
-                    id="search", disabled=True)
+        yield Input(
+            placeholder="text in user, kind, target or detail (Enter keeps, Esc clears)",
+            id="search",
+            disabled=True,
+        )
         yield Bar("", id="filters")
         yield Static("", id="note")
         table: DataTable[Text | str] = DataTable(cursor_type="row", zebra_stripes=False)
@@ -228,9 +250,14 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
         """The filters as keyword arguments of EngineAPI.audit()."""
         seconds = WINDOWS[self.window][1]
         now = self.now()
-        return {"since": None if seconds is None else now - seconds, "until": None,
-                "user": self.user, "kind": self.kind, "text": self.text.strip() or None,
-                "limit": LIMIT}
+        return {
+            "since": None if seconds is None else now - seconds,
+            "until": None,
+            "user": self.user,
+            "kind": self.kind,
+            "text": self.text.strip() or None,
+            "limit": LIMIT,
+        }
 
     def show_frame(self, frame: Frame) -> None:
         # Frames come at the app's tick rate; the trail is asked for only every REFRESH_S.
@@ -252,13 +279,15 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
         try:
             rows = list(get(**query))
         except Exception as e:  # an engine that cannot read its trail says why, once per ask
-            self.app.call_from_thread(self._fill, generation, None,
-                                      f"the audit trail could not be read: {e}")
+            self.app.call_from_thread(
+                self._fill, generation, None, f"the audit trail could not be read: {e}"
+            )
             return
         self.app.call_from_thread(self._fill, generation, rows, None)
 
-    def _fill(self, generation: int, rows: list[dict[str, Any]] | None,
-              problem: str | None) -> None:
+    def _fill(
+        self, generation: int, rows: list[dict[str, Any]] | None, problem: str | None
+    ) -> None:
         if generation != self._generation or not self.is_mounted:
             return  # an older ask answered after a newer one was sent
         self.unavailable = problem
@@ -269,8 +298,11 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
         table = self.query_one(DataTable)
         layout = self._layout_for(rows)
         # The trail only grows, so the same records in the same theme need no redraw.
-        same = (layout == self._layout and self.app.theme == self._theme
-                and [r.get("seq") for r in rows] == [r.get("seq") for r in self.records])
+        same = (
+            layout == self._layout
+            and self.app.theme == self._theme
+            and [r.get("seq") for r in rows] == [r.get("seq") for r in self.records]
+        )
         self._theme = self.app.theme
         self.records = rows
         if not same:
@@ -280,13 +312,16 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
 
     def _layout_for(self, rows: list[dict[str, Any]]) -> tuple[int, ...]:
         """Column widths that fit what is shown: (screen width, time, user, kind)."""
-        return (self.size.width,
-                max([8, *(len(when(float(r.get("t_wall") or 0), self._now)) for r in rows)]),
-                min(12, max([4, *(len(str(r.get("user", ""))) for r in rows)])),
-                max([4, *(len(str(r.get("kind", ""))) for r in rows)]))
+        return (
+            self.size.width,
+            max([8, *(len(when(float(r.get("t_wall") or 0), self._now)) for r in rows)]),
+            min(12, max([4, *(len(str(r.get("user", ""))) for r in rows)])),
+            max([4, *(len(str(r.get("kind", ""))) for r in rows)]),
+        )
 
-    def _build(self, table: DataTable[Text | str], layout: tuple[int, ...],
-               rows: list[dict[str, Any]]) -> None:
+    def _build(
+        self, table: DataTable[Text | str], layout: tuple[int, ...], rows: list[dict[str, Any]]
+    ) -> None:
         width, time_w, user_w, kind_w = layout
         wide = width >= WIDE_MIN
         cursor = table.cursor_row
@@ -298,13 +333,20 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
             columns: tuple[tuple[str, str, int], ...]
             if wide:
                 target_w = 16
-                columns = (("time", "Time", time_w), ("user", "User", user_w),
-                           ("kind", "Kind", kind_w), ("target", "Target", target_w),
-                           ("what", "What", max(12, width - used - target_w - 2 - 2)))
+                columns = (
+                    ("time", "Time", time_w),
+                    ("user", "User", user_w),
+                    ("kind", "Kind", kind_w),
+                    ("target", "Target", target_w),
+                    ("what", "What", max(12, width - used - target_w - 2 - 2)),
+                )
             else:
-                columns = (("time", "Time", time_w), ("user", "User", user_w),
-                           ("kind", "Kind", kind_w),
-                           ("what", "Target · what", max(12, width - used - 2)))
+                columns = (
+                    ("time", "Time", time_w),
+                    ("user", "User", user_w),
+                    ("kind", "Kind", kind_w),
+                    ("what", "Target · what", max(12, width - used - 2)),
+                )
             for key, label, w in columns:
                 table.add_column(label, key=key, width=w)
             self._layout = layout
@@ -317,8 +359,9 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
         if rows:
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
 
-    def _cells(self, r: Mapping[str, Any], wide: bool,
-               colors: Mapping[str, str]) -> tuple[Text | str, ...]:
+    def _cells(
+        self, r: Mapping[str, Any], wide: bool, colors: Mapping[str, str]
+    ) -> tuple[Text | str, ...]:
         kind = str(r.get("kind", ""))
         target = str(r.get("target", "") or "")
         what = summarize(kind, r.get("detail") or {})
@@ -326,8 +369,11 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
         if kind in NOTABLE_KINDS:
             kind_cell = Text(kind, style=f"bold {colors.get('alarm-medium', '')}".strip())
         w = self._widths
-        cells: list[Text | str] = [when(float(r.get("t_wall") or 0), self._now),
-                                   _fit(str(r.get("user", "")), w["user"]), kind_cell]
+        cells: list[Text | str] = [
+            when(float(r.get("t_wall") or 0), self._now),
+            _fit(str(r.get("user", "")), w["user"]),
+            kind_cell,
+        ]
         if wide:
             cells += [_fit(target, w["target"]), _fit(what, w["what"])]
         else:
@@ -355,18 +401,24 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
             if v.get("ok"):
                 line.append(f"✓ {v.get('message') or 'intact'}")
             else:
-                line.append(f"✕ BROKEN {v.get('message') or ''}".rstrip(),
-                            style=f"bold {colors.get('alarm-high', '')}".strip())
+                line.append(
+                    f"✕ BROKEN {v.get('message') or ''}".rstrip(),
+                    style=f"bold {colors.get('alarm-high', '')}".strip(),
+                )
         self.query_one("#summary", Bar).set_text(line)
         note = self.query_one("#note", Static)
-        message = self.unavailable or ("" if self.records else
-                                       "no audit records match these filters")
+        message = self.unavailable or (
+            "" if self.records else "no audit records match these filters"
+        )
         note.update(message)
         note.set_class(bool(message), "shown")
 
     def _show_filters(self) -> None:
-        parts = [f"window {WINDOWS[self.window][0]}", f"kind {self.kind or 'all'}",
-                 f"user {self.user or 'all'}"]
+        parts = [
+            f"window {WINDOWS[self.window][0]}",
+            f"kind {self.kind or 'all'}",
+            f"user {self.user or 'all'}",
+        ]
         if self.text.strip():
             parts.append(f"text {self.text.strip()!r}")
         self.query_one("#filters", Bar).set_text(" · ".join(parts))
@@ -438,8 +490,11 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
     def _verified(self, verdict: dict[str, Any]) -> None:
         self.verdict = verdict
         ok = bool(verdict.get("ok"))
-        self.notify(str(verdict.get("message", "")) or ("chain intact" if ok else "chain broken"),
-                    severity="information" if ok else "error", timeout=8)
+        self.notify(
+            str(verdict.get("message", "")) or ("chain intact" if ok else "chain broken"),
+            severity="information" if ok else "error",
+            timeout=8,
+        )
         if self.is_mounted:
             self._show_summary()
 

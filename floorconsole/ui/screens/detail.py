@@ -35,8 +35,11 @@ WAVEFORM_REDRAW_S = 1.0  # the waveform block is redrawn at most this often (slo
 CHART_MAX_POINTS = 4000  # far more than a 160-column chart has dots; the engine strides beyond
 EXPORT_MAX_POINTS = 10_000_000  # an export asks for every sample
 MAX_RANGE_S = 400 * 86400.0
-PRESETS: dict[str, tuple[str, float]] = {"5m": ("5 min", 300.0), "1h": ("1 h", 3600.0),
-                                         "24h": ("24 h", 86400.0)}
+PRESETS: dict[str, tuple[str, float]] = {
+    "5m": ("5 min", 300.0),
+    "1h": ("1 h", 3600.0),
+    "24h": ("24 h", 86400.0),
+}
 CSV_HEADER = ("time", "signal", "value", "quality")
 RANGE_HINT = "try 90m, 2h, 1d, or 2026-11-23T10:00 2026-11-23T12:00 (local; Z = UTC)"
 
@@ -119,8 +122,9 @@ def parse_range(text: str, now: float) -> TimeRange:
         return TimeRange(f"since {_short_time(times[0])}", since=times[0])
     since, until = times
     if until <= since:
-        raise RangeError(f"the end ({_short_time(until)}) must come after the start "
-                         f"({_short_time(since)})")
+        raise RangeError(
+            f"the end ({_short_time(until)}) must come after the start ({_short_time(since)})"
+        )
     if until - since > MAX_RANGE_S:
         raise RangeError(f"the range is longer than {MAX_RANGE_S / 86400:.0f} days")
     return TimeRange(f"{_short_time(since)} → {_short_time(until)}", since=since, until=until)
@@ -140,14 +144,20 @@ class RangeStats:
 
 
 def range_stats(points: Sequence[HistoryPoint]) -> RangeStats:
-    vals = [p.value for p in points if p.quality != "BAD" and p.value is not None
-            and math.isfinite(p.value)]
+    vals = [
+        p.value
+        for p in points
+        if p.quality != "BAD" and p.value is not None and math.isfinite(p.value)
+    ]
     return RangeStats(
-        points=len(points), usable=len(vals),
+        points=len(points),
+        usable=len(vals),
         uncertain=sum(1 for p in points if p.quality == "UNCERTAIN"),
         bad=sum(1 for p in points if p.quality == "BAD"),
-        minimum=min(vals) if vals else None, maximum=max(vals) if vals else None,
-        mean=math.fsum(vals) / len(vals) if vals else None)
+        minimum=min(vals) if vals else None,
+        maximum=max(vals) if vals else None,
+        mean=math.fsum(vals) / len(vals) if vals else None,
+    )
 
 
 def csv_rows(history: History) -> list[tuple[str, str, str, str]]:
@@ -280,8 +290,12 @@ class SignalDetailScreen(Screen[None]):
         with Vertical(id="wave-box"):
             yield Static(id="wave-title", classes="line")
             yield WaveformChart(id="wave")
-        yield Input(id="custom", compact=True, placeholder="90m · 2h · 1d · or "
-                    "2026-11-23T10:00 2026-11-23T12:00 — Enter to apply, Esc to cancel")
+        yield Input(
+            id="custom",
+            compact=True,
+            placeholder="90m · 2h · 1d · or "
+            "2026-11-23T10:00 2026-11-23T12:00 — Enter to apply, Esc to cancel",
+        )
         yield Static(id="message")
         yield ConsoleFooter(compact=True)
 
@@ -302,8 +316,13 @@ class SignalDetailScreen(Screen[None]):
         view = next((s for s in frame.signals if s.id == self.signal_id), None)
         colors = self.app.theme_variables
         if view is None:
-            self._set("now", Text(f" ✕ {self.signal_id} is not in the running configuration",
-                                  style=f"bold {colors.get('quality-bad', '')}".strip()))
+            self._set(
+                "now",
+                Text(
+                    f" ✕ {self.signal_id} is not in the running configuration",
+                    style=f"bold {colors.get('quality-bad', '')}".strip(),
+                ),
+            )
             return
         self._view = view
         rng = f"{view.range[0]:g}–{view.range[1]:g}" if view.range else "none"
@@ -360,11 +379,18 @@ class SignalDetailScreen(Screen[None]):
             self._show_stats_line()
         self._load(_Request(self._seq, since, until, self.time_range.live))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="history", name="history",
-          description="read a signal's history for the detail chart")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="history",
+        name="history",
+        description="read a signal's history for the detail chart",
+    )
     def _load(self, request: _Request) -> _Loaded:
         history = self.app.api.history(  # type: ignore[attr-defined]
-            self.signal_id, request.since, request.until, CHART_MAX_POINTS)
+            self.signal_id, request.since, request.until, CHART_MAX_POINTS
+        )
         return _Loaded(request, history, range_stats(history.points))
 
     def _live_reload(self) -> None:
@@ -401,8 +427,11 @@ class SignalDetailScreen(Screen[None]):
         self._shown = loaded
         self.stats = loaded.stats
         current = self._view.quality if (self._view is not None and loaded.request.live) else None
-        self.query_one(TimeChart).show(loaded.history, y_range=self._y_range(),
-                                       start_quality=initial_quality(loaded.history, current))
+        self.query_one(TimeChart).show(
+            loaded.history,
+            y_range=self._y_range(),
+            start_quality=initial_quality(loaded.history, current),
+        )
         self._show_range_line()
         self._show_stats_line()
 
@@ -420,11 +449,16 @@ class SignalDetailScreen(Screen[None]):
             else:
                 text.append(f" {label} ")
             text.append(" ")
-        since, until = (self._shown.request.since, self._shown.request.until) if self._shown \
+        since, until = (
+            (self._shown.request.since, self._shown.request.until)
+            if self._shown
             else self.time_range.window(self._now())
+        )
         fmt = "%H:%M:%S" if until - since < 86400 else "%m-%d %H:%M"
-        text.append(f"│ {time.strftime(fmt, time.localtime(since))} → "
-                    f"{time.strftime(fmt, time.localtime(until))}")
+        text.append(
+            f"│ {time.strftime(fmt, time.localtime(since))} → "
+            f"{time.strftime(fmt, time.localtime(until))}"
+        )
         if self.range_key == "custom":
             text.append(f" ({self.time_range.label})")
         if self.time_range.live:
@@ -444,16 +478,20 @@ class SignalDetailScreen(Screen[None]):
         text = Text(" ")
         if s.usable:
             assert s.minimum is not None and s.maximum is not None and s.mean is not None
-            text.append(f"min {format_value(s.minimum)}{u}  max {format_value(s.maximum)}{u}  "
-                        f"mean {format_value(s.mean)}{u}  · ")
+            text.append(
+                f"min {format_value(s.minimum)}{u}  max {format_value(s.maximum)}{u}  "
+                f"mean {format_value(s.mean)}{u}  · "
+            )
         else:
             text.append("no usable values · ", style=colors.get("muted", ""))
         text.append(f"{s.points} points")
         if s.bad:
             text.append(f", {s.bad} ✕ BAD", style=f"bold {colors.get('quality-bad', '')}".strip())
         if s.uncertain:
-            text.append(f", {s.uncertain} ◆ UNCERT",
-                        style=f"bold {colors.get('quality-uncertain', '')}".strip())
+            text.append(
+                f", {s.uncertain} ◆ UNCERT",
+                style=f"bold {colors.get('quality-uncertain', '')}".strip(),
+            )
         if self._shown is not None and self._shown.history.truncated:
             text.append(" · downsampled", style=colors.get("muted", ""))
         if self._loading:
@@ -521,8 +559,9 @@ class SignalDetailScreen(Screen[None]):
         self.y_axis = "range" if self.y_axis == "data" else "data"
         if self._shown is not None:
             self._apply(self._shown)
-        self.notify("y axis: " + ("engineering range" if self.y_axis == "range" else
-                                  "min/max of the data"))
+        self.notify(
+            "y axis: " + ("engineering range" if self.y_axis == "range" else "min/max of the data")
+        )
 
     def action_write(self) -> None:
         """w: write by hand, to this signal's coil or register or any co/hr typed. Offered to
@@ -538,11 +577,17 @@ class SignalDetailScreen(Screen[None]):
         folder = Path(getattr(self.app, "export_dir", Path.cwd()))
         self._export(self._shown.request.since, self._shown.request.until, folder)
 
-    @work(thread=True, exit_on_error=False, group="export", name="export",
-          description="write the shown range of a signal's history to CSV")
+    @work(
+        thread=True,
+        exit_on_error=False,
+        group="export",
+        name="export",
+        description="write the shown range of a signal's history to CSV",
+    )
     def _export(self, since: float, until: float, folder: Path) -> _Exported:
         history = self.app.api.history(  # type: ignore[attr-defined]
-            self.signal_id, since, until, EXPORT_MAX_POINTS)
+            self.signal_id, since, until, EXPORT_MAX_POINTS
+        )
         folder.mkdir(parents=True, exist_ok=True)
         path = export_path(folder, self.signal_id, since, until)
         rows = write_csv(history, path)

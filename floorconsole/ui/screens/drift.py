@@ -100,8 +100,9 @@ class DriftScreen(Screen[None]):
         if names != self._names:
             highlighted = options.highlighted
             options.clear_options()
-            options.add_options([Option(self._option_text(n, by_name.get(n), colors), id=n)
-                                 for n in names])
+            options.add_options(
+                [Option(self._option_text(n, by_name.get(n), colors), id=n) for n in names]
+            )
             if names and highlighted is None:
                 options.highlighted = 0
             elif highlighted is not None:
@@ -141,6 +142,7 @@ class DriftScreen(Screen[None]):
             except Exception as e:  # a bad feature name or a stopped engine: say so
                 text = f"no histogram for {self.chosen}: {e}"
             else:
-                text = histogram_text(h, self.app.theme_variables,
-                                      max(30, self.query_one("#hist").size.width - 2))
+                text = histogram_text(
+                    h, self.app.theme_variables, max(30, self.query_one("#hist").size.width - 2)
+                )
         self.app.call_from_thread(self.query_one("#hist", Static).update, text)

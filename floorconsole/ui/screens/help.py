@@ -28,13 +28,20 @@ KEY_COLUMN = 20
 
 # (shape, words, theme variable for the shape's colour or "", what it means)
 QUALITY_LEGEND = (
-    (QUALITY_SHAPE[Quality.GOOD], "GOOD", "",
-     "normal text, no colour: the value can be trusted"),
-    (QUALITY_SHAPE[Quality.UNCERTAIN], "UNCERTAIN", "quality-uncertain",
-     "amber, with the reason (initial, last usable, substitute, out of range)"),
-    (QUALITY_SHAPE[Quality.BAD], "BAD", "quality-bad",
-     "red, with the reason (no communication, device failure, ...); the last value is "
-     "greyed and struck through"),
+    (QUALITY_SHAPE[Quality.GOOD], "GOOD", "", "normal text, no colour: the value can be trusted"),
+    (
+        QUALITY_SHAPE[Quality.UNCERTAIN],
+        "UNCERTAIN",
+        "quality-uncertain",
+        "amber, with the reason (initial, last usable, substitute, out of range)",
+    ),
+    (
+        QUALITY_SHAPE[Quality.BAD],
+        "BAD",
+        "quality-bad",
+        "red, with the reason (no communication, device failure, ...); the last value is "
+        "greyed and struck through",
+    ),
 )
 LINK_LEGEND = (
     (LINK_SHAPE["up"], "up", "", "answering"),
@@ -49,26 +56,53 @@ SEVERITY_LEGEND = (
     (SEVERITY_SHAPE["low"], "LOW", "alarm-low", "advisory"),
 )
 CHART_LEGEND = (
-    (QUALITY_SHAPE[Quality.BAD] + SPAN_FILL["BAD"] * 2, "went BAD", "quality-bad",
-     "no line is drawn while BAD"),
-    (QUALITY_SHAPE[Quality.UNCERTAIN] + SPAN_FILL["UNCERTAIN"] * 2, "went UNCERTAIN",
-     "quality-uncertain", "the line is drawn in amber"),
+    (
+        QUALITY_SHAPE[Quality.BAD] + SPAN_FILL["BAD"] * 2,
+        "went BAD",
+        "quality-bad",
+        "no line is drawn while BAD",
+    ),
+    (
+        QUALITY_SHAPE[Quality.UNCERTAIN] + SPAN_FILL["UNCERTAIN"] * 2,
+        "went UNCERTAIN",
+        "quality-uncertain",
+        "the line is drawn in amber",
+    ),
     (QUALITY_SHAPE[Quality.GOOD], "back to GOOD", "", ""),
     ("gap", "no data", "muted", "nothing was received (or it was BAD)"),
 )
 
 CONSOLE_LEGEND = (
-    ("", "CONTROL you", "", "this console holds control: writes, rule changes and rollbacks "
-     "go from here (c releases it)"),
+    (
+        "",
+        "CONTROL you",
+        "",
+        "this console holds control: writes, rule changes and rollbacks "
+        "go from here (c releases it)",
+    ),
     ("", "CONTROL eng1", "", "another console holds it: c asks eng1 for it"),
     ("", "no CONTROL", "muted", "nobody holds control: the first engineer to act takes it"),
     ("?", "eng2 asks", "quality-uncertain", "someone asks you for control: c releases it"),
-    (ENGINE_GONE_SHAPE, "ENGINE GONE", "quality-bad", "the engine went away: the last frame "
-     "stays, greyed; nothing is sent; the console reconnects by itself"),
-    (ARMED_SHAPE, "ARMED", "alarm-high", "a write by hand waits for you: y confirms it "
-     "before the count runs out, Esc cancels; nothing is written until then"),
-    (ENGINE_BACK_SHAPE, "ENGINE BACK", "", "reconnected (a restarted engine asks you to log in "
-     "again with F9)"),
+    (
+        ENGINE_GONE_SHAPE,
+        "ENGINE GONE",
+        "quality-bad",
+        "the engine went away: the last frame "
+        "stays, greyed; nothing is sent; the console reconnects by itself",
+    ),
+    (
+        ARMED_SHAPE,
+        "ARMED",
+        "alarm-high",
+        "a write by hand waits for you: y confirms it "
+        "before the count runs out, Esc cancels; nothing is written until then",
+    ),
+    (
+        ENGINE_BACK_SHAPE,
+        "ENGINE BACK",
+        "",
+        "reconnected (a restarted engine asks you to log in again with F9)",
+    ),
 )
 
 
@@ -80,11 +114,13 @@ def help_sections(colors: Mapping[str, str]) -> list[tuple[str, list[Row]]]:
     sections: list[tuple[str, list[Row]]] = []
     for group, entries in KEYS:
         sections.append((group, [(Text(e.shown, style="bold"), Text(e.what)) for e in entries]))
-    for title, legend in (("Quality of a value", QUALITY_LEGEND),
-                          ("Devices and brokers", LINK_LEGEND),
-                          ("Conditions and alarms (banner)", SEVERITY_LEGEND),
-                          ("Chart: the line under the plot", CHART_LEGEND),
-                          ("Control and the engine (header, top line)", CONSOLE_LEGEND)):
+    for title, legend in (
+        ("Quality of a value", QUALITY_LEGEND),
+        ("Devices and brokers", LINK_LEGEND),
+        ("Conditions and alarms (banner)", SEVERITY_LEGEND),
+        ("Chart: the line under the plot", CHART_LEGEND),
+        ("Control and the engine (header, top line)", CONSOLE_LEGEND),
+    ):
         rows = []
         for shape, words, role, meaning in legend:
             style = f"bold {colors.get(role, '')}".strip() if role else "bold"
@@ -93,8 +129,10 @@ def help_sections(colors: Mapping[str, str]) -> list[tuple[str, list[Row]]]:
     return sections
 
 
-FOOTNOTE = ("Grey means normal. Colour appears only for what is abnormal, and always with a "
-            "shape and words, so every state reads on a monochrome panel too.")
+FOOTNOTE = (
+    "Grey means normal. Colour appears only for what is abnormal, and always with a "
+    "shape and words, so every state reads on a monochrome panel too."
+)
 
 
 def help_renderable(colors: Mapping[str, str]) -> Group:

@@ -43,16 +43,22 @@ class LoginDialog(ModalScreen[dict[str, Any] | None]):
         box = Vertical()
         box.border_title = "Leave kiosk mode" if self.leave_kiosk else "Log in"
         with box:
-            yield Static("An admin's name and PIN leave kiosk mode." if self.leave_kiosk
-                         else "Your user name and PIN.", classes="hint")
+            yield Static(
+                "An admin's name and PIN leave kiosk mode."
+                if self.leave_kiosk
+                else "Your user name and PIN.",
+                classes="hint",
+            )
             yield Input(placeholder="user name", id="user", max_length=32)
             yield Input(placeholder="PIN (digits)", id="pin", password=True, max_length=12)
             yield Static("", id="error", classes="error")
             hint = self._demo_hint()
             if hint:
                 yield Static(hint, id="demo-users", classes="hint")
-            yield Static("Enter " + ("leaves kiosk" if self.leave_kiosk else "logs in")
-                         + " · Esc cancels", classes="hint")
+            yield Static(
+                "Enter " + ("leaves kiosk" if self.leave_kiosk else "logs in") + " · Esc cancels",
+                classes="hint",
+            )
 
     def _demo_hint(self) -> str:
         get = getattr(self.app.api, "demo_users", None)
@@ -201,8 +207,9 @@ class AccountDialog(ModalScreen[str | None]):
         box = Vertical()
         box.border_title = self.who
         with box:
-            yield Static(f"Logged in: {self.who}" + (" (locked: your PIN unlocks it)"
-                                                     if self.locked else ""))
+            yield Static(
+                f"Logged in: {self.who}" + (" (locked: your PIN unlocks it)" if self.locked else "")
+            )
             with Horizontal():
                 if self.locked:
                     yield Button("Unlock (u)", id="unlock", variant="primary")

@@ -21,8 +21,10 @@ from floorconsole.engine.frames import Frame, SignalView
 from floorconsole.ui.format import age_text
 
 # SignalView.source of a Modbus signal, as the engine writes it: "drive1 hr:0 float32".
-_MODBUS_SOURCE = re.compile(r"(?P<device>\S+) (?P<table>co|hr|ir|di):(?P<address>\d+)"
-                            r"(?: (?P<type>\S+))?")
+_MODBUS_SOURCE = re.compile(
+    r"(?P<device>\S+) (?P<table>co|hr|ir|di):(?P<address>\d+)"
+    r"(?: (?P<type>\S+))?"
+)
 _ADDRESS = re.compile(r"(co|hr|ir|di):\d+")
 TRUE_WORDS = ("true", "1", "on", "yes")
 FALSE_WORDS = ("false", "0", "off", "no")
@@ -56,8 +58,9 @@ def target_of(view: SignalView | None) -> WriteTarget:
     if m["table"] not in ("co", "hr"):
         return WriteTarget(device=m["device"])
     typ = m["type"] or ""
-    return WriteTarget(m["device"], f"{m['table']}:{m['address']}",
-                       "" if m["table"] == "co" else typ)
+    return WriteTarget(
+        m["device"], f"{m['table']}:{m['address']}", "" if m["table"] == "co" else typ
+    )
 
 
 def parse_value(text: str, table: str) -> bool | int | float:
@@ -149,16 +152,18 @@ class ManualWriteDialog(ModalScreen[None]):
         box = Vertical()
         box.border_title = "Write by hand" + (f" · {self.signal_id}" if self.signal_id else "")
         with box:
-            yield Static("A coil (co) or holding register (hr) of a device. Enter arms; then "
-                         "confirm within the engine's time.", classes="hint")
+            yield Static(
+                "A coil (co) or holding register (hr) of a device. Enter arms; then "
+                "confirm within the engine's time.",
+                classes="hint",
+            )
             with Horizontal():
                 yield Static("device", classes="label")
                 yield Input(self.target.device, placeholder="drive1", id="device", compact=True)
                 yield Static("address", classes="label")
                 yield Input(self.target.address, placeholder="co:11", id="address", compact=True)
                 yield Static("type", classes="label")
-                yield Input(self.target.type, placeholder="auto", id="type",
-                            compact=True)
+                yield Input(self.target.type, placeholder="auto", id="type", compact=True)
             with Horizontal():
                 yield Static("value ", classes="label")
                 yield Input(placeholder=self._value_hint(), id="value", compact=True)
@@ -166,14 +171,21 @@ class ManualWriteDialog(ModalScreen[None]):
             yield Static("", id="state")
             with Horizontal():
                 yield Button("Arm (Enter)", id="arm", compact=True, variant="warning")
-                yield Button("Confirm (y)", id="confirm", compact=True, variant="error",
-                             disabled=True)
+                yield Button(
+                    "Confirm (y)", id="confirm", compact=True, variant="error", disabled=True
+                )
                 yield Button("Cancel (Esc)", id="cancel", compact=True)
             yield Static("", id="keys", classes="hint")
 
     def on_mount(self) -> None:
-        self.query_one("#value" if self.target.device and self.target.address else
-                       "#device" if not self.target.device else "#address", Input).focus()
+        self.query_one(
+            "#value"
+            if self.target.device and self.target.address
+            else "#device"
+            if not self.target.device
+            else "#address",
+            Input,
+        ).focus()
         self._show_keys()
         self._show_now(getattr(self.app, "last_frame", None))
         self.set_interval(COUNTDOWN_TICK_S, self._countdown)
@@ -185,15 +197,24 @@ class ManualWriteDialog(ModalScreen[None]):
 
     def _value_hint(self) -> str:
         table = self.target.table
-        return ("true or false" if table == "co" else "a number" if table == "hr"
-                else "true/false for co, a number for hr")
+        return (
+            "true or false"
+            if table == "co"
+            else "a number"
+            if table == "hr"
+            else "true/false for co, a number for hr"
+        )
 
     @on(Input.Changed, "#address")
     def _address_changed(self, event: Input.Changed) -> None:
         table = event.value.strip().split(":", 1)[0]
         self.query_one("#value", Input).placeholder = (
-            "true or false" if table == "co" else "a number" if table == "hr"
-            else "true/false for co, a number for hr")
+            "true or false"
+            if table == "co"
+            else "a number"
+            if table == "hr"
+            else "true/false for co, a number for hr"
+        )
         self._show_now(getattr(self.app, "last_frame", None))
 
     @on(Input.Changed, "#device")
@@ -225,8 +246,11 @@ class ManualWriteDialog(ModalScreen[None]):
     def action_arm(self) -> None:
         if self.phase not in ("edit", "done"):
             return
-        device, address, typ = self._field("device"), self._field("address").lower(), \
-            self._field("type")
+        device, address, typ = (
+            self._field("device"),
+            self._field("address").lower(),
+            self._field("type"),
+        )
         problem = ""
         if not device:
             problem = "type the device (its id in the plant file, e.g. drive1)"
@@ -246,8 +270,7 @@ class ManualWriteDialog(ModalScreen[None]):
             self.armed["type"] = typ
         self.phase = "arming"
         self._state("arming… (the engine checks the device, address, value and your role)")
-        self.run_worker(self._send_arm(dict(self.armed)), group="manual-write",
-                        exit_on_error=False)
+        self.run_worker(self._send_arm(dict(self.armed)), group="manual-write", exit_on_error=False)
 
     async def _send_arm(self, args: dict[str, Any]) -> None:
         result = await self.app.command("control.arm", **args)  # type: ignore[attr-defined]
@@ -257,8 +280,9 @@ class ManualWriteDialog(ModalScreen[None]):
         self.message = str(result.get("message") or "")
         if not result.get("ok") or not result.get("arm"):
             self.phase = "edit"
-            self._state(f"{REFUSED_SHAPE} refused: {self.message or 'control.arm: not done'}",
-                        "-refused")
+            self._state(
+                f"{REFUSED_SHAPE} refused: {self.message or 'control.arm: not done'}", "-refused"
+            )
             return
         self.phase = "armed"
         self.token = str(result["arm"])
@@ -274,8 +298,9 @@ class ManualWriteDialog(ModalScreen[None]):
     def _show_armed(self) -> None:
         left = max(0.0, self.deadline - time.monotonic())
         a = self.armed
-        text = Text(f"{ARMED_SHAPE} ARMED — write {_shown(a['value'])} to {a['device']} "
-                    f"{a['address']}\n")
+        text = Text(
+            f"{ARMED_SHAPE} ARMED — write {_shown(a['value'])} to {a['device']} {a['address']}\n"
+        )
         text.append(f"{self.message}\n")
         text.append(f"confirm within {math.ceil(left):.0f} s: y / Enter, Esc cancels")
         self._state(text, "-armed")
@@ -285,8 +310,11 @@ class ManualWriteDialog(ModalScreen[None]):
             return
         if time.monotonic() >= self.deadline:
             self._back_to_edit()
-            self._state(f"{REFUSED_SHAPE} the arm expired unconfirmed: nothing was written. "
-                        "Enter arms it again.", "-refused")
+            self._state(
+                f"{REFUSED_SHAPE} the arm expired unconfirmed: nothing was written. "
+                "Enter arms it again.",
+                "-refused",
+            )
             return
         self._show_armed()
 
@@ -307,8 +335,11 @@ class ManualWriteDialog(ModalScreen[None]):
             return
         self.phase = "writing"
         self.query_one("#confirm", Button).disabled = True
-        self._state(f"{ARMED_SHAPE} writing {_shown(self.armed['value'])} to "
-                    f"{self.armed['device']} {self.armed['address']}…", "-armed")
+        self._state(
+            f"{ARMED_SHAPE} writing {_shown(self.armed['value'])} to "
+            f"{self.armed['device']} {self.armed['address']}…",
+            "-armed",
+        )
         self.run_worker(self._send_write(self.token), group="manual-write", exit_on_error=False)
 
     async def _send_write(self, token: str) -> None:
@@ -326,12 +357,15 @@ class ManualWriteDialog(ModalScreen[None]):
         else:
             change = ""
         if result.get("ok"):
-            self._state(f"{DONE_SHAPE} WRITTEN {a['device']} {a['address']}: {change}\n"
-                        f"{self.message}", "-done")
+            self._state(
+                f"{DONE_SHAPE} WRITTEN {a['device']} {a['address']}: {change}\n{self.message}",
+                "-done",
+            )
         else:
             what = f" ({change})" if change else ""
-            self._state(f"{REFUSED_SHAPE} NOT WRITTEN{what}: {self.message or 'refused'}",
-                        "-refused")
+            self._state(
+                f"{REFUSED_SHAPE} NOT WRITTEN{what}: {self.message or 'refused'}", "-refused"
+            )
         self._show_now(getattr(self.app, "last_frame", None))
 
     def action_cancel(self) -> None:
@@ -354,19 +388,24 @@ class ManualWriteDialog(ModalScreen[None]):
     def _show_now(self, frame: Frame | None) -> None:
         if not self.is_mounted:
             return
-        device = (self.armed.get("device") if self.phase == "armed" else None) or \
-            self._field("device")
-        address = (self.armed.get("address") if self.phase == "armed" else None) or \
-            self._field("address").lower()
+        device = (self.armed.get("device") if self.phase == "armed" else None) or self._field(
+            "device"
+        )
+        address = (self.armed.get("address") if self.phase == "armed" else None) or self._field(
+            "address"
+        ).lower()
         view = value_now(frame, device, address)
         if view is None:
-            text = Text("value now: not polled here (the engine reads it before it writes)",
-                        style="italic")
+            text = Text(
+                "value now: not polled here (the engine reads it before it writes)", style="italic"
+            )
         else:
             unit = f" {view.unit}" if view.unit else ""
             quality = "" if view.quality == "GOOD" else f" {view.quality}"
-            text = Text(f"value now: {view.value_text}{unit}{quality} "
-                        f"({view.id}, age {age_text(view.age_s)})")
+            text = Text(
+                f"value now: {view.value_text}{unit}{quality} "
+                f"({view.id}, age {age_text(view.age_s)})"
+            )
         self.query_one("#now", Static).update(text)
 
     def _state(self, text: Text | str, cls: str = "") -> None:
@@ -376,6 +415,9 @@ class ManualWriteDialog(ModalScreen[None]):
         self.state_text = text.plain if isinstance(text, Text) else text
 
     def _show_keys(self) -> None:
-        keys = ("y / Enter confirms · Esc cancels (nothing is written)" if self.phase == "armed"
-                else "Enter arms · Tab next field · Esc closes")
+        keys = (
+            "y / Enter confirms · Esc cancels (nothing is written)"
+            if self.phase == "armed"
+            else "Enter arms · Tab next field · Esc closes"
+        )
         self.query_one("#keys", Static).update(keys)

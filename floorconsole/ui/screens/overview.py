@@ -17,8 +17,14 @@ from floorconsole.ui.widgets.signal_table import SignalTable
 from floorconsole.ui.widgets.status_bars import Banner, Bar, HeaderBar, LinkBar
 
 FAULT_KEYS = ("1", "2", "3", "4", "5", "6")
-FAULT_SHORT = {"imbalance": "imbal", "bearing": "bear", "misalignment": "misal",
-               "sensor_drift": "drift", "stuck_sensor": "stuck", "dropout": "drop"}
+FAULT_SHORT = {
+    "imbalance": "imbal",
+    "bearing": "bear",
+    "misalignment": "misal",
+    "sensor_drift": "drift",
+    "stuck_sensor": "stuck",
+    "dropout": "drop",
+}
 SIDE_MIN_WIDTH = 110  # below this the model and drift panels fold into one line
 
 NO_MODEL = "Model\nno model configured"
@@ -31,13 +37,17 @@ def is_feature_drift(signal_id: str) -> bool:
     return ".drift.psi." in signal_id
 
 
-def visible_rows(signals: tuple[SignalView, ...], *, search: str, only_not_good: bool,
-                 grouped: bool) -> list[SignalView | str]:
+def visible_rows(
+    signals: tuple[SignalView, ...], *, search: str, only_not_good: bool, grouped: bool
+) -> list[SignalView | str]:
     """The table's rows after search and filter; with grouping, a heading row per asset."""
     needle = search.strip().lower()
-    picked = [s for s in signals
-              if (needle in s.id.lower() if needle else not is_feature_drift(s.id))
-              and (not only_not_good or s.quality != "GOOD")]
+    picked = [
+        s
+        for s in signals
+        if (needle in s.id.lower() if needle else not is_feature_drift(s.id))
+        and (not only_not_good or s.quality != "GOOD")
+    ]
     if not grouped:
         return list(picked)
     out: list[SignalView | str] = []
@@ -92,8 +102,9 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 # Disabled until opened, so a hidden box never takes the keys typed.
-                yield Input(placeholder="search signals by name (Esc to clear)", id="search",
-                            disabled=True)
+                yield Input(
+                    placeholder="search signals by name (Esc to clear)", id="search", disabled=True
+                )
                 yield Bar("", id="filters")
                 yield SignalTable(id="signals")
             with Vertical(id="side"):
@@ -115,11 +126,19 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         self._frame = frame
         colors = self.app.theme_variables
         width = self.size.width
-        self.query_one(HeaderBar).show(frame, width, self.app.who,  # type: ignore[attr-defined]
-                                       self.app.control)  # type: ignore[attr-defined]
+        self.query_one(HeaderBar).show(
+            frame,
+            width,
+            self.app.who,  # type: ignore[attr-defined]
+            self.app.control,
+        )  # type: ignore[attr-defined]
         self.query_one(Banner).show(frame, colors)
-        rows = visible_rows(frame.signals, search=self.search, only_not_good=self.only_not_good,
-                            grouped=self.grouped)
+        rows = visible_rows(
+            frame.signals,
+            search=self.search,
+            only_not_good=self.only_not_good,
+            grouped=self.grouped,
+        )
         self.query_one(SignalTable).show(rows, colors)
         self.query_one("#filters", Bar).set_text(self._filter_text(len(rows), len(frame.signals)))
         self.query_one(LinkBar).show(frame, colors, width)
@@ -142,7 +161,8 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         if frame is not None and frame.demo is not None:
             demo = "  faults " + " ".join(
                 f"{k}:{FAULT_SHORT.get(name, name)}{'*' if name in frame.demo.active else ''}"
-                for k, name in zip(FAULT_KEYS, frame.demo.faults, strict=False))
+                for k, name in zip(FAULT_KEYS, frame.demo.faults, strict=False)
+            )
         hidden = sum(1 for s in frame.signals if is_feature_drift(s.id)) if frame else 0
         if hidden and not self.search:
             parts.append(f"{hidden} drift figures on F4")

@@ -25,15 +25,38 @@ from floorconsole.core.rules import OPS, QUALITY_POLICIES, RuleConfig, parse_rul
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
 DRY_RUN_DEBOUNCE_S = 0.6  # after the last keystroke: a dry run reads up to a day of history
-LABELS = {"id": "Rule id", "signal": "Signal", "op": "Op", "threshold": "Threshold",
-          "deadband": "Deadband", "on_delay": "On delay", "off_delay": "Off delay",
-          "min_on": "Min on", "min_off": "Min off", "max_changes_per_hour": "Max changes/h",
-          "on_bad_quality": "Bad quality", "enabled": "Enabled", "description": "Description",
-          "actions": "Actions"}
-ACTION_LABELS = {"write": "device", "address": "address", "on": "on value", "off": "off value",
-                 "publish": "broker", "topic": "topic", "qos": "QoS", "payload": "payload",
-                 "alarm": "priority", "message": "message", "type": "type", "scale": "scale",
-                 "offset": "offset", "word_order": "word order"}
+LABELS = {
+    "id": "Rule id",
+    "signal": "Signal",
+    "op": "Op",
+    "threshold": "Threshold",
+    "deadband": "Deadband",
+    "on_delay": "On delay",
+    "off_delay": "Off delay",
+    "min_on": "Min on",
+    "min_off": "Min off",
+    "max_changes_per_hour": "Max changes/h",
+    "on_bad_quality": "Bad quality",
+    "enabled": "Enabled",
+    "description": "Description",
+    "actions": "Actions",
+}
+ACTION_LABELS = {
+    "write": "device",
+    "address": "address",
+    "on": "on value",
+    "off": "off value",
+    "publish": "broker",
+    "topic": "topic",
+    "qos": "QoS",
+    "payload": "payload",
+    "alarm": "priority",
+    "message": "message",
+    "type": "type",
+    "scale": "scale",
+    "offset": "offset",
+    "word_order": "word order",
+}
 DURATION_KEYS = ("on_delay", "off_delay", "min_on", "min_off")
 ACTION_KINDS = ("write", "publish", "alarm")
 
@@ -62,15 +85,23 @@ def parse_number(text: str, *, allow_bool: bool = False) -> int | float | bool:
     try:
         f = float(t)
     except ValueError:
-        raise ValueError(f"{text.strip()!r} is not a number"
-                         + (" (or true / false)" if allow_bool else "")) from None
+        raise ValueError(
+            f"{text.strip()!r} is not a number" + (" (or true / false)" if allow_bool else "")
+        ) from None
     if not math.isfinite(f):
         raise ValueError(f"{text.strip()!r} is not a finite number")
     return f
 
 
-def set_from_text(out: dict[str, Any], key: str, text: str, initial: str, convert: Any,
-                  label: str, problems: list[str]) -> None:
+def set_from_text(
+    out: dict[str, Any],
+    key: str,
+    text: str,
+    initial: str,
+    convert: Any,
+    label: str,
+    problems: list[str],
+) -> None:
     """One field into the rule: untouched, the value stays exactly as it was (60.0 stays 60.0,
     an absent key stays absent); emptied, the key goes (its default applies); else converted,
     or a problem named after the field."""
@@ -102,9 +133,14 @@ def problem_label(path: str, index: int, rules: Sequence[Mapping[str, Any]]) -> 
     return LABELS.get(rest, rest) if rest else "Rule"
 
 
-def check_rules(rules: list[dict[str, Any]], index: int, *,
-                signals: Mapping[str, tuple[float, float] | None], devices: set[str],
-                brokers: set[str]) -> tuple[RuleConfig | None, list[str]]:
+def check_rules(
+    rules: list[dict[str, Any]],
+    index: int,
+    *,
+    signals: Mapping[str, tuple[float, float] | None],
+    devices: set[str],
+    brokers: set[str],
+) -> tuple[RuleConfig | None, list[str]]:
     """The engine's own validation of the edited rules list; the rule at index, parsed, and
     every problem in the editor's words."""
     parsed, problems = parse_rules(rules, signals=signals, devices=devices, brokers=brokers)
@@ -140,14 +176,18 @@ def dry_run_lines(result: Mapping[str, Any]) -> list[str]:
         lines.append("today's rule is disabled: it has not acted")
     first, now = result.get("history_from"), result.get("now")
     if first is None:
-        lines.append(f"no history of {result.get('signal', 'the signal')} in the window: "
-                     "nothing to replay")
+        lines.append(
+            f"no history of {result.get('signal', 'the signal')} in the window: nothing to replay"
+        )
     elif now is not None and result["edited"]:
         longest = max(float(k[:-1]) for k in result["edited"] if k.endswith("h")) * 3600.0
         covered = now - first
         if covered < longest * 0.98:
-            span = (f"{covered / 3600.0:.1f} h" if covered >= 3600.0
-                    else f"{max(1.0, covered / 60.0):.0f} min")
+            span = (
+                f"{covered / 3600.0:.1f} h"
+                if covered >= 3600.0
+                else f"{max(1.0, covered / 60.0):.0f} min"
+            )
             lines.append(f"history covers only the last {span}")
     return lines
 
@@ -160,8 +200,9 @@ def rule_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[st
             continue
         a, b = before.get(key), after.get(key)
         if a != b:
-            out.append(f"{LABELS.get(key, key)} {field_text(a) or '(none)'} → "
-                       f"{field_text(b) or '(none)'}")
+            out.append(
+                f"{LABELS.get(key, key)} {field_text(a) or '(none)'} → {field_text(b) or '(none)'}"
+            )
     old, new = list(before.get("actions", [])), list(after.get("actions", []))
     for i in range(max(len(old), len(new))):
         a = old[i] if i < len(old) else None
@@ -195,39 +236,56 @@ def apply_config(app: Any, plant: dict[str, Any], message: str) -> dict[str, Any
     rolls back by itself; its answer says which. Called from a worker thread: the app runs
     the command with its session (and the PIN prompt when the engine asks for it)."""
     try:
-        result = app.call_from_thread(app.command, "config.apply", config=plant,
-                                      message=message)
+        result = app.call_from_thread(app.command, "config.apply", config=plant, message=message)
     except Exception as e:  # a console attached over a socket can lose it mid-command
         return {"ok": False, "message": f"apply failed: {e}"}
     return dict(result)
 
 
-def rule_template(plant: Mapping[str, Any], signal: str, rng: tuple[float, float] | None,
-                  value: float | None) -> dict[str, Any]:
+def rule_template(
+    plant: Mapping[str, Any], signal: str, rng: tuple[float, float] | None, value: float | None
+) -> dict[str, Any]:
     """A new rule to start from: a high alarm on one signal, 5 s on, 2 s off, holding on bad
     input; its threshold at 90 % of the signal's range (or its value now)."""
     ids = {r.get("id") for r in plant.get("rules", [])}
     n = 1
     while f"{signal}-high-{n}" in ids or f"rule-{n}" in ids:
         n += 1
-    rid = f"{signal}-high-{n}" if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", signal) else f"rule-{n}"
+    rid = (
+        f"{signal}-high-{n}" if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", signal) else f"rule-{n}"
+    )
     if rng is not None:
         threshold: float = round(rng[0] + 0.9 * (rng[1] - rng[0]), 6)
     else:
         threshold = float(f"{value:.3g}") if value is not None else 0.0
-    return {"id": rid, "signal": signal, "op": ">", "threshold": threshold, "on_delay": "5s",
-            "off_delay": "2s", "on_bad_quality": "hold", "enabled": True,
-            "actions": [{"alarm": "medium", "message": f"{signal} high"}]}
+    return {
+        "id": rid,
+        "signal": signal,
+        "op": ">",
+        "threshold": threshold,
+        "on_delay": "5s",
+        "off_delay": "2s",
+        "on_bad_quality": "hold",
+        "enabled": True,
+        "actions": [{"alarm": "medium", "message": f"{signal} high"}],
+    }
 
 
 # -- widgets ---------------------------------------------------------------------------------
 
 
-def _select(options: Sequence[str], value: str, *, classes: str, id: str | None = None
-            ) -> Select[str]:
+def _select(
+    options: Sequence[str], value: str, *, classes: str, id: str | None = None
+) -> Select[str]:
     opts = list(dict.fromkeys([*options, *([value] if value and value not in options else [])]))
-    return Select([(o, o) for o in opts], value=value if value in opts else Select.NULL,
-                  allow_blank=value not in opts, compact=True, classes=classes, id=id)
+    return Select(
+        [(o, o) for o in opts],
+        value=value if value in opts else Select.NULL,
+        allow_blank=value not in opts,
+        compact=True,
+        classes=classes,
+        id=id,
+    )
 
 
 class ActionRow(Horizontal):
@@ -245,8 +303,9 @@ class ActionRow(Horizontal):
     ActionRow Input.wide { width: 1fr; }
     """
 
-    def __init__(self, action: Mapping[str, Any], *, devices: Sequence[str],
-                 brokers: Sequence[str]) -> None:
+    def __init__(
+        self, action: Mapping[str, Any], *, devices: Sequence[str], brokers: Sequence[str]
+    ) -> None:
         super().__init__()
         self.original = dict(action)
         self.kind = next((k for k in ACTION_KINDS if k in action), "")
@@ -304,10 +363,12 @@ class ActionRow(Horizontal):
             out[self.kind] = picked
         if self.kind == "write":
             self._keep_or_set(out, "address", lambda t: t.strip(), number, problems)
-            self._keep_or_set(out, "on", lambda t: parse_number(t, allow_bool=True), number,
-                              problems)
-            self._keep_or_set(out, "off", lambda t: parse_number(t, allow_bool=True), number,
-                              problems)
+            self._keep_or_set(
+                out, "on", lambda t: parse_number(t, allow_bool=True), number, problems
+            )
+            self._keep_or_set(
+                out, "off", lambda t: parse_number(t, allow_bool=True), number, problems
+            )
         elif self.kind == "publish":
             self._keep_or_set(out, "topic", lambda t: t.strip(), number, problems)
             qos = self._choice("qos")
@@ -317,10 +378,18 @@ class ActionRow(Horizontal):
             self._keep_or_set(out, "message", lambda t: t.strip(), number, problems)
         return out, problems
 
-    def _keep_or_set(self, out: dict[str, Any], key: str, convert: Any, number: int,
-                     problems: list[str]) -> None:
-        set_from_text(out, key, self._text(key), self.initial[key], convert,
-                      f"Action {number} {ACTION_LABELS[key]}", problems)
+    def _keep_or_set(
+        self, out: dict[str, Any], key: str, convert: Any, number: int, problems: list[str]
+    ) -> None:
+        set_from_text(
+            out,
+            key,
+            self._text(key),
+            self.initial[key],
+            convert,
+            f"Action {number} {ACTION_LABELS[key]}",
+            problems,
+        )
 
 
 class ActionKindDialog(ModalScreen[str | None]):
@@ -337,9 +406,11 @@ class ActionKindDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("Add an action:")
-            yield OptionList(Option("write: a value to a device register or coil", id="write"),
-                             Option("publish: a message to a broker topic", id="publish"),
-                             Option("alarm: raise an alarm while active", id="alarm"))
+            yield OptionList(
+                Option("write: a value to a device register or coil", id="write"),
+                Option("publish: a message to a broker topic", id="publish"),
+                Option("alarm: raise an alarm while active", id="alarm"),
+            )
             yield Static("Enter to add · Esc to cancel")
 
     @on(OptionList.OptionSelected)
@@ -370,11 +441,14 @@ class ApplyDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.summary, id="summary")
-            yield Input(placeholder="why (required), e.g. raise trip after bearing change",
-                        id="message")
+            yield Input(
+                placeholder="why (required), e.g. raise trip after bearing change", id="message"
+            )
             yield Static("", id="error")
-            yield Static("Enter applies: validated, swapped, health-checked (back by itself "
-                         "if the check fails) · Esc goes back")
+            yield Static(
+                "Enter applies: validated, swapped, health-checked (back by itself "
+                "if the check fails) · Esc goes back"
+            )
 
     def on_mount(self) -> None:
         self.query_one("#message", Input).focus()
@@ -385,7 +459,8 @@ class ApplyDialog(ModalScreen[str | None]):
         if not text:
             self.query_one("#error", Static).update(
                 "A message is required: say why. It is kept with the snapshot, so whoever "
-                "rolls back later knows what they undo.")
+                "rolls back later knows what they undo."
+            )
             return
         self.dismiss(text)
 
@@ -428,8 +503,14 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
                          border-top: solid $panel; }
     """
 
-    def __init__(self, plant: Mapping[str, Any], index: int | None, rule: Mapping[str, Any], *,
-                 signals: Mapping[str, tuple[float, float] | None]) -> None:
+    def __init__(
+        self,
+        plant: Mapping[str, Any],
+        index: int | None,
+        rule: Mapping[str, Any],
+        *,
+        signals: Mapping[str, tuple[float, float] | None],
+    ) -> None:
         super().__init__()
         self.plant = copy.deepcopy(dict(plant))
         self.index = index
@@ -467,14 +548,16 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
         r = self.original
         new = self.index is None
         with Vertical(id="box"):
-            yield Static("New rule (from a template)" if new else f"Edit rule {r.get('id')}",
-                         id="title")
+            yield Static(
+                "New rule (from a template)" if new else f"Edit rule {r.get('id')}", id="title"
+            )
             with VerticalScroll(id="form"):
                 with Horizontal(classes="row"):
                     yield Label(LABELS["id"])
                     yield self._input("id", "letters, digits, _ . -", disabled=not new)
-                    yield Checkbox("enabled", bool(r.get("enabled", True)), compact=True,
-                                   id="f-enabled")
+                    yield Checkbox(
+                        "enabled", bool(r.get("enabled", True)), compact=True, id="f-enabled"
+                    )
                 with Horizontal(classes="row"):
                     yield Label(LABELS["signal"])
                     yield self._pick("signal", sorted(self.signals), "")
@@ -501,12 +584,16 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
                 with Horizontal(classes="row"):
                     yield Label(LABELS["max_changes_per_hour"])
                     yield self._input("max_changes_per_hour", "no cap")
-                yield Static("Actions (F3 adds one, F4 removes the one you are in)",
-                             id="actions-title")
+                yield Static(
+                    "Actions (F3 adds one, F4 removes the one you are in)", id="actions-title"
+                )
                 with Vertical(id="actions"):
                     for a in r.get("actions", []):
-                        yield ActionRow(a if isinstance(a, Mapping) else {}, devices=self.devices,
-                                        brokers=self.brokers)
+                        yield ActionRow(
+                            a if isinstance(a, Mapping) else {},
+                            devices=self.devices,
+                            brokers=self.brokers,
+                        )
             yield Static("", id="problems")
             yield Static("dry run: waiting for the fields…", id="dryrun")
         yield ConsoleFooter()
@@ -519,8 +606,15 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
     # -- building and checking the rule ----------------------------------------------------
 
     def _value(self, out: dict[str, Any], key: str, convert: Any, problems: list[str]) -> None:
-        set_from_text(out, key, self.query_one(f"#f-{key}", Input).value, self.initial[key],
-                      convert, LABELS[key], problems)
+        set_from_text(
+            out,
+            key,
+            self.query_one(f"#f-{key}", Input).value,
+            self.initial[key],
+            convert,
+            LABELS[key],
+            problems,
+        )
 
     def _choice(self, key: str) -> str | None:
         v = self.query_one(f"#f-{key}", Select).value
@@ -538,8 +632,12 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
             elif v != self.initial[key]:
                 out[key] = v
         self._value(out, "threshold", lambda t: parse_number(t, allow_bool=True), problems)
-        self._value(out, "deadband", lambda t: t.strip() if t.strip().endswith("%")
-                    else parse_number(t), problems)
+        self._value(
+            out,
+            "deadband",
+            lambda t: t.strip() if t.strip().endswith("%") else parse_number(t),
+            problems,
+        )
         for key in DURATION_KEYS:
             self._value(out, key, lambda t: t.strip(), problems)
 
@@ -578,9 +676,13 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
         if not problems:
             rules = self.plant_with(rule)["rules"]
             index = len(rules) - 1 if self.index is None else self.index
-            self.parsed, problems = check_rules(rules, index, signals=self.signals,
-                                                devices=set(self.devices),
-                                                brokers=set(self.brokers))
+            self.parsed, problems = check_rules(
+                rules,
+                index,
+                signals=self.signals,
+                devices=set(self.devices),
+                brokers=set(self.brokers),
+            )
         self.problems = problems
         return rule, problems
 
@@ -605,13 +707,16 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
             self._timer.stop()
             self._timer = None
         if problems:
-            self._show_dry(Text("dry run: fix the fields above first", style=colors.get("muted", "")))
+            self._show_dry(
+                Text("dry run: fix the fields above first", style=colors.get("muted", ""))
+            )
             return
         if self.dry is not None and self.dry[0] == rule:
             self._show_dry(self._dry_text(self.dry[1]))
             return
-        self._show_dry(Text("dry run: waiting for you to stop typing…",
-                            style=colors.get("muted", "")))
+        self._show_dry(
+            Text("dry run: waiting for you to stop typing…", style=colors.get("muted", ""))
+        )
         self._timer = self.set_timer(DRY_RUN_DEBOUNCE_S, self.action_dry_run)
 
     # -- dry run ---------------------------------------------------------------------------
@@ -622,10 +727,14 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
     def _dry_text(self, result: Mapping[str, Any]) -> Text:
         colors = self.app.theme_variables
         ok = bool(result.get("ok"))
-        head = Text("Dry run over the history" + (f" of {result.get('signal')}"
-                                                   if ok else "") + ":\n", style="bold")
-        body = Text("\n".join(dry_run_lines(result)),
-                    style="" if ok else f"bold {colors.get('quality-bad', '')}".strip())
+        head = Text(
+            "Dry run over the history" + (f" of {result.get('signal')}" if ok else "") + ":\n",
+            style="bold",
+        )
+        body = Text(
+            "\n".join(dry_run_lines(result)),
+            style="" if ok else f"bold {colors.get('quality-bad', '')}".strip(),
+        )
         return head + body
 
     def action_dry_run(self) -> None:
@@ -640,11 +749,17 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
 
     def _start_dry_run(self, rule: dict[str, Any], *, then_apply: bool) -> None:
         if getattr(self.api, "dry_run", None) is None:
-            self._show_dry("dry run: this console's engine cannot replay history "
-                           "(no dry_run); nothing can be applied from here")
+            self._show_dry(
+                "dry run: this console's engine cannot replay history "
+                "(no dry_run); nothing can be applied from here"
+            )
             return
-        self._show_dry(Text("dry run: replaying the history of the last day…",
-                            style=self.app.theme_variables.get("muted", "")))
+        self._show_dry(
+            Text(
+                "dry run: replaying the history of the last day…",
+                style=self.app.theme_variables.get("muted", ""),
+            )
+        )
         self._dry_run(rule, then_apply)
 
     @work(thread=True, exclusive=True, group="dry-run", exit_on_error=False)
@@ -687,14 +802,16 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
         assert self.dry is not None
         result = self.dry[1]
         if not result.get("ok"):
-            self.notify("not applied: the dry run found a problem (shown below the form)",
-                        severity="error")
+            self.notify(
+                "not applied: the dry run found a problem (shown below the form)", severity="error"
+            )
             return
         what = "Add" if self.index is None else "Change"
         summary = Text(f"{what} rule {rule.get('id')}", style="bold")
         if self.parsed is not None:
-            summary.append(f": {self.parsed.describe()}"
-                           + ("" if self.parsed.enabled else " (disabled)"))
+            summary.append(
+                f": {self.parsed.describe()}" + ("" if self.parsed.enabled else " (disabled)")
+            )
         if self.index is None:
             changes = [f"→ {_action_words(a)}" for a in rule.get("actions", [])]
         else:
@@ -706,8 +823,12 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
         def answered(message: str | None) -> None:
             if message:
                 self.applying = True
-                self._show_dry(Text(f"applying {rule.get('id')}: validating, swapping, health "
-                                    "check…", style="bold"))
+                self._show_dry(
+                    Text(
+                        f"applying {rule.get('id')}: validating, swapping, health check…",
+                        style="bold",
+                    )
+                )
                 self._apply(self.plant_with(rule), message)
 
         self.app.push_screen(ApplyDialog(summary), answered)
@@ -721,8 +842,11 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
         self.applying = False
         ok = bool(result.get("ok"))
         text = str(result.get("message", ""))
-        self.notify(text or ("applied" if ok else "not applied"),
-                    severity="information" if ok else "error", timeout=12)
+        self.notify(
+            text or ("applied" if ok else "not applied"),
+            severity="information" if ok else "error",
+            timeout=12,
+        )
         if ok:
             self.dismiss(result)
             return
@@ -736,10 +860,17 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
             if kind is None:
                 return
             blank: dict[str, dict[str, Any]] = {
-                "write": {"write": self.devices[0] if self.devices else "", "address": "",
-                          "on": True, "off": False},
-                "publish": {"publish": self.brokers[0] if self.brokers else "", "topic": "",
-                            "qos": 1},
+                "write": {
+                    "write": self.devices[0] if self.devices else "",
+                    "address": "",
+                    "on": True,
+                    "off": False,
+                },
+                "publish": {
+                    "publish": self.brokers[0] if self.brokers else "",
+                    "topic": "",
+                    "qos": 1,
+                },
                 "alarm": {"alarm": "medium"},
             }
             fresh = blank[kind]
@@ -761,11 +892,14 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
             self.notify("this rule has no action to remove", severity="warning")
             return
         focused: Widget | None = self.focused
-        row = next((r for r in rows if focused is not None and
-                    (focused is r or r in focused.ancestors)), None)
+        row = next(
+            (r for r in rows if focused is not None and (focused is r or r in focused.ancestors)),
+            None,
+        )
         if row is None:
-            self.notify("move into an action's fields (Tab) to remove that action",
-                        severity="warning")
+            self.notify(
+                "move into an action's fields (Tab) to remove that action", severity="warning"
+            )
             return
         self._remove(row)
 
@@ -791,5 +925,7 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
                 self.dismiss(None)
 
         what = "this new rule" if self.index is None else "your changes"
-        self.app.push_screen(ConfirmDialog(f"Leave the editor and discard {what}? Nothing "
-                                           "has been applied."), answered)
+        self.app.push_screen(
+            ConfirmDialog(f"Leave the editor and discard {what}? Nothing has been applied."),
+            answered,
+        )

@@ -43,8 +43,15 @@ def rule_cells(r: RuleView, colors: Mapping[str, str]) -> tuple[Text | str, ...]
     value = "—" if r.value is None else format_value(r.value)
     if r.quality != "GOOD":
         value = f"{value} ({r.quality})"
-    return (r.id, r.condition, value, state, r.pending or "", _clock(r.last_activation),
-            str(r.changes_last_hour))
+    return (
+        r.id,
+        r.condition,
+        value,
+        state,
+        r.pending or "",
+        _clock(r.last_activation),
+        str(r.changes_last_hour),
+    )
 
 
 def actions_text(r: RuleView, colors: Mapping[str, str]) -> Text:
@@ -59,8 +66,10 @@ def actions_text(r: RuleView, colors: Mapping[str, str]) -> Text:
         else:
             mark, style = "✕", f"bold {colors.get('quality-bad', '')}"
         t.append(f" {mark} {a.kind:<8} {a.target:<32} ", style=style)
-        t.append(f"{a.last_result or 'not run yet'}"
-                 f"{'  at ' + _clock(a.last_at) if a.last_at else ''}\n", style=style)
+        t.append(
+            f"{a.last_result or 'not run yet'}{'  at ' + _clock(a.last_at) if a.last_at else ''}\n",
+            style=style,
+        )
     return t
 
 
@@ -96,10 +105,15 @@ class RulesScreen(Screen[None]):
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)
-        for key, label, width in (("id", "Rule", 16), ("cond", "Condition", 30),
-                                  ("value", "Value", 12), ("state", "State", 10),
-                                  ("timer", "Timer", 18), ("last", "Last on", 9),
-                                  ("changes", "Ch/h", 5)):
+        for key, label, width in (
+            ("id", "Rule", 16),
+            ("cond", "Condition", 30),
+            ("value", "Value", 12),
+            ("state", "State", 10),
+            ("timer", "Timer", 18),
+            ("last", "Last on", 9),
+            ("changes", "Ch/h", 5),
+        ):
             t.add_column(label, key=key, width=width)
         t.focus()
 
@@ -110,8 +124,10 @@ class RulesScreen(Screen[None]):
         colors = self.app.theme_variables
         mode = Text(f"control outputs: {frame.control_mode.upper()}", style="bold")
         if frame.control_mode != "writes enabled":
-            mode.append("  — rules are evaluated and alarm, but nothing is written to a device",
-                        style=colors.get("muted", ""))
+            mode.append(
+                "  — rules are evaluated and alarm, but nothing is written to a device",
+                style=colors.get("muted", ""),
+            )
         self.query_one("#mode", Bar).set_text(mode)
         t = self.query_one(DataTable)
         ids = [r.id for r in frame.rules]
@@ -122,8 +138,11 @@ class RulesScreen(Screen[None]):
             self._ids = ids
         else:
             for r in frame.rules:
-                for col, v in zip(("id", "cond", "value", "state", "timer", "last", "changes"),
-                                  rule_cells(r, colors), strict=True):
+                for col, v in zip(
+                    ("id", "cond", "value", "state", "timer", "last", "changes"),
+                    rule_cells(r, colors),
+                    strict=True,
+                ):
                     t.update_cell(r.id, col, v)
         if not frame.rules:
             self.query_one("#actions", Bar).set_text("no rules in this configuration")
@@ -149,9 +168,12 @@ class RulesScreen(Screen[None]):
         this console cannot change it."""
         get = getattr(self.api, "active_config", None)
         if get is None:
-            self.notify("rules cannot be changed from this console: its engine does not give "
-                        "out the running configuration (no active_config)", severity="error",
-                        timeout=10)
+            self.notify(
+                "rules cannot be changed from this console: its engine does not give "
+                "out the running configuration (no active_config)",
+                severity="error",
+                timeout=10,
+            )
             return None
         try:
             return dict(get())
@@ -193,11 +215,13 @@ class RulesScreen(Screen[None]):
         plant = self._plant()
         if plant is None:
             return None
-        index = next((i for i, r in enumerate(plant.get("rules", [])) if r.get("id") == rid),
-                     None)
+        index = next((i for i, r in enumerate(plant.get("rules", [])) if r.get("id") == rid), None)
         if index is None:
-            self.notify(f"rule {rid} is not in the running configuration (it changed "
-                        "meanwhile?); try again", severity="error")
+            self.notify(
+                f"rule {rid} is not in the running configuration (it changed "
+                "meanwhile?); try again",
+                severity="error",
+            )
             return None
         return plant, index
 
@@ -205,8 +229,9 @@ class RulesScreen(Screen[None]):
         chosen = self._selected_rule()
         if chosen is not None:
             plant, index = chosen
-            self._open(RuleEditor(plant, index, plant["rules"][index],
-                                  signals=self._signal_ranges(plant)))
+            self._open(
+                RuleEditor(plant, index, plant["rules"][index], signals=self._signal_ranges(plant))
+            )
 
     def action_new(self) -> None:
         plant = self._plant()
@@ -248,20 +273,23 @@ class RulesScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="toggle", exit_on_error=False)
     def _toggle_dry_run(self, plant: dict[str, Any], rule: dict[str, Any]) -> None:
         try:
-            result: dict[str, Any] | None = dict(
-                self.api.dry_run(copy.deepcopy(rule)))
+            result: dict[str, Any] | None = dict(self.api.dry_run(copy.deepcopy(rule)))
         except Exception as e:  # shown in the dialog; the toggle can still go ahead
             result = {"ok": False, "message": f"the dry run failed: {e}"}
         self.app.call_from_thread(self._confirm_toggle, plant, rule, result)
 
-    def _confirm_toggle(self, plant: dict[str, Any], rule: dict[str, Any],
-                        result: dict[str, Any] | None) -> None:
+    def _confirm_toggle(
+        self, plant: dict[str, Any], rule: dict[str, Any], result: dict[str, Any] | None
+    ) -> None:
         rid = rule.get("id")
         if rule["enabled"]:
             summary = Text(f"Enable rule {rid}: it acts again on its signal.\n", style="bold")
         else:
-            summary = Text(f"Disable rule {rid}: it stops acting (no writes, publishes or "
-                           "alarms) until enabled again.\n", style="bold")
+            summary = Text(
+                f"Disable rule {rid}: it stops acting (no writes, publishes or "
+                "alarms) until enabled again.\n",
+                style="bold",
+            )
         if result is not None and result.get("ok"):
             if rule["enabled"]:
                 summary.append("\n".join(dry_run_lines(result)))
@@ -284,6 +312,9 @@ class RulesScreen(Screen[None]):
 
     def _applied(self, result: dict[str, Any]) -> None:
         ok = bool(result.get("ok"))
-        self.notify(str(result.get("message") or ("applied" if ok else "not applied")),
-                    severity="information" if ok else "error", timeout=12)
+        self.notify(
+            str(result.get("message") or ("applied" if ok else "not applied")),
+            severity="information" if ok else "error",
+            timeout=12,
+        )
         self.app.tick()  # type: ignore[attr-defined]

@@ -77,15 +77,22 @@ class SnapshotScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         table: DataTable[Text | str] = DataTable(cursor_type="row")
         yield table
-        yield Static("space marks a snapshot; d shows what changed from the marked one to the "
-                     "selected one; r rolls back to the selected one", id="below")
+        yield Static(
+            "space marks a snapshot; d shows what changed from the marked one to the "
+            "selected one; r rolls back to the selected one",
+            id="below",
+        )
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)
-        for key, label, width in (("active", "", 2), ("id", "Snapshot", 12),
-                                  ("created", "Created", 19), ("author", "Author", 10),
-                                  ("message", "Message", 40)):
+        for key, label, width in (
+            ("active", "", 2),
+            ("id", "Snapshot", 12),
+            ("created", "Created", 19),
+            ("author", "Author", 10),
+            ("message", "Message", 40),
+        ):
             t.add_column(label, key=key, width=width)
         t.focus()
         self.load()
@@ -111,8 +118,14 @@ class SnapshotScreen(Screen[None]):
         t.clear()
         for r in rows:
             mark = "●" if r["active"] else ("◇" if r["id"] == self.marked else "")
-            t.add_row(mark, r["short"], _when(r["created"]), r["author"],
-                      r["message"].splitlines()[0] if r["message"] else "", key=r["id"])
+            t.add_row(
+                mark,
+                r["short"],
+                _when(r["created"]),
+                r["author"],
+                r["message"].splitlines()[0] if r["message"] else "",
+                key=r["id"],
+            )
         self._rows = rows
         if rows:
             t.move_cursor(row=min(cursor, len(rows) - 1))
@@ -150,8 +163,9 @@ class SnapshotScreen(Screen[None]):
         acts = self.app.api.activations(50)  # type: ignore[attr-defined]
         text = Text("activations, newest first:\n", style="bold")
         for a in acts:
-            text.append(f"{_when(a['at'])}  {a['snapshot']}  {a['outcome']:<26} {a['by']:<12} "
-                        f"{a['note']}\n")
+            text.append(
+                f"{_when(a['at'])}  {a['snapshot']}  {a['outcome']:<26} {a['by']:<12} {a['note']}\n"
+            )
         self._message(text)
 
     def action_rollback(self) -> None:
@@ -166,12 +180,17 @@ class SnapshotScreen(Screen[None]):
             if yes:
                 self._message(f"rolling back to {r['short']} …")
                 self.app.send_command(  # type: ignore[attr-defined]
-                    "snapshot.rollback", snapshot=r["id"], then=self._rolled_back)
+                    "snapshot.rollback", snapshot=r["id"], then=self._rolled_back
+                )
 
-        self.app.push_screen(ConfirmDialog(
-            f"Roll back to snapshot {r['short']} ({r['author']}: {r['message']})?\n"
-            "Its rules, devices and model replace the running ones, then it is "
-            "health-checked; if the check fails the current one comes back."), answered)
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Roll back to snapshot {r['short']} ({r['author']}: {r['message']})?\n"
+                "Its rules, devices and model replace the running ones, then it is "
+                "health-checked; if the check fails the current one comes back."
+            ),
+            answered,
+        )
 
     def _rolled_back(self, result: dict[str, Any]) -> None:
         self._message(str(result.get("message", "")))

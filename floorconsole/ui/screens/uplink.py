@@ -37,13 +37,16 @@ def uplink_text(frame: Frame, colors: dict[str, str], width: int) -> Text:
     if st.last_error:
         t.append(f"  {st.last_error}", style=colors.get("muted", ""))
     t.append("\n\n")
-    t.append(f"backlog      {st.backlog_rows:,} samples in {st.backlog_messages:,} messages, "
-             f"{_size(st.backlog_bytes)}")
+    t.append(
+        f"backlog      {st.backlog_rows:,} samples in {st.backlog_messages:,} messages, "
+        f"{_size(st.backlog_bytes)}"
+    )
     if st.backlog_full:
         t.append("  FULL", style=f"bold {colors.get('alarm-high', '')}")
     t.append("\n")
-    oldest = ("—" if st.oldest_age_s is None or not st.backlog_rows
-              else format_duration(st.oldest_age_s))
+    oldest = (
+        "—" if st.oldest_age_s is None or not st.backlog_rows else format_duration(st.oldest_age_s)
+    )
     t.append(f"oldest unsent {oldest}\n")
     if st.draining:
         frac = st.drain_progress or 0.0
@@ -51,19 +54,25 @@ def uplink_text(frame: Frame, colors: dict[str, str], width: int) -> Text:
         filled = round(frac * bar_w)
         left = "—" if st.time_left_s is None else format_duration(st.time_left_s)
         t.append(f"draining     {st.drain_rate:,.0f} samples/s, {left} left\n")
-        t.append("             " + "█" * filled + "·" * (bar_w - filled) + f" {frac * 100:.0f}%\n",
-                 style=colors.get("trend", ""))
+        t.append(
+            "             " + "█" * filled + "·" * (bar_w - filled) + f" {frac * 100:.0f}%\n",
+            style=colors.get("trend", ""),
+        )
     else:
         t.append("draining     no (live data only)\n")
     lag = "—" if st.live_lag_s is None else f"{st.live_lag_s:.2f} s"
     t.append(f"live lag     {lag}\n")
-    t.append(f"published    {st.published:,}  acknowledged {st.acked:,}  in flight {st.inflight}"
-             f"  next seq {st.next_seq:,}  reconnects {st.reconnects}\n")
+    t.append(
+        f"published    {st.published:,}  acknowledged {st.acked:,}  in flight {st.inflight}"
+        f"  next seq {st.next_seq:,}  reconnects {st.reconnects}\n"
+    )
     if st.dropped_total or st.disk_full or st.db_errors:
-        t.append("dropped      " + (", ".join(f"{r} {n:,}" for r, n in st.dropped if n)
-                                    or "none")
-                 + f"  disk full {st.disk_full}  database errors {st.db_errors}",
-                 style=f"bold {colors.get('alarm-high', '')}")
+        t.append(
+            "dropped      "
+            + (", ".join(f"{r} {n:,}" for r, n in st.dropped if n) or "none")
+            + f"  disk full {st.disk_full}  database errors {st.db_errors}",
+            style=f"bold {colors.get('alarm-high', '')}",
+        )
         if st.db_last_error:
             t.append(f"  {st.db_last_error}", style=colors.get("muted", ""))
         t.append("\n")
@@ -84,4 +93,5 @@ class UplinkScreen(Screen[None]):
 
     def show_frame(self, frame: Frame) -> None:
         self.query_one("#uplink", Bar).set_text(
-            uplink_text(frame, self.app.theme_variables, self.size.width - 4))
+            uplink_text(frame, self.app.theme_variables, self.size.width - 4)
+        )

@@ -32,8 +32,28 @@ _CELL_ROLE = {0: "trend", 1: "quality-uncertain", 2: "stale"}
 _DOT = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
 _BRAILLE = 0x2800
 
-_TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
-               43200, 86400, 172800, 604800)
+_TICK_STEPS = (
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    172800,
+    604800,
+)
 MIN_WIDTH = 12
 MIN_HEIGHT = 3
 
@@ -131,7 +151,9 @@ def axis_label(value: float, span: float) -> str:
     return "0" if text.strip("-0.") == "" and decimals == 0 else text
 
 
-def y_bounds(values: Sequence[float], fixed: tuple[float, float] | None = None) -> tuple[float, float]:
+def y_bounds(
+    values: Sequence[float], fixed: tuple[float, float] | None = None
+) -> tuple[float, float]:
     """The y scale: the data's own min and max, or a fixed range widened to take in the data.
 
     A flat line gets a little room either side so it is drawn mid-height, not on an edge.
@@ -220,7 +242,7 @@ def label_line(ticks: Sequence[tuple[int, str]], width: int) -> str:
         start = max(0, min(width - len(label), col - len(label) // 2))
         if start <= last_end + 1 or start + len(label) > width:
             continue
-        chars[start:start + len(label)] = label
+        chars[start : start + len(label)] = label
         last_end = start + len(label) - 1
     return "".join(chars)
 
@@ -250,8 +272,9 @@ def initial_quality(history: History, current: str | None = None) -> str:
     return "GOOD"
 
 
-def bad_spans(marks: Sequence[QualityMark], start_quality: str, until: float,
-              since: float) -> list[tuple[float, float]]:
+def bad_spans(
+    marks: Sequence[QualityMark], start_quality: str, until: float, since: float
+) -> list[tuple[float, float]]:
     """Time intervals during which the signal was BAD."""
     spans: list[tuple[float, float]] = []
     bad_from = since if start_quality == "BAD" else None
@@ -277,13 +300,23 @@ def gap_limit(times: Sequence[float], span: float, dot_width: int) -> float:
     return max(3.0 * usual, 1.5 * span / max(1, dot_width))
 
 
-def plot_history(canvas: BrailleCanvas, points: Sequence[HistoryPoint], t0: float, t1: float,
-                 lo: float, hi: float, breaks: Sequence[tuple[float, float]] = ()) -> None:
+def plot_history(
+    canvas: BrailleCanvas,
+    points: Sequence[HistoryPoint],
+    t0: float,
+    t1: float,
+    lo: float,
+    hi: float,
+    breaks: Sequence[tuple[float, float]] = (),
+) -> None:
     """Draw usable points (not BAD, with a finite value) joined by lines, leaving gaps where
     the data stops for longer than gap_limit or where a BAD interval (sorted, disjoint
     `breaks`) lies between two points."""
-    usable = [p for p in points if p.quality != "BAD" and p.value is not None
-              and math.isfinite(p.value) and t0 <= p.t <= t1]
+    usable = [
+        p
+        for p in points
+        if p.quality != "BAD" and p.value is not None and math.isfinite(p.value) and t0 <= p.t <= t1
+    ]
     if not usable:
         return
     limit = gap_limit([p.t for p in usable], t1 - t0, canvas.dot_width)
@@ -307,8 +340,9 @@ def plot_history(canvas: BrailleCanvas, points: Sequence[HistoryPoint], t0: floa
         prev = (x, y, p.t, level)
 
 
-def quality_strip(marks: Sequence[QualityMark], t0: float, t1: float, width: int,
-                  start_quality: str = "GOOD") -> Line:
+def quality_strip(
+    marks: Sequence[QualityMark], t0: float, t1: float, width: int, start_quality: str = "GOOD"
+) -> Line:
     """One line under the plot: the shape of each change at its column (✕ BAD, ◆ UNCERTAIN,
     ● back to GOOD; the worst wins when several share a column) and a fill while not GOOD."""
     cells: list[tuple[str, str]] = [(" ", "")] * width
@@ -349,7 +383,7 @@ def _fit(line: Line, width: int) -> Line:
     for text, role in line:
         if used >= width:
             break
-        text = text[:width - used]
+        text = text[: width - used]
         out.append((text, role))
         used += len(text)
     if used < width:
@@ -363,9 +397,15 @@ def _message_lines(message: str, width: int, height: int) -> list[Line]:
     return lines
 
 
-def render_time_chart(history: History, width: int, height: int, *,
-                      y_range: tuple[float, float] | None = None,
-                      start_quality: str | None = None, message: str = "") -> list[Line]:
+def render_time_chart(
+    history: History,
+    width: int,
+    height: int,
+    *,
+    y_range: tuple[float, float] | None = None,
+    start_quality: str | None = None,
+    message: str = "",
+) -> list[Line]:
     """The history as `height` lines of exactly `width` characters:
 
         12.50 ┤  ⢀⡠⠔⠊⠉         plot rows, y labels at top, bottom and middle
@@ -377,11 +417,15 @@ def render_time_chart(history: History, width: int, height: int, *,
     y_range fixes the scale (widened if the data leaves it); otherwise the data's min/max.
     """
     if width < MIN_WIDTH or height < MIN_HEIGHT:
-        return _message_lines("too small"[:width], max(0, width), max(0, height)) if height > 0 \
-            else []
+        return (
+            _message_lines("too small"[:width], max(0, width), max(0, height)) if height > 0 else []
+        )
     t0, t1 = history.since, history.until
-    values = [p.value for p in history.points if p.quality != "BAD" and p.value is not None
-              and math.isfinite(p.value) and t0 <= p.t <= t1]
+    values = [
+        p.value
+        for p in history.points
+        if p.quality != "BAD" and p.value is not None and math.isfinite(p.value) and t0 <= p.t <= t1
+    ]
     lo, hi = y_bounds(values, y_range)
     plot_h = height - 2
     labels = _y_label_rows(lo, hi, plot_h) if values or y_range else {}
@@ -401,10 +445,14 @@ def render_time_chart(history: History, width: int, height: int, *,
         else:
             body = canvas.segments(row)
         lines.append(_fit(gutter + body, width))
-    lines.append(_fit([(f"{'qual':>{gw}} ", "muted")] + quality_strip(marks, t0, t1, plot_w, start),
-                      width))
-    lines.append(_fit([(" " * (gw + 1), ""), (label_line(time_ticks(t0, t1, plot_w), plot_w),
-                                              "muted")], width))
+    lines.append(
+        _fit([(f"{'qual':>{gw}} ", "muted")] + quality_strip(marks, t0, t1, plot_w, start), width)
+    )
+    lines.append(
+        _fit(
+            [(" " * (gw + 1), ""), (label_line(time_ticks(t0, t1, plot_w), plot_w), "muted")], width
+        )
+    )
     return lines
 
 
@@ -426,21 +474,26 @@ def index_ticks(n: int, width: int) -> list[tuple[int, str]]:
     ticks = [(x_to_col(i, 0, max(1, last), width), str(i)) for i in range(0, last, step)]
     end = (width - 1, str(last))
     # The last index always shows; a round one too close to it gives way.
-    while ticks and ticks[-1][0] + len(ticks[-1][1]) // 2 + 2 > end[0] - len(end[1]) + 1 \
-            and len(ticks) > 1:
+    while (
+        ticks
+        and ticks[-1][0] + len(ticks[-1][1]) // 2 + 2 > end[0] - len(end[1]) + 1
+        and len(ticks) > 1
+    ):
         ticks.pop()
     return ticks + [end] if last else [(0, "0")]
 
 
-def render_waveform(samples: Sequence[float], width: int, height: int, *,
-                    quality: str = "GOOD", message: str = "") -> list[Line]:
+def render_waveform(
+    samples: Sequence[float], width: int, height: int, *, quality: str = "GOOD", message: str = ""
+) -> list[Line]:
     """The latest waveform block: value against sample index, y labels min/max, index labels.
 
     A block that is not GOOD is drawn in the colour of its quality (greyed when BAD).
     """
     if width < MIN_WIDTH or height < 2:
-        return _message_lines("too small"[:width], max(0, width), max(0, height)) if height > 0 \
-            else []
+        return (
+            _message_lines("too small"[:width], max(0, width), max(0, height)) if height > 0 else []
+        )
     vals = [v for v in samples if v is not None and math.isfinite(v)]
     lo, hi = y_bounds(vals)
     plot_h = height - 1
@@ -473,8 +526,9 @@ def render_waveform(samples: Sequence[float], width: int, height: int, *,
         else:
             body = canvas.segments(row)
         lines.append(_fit(gutter + body, width))
-    lines.append(_fit([(" " * (gw + 1), ""), (label_line(index_ticks(n, plot_w), plot_w),
-                                              "muted")], width))
+    lines.append(
+        _fit([(" " * (gw + 1), ""), (label_line(index_ticks(n, plot_w), plot_w), "muted")], width)
+    )
     return lines
 
 
@@ -545,8 +599,14 @@ class TimeChart(_ChartBase):
     def history(self) -> History | None:
         return self._history
 
-    def show(self, history: History, *, y_range: tuple[float, float] | None = None,
-             start_quality: str | None = None, message: str = "") -> None:
+    def show(
+        self,
+        history: History,
+        *,
+        y_range: tuple[float, float] | None = None,
+        start_quality: str | None = None,
+        message: str = "",
+    ) -> None:
         self._history = history
         self._y_range = y_range
         self._start_quality = start_quality
@@ -566,8 +626,14 @@ class TimeChart(_ChartBase):
     def _lines(self, width: int, height: int) -> list[Line]:
         if self._history is None:
             return _message_lines(self._message[:width], width, height) if height > 0 else []
-        return render_time_chart(self._history, width, height, y_range=self._y_range,
-                                 start_quality=self._start_quality, message=self._message)
+        return render_time_chart(
+            self._history,
+            width,
+            height,
+            y_range=self._y_range,
+            start_quality=self._start_quality,
+            message=self._message,
+        )
 
 
 class WaveformChart(_ChartBase):
@@ -594,4 +660,3 @@ class WaveformChart(_ChartBase):
 
     def _lines(self, width: int, height: int) -> list[Line]:
         return render_waveform(self._samples, width, height, quality=self._quality)
-

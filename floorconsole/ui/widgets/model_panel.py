@@ -14,8 +14,12 @@ from floorconsole.ui.widgets.status_bars import Bar
 STATE_SHAPE = {"normal": "●", "warning": "▲", "critical": "◆◆"}
 STATE_COLOR = {"normal": "quality-good", "warning": "alarm-high", "critical": "alarm-critical"}
 DRIFT_SHAPE = {"ok": "●", "warn": "▼", "alert": "◆", "filling": "○"}
-DRIFT_COLOR = {"ok": "quality-good", "warn": "alarm-medium", "alert": "alarm-high",
-               "filling": "muted"}
+DRIFT_COLOR = {
+    "ok": "quality-good",
+    "warn": "alarm-medium",
+    "alert": "alarm-high",
+    "filling": "muted",
+}
 
 
 def _num(v: float | None, fmt: str = ".3f") -> str:
@@ -25,30 +29,34 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
 def model_text(m: ModelView, colors: Mapping[str, str], width: int) -> Text:
     t = Text()
     t.append(f"Model {m.id}", style="bold")
-    t.append(f" v{m.version} {m.sha[:6]}\n" if m.running else "\n",
-             style=colors.get("muted", ""))
+    t.append(f" v{m.version} {m.sha[:6]}\n" if m.running else "\n", style=colors.get("muted", ""))
     if not m.running:
         t.append(f"✕ NOT RUNNING\n{m.load_error}\n", style=f"bold {colors.get('quality-bad', '')}")
         return t
     if m.load_error:
-        t.append(f"◆ new package refused: {m.load_error}\n",
-                 style=colors.get("quality-uncertain", ""))
+        t.append(
+            f"◆ new package refused: {m.load_error}\n", style=colors.get("quality-uncertain", "")
+        )
     if m.quality != "GOOD":
         shape = "✕" if m.quality == "BAD" else "◆"
         key = "quality-bad" if m.quality == "BAD" else "quality-uncertain"
         t.append(f"{shape} {m.quality} {m.quality_detail}\n", style=f"bold {colors.get(key, '')}")
     state = m.state
-    t.append(f"{STATE_SHAPE.get(state, '?')} {state.upper()}",
-             style=("bold " if state != "normal" else "") + colors.get(STATE_COLOR[state], ""))
+    t.append(
+        f"{STATE_SHAPE.get(state, '?')} {state.upper()}",
+        style=("bold " if state != "normal" else "") + colors.get(STATE_COLOR[state], ""),
+    )
     t.append(f"  score {_num(m.smoothed)}  warn {_num(m.warning)}  crit {_num(m.critical)}\n")
     if m.trend:
         top = max((m.critical or 1.0) * 1.2, max(m.trend))
         spark = sparkline(m.trend, max(8, width - 2), 0.0, top)
         t.append(spark + "\n", style=colors.get("trend", ""))
-        t.append(f"trend of the smoothed score, scale 0–{top:.2f}\n",
-                 style=colors.get("muted", ""))
-    t.append(f"infer {_num(m.inference_ms, '.2f')} ms · window {_num(m.window_ms, '.2f')} ms"
-             f" · n {m.windows}", style=colors.get("muted", ""))
+        t.append(f"trend of the smoothed score, scale 0–{top:.2f}\n", style=colors.get("muted", ""))
+    t.append(
+        f"infer {_num(m.inference_ms, '.2f')} ms · window {_num(m.window_ms, '.2f')} ms"
+        f" · n {m.windows}",
+        style=colors.get("muted", ""),
+    )
     if m.bad_outputs:
         t.append(f" · {m.bad_outputs} bad", style=colors.get("quality-uncertain", ""))
     t.append("\n")
@@ -59,11 +67,17 @@ def drift_text(m: ModelView, colors: Mapping[str, str], width: int, rows: int = 
     t = Text()
     st = m.drift_status
     t.append("Drift ", style="bold")
-    t.append(f"{DRIFT_SHAPE.get(st, '?')} {st.upper()}",
-             style=("bold " if st in ("warn", "alert") else "") + colors.get(DRIFT_COLOR.get(st, "muted"), ""))
+    t.append(
+        f"{DRIFT_SHAPE.get(st, '?')} {st.upper()}",
+        style=("bold " if st in ("warn", "alert") else "")
+        + colors.get(DRIFT_COLOR.get(st, "muted"), ""),
+    )
     if st == "filling" or m.drift_count < m.drift_needed:
-        t.append(f"\ncollecting {m.drift_count} of {m.drift_needed} windows before drift "
-                 "figures mean anything", style=colors.get("muted", ""))
+        t.append(
+            f"\ncollecting {m.drift_count} of {m.drift_needed} windows before drift "
+            "figures mean anything",
+            style=colors.get("muted", ""),
+        )
         return t
     else:
         t.append(f"  PSI max {_num(m.psi_max, '.2f')} {m.worst}\n")
@@ -79,8 +93,10 @@ def drift_text(m: ModelView, colors: Mapping[str, str], width: int, rows: int = 
         t.append(f" {f.psi:5.2f}", style=("bold " if f.status != "ok" else "") + color)
         t.append(f"{DRIFT_SHAPE.get(f.status, '')}\n" if f.status != "ok" else "\n", style=color)
     ph = "fired" if m.page_hinkley_fired else "ok"
-    t.append(f"score Page-Hinkley {_num(m.page_hinkley, '.2f')} {ph}",
-             style=colors.get("alarm-high" if m.page_hinkley_fired else "muted", ""))
+    t.append(
+        f"score Page-Hinkley {_num(m.page_hinkley, '.2f')} {ph}",
+        style=colors.get("alarm-high" if m.page_hinkley_fired else "muted", ""),
+    )
     return t
 
 
@@ -93,10 +109,12 @@ def model_line(frame: Frame) -> str:
         if not m.running:
             parts.append(f"model {m.id}: ✕ NOT RUNNING {m.load_error}")
             continue
-        parts.append(f"model {m.id}: {STATE_SHAPE.get(m.state, '')} {m.state.upper()} "
-                     f"score {_num(m.smoothed)}/{_num(m.warning)} · drift "
-                     f"{DRIFT_SHAPE.get(m.drift_status, '')} {m.drift_status} "
-                     f"PSI {_num(m.psi_max, '.2f')}")
+        parts.append(
+            f"model {m.id}: {STATE_SHAPE.get(m.state, '')} {m.state.upper()} "
+            f"score {_num(m.smoothed)}/{_num(m.warning)} · drift "
+            f"{DRIFT_SHAPE.get(m.drift_status, '')} {m.drift_status} "
+            f"PSI {_num(m.psi_max, '.2f')}"
+        )
     return " │ ".join(parts)
 
 

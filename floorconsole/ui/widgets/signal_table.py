@@ -82,8 +82,13 @@ def row_cells(r: SignalView | str, cols: Sequence[Column], extra_age_s: float = 
         elif c.key == "quality":
             out.append(quality_cell(r.quality))
         elif c.key == "age":
-            out.append((age_text(r.age_s + extra_age_s),
-                        "" if r.quality == "GOOD" and not extra_age_s else "stale", ""))
+            out.append(
+                (
+                    age_text(r.age_s + extra_age_s),
+                    "" if r.quality == "GOOD" and not extra_age_s else "stale",
+                    "",
+                )
+            )
         elif c.key == "trend":
             if r.kind == "waveform":
                 spark = sparkline(r.waveform, c.width - 1)
@@ -174,8 +179,11 @@ class SignalTable(ScrollView, can_focus=True):
         if keys != self._keys:
             self._keys = keys
             self.virtual_size = Size(self.size.width, len(rows) + 1)
-            self.cursor = keys.index(selected) if selected in keys else min(self.cursor,
-                                                                           max(0, len(keys) - 1))
+            self.cursor = (
+                keys.index(selected)
+                if selected in keys
+                else min(self.cursor, max(0, len(keys) - 1))
+            )
             self._cells.clear()
             self._strips.clear()
             self.refresh()
@@ -223,8 +231,7 @@ class SignalTable(ScrollView, can_focus=True):
         if strip is None or strip.cell_length != width:
             cells = self._cells.get(key)
             if cells is None:
-                cells = self._cells[key] = row_cells(self.rows[index], self.cols,
-                                                     self.extra_age_s)
+                cells = self._cells[key] = row_cells(self.rows[index], self.cols, self.extra_age_s)
             strip = self._row_strip(cells, on_cursor, width, base)
             self._strips[(key, on_cursor)] = strip
         return strip

@@ -37,10 +37,13 @@ class HeaderBar(Bar):
     HeaderBar { height: 1; background: $panel; color: $foreground; text-style: bold; }
     """
 
-    def show(self, frame: Frame, width: int, who: Text | str = "VIEWER",
-             control: Text | None = None) -> None:
+    def show(
+        self, frame: Frame, width: int, who: Text | str = "VIEWER", control: Text | None = None
+    ) -> None:
         clock = time.strftime("%H:%M:%S", time.localtime(frame.t_wall))
-        cfg = f"snapshot {frame.snapshot[:6]}" if frame.snapshot else f"config {frame.config_id[:6]}"
+        cfg = (
+            f"snapshot {frame.snapshot[:6]}" if frame.snapshot else f"config {frame.config_id[:6]}"
+        )
         parts = ["floorconsole", frame.site, frame.edge_id, cfg, frame.control_mode.upper()]
         if width < 90:
             parts = [frame.site or "floorconsole", frame.edge_id, cfg.replace("snapshot", "snap")]
@@ -51,7 +54,7 @@ class HeaderBar(Bar):
         # Who is logged in and who holds control are never cut: the site name gives way first.
         room = width - len(clock) - who.cell_len - 6
         if len(left) > room:
-            left = left[:max(0, room - 1)] + "…"
+            left = left[: max(0, room - 1)] + "…"
         text = Text(f" {left} · ") if left else Text(" ")
         text.append_text(who)
         pad = max(1, width - text.cell_len - len(clock) - 1)
@@ -59,8 +62,14 @@ class HeaderBar(Bar):
         self.set_text(text)
 
 
-def control_text(frame: Frame, me: str, colors: Mapping[str, str], *, mine: bool | None = None,
-                 narrow: bool = False) -> Text:
+def control_text(
+    frame: Frame,
+    me: str,
+    colors: Mapping[str, str],
+    *,
+    mine: bool | None = None,
+    narrow: bool = False,
+) -> Text:
     """Who holds control, in the header's words. 'CONTROL you' (this console holds it; by
     default: its user is the holder) stands out in reverse, and the word says it; a request to
     the holder says so with the key that answers it."""
@@ -73,8 +82,11 @@ def control_text(frame: Frame, me: str, colors: Mapping[str, str], *, mine: bool
     if mine:
         text.append(" CONTROL you ", style="bold reverse")
         if asker and asker != me:
-            words = (f" ? {asker} asks: {CONTROL_KEY} releases " if narrow else
-                     f" ? {asker} asks for control: {CONTROL_KEY} releases ")
+            words = (
+                f" ? {asker} asks: {CONTROL_KEY} releases "
+                if narrow
+                else f" ? {asker} asks for control: {CONTROL_KEY} releases "
+            )
             text.append(" ")
             text.append(words, style=f"bold reverse {colors.get('quality-uncertain', '')}".strip())
         return text
@@ -103,8 +115,10 @@ class EngineLine(Bar):
         self.set_text(f" {ENGINE_GONE_SHAPE} {engine_gone_text(stale)} · last frame {at}")
 
     def back(self, note: str = "") -> None:
-        self.set_text(f" {ENGINE_BACK_SHAPE} ENGINE BACK — reconnected, live frames again"
-                      + (f" · {note}" if note else ""))
+        self.set_text(
+            f" {ENGINE_BACK_SHAPE} ENGINE BACK — reconnected, live frames again"
+            + (f" · {note}" if note else "")
+        )
 
 
 class Banner(Bar):
@@ -119,26 +133,33 @@ class Banner(Bar):
         if shown:
             self._alarm(frame, shown, colors)
             return
-        conds = sorted(frame.conditions, key=lambda c: (SEVERITY_ORDER.get(c.severity, 9), -c.age_s))
+        conds = sorted(
+            frame.conditions, key=lambda c: (SEVERITY_ORDER.get(c.severity, 9), -c.age_s)
+        )
         if not conds:
             bad = sum(1 for s in frame.signals if s.quality == "BAD")
             text = Text(" No active conditions", style=colors.get("banner-text", ""))
             if bad:
-                text = Text(f" {bad} signal(s) BAD — see the Quality column",
-                            style=colors.get("quality-bad", ""))
+                text = Text(
+                    f" {bad} signal(s) BAD — see the Quality column",
+                    style=colors.get("quality-bad", ""),
+                )
             self.set_text(text)
             return
         top = conds[0]
         shape = SEVERITY_SHAPE.get(top.severity, "!")
         text = Text()
-        text.append(f" {shape} {top.severity.upper()} ", style=f"bold reverse "
-                    f"{colors.get('alarm-' + top.severity, '')}".strip())
-        text.append(f" {top.text}  {format_duration(top.age_s)}",
-                    style=f"bold {colors.get('alarm-' + top.severity, '')}".strip())
+        text.append(
+            f" {shape} {top.severity.upper()} ",
+            style=f"bold reverse {colors.get('alarm-' + top.severity, '')}".strip(),
+        )
+        text.append(
+            f" {top.text}  {format_duration(top.age_s)}",
+            style=f"bold {colors.get('alarm-' + top.severity, '')}".strip(),
+        )
         if len(conds) > 1:
             text.append(f"   +{len(conds) - 1} more", style="bold")
         self.set_text(text)
-
 
     def _alarm(self, frame: Frame, shown: list, colors: Mapping[str, str]) -> None:  # type: ignore[type-arg]
         top = shown[0]  # the frame lists alarms in banner order: most urgent unacknowledged
@@ -147,8 +168,10 @@ class Banner(Bar):
         state = {"UNACK": "UNACK", "RTN_UNACK": "RETURNED, UNACK", "ACKED": "ACK"}[top.state]
         since = time.strftime("%H:%M:%S", time.localtime(top.activated)) if top.activated else ""
         text = Text()
-        text.append(f" {SEVERITY_SHAPE.get(top.priority, '!')} {top.priority.upper()} ",
-                    style=f"bold {'reverse ' if unack else ''}{color}".strip())
+        text.append(
+            f" {SEVERITY_SHAPE.get(top.priority, '!')} {top.priority.upper()} ",
+            style=f"bold {'reverse ' if unack else ''}{color}".strip(),
+        )
         text.append(f" {top.message}", style=f"bold {color}".strip() if unack else color)
         if top.text:
             text.append(f"  {top.text}", style=color)
@@ -172,17 +195,22 @@ class LinkBar(Bar):
         text = Text(" ")
         for ln in frame.links:
             bad = ln.state in ("down", "degraded", "connecting")
-            style = f"bold {colors.get('quality-bad' if ln.state == 'down' else 'quality-uncertain', '')}" \
-                if bad else ""
+            style = (
+                f"bold {colors.get('quality-bad' if ln.state == 'down' else 'quality-uncertain', '')}"
+                if bad
+                else ""
+            )
             text.append(f"{ln.id} {LINK_SHAPE.get(ln.state, '?')} {ln.state}", style=style.strip())
             if ln.kind == "device" and ln.last_rtt_ms is not None and ln.state != "down":
-                text.append(f" {ln.last_rtt_ms:.0f}ms" if ln.last_rtt_ms >= 1 else
-                            f" {ln.last_rtt_ms:.1f}ms")
+                text.append(
+                    f" {ln.last_rtt_ms:.0f}ms"
+                    if ln.last_rtt_ms >= 1
+                    else f" {ln.last_rtt_ms:.1f}ms"
+                )
             if ln.errors:
                 text.append(f" err {ln.errors}")
             if ln.malformed:
-                text.append(f" malformed {ln.malformed}",
-                            style=colors.get("quality-uncertain", ""))
+                text.append(f" malformed {ln.malformed}", style=colors.get("quality-uncertain", ""))
             text.append("  │ ")
         up = frame.uplink
         if up is not None:
@@ -195,8 +223,10 @@ class LinkBar(Bar):
         h = frame.historian
         text.append(f"history {_count(h.rows_committed)} rows")
         if h.errors or h.dropped:
-            text.append(f" errors {h.errors} dropped {h.dropped}",
-                        style=f"bold {colors.get('quality-bad', '')}")
+            text.append(
+                f" errors {h.errors} dropped {h.dropped}",
+                style=f"bold {colors.get('quality-bad', '')}",
+            )
         if width >= 100:
             text.append(f"  │ {frame.ingest_rate:.0f} samples/s", style=colors.get("muted", ""))
         self.set_text(text)
