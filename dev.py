@@ -68,7 +68,13 @@ def run_tests(args: list[str]) -> int:
             "fixtures",
             "dev.py",
         ],
-        [str(BIN / "mypy"), "floorconsole/core", "floorconsole/engine"],
+        [
+            str(BIN / "mypy"),
+            "floorconsole/core",
+            "floorconsole/console",
+            "floorconsole/engine",
+            "floorconsole/ui",
+        ],
         [str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
     ]
     for cmd in steps:

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from floorconsole.console import Frame
 from floorconsole.engine import attach
 from floorconsole.engine.attach import socket_path
 from floorconsole.engine.demo import DEMO_USERS, DemoPlant, ensure_demo_users
-from floorconsole.engine.frames import Frame
 from floorconsole.engine.remote import RemoteAPI
 from floorconsole.engine.runtime import Engine
 from floorconsole.engine.snapshots import open_engine

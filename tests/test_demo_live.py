@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from floorconsole.console import Frame, ModelView
 from floorconsole.engine.demo import DemoPlant
-from floorconsole.engine.frames import Frame, ModelView
 from floorconsole.engine.runtime import Engine
 from tests.support.sessions import session_of
 

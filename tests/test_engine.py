@@ -15,8 +15,8 @@ import pytest
 
 from floorconsole.adapters.broker import MosquittoBroker
 from floorconsole.adapters.modbus_server import ModbusDeviceServer
+from floorconsole.console import Frame, SignalView
 from floorconsole.core.config import PlantConfig, parse_plant
-from floorconsole.engine.frames import Frame, SignalView
 from floorconsole.engine.lock import EngineAlreadyRunning
 from floorconsole.engine.runtime import Engine
 

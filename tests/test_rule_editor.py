@@ -11,14 +11,16 @@ from typing import Any
 import pytest
 from textual.widgets import Checkbox, Input, Select, Static
 
-from floorconsole.engine.frames import (
+from floorconsole.console import (
     ActionView,
     Frame,
     HistorianView,
     History,
     RuleView,
     SignalView,
+    Unavailable,
 )
+from floorconsole.engine.replay import RecordedAPI
 from floorconsole.ui.app import FloorApp, make_app
 from floorconsole.ui.keys import keys_of
 from floorconsole.ui.screens.rule_editor import (
@@ -102,12 +104,14 @@ def demo_plant() -> dict[str, Any]:
     return plant
 
 
-class FakeAPI:
+class FakeAPI(RecordedAPI):
     """What the console asks of an engine, answered from a plant dict; records every dry run
-    and command. The dry run's count follows the threshold, so a test sees which rule ran."""
+    and command. The dry run's count follows the threshold, so a test sees which rule ran.
+    The rest of the console contract (sessions, journal) is a recording's."""
 
     def __init__(self, plant: dict[str, Any] | None = None) -> None:
         self.plant = plant or demo_plant()
+        super().__init__(self.frame(), {})
         self.dry_runs: list[dict[str, Any]] = []
         self.commands: list[tuple[str, dict[str, Any]]] = []
         self.apply_result: dict[str, Any] = dict(APPLIED)
@@ -502,7 +506,8 @@ async def test_a_failed_apply_keeps_the_editor_open_with_the_engines_answer() ->
 
 async def test_a_console_without_the_running_configuration_says_so() -> None:
     class ReadOnlyAPI(FakeAPI):
-        active_config = None  # type: ignore[assignment]
+        def active_config(self) -> dict[str, Any]:
+            raise Unavailable("this engine gives out no running configuration")
 
     app = _app(ReadOnlyAPI())
     async with app.run_test(size=(80, 24)) as pilot:

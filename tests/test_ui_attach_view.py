@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from floorconsole.engine.frames import Frame
+from floorconsole.console import Frame
 from floorconsole.ui.app import LOG_IN_AGAIN, RECONNECTED_NOTE_S, FloorApp, make_app
 from floorconsole.ui.screens.alarms import AlarmScreen
 from floorconsole.ui.screens.snapshots import ConfirmDialog

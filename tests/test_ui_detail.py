@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 from textual.widgets import Input
 
-from floorconsole.core.history_format import csv_value, iso_utc_ms
-from floorconsole.engine.api import format_value
-from floorconsole.engine.frames import (
+from floorconsole.console import (
     DemoView,
     Frame,
     HistorianView,
@@ -25,7 +23,9 @@ from floorconsole.engine.frames import (
     LinkView,
     QualityMark,
     SignalView,
+    format_value,
 )
+from floorconsole.core.history_format import csv_value, iso_utc_ms
 from floorconsole.engine.replay import RecordedAPI
 from floorconsole.ui.app import FloorApp, make_app
 from floorconsole.ui.format import frame_clock

@@ -43,45 +43,162 @@ class Role(enum.IntEnum):
             raise ValueError(f"unknown role {text!r}; expected one of {expected}") from None
 
 
+# How long the engine lets a command run: most answer at once; a "long" one (apply,
+# rollback, model import) waits for the new configuration's health check.
+SHORT = "short"
+LONG = "long"
+# What a command's audit record names as its target (Action.target), besides an argument:
+GROUP = ""  # the command's group word: "config" for config.apply
+DEVICE_POINT = "device address"  # "drive1 co:10"
+ALARM_COUNT = "alarms"  # "3 alarms"
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
-    """An engine command that needs a role; a critical one also needs a fresh PIN."""
+    """One engine command and everything the engine needs to know about it, bar its handler:
+    who may run it, whether it needs a fresh PIN (critical) and the console holding control,
+    how it is audited and how long it may take."""
 
     name: str
     min_role: Role
     critical: bool
     description: str
+    audit_kind: str  # core.audit's record kind
+    target: str  # the argument the audit record names (alarm, fault), or GROUP, DEVICE_POINT...
+    needs_control: bool = False  # only the console holding control: one changes the plant
+    timeout: str = SHORT
 
 
 def _table(*actions: Action) -> dict[str, Action]:
     return {a.name: a for a in actions}
 
 
+# The engine's commands: the one place each is described (engine.commands holds handlers).
 ACTIONS: dict[str, Action] = _table(
-    Action("audit.view", Role.VIEWER, False, "read the audit trail"),
-    Action("alarm.ack", Role.OPERATOR, False, "acknowledge an alarm"),
-    Action("alarm.ack_all", Role.OPERATOR, False, "acknowledge every alarm shown"),
-    Action("alarm.unshelve", Role.OPERATOR, False, "return a shelved alarm to service"),
-    Action("alarm.shelve", Role.OPERATOR, True, "shelve an alarm (it stops annunciating)"),
-    Action("demo.inject", Role.OPERATOR, False, "inject a fault into the simulated plant"),
-    Action("demo.clear", Role.OPERATOR, False, "clear injected faults in the simulated plant"),
-    Action("demo.toggle", Role.OPERATOR, False, "switch demo fault injection on or off"),
-    Action("control.take", Role.ENGINEER, False, "take control (writes, rules, rollbacks)"),
-    Action("control.release", Role.ENGINEER, False, "release control for another console"),
-    Action("control.request", Role.ENGINEER, False, "ask the console holding control for it"),
-    Action("control.arm", Role.ENGINEER, False, "arm a manual write to a device"),
-    Action("control.write", Role.ENGINEER, True, "confirm an armed manual write to a device"),
-    Action("config.apply", Role.ENGINEER, True, "apply a configuration change"),
-    Action("snapshot.rollback", Role.ENGINEER, True, "roll back to an earlier snapshot"),
-    Action("model.import", Role.ADMIN, True, "import a model package"),
-    Action("users.manage", Role.ADMIN, True, "add, remove and change users"),
-    Action("kiosk.leave", Role.ADMIN, True, "leave kiosk mode"),
-)
-
-
-# What only the console holding control may do: one console at a time changes the plant.
-CONTROL_ACTIONS = frozenset(
-    {"control.arm", "control.write", "config.apply", "snapshot.rollback", "model.import"}
+    Action("audit.view", Role.VIEWER, False, "read the audit trail", "system", GROUP),
+    Action("alarm.ack", Role.OPERATOR, False, "acknowledge an alarm", "alarm_ack", "alarm"),
+    Action(
+        "alarm.ack_all",
+        Role.OPERATOR,
+        False,
+        "acknowledge every alarm shown",
+        "alarm_ack",
+        ALARM_COUNT,
+    ),
+    Action(
+        "alarm.unshelve",
+        Role.OPERATOR,
+        False,
+        "return a shelved alarm to service",
+        "alarm_unshelve",
+        "alarm",
+    ),
+    Action(
+        "alarm.shelve",
+        Role.OPERATOR,
+        True,
+        "shelve an alarm (it stops annunciating)",
+        "alarm_shelve",
+        "alarm",
+    ),
+    Action(
+        "demo.inject",
+        Role.OPERATOR,
+        False,
+        "inject a fault into the simulated plant",
+        "system",
+        "fault",
+    ),
+    Action(
+        "demo.clear",
+        Role.OPERATOR,
+        False,
+        "clear injected faults in the simulated plant",
+        "system",
+        "fault",
+    ),
+    Action(
+        "demo.toggle",
+        Role.OPERATOR,
+        False,
+        "switch demo fault injection on or off",
+        "system",
+        "fault",
+    ),
+    Action(
+        "control.take",
+        Role.ENGINEER,
+        False,
+        "take control (writes, rules, rollbacks)",
+        "system",
+        GROUP,
+    ),
+    Action(
+        "control.release",
+        Role.ENGINEER,
+        False,
+        "release control for another console",
+        "system",
+        GROUP,
+    ),
+    Action(
+        "control.request",
+        Role.ENGINEER,
+        False,
+        "ask the console holding control for it",
+        "system",
+        GROUP,
+    ),
+    Action(
+        "control.arm",
+        Role.ENGINEER,
+        False,
+        "arm a manual write to a device",
+        "write",
+        DEVICE_POINT,
+        needs_control=True,
+    ),
+    Action(
+        "control.write",
+        Role.ENGINEER,
+        True,
+        "confirm an armed manual write to a device",
+        "write",
+        "arm",
+        needs_control=True,
+    ),
+    Action(
+        "config.apply",
+        Role.ENGINEER,
+        True,
+        "apply a configuration change",
+        "snapshot_apply",
+        GROUP,
+        needs_control=True,
+        timeout=LONG,
+    ),
+    Action(
+        "snapshot.rollback",
+        Role.ENGINEER,
+        True,
+        "roll back to an earlier snapshot",
+        "snapshot_rollback",
+        "snapshot",
+        needs_control=True,
+        timeout=LONG,
+    ),
+    Action(
+        "model.import",
+        Role.ADMIN,
+        True,
+        "import a model package",
+        "model_change",
+        "model",
+        needs_control=True,
+        timeout=LONG,
+    ),
+    Action("users.manage", Role.ADMIN, True, "add, remove and change users", "user_change", "name"),
+    Action("kiosk.leave", Role.ADMIN, True, "leave kiosk mode", "kiosk", GROUP),
 )
 
 

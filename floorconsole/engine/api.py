@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import math
 import threading
 from collections import Counter
@@ -11,80 +9,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from floorconsole.core.config import DerivedPoint, ModbusPoint, MqttPoint, SignalConfig
-from floorconsole.core.quality import Quality
-from floorconsole.core.sample import Sample
-from floorconsole.engine.frames import (
-    ActionView,
-    AlarmSummary,
-    AlarmView,
+from floorconsole.console import (
+    CommandError,
+    CommandResult,
     Condition,
+    ConsoleAPI,
     DemoView,
-    DriftFeatureView,
     Frame,
     HistorianView,
     History,
     HistoryPoint,
     LinkView,
-    ModelView,
     QualityMark,
-    RuleView,
     SignalView,
+    format_value,
 )
+from floorconsole.core.config import DerivedPoint, ModbusPoint, MqttPoint, SignalConfig
+from floorconsole.core.quality import Quality
+from floorconsole.core.sample import Sample
+from floorconsole.engine.commands import Commands
 
 if TYPE_CHECKING:
     from floorconsole.engine.runtime import Engine
 
-COMMAND_TIMEOUT_S = 5.0
-LONG_COMMAND_TIMEOUT_S = 60.0  # apply and rollback include a health check
-LONG_COMMANDS = ("config.apply", "snapshot.rollback", "model.import")
-WAVEFORM_POINTS = 128
-# The audit record kind of each command (core.audit's kinds).
-AUDIT_KIND = {
-    "alarm.ack": "alarm_ack",
-    "alarm.ack_all": "alarm_ack",
-    "alarm.shelve": "alarm_shelve",
-    "alarm.unshelve": "alarm_unshelve",
-    "config.apply": "snapshot_apply",
-    "snapshot.rollback": "snapshot_rollback",
-    "control.arm": "write",
-    "control.write": "write",
-    "kiosk.leave": "kiosk",
-    "demo.inject": "system",
-    "demo.clear": "system",
-    "demo.toggle": "system",
-    "model.import": "model_change",
-    "users.manage": "user_change",
-    "audit.view": "system",
-    "control.take": "system",
-    "control.release": "system",
-    "control.request": "system",
-}  # a waveform block is shown downsampled to this many points
-
-
-class CommandError(Exception):
-    """A command the engine refused, with a message for the user."""
-
-
-def format_value(value: float | bool | None, unit: str = "") -> str:
-    """'12.43', '1480', 'ON', '—': precision follows magnitude so columns stay narrow."""
-    if value is None:
-        return "—"
-    if isinstance(value, (bool, np.bool_)):
-        return "ON" if value else "OFF"
-    v = float(value)
-    if not math.isfinite(v):
-        return str(v)
-    a = abs(v)
-    if a >= 10000:
-        text = f"{v:.0f}"
-    elif a >= 100:
-        text = f"{v:.1f}"
-    elif a >= 1:
-        text = f"{v:.2f}"
-    else:
-        text = f"{v:.3f}"
-    return text
+WAVEFORM_POINTS = 128  # a waveform block is shown downsampled to this many points
 
 
 def _source_text(s: SignalConfig) -> str:
@@ -135,48 +83,6 @@ def _signal_view(
     )
 
 
-def _model_view(st: dict[str, Any]) -> ModelView:
-    d = st["drift"]
-    th = st.get("thresholds") or {}
-    return ModelView(
-        id=st["id"],
-        running=st["running"],
-        version=st["version"],
-        sha=st["sha256"],
-        quality=st["quality"],
-        quality_detail=st["quality_detail"],
-        score=st["score"],
-        smoothed=st["smoothed"],
-        state=st["state"],
-        warning=th.get("warning"),
-        critical=th.get("critical"),
-        trend=tuple(st["trend"]),
-        inference_ms=st["last_inference_ms"],
-        window_ms=st["last_window_ms"],
-        windows=st["counts"]["windows"],
-        bad_outputs=st["counts"]["bad_outputs"],
-        drift_status=d["status"],
-        drift_count=d["count"],
-        drift_needed=d.get("min_windows", 0),
-        psi_warn=d.get("psi_warn", 0.1),
-        psi_alert=d.get("psi_alert", 0.25),
-        psi_max=d.get("psi_max"),
-        worst=d.get("worst") or "",
-        page_hinkley=d.get("page_hinkley"),
-        page_hinkley_fired=bool(d.get("page_hinkley_fired")),
-        features=tuple(
-            sorted(
-                (
-                    DriftFeatureView(f["name"], f["psi"], f["ks"], f["wasserstein"], f["status"])
-                    for f in d["features"]
-                ),
-                key=lambda f: -f.psi,
-            )
-        ),
-        load_error=st["load_error"] or "",
-    )
-
-
 class EngineAPI:
     """Plain data in, plain data out. Safe to call from a console's thread.
 
@@ -198,8 +104,11 @@ class EngineAPI:
 
         self._sessions = Sessions(engine.users, engine.audit, engine.clock, idle)
         self._manual = ManualWrites(engine)
+        self._commands = Commands(engine, self._sessions, self._manual, self.active_config)
         self._signals = {s.id: s for s in (*engine.plant.signals, *engine.derived)}
         self._readers = threading.local()
+
+    reconnected = 0  # in process: the engine never goes away and comes back
 
     # -- frames ---------------------------------------------------------------------------
 
@@ -247,9 +156,9 @@ class EngineAPI:
             dropped=st.dropped,
             db_bytes=st.db_bytes,
         )
-        models = tuple(_model_view(r.status()) for r in e.models.values())
+        models = tuple(r.view() for r in e.models.values())
         uplink = e.uplink.stats() if e.uplink is not None else None
-        control = e.active.control.status()
+        control = e.active.control
         demo = None
         if e.demo is not None:
             demo = DemoView(
@@ -262,7 +171,7 @@ class EngineAPI:
             edge_id=e.plant.edge.id,
             site=e.plant.edge.site,
             config_id=e.config_id,
-            control_mode="writes enabled" if control["mode"] == "control" else "read-only",
+            control_mode="writes enabled" if control.config.mode == "control" else "read-only",
             signals=signals,
             links=tuple(links),
             conditions=self._conditions(links, hist, e.models.values(), uplink),
@@ -270,13 +179,13 @@ class EngineAPI:
             ingest_rate=round(e.ingest_rate, 1),
             demo=demo,
             models=models,
-            alarms=tuple(AlarmView(**a) for a in control["alarms"]),
+            alarms=control.alarm_views(),
             snapshot=e.snapshots.active.short if e.snapshots is not None else "",
             uplink=uplink,
             control_holder=holder,
             control_requested_by=requested,
-            alarm_summary=_alarm_summary(control),
-            rules=tuple(_rule_view(r) for r in control["rules"]),
+            alarm_summary=control.alarm_summary(),
+            rules=control.rule_views(),
         )
 
     @staticmethod
@@ -391,79 +300,16 @@ class EngineAPI:
 
     # -- commands -------------------------------------------------------------------------
 
-    def command(self, name: str, /, session: str | None = None, **args: Any) -> dict[str, Any]:
-        """Run a command on the engine's loop; returns {"ok": bool, "message": str, ...}.
+    def command(self, name: str, /, session: str | None = None, **args: Any) -> CommandResult:
+        """Run a command on the engine's loop; answers {"ok": bool, "message": str, ...}.
 
         The engine checks the session's role (and, for a critical action, a PIN entered
         within the last minute) whatever the console shows; a refusal carries "refused":
-        "login" | "role" | "pin" | "locked" and is audited. An allowed command is audited
-        before it runs and again with its result; it does not run when its record cannot be
-        written. The acting user comes from the session, never from the arguments."""
-        from floorconsole.core.auth import ACTIONS
-
-        handler = getattr(self, f"_cmd_{name.replace('.', '_')}", None)
-        if handler is None or name not in ACTIONS:
-            return {
-                "ok": False,
-                "message": f"unknown command {name!r}; known: {', '.join(sorted(ACTIONS))}",
-            }
-        if "user" in args:
-            return {
-                "ok": False,
-                "message": f"bad arguments for {name}: the user comes from "
-                f"the session, not from user=",
-            }
-        loop = self._engine.loop
-        if loop is None or loop.is_closed():
-            return {"ok": False, "message": "the engine is not running"}
-        user, refusal = self._sessions.check(session, name)
-        if refusal is not None:
-            return refusal.as_dict()
-        params = inspect.signature(handler).parameters
-        if "user" in params:
-            args["user"] = user
-        if "session_token" in params:
-            args["session_token"] = session
-        shown = {
-            k: v for k, v in args.items() if k not in ("user", "config", "pin", "session_token")
-        }
-        try:
-            self._engine.audit(
-                AUDIT_KIND[name],
-                user,
-                _target(name, args),
-                {"command": name, "phase": "request", **shown},
-            )
-        except Exception as e:  # noqa: BLE001 - no record, no action
-            return {
-                "ok": False,
-                "message": f"not done: the audit record could not be written ({e})",
-            }
-
-        async def call() -> dict[str, Any]:
-            result = handler(**args)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result  # type: ignore[no-any-return]
-
-        timeout = LONG_COMMAND_TIMEOUT_S if name in LONG_COMMANDS else COMMAND_TIMEOUT_S
-        try:
-            fut = asyncio.run_coroutine_threadsafe(call(), loop)
-            result = fut.result(timeout)
-        except CommandError as e:
-            result = {"ok": False, "message": str(e)}
-        except TimeoutError:
-            result = {"ok": False, "message": f"the engine did not answer within {timeout:g} s"}
-        except TypeError as e:
-            result = {"ok": False, "message": f"bad arguments for {name}: {e}"}
-        outcome = {k: v for k, v in result.items() if k not in ("results",)}
-        self._engine.audit_safe(
-            AUDIT_KIND[name],
-            user,
-            _target(name, args),
-            {"command": name, "phase": "result", **outcome},
-        )
-        return result
+        "login" | "role" | "pin" | "locked" | "held" and is audited. An allowed command is
+        audited before it runs and again with its result; it does not run when its record
+        cannot be written. The acting user comes from the session, never from the arguments.
+        What each command is: core.auth.ACTIONS; how it runs: engine.commands."""
+        return self._commands.run(name, session, args)
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -515,98 +361,6 @@ class EngineAPI:
         result = self._engine.audit_log().verify()
         return {"ok": bool(result.ok), "message": result.message}
 
-    # -- manual writes: arm, then confirm ----------------------------------------------------
-
-    def _cmd_control_arm(
-        self, device: str, address: str, value: float | bool, user: str, type: str = ""
-    ) -> dict[str, Any]:
-        return self._manual.arm(device, address, value, user, type or None)
-
-    async def _cmd_control_write(self, arm: str, user: str) -> dict[str, Any]:
-        return await self._manual.confirm(arm, user)
-
-    # -- admin: users and model packages ---------------------------------------------------
-
-    def _cmd_users_manage(
-        self, op: str, name: str, user: str, role: str = "", pin: str = ""
-    ) -> dict[str, Any]:
-        """op: add (name, role, pin), remove, reset_pin (pin), set_role (role)."""
-        from floorconsole.adapters.users import UserError
-
-        store = self._engine.users()
-        try:
-            if op == "add":
-                store.add(name, role, pin)
-            elif op == "remove":
-                if name == user:
-                    raise CommandError("an admin cannot remove their own account here")
-                store.remove(name)
-            elif op == "reset_pin":
-                store.reset_pin(name, pin)
-            elif op == "set_role":
-                store.set_role(name, role)
-            else:
-                raise CommandError(
-                    f"users.manage: op {op!r}; expected add, remove, reset_pin or set_role"
-                )
-        except UserError as e:
-            raise CommandError(str(e)) from None
-        return {"ok": True, "message": f"user {name}: {op.replace('_', ' ')} done"}
-
-    async def _cmd_model_import(
-        self, model: str, package: str, message: str, user: str
-    ) -> dict[str, Any]:
-        """A new package (PATH without extension: PATH.onnx + PATH.json) for model `model`,
-        applied as a new snapshot: checked, loaded beside, health-checked, or refused."""
-        import copy
-
-        config = copy.deepcopy(self.active_config())
-        models = [m for m in config.get("models", []) if m.get("id") == model]
-        if not models:
-            known = ", ".join(m.get("id", "?") for m in config.get("models", [])) or "none"
-            raise CommandError(f"no model {model!r} in the running configuration ({known})")
-        models[0]["package"] = str(package)
-        return await self._cmd_config_apply(config, message, user)
-
-    # -- control: one console at a time -------------------------------------------------
-
-    def _cmd_control_take(self, session_token: str) -> dict[str, Any]:
-        return self._sessions.take(session_token)
-
-    def _cmd_control_release(self, session_token: str) -> dict[str, Any]:
-        return self._sessions.release(session_token)
-
-    def _cmd_control_request(self, session_token: str) -> dict[str, Any]:
-        return self._sessions.request(session_token)
-
-    def _cmd_kiosk_leave(self, user: str) -> dict[str, Any]:
-        return {"ok": True, "message": f"kiosk left by {user}"}
-
-    def _demo(self) -> Any:
-        if self._engine.demo is None:
-            raise CommandError("fault injection exists only in the demo")
-        return self._engine.demo
-
-    def _cmd_demo_inject(self, fault: str, severity: float = 1.0) -> dict[str, Any]:
-        demo = self._demo()
-        if fault not in demo.fault_kinds():
-            raise CommandError(
-                f"no fault {fault!r}; expected one of {', '.join(demo.fault_kinds())}"
-            )
-        demo.inject(fault, severity)
-        return {"ok": True, "message": f"fault {fault} injected"}
-
-    def _cmd_demo_clear(self, fault: str) -> dict[str, Any]:
-        demo = self._demo()
-        demo.clear(fault)
-        return {"ok": True, "message": f"fault {fault} cleared"}
-
-    def _cmd_demo_toggle(self, fault: str) -> dict[str, Any]:
-        demo = self._demo()
-        if fault in demo.active_faults():
-            return self._cmd_demo_clear(fault)
-        return self._cmd_demo_inject(fault)
-
     # -- snapshots --------------------------------------------------------------------------
 
     def _snapshots(self) -> Any:
@@ -614,27 +368,6 @@ class EngineAPI:
         if mgr is None:
             raise CommandError("this engine runs without a snapshot store")
         return mgr
-
-    async def _cmd_config_apply(
-        self, config: dict[str, Any], message: str, user: str
-    ) -> dict[str, Any]:
-        from floorconsole.engine.snapshots import ApplyRefused
-
-        try:
-            result = await self._snapshots().apply(config, user=user, message=message)
-        except ApplyRefused as e:
-            return {"ok": False, "message": f"refused, nothing changed: {e}"}
-        return dict(result.as_dict())
-
-    async def _cmd_snapshot_rollback(self, snapshot: str, user: str) -> dict[str, Any]:
-        from floorconsole.adapters.snapshot_store import SnapshotStoreError
-        from floorconsole.engine.snapshots import ApplyRefused
-
-        try:
-            result = await self._snapshots().rollback(snapshot, user=user)
-        except (ApplyRefused, SnapshotStoreError) as e:
-            return {"ok": False, "message": f"refused, nothing changed: {e}"}
-        return dict(result.as_dict())
 
     def active_config(self) -> dict[str, Any]:
         """The running configuration as a plain plant-file dict, to edit and apply."""
@@ -671,28 +404,6 @@ class EngineAPI:
             }
             for a in reversed(acts)
         ]
-
-    # -- alarms -----------------------------------------------------------------------------
-
-    def _control(self) -> Any:
-        return _Refusals(self._engine.active.control)
-
-    def _cmd_alarm_ack(self, alarm: str, user: str) -> dict[str, Any]:
-        return _alarm_result(self._control().acknowledge(alarm, user), f"{alarm} acknowledged")
-
-    def _cmd_alarm_ack_all(self, alarms: list[str], user: str) -> dict[str, Any]:
-        results = self._control().acknowledge(list(alarms), user)
-        done = sum(1 for r in results if r.get("ok", True))
-        return {"ok": True, "message": f"{done} alarm(s) acknowledged", "results": results}
-
-    def _cmd_alarm_shelve(self, alarm: str, duration_s: float, user: str) -> dict[str, Any]:
-        return _alarm_result(
-            self._control().shelve(alarm, float(duration_s), user),
-            f"{alarm} shelved for {float(duration_s) / 60:g} min",
-        )
-
-    def _cmd_alarm_unshelve(self, alarm: str, user: str) -> dict[str, Any]:
-        return _alarm_result(self._control().unshelve(alarm, user), f"{alarm} unshelved")
 
     # -- dry run ----------------------------------------------------------------------------
 
@@ -774,93 +485,7 @@ class EngineAPI:
         }
 
 
-def _alarm_result(result: Any, message: str) -> dict[str, Any]:
-    if isinstance(result, list):
-        result = result[0] if result else {"ok": False, "message": "no such alarm"}
-    if not result.get("ok", True):
-        return {"ok": False, "message": result.get("message") or result.get("error", "refused")}
-    return {"ok": True, "message": message}
+if TYPE_CHECKING:  # mypy proves the engine gives a console every call of the contract
 
-
-def _alarm_summary(control: dict[str, Any]) -> AlarmSummary:
-    c, k = control["counts"], control["kpis"]
-    return AlarmSummary(
-        active=c["active"],
-        unack=c["unack"],
-        shelved=c["shelved"],
-        suppressed=c["suppressed"],
-        out_of_service=c["out_of_service"],
-        alarms_10min=k["alarms_10min"],
-        flood=k["flood"],
-        floods=k["floods"],
-        top_chattering=tuple((t["id"], t["activations_10min"]) for t in k["top_chattering"]),
-    )
-
-
-def _rule_view(st: dict[str, Any]) -> RuleView:
-    pending = ""
-    if st.get("pending"):
-        left = st.get("remaining_s")
-        pending = f"{st.get('pending_why') or st['pending']}" + (
-            f" {left:.1f} s left" if left is not None else ""
-        )
-    actions = []
-    for a in st["actions"]:
-        last = a.get("last")
-        actions.append(
-            ActionView(
-                kind=a["kind"],
-                target=a["target"],
-                last_result=last["text"] if last else "",
-                last_ok=last["ok"] if last else None,
-                last_at=last["t_wall"] if last else None,
-            )
-        )
-    held = st.get("held") or ""
-    return RuleView(
-        id=st["id"],
-        enabled=st["enabled"],
-        signal=st["signal"],
-        condition=st["condition"],
-        value=st["value"],
-        quality=st["quality"],
-        active=st["active"],
-        pending=pending,
-        last_activation=st["last_activation"],
-        changes_last_hour=st["changes_last_hour"],
-        note=held,
-        actions=tuple(actions),
-    )
-
-
-class _Refusals:
-    """Control's alarm operations with an AlarmError (a refused transition: shelving past
-    8 h, acknowledging an alarm that is normal) turned into a command error for the user."""
-
-    def __init__(self, control: Any) -> None:
-        self._control = control
-
-    def __getattr__(self, name: str) -> Any:
-        fn = getattr(self._control, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            from floorconsole.core.alarms import AlarmError
-
-            try:
-                return fn(*args, **kwargs)
-            except (AlarmError, KeyError) as e:
-                raise CommandError(str(e).strip("'\"")) from None
-
-        return call
-
-
-def _target(name: str, args: dict[str, Any]) -> str:
-    """What a command acts on, for the audit record's target column."""
-    for key in ("alarm", "snapshot", "arm", "fault", "model", "name"):
-        if key in args:
-            return str(args[key])
-    if "device" in args:
-        return f"{args['device']} {args.get('address', '')}".strip()
-    if name == "alarm.ack_all":
-        return f"{len(args.get('alarms') or [])} alarms"
-    return name.split(".")[0]
+    def _is_console_api(api: EngineAPI) -> ConsoleAPI:
+        return api

@@ -4,7 +4,7 @@ Unix socket (DATA_DIR/engine.sock, mode 0660).
 Protocol: newline-delimited JSON. A console sends {"id": N, "op": NAME, "args": {...}} and
 gets {"id": N, "ok": true, "result": ...} or {"id": N, "ok": false, "error": TEXT,
 "kind": "CommandError" | "BadRequest" | "Internal"}. Ops are EngineAPI's method names, from a
-fixed list (OPS); nothing else is looked up. "frame" answers {"frame": Frame.to_dict(),
+fixed list (OPS); nothing else is looked up. "frame" answers {"frame": the Frame as plain data,
 "session": info of args.session or null}, so one round trip per refresh gives a console
 both what to draw and who it is.
 
@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from floorconsole.console import CALLS, CommandError
+
 if TYPE_CHECKING:
     from floorconsole.engine.api import EngineAPI
     from floorconsole.engine.runtime import Engine
@@ -49,31 +51,10 @@ CLIENT_WRITE_TIMEOUT_S = 15.0  # a console that reads nothing for this long is d
 MAX_CALLS_IN_FLIGHT = 8  # per console: blocking calls running at once
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 
-# The ops a console may call, each an EngineAPI method of the same name (frame, command,
-# login and logout are handled specially below). Never looked up from the request.
-OPS = frozenset(
-    {
-        "hello",
-        "frame",
-        "history",
-        "command",
-        "login",
-        "logout",
-        "unlock",
-        "session",
-        "touch",
-        "demo_users",
-        "audit",
-        "audit_verify",
-        "active_config",
-        "snapshots",
-        "snapshot_diff",
-        "activations",
-        "alarm_journal",
-        "model_histogram",
-        "dry_run",
-    }
-)
+# The ops a console may call: "hello", then each call of the console contract, served by the
+# EngineAPI method of the same name (frame, command, login and logout are handled specially
+# below). Never looked up from the request.
+OPS = frozenset({"hello"}) | CALLS
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -105,7 +86,7 @@ def _shallow(obj: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """Frames, histories and command results as JSON, in the shape of dataclasses.asdict
-    (which frame_from_dict reads back), several times faster: asdict deep-copies every leaf
+    (which console.decode reads back), several times faster: asdict deep-copies every leaf
     in Python, and a frame of 500 signals has some 40,000."""
     return json.dumps(obj, default=_shallow, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -352,8 +333,6 @@ class _Connection:
         )
 
     async def _call(self, rid: Any, op: str, args: dict[str, Any]) -> None:
-        from floorconsole.engine.api import CommandError
-
         async with self._calls:
             fn = self._method(op, args)
             try:

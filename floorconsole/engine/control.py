@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
 
+from floorconsole.console import ActionView, AlarmSummary, AlarmView, RuleView
 from floorconsole.core.alarms import AlarmTable, JournalEntry
 from floorconsole.core.clock import Clock
 from floorconsole.core.config import ModbusPoint
@@ -475,8 +476,78 @@ class Control:
 
     # -- views -----------------------------------------------------------------------------
 
+    def rule_views(self) -> tuple[RuleView, ...]:
+        """Each rule as the rules screen shows it: value against threshold, the timer
+        running, the last result of each action (wall-clock times)."""
+        now_m, now_w = self.clock.mono(), self.clock.wall()
+        views = []
+        for rid, ev in self.evaluators.items():
+            st = ev.state(now_m)
+            pending = ""
+            if st.pending:
+                left = st.remaining_s
+                pending = (st.pending_why or st.pending) + (
+                    f" {left:.1f} s left" if left is not None else ""
+                )
+            actions = []
+            for i, a in enumerate(ev.rule.actions):
+                last = self.last_results.get((rid, i))
+                actions.append(
+                    ActionView(
+                        kind=a.kind,
+                        target=a.target,
+                        last_result=last.text if last else "",
+                        last_ok=last.ok if last else None,
+                        last_at=last.t_wall if last else None,
+                    )
+                )
+            views.append(
+                RuleView(
+                    id=st.id,
+                    enabled=st.enabled,
+                    signal=st.signal,
+                    condition=st.condition,
+                    value=st.value,
+                    quality=st.quality,
+                    active=st.active,
+                    pending=pending,
+                    last_activation=None
+                    if st.last_activation_mono is None
+                    else now_w - (now_m - st.last_activation_mono),
+                    changes_last_hour=st.changes_last_hour,
+                    note=st.held or "",
+                    actions=tuple(actions),
+                )
+            )
+        return tuple(views)
+
+    def alarm_views(self) -> tuple[AlarmView, ...]:
+        """Every alarm in banner order (most urgent unacknowledged first), then the rest."""
+        now_m, now_w = self.clock.mono(), self.clock.wall()
+        order = {a.id: i for i, a in enumerate(self.alarms.banner())}
+        alarms = sorted(
+            self.alarms.alarms.values(), key=lambda a: (order.get(a.id, len(order)), -a.rank, a.id)
+        )
+        return tuple(AlarmView(**a.as_dict(now_m, now_w)) for a in alarms)
+
+    def alarm_summary(self) -> AlarmSummary:
+        """The alarm counts and ISA-18.2 figures (per 10 min, flood, chattering) of the header."""
+        c, k = self.alarms.counts(), self.alarms.kpis()
+        return AlarmSummary(
+            active=c["active"],
+            unack=c["unack"],
+            shelved=c["shelved"],
+            suppressed=c["suppressed"],
+            out_of_service=c["out_of_service"],
+            alarms_10min=k["alarms_10min"],
+            flood=k["flood"],
+            floods=k["floods"],
+            top_chattering=tuple((t["id"], t["activations_10min"]) for t in k["top_chattering"]),
+        )
+
     def status(self) -> dict[str, Any]:
-        """Plain data (str, int, float, bool, None, lists, dicts) for frames."""
+        """Plain data (str, int, float, bool, None, lists, dicts): everything, for tests and
+        diagnostics; frames take the views above."""
         now_m, now_w = self.clock.mono(), self.clock.wall()
 
         def wall(m: float | None) -> float | None:

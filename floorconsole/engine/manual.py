@@ -13,8 +13,9 @@ import secrets
 import threading
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from floorconsole.console import CommandError, CommandResult
 from floorconsole.core.config import REGISTER_TYPES, ModbusPoint, parse_address
 from floorconsole.core.registers import encode, point_label, value_text
 
@@ -40,9 +41,7 @@ class ManualWrites:
 
     def arm(
         self, device: str, address: str, value: float | bool, user: str, type_: str | None = None
-    ) -> dict[str, Any]:
-        from floorconsole.engine.api import CommandError
-
+    ) -> CommandResult:
         active = self._engine.active
         if device not in active.pollers:
             known = ", ".join(sorted(active.pollers)) or "none"
@@ -87,9 +86,7 @@ class ManualWrites:
             f"confirm within {ARM_S:g} s",
         }
 
-    async def confirm(self, token: str, user: str) -> dict[str, Any]:
-        from floorconsole.engine.api import CommandError
-
+    async def confirm(self, token: str, user: str) -> CommandResult:
         with self._lock:
             armed = self._armed.pop(token, None)
         if armed is None:

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from floorconsole.adapters.onnx_model import OnnxModel, load_package
+from floorconsole.console import DriftFeatureView, ModelView
 from floorconsole.core.clock import Clock
 from floorconsole.core.drift import DriftMonitor, DriftReport, PageHinkley
 from floorconsole.core.features import (
@@ -597,8 +598,61 @@ class ModelRunner:
                 f"({self.model.sha256[:12]}): {err}",
             )
 
+    @property
+    def drift_status(self) -> str:
+        """filling | ok | warn | alert: what the engine's tick asks ten times a second."""
+        rep = self._report
+        return rep.status if rep is not None else "filling"
+
+    def view(self) -> ModelView:
+        """The model as the model and drift panels show it: score against thresholds, drift
+        against the training data (features worst first)."""
+        with self._lock:
+            m = self.model
+            rep = self._report
+            drift = self._drift
+            th = m.package.thresholds if m is not None else None
+            return ModelView(
+                id=self.cfg.id,
+                running=m is not None,
+                version=m.version if m is not None else "",
+                sha=m.sha256[:12] if m is not None else "",
+                quality=self.quality.name,
+                quality_detail=self.quality_detail,
+                score=self.last_score,
+                smoothed=self.last_smoothed,
+                state=STATE_NAMES[self.last_state],
+                warning=th.warning if th else None,
+                critical=th.critical if th else None,
+                trend=tuple(self._trend),
+                inference_ms=self.last_inference_ms,
+                window_ms=self.last_window_ms,
+                windows=self.runs,
+                bad_outputs=self.bad_outputs,
+                drift_status=rep.status if rep is not None else "filling",
+                drift_count=rep.count if rep is not None else 0,
+                drift_needed=drift.min_windows if drift is not None else 0,
+                psi_warn=drift.psi_warn if drift is not None else 0.1,
+                psi_alert=drift.psi_alert if drift is not None else 0.25,
+                psi_max=rep.psi_max if rep is not None else None,
+                worst=(rep.worst or "") if rep is not None else "",
+                page_hinkley=rep.page_hinkley if rep is not None else None,
+                page_hinkley_fired=bool(rep.page_hinkley_fired) if rep is not None else False,
+                features=tuple(
+                    sorted(
+                        (
+                            DriftFeatureView(f.name, f.psi, f.ks, f.wasserstein, f.status)
+                            for f in (rep.features if rep is not None else ())
+                        ),
+                        key=lambda f: -f.psi,
+                    )
+                ),
+                load_error=self.last_load_error or "",
+            )
+
     def status(self) -> dict[str, Any]:
-        """Plain data for frames: everything the model and drift panels show."""
+        """Plain data: everything about the model, for tests and diagnostics (frames take
+        view())."""
         with self._lock:
             m = self.model
             rep = self._report

@@ -20,12 +20,19 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from floorconsole.engine.api import CommandError
+from floorconsole.console import (
+    CommandError,
+    CommandResult,
+    ConsoleAPI,
+    Frame,
+    History,
+    decode,
+    viewer_session,
+)
+from floorconsole.core.auth import ACTIONS, LONG
 from floorconsole.engine.attach import MAX_REQUEST_BYTES, PROTOCOL, dumps
-from floorconsole.engine.frames import Frame, History, frame_from_dict, history_from_dict
-from floorconsole.engine.replay import viewer_session
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,6 @@ CALL_TIMEOUT_S = 10.0
 LONG_CALL_TIMEOUT_S = 75.0  # apply and rollback wait for a health check on the engine
 FRAME_TIMEOUT_S = 15.0  # one frame on a 20 kB/s link is a second or two
 RECONNECT_EVERY_S = 0.5
-LONG_COMMANDS = ("config.apply", "snapshot.rollback", "model.import")
 
 
 class EngineUnreachable(ConnectionError):
@@ -201,7 +207,7 @@ class RemoteAPI:
             watched = self._watched
             result = await self._request("frame", {"session": watched}, FRAME_TIMEOUT_S)
             # Decoding happens here, off the screen's thread.
-            frame = frame_from_dict(result["frame"])
+            frame = decode(Frame, result["frame"])
             if watched is not None and result.get("session") is not None:
                 self._session_cache = (watched, result["session"])
             self._frame = frame
@@ -285,20 +291,26 @@ class RemoteAPI:
         """A frame fetched now (waiting for it), kept as the last one: for a screen that
         wants to show what a command did without waiting for the next pull."""
         result = self._call("frame", session=None, timeout=FRAME_TIMEOUT_S)
-        frame = frame_from_dict(result["frame"])
+        frame = decode(Frame, result["frame"])
         self._frame = frame
         return frame
 
     def history(self, signal: str, since: float, until: float, max_points: int = 5000) -> History:
-        return history_from_dict(
-            self._call("history", signal=signal, since=since, until=until, max_points=max_points)
+        return decode(
+            History,
+            self._call("history", signal=signal, since=since, until=until, max_points=max_points),
         )
 
-    def command(self, name: str, session: str | None = None, **args: Any) -> dict[str, Any]:
-        timeout = LONG_CALL_TIMEOUT_S if name in LONG_COMMANDS else None
+    def command(self, name: str, /, session: str | None = None, **args: Any) -> CommandResult:
+        action = ACTIONS.get(name)
+        timeout = LONG_CALL_TIMEOUT_S if action is not None and action.timeout == LONG else None
         self._session_cache = None  # a command can lock, unlock or end a session
         try:
-            return dict(self._call("command", timeout, name=name, session=session, args=args))
+            # the engine's answer, as JSON: the keys of a CommandResult
+            return cast(
+                CommandResult,
+                dict(self._call("command", timeout, name=name, session=session, args=args)),
+            )
         except EngineUnreachable as e:
             return {"ok": False, "message": str(e)}
 
@@ -348,8 +360,21 @@ class RemoteAPI:
 
     # -- the rest of EngineAPI ------------------------------------------------------------
 
-    def audit(self, **filters: Any) -> list[dict[str, Any]]:
-        return list(self._call("audit", **filters))
+    def audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        return list(
+            self._call(
+                "audit", since=since, until=until, user=user, kind=kind, text=text, limit=limit
+            )
+        )
 
     def audit_verify(self) -> dict[str, Any]:
         return dict(self._call("audit_verify", timeout=LONG_CALL_TIMEOUT_S))
@@ -378,6 +403,12 @@ class RemoteAPI:
         return dict(
             self._call("dry_run", timeout=LONG_CALL_TIMEOUT_S, rule=rule, hours=list(hours))
         )
+
+
+if TYPE_CHECKING:  # mypy proves an attached console has every call of the contract
+
+    def _is_console_api(api: RemoteAPI) -> ConsoleAPI:
+        return api
 
 
 def _why(e: BaseException) -> str:

@@ -5,54 +5,28 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from floorconsole.engine.frames import Frame, History, frame_from_dict, history_from_dict
+from floorconsole.console import (
+    CommandResult,
+    ConsoleAPI,
+    Frame,
+    History,
+    Unavailable,
+    decode,
+    viewer_session,
+)
 
 VIEW_ONLY = "a recording is view-only: it has no users and runs no commands"
-
-
-class ConsoleAPI(Protocol):
-    """What a console needs from an engine; EngineAPI and RecordedAPI both provide it.
-    A session is an opaque token the console holds; None is nobody (a viewer)."""
-
-    def frame(self) -> Frame: ...
-
-    def history(
-        self, signal: str, since: float, until: float, max_points: int = 5000
-    ) -> History: ...
-
-    def command(self, name: str, session: str | None = None, **args: Any) -> dict[str, Any]: ...
-
-    def login(self, user: str, pin: str) -> dict[str, Any]: ...
-
-    def logout(self, session: str) -> None: ...
-
-    def unlock(self, session: str, pin: str) -> dict[str, Any]: ...
-
-    def session(self, session: str | None) -> dict[str, Any]: ...
-
-    def touch(self, session: str) -> None: ...
-
-    def demo_users(self) -> list[dict[str, str]]: ...
-
-
-def viewer_session() -> dict[str, Any]:
-    """What api.session() says for nobody: a viewer, allowed only to look."""
-    return {
-        "user": "",
-        "role": "viewer",
-        "locked": False,
-        "pin_fresh": False,
-        "idle_lock_s": 0.0,
-        "permitted": [],
-    }
+NO_ENGINE = "a recording has no running engine"
 
 
 class RecordedAPI:
     """Serves one recorded frame (always the same, so snapshot images are stable) and the
     recorded history of each signal. A recording has no users: everyone is a viewer, a login
     is refused, and commands are recorded and refused."""
+
+    reconnected = 0  # nothing to reconnect to
 
     def __init__(self, frame: Frame, histories: dict[str, History]) -> None:
         self._frame = frame
@@ -63,8 +37,8 @@ class RecordedAPI:
     def load(cls, path: Path) -> RecordedAPI:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls(
-            frame_from_dict(data["frame"]),
-            {k: history_from_dict(v) for k, v in data.get("histories", {}).items()},
+            decode(Frame, data["frame"]),
+            {k: decode(History, v) for k, v in data.get("histories", {}).items()},
         )
 
     def save(self, path: Path) -> None:
@@ -90,7 +64,7 @@ class RecordedAPI:
         marks = tuple(m for m in h.quality_changes if since <= m.t <= until)
         return replace(h, since=since, until=until, points=pts, quality_changes=marks)
 
-    def command(self, name: str, session: str | None = None, **args: Any) -> dict[str, Any]:
+    def command(self, name: str, /, session: str | None = None, **args: Any) -> CommandResult:
         self.commands.append((name, {**args, "session": session}))
         return {"ok": False, "refused": "login", "message": f"{name}: {VIEW_ONLY}"}
 
@@ -105,17 +79,63 @@ class RecordedAPI:
             "role": "viewer",
         }
 
-    def logout(self, session: str) -> None:
+    def logout(self, session: str | None) -> None:
         return None
 
-    def unlock(self, session: str, pin: str) -> dict[str, Any]:
+    def unlock(self, session: str | None, pin: str) -> dict[str, Any]:
         return {"ok": False, "message": f"cannot unlock: {VIEW_ONLY}"}
 
     def session(self, session: str | None) -> dict[str, Any]:
         return viewer_session()
 
-    def touch(self, session: str) -> None:
+    def touch(self, session: str | None) -> None:
         return None
 
     def demo_users(self) -> list[dict[str, str]]:
         return []
+
+    # -- what only a running engine has ----------------------------------------------------
+
+    def audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        raise Unavailable(f"{NO_ENGINE}: no audit trail")
+
+    def audit_verify(self) -> dict[str, Any]:
+        raise Unavailable(f"{NO_ENGINE}: no audit trail")
+
+    def alarm_journal(self, limit: int = 500) -> list[dict[str, Any]]:
+        raise Unavailable(f"{NO_ENGINE}: no alarm journal")
+
+    def model_histogram(self, model_id: str, feature: str) -> dict[str, Any]:
+        raise Unavailable(f"{NO_ENGINE}: no live drift windows")
+
+    def active_config(self) -> dict[str, Any]:
+        raise Unavailable(f"{NO_ENGINE}: no running configuration")
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        raise Unavailable(f"{NO_ENGINE}: no snapshot store")
+
+    def snapshot_diff(self, a: str, b: str) -> list[str]:
+        raise Unavailable(f"{NO_ENGINE}: no snapshot store")
+
+    def activations(self, limit: int = 200) -> list[dict[str, Any]]:
+        raise Unavailable(f"{NO_ENGINE}: no snapshot store")
+
+    def dry_run(
+        self, rule: dict[str, Any], hours: tuple[float, ...] = (1.0, 24.0)
+    ) -> dict[str, Any]:
+        raise Unavailable(f"{NO_ENGINE}: no history to replay")
+
+
+if TYPE_CHECKING:  # mypy proves a recording answers every call of the contract
+
+    def _is_console_api(api: RecordedAPI) -> ConsoleAPI:
+        return api

@@ -242,7 +242,7 @@ class Configuration:
                 self.control.raise_system("model_failure", mid, cond[1])
             else:
                 self.control.clear_system("model_failure", mid)
-            if r.status()["drift"].get("status") == "alert":
+            if r.drift_status == "alert":
                 self.control.raise_system("drift_alert", mid, "PSI above the alert line")
             else:
                 self.control.clear_system("drift_alert", mid)

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from floorconsole.console import CommandResult
 from floorconsole.core.auth import (
     ACTIONS,
-    CONTROL_ACTIONS,
     DEFAULT_IDLE_LOCK_S,
     PIN_FRESH_S,
     Role,
@@ -47,7 +47,7 @@ class Refusal:
     reason: str  # "login", "role", "pin" or "locked"
     message: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> CommandResult:
         return {"ok": False, "message": self.message, "refused": self.reason}
 
 
@@ -141,7 +141,7 @@ class Sessions:
             return None
         return s
 
-    def take(self, token: str | None) -> dict[str, Any]:
+    def take(self, token: str | None) -> CommandResult:
         s = self._get(token)
         assert s is not None  # check() ran first
         with self._lock:
@@ -155,14 +155,14 @@ class Sessions:
             self._holder, self._requested_by = token, ""
         return {"ok": True, "message": f"{s.user} holds control"}
 
-    def release(self, token: str | None) -> dict[str, Any]:
+    def release(self, token: str | None) -> CommandResult:
         with self._lock:
             if self._holder != token:
                 return {"ok": False, "message": "this console does not hold control"}
             self._holder, self._requested_by = None, ""
         return {"ok": True, "message": "control released"}
 
-    def request(self, token: str | None) -> dict[str, Any]:
+    def request(self, token: str | None) -> CommandResult:
         s = self._get(token)
         assert s is not None
         with self._lock:
@@ -279,7 +279,7 @@ class Sessions:
                 f"enter the PIN again to {action.description} (needed "
                 f"within {PIN_FRESH_S:g} s of a critical action)",
             )
-        if refusal is None and action_name in CONTROL_ACTIONS:
+        if refusal is None and action.needs_control:
             assert s is not None
             with self._lock:
                 cur = self._live_holder(now)

@@ -18,8 +18,8 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 
-from floorconsole.engine.frames import Frame
-from floorconsole.engine.replay import ConsoleAPI, viewer_session
+from floorconsole.console import ConsoleAPI, Frame, viewer_session
+from floorconsole.ui.live import ShowsFrames
 from floorconsole.ui.screens.overview import OverviewScreen
 from floorconsole.ui.session import refusal_text, session_info, who_text, who_words
 from floorconsole.ui.themes import DEFAULT_THEME, THEMES_DIR, cycle_order, load_themes
@@ -141,12 +141,12 @@ class FloorApp(App[None]):
         if not self.stale:  # a gone engine has no sessions to ask about: keep the token
             self._poll_session()
         self._control_asked(frame)
-        show = getattr(self.screen, "show_frame", None)
+        screen = self.screen
         # A screen being pushed gets its first frame once it has composed (it asks for
         # app.last_frame in on_mount); before that its widgets do not exist yet.
-        if show is not None and self.screen.is_mounted:
+        if isinstance(screen, ShowsFrames) and screen.is_mounted:
             try:
-                show(frame)
+                screen.show_frame(frame)
             except NoMatches:
                 return  # the screen's widgets are still being composed: the next tick draws
             self.frames_shown += 1
@@ -191,8 +191,7 @@ class FloorApp(App[None]):
                     line.back(self._back_note)
 
     def _reconnect_count(self) -> int:
-        n = getattr(self.api, "reconnected", 0)
-        return n if isinstance(n, int) else 0
+        return self.api.reconnected
 
     def _engine_line(self) -> EngineLine | None:
         """The engine line of the screen showing (mounted the first time it is needed there);
@@ -322,12 +321,10 @@ class FloorApp(App[None]):
         if self.session is None or self.stale or now - self._last_touch < TOUCH_EVERY_S:
             return  # a gone engine is not asked anything: the reconnect says what became of it
         self._last_touch = now
-        touch = getattr(self.api, "touch", None)
-        if touch is not None:
-            try:
-                touch(self.session)
-            except Exception:  # the next tick's session poll shows what became of it
-                pass
+        try:
+            self.api.touch(self.session)
+        except Exception:  # the next tick's session poll shows what became of it
+            pass
 
     def action_login(self) -> None:
         from floorconsole.ui.screens.login import AccountDialog, LoginDialog
@@ -373,10 +370,8 @@ class FloorApp(App[None]):
     def log_out(self, *, quiet: bool = False) -> None:
         session, self.session = self.session, None
         if session is not None:
-            logout = getattr(self.api, "logout", None)
             try:
-                if logout is not None:
-                    logout(session)
+                self.api.logout(session)
             except Exception as e:
                 self.notify(f"logout: {e}", severity="warning")
         if not quiet:

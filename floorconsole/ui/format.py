@@ -9,9 +9,9 @@ from weakref import WeakKeyDictionary
 
 from rich.text import Text
 
+from floorconsole.console import Frame
 from floorconsole.core.quality import QUALITY_SHAPE, Quality
 from floorconsole.core.units import format_duration
-from floorconsole.engine.frames import Frame
 
 BARS = "▁▂▃▄▅▆▇█"
 

@@ -1,5 +1,4 @@
-"""Who is at the console, in the header's words, and the calls that tolerate an engine
-without sessions (an older engine, a test's fake): such an engine makes everyone a viewer."""
+"""Who is at the console, in the header's words, and what a refusal tells the person at it."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from floorconsole.engine.replay import viewer_session
+from floorconsole.console import ConsoleAPI, viewer_session
 
 # What the console adds to a refusal, so the person at it knows what to do next.
 REFUSAL_HINT = {
@@ -21,13 +20,9 @@ REFUSAL_HINT = {
 }
 
 
-def session_info(api: Any, session: str | None) -> dict[str, Any]:
-    """api.session(session), or a viewer for an engine that has no sessions."""
-    ask = getattr(api, "session", None)
-    if ask is None:
-        return viewer_session()
-    info = ask(session)
-    return {**viewer_session(), **dict(info)}
+def session_info(api: ConsoleAPI, session: str | None) -> dict[str, Any]:
+    """api.session(session), with a viewer's answer for any key it leaves out."""
+    return {**viewer_session(), **dict(api.session(session))}
 
 
 def who_words(info: Mapping[str, Any]) -> str:

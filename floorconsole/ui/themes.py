@@ -6,6 +6,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from textual.theme import Theme
 
@@ -77,11 +78,10 @@ def parse_theme(path: Path) -> Theme:
         missing.insert(0, "colors.primary")
     if missing:
         raise ThemeFileError(f"theme {path.name}: missing {', '.join(missing)}")
+    # each colour checked above to be a "#rrggbb" string, or absent (Textual's default)
+    palette: dict[str, Any] = {k: colors.get(k) for k in _COLOR_KEYS}
     return Theme(
-        name=name,
-        dark=bool(data.get("dark", False)),
-        variables=dict(variables),
-        **{k: colors.get(k) for k in _COLOR_KEYS},
+        name=name, dark=bool(data.get("dark", False)), variables=dict(variables), **palette
     )
 
 

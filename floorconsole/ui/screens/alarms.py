@@ -15,7 +15,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
-from floorconsole.engine.frames import AlarmView, Frame
+from floorconsole.console import AlarmView, Frame, Unavailable
+from floorconsole.ui.live import ShowsFrames, console_api
 from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.status_bars import Bar
 
@@ -86,7 +87,7 @@ class ShelveDialog(ModalScreen[float | None]):
         self.dismiss(None)
 
 
-class AlarmScreen(Screen[None]):
+class AlarmScreen(ShowsFrames, Screen[None]):
     """Every alarm that is not normal, most urgent first."""
 
     BINDINGS = [
@@ -270,7 +271,7 @@ class AlarmScreen(Screen[None]):
         self.app.push_screen(JournalScreen())
 
 
-class JournalScreen(Screen[None]):
+class JournalScreen(ShowsFrames, Screen[None]):
     """Every alarm transition, newest first, from the engine's journal."""
 
     BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back", key_display="Esc")]
@@ -285,11 +286,13 @@ class JournalScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def load(self) -> None:
-        get = getattr(self.app.api, "alarm_journal", None)
-        if get is None:
+        try:
+            entries = console_api(self).alarm_journal(limit=500)
+        except Unavailable:
+            entries = None
+        if entries is None:
             text: Text | str = "the journal needs a running engine"
         else:
-            entries = get(limit=500)
             text = Text()
             for e in entries:
                 text.append(

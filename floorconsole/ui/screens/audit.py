@@ -16,7 +16,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from floorconsole.engine.frames import Frame
+from floorconsole.console import Frame, Unavailable
+from floorconsole.ui.live import ShowsFrames, console_api
 from floorconsole.ui.widgets.search_box import SearchBoxMixin
 from floorconsole.ui.widgets.status_bars import Bar
 
@@ -178,7 +179,7 @@ class AuditRecordDialog(ModalScreen[None]):
         self.dismiss(None)
 
 
-class AuditScreen(SearchBoxMixin, Screen[None]):
+class AuditScreen(ShowsFrames, SearchBoxMixin, Screen[None]):
     """Who did what, when, newest first; the engine filters, the screen shows."""
 
     BINDINGS = [
@@ -272,12 +273,11 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="audit")
     def _fetch(self, generation: int, query: dict[str, Any]) -> None:
-        get = getattr(self.app.api, "audit", None)  # type: ignore[attr-defined]
-        if get is None:
+        try:
+            rows = list(console_api(self).audit(**query))
+        except Unavailable:
             self.app.call_from_thread(self._fill, generation, None, NO_TRAIL)
             return
-        try:
-            rows = list(get(**query))
         except Exception as e:  # an engine that cannot read its trail says why, once per ask
             self.app.call_from_thread(
                 self._fill, generation, None, f"the audit trail could not be read: {e}"
@@ -473,16 +473,18 @@ class AuditScreen(SearchBoxMixin, Screen[None]):
             self.app.push_screen(AuditRecordDialog(self.records[row]))
 
     def action_verify(self) -> None:
-        if getattr(self.app.api, "audit_verify", None) is None:  # type: ignore[attr-defined]
-            self.notify("checking the chain needs a running engine", severity="warning")
-            return
         self.notify("checking the audit chain…")
         self._verify()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="audit-verify")
     def _verify(self) -> None:
         try:
-            verdict = dict(self.app.api.audit_verify())  # type: ignore[attr-defined]
+            verdict = dict(console_api(self).audit_verify())
+        except Unavailable:
+            self.app.call_from_thread(
+                self.notify, "checking the chain needs a running engine", severity="warning"
+            )
+            return
         except Exception as e:  # a check that could not run is a result too
             verdict = {"ok": False, "message": f"could not be checked: {e}"}
         self.app.call_from_thread(self._verified, verdict)

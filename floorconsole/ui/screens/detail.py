@@ -22,11 +22,11 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
+from floorconsole.console import Frame, History, HistoryPoint, SignalView, format_value
 from floorconsole.core.history_format import csv_value, iso_utc_ms
 from floorconsole.core.units import parse_duration
-from floorconsole.engine.api import format_value
-from floorconsole.engine.frames import Frame, History, HistoryPoint, SignalView
 from floorconsole.ui.format import age_text, quality_text, stale_extra_s, value_text
+from floorconsole.ui.live import ShowsFrames, console_api
 from floorconsole.ui.widgets.chart import TimeChart, WaveformChart, initial_quality
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
@@ -233,7 +233,7 @@ def _line(text: Text | str) -> Text:
     return out
 
 
-class SignalDetailScreen(Screen[None]):
+class SignalDetailScreen(ShowsFrames, Screen[None]):
     """One signal in depth. The value line follows the app's frames; the chart is read through
     the API in a thread worker when the range changes, and every few seconds for live ranges."""
 
@@ -388,7 +388,7 @@ class SignalDetailScreen(Screen[None]):
         description="read a signal's history for the detail chart",
     )
     def _load(self, request: _Request) -> _Loaded:
-        history = self.app.api.history(  # type: ignore[attr-defined]
+        history = console_api(self).history(
             self.signal_id, request.since, request.until, CHART_MAX_POINTS
         )
         return _Loaded(request, history, range_stats(history.points))
@@ -585,9 +585,7 @@ class SignalDetailScreen(Screen[None]):
         description="write the shown range of a signal's history to CSV",
     )
     def _export(self, since: float, until: float, folder: Path) -> _Exported:
-        history = self.app.api.history(  # type: ignore[attr-defined]
-            self.signal_id, since, until, EXPORT_MAX_POINTS
-        )
+        history = console_api(self).history(self.signal_id, since, until, EXPORT_MAX_POINTS)
         folder.mkdir(parents=True, exist_ok=True)
         path = export_path(folder, self.signal_id, since, until)
         rows = write_csv(history, path)

@@ -15,7 +15,8 @@ from textual.screen import Screen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from floorconsole.engine.frames import Frame, ModelView
+from floorconsole.console import Frame, ModelView, Unavailable
+from floorconsole.ui.live import ShowsFrames, console_api
 from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.model_panel import DRIFT_COLOR, DRIFT_SHAPE, model_text
 from floorconsole.ui.widgets.status_bars import Bar
@@ -51,7 +52,7 @@ def histogram_text(h: Mapping[str, Any], colors: Mapping[str, str], width: int) 
 HISTOGRAM_EVERY_S = 2.0  # the live histogram moves slowly: no need to redraw it at each tick
 
 
-class DriftScreen(Screen[None]):
+class DriftScreen(ShowsFrames, Screen[None]):
     """One model: its state, and drift per feature against its training reference."""
 
     BINDINGS = [
@@ -133,16 +134,15 @@ class DriftScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="histogram")
     def load_histogram(self) -> None:
-        get = getattr(self.app.api, "model_histogram", None)
-        if get is None:
-            text: Text | str = "histograms need a running engine"
+        text: Text | str
+        try:
+            h = console_api(self).model_histogram(self.model_id, self.chosen)
+        except Unavailable:
+            text = "histograms need a running engine"
+        except Exception as e:  # a bad feature name or a stopped engine: say so
+            text = f"no histogram for {self.chosen}: {e}"
         else:
-            try:
-                h = get(self.model_id, self.chosen)
-            except Exception as e:  # a bad feature name or a stopped engine: say so
-                text = f"no histogram for {self.chosen}: {e}"
-            else:
-                text = histogram_text(
-                    h, self.app.theme_variables, max(30, self.query_one("#hist").size.width - 2)
-                )
+            text = histogram_text(
+                h, self.app.theme_variables, max(30, self.query_one("#hist").size.width - 2)
+            )
         self.app.call_from_thread(self.query_one("#hist", Static).update, text)

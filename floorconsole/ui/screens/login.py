@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from floorconsole.ui.live import console_api
 from floorconsole.ui.session import demo_hint
 
 DIALOG_CSS = """
@@ -61,9 +62,8 @@ class LoginDialog(ModalScreen[dict[str, Any] | None]):
             )
 
     def _demo_hint(self) -> str:
-        get = getattr(self.app.api, "demo_users", None)
         try:
-            return demo_hint(get()) if get is not None else ""
+            return demo_hint(console_api(self).demo_users())
         except Exception:  # an engine that cannot say: no hint, the login still works
             return ""
 
@@ -94,7 +94,7 @@ class LoginDialog(ModalScreen[dict[str, Any] | None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="login")
     def _login(self, user: str, pin: str) -> None:
         # A PIN check is a deliberately slow hash: keep it off the UI thread.
-        api = self.app.api
+        api = console_api(self)
         try:
             result = dict(api.login(user, pin))
             if result.get("ok") and self.leave_kiosk:
@@ -164,7 +164,7 @@ class PinDialog(ModalScreen[bool]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="unlock")
     def _unlock(self, pin: str) -> None:
         try:
-            result = dict(self.app.api.unlock(self.session, pin))
+            result = dict(console_api(self).unlock(self.session, pin))
         except Exception as e:
             result = {"ok": False, "message": f"unlock failed: {e}"}
         self.app.call_from_thread(self._answered, result)

@@ -17,8 +17,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from floorconsole.engine.frames import Frame, SignalView
+from floorconsole.console import Frame, SignalView
 from floorconsole.ui.format import age_text
+from floorconsole.ui.live import ShowsFrames
 
 # SignalView.source of a Modbus signal, as the engine writes it: "drive1 hr:0 float32".
 _MODBUS_SOURCE = re.compile(
@@ -107,7 +108,7 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-class ManualWriteDialog(ModalScreen[None]):
+class ManualWriteDialog(ShowsFrames, ModalScreen[None]):
     """Device, address, type and value; Enter arms (control.arm), then y or Enter within the
     engine's time writes (control.write) and shows the value before and after. Esc cancels an
     arm (nothing is written) or closes. Every refusal is the engine's own message."""

@@ -9,7 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input
 
-from floorconsole.engine.frames import Frame, SignalView
+from floorconsole.console import Frame, SignalView
+from floorconsole.ui.live import ShowsFrames, console_app
 from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.model_panel import DriftPanel, ModelPanel, model_line
 from floorconsole.ui.widgets.search_box import SearchBoxMixin
@@ -57,7 +58,7 @@ def visible_rows(
     return out
 
 
-class OverviewScreen(SearchBoxMixin, Screen[None]):
+class OverviewScreen(ShowsFrames, SearchBoxMixin, Screen[None]):
     """What the line looks like now. Redrawn only from frames, only what changed."""
 
     BINDINGS = [
@@ -126,12 +127,8 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         self._frame = frame
         colors = self.app.theme_variables
         width = self.size.width
-        self.query_one(HeaderBar).show(
-            frame,
-            width,
-            self.app.who,  # type: ignore[attr-defined]
-            self.app.control,
-        )  # type: ignore[attr-defined]
+        app = console_app(self)
+        self.query_one(HeaderBar).show(frame, width, app.who, app.control)
         self.query_one(Banner).show(frame, colors)
         rows = visible_rows(
             frame.signals,

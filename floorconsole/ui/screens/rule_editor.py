@@ -20,8 +20,10 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
+from floorconsole.console import ConsoleAPI, Unavailable
 from floorconsole.core.alarms import PRIORITIES
 from floorconsole.core.rules import OPS, QUALITY_POLICIES, RuleConfig, parse_rules
+from floorconsole.ui.live import console_api
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
 DRY_RUN_DEBOUNCE_S = 0.6  # after the last keystroke: a dry run reads up to a day of history
@@ -59,6 +61,11 @@ ACTION_LABELS = {
 }
 DURATION_KEYS = ("on_delay", "off_delay", "min_on", "min_off")
 ACTION_KINDS = ("write", "publish", "alarm")
+
+NO_DRY_RUN = (
+    "dry run: this console's engine cannot replay history "
+    "(no dry_run); nothing can be applied from here"
+)
 
 
 # -- plain data: field text, the rule built from it, problems, the dry run's words ------------
@@ -527,9 +534,9 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
         self._ready = False
 
     @property
-    def api(self) -> Any:
+    def api(self) -> ConsoleAPI:
         """The engine's API (EngineAPI or a console's stand-in for it)."""
-        return self.app.api  # type: ignore[attr-defined]
+        return console_api(self)
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -748,12 +755,6 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
         self._start_dry_run(rule, then_apply=False)
 
     def _start_dry_run(self, rule: dict[str, Any], *, then_apply: bool) -> None:
-        if getattr(self.api, "dry_run", None) is None:
-            self._show_dry(
-                "dry run: this console's engine cannot replay history "
-                "(no dry_run); nothing can be applied from here"
-            )
-            return
         self._show_dry(
             Text(
                 "dry run: replaying the history of the last day…",
@@ -766,6 +767,9 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
     def _dry_run(self, rule: dict[str, Any], then_apply: bool) -> None:
         try:
             result = dict(self.api.dry_run(copy.deepcopy(rule)))
+        except Unavailable:  # a recording: nothing to replay, so nothing to apply either
+            self.app.call_from_thread(self._show_dry, NO_DRY_RUN)
+            return
         except Exception as e:  # the answer is shown; the editor stays usable
             result = {"ok": False, "message": f"the dry run failed: {e}"}
         self.app.call_from_thread(self._dry_done, rule, result, then_apply)

@@ -16,8 +16,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable
 
-from floorconsole.engine.api import format_value
-from floorconsole.engine.frames import Frame, RuleView
+from floorconsole.console import ConsoleAPI, Frame, RuleView, Unavailable, format_value
+from floorconsole.ui.live import ShowsFrames, console_api
 from floorconsole.ui.screens.rule_editor import (
     ApplyDialog,
     RuleEditor,
@@ -73,7 +73,7 @@ def actions_text(r: RuleView, colors: Mapping[str, str]) -> Text:
     return t
 
 
-class RulesScreen(Screen[None]):
+class RulesScreen(ShowsFrames, Screen[None]):
     """Rules as they run in the engine, whether or not a console is open; each change made
     here is applied to the running plant as a new snapshot."""
 
@@ -153,9 +153,9 @@ class RulesScreen(Screen[None]):
     # -- changing rules --------------------------------------------------------------------
 
     @property
-    def api(self) -> Any:
+    def api(self) -> ConsoleAPI:
         """The engine's API (EngineAPI or a console's stand-in for it)."""
-        return self.app.api  # type: ignore[attr-defined]
+        return console_api(self)
 
     def _selected_id(self) -> str | None:
         t = self.query_one(DataTable)
@@ -166,8 +166,9 @@ class RulesScreen(Screen[None]):
     def _plant(self) -> dict[str, Any] | None:
         """The running plant as a plain dict, to edit; None (and a notice saying why) when
         this console cannot change it."""
-        get = getattr(self.api, "active_config", None)
-        if get is None:
+        try:
+            return dict(self.api.active_config())
+        except Unavailable:
             self.notify(
                 "rules cannot be changed from this console: its engine does not give "
                 "out the running configuration (no active_config)",
@@ -175,8 +176,6 @@ class RulesScreen(Screen[None]):
                 timeout=10,
             )
             return None
-        try:
-            return dict(get())
         except Exception as e:  # an engine without a snapshot store says so
             self.notify(f"rules cannot be changed: {e}", severity="error", timeout=10)
             return None
@@ -265,15 +264,14 @@ class RulesScreen(Screen[None]):
         rule = copy.deepcopy(plant["rules"][index])
         rule["enabled"] = not bool(rule.get("enabled", True))
         plant["rules"][index] = rule
-        if getattr(self.api, "dry_run", None) is None:
-            self._confirm_toggle(plant, rule, None)
-        else:
-            self._toggle_dry_run(plant, rule)
+        self._toggle_dry_run(plant, rule)
 
     @work(thread=True, exclusive=True, group="toggle", exit_on_error=False)
     def _toggle_dry_run(self, plant: dict[str, Any], rule: dict[str, Any]) -> None:
         try:
             result: dict[str, Any] | None = dict(self.api.dry_run(copy.deepcopy(rule)))
+        except Unavailable:  # no history here: the toggle is confirmed without a dry run
+            result = None
         except Exception as e:  # shown in the dialog; the toggle can still go ahead
             result = {"ok": False, "message": f"the dry run failed: {e}"}
         self.app.call_from_thread(self._confirm_toggle, plant, rule, result)

@@ -15,7 +15,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Static
 
-from floorconsole.engine.frames import Frame
+from floorconsole.console import Frame, Unavailable
+from floorconsole.ui.live import ShowsFrames, console_api
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
 
@@ -52,7 +53,7 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class SnapshotScreen(Screen[None]):
+class SnapshotScreen(ShowsFrames, Screen[None]):
     """Snapshots, newest first."""
 
     BINDINGS = [
@@ -104,9 +105,10 @@ class SnapshotScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="snapshots")
     def load(self) -> None:
-        get = getattr(self.app.api, "snapshots", None)
         try:
-            rows = list(reversed(get())) if get is not None else []
+            rows = list(reversed(console_api(self).snapshots()))
+        except Unavailable:  # a recording keeps no snapshots: an empty list
+            rows = []
         except Exception as e:  # an engine without a store: say so
             self.app.call_from_thread(self._message, f"no snapshots: {e}")
             return
@@ -154,13 +156,13 @@ class SnapshotScreen(Screen[None]):
         if base is None or base == r["id"]:
             self._message("mark a different snapshot first (space)")
             return
-        lines = self.app.api.snapshot_diff(base, r["id"])  # type: ignore[attr-defined]
+        lines = console_api(self).snapshot_diff(base, r["id"])
         text = Text(f"from {base[:12]} to {r['short']}:\n", style="bold")
         text.append("\n".join(lines) if lines else "no difference")
         self._message(text)
 
     def action_history(self) -> None:
-        acts = self.app.api.activations(50)  # type: ignore[attr-defined]
+        acts = console_api(self).activations(50)
         text = Text("activations, newest first:\n", style="bold")
         for a in acts:
             text.append(

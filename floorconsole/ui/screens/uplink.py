@@ -7,8 +7,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 
+from floorconsole.console import Frame
 from floorconsole.core.units import format_duration
-from floorconsole.engine.frames import Frame
+from floorconsole.ui.live import ShowsFrames
 from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.status_bars import Bar
 
@@ -81,7 +82,7 @@ def uplink_text(frame: Frame, colors: dict[str, str], width: int) -> Text:
     return t
 
 
-class UplinkScreen(Screen[None]):
+class UplinkScreen(ShowsFrames, Screen[None]):
     """Store-and-forward to the plant broker, as it stands."""
 
     BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back", key_display="Esc")]

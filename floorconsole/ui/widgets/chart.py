@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from rich.text import Text
 from textual.widget import Widget
 
+from floorconsole.console import History, HistoryPoint, QualityMark
 from floorconsole.core.quality import QUALITY_SHAPE, Quality
-from floorconsole.engine.frames import History, HistoryPoint, QualityMark
 
 Segment = tuple[str, str]  # (text, role): role is a theme variable name, or "" for plain text
 Line = list[Segment]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from rich.text import Text
 
-from floorconsole.engine.frames import Frame, ModelView
+from floorconsole.console import Frame, ModelView
 from floorconsole.ui.format import sparkline
 from floorconsole.ui.widgets.status_bars import Bar
 

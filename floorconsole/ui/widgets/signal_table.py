@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from floorconsole.engine.frames import SignalView
+from floorconsole.console import SignalView
 from floorconsole.ui.format import age_text, quality_cell, sparkline, stale_extra_s, value_cell
 
 

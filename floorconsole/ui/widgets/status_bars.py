@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from rich.text import Text
 from textual.widgets import Static
 
+from floorconsole.console import Frame
 from floorconsole.core.units import format_duration
-from floorconsole.engine.frames import Frame
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 SEVERITY_SHAPE = {"critical": "◆◆", "high": "▲", "medium": "▼", "low": "○"}

@@ -1,12 +1,14 @@
 """Frames: immutable, plain-data views of what a console shows, built from the engine's state.
 
 Frames carry only str, int, float, bool, None and tuples of those (or of other frame
-classes), so they serialize to JSON for consoles attached over a socket.
+classes), so they serialize to JSON for consoles attached over a socket and come back with
+console.decode, which reads these field types.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 
 from floorconsole.core.uplink import UplinkStats
 
@@ -202,9 +204,6 @@ class Frame:
     # last one received, shown greyed with this text ("engine gone 12 s: reconnecting").
     stale: str = ""
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
 
 @dataclass(frozen=True, slots=True)
 class HistoryPoint:
@@ -232,71 +231,23 @@ class History:
     truncated: bool = False
 
 
-def _tuple_of(cls: type, items: object) -> tuple:  # type: ignore[type-arg]
-    return tuple(
-        cls(**i) if isinstance(i, dict) else tuple(i) if isinstance(i, list) else i
-        for i in (items or ())
-    )  # type: ignore[attr-defined]
-
-
-def signal_view_from_dict(d: dict) -> SignalView:  # type: ignore[type-arg]
-    d = dict(d)
-    d["spark"] = tuple(d.get("spark", ()))
-    d["waveform"] = tuple(d.get("waveform", ()))
-    d["range"] = tuple(d["range"]) if d.get("range") else None
-    return SignalView(**d)
-
-
-def frame_from_dict(d: dict) -> Frame:  # type: ignore[type-arg]
-    """The inverse of Frame.to_dict (after a JSON round trip), for recordings and sockets."""
-    d = dict(d)
-    d["signals"] = tuple(signal_view_from_dict(s) for s in d["signals"])
-    d["links"] = tuple(
-        LinkView(
-            **{
-                **ln,
-                "malformed_by_reason": tuple(tuple(x) for x in ln.get("malformed_by_reason", ())),
-            }
-        )
-        for ln in d["links"]
-    )
-    d["conditions"] = _tuple_of(Condition, d["conditions"])
-    d["historian"] = HistorianView(**d["historian"])
-    d["demo"] = (
-        DemoView(faults=tuple(d["demo"]["faults"]), active=tuple(d["demo"]["active"]))
-        if d.get("demo")
-        else None
-    )
-    d["models"] = tuple(
-        ModelView(
-            **{
-                **m,
-                "trend": tuple(m["trend"]),
-                "features": _tuple_of(DriftFeatureView, m["features"]),
-            }
-        )
-        for m in d.get("models", ())
-    )
-    d["alarms"] = _tuple_of(AlarmView, d.get("alarms", ()))
-    summ = d.get("alarm_summary")
-    d["alarm_summary"] = (
-        AlarmSummary(**{**summ, "top_chattering": tuple(tuple(x) for x in summ["top_chattering"])})
-        if summ
-        else None
-    )
-    d["rules"] = tuple(
-        RuleView(**{**r, "actions": _tuple_of(ActionView, r["actions"])})
-        for r in d.get("rules", ())
-    )
-    up = d.get("uplink")
-    d["uplink"] = (
-        UplinkStats(**{**up, "dropped": tuple(tuple(x) for x in up["dropped"])}) if up else None
-    )
-    return Frame(**d)
-
-
-def history_from_dict(d: dict) -> History:  # type: ignore[type-arg]
-    d = dict(d)
-    d["points"] = _tuple_of(HistoryPoint, d["points"])
-    d["quality_changes"] = _tuple_of(QualityMark, d["quality_changes"])
-    return History(**d)
+def format_value(value: float | bool | None, unit: str = "") -> str:
+    """'12.43', '1480', 'ON', '—': precision follows magnitude so columns stay narrow."""
+    if value is None:
+        return "—"
+    # numpy's bool too, named rather than imported: the contract imports only core and stdlib
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "ON" if value else "OFF"
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    a = abs(v)
+    if a >= 10000:
+        text = f"{v:.0f}"
+    elif a >= 100:
+        text = f"{v:.1f}"
+    elif a >= 1:
+        text = f"{v:.2f}"
+    else:
+        text = f"{v:.3f}"
+    return text

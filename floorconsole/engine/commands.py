@@ -1,0 +1,319 @@
+"""The engine's commands run: each checked against the session, audited, run on the loop.
+
+What each command is (who may run it, PIN, control, audit kind, target, timeout class) is
+core.auth.ACTIONS, the one table; here each name is given its handler, once, by hand, and
+a handler without a row in that table stops the engine from starting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from floorconsole.console import CommandError, CommandResult
+from floorconsole.core.alarms import AlarmError
+from floorconsole.core.auth import ACTIONS, ALARM_COUNT, DEVICE_POINT, GROUP, LONG, Action
+
+if TYPE_CHECKING:
+    from floorconsole.engine.manual import ManualWrites
+    from floorconsole.engine.runtime import Engine
+    from floorconsole.engine.sessions import Sessions
+
+# Seconds the engine gives a command of each timeout class (core.auth.Action.timeout).
+TIMEOUT_S = {"short": 5.0, "long": 60.0}  # a long one includes a health check
+# Arguments an audit record does not repeat: who acts is its user column; a configuration is
+# its own snapshot; a PIN is never written down.
+NOT_AUDITED = ("user", "config", "pin", "session_token")
+
+Handler = Callable[..., CommandResult | Awaitable[CommandResult]]
+
+
+def target_of(action: Action, args: Mapping[str, Any]) -> str:
+    """What a command acts on, for the audit record's target column."""
+    if action.target == DEVICE_POINT and "device" in args:
+        return f"{args['device']} {args.get('address', '')}".strip()
+    if action.target == ALARM_COUNT:
+        return f"{len(args.get('alarms') or [])} alarms"
+    if action.target not in (GROUP, DEVICE_POINT) and action.target in args:
+        return str(args[action.target])
+    return action.name.split(".")[0]
+
+
+class Commands:
+    """Every command's handler, and the one path a command takes: known, user from the
+    session, allowed (role, PIN, control), audited before it runs, run on the engine's loop
+    within its timeout, audited with its result."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        sessions: Sessions,
+        manual: ManualWrites,
+        active_config: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._manual = manual
+        self._active_config = active_config
+        self.handlers: dict[str, Handler] = {
+            "alarm.ack": self._alarm_ack,
+            "alarm.ack_all": self._alarm_ack_all,
+            "alarm.shelve": self._alarm_shelve,
+            "alarm.unshelve": self._alarm_unshelve,
+            "demo.inject": self._demo_inject,
+            "demo.clear": self._demo_clear,
+            "demo.toggle": self._demo_toggle,
+            "control.take": self._control_take,
+            "control.release": self._control_release,
+            "control.request": self._control_request,
+            "control.arm": self._control_arm,
+            "control.write": self._control_write,
+            "config.apply": self._config_apply,
+            "snapshot.rollback": self._snapshot_rollback,
+            "model.import": self._model_import,
+            "users.manage": self._users_manage,
+            "kiosk.leave": self._kiosk_leave,
+        }  # audit.view has a row but no handler: it is api.audit(), a read
+        undescribed = self.handlers.keys() - ACTIONS.keys()
+        if undescribed:
+            raise RuntimeError(f"commands without a row in core.auth.ACTIONS: {undescribed}")
+        # which handler takes the acting user, which the session itself
+        self._wants = {
+            name: frozenset(inspect.signature(h).parameters) & {"user", "session_token"}
+            for name, h in self.handlers.items()
+        }
+
+    def run(self, name: str, session: str | None, args: dict[str, Any]) -> CommandResult:
+        handler = self.handlers.get(name)
+        action = ACTIONS.get(name)
+        if handler is None or action is None:
+            return {
+                "ok": False,
+                "message": f"unknown command {name!r}; known: {', '.join(sorted(ACTIONS))}",
+            }
+        if "user" in args:
+            return {
+                "ok": False,
+                "message": f"bad arguments for {name}: the user comes from "
+                f"the session, not from user=",
+            }
+        loop = self._engine.loop
+        if loop is None or loop.is_closed():
+            return {"ok": False, "message": "the engine is not running"}
+        user, refusal = self._sessions.check(session, name)
+        if refusal is not None:
+            return refusal.as_dict()
+        wants = self._wants[name]
+        if "user" in wants:
+            args["user"] = user
+        if "session_token" in wants:
+            args["session_token"] = session
+        shown = {k: v for k, v in args.items() if k not in NOT_AUDITED}
+        target = target_of(action, args)
+        try:
+            self._engine.audit(
+                action.audit_kind, user, target, {"command": name, "phase": "request", **shown}
+            )
+        except Exception as e:  # noqa: BLE001 - no record, no action
+            return {
+                "ok": False,
+                "message": f"not done: the audit record could not be written ({e})",
+            }
+
+        async def call() -> CommandResult:
+            result = handler(**args)
+            if inspect.isawaitable(result):
+                return await result
+            return result
+
+        timeout = TIMEOUT_S[LONG if action.timeout == LONG else "short"]
+        result: CommandResult
+        try:
+            fut = asyncio.run_coroutine_threadsafe(call(), loop)
+            result = fut.result(timeout)
+        except CommandError as e:
+            result = {"ok": False, "message": str(e)}
+        except TimeoutError:
+            result = {"ok": False, "message": f"the engine did not answer within {timeout:g} s"}
+        except TypeError as e:
+            result = {"ok": False, "message": f"bad arguments for {name}: {e}"}
+        outcome = {k: v for k, v in result.items() if k not in ("results",)}
+        self._engine.audit_safe(
+            action.audit_kind, user, target, {"command": name, "phase": "result", **outcome}
+        )
+        return result
+
+    # -- alarms -----------------------------------------------------------------------------
+
+    def _alarm_ack(self, alarm: str, user: str) -> CommandResult:
+        with _alarm_refusals():
+            entries = self._engine.active.control.acknowledge(alarm, user)
+        return _alarm_result(entries, f"{alarm} acknowledged")
+
+    def _alarm_ack_all(self, alarms: list[str], user: str) -> CommandResult:
+        with _alarm_refusals():
+            results = self._engine.active.control.acknowledge(list(alarms), user)
+        done = sum(1 for r in results if r.get("ok", True))
+        return {"ok": True, "message": f"{done} alarm(s) acknowledged", "results": results}
+
+    def _alarm_shelve(self, alarm: str, duration_s: float, user: str) -> CommandResult:
+        with _alarm_refusals():
+            entry = self._engine.active.control.shelve(alarm, float(duration_s), user)
+        return _alarm_result(entry, f"{alarm} shelved for {float(duration_s) / 60:g} min")
+
+    def _alarm_unshelve(self, alarm: str, user: str) -> CommandResult:
+        with _alarm_refusals():
+            entry = self._engine.active.control.unshelve(alarm, user)
+        return _alarm_result(entry, f"{alarm} unshelved")
+
+    # -- manual writes: arm, then confirm ----------------------------------------------------
+
+    def _control_arm(
+        self, device: str, address: str, value: float | bool, user: str, type: str = ""
+    ) -> CommandResult:
+        return self._manual.arm(device, address, value, user, type or None)
+
+    async def _control_write(self, arm: str, user: str) -> CommandResult:
+        return await self._manual.confirm(arm, user)
+
+    # -- control: one console at a time -------------------------------------------------
+
+    def _control_take(self, session_token: str) -> CommandResult:
+        return self._sessions.take(session_token)
+
+    def _control_release(self, session_token: str) -> CommandResult:
+        return self._sessions.release(session_token)
+
+    def _control_request(self, session_token: str) -> CommandResult:
+        return self._sessions.request(session_token)
+
+    def _kiosk_leave(self, user: str) -> CommandResult:
+        return {"ok": True, "message": f"kiosk left by {user}"}
+
+    # -- admin: users and model packages ---------------------------------------------------
+
+    def _users_manage(
+        self, op: str, name: str, user: str, role: str = "", pin: str = ""
+    ) -> CommandResult:
+        """op: add (name, role, pin), remove, reset_pin (pin), set_role (role)."""
+        from floorconsole.adapters.users import UserError
+
+        store = self._engine.users()
+        try:
+            if op == "add":
+                store.add(name, role, pin)
+            elif op == "remove":
+                if name == user:
+                    raise CommandError("an admin cannot remove their own account here")
+                store.remove(name)
+            elif op == "reset_pin":
+                store.reset_pin(name, pin)
+            elif op == "set_role":
+                store.set_role(name, role)
+            else:
+                raise CommandError(
+                    f"users.manage: op {op!r}; expected add, remove, reset_pin or set_role"
+                )
+        except UserError as e:
+            raise CommandError(str(e)) from None
+        return {"ok": True, "message": f"user {name}: {op.replace('_', ' ')} done"}
+
+    async def _model_import(
+        self, model: str, package: str, message: str, user: str
+    ) -> CommandResult:
+        """A new package (PATH without extension: PATH.onnx + PATH.json) for model `model`,
+        applied as a new snapshot: checked, loaded beside, health-checked, or refused."""
+        config = copy.deepcopy(self._active_config())
+        models = [m for m in config.get("models", []) if m.get("id") == model]
+        if not models:
+            known = ", ".join(m.get("id", "?") for m in config.get("models", [])) or "none"
+            raise CommandError(f"no model {model!r} in the running configuration ({known})")
+        models[0]["package"] = str(package)
+        return await self._config_apply(config, message, user)
+
+    # -- demo faults ------------------------------------------------------------------------
+
+    def _demo(self) -> Any:
+        if self._engine.demo is None:
+            raise CommandError("fault injection exists only in the demo")
+        return self._engine.demo
+
+    def _demo_inject(self, fault: str, severity: float = 1.0) -> CommandResult:
+        demo = self._demo()
+        if fault not in demo.fault_kinds():
+            raise CommandError(
+                f"no fault {fault!r}; expected one of {', '.join(demo.fault_kinds())}"
+            )
+        demo.inject(fault, severity)
+        return {"ok": True, "message": f"fault {fault} injected"}
+
+    def _demo_clear(self, fault: str) -> CommandResult:
+        demo = self._demo()
+        demo.clear(fault)
+        return {"ok": True, "message": f"fault {fault} cleared"}
+
+    def _demo_toggle(self, fault: str) -> CommandResult:
+        demo = self._demo()
+        if fault in demo.active_faults():
+            return self._demo_clear(fault)
+        return self._demo_inject(fault)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def _snapshots(self) -> Any:
+        mgr = self._engine.snapshots
+        if mgr is None:
+            raise CommandError("this engine runs without a snapshot store")
+        return mgr
+
+    async def _config_apply(self, config: dict[str, Any], message: str, user: str) -> CommandResult:
+        from floorconsole.engine.snapshots import ApplyRefused
+
+        try:
+            result = await self._snapshots().apply(config, user=user, message=message)
+        except ApplyRefused as e:
+            return {"ok": False, "message": f"refused, nothing changed: {e}"}
+        return _applied(result)
+
+    async def _snapshot_rollback(self, snapshot: str, user: str) -> CommandResult:
+        from floorconsole.adapters.snapshot_store import SnapshotStoreError
+        from floorconsole.engine.snapshots import ApplyRefused
+
+        try:
+            result = await self._snapshots().rollback(snapshot, user=user)
+        except (ApplyRefused, SnapshotStoreError) as e:
+            return {"ok": False, "message": f"refused, nothing changed: {e}"}
+        return _applied(result)
+
+
+def _applied(result: Any) -> CommandResult:
+    """An apply's or rollback's outcome (engine.snapshots.ApplyResult) as the answer."""
+    return {
+        "ok": result.ok,
+        "message": result.message,
+        "snapshot": result.snapshot,
+        "seconds": round(result.seconds, 3),
+        "health": result.health,
+    }
+
+
+def _alarm_result(result: Any, message: str) -> CommandResult:
+    if isinstance(result, list):
+        result = result[0] if result else {"ok": False, "message": "no such alarm"}
+    if not result.get("ok", True):
+        return {"ok": False, "message": result.get("message") or result.get("error", "refused")}
+    return {"ok": True, "message": message}
+
+
+@contextmanager
+def _alarm_refusals() -> Iterator[None]:
+    """A refused alarm transition (shelving past 8 h, acknowledging an alarm that is
+    normal: AlarmError; an unknown alarm: KeyError) as a command error for the user."""
+    try:
+        yield
+    except (AlarmError, KeyError) as e:
+        raise CommandError(str(e).strip("'\"")) from None
