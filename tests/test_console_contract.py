@@ -104,7 +104,8 @@ def test_every_engine_stand_in_answers_every_call_of_the_contract() -> None:
 
 
 def test_every_command_is_described_once_and_handled_once() -> None:
-    from floorconsole.engine.commands import Commands
+    from floorconsole.core.audit import KINDS
+    from floorconsole.engine.commands import TIMEOUT_S, Commands, target_of
 
     # registering touches nothing of the engine's: no engine needed to see the table
     registered = set(Commands(None, None, None, dict).handlers)  # type: ignore[arg-type]
@@ -122,3 +123,14 @@ def test_every_command_is_described_once_and_handled_once() -> None:
         "snapshot.rollback",
         "model.import",
     }
+    for a in ACTIONS.values():
+        assert a.audit_kind in KINDS and a.timeout in TIMEOUT_S, a
+    # the audit record's target, as the five tables said before they were one
+    assert target_of(ACTIONS["alarm.ack"], {"alarm": "motor1.trip"}) == "motor1.trip"
+    assert target_of(ACTIONS["alarm.ack_all"], {"alarms": ["a", "b"]}) == "2 alarms"
+    assert target_of(ACTIONS["control.arm"], {"device": "drive1", "address": "co:10"}) == (
+        "drive1 co:10"
+    )
+    assert target_of(ACTIONS["config.apply"], {"config": {}, "message": "m"}) == "config"
+    assert target_of(ACTIONS["control.take"], {"session_token": "t"}) == "control"
+    assert target_of(ACTIONS["users.manage"], {"op": "add", "name": "op2"}) == "op2"

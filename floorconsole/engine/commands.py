@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from floorconsole.console import CommandError, CommandResult
 from floorconsole.core.alarms import AlarmError
-from floorconsole.core.auth import ACTIONS, ALARM_COUNT, DEVICE_POINT, GROUP, LONG, Action
+from floorconsole.core.auth import ACTIONS, ALARM_COUNT, DEVICE_POINT, GROUP, LONG, SHORT, Action
 
 if TYPE_CHECKING:
     from floorconsole.engine.manual import ManualWrites
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from floorconsole.engine.sessions import Sessions
 
 # Seconds the engine gives a command of each timeout class (core.auth.Action.timeout).
-TIMEOUT_S = {"short": 5.0, "long": 60.0}  # a long one includes a health check
+TIMEOUT_S = {SHORT: 5.0, LONG: 60.0}  # a long one includes a health check
 # Arguments an audit record does not repeat: who acts is its user column; a configuration is
 # its own snapshot; a PIN is never written down.
 NOT_AUDITED = ("user", "config", "pin", "session_token")
@@ -130,7 +130,7 @@ class Commands:
                 return await result
             return result
 
-        timeout = TIMEOUT_S[LONG if action.timeout == LONG else "short"]
+        timeout = TIMEOUT_S[action.timeout]
         result: CommandResult
         try:
             fut = asyncio.run_coroutine_threadsafe(call(), loop)

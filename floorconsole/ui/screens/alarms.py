@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -16,7 +17,7 @@ from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
 from floorconsole.console import AlarmView, Frame, Unavailable
-from floorconsole.ui.live import ShowsFrames, console_api
+from floorconsole.ui.live import ShowsFrames, console_api, console_app
 from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.status_bars import Bar
 
@@ -213,10 +214,10 @@ class AlarmScreen(ShowsFrames, Screen[None]):
             return None
         return self._shown[t.cursor_row]
 
-    def _run(self, name: str, **args: object) -> None:
+    def _run(self, name: str, **args: Any) -> None:
         # The engine takes who acts from the session and checks the role; a locked session
         # or a critical action gets the PIN prompt from the app, then one more try.
-        self.app.send_command(name, **args)  # type: ignore[attr-defined]
+        console_app(self).send_command(name, **args)
 
     def action_ack(self) -> None:
         a = self._selected()

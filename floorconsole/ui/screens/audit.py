@@ -17,7 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from floorconsole.console import Frame, Unavailable
-from floorconsole.ui.live import ShowsFrames, console_api
+from floorconsole.ui.live import ShowsFrames, console_api, console_app
 from floorconsole.ui.widgets.search_box import SearchBoxMixin
 from floorconsole.ui.widgets.status_bars import Bar
 
@@ -244,7 +244,7 @@ class AuditScreen(ShowsFrames, SearchBoxMixin, Screen[None]):
 
     def now(self) -> float:
         """The engine's wall clock as of the last frame (frozen in recordings), else ours."""
-        frame: Frame | None = getattr(self.app, "last_frame", None)
+        frame = console_app(self).last_frame
         return frame.t_wall if frame is not None else time.time()
 
     def audit_query(self) -> dict[str, Any]:

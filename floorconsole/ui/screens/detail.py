@@ -26,7 +26,7 @@ from floorconsole.console import Frame, History, HistoryPoint, SignalView, forma
 from floorconsole.core.history_format import csv_value, iso_utc_ms
 from floorconsole.core.units import parse_duration
 from floorconsole.ui.format import age_text, quality_text, stale_extra_s, value_text
-from floorconsole.ui.live import ShowsFrames, console_api
+from floorconsole.ui.live import ShowsFrames, console_api, console_app
 from floorconsole.ui.widgets.chart import TimeChart, WaveformChart, initial_quality
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
@@ -301,7 +301,7 @@ class SignalDetailScreen(ShowsFrames, Screen[None]):
 
     def on_mount(self) -> None:
         self._set("title", Text(f" {self.signal_id}", style="bold"))
-        frame = getattr(self.app, "last_frame", None)
+        frame = console_app(self).last_frame
         if frame is not None:
             self.show_frame(frame)
         self._show_range_line()
@@ -574,7 +574,7 @@ class SignalDetailScreen(ShowsFrames, Screen[None]):
         if self._shown is None:
             self.notify("nothing to export yet: the history is still loading", severity="warning")
             return
-        folder = Path(getattr(self.app, "export_dir", Path.cwd()))
+        folder = Path(console_app(self).export_dir)
         self._export(self._shown.request.since, self._shown.request.until, folder)
 
     @work(

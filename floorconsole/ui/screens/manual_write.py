@@ -19,7 +19,7 @@ from textual.widgets import Button, Input, Static
 
 from floorconsole.console import Frame, SignalView
 from floorconsole.ui.format import age_text
-from floorconsole.ui.live import ShowsFrames
+from floorconsole.ui.live import ShowsFrames, console_app
 
 # SignalView.source of a Modbus signal, as the engine writes it: "drive1 hr:0 float32".
 _MODBUS_SOURCE = re.compile(
@@ -188,7 +188,7 @@ class ManualWriteDialog(ShowsFrames, ModalScreen[None]):
             Input,
         ).focus()
         self._show_keys()
-        self._show_now(getattr(self.app, "last_frame", None))
+        self._show_now(console_app(self).last_frame)
         self.set_interval(COUNTDOWN_TICK_S, self._countdown)
 
     # -- what is typed --------------------------------------------------------------------
@@ -216,11 +216,11 @@ class ManualWriteDialog(ShowsFrames, ModalScreen[None]):
             if table == "hr"
             else "true/false for co, a number for hr"
         )
-        self._show_now(getattr(self.app, "last_frame", None))
+        self._show_now(console_app(self).last_frame)
 
     @on(Input.Changed, "#device")
     def _device_changed(self, event: Input.Changed) -> None:
-        self._show_now(getattr(self.app, "last_frame", None))
+        self._show_now(console_app(self).last_frame)
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -274,7 +274,7 @@ class ManualWriteDialog(ShowsFrames, ModalScreen[None]):
         self.run_worker(self._send_arm(dict(self.armed)), group="manual-write", exit_on_error=False)
 
     async def _send_arm(self, args: dict[str, Any]) -> None:
-        result = await self.app.command("control.arm", **args)  # type: ignore[attr-defined]
+        result = await console_app(self).command("control.arm", **args)
         self._armed_answer(result)
 
     def _armed_answer(self, result: dict[str, Any]) -> None:
@@ -344,7 +344,7 @@ class ManualWriteDialog(ShowsFrames, ModalScreen[None]):
         self.run_worker(self._send_write(self.token), group="manual-write", exit_on_error=False)
 
     async def _send_write(self, token: str) -> None:
-        result = await self.app.command("control.write", arm=token)  # type: ignore[attr-defined]
+        result = await console_app(self).command("control.write", arm=token)
         self._written(result)
 
     def _written(self, result: dict[str, Any]) -> None:
@@ -367,7 +367,7 @@ class ManualWriteDialog(ShowsFrames, ModalScreen[None]):
             self._state(
                 f"{REFUSED_SHAPE} NOT WRITTEN{what}: {self.message or 'refused'}", "-refused"
             )
-        self._show_now(getattr(self.app, "last_frame", None))
+        self._show_now(console_app(self).last_frame)
 
     def action_cancel(self) -> None:
         if self.phase in ("arming", "writing"):

@@ -242,4 +242,4 @@ class OverviewScreen(ShowsFrames, SearchBoxMixin, Screen[None]):
             self.notify("fault injection exists only in the demo", severity="warning")
             return
         fault = frame.demo.faults[index]
-        self.app.send_command("demo.toggle", fault=fault)  # type: ignore[attr-defined]
+        console_app(self).send_command("demo.toggle", fault=fault)

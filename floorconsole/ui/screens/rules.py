@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 
 from floorconsole.console import ConsoleAPI, Frame, RuleView, Unavailable, format_value
-from floorconsole.ui.live import ShowsFrames, console_api
+from floorconsole.ui.live import ShowsFrames, console_api, console_app
 from floorconsole.ui.screens.rule_editor import (
     ApplyDialog,
     RuleEditor,
@@ -188,7 +188,7 @@ class RulesScreen(ShowsFrames, Screen[None]):
             if isinstance(s, Mapping) and "id" in s and s.get("kind") != "waveform":
                 rng = s.get("range")
                 out[str(s["id"])] = (float(rng[0]), float(rng[1])) if rng else None
-        frame = self._frame or self.app.last_frame  # type: ignore[attr-defined]
+        frame = self._frame or console_app(self).last_frame
         if frame is not None:
             for v in frame.signals:
                 if v.kind == "waveform":
@@ -252,7 +252,7 @@ class RulesScreen(ShowsFrames, Screen[None]):
     def _open(self, editor: RuleEditor) -> None:
         def done(result: dict[str, Any] | None) -> None:
             if result is not None:
-                self.app.tick()  # type: ignore[attr-defined]
+                console_app(self).tick()
 
         self.app.push_screen(editor, done)
 
@@ -315,4 +315,4 @@ class RulesScreen(ShowsFrames, Screen[None]):
             severity="information" if ok else "error",
             timeout=12,
         )
-        self.app.tick()  # type: ignore[attr-defined]
+        console_app(self).tick()

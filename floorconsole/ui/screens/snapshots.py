@@ -16,7 +16,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Static
 
 from floorconsole.console import Frame, Unavailable
-from floorconsole.ui.live import ShowsFrames, console_api
+from floorconsole.ui.live import ShowsFrames, console_api, console_app
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
 
@@ -181,7 +181,7 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
         def answered(yes: bool | None) -> None:
             if yes:
                 self._message(f"rolling back to {r['short']} …")
-                self.app.send_command(  # type: ignore[attr-defined]
+                console_app(self).send_command(
                     "snapshot.rollback", snapshot=r["id"], then=self._rolled_back
                 )
 

@@ -7,6 +7,8 @@ from textual.app import ComposeResult
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
+from floorconsole.ui.live import console_app
+
 KIOSK_FIRST = ("leave_kiosk", "login", "help")
 
 
@@ -15,7 +17,7 @@ class ConsoleFooter(Footer):
 
     def compose(self) -> ComposeResult:
         items = list(super().compose())
-        if not getattr(self.app, "kiosk", False):
+        if not console_app(self).kiosk:
             yield from items
             return
 

@@ -24,6 +24,7 @@ from textual.strip import Strip
 
 from floorconsole.console import SignalView
 from floorconsole.ui.format import age_text, quality_cell, sparkline, stale_extra_s, value_cell
+from floorconsole.ui.live import console_app
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class SignalTable(ScrollView, can_focus=True):
 
     def show(self, rows: Sequence[SignalView | str], colors: Mapping[str, str]) -> None:
         # The rows are of the frame the app is showing; a stale one's ages keep growing.
-        self.extra_age_s = stale_extra_s(self.app, getattr(self.app, "last_frame", None))
+        self.extra_age_s = stale_extra_s(self.app, console_app(self).last_frame)
         longest = max((len(r.id) for r in rows if not isinstance(r, str)), default=22)
         cols = columns_for(max(30, self.size.width or 100), longest)
         keys = [_row_key(r) for r in rows]
