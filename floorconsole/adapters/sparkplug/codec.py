@@ -5,31 +5,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
 from floorconsole.core.quality import Quality
+from floorconsole.core.sparkplug import DataType, Metric
 
 # The quality codes Sparkplug hosts (Ignition's MQTT Engine among them) read from a metric's
 # "Quality" property: OPC DA style, 192 good, 64 uncertain, 0 bad.
 QUALITY_CODE = {Quality.GOOD: 192, Quality.UNCERTAIN: 64, Quality.BAD: 0}
 CODE_QUALITY = {v: k for k, v in QUALITY_CODE.items()}
 
-DataType = spb.DataType
-
-
-@dataclass(frozen=True, slots=True)
-class Metric:
-    """One metric of a payload: by name in a birth, by alias in data."""
-
-    name: str | None
-    alias: int | None
-    timestamp_ms: int
-    datatype: int
-    value: float | int | bool | str | None
-    quality: Quality = Quality.GOOD
-    reason: str = ""
-    historical: bool = False
+__all__ = ["DataType", "Metric", "decode", "encode"]
 
 
 def encode(metrics: Iterable[Metric], *, seq: int | None, timestamp_ms: int) -> bytes:
@@ -52,6 +38,11 @@ def encode(metrics: Iterable[Metric], *, seq: int | None, timestamp_ms: int) -> 
             pm.is_historical = True
         _set_value(pm, m.datatype, m.value)
         props = pm.properties
+        if m.unit:
+            props.keys.append("engUnit")
+            u = props.values.add()
+            u.type = DataType.String
+            u.string_value = m.unit
         props.keys.append("Quality")
         q = props.values.add()
         q.type = DataType.Int32
@@ -94,6 +85,7 @@ def decode(data: bytes) -> tuple[int | None, int, list[Metric]]:
         props = dict(zip(pm.properties.keys, pm.properties.values, strict=False))
         q = props.get("Quality")
         r = props.get("quality_reason")
+        u = props.get("engUnit")
         value: float | int | bool | str | None
         kind = pm.WhichOneof("value")
         if pm.is_null or kind is None:
@@ -118,6 +110,7 @@ def decode(data: bytes) -> tuple[int | None, int, list[Metric]]:
                 CODE_QUALITY.get(q.int_value, Quality.BAD) if q is not None else Quality.GOOD,
                 r.string_value if r is not None else "",
                 pm.is_historical,
+                u.string_value if u is not None else "",
             )
         )
     return (p.seq if p.HasField("seq") else None), p.timestamp, out
