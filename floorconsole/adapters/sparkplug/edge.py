@@ -409,8 +409,8 @@ class SparkplugEdge:
                     self._publish(client, topic, [])
                 continue
             u = self._latest[key]
-            device = u.device
-            if device is not None and not self._alive.get(device, False):
+            owner = u.device
+            if owner is not None and not self._alive.get(owner, False):
                 continue  # a dead device sends nothing; its DBIRTH carries the latest value
             value = metric_value(u.value)
             if not self._rbe.changed(key, value, u.quality, u.reason):
@@ -424,7 +424,7 @@ class SparkplugEdge:
                 u.quality,
                 u.reason,
             )
-            (per_device.setdefault(device, []) if device else node).append(m)
+            (per_device.setdefault(owner, []) if owner else node).append(m)
         flush()
 
     def _publish(self, client: mqtt.Client, topic: str, metrics: list[Metric]) -> None:
@@ -460,7 +460,7 @@ class SparkplugEdge:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
         if self.primary_host is not None and msg.topic == state_topic(self.primary_host):
-            online = parse_state(msg.payload).online
+            online = parse_state(bytes(msg.payload)).online
             with self._lock:
                 self._stats.host_online = online
             (self._host_online if online else self._host_offline).set()
@@ -470,7 +470,7 @@ class SparkplugEdge:
         if t is None or t.edge != self.edge:
             return
         try:
-            _seq, _ts, metrics = decode(msg.payload)
+            _seq, _ts, metrics = decode(bytes(msg.payload))
         except Exception as e:  # noqa: BLE001 - a host's malformed command is counted, not fatal
             self._error(f"undecodable {t.kind.value} on {msg.topic}: {e}")
             return
