@@ -134,3 +134,22 @@ def test_every_command_is_described_once_and_handled_once() -> None:
     assert target_of(ACTIONS["config.apply"], {"config": {}, "message": "m"}) == "config"
     assert target_of(ACTIONS["control.take"], {"session_token": "t"}) == "control"
     assert target_of(ACTIONS["users.manage"], {"op": "add", "name": "op2"}) == "op2"
+
+
+def test_every_screen_that_draws_frames_says_so_by_its_class() -> None:
+    # The app's tick hands frames to ShowsFrames screens only: one that defines show_frame
+    # without the base class would silently never be drawn.
+    import importlib
+    import inspect
+    import pkgutil
+
+    import floorconsole.ui as ui
+    from floorconsole.ui.live import ShowsFrames
+
+    drawn, forgotten = [], []
+    for m in pkgutil.walk_packages(ui.__path__, "floorconsole.ui."):
+        for _name, cls in inspect.getmembers(importlib.import_module(m.name), inspect.isclass):
+            if cls.__module__ == m.name and "show_frame" in vars(cls):
+                (drawn if issubclass(cls, ShowsFrames) else forgotten).append(cls.__name__)
+    assert "OverviewScreen" in drawn and "TrendScreen" in drawn
+    assert forgotten == [], f"show_frame without ShowsFrames: {forgotten}"
