@@ -281,3 +281,34 @@ async def test_writes_are_read_back_and_a_refusal_says_why(
     await got.until(lambda: src.link.state is LinkState.DOWN, 10, "down")
     with pytest.raises(OpcUaError, match="not connected: not applied"):
         await src.write("ns=2;s=Plant.Int16", 1)
+
+
+async def test_browse_shows_the_tree_with_types_and_values_and_the_plant_lines(
+    server: ServerProc,
+) -> None:
+    from floorconsole.adapters.opcua import browse
+    from floorconsole.core.opcua import plant_lines, tree_lines, variables
+
+    ep = OpcUaEndpoint("press2", f"opc.tcp://127.0.0.1:{server.port}/")
+    root = await browse(ep)
+    lines = tree_lines(root)
+    text = "\n".join(lines)
+    assert "Plant  ns=2;s=Plant" in text and "Server" not in text
+    assert any("Double  ns=2;s=Plant.Double  Double  2.25" in line for line in lines), text
+    assert any("Waveform" in line and "Double[]" in line for line in lines), text
+    plant = await browse(ep, "ns=2;s=Plant")
+    toml_text = plant_lines(
+        "press2", [v for v in variables(plant) if v.name in ("Double", "Int16")]
+    )
+    import tomllib
+
+    doc = tomllib.loads(toml_text)
+    assert [(d["id"], d["node"]) for d in doc["signals"]] == [
+        ("press2.int16", "ns=2;s=Plant.Int16"),
+        ("press2.double", "ns=2;s=Plant.Double"),
+    ]
+    assert all(d["device"] == "press2" for d in doc["signals"])
+    with pytest.raises(OpcUaError, match="BadNodeIdUnknown"):
+        await browse(ep, "ns=2;s=Nowhere")
+    with pytest.raises(OpcUaError, match="cannot connect"):
+        await browse(OpcUaEndpoint("x", f"opc.tcp://127.0.0.1:{free_port()}/", timeout_s=1.0))
