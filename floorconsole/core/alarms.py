@@ -192,10 +192,12 @@ class Alarm:
     def acknowledge(self, user: str) -> JournalEntry:
         if self.state is AlarmState.UNACK:
             self.acked_wall, self.acked_by = self.clock.wall(), user
-            return self._move(AlarmState.ACKED, user, "acknowledged")
+            return self._move(AlarmState.ACKED, user, "acknowledged", self.acked_wall)
         if self.state is AlarmState.RTN_UNACK:
             self.acked_wall, self.acked_by = self.clock.wall(), user
-            return self._move(AlarmState.NORMAL, user, "acknowledged after return to normal")
+            return self._move(
+                AlarmState.NORMAL, user, "acknowledged after return to normal", self.acked_wall
+            )
         raise AlarmError(f"alarm {self.id} is {STATE_TEXT[self.state]}; nothing to acknowledge")
 
     def confirm(self) -> None:
@@ -210,14 +212,15 @@ class Alarm:
             )
         if self.state in _OUT_OF_ANNUNCIATION:
             raise AlarmError(f"alarm {self.id} is {STATE_TEXT[self.state]}; it cannot be shelved")
+        now_wall = self.clock.wall()
         self.shelved_until_mono = self.clock.mono() + duration_s
-        self.shelved_until_wall = self.clock.wall() + duration_s
+        self.shelved_until_wall = now_wall + duration_s
         self.shelved_by = user
         self.shelved_reason = reason.strip()
         text = f"shelved for {_duration(duration_s)}"
         if self.shelved_reason:
             text += f": {self.shelved_reason}"
-        entry = self._move(AlarmState.SHELVED, user, text)
+        entry = self._move(AlarmState.SHELVED, user, text, now_wall)
         return _with_shelve(entry, self.shelved_until_wall, self.shelved_reason)
 
     def unshelve(self, user: str) -> JournalEntry:
@@ -278,11 +281,11 @@ class Alarm:
         self.text = last.text
         self.activations_total = history.activations
         self.condition = self.restored = self.state in _ACTIVE
-        if self.state in (*_ACTIVE, AlarmState.RTN_UNACK) and history.annunciated is not None:
+        if history.annunciated is not None:  # kept in every state, as in memory
             self.activated_wall = history.annunciated.t_wall
             self.activated_mono = now_mono - (now_wall - self.activated_wall)
             ack = history.acknowledged
-            if self.state is AlarmState.ACKED and ack is not None:
+            if ack is not None and ack.t_wall >= self.activated_wall:
                 self.acked_wall, self.acked_by = ack.t_wall, ack.by
         shelve = history.shelved
         if self.state is AlarmState.SHELVED and shelve is not None:
@@ -313,10 +316,14 @@ class Alarm:
         detail = text or self.message
         if self.chattering(now):
             detail += f" (chattering: {len(self._recent)} in {CHATTER_WINDOW_S:g} s)"
-        return self._move(AlarmState.UNACK, by, detail)
+        # The journal entry carries the activation time itself: a restart restores it exactly.
+        return self._move(AlarmState.UNACK, by, detail, self.activated_wall)
 
-    def _move(self, to: AlarmState, by: str, text: str) -> JournalEntry:
-        entry = JournalEntry(self.clock.wall(), self.id, self.state, to, by, text, self.priority)
+    def _move(
+        self, to: AlarmState, by: str, text: str, t_wall: float | None = None
+    ) -> JournalEntry:
+        t = self.clock.wall() if t_wall is None else t_wall
+        entry = JournalEntry(t, self.id, self.state, to, by, text, self.priority)
         self.state = to
         return entry
 
