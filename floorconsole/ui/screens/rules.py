@@ -164,7 +164,7 @@ class RulesScreen(Screen[None]):
             ("cond", "Condition", 28),
             ("value", "Value", 12),
             ("state", "State", 14),
-            ("timer", "Timer", 18),
+            ("timer", "Timer", 16),
             ("last", "Last on", 9),
             ("changes", "Ch/h", 5),
         ):
