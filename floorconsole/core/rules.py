@@ -769,6 +769,7 @@ class RuleEvaluator:
         self._changes = deque(old._changes)
         self._pending_since = None
         self.held = ""
+        self.restored = old.restored  # not yet confirmed since a start: the first input decides
 
     def feed(self, sample: Sample, now_mono: float) -> list[Transition]:
         self.last_sample = sample

@@ -131,6 +131,7 @@ class Control:
         the new settings, so a rule that is active and no longer should be releases (and
         writes its off value) instead of leaving the output on."""
         now = self.clock.mono()
+        self._read_back = old._read_back  # outputs still being read back at a start
         for rid, ev in self.evaluators.items():
             prev = old.evaluators.get(rid)
             if prev is None or prev.rule.signal != ev.rule.signal:
