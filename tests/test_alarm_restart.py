@@ -145,10 +145,16 @@ KEPT = (
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+@pytest.mark.parametrize(
+    ("how", "coil_lost"),
+    [(signal.SIGKILL, False), (signal.SIGTERM, False), (signal.SIGKILL, True)],
+    ids=["kill-9", "sigterm", "kill-9-device-forgot-the-trip"],
+)
 def test_alarms_and_a_latched_trip_survive_a_restart(
-    modbus_server: ModbusDeviceServer, tmp_path: Path, how: int
+    modbus_server: ModbusDeviceServer, tmp_path: Path, how: int, coil_lost: bool
 ) -> None:
+    """coil_lost: the device lost the trip coil while the engine was down (it restarted):
+    the engine reads it back first, then writes the latched trip again."""
     modbus_server.set("hr", 0, [100] * len(RULES))
     plant_file = plant(tmp_path, modbus_server.port)
     d = Driver(plant_file, tmp_path / "driver.log")
@@ -187,6 +193,8 @@ def test_alarms_and_a_latched_trip_survive_a_restart(
     rows_before, _ = journal(tmp_path / "data" / "alarms.db")
     # While the engine is down: one condition clears, the trip's stays clear.
     modbus_server.set("hr", RULES["gone"], [0])
+    if coil_lost:
+        modbus_server.set("co", TRIP_COIL, [False])
     co_writes, co_reads = modbus_server.writes["co"], modbus_server.requests["co"]
 
     d = Driver(plant_file, tmp_path / "driver.log")
@@ -214,16 +222,27 @@ def test_alarms_and_a_latched_trip_survive_a_restart(
         trip = {r["id"]: r for r in after["rules"]}["trip"]
         assert trip["active"] and trip["state_word"] == "LATCHED", trip
         assert modbus_server.get("co", TRIP_COIL) == [True]
-        assert modbus_server.writes["co"] == co_writes, "a write went out at the restart"
         assert modbus_server.requests["co"] > co_reads, "the trip's output was not read back"
         [write] = [a for a in trip["actions"] if a["kind"] == "write"]
-        assert write["last"]["ok"] and "as the rule left it" in write["last"]["text"], write
+        restored = [r for r in after["recent_actions"] if r["rule"] == "trip"]
+        if coil_lost:  # read back false first, then written again (and read back true)
+            assert modbus_server.writes["co"] == co_writes + 1
+            assert [(r["transition"], r["ok"]) for r in restored] == [
+                ("restore", False),
+                ("activate", True),
+            ], restored
+            assert "written again" in restored[0]["text"]
+        else:
+            assert modbus_server.writes["co"] == co_writes, "a write went out at the restart"
+            assert [r["transition"] for r in restored] == ["restore"], restored
+            assert "as the rule left it" in write["last"]["text"], write
+        assert write["last"]["ok"], write
     finally:
         d.stop(signal.SIGTERM)
 
     rows, events = journal(tmp_path / "data" / "alarms.db")
     assert events == ["engine started", "engine started"]
-    new_rows = rows[len(rows_before) :] if how == signal.SIGTERM else rows[len(rows_before) :]
+    new_rows = rows[len(rows_before) :]
     # Nothing re-annunciated; the only new transition is the one that cleared while down.
     assert [(a, f, t) for a, f, t, _ in new_rows] == [("rule:gone", "UNACK", "RTN_UNACK")]
     # The journal never contradicts itself: each transition starts where the last one ended.

@@ -631,6 +631,16 @@ class Control:
             elif _same(value, expected):
                 text = f"read back at start: {_value_text(value)}, as the rule left it"
                 self._record(rule, i, "write", action.target, tr, True, text)
+            elif rule.latch and self.config.enabled:
+                # A trip found not set (the device restarted meanwhile) is set again: a latched
+                # rule is protective, and only a reset releases it. Read first, then written.
+                text = (
+                    f"read back at start: {_value_text(value)}, but the latched rule left "
+                    f"{_value_text(expected)}: written again"
+                )
+                self._record(rule, i, "write", action.target, tr, False, text)
+                again = Transition(rule.id, "activate", self.clock.mono(), None, text)
+                await self._write(rule, i, action, again)
             else:
                 text = (
                     f"read back at start: {_value_text(value)}, but the rule left "
