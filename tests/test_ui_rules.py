@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from rich.text import Text
 
 from floorconsole.engine.replay import RecordedAPI
 from floorconsole.ui.app import make_app
-from floorconsole.ui.screens.rules import RulesScreen, rule_cells
+from floorconsole.ui.screens.rules import ResetDialog, RulesScreen, rule_cells
 
 RECORDING = Path(__file__).resolve().parents[1] / "fixtures" / "recordings" / "rule_held.json"
 
@@ -53,3 +54,35 @@ async def test_the_held_rule_is_shown_held_on_the_screen() -> None:
         assert isinstance(app.screen, RulesScreen)
         shown = str(app.screen.query_one("#actions").render())
         assert "current-high" in shown and "activation held" in shown
+
+
+async def test_f3_resets_a_latched_rule_with_a_reason() -> None:
+    api = RecordedAPI.load(RECORDING)
+    frame = api.frame()
+    tripped = tuple(
+        replace(r, latch=True, active=True, state="LATCHED", note="latched: the condition has")
+        if r.id == "trip-motor1"
+        else r
+        for r in frame.rules
+    )
+    api.set_frame(replace(frame, rules=tripped))
+    app = make_app(api, theme="isa101")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("f3")  # the rules screen
+        await pilot.pause(0.6)
+        await pilot.press("f3")  # reset the selected (latched) rule
+        await pilot.pause()
+        assert isinstance(app.screen, ResetDialog)
+        await pilot.press("enter")  # no reason: refused here, nothing sent
+        await pilot.pause()
+        assert isinstance(app.screen, ResetDialog) and not api.commands
+        await pilot.press(*"bearing replaced", "enter")
+        await pilot.pause(0.3)
+        await app.workers.wait_for_complete()
+        assert [(n, a["rule"], a["reason"]) for n, a in api.commands] == [
+            ("rule.reset", "trip-motor1", "bearing replaced")
+        ]
+        await pilot.press("down", "f3")  # a rule that does not latch: nothing to reset
+        await pilot.pause()
+        assert isinstance(app.screen, RulesScreen)

@@ -439,6 +439,17 @@ class ActionKindDialog(ModalScreen[str | None]):
 class ApplyDialog(ModalScreen[str | None]):
     """What will change and what the dry run says, and the message the snapshot keeps."""
 
+    # What the dialog says around its one required field (a subclass asks for another why).
+    PLACEHOLDER = "why (required), e.g. raise trip after bearing change"
+    HINT = (
+        "Enter applies: validated, swapped, health-checked (back by itself "
+        "if the check fails) · Esc goes back"
+    )
+    REQUIRED = (
+        "A message is required: say why. It is kept with the snapshot, so whoever "
+        "rolls back later knows what they undo."
+    )
+
     BINDINGS = [Binding("escape", "dismiss_none", "Back", key_display="Esc")]
     DEFAULT_CSS = """
     ApplyDialog { align: center middle; }
@@ -456,14 +467,9 @@ class ApplyDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.summary, id="summary")
-            yield Input(
-                placeholder="why (required), e.g. raise trip after bearing change", id="message"
-            )
+            yield Input(placeholder=self.PLACEHOLDER, id="message")
             yield Static("", id="error")
-            yield Static(
-                "Enter applies: validated, swapped, health-checked (back by itself "
-                "if the check fails) · Esc goes back"
-            )
+            yield Static(self.HINT)
 
     def on_mount(self) -> None:
         self.query_one("#message", Input).focus()
@@ -472,10 +478,7 @@ class ApplyDialog(ModalScreen[str | None]):
     def _submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         if not text:
-            self.query_one("#error", Static).update(
-                "A message is required: say why. It is kept with the snapshot, so whoever "
-                "rolls back later knows what they undo."
-            )
+            self.query_one("#error", Static).update(self.REQUIRED)
             return
         self.dismiss(text)
 

@@ -13,9 +13,8 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Input, Static
+from textual.screen import Screen
+from textual.widgets import DataTable
 
 from floorconsole.engine.api import format_value
 from floorconsole.engine.frames import Frame, RuleView
@@ -89,41 +88,12 @@ def actions_text(r: RuleView, colors: Mapping[str, str]) -> Text:
     return t
 
 
-class ResetDialog(ModalScreen[str | None]):
+class ResetDialog(ApplyDialog):
     """Why a latched rule (a trip) is reset: required, kept in the audit trail."""
 
-    BINDINGS = [Binding("escape", "dismiss_none", "Back", key_display="Esc")]
-    DEFAULT_CSS = """
-    ResetDialog { align: center middle; }
-    ResetDialog > Vertical { width: 70; height: auto; border: round $primary;
-                             background: $surface; padding: 0 1; }
-    ResetDialog #error { height: auto; color: $error; }
-    """
-
-    def __init__(self, summary: Text) -> None:
-        super().__init__()
-        self.summary = summary
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(self.summary)
-            yield Input(placeholder="why (required), e.g. bearing replaced, WO 1234", id="why")
-            yield Static("", id="error")
-            yield Static("Enter resets · Esc goes back")
-
-    def on_mount(self) -> None:
-        self.query_one("#why", Input).focus()
-
-    @on(Input.Submitted, "#why")
-    def _submitted(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if not text:
-            self.query_one("#error", Static).update("A reason is required: say what was done.")
-            return
-        self.dismiss(text)
-
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
+    PLACEHOLDER = "why (required), e.g. bearing replaced, WO 1234"
+    HINT = "Enter resets · Esc goes back"
+    REQUIRED = "A reason is required: say what was done. It is kept in the audit trail."
 
 
 class RulesScreen(Screen[None]):
