@@ -190,3 +190,35 @@ def test_parse_rules_keeps_latch_off_by_default() -> None:
         brokers=set(),
     )
     assert not problems and r.latch is False
+
+
+def test_reset_through_control_is_journaled_and_a_new_start_restores_the_latch(
+    tmp_path: Path,
+) -> None:
+    r = rule(latch=True, actions=(AlarmAction("critical", "sig tripped"),))
+    c, table, journal = control(tmp_path, r)
+    clock = c.clock
+    assert isinstance(clock, FakeClock)
+    c.on_samples([sample(60.0, clock)])
+    clock.advance(1)
+    c.on_samples([sample(40.0, clock)])  # clear, but latched
+    assert c.status()["rules"][0]["state_word"] == "LATCHED"
+    journal.flush()
+    # A start from this journal: the trip is still latched, its alarm still active.
+    c2, table2, journal2 = control(tmp_path, r)
+    c2.restore(journal2)
+    assert c2.evaluators["r"].latched and table2.get("rule:r").state is AlarmState.UNACK
+    with pytest.raises(ValueError, match="needs a reason"):
+        c2.reset("r", "eng1", "")
+    c2.on_samples([sample(70.0, c2.clock)])  # present again: confirmed, and no reset
+    with pytest.raises(ValueError, match="still present"):
+        c2.reset("r", "eng1", "checked")
+    c2.on_samples([sample(30.0, c2.clock)])
+    assert c2.reset("r", "eng1", "bearing replaced")["ok"]
+    alarm = table2.get("rule:r")
+    assert alarm.state is AlarmState.RTN_UNACK and alarm.text == "reset by eng1: bearing replaced"
+    journal2.flush()
+    last = journal2.rule_states()["r"]
+    assert (last.event, last.active, last.by) == ("reset", False, "eng1")
+    journal.close()
+    journal2.close()

@@ -234,7 +234,16 @@ class Control:
 
     # -- actions ---------------------------------------------------------------------------
 
-    def _handle(self, rule: RuleConfig, transitions: list[Transition]) -> None:
+    def _handle(
+        self,
+        rule: RuleConfig,
+        transitions: list[Transition],
+        *,
+        event: str | None = None,
+        by: str = "rule",
+    ) -> None:
+        """Run the actions of these transitions; event and by name a change someone made
+        (a reset by a user) in the journal's rule record."""
         for tr in transitions:
             log.info("rule %s: %s: %s", rule.id, tr.kind, tr.reason)
             if tr.kind == "held":
@@ -247,7 +256,7 @@ class Control:
                     alarm.confirm()
                 continue
             # Journaled before it takes effect: a write waits for this record (flush).
-            self._record_rule(rule.id, tr.kind, tr.kind == "activate", "rule", tr.reason)
+            self._record_rule(rule.id, event or tr.kind, tr.kind == "activate", by, tr.reason)
             for i, action in enumerate(rule.actions):
                 if isinstance(action, AlarmAction):
                     self._alarm(rule, i, action, tr)
@@ -530,7 +539,7 @@ class Control:
             raise ValueError(f"no rule {rule_id!r} in this configuration (rules: {known})")
         known_input = ev.input_ok
         tr = ev.reset(self.clock.mono(), f"reset by {user}: {reason.strip()}")
-        self._handle(ev.rule, [tr])
+        self._handle(ev.rule, [tr], event="reset", by=user)
         message = f"rule {rule_id} reset: its outputs release"
         if not known_input:
             message += (

@@ -544,6 +544,8 @@ class Engine:
                     await asyncio.gather(task, return_exceptions=True)
             await self.active.stop()
             if self.journal is not None:
+                # A start with no stop before it in the journal: the engine died (kill -9).
+                self.journal.record_event(self.clock.wall(), "engine stopped", self.config_id)
                 self.journal.close()
             self.audit_event("engine stopped", {"configuration": self.config_id})
             self._close_audit()
