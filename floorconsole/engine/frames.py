@@ -134,6 +134,7 @@ class AlarmView:
     shelved_by: str
     chattering: bool
     activations_total: int
+    shelved_reason: str = ""  # why it was shelved (ISA-18.2: a shelve has a reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,10 @@ class RuleView:
     changes_last_hour: int
     note: str  # why it is held (cap reached, quality policy), or ""
     actions: tuple[ActionView, ...]
+    # NORMAL | ACTIVE | LATCHED | HELD | NOT APPLIED | DISABLED: never NORMAL while the rule
+    # is held by its cap or could not act ("" in recordings made before it existed)
+    state: str = ""
+    latch: bool = False  # the rule latches: once active, only a reset releases it
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.config import DerivedPoint, PlantConfig, SignalConfig
 from floorconsole.core.links import LinkStats
 from floorconsole.core.quality import Quality
-from floorconsole.core.rules import ActionRecord, ControlConfig, PublishAction
+from floorconsole.core.rules import ActionRecord, ControlConfig, PublishAction, RuleEvent
 from floorconsole.core.sample import Sample
 from floorconsole.engine.control import Journal
 from floorconsole.engine.hub import Hub
@@ -75,6 +75,14 @@ class _JournalProxy:
     def record_action(self, record: ActionRecord) -> None:
         if self._engine.journal is not None:
             self._engine.journal.record_action(record)
+
+    def record_rule(self, event: RuleEvent) -> None:
+        if self._engine.journal is not None:
+            self._engine.journal.record_rule(event)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        journal = self._engine.journal
+        return journal.flush(timeout) if journal is not None else True
 
 
 class Configuration:
@@ -196,6 +204,7 @@ class Configuration:
             p = DevicePoller(d, sigs, self.hub, self.clock, self.links[d.id])
             self.pollers[d.id] = p
             self.control.writers[d.id] = p.write
+            self.control.readers[d.id] = p.read_point
             self._tasks.append(asyncio.create_task(p.run(), name=f"poll {d.id}"))
         for b in self.plant.brokers:
             if b.id not in self.links:
@@ -226,6 +235,7 @@ class Configuration:
         self.pollers.clear()
         self.clients.clear()
         self.control.writers.clear()
+        self.control.readers.clear()
 
     def tick(self) -> None:
         """Every watchdog period: staleness of plant signals and of model inputs, rule timers,
@@ -492,7 +502,11 @@ class Engine:
             from floorconsole.adapters.alarm_journal import AlarmJournal
 
             self.journal = AlarmJournal(self.data_dir / "alarms.db")
+            # Alarms and rule outputs as they were when the engine last ran, before any input.
+            restored = self.active.control.restore(self.journal)
+            self.journal.record_event(self.clock.wall(), "engine started", restored)
             await self.active.start(self._loop)
+            self.active.control.start_read_back()
             watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
             log.info(
                 "engine started: configuration %s, %d devices, %d brokers, %d signals, data in %s",
@@ -530,6 +544,8 @@ class Engine:
                     await asyncio.gather(task, return_exceptions=True)
             await self.active.stop()
             if self.journal is not None:
+                # A start with no stop before it in the journal: the engine died (kill -9).
+                self.journal.record_event(self.clock.wall(), "engine stopped", self.config_id)
                 self.journal.close()
             self.audit_event("engine stopped", {"configuration": self.config_id})
             self._close_audit()

@@ -95,6 +95,7 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
             ),
             KeyHelp(("n",), "add a rule from a template"),
             KeyHelp(("t",), "enable or disable the selected rule (here t is not the theme)"),
+            KeyHelp(("f3",), "reset the selected latched rule (a trip) once clear, with why"),
             KeyHelp(("escape", "backspace"), "back to the overview"),
             KeyHelp(
                 ("tab", "shift+tab"), "rule editor: next or previous field (Enter moves on too)"
