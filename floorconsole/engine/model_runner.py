@@ -234,7 +234,7 @@ class ModelRunner:
             log.error(
                 "model %s: package unusable (%s); running the stored copy %s %s (%s) from %s",
                 model.id,
-                problem.splitlines()[0],
+                _one_line(problem),
                 copy.name,
                 copy.version,
                 copy.sha256[:12],
@@ -244,7 +244,7 @@ class ModelRunner:
         log.error(
             "model %s: package unusable and no stored copy: running without it (%s)",
             model.id,
-            problem.splitlines()[0],
+            _one_line(problem),
         )
         return cls(model, None, clock, stale_after_s=stale_after_s, load_error=problem)
 
@@ -365,7 +365,7 @@ class ModelRunner:
             return self._bad(*why, now=now, all_outputs=True)
 
     def _not_running(self) -> str:
-        why = (self.package_problem or self.last_load_error or "no package").splitlines()[0]
+        why = _one_line(self.package_problem or self.last_load_error or "no package")
         return f"no model running: {why}"
 
     def _stale_reason(self, now: float) -> tuple[Reason, str] | None:
@@ -725,7 +725,7 @@ class ModelRunner:
                 m = self.model
                 return (
                     "high",
-                    f"model {mid}: package unusable ({self.package_problem.splitlines()[0]}); "
+                    f"model {mid}: package unusable ({_one_line(self.package_problem)}); "
                     f"running the stored copy {m.name} {m.version} ({m.sha256[:12]}) from "
                     f"{self.stored_copy}",
                 )
@@ -863,6 +863,12 @@ def _far_outside(model: OnnxModel, feats: np.ndarray) -> tuple[str, bool]:
     if worst > FAR_OUTSIDE:
         return f"{name} at {worst:.3g} standard deviations (limit {FAR_OUTSIDE:g})", False
     return "", False
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """A package error of several lines ("…: 2 problems" and one per line) as one line."""
+    line = "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _try_load(model: ModelConfig, path: Path) -> OnnxModel | str:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from floorconsole.adapters.uplink import Uplink
     from floorconsole.adapters.users import UserStore
     from floorconsole.engine.attach import AttachServer
-    from floorconsole.engine.model_runner import ModelRunner
+    from floorconsole.engine.model_runner import ModelRunner, PackageFallback
     from floorconsole.engine.snapshots import SnapshotManager
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,12 @@ class Configuration:
         loop_getter: Callable[[], asyncio.AbstractEventLoop | None],
         alarms: AlarmTable,
         journal: Journal | None = None,
+        package_fallback: PackageFallback | None = None,
     ) -> None:
         from floorconsole.engine.control import Control
 
         self.plant = plant
+        self._package_fallback = package_fallback
         self.clock = clock
         self.config_id = config_id(plant)
         self._loop_getter = loop_getter
@@ -136,7 +138,9 @@ class Configuration:
 
         runners: dict[str, ModelRunner] = {}
         for m in self.plant.models:
-            r = ModelRunner.from_config(m, self.clock, stale_after_s=self.hub.stale_after)
+            r = ModelRunner.from_config(
+                m, self.clock, stale_after_s=self.hub.stale_after, fallback=self._package_fallback
+            )
             outs = [
                 SignalConfig(
                     id=o.id,
@@ -267,12 +271,15 @@ class Engine:
         demo: DemoControl | None = None,
         lock: DataDirLock | None = None,
         idle_lock_s: float | None = None,
+        package_fallback: PackageFallback | None = None,
     ) -> None:
         from floorconsole.adapters.historian import Historian
 
         self.clock = clock or SystemClock()
         self.data_dir = Path(data_dir or plant.edge.data_dir)
         self.demo = demo
+        # Stored copies of a model package that cannot be used (the snapshot store's)
+        self.package_fallback = package_fallback
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
         if plant.uplink is not None:
@@ -352,6 +359,7 @@ class Engine:
             loop_getter=lambda: self._loop,
             alarms=self.alarms,
             journal=self._journal_proxy,
+            package_fallback=self.package_fallback,
         )
         cfg.control.audit = self.audit
         cfg.control.audit_now = self.audit_now
