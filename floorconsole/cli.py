@@ -165,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", default=None, help="end: a duration back from now or an ISO time (default now)"
     )
     h.add_argument("--format", choices=("csv", "json"), default="csv")
+    h.add_argument(
+        "--quality",
+        action="store_true",
+        help="export the quality changes instead of the values: when each signal turned "
+        "GOOD, UNCERTAIN or BAD, and why",
+    )
     h.set_defaults(func=cmd_history)
 
     sn = sub.add_parser(
@@ -558,7 +564,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             f"no history for {', '.join(missing)}; recorded signals: "
             f"{', '.join(sorted(known)) or 'none'}"
         )
-    reader.export(args.signals, since, until, args.format, sys.stdout)
+    export = reader.export_quality if args.quality else reader.export
+    export(args.signals, since, until, args.format, sys.stdout)
     return 0
 
 

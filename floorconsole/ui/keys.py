@@ -56,6 +56,7 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
             KeyHelp(("f4", "M"), "the model: drift of each feature against its training data"),
             KeyHelp(("f5", "S"), "snapshots: every configuration that ran, diff, one-key rollback"),
             KeyHelp(("U",), "uplink: plant broker, backlog, drain progress and time left, drops"),
+            KeyHelp(("L",), "links: each device and broker, bad payloads and values by reason"),
             KeyHelp(("escape",), "clear the search"),
         ),
     ),
