@@ -241,3 +241,50 @@ def test_malformed_payloads_counted_shown_logged_kept_and_exported(
         check=True,
     ).stdout
     assert len(json.loads(as_json)) == len(rows)
+
+
+# --- the link detail screen ------------------------------------------------------------------
+
+
+async def test_link_detail_screen_shows_counts_by_reason() -> None:
+    import dataclasses
+
+    from floorconsole.engine.replay import RecordedAPI
+    from floorconsole.ui.app import make_app
+    from floorconsole.ui.screens.links import LinksScreen
+    from tests.test_ui_snapshots import RECORDINGS
+
+    api = RecordedAPI.load(RECORDINGS / "overview.json")
+    frame = api.frame()
+    broker = next(ln for ln in frame.links if ln.kind == "broker")
+    counted = dataclasses.replace(
+        broker,
+        malformed=1243,
+        bad_payloads_by_reason=(("not_json", 1200), ("missing_key", 43)),
+        malformed_by_reason=(
+            ("motor1.vibration.x", "not_json", 1200),
+            ("motor1.vibration.y", "not_json", 1200),
+            ("motor1.vibration.x", "missing_key", 43),
+        ),
+    )
+    links = tuple(counted if ln.id == broker.id else ln for ln in frame.links)
+    api.set_frame(dataclasses.replace(frame, links=links))
+    app = make_app(api)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("L")
+        await pilot.pause()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, LinksScreen)
+        text = screen.text
+        assert f"broker {broker.id}" in text
+        assert "bad payloads 1,243" in text
+        assert "not_json" in text and "1,200" in text and "missing_key" in text
+        assert "motor1.vibration.y" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, LinksScreen)
+        await pilot.click("#links")  # the link bar opens it too
+        await pilot.pause()
+        assert isinstance(app.screen, LinksScreen)

@@ -173,7 +173,10 @@ def _model_view(st: dict[str, Any]) -> ModelView:
                 key=lambda f: -f.psi,
             )
         ),
-        load_error=st["load_error"] or "",
+        # not running: why the configured package could not be used, not the stand-in's error
+        load_error=(st.get("package_problem") if not st["running"] else "")
+        or st["load_error"]
+        or "",
     )
 
 
