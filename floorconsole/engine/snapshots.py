@@ -332,9 +332,12 @@ def open_engine(
             assert plant_raw is not None
             active = store.active()
             known = {s.id for s in store.list()}
+            files = read_model_files(plant_raw, base_dir, unreadable=stand_ins)
+            for mid in stand_ins:  # as for a plant file: a stored package stands in
+                files[mid] = store.stand_in(mid)
             snap = store.put(
                 plant_raw,
-                read_model_files(plant_raw, base_dir),
+                files,
                 author=user,
                 message=source or "configuration given at start",
                 parent=active.snapshot if active is not None else None,
