@@ -221,6 +221,8 @@ def test_malformed_payloads_counted_shown_logged_kept_and_exported(
     assert rows and set(rows[0]) == {"time", "signal", "quality", "detail"}
     bad = [r for r in rows if r["quality"] == "BAD decoding error"]
     assert any(r["detail"].startswith("not_json: ") for r in bad), rows
+    assert any(r["detail"].startswith("wrong_type: ") for r in bad), "a new reason is a change"
+    assert any(r["detail"].startswith("missing_key: ") for r in bad), rows
     assert [r["quality"] for r in rows].count("GOOD") >= 2, f"and when it came back: {rows}"
     as_json = subprocess.run(
         [
