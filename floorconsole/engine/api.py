@@ -174,7 +174,10 @@ def _model_view(st: dict[str, Any]) -> ModelView:
                 key=lambda f: -f.psi,
             )
         ),
-        load_error=st["load_error"] or "",
+        # not running: why the configured package could not be used, not the stand-in's error
+        load_error=(st.get("package_problem") if not st["running"] else "")
+        or st["load_error"]
+        or "",
     )
 
 
@@ -230,8 +233,9 @@ class EngineAPI:
                     reconnects=ls.reconnects,
                     last_error=ls.last_error,
                     messages=ls.messages,
-                    malformed=sum(n for _s, _r, n in by_reason),
+                    malformed=ls.bad_payloads,
                     malformed_by_reason=by_reason,
+                    bad_payloads_by_reason=tuple(sorted(ls.bad_payload_reasons.items())),
                 )
             )
         hub = e.hub

@@ -43,8 +43,10 @@ class LinkView:
     reconnects: int
     last_error: str
     messages: int
-    malformed: int
-    malformed_by_reason: tuple[tuple[str, str, int], ...] = ()  # (signal, reason, count)
+    malformed: int  # payloads that lost a value, each counted once however many signals read it
+    malformed_by_reason: tuple[tuple[str, str, int], ...] = ()  # bad values: (signal, reason, n)
+    # payloads by reason (a payload with two reasons under both; bad_time: values kept)
+    bad_payloads_by_reason: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,9 @@ def frame_from_dict(d: dict) -> Frame:  # type: ignore[type-arg]
             **{
                 **ln,
                 "malformed_by_reason": tuple(tuple(x) for x in ln.get("malformed_by_reason", ())),
+                "bad_payloads_by_reason": tuple(
+                    tuple(x) for x in ln.get("bad_payloads_by_reason", ())
+                ),
             }
         )
         for ln in d["links"]

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from floorconsole.adapters.uplink import Uplink
     from floorconsole.adapters.users import UserStore
     from floorconsole.engine.attach import AttachServer
-    from floorconsole.engine.model_runner import ModelRunner
+    from floorconsole.engine.model_runner import ModelRunner, PackageFallback
     from floorconsole.engine.snapshots import SnapshotManager
 
 log = logging.getLogger(__name__)
@@ -102,10 +102,12 @@ class Configuration:
         loop_getter: Callable[[], asyncio.AbstractEventLoop | None],
         alarms: AlarmTable,
         journal: Journal | None = None,
+        package_fallback: PackageFallback | None = None,
     ) -> None:
         from floorconsole.engine.control import Control
 
         self.plant = plant
+        self._package_fallback = package_fallback
         self.clock = clock
         self.config_id = config_id(plant)
         self._loop_getter = loop_getter
@@ -144,7 +146,9 @@ class Configuration:
 
         runners: dict[str, ModelRunner] = {}
         for m in self.plant.models:
-            r = ModelRunner.from_config(m, self.clock, stale_after_s=self.hub.stale_after)
+            r = ModelRunner.from_config(
+                m, self.clock, stale_after_s=self.hub.stale_after, fallback=self._package_fallback
+            )
             outs = [
                 SignalConfig(
                     id=o.id,
@@ -241,6 +245,9 @@ class Configuration:
         """Every watchdog period: staleness of plant signals and of model inputs, rule timers,
         and system alarms from the state of links and models."""
         self.hub.check_stale()
+        now = self.clock.mono()
+        for c in self.clients.values():
+            c.log_bad_input(now)
         for r in self.models.values():
             out = r.check()
             if out:
@@ -277,12 +284,15 @@ class Engine:
         demo: DemoControl | None = None,
         lock: DataDirLock | None = None,
         idle_lock_s: float | None = None,
+        package_fallback: PackageFallback | None = None,
     ) -> None:
         from floorconsole.adapters.historian import Historian
 
         self.clock = clock or SystemClock()
         self.data_dir = Path(data_dir or plant.edge.data_dir)
         self.demo = demo
+        # Stored copies of a model package that cannot be used (the snapshot store's)
+        self.package_fallback = package_fallback
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
         if plant.uplink is not None:
@@ -329,6 +339,8 @@ class Engine:
         self._rate: deque[tuple[float, int]] = deque(maxlen=50)
         self._counted = 0  # samples of earlier configurations, so the rate survives a swap
         self._cache_errors = self._cache_dropped = 0
+        self._counts_saved = -1e9  # monotonic time the bad-input counters last went out
+        self._counts_written: dict[tuple[str, str, str], int] = {}
         self.ingest_rate = 0.0
         self.attach = True  # consoles in other processes attach at DATA_DIR/engine.sock
         self.attach_server: AttachServer | None = None  # while running, if it could listen
@@ -347,6 +359,35 @@ class Engine:
             self.alarms.clear_system("cache_trouble", "history", "commits again")
         self._cache_errors, self._cache_dropped = st.errors, st.dropped
 
+    def _restore_input_counts(self) -> None:
+        """Bad-input counters of earlier runs (the historian keeps them), back on the links."""
+        try:
+            kept = self.historian.input_counts()
+        except Exception as e:  # noqa: BLE001 - counters are worth a log line, not a start
+            log.error("bad-input counters of earlier runs not read: %s", e)
+            return
+        by_link: dict[str, dict[tuple[str, str], int]] = {}
+        for (link, signal, reason), n in kept.items():
+            by_link.setdefault(link, {})[(signal, reason)] = n
+        for link, counts in by_link.items():
+            if link in self.links:
+                self.links[link].restore_input_counts(counts)
+        self._counts_written = dict(kept)
+
+    def _persist_input_counts(self) -> None:
+        """The links' bad-input totals to the historian when they changed: written with its
+        next batch, so they survive a restart (a kill -9 loses about a second of them)."""
+        self._counts_saved = self.clock.mono()
+        now = {
+            (link_id, signal, reason): n
+            for link_id, stats in list(self.links.items())
+            for (signal, reason), n in stats.input_counts().items()
+        }
+        changed = {k: n for k, n in now.items() if self._counts_written.get(k) != n}
+        if changed:
+            self.historian.set_input_counts(changed)
+            self._counts_written.update(changed)
+
     def _uplink_alarm(self, entry: JournalEntry) -> None:
         if self.outbox is not None:
             from floorconsole.core.uplink import alarm_record
@@ -362,6 +403,7 @@ class Engine:
             loop_getter=lambda: self._loop,
             alarms=self.alarms,
             journal=self._journal_proxy,
+            package_fallback=self.package_fallback,
         )
         cfg.control.audit = self.audit
         cfg.control.audit_now = self.audit_now
@@ -497,6 +539,7 @@ class Engine:
         attach: AttachServer | None = None
         try:
             self.historian.start()
+            self._restore_input_counts()
             if self.uplink is not None:
                 self.uplink.start()
             from floorconsole.adapters.alarm_journal import AlarmJournal
@@ -543,6 +586,7 @@ class Engine:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
             await self.active.stop()
+            self._persist_input_counts()
             if self.journal is not None:
                 # A start with no stop before it in the journal: the engine died (kill -9).
                 self.journal.record_event(self.clock.wall(), "engine stopped", self.config_id)
@@ -586,6 +630,9 @@ class Engine:
             # The machine did not stop for the swap: no second start-up settling time.
             new._enabled_at.update(old._enabled_at)
         await old.stop()
+        for link_id, stats in new.links.items():  # bad-input counters go on, not from 0
+            if link_id in old.links:
+                stats.restore_input_counts(old.links[link_id].input_counts())
         self._counted += old.hub.samples_in
         self.active = new
         await new.start(self._loop)
@@ -598,6 +645,8 @@ class Engine:
             self.active.tick()
             self._cache_alarm()
             self._sync_audit()
+            if self.clock.mono() - self._counts_saved >= 1.0:
+                self._persist_input_counts()
             now = self.clock.mono()
             total = self.samples_in
             self._rate.append((now, total))

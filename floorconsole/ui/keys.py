@@ -60,6 +60,7 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
             KeyHelp(("U",), "uplink: plant broker, backlog, drain progress and time left, drops"),
             KeyHelp(("p",), "pin the selected signal for the trend (four at most; again: unpin)"),
             KeyHelp(("T",), "trend: the pinned signals together, each on its own scale"),
+            KeyHelp(("L",), "links: each device and broker, bad payloads and values by reason"),
             KeyHelp(("escape",), "clear the search"),
         ),
     ),
