@@ -242,8 +242,8 @@ class History:
 def _tuple_of(cls: type, items: object) -> tuple:  # type: ignore[type-arg]
     return tuple(
         cls(**i) if isinstance(i, dict) else tuple(i) if isinstance(i, list) else i
-        for i in (items or ())
-    )  # type: ignore[attr-defined]
+        for i in (items or ())  # type: ignore[attr-defined]
+    )
 
 
 def signal_view_from_dict(d: dict) -> SignalView:  # type: ignore[type-arg]
