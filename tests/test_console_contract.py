@@ -117,6 +117,7 @@ def test_every_command_is_described_once_and_handled_once() -> None:
         "config.apply",
         "snapshot.rollback",
         "model.import",
+        "rule.reset",
     }
     assert {n for n, a in ACTIONS.items() if a.timeout == "long"} == {
         "config.apply",

@@ -45,8 +45,10 @@ class LinkView:
     reconnects: int
     last_error: str
     messages: int
-    malformed: int
-    malformed_by_reason: tuple[tuple[str, str, int], ...] = ()  # (signal, reason, count)
+    malformed: int  # payloads that lost a value, each counted once however many signals read it
+    malformed_by_reason: tuple[tuple[str, str, int], ...] = ()  # bad values: (signal, reason, n)
+    # payloads by reason (a payload with two reasons under both; bad_time: values kept)
+    bad_payloads_by_reason: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,7 @@ class AlarmView:
     shelved_by: str
     chattering: bool
     activations_total: int
+    shelved_reason: str = ""  # why it was shelved (ISA-18.2: a shelve has a reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,10 @@ class RuleView:
     changes_last_hour: int
     note: str  # why it is held (cap reached, quality policy), or ""
     actions: tuple[ActionView, ...]
+    # NORMAL | ACTIVE | LATCHED | HELD | NOT APPLIED | DISABLED: never NORMAL while the rule
+    # is held by its cap or could not act ("" in recordings made before it existed)
+    state: str = ""
+    latch: bool = False  # the rule latches: once active, only a reset releases it
 
 
 @dataclass(frozen=True, slots=True)

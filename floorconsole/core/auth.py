@@ -159,6 +159,15 @@ ACTIONS: dict[str, Action] = _table(
         needs_control=True,
     ),
     Action(
+        "rule.reset",
+        Role.ENGINEER,
+        False,
+        "reset a latched rule (a trip) once clear",
+        "rule_reset",
+        "rule",
+        needs_control=True,
+    ),
+    Action(
         "control.write",
         Role.ENGINEER,
         True,

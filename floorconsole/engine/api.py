@@ -138,8 +138,9 @@ class EngineAPI:
                     reconnects=ls.reconnects,
                     last_error=ls.last_error,
                     messages=ls.messages,
-                    malformed=sum(n for _s, _r, n in by_reason),
+                    malformed=ls.bad_payloads,
                     malformed_by_reason=by_reason,
+                    bad_payloads_by_reason=tuple(sorted(ls.bad_payload_reasons.items())),
                 )
             )
         hub = e.hub

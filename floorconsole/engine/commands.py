@@ -64,6 +64,7 @@ class Commands:
             "alarm.ack_all": self._alarm_ack_all,
             "alarm.shelve": self._alarm_shelve,
             "alarm.unshelve": self._alarm_unshelve,
+            "rule.reset": self._rule_reset,
             "demo.inject": self._demo_inject,
             "demo.clear": self._demo_clear,
             "demo.toggle": self._demo_toggle,
@@ -160,15 +161,28 @@ class Commands:
         done = sum(1 for r in results if r.get("ok", True))
         return {"ok": True, "message": f"{done} alarm(s) acknowledged", "results": results}
 
-    def _alarm_shelve(self, alarm: str, duration_s: float, user: str) -> CommandResult:
+    def _alarm_shelve(
+        self, alarm: str, duration_s: float, user: str, reason: str = ""
+    ) -> CommandResult:
         with _alarm_refusals():
-            entry = self._engine.active.control.shelve(alarm, float(duration_s), user)
-        return _alarm_result(entry, f"{alarm} shelved for {float(duration_s) / 60:g} min")
+            entry = self._engine.active.control.shelve(alarm, float(duration_s), user, str(reason))
+        return _alarm_result(
+            entry, f"{alarm} shelved for {float(duration_s) / 60:g} min: {str(reason).strip()}"
+        )
 
     def _alarm_unshelve(self, alarm: str, user: str) -> CommandResult:
         with _alarm_refusals():
             entry = self._engine.active.control.unshelve(alarm, user)
         return _alarm_result(entry, f"{alarm} unshelved")
+
+    # -- rules ------------------------------------------------------------------------------
+
+    def _rule_reset(self, rule: str, user: str, reason: str = "") -> CommandResult:
+        """Release a latched rule (a trip) once its condition has cleared."""
+        try:
+            return self._engine.active.control.reset(rule, user, str(reason))
+        except ValueError as e:
+            raise CommandError(str(e)) from None
 
     # -- manual writes: arm, then confirm ----------------------------------------------------
 
