@@ -454,7 +454,7 @@ def _run_engine(
 
 def cmd_attach(args: argparse.Namespace) -> int:
     from floorconsole.engine.attach import socket_path
-    from floorconsole.engine.remote import EngineUnreachable, RemoteAPI
+    from floorconsole.engine.remote import EngineRefused, EngineUnreachable, RemoteAPI
 
     path = Path(args.socket) if args.socket else socket_path(_data_dir(args))
     # The terminal belongs to Textual, and the engine keeps its own log: say nothing here.
@@ -462,6 +462,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     api = RemoteAPI(path, refresh_hz=args.refresh)
     try:
         api.connect()
+    except EngineRefused as e:
+        raise UserError(str(e)) from None
     except EngineUnreachable as e:
         why = str(e).split(": ", 1)[-1]
         raise UserError(
