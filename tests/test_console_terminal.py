@@ -260,17 +260,17 @@ def test_tmux_kill_session_ends_the_console_and_logs_it_out(engine: Engine) -> N
             text=True,
         )
     )
+
+    def pane() -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
+        ).stdout
+
     try:
-        wait_for(
-            lambda: (
-                "floorconsole"
-                in subprocess.run(
-                    ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
-                ).stdout
-            ),
-            15,
-            "the console drawn",
-        )
+        try:
+            wait_for(lambda: "motor1" in pane(), 15, "the console drawn")
+        except AssertionError:
+            raise AssertionError(f"the console not drawn in tmux within 15 s:\n{pane()}") from None
         for keys in (["F9"], ["op1"], ["Tab"], [PIN["op1"]], ["Enter"]):
             subprocess.run(["tmux", "send-keys", "-t", name, *keys], check=True)
             time.sleep(0.4)
