@@ -84,7 +84,9 @@ def ingest(watch: RemoteAPI, seconds: float) -> float:
 def engine_proc() -> Iterator[EngineProcess]:
     folder = short_dir()
     try:
-        with EngineProcess(folder, signals=100, poll_ms=20) as e:
+        # 2,500 samples/s: well within what the engine keeps up with on a shared 2-core box,
+        # so its ingest is set by the poll, and any loss is what the consoles cost.
+        with EngineProcess(folder, signals=50, poll_ms=20) as e:
             yield e
     finally:
         shutil.rmtree(folder, ignore_errors=True)
