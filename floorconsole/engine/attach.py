@@ -870,7 +870,10 @@ class _Connection:
         from floorconsole.engine.api import CommandError
 
         async with self._calls:
-            await self._within_budget(self.call_work)
+            try:
+                await self._within_budget(self.call_work)
+            except _Ended:  # it hung up while waiting: nobody to answer
+                return
             fn = self._method(op, args)
             cost = [0.0]
 
