@@ -239,11 +239,12 @@ def test_tmux_kill_session_ends_the_console_and_logs_it_out(engine: Engine) -> N
         pytest.skip("no tmux")
     since = time.time()
     name = f"fc-test-{os.getpid()}"
+    tmux = ["tmux", "-L", name]  # a server of its own: nobody else's sessions touched
     cmd = " ".join(f"'{c}'" for c in console_cmd(engine))
     pid = int(
         subprocess.check_output(
             [
-                "tmux",
+                *tmux,
                 "new-session",
                 "-d",
                 "-s",
@@ -263,7 +264,7 @@ def test_tmux_kill_session_ends_the_console_and_logs_it_out(engine: Engine) -> N
 
     def pane() -> str:
         return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
+            [*tmux, "capture-pane", "-p", "-t", name], capture_output=True, text=True
         ).stdout
 
     try:
@@ -272,15 +273,15 @@ def test_tmux_kill_session_ends_the_console_and_logs_it_out(engine: Engine) -> N
         except AssertionError:
             raise AssertionError(f"the console not drawn in tmux within 15 s:\n{pane()}") from None
         for keys in (["F9"], ["op1"], ["Tab"], [PIN["op1"]], ["Enter"]):
-            subprocess.run(["tmux", "send-keys", "-t", name, *keys], check=True)
+            subprocess.run([*tmux, "send-keys", "-t", name, *keys], check=True)
             time.sleep(0.4)
         wait_for(lambda: logged_in(engine, "op1", since), 5, "op1 logged in")
-        subprocess.run(["tmux", "kill-session", "-t", name], check=True)
+        subprocess.run([*tmux, "kill-session", "-t", name], check=True)
         gone = wait_for(lambda: not alive(pid), ENDS_WITHIN_S, "the console gone")
         wait_for(lambda: logged_out(engine, "op1", since), ENDS_WITHIN_S, "op1 logged out")
         print(f"\ntmux kill-session: console gone after {gone * 1000:.0f} ms, logged out")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
 
 
 # -- SIGTERM -----------------------------------------------------------------------------------
