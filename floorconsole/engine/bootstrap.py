@@ -2,8 +2,8 @@
 
 open_engine takes the data directory, picks the snapshot to run, opens every store once
 (snapshot store, historian, alarm journal, audit trail, users, uplink outbox), builds the
-adapters, and hands them to the Engine through its constructor. The engine builds none of
-them and nothing is set on it afterwards.
+adapters (Modbus, MQTT, ONNX model packages, the uplink), and hands them all to the Engine
+through its constructor. The engine builds none of them, and nothing is set on it afterwards.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.config import (
     BrokerConfig,
     DeviceConfig,
+    ModelConfig,
     PlantConfig,
     SignalConfig,
     validate_plant,
@@ -39,6 +40,7 @@ from floorconsole.core.snapshot import Snapshot, read_model_files
 from floorconsole.engine.demo import ensure_demo_users
 from floorconsole.engine.hub import Hub
 from floorconsole.engine.lock import DataDirLock
+from floorconsole.engine.model_runner import ModelRunner
 from floorconsole.engine.runtime import DemoControl, Engine, EngineStores
 from floorconsole.engine.snapshots import HEALTH_WINDOW_S
 
@@ -119,8 +121,14 @@ def plan_given(
     return StartupPlan(current, imported=False, note=note)
 
 
-class PlantConnections:
-    """The real adapters a configuration reaches its devices and brokers through."""
+class PlantAdapters:
+    """The real adapters a configuration reaches its devices, brokers and models through."""
+
+    def model_runner(
+        self, model: ModelConfig, clock: Clock, stale_after_s: Mapping[str, float]
+    ) -> ModelRunner:
+        # A package that fails to load gives a runner that says why, not an exception.
+        return ModelRunner.from_config(model, clock, stale_after_s=stale_after_s)
 
     def device_poller(
         self,
@@ -219,7 +227,7 @@ def open_engine(
             plant,
             snapshot=snap,
             stores=stores,
-            connections=PlantConnections(),
+            adapters=PlantAdapters(),
             lock=lock,
             clock=clock,
             data_dir=data_dir,

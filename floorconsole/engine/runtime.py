@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,6 +20,7 @@ from floorconsole.core.config import (
     BrokerConfig,
     DerivedPoint,
     DeviceConfig,
+    ModelConfig,
     PlantConfig,
     SignalConfig,
 )
@@ -27,6 +28,7 @@ from floorconsole.core.links import LinkStats
 from floorconsole.core.quality import Quality
 from floorconsole.core.rules import ControlConfig, PublishAction
 from floorconsole.core.sample import Sample
+from floorconsole.core.uplink import alarm_record
 from floorconsole.engine.control import AuditNow, AuditWriter, Control, Journal
 from floorconsole.engine.hub import Hub
 from floorconsole.engine.lock import DataDirLock
@@ -64,9 +66,13 @@ class DemoControl(Protocol):
     def clear(self, kind: str) -> None: ...
 
 
-class Connections(Protocol):
-    """How a configuration reaches its devices and brokers. The composition root
-    (engine/bootstrap.py) gives the real adapters; the engine imports none of them."""
+class Adapters(Protocol):
+    """How a configuration reaches its devices, brokers and model packages. The composition
+    root (engine/bootstrap.py) gives the real adapters; the engine builds none of them."""
+
+    def model_runner(
+        self, model: ModelConfig, clock: Clock, stale_after_s: Mapping[str, float]
+    ) -> ModelRunner: ...
 
     def device_poller(
         self,
@@ -119,7 +125,7 @@ class Configuration:
         store: object,
         loop_getter: Callable[[], asyncio.AbstractEventLoop | None],
         alarms: AlarmTable,
-        connections: Connections,
+        adapters: Adapters,
         journal: Journal | None = None,
         audit: AuditWriter | None = None,
         audit_now: AuditNow | None = None,
@@ -128,7 +134,7 @@ class Configuration:
         self.snapshot_id = snapshot_id  # the short id of the snapshot this configuration is
         self.clock = clock
         self._loop_getter = loop_getter
-        self._connections = connections
+        self._adapters = adapters
         self.hub = Hub(plant, clock, store)  # type: ignore[arg-type]
         self.derived: list[SignalConfig] = []
         self.models = self._build_models()
@@ -162,11 +168,9 @@ class Configuration:
     def _build_models(self) -> dict[str, ModelRunner]:
         """One runner per [[models]] entry; its outputs become signals like any other. A
         package that fails to load gives a runner that reports why (a condition), not a crash."""
-        from floorconsole.engine.model_runner import ModelRunner
-
         runners: dict[str, ModelRunner] = {}
         for m in self.plant.models:
-            r = ModelRunner.from_config(m, self.clock, stale_after_s=self.hub.stale_after)
+            r = self._adapters.model_runner(m, self.clock, self.hub.stale_after)
             outs = [
                 SignalConfig(
                     id=o.id,
@@ -220,14 +224,14 @@ class Configuration:
             sigs = self.plant.signals_of_device(d.id)
             if not sigs:
                 continue
-            p = self._connections.device_poller(d, sigs, self.hub, self.clock, self.links[d.id])
+            p = self._adapters.device_poller(d, sigs, self.hub, self.clock, self.links[d.id])
             self.pollers[d.id] = p
             self.control.writers[d.id] = p.write
             self._tasks.append(asyncio.create_task(p.run(), name=f"poll {d.id}"))
         for b in self.plant.brokers:
             if b.id not in self.links:
                 continue
-            c = self._connections.broker_client(
+            c = self._adapters.broker_client(
                 b, self.plant.signals_of_broker(b.id), self.hub, loop, self.clock, self.links[b.id]
             )
             c.start()
@@ -295,7 +299,7 @@ class Engine:
         *,
         snapshot: Snapshot,
         stores: EngineStores,
-        connections: Connections,
+        adapters: Adapters,
         lock: DataDirLock,
         clock: Clock,
         data_dir: Path,
@@ -312,7 +316,7 @@ class Engine:
         self.data_dir = Path(data_dir)
         self.demo = demo
         self._stores = stores
-        self._connections = connections
+        self._adapters = adapters
         self.historian = stores.historian
         self.journal: AlarmJournal = stores.journal
         self.outbox = stores.outbox
@@ -368,8 +372,6 @@ class Engine:
 
     def _uplink_alarm(self, entry: JournalEntry) -> None:
         if self.outbox is not None:
-            from floorconsole.core.uplink import alarm_record
-
             self.outbox.add_records("alarms", [alarm_record(entry)], entry.t_wall)
 
     def build(self, plant: PlantConfig, snapshot_id: str) -> Configuration:
@@ -382,7 +384,7 @@ class Engine:
             store=self.historian,
             loop_getter=lambda: self._loop,
             alarms=self.alarms,
-            connections=self._connections,
+            adapters=self._adapters,
             journal=self.journal,
             audit=self.audit,
             audit_now=self.audit_now,
