@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from floorconsole.core.config import (
     DeviceConfig,
     ModelConfig,
     PlantConfig,
+    Problem,
     SignalConfig,
     validate_plant,
 )
@@ -40,7 +41,7 @@ from floorconsole.core.snapshot import Snapshot, read_model_files
 from floorconsole.engine.demo import ensure_demo_users
 from floorconsole.engine.hub import Hub
 from floorconsole.engine.lock import DataDirLock
-from floorconsole.engine.model_runner import ModelRunner
+from floorconsole.engine.model_runner import ModelRunner, PackageFallback
 from floorconsole.engine.runtime import DemoControl, Engine, EngineStores
 from floorconsole.engine.snapshots import HEALTH_WINDOW_S
 
@@ -59,6 +60,9 @@ class StartupPlan:
     snapshot: Snapshot
     imported: bool  # the content given at start was new and became a snapshot
     note: str | None  # why the content given at start was not used, for the log and console
+    # Models whose package files could not be read: model id -> why. A stored package (or
+    # none) stands in, so a missing file never keeps the engine from starting.
+    stand_ins: dict[str, str] = field(default_factory=dict)
 
 
 def plan_startup(store: SnapshotStore, plant_path: str | Path, *, author: str) -> StartupPlan:
@@ -66,16 +70,20 @@ def plan_startup(store: SnapshotStore, plant_path: str | Path, *, author: str) -
     (parent: the active one) and runs. One whose content is an older snapshot does not
     override the active one (changes made in the console since): that one runs, and the note
     says so and how to write it back to a file."""
+    stand_ins: dict[str, str] = {}
     try:
         result = store.import_plant_file(
-            plant_path, author=author, message=f"plant file {Path(plant_path).name}"
+            plant_path,
+            author=author,
+            message=f"plant file {Path(plant_path).name}",
+            stand_ins=stand_ins,
         )
     except SnapshotStoreError as e:
         raise StartupError(str(e)) from None
     file_snap = result.snapshot
     active = store.active()
     if result.new or active is None or active.snapshot == file_snap.id:
-        return StartupPlan(file_snap, imported=result.new, note=None)
+        return StartupPlan(file_snap, imported=result.new, note=None, stand_ins=stand_ins)
     current = store.get(active.snapshot)
     note = (
         f"{plant_path} holds snapshot {file_snap.short} ({_when(file_snap.created)} UTC), "
@@ -99,10 +107,14 @@ def plan_given(
     one that is an older snapshot does not undo the changes made in the console since."""
     active = store.active()
     known = {s.id for s in store.list()}
+    stand_ins: dict[str, str] = {}
+    files = read_model_files(raw, base_dir, unreadable=stand_ins)
+    for mid in stand_ins:  # as for a plant file: a stored package stands in
+        files[mid] = store.stand_in(mid)
     try:
         snap = store.put(
             raw,
-            read_model_files(dict(raw), base_dir),
+            files,
             author=author,
             message=source or "configuration given at start",
             parent=active.snapshot if active is not None else None,
@@ -110,7 +122,7 @@ def plan_given(
     except SnapshotStoreError as e:
         raise StartupError(str(e)) from None
     if snap.id not in known or active is None or active.snapshot == snap.id:
-        return StartupPlan(snap, imported=snap.id not in known, note=None)
+        return StartupPlan(snap, imported=snap.id not in known, note=None, stand_ins=stand_ins)
     current = store.get(active.snapshot)
     note = (
         f"{source or 'the configuration given at start'} is snapshot "
@@ -122,13 +134,21 @@ def plan_given(
 
 
 class PlantAdapters:
-    """The real adapters a configuration reaches its devices, brokers and models through."""
+    """The real adapters a configuration reaches its devices, brokers and models through.
+
+    package_fallback: stored copies of a model package that cannot be used (the snapshot
+    store's), tried in turn by a model runner."""
+
+    def __init__(self, package_fallback: PackageFallback | None = None) -> None:
+        self._package_fallback = package_fallback
 
     def model_runner(
         self, model: ModelConfig, clock: Clock, stale_after_s: Mapping[str, float]
     ) -> ModelRunner:
         # A package that fails to load gives a runner that says why, not an exception.
-        return ModelRunner.from_config(model, clock, stale_after_s=stale_after_s)
+        return ModelRunner.from_config(
+            model, clock, stale_after_s=stale_after_s, fallback=self._package_fallback
+        )
 
     def device_poller(
         self,
@@ -182,6 +202,7 @@ def open_engine(
     lock = DataDirLock(data_dir)
     lock.acquire()
     opened: list[Callable[[], None]] = []  # closed again, last first, if the build fails
+    models_dir = data_dir / "models"
     try:
         try:
             store = SnapshotStore.in_data_dir(data_dir)
@@ -192,10 +213,20 @@ def open_engine(
                 assert plant_raw is not None
                 plan = plan_given(store, plant_raw, base_dir=base_dir, author=user, source=source)
             snap = plan.snapshot
-            raw = store.materialize(snap.id, data_dir / "models")
+            raw = store.materialize(snap.id, models_dir)
         except SnapshotStoreError as e:
             raise StartupError(str(e)) from None
-        plant = validate_plant(raw, source=source or f"snapshot {snap.short}", base_dir=base_dir)
+        # Only the text refuses a start: a package file that cannot be used is the model's
+        # problem (a stored copy runs, or it is BAD with an alarm), not the plant's.
+        package_problems: list[Problem] = []
+        where = source or f"snapshot {snap.short}"
+        plant = validate_plant(
+            raw, source=where, base_dir=base_dir, package_problems=package_problems
+        )
+        for problem in package_problems:
+            log.error("%s: %s", where, problem)
+        for mid, why in plan.stand_ins.items():
+            log.error("model %s: %s; a stored package stands in, if there is one", mid, why)
         clock = clock or SystemClock()
         outbox, uplink = _uplink(plant, snap, clock)
         if uplink is not None:
@@ -227,7 +258,7 @@ def open_engine(
             plant,
             snapshot=snap,
             stores=stores,
-            adapters=PlantAdapters(),
+            adapters=PlantAdapters(_stored_copies(store, models_dir)),
             lock=lock,
             clock=clock,
             data_dir=data_dir,
@@ -239,6 +270,7 @@ def open_engine(
             attach=attach,
             start_note=plan.note or "",
             health_window_s=health_window_s,
+            package_problems=plan.stand_ins,
         )
     except BaseException:
         for close in reversed(opened):
@@ -251,6 +283,18 @@ def open_engine(
     if plan.note:
         log.warning("%s", plan.note)
     return engine
+
+
+def _stored_copies(store: SnapshotStore, models_dir: Path) -> PackageFallback:
+    """The snapshot store's copies of a model's package, written under models_dir, other than
+    the configured one (that one just failed)."""
+
+    def copies(cfg: ModelConfig) -> Iterator[tuple[Path, str]]:
+        for path, whence in store.package_copies(cfg.id, models_dir):
+            if path != cfg.package:
+                yield path, whence
+
+    return copies
 
 
 def _uplink(

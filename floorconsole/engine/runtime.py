@@ -227,6 +227,7 @@ class Configuration:
             p = self._adapters.device_poller(d, sigs, self.hub, self.clock, self.links[d.id])
             self.pollers[d.id] = p
             self.control.writers[d.id] = p.write
+            self.control.readers[d.id] = p.read_point
             self._tasks.append(asyncio.create_task(p.run(), name=f"poll {d.id}"))
         for b in self.plant.brokers:
             if b.id not in self.links:
@@ -257,11 +258,15 @@ class Configuration:
         self.pollers.clear()
         self.clients.clear()
         self.control.writers.clear()
+        self.control.readers.clear()
 
     def tick(self) -> None:
         """Every watchdog period: staleness of plant signals and of model inputs, rule timers,
         and system alarms from the state of links and models."""
         self.hub.check_stale()
+        now = self.clock.mono()
+        for c in self.clients.values():
+            c.log_bad_input(now)
         for r in self.models.values():
             out = r.check()
             if out:
@@ -311,6 +316,7 @@ class Engine:
         attach: bool = True,
         start_note: str = "",
         health_window_s: float = HEALTH_WINDOW_S,
+        package_problems: Mapping[str, str] | None = None,
     ) -> None:
         self.clock = clock
         self.data_dir = Path(data_dir)
@@ -334,6 +340,11 @@ class Engine:
         if self.outbox is not None:
             self.alarms.on_entry(self._uplink_alarm)
         self.active = self.build(plant, snapshot.short)
+        # Package files given at start that could not be read (a stored copy stands in): each
+        # model's condition says so, on the start's configuration only.
+        for mid, why in (package_problems or {}).items():
+            if mid in self.active.models:
+                self.active.models[mid].note_package_problem(why)
         self.started_wall = self.clock.wall()
         self._lock = lock
         self.snapshots = SnapshotManager(
@@ -352,6 +363,8 @@ class Engine:
         self._rate: deque[tuple[float, int]] = deque(maxlen=50)
         self._counted = 0  # samples of earlier configurations, so the rate survives a swap
         self._cache_errors = self._cache_dropped = 0
+        self._counts_saved = -1e9  # monotonic time the bad-input counters last went out
+        self._counts_written: dict[tuple[str, str, str], int] = {}
         self.ingest_rate = 0.0
         self.attach = attach  # consoles in other processes attach at DATA_DIR/engine.sock
         self.attach_server: AttachServer | None = None  # while running, if it could listen
@@ -369,6 +382,35 @@ class Engine:
         elif st.rows_pending == 0 or not st.last_error:
             self.alarms.clear_system("cache_trouble", "history", "commits again")
         self._cache_errors, self._cache_dropped = st.errors, st.dropped
+
+    def _restore_input_counts(self) -> None:
+        """Bad-input counters of earlier runs (the historian keeps them), back on the links."""
+        try:
+            kept = self.historian.input_counts()
+        except Exception as e:  # noqa: BLE001 - counters are worth a log line, not a start
+            log.error("bad-input counters of earlier runs not read: %s", e)
+            return
+        by_link: dict[str, dict[tuple[str, str], int]] = {}
+        for (link, signal, reason), n in kept.items():
+            by_link.setdefault(link, {})[(signal, reason)] = n
+        for link, counts in by_link.items():
+            if link in self.links:
+                self.links[link].restore_input_counts(counts)
+        self._counts_written = dict(kept)
+
+    def _persist_input_counts(self) -> None:
+        """The links' bad-input totals to the historian when they changed: written with its
+        next batch, so they survive a restart (a kill -9 loses about a second of them)."""
+        self._counts_saved = self.clock.mono()
+        now = {
+            (link_id, signal, reason): n
+            for link_id, stats in list(self.links.items())
+            for (signal, reason), n in stats.input_counts().items()
+        }
+        changed = {k: n for k, n in now.items() if self._counts_written.get(k) != n}
+        if changed:
+            self.historian.set_input_counts(changed)
+            self._counts_written.update(changed)
 
     def _uplink_alarm(self, entry: JournalEntry) -> None:
         if self.outbox is not None:
@@ -512,9 +554,14 @@ class Engine:
         attach: AttachServer | None = None
         try:
             self.historian.start()
+            self._restore_input_counts()
             if self.uplink is not None:
                 self.uplink.start()
+            # Alarms and rule outputs as they were when the engine last ran, before any input.
+            restored = self.active.control.restore(self.journal)
+            self.journal.record_event(self.clock.wall(), "engine started", restored)
             await self.active.start(self._loop)
+            self.active.control.start_read_back()
             watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
             log.info(
                 "engine started: snapshot %s, %d devices, %d brokers, %d signals, data in %s",
@@ -548,6 +595,9 @@ class Engine:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
             await self.active.stop()
+            self._persist_input_counts()
+            # A start with no stop before it in the journal: the engine died (kill -9).
+            self.journal.record_event(self.clock.wall(), "engine stopped", self.snapshot_id)
             self.journal.close()
             self.audit_event("engine stopped", {"snapshot": self.snapshot_id})
             self.close()
@@ -593,6 +643,9 @@ class Engine:
             # The machine did not stop for the swap: no second start-up settling time.
             new._enabled_at.update(old._enabled_at)
         await old.stop()
+        for link_id, stats in new.links.items():  # bad-input counters go on, not from 0
+            if link_id in old.links:
+                stats.restore_input_counts(old.links[link_id].input_counts())
         self._counted += old.hub.samples_in
         self.active = new
         await new.start(self._loop)
@@ -607,6 +660,8 @@ class Engine:
             self.active.tick()
             self._cache_alarm()
             self._sync_audit()
+            if self.clock.mono() - self._counts_saved >= 1.0:
+                self._persist_input_counts()
             now = self.clock.mono()
             total = self.samples_in
             self._rate.append((now, total))

@@ -61,6 +61,9 @@ def health_problems(cfg: Configuration, since_wall: float) -> list[str]:
         if r.model is None:
             problems.append(f"model {r.cfg.id} did not load: {r.last_load_error}")
             continue
+        if r.package_problem:
+            problems.append(f"model {r.cfg.id} runs a stored copy: {r.package_problem}")
+            continue
         s = cfg.hub.latest.get(r.score_id)
         if s is None or s.reason is Reason.INITIAL:
             problems.append(f"model {r.cfg.id} has not scored yet")
@@ -104,8 +107,12 @@ class SnapshotManager:
 
     def build(self, plant: PlantConfig, snap: Snapshot) -> Configuration:
         cfg = self.engine.build(plant, snap.short)
+        # A new package that cannot be used is refused here, where someone is applying it;
+        # the stored copies are for starting unattended, not for changes.
         failed = [
-            f"model {r.cfg.id}: {r.last_load_error}" for r in cfg.models.values() if r.model is None
+            f"model {r.cfg.id}: {r.package_problem or r.last_load_error}"
+            for r in cfg.models.values()
+            if r.model is None or r.package_problem
         ]
         if failed:
             raise ApplyRefused("; ".join(failed))
