@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from floorconsole.adapters.users import UserStore
+from floorconsole.cli.snapshot import snapshot_export
 from floorconsole.core.auth import ACTIONS, PIN_FRESH_S, Role
 from floorconsole.core.clock import FakeClock
 from floorconsole.engine.demo import DemoPlant, ensure_demo_users
 from floorconsole.engine.runtime import Engine
 from floorconsole.engine.sessions import Sessions
-from floorconsole.engine.snapshot_cli import snapshot_export
 from floorconsole.engine.snapshots import open_engine
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"

@@ -1,4 +1,7 @@
-"""Command line: argument parsing and dispatch; the console (Textual) is imported lazily."""
+"""Command line: argument parsing and dispatch; the console (Textual) is imported lazily.
+
+The package holds the commands' text and parsers (snapshot, users, audit, model, args); the
+engine imports nothing from it. `python -m floorconsole.cli` runs main() (cli/__main__.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 from floorconsole import __version__
 from floorconsole.core.config import PlantError, load_plant
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLANT = REPO_ROOT / "fixtures" / "plants" / "demo.toml"
 
 
@@ -210,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("package", type=Path, metavar="FILE", help="NAME, NAME.onnx or NAME.json")
     mi.set_defaults(func=cmd_model_inspect)
 
-    from floorconsole.engine import audit_cli, users_cli
+    from floorconsole.cli import audit as audit_cli
+    from floorconsole.cli import users as users_cli
 
     users_cli.add_parser(sub).set_defaults(func=cmd_users)
     audit_cli.add_parser(sub)
@@ -258,13 +262,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    from floorconsole.engine.cli_args import data_dir_of
+    from floorconsole.cli.args import data_dir_of
 
     return data_dir_of(args, UserError)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from floorconsole.engine import snapshot_cli as sc
+    from floorconsole.cli import snapshot as sc
 
     data_dir = _data_dir(args)
     try:
@@ -293,7 +297,7 @@ def _offline_rollback(data_dir: Path, ref: str) -> str:
     start runs it (and health-checks it). A running engine rolls back from its console."""
     import getpass
 
-    from floorconsole.engine import snapshot_cli as sc
+    from floorconsole.cli import snapshot as sc
     from floorconsole.engine.lock import DataDirLock, EngineAlreadyRunning
 
     lock = DataDirLock(data_dir)
@@ -319,8 +323,8 @@ def _offline_rollback(data_dir: Path, ref: str) -> str:
 
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:
+    from floorconsole.cli.model import inspect_package
     from floorconsole.core.model_package import PackageError
-    from floorconsole.engine.model_inspect import inspect_package
 
     try:
         print(inspect_package(args.package))
@@ -397,8 +401,8 @@ def _run_engine(
 ) -> int:
     import getpass
 
+    from floorconsole.cli.snapshot import SnapshotCommandError
     from floorconsole.engine.lock import EngineAlreadyRunning
-    from floorconsole.engine.snapshot_cli import SnapshotCommandError
     from floorconsole.engine.snapshots import open_engine
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -484,7 +488,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     import getpass
 
     from floorconsole.adapters.audit_log import AuditLog
-    from floorconsole.engine import users_cli
+    from floorconsole.cli import users as users_cli
 
     action = getattr(args, "users_action", None)
     if action in ("add", "remove", "reset-pin"):
@@ -519,8 +523,8 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 def parse_when(text: str, now: float) -> float:
     """'10m' (back from now) or an ISO 8601 time -> epoch seconds."""
-    from floorconsole.engine.snapshot_cli import SnapshotCommandError
-    from floorconsole.engine.snapshot_cli import parse_when as parse
+    from floorconsole.cli.snapshot import SnapshotCommandError
+    from floorconsole.cli.snapshot import parse_when as parse
 
     try:
         return parse(text, now)
@@ -555,7 +559,3 @@ def cmd_history(args: argparse.Namespace) -> int:
         )
     reader.export(args.signals, since, until, args.format, sys.stdout)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

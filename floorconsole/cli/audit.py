@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from floorconsole.adapters.audit_log import FILE_NAME, AuditError, AuditLog
+from floorconsole.cli.args import data_dir_of
+from floorconsole.cli.snapshot import SnapshotCommandError, parse_when
 from floorconsole.core.audit import KINDS
-from floorconsole.engine.cli_args import data_dir_of
-from floorconsole.engine.snapshot_cli import SnapshotCommandError, parse_when
 
 
 class AuditCommandError(ValueError):
