@@ -160,7 +160,7 @@ def audit_list(
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return data_dir_of(args, AuditCommandError)
+    return data_dir_of(args, AuditCommandError, demo_fallback=True)  # read-only
 
 
 def _when(t: float) -> str:
