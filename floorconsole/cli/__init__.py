@@ -419,8 +419,8 @@ def _run_engine(
 ) -> int:
     import getpass
 
-    from floorconsole.cli.snapshot import SnapshotCommandError
     from floorconsole.engine.lock import EngineAlreadyRunning
+    from floorconsole.engine.snapshot_cli import StartupError
     from floorconsole.engine.snapshots import open_engine
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -436,7 +436,7 @@ def _run_engine(
         )
     except EngineAlreadyRunning as e:
         raise UserError(str(e)) from None
-    except SnapshotCommandError as e:
+    except StartupError as e:
         raise UserError(str(e)) from None
     if demo is not None:
         from floorconsole.engine.demo import ensure_demo_users

@@ -19,8 +19,9 @@ from floorconsole.core import toml_write
 from floorconsole.core.snapshot import Running, Snapshot, plant_order
 from floorconsole.core.units import parse_duration
 
-# One error for every snapshot command here and for the start-up choice: re-exported.
-from floorconsole.engine.snapshot_cli import SnapshotCommandError as SnapshotCommandError
+
+class SnapshotCommandError(ValueError):
+    """A snapshot command that cannot be done; the message is one line for the user."""
 
 
 def open_store(data_dir: str | Path, *, create: bool = False) -> SnapshotStore:

@@ -14,8 +14,8 @@ from floorconsole.adapters.snapshot_store import SnapshotStore, SnapshotStoreErr
 from floorconsole.core.snapshot import Snapshot
 
 
-class SnapshotCommandError(ValueError):
-    """A snapshot command that cannot be done; the message is one line for the user."""
+class StartupError(ValueError):
+    """The snapshot to start with cannot be chosen; the message is one line for the user."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ def plan_startup(store: SnapshotStore, plant_path: str | Path, *, author: str) -
             plant_path, author=author, message=f"plant file {Path(plant_path).name}"
         )
     except SnapshotStoreError as e:
-        raise SnapshotCommandError(str(e)) from None
+        raise StartupError(str(e)) from None
     file_snap = result.snapshot
     active = store.active()
     if result.new or active is None or active.snapshot == file_snap.id:
