@@ -226,3 +226,13 @@ def test_the_engine_imports_nothing_from_the_cli() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "", f"the engine imported the CLI: {r.stdout}"
+
+
+def test_the_cli_imports_the_ui_only_when_a_console_opens() -> None:
+    code = (
+        "import sys, floorconsole.cli as c\n"
+        "c.build_parser().parse_args(['history', 'x'])\n"
+        "print(','.join(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_serve')))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "", f"the CLI imported the UI at start: {r.stdout}"
