@@ -236,3 +236,12 @@ def test_the_cli_imports_the_ui_only_when_a_console_opens() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "", f"the CLI imported the UI at start: {r.stdout}"
+
+
+def test_the_trend_csv_export_writes_values_at_their_digits() -> None:
+    from floorconsole.ui.widgets import trend_chart as tc  # its views, wherever they live
+
+    points = (tc.HistoryPoint(1.0, 518 * 0.1, "GOOD"), tc.HistoryPoint(2.0, 0.0, "GOOD"))
+    history = tc.History("motor1.current", "A", 0.0, 3.0, points, ())
+    rows = tc.csv_rows([tc.TrendSeries("motor1.current", "A", history)])
+    assert [r[2] for r in rows[1:]] == ["51.8", "0.0"]
