@@ -165,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", default=None, help="end: a duration back from now or an ISO time (default now)"
     )
     h.add_argument("--format", choices=("csv", "json"), default="csv")
+    h.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="zone of the printed times, with their offset (default: the plant file's "
+        "[edge] timezone, else UTC)",
+    )
     h.set_defaults(func=cmd_history)
 
     sn = sub.add_parser(
@@ -235,6 +241,15 @@ def _console_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="HMI panel mode: no quit, suspend or shell escape; starts locked to "
         "viewer; only an admin PIN leaves it",
+    )
+    p.add_argument(
+        "--annunciate",
+        choices=("off", "low", "medium", "high", "critical"),
+        default=None,
+        metavar="PRIORITY|off",
+        help="ring the terminal bell and flash the banner for a new alarm at or above this "
+        "priority until acknowledged (! silences the bell); default high in kiosk mode, "
+        "else off",
     )
 
 
@@ -445,7 +460,14 @@ def _run_engine(
         from floorconsole.ui.app import make_app
 
         kiosk = {"kiosk": True} if args.kiosk else {}
-        app = make_app(engine.api, theme=args.theme, refresh_hz=args.refresh, **kiosk)
+        app = make_app(
+            engine.api,
+            theme=args.theme,
+            refresh_hz=args.refresh,
+            owns_engine=True,
+            annunciate=args.annunciate,
+            **kiosk,
+        )
         app.run()
     finally:
         engine.stop()
@@ -472,7 +494,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
         from floorconsole.ui.app import make_app
 
         kiosk = {"kiosk": True} if args.kiosk else {}
-        make_app(api, theme=args.theme, refresh_hz=args.refresh, **kiosk).run()
+        make_app(
+            api, theme=args.theme, refresh_hz=args.refresh, annunciate=args.annunciate, **kiosk
+        ).run()
     finally:
         api.close()
     return 0
@@ -530,11 +554,20 @@ def parse_when(text: str, now: float) -> float:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from floorconsole.adapters.historian import HistoryReader
+    from floorconsole.core.config import zone_problem
 
+    zone = "UTC"
+    if args.config:
+        edge = load_plant(args.config).edge
+        zone = edge.timezone
+    if args.timezone:
+        if zone_problem(args.timezone):
+            raise UserError(f"--timezone: {zone_problem(args.timezone)}")
+        zone = args.timezone
     if args.data_dir:
         data_dir = Path(args.data_dir)
     elif args.config:
-        data_dir = load_plant(args.config).edge.data_dir
+        data_dir = edge.data_dir
     else:
         raise UserError("history needs -c PLANT.toml or --data-dir DIR to find the historian")
     db = data_dir / "history.db"
@@ -553,7 +586,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             f"no history for {', '.join(missing)}; recorded signals: "
             f"{', '.join(sorted(known)) or 'none'}"
         )
-    reader.export(args.signals, since, until, args.format, sys.stdout)
+    reader.export(args.signals, since, until, args.format, sys.stdout, timezone=zone)
     return 0
 
 

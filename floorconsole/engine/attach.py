@@ -378,6 +378,14 @@ class _Connection:
             cargs = args.get("args") or {}
             if not isinstance(cargs, dict):
                 cargs = {}
+            if name == "engine.stop":
+                # An attached console leaves; the engine's own console (or its service) stops it.
+                return lambda: {
+                    "ok": False,
+                    "refused": "role",
+                    "message": "engine.stop: an attached console does not stop the engine; "
+                    "it leaves (q), and the engine runs on for the others",
+                }
             return lambda: api.command(name, session=args.get("session"), **cargs)
         if op == "login":
 

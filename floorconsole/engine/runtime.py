@@ -143,6 +143,7 @@ class Configuration:
                     source=DerivedPoint(f"model {m.id}"),
                     unit=o.unit,
                     description=o.description,
+                    labels=o.labels,
                 )
                 for o in r.output_signals()
             ]
@@ -308,6 +309,7 @@ class Engine:
         self.idle_lock_s = idle_lock_s
         self.demo_users: list[dict[str, str]] = []  # the demo's accounts, shown in its banner
         self.active = self.build(plant)
+        self._uplink_labels()
         self.started_wall = self.clock.wall()
         self._lock = lock or DataDirLock(self.data_dir)
         self.snapshots: SnapshotManager | None = None  # set when run from a snapshot store
@@ -322,6 +324,7 @@ class Engine:
         self.ingest_rate = 0.0
         self.attach = True  # consoles in other processes attach at DATA_DIR/engine.sock
         self.attach_server: AttachServer | None = None  # while running, if it could listen
+        self.stop_requested_by = ""  # the user a console's engine.stop named, for the record
         from floorconsole.engine.api import EngineAPI
 
         self.api = EngineAPI(self)
@@ -531,7 +534,14 @@ class Engine:
             await self.active.stop()
             if self.journal is not None:
                 self.journal.close()
-            self.audit_event("engine stopped", {"configuration": self.config_id})
+            # Who stopped it, when a console asked (engine.stop); else the engine itself
+            # (a signal to the service, or its process ending).
+            self.audit_safe(
+                "system",
+                self.stop_requested_by or "engine",
+                "engine stopped",
+                {"configuration": self.config_id},
+            )
             self._close_audit()
             if self.uplink is not None:
                 self.uplink.stop()
@@ -540,6 +550,11 @@ class Engine:
                 self.uplink.close()
             self._lock.release()
             log.info("engine stopped")
+
+    def _uplink_labels(self) -> None:
+        """The uplink says an enumerated signal's word beside its code, as the console does."""
+        if self.outbox is not None:
+            self.outbox.set_labels({s.id: s.labels for s in self.active.derived if s.labels})
 
     def _close_audit(self) -> None:
         with self._open_lock:
@@ -572,6 +587,7 @@ class Engine:
         await old.stop()
         self._counted += old.hub.samples_in
         self.active = new
+        self._uplink_labels()
         await new.start(self._loop)
         log.info("configuration %s replaced %s", new.config_id, old.config_id)
         return old

@@ -100,9 +100,15 @@ class LoginDialog(ModalScreen[dict[str, Any] | None]):
             if result.get("ok") and self.leave_kiosk:
                 session = result.get("session")
                 leave = dict(api.command("kiosk.leave", session=session))
-                if session:
+                if session and not leave.get("ok"):
                     api.logout(session)
-                result = {**leave, "user": result.get("user", user)}
+                # Left open when the engine agreed: the console may stop its engine next, in
+                # this admin's name; it logs the session out whatever the answer.
+                result = {
+                    **leave,
+                    "user": result.get("user", user),
+                    "session": session if leave.get("ok") else None,
+                }
         except Exception as e:  # a console attached over a socket can lose it mid-call
             result = {"ok": False, "message": f"login failed: {e}"}
         self.app.call_from_thread(self._answered, result)
