@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -20,7 +20,7 @@ def stop_question(others: int, who: str) -> str:
         attached = "No other console is attached."
     return (
         "Stop the engine?\n\n"
-        "Polling, history, rules and the uplink stop with it; outputs stay as they are.\n"
+        "Polling, history, rules, alarms and the uplink stop with it.\n"
         f"{attached}\n"
         f"The audit trail records that {who} stopped it."
     )
@@ -37,6 +37,7 @@ class StopEngineDialog(ModalScreen[bool]):
     StopEngineDialog { align: center middle; }
     StopEngineDialog > Vertical { width: 66; max-width: 100%; height: auto; border: round $primary;
                                   background: $surface; padding: 0 1; }
+    StopEngineDialog Horizontal { height: auto; }
     StopEngineDialog Button { margin: 1 1 0 0; }
     """
 
@@ -48,8 +49,9 @@ class StopEngineDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(stop_question(self.others, self.who), id="question")
-            yield Button("Stay (n, Esc)", id="stay")
-            yield Button("Stop the engine (y)", id="stop", variant="error")
+            with Horizontal():
+                yield Button("Stay (n, Esc)", id="stay")
+                yield Button("Stop the engine (y)", id="stop", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#stay", Button).focus()
