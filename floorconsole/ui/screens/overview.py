@@ -194,8 +194,9 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         if hidden and not self.search:
             parts.append(f"{hidden} drift figures on F4")
         head = f" {shown}/{total} signals" + (f" · {' · '.join(parts)}" if parts else "")
-        if demo and self.size.width < 100:
-            # An 80-column demo keeps its fault keys: they come first, the counts after.
+        room = self.query_one("#filters").size.width or self.size.width
+        if demo and len(head + demo) > room:
+            # A narrow table keeps the demo's fault keys: they come first, the counts after.
             return f" {demo.strip()} ·{head}"
         return head + demo
 
