@@ -1,6 +1,7 @@
 """The key bar at the bottom of every screen; in kiosk mode the keys that matter to someone at a
-panel (log in, leave kiosk, help) come first, where a narrow panel still shows them; on a narrow
-terminal (80 columns over SSH) the bar is compact and the keys to the other screens come first."""
+panel (log in, leave kiosk, help) come first, where a narrow panel still shows them; elsewhere
+the keys to the other screens, help, login and quit come first, and below 100 columns the bar
+is compact."""
 
 from __future__ import annotations
 
@@ -10,22 +11,19 @@ from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
 KIOSK_FIRST = ("leave_kiosk", "login", "help")
-# What an 80-column footer must keep: the way to alarms, rules, the model, help, login and out.
+# What a footer cut short must keep (at 80 columns, and at 100 where it is cut too): the way to
+# alarms, rules, the model, help, login and out.
 NARROW_FIRST = ("alarms", "rules", "model", "help", "login", "quit", "leave_kiosk")
 NARROW_WIDTH = 100
 
 
 class ConsoleFooter(Footer):
-    """Textual's Footer, with the keys that matter moved to the front (kiosk, or narrow)."""
+    """Textual's Footer, with the keys that matter moved to the front."""
 
     def compose(self) -> ComposeResult:
         items = list(super().compose())
         kiosk = bool(getattr(self.app, "kiosk", False))
-        narrow = self.app.size.width < NARROW_WIDTH
-        first = KIOSK_FIRST if kiosk else NARROW_FIRST if narrow else ()
-        if not first:
-            yield from items
-            return
+        first = KIOSK_FIRST if kiosk else NARROW_FIRST
 
         def rank(item: object) -> int:
             action = item.action if isinstance(item, FooterKey) else ""

@@ -52,17 +52,29 @@ class HeaderBar(Bar):
         cfg = (
             f"snapshot {frame.snapshot[:6]}" if frame.snapshot else f"config {frame.config_id[:6]}"
         )
-        parts = ["floorconsole", frame.site, frame.edge_id, cfg, frame.control_mode.upper()]
-        if width < 90:
-            parts = [frame.site or "floorconsole", frame.edge_id, cfg.replace("snapshot", "snap")]
         who = Text(who) if isinstance(who, str) else who
         if control is not None and control.cell_len:
             who = who + Text(" · ") + control
-        left = " · ".join(p for p in parts if p)
-        # Who is logged in and who holds control are never cut: the site name gives way first.
         room = width - len(clock) - who.cell_len - 6
-        if len(left) > room:
-            left = left[: max(0, room - 1)] + "…"
+        # Who is logged in and who holds control are never cut; the configuration's id stays
+        # whole too: the product name, the control mode and then the site give way first.
+        short = cfg.replace("snapshot", "snap")
+        mode = frame.control_mode.upper()
+        choices = (
+            ["floorconsole", frame.site, frame.edge_id, cfg, mode],
+            [frame.site, frame.edge_id, cfg, mode],
+            [frame.site or "floorconsole", frame.edge_id, short],
+        )
+        if width < 90:
+            choices = choices[2:]
+        for parts in choices:
+            left = " · ".join(p for p in parts if p)
+            if len(left) <= room:
+                break
+        if len(left) > room:  # the site is the part cut: the id and the snapshot stay
+            tail = f" · {frame.edge_id} · {short}"
+            site = (frame.site or "floorconsole")[: max(0, room - len(tail) - 1)]
+            left = (f"{site}…{tail}" if site else tail[3:])[: max(0, room)]
         text = Text(f" {left} · ") if left else Text(" ")
         text.append_text(who)
         pad = max(1, width - text.cell_len - len(clock) - 1)
