@@ -134,3 +134,16 @@ def test_history_csv_and_json_in_the_plant_zone(tmp_path: Path) -> None:
         env=env,
     )
     assert r.returncode != 0 and "Mars/Base" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_audit_list_speaks_the_plant_zone(tmp_path: Path) -> None:
+    from floorconsole.adapters.audit_log import AuditLog
+    from floorconsole.engine.audit_cli import audit_list
+
+    log = AuditLog.in_data_dir(tmp_path)
+    log.append_record("system", "engine", "engine started", {}, T0)
+    log.close()
+    utc = audit_list(tmp_path, since="2023-11-14T00:00Z", now=T0 + 60)
+    berlin = audit_list(tmp_path, since="2023-11-14T00:00Z", now=T0 + 60, zone="Europe/Berlin")
+    assert "TIME (UTC)" in utc and "2023-11-14 22:13:20" in utc
+    assert "TIME (Europe/Berlin)" in berlin and "2023-11-14 23:13:20" in berlin
