@@ -170,3 +170,27 @@ def test_every_frame_of_a_bearing_fault_tells_one_story(demo: tuple[object, obje
     walk(e, lambda f: f.models[0].word in (BAD, OUT_OF_SERVICE) and len(seen) > 20, 15, seen)
     assert {NORMAL, CRITICAL, OUT_OF_SERVICE} <= set(seen), sorted(set(seen))
     assert len(seen) > 50
+
+
+async def test_the_state_signals_detail_says_its_words() -> None:
+    """The history of the state signal reads as the states it went through, not as a mean of
+    codes; its row says the word."""
+    from floorconsole.ui.app import make_app
+    from floorconsole.ui.screens.detail import SignalDetailScreen
+
+    app = make_app(RecordedAPI.load(RECORDINGS / "bearing_trip.json"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.tick()
+        await app.push_screen(SignalDetailScreen(STATE))
+        for _ in range(20):
+            await pilot.pause(0.05)
+            await app.workers.wait_for_complete()
+            app.tick()
+            stats = app.screen._texts.get("stats")  # type: ignore[attr-defined]
+            if stats is not None and "states" in stats.plain:
+                break
+        assert stats is not None and "states NORMAL · CRITICAL" in stats.plain, stats
+        assert "mean" not in stats.plain
+        now = app.screen._texts.get("now")  # type: ignore[attr-defined]
+        assert now is None or "OUT OF SERVICE" in now.plain

@@ -138,6 +138,7 @@ def _signal_view(
         spark=spark,
         waveform=wave,
         malformed=malformed,
+        labels=cfg.labels,
     )
 
 

@@ -29,6 +29,7 @@ class SignalView:
     spark: tuple[float, ...] = ()
     waveform: tuple[float, ...] = ()  # the latest block, for waveform signals
     malformed: int = 0  # payloads for this signal that could not be used
+    labels: tuple[str, ...] = ()  # an enumerated signal's words, code 0 first (a model's state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +260,7 @@ def signal_view_from_dict(d: dict) -> SignalView:  # type: ignore[type-arg]
     d["spark"] = tuple(d.get("spark", ()))
     d["waveform"] = tuple(d.get("waveform", ()))
     d["range"] = tuple(d["range"]) if d.get("range") else None
+    d["labels"] = tuple(d.get("labels", ()))
     return SignalView(**d)
 
 

@@ -485,7 +485,15 @@ class SignalDetailScreen(Screen[None]):
             unit = self._view.unit
         u = f" {unit}" if unit else ""
         text = Text(" ")
-        if s.usable:
+        labels = self._view.labels if self._view is not None else ()
+        if s.usable and labels and self._shown is not None:
+            # An enumerated signal's history in its words, not a mean of codes.
+            codes = [p.value for p in self._shown.history.points if p.quality != "BAD"]
+            seen = [
+                w for i, w in enumerate(labels) if i in {int(c) for c in codes if c is not None}
+            ]
+            text.append(f"states {' · '.join(seen) or '—'}  · ")
+        elif s.usable:
             assert s.minimum is not None and s.maximum is not None and s.mean is not None
             text.append(
                 f"min {format_value(s.minimum)}{u}  max {format_value(s.maximum)}{u}  "
