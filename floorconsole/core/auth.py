@@ -76,9 +76,6 @@ ACTIONS: dict[str, Action] = _table(
     Action("model.import", Role.ADMIN, True, "import a model package"),
     Action("users.manage", Role.ADMIN, True, "add, remove and change users"),
     Action("kiosk.leave", Role.ADMIN, True, "leave kiosk mode"),
-    # Whoever sits at the engine's own terminal started it and can stop it (a viewer too: the
-    # record then names the account that runs it); attached consoles are refused at the socket.
-    Action("engine.stop", Role.VIEWER, False, "stop the engine from its own console"),
 )
 
 

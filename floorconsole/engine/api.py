@@ -59,7 +59,6 @@ AUDIT_KIND = {
     "audit.view": "system",
     "control.take": "system",
     "control.release": "system",
-    "engine.stop": "system",
     "control.request": "system",
 }  # a waveform block is shown downsampled to this many points
 
@@ -633,21 +632,34 @@ class EngineAPI:
     def _cmd_control_request(self, session_token: str) -> dict[str, Any]:
         return self._sessions.request(session_token)
 
-    def _cmd_engine_stop(self, user: str) -> dict[str, Any]:
-        """Stop asked from the engine's own console: recorded with who asked (the session's
-        user, else the account the engine runs as: the person at its terminal). The console
-        then leaves and its process stops the engine, whose last record names the same."""
+    def stop_engine(self, session: str | None = None) -> dict[str, Any]:
+        """The engine's own console (under `run` or `demo`) is leaving and the engine stops
+        with it: record who asked (the session's user, else the account the engine runs as,
+        the person at its terminal) before anything stops, as a command is recorded. Not a
+        command of the socket: an attached console leaves and the engine runs on. The caller
+        then stops the engine, whose last record names the same user."""
         import getpass
 
+        user = str(self.session(session).get("user") or "")
         who = user or f"{getpass.getuser()} (viewer at the engine's console)"
-        self._engine.stop_requested_by = who
         others = self._engine.attach_server.consoles if self._engine.attach_server else 0
-        return {
+        try:
+            self._engine.audit(
+                "system", who, "engine", {"command": "engine.stop", "phase": "request"}
+            )
+        except Exception as e:  # noqa: BLE001 - no record, no action
+            return {"ok": False, "message": f"not stopped: the audit record failed ({e})"}
+        self._engine.stop_requested_by = who
+        result = {
             "ok": True,
             "message": f"engine stopping, asked by {who}",
             "by": who,
             "others": others,
         }
+        self._engine.audit_safe(
+            "system", who, "engine", {"command": "engine.stop", "phase": "result", **result}
+        )
+        return result
 
     def _cmd_kiosk_leave(self, user: str) -> dict[str, Any]:
         return {"ok": True, "message": f"kiosk left by {user}"}

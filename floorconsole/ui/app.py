@@ -554,7 +554,7 @@ class FloorApp(App[None]):
 
     def ask_stop_engine(self, session: str | None = None, who: str = "") -> None:
         """The engine stops with this console: ask first, saying who else is attached, then
-        stop it through the engine.stop command (audited with who asked) and leave.
+        stop it (api.stop_engine: audited with who asked, before anything stops) and leave.
         session: a session other than this console's to act in (an admin leaving kiosk)."""
         from floorconsole.ui.screens.stop_engine import StopEngineDialog
 
@@ -586,7 +586,8 @@ class FloorApp(App[None]):
 
     def _stop_command(self, session: str | None) -> dict[str, Any]:
         try:
-            return dict(self.api.command("engine.stop", session=session))
+            # Only the engine's own API has it (owns_engine is set by run and demo).
+            return dict(self.api.stop_engine(session))  # type: ignore[attr-defined]
         except Exception as e:  # noqa: BLE001 - said on screen; the console stays
             return {"ok": False, "message": f"engine.stop failed: {e}"}
 
