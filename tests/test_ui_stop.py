@@ -111,22 +111,32 @@ async def test_q_asks_names_the_other_consoles_and_audits_who_stopped(engine: An
 
 
 @pytest.mark.slow
-async def test_an_admin_leaving_kiosk_is_asked_and_named(engine: Any) -> None:
+async def test_an_admin_leaving_kiosk_is_told_and_named(engine: Any) -> None:
+    """In `run`/`demo --kiosk` the leave dialog says that leaving stops the engine and how many
+    consoles are attached; the admin's PIN confirms, and the trail names the admin."""
+    from floorconsole.ui.screens.login import LoginDialog
+
     app = make_app(engine.api, owns_engine=True, kiosk=True)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("q")  # a kiosk ignores it
         await settle(pilot)
         assert isinstance(app.screen, OverviewScreen)
-        await pilot.press("f11", *"admin", "enter", *"9999", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, StopEngineDialog))
-        question = str(app.screen.query_one("#question", Static).render())
-        assert "No other console is attached" in question and "admin stopped it" in question
-        await pilot.press("y")
+        await pilot.press("f11")
+        await settle(pilot)
+        assert isinstance(app.screen, LoginDialog)
+        note = str(app.screen.query_one("#note", Static).render())
+        assert "Leaving stops the engine" in note and "No other console is attached" in note
+        await pilot.press(*"admin", "enter", *"9999", "enter")
         await wait_for(pilot, lambda: app.return_code is not None)
     engine.stop()
-    last = stop_records(engine.data_dir)[-1]
-    assert (last["target"], last["user"]) == ("engine stopped", "admin")
+    records = stop_records(engine.data_dir)
+    assert [(r["target"], r["user"]) for r in records] == [
+        ("engine", "admin"),
+        ("engine", "admin"),
+        ("engine stopped", "admin"),
+    ], records
+    assert engine.api.session(None)["user"] == ""
 
 
 async def test_an_attached_console_leaves_without_asking() -> None:

@@ -552,26 +552,21 @@ class FloorApp(App[None]):
             return
         self.ask_stop_engine()
 
-    def ask_stop_engine(self, session: str | None = None, who: str = "") -> None:
+    def ask_stop_engine(self) -> None:
         """The engine stops with this console: ask first, saying who else is attached, then
-        stop it (api.stop_engine: audited with who asked, before anything stops) and leave.
-        session: a session other than this console's to act in (an admin leaving kiosk)."""
+        stop it (api.stop_engine: audited with who asked, before anything stops) and leave."""
         from floorconsole.ui.screens.stop_engine import StopEngineDialog
 
         if isinstance(self.screen, StopEngineDialog):
             return
-        acting = session or self.session
-        who = who or str(self.session_info.get("user") or "") or f"{getpass.getuser()} (viewer)"
+        who = str(self.session_info.get("user") or "") or f"{getpass.getuser()} (viewer)"
         others = self.last_frame.consoles if self.last_frame is not None else 0
 
         def answered(stop: bool | None) -> None:
             if stop:
                 self.run_worker(
-                    self._stop_engine(acting, session), group="stop", exit_on_error=False
+                    self._stop_engine(self.session, None), group="stop", exit_on_error=False
                 )
-            elif session is not None:
-                self._logout_quietly(session)
-                self.notify("the engine runs on; this console stays in kiosk mode", timeout=6)
 
         self.push_screen(StopEngineDialog(others, who), answered)
 
@@ -631,16 +626,23 @@ class FloorApp(App[None]):
         def done(result: dict[str, Any] | None) -> None:
             if not (result and result.get("ok")):
                 return
-            session = result.get("session")
+            session = str(result.get("session") or "") or None
             if self.owns_engine:
-                # Leaving the kiosk of `run`/`demo` stops the engine too: ask, in the admin's name.
-                self.ask_stop_engine(session or None, str(result.get("user") or ""))
+                # The dialog said that leaving stops the engine; the admin's PIN confirmed it.
+                self.run_worker(
+                    self._stop_engine(session, session), group="stop", exit_on_error=False
+                )
                 return
             if session:
-                self._logout_quietly(str(session))
+                self._logout_quietly(session)
             self.exit()
 
-        self.push_screen(LoginDialog(leave_kiosk=True), done)
+        note = ""
+        if self.owns_engine:
+            from floorconsole.ui.screens.stop_engine import kiosk_stop_note
+
+            note = kiosk_stop_note(self.last_frame.consoles if self.last_frame else 0)
+        self.push_screen(LoginDialog(leave_kiosk=True, note=note), done)
 
     def action_help(self) -> None:
         from floorconsole.ui.screens.help import HelpScreen

@@ -34,9 +34,10 @@ class LoginDialog(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", key_display="Esc")]
     DEFAULT_CSS = DIALOG_CSS.format(name="LoginDialog")
 
-    def __init__(self, *, leave_kiosk: bool = False) -> None:
+    def __init__(self, *, leave_kiosk: bool = False, note: str = "") -> None:
         super().__init__()
         self.leave_kiosk = leave_kiosk
+        self.note = note  # what leaving also does (stops the engine under run/demo)
         self.busy = False
 
     def compose(self) -> ComposeResult:
@@ -49,6 +50,8 @@ class LoginDialog(ModalScreen[dict[str, Any] | None]):
                 else "Your user name and PIN.",
                 classes="hint",
             )
+            if self.note:
+                yield Static(self.note, id="note", classes="error")
             yield Input(placeholder="user name", id="user", max_length=32)
             yield Input(placeholder="PIN (digits)", id="pin", password=True, max_length=12)
             yield Static("", id="error", classes="error")

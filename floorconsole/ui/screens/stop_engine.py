@@ -10,14 +10,26 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 
+def attached_words(others: int) -> str:
+    if others == 1:
+        return "1 other console is attached: it loses its engine too."
+    if others:
+        return f"{others} other consoles are attached: they lose their engine too."
+    return "No other console is attached."
+
+
+def kiosk_stop_note(others: int) -> str:
+    """Said in the leave-kiosk dialog of `run`/`demo --kiosk`, where the engine stops with the
+    console: the admin's PIN is the confirmation, and the audit trail names the admin."""
+    return (
+        "Leaving stops the engine: polling, history, rules, alarms and the uplink stop with "
+        f"it. {attached_words(others)} The admin's PIN confirms; the audit trail names them."
+    )
+
+
 def stop_question(others: int, who: str) -> str:
     """The dialog's words: what stops, for whom, and who will be named in the audit trail."""
-    if others == 1:
-        attached = "1 other console is attached: it loses its engine too."
-    elif others:
-        attached = f"{others} other consoles are attached: they lose their engine too."
-    else:
-        attached = "No other console is attached."
+    attached = attached_words(others)
     return (
         "Stop the engine?\n\n"
         "Polling, history, rules, alarms and the uplink stop with it.\n"
