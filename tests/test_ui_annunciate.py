@@ -138,3 +138,23 @@ async def test_annunciation_is_off_outside_kiosk_unless_asked() -> None:
         assert app.bells == 0 and not app.flashing
     with pytest.raises(ValueError, match="not one of off, low"):
         make_app(RecordedAPI.load(REPO / "fixtures/recordings/overview.json"), annunciate="loud")
+
+
+async def test_an_engine_gone_and_back_does_not_ring_again() -> None:
+    from dataclasses import replace
+
+    from tests.support.annunciate_console import ScriptedAlarms
+
+    api = ScriptedAlarms(Path(os.devnull))
+    ringing = api.frames[1]
+    api.frames = (ringing,) * 3
+    app = make_app(api, annunciate="high", refresh_hz=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.tick()
+        assert app.bells == 1
+        api.frames = (replace(ringing, stale="engine gone 3 s"),) * 3
+        app.tick()
+        api.frames = (ringing,) * 3
+        app.tick()
+        assert app.bells == 1 and app.flashing

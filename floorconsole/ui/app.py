@@ -186,7 +186,7 @@ class FloorApp(App[None]):
 
     def _annunciated(self, frame: Frame) -> list[tuple[str, float | None]]:
         """The unacknowledged alarms at or above this console's priority, as (id, activation)."""
-        if self.annunciate == "off" or frame.stale:
+        if self.annunciate == "off":
             return []
         floor = PRIORITY_RANK[self.annunciate]
         return [
@@ -198,6 +198,8 @@ class FloorApp(App[None]):
     def _annunciate(self, frame: Frame) -> None:
         """Ring for a new alarm (and again every BELL_REPEAT_S until silenced or acknowledged);
         flash the banner while any such alarm is unacknowledged."""
+        if frame.stale:
+            return  # the last frame, kept: what rang stays rung, nothing rings again on return
         now = time.monotonic()
         keys = self._annunciated(frame)
         active = set(keys)
