@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from floorconsole import __version__
-from floorconsole.core.config import PlantError, load_plant
+from floorconsole.core.config import PlantError, Problem, load_plant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PLANT = REPO_ROOT / "fixtures" / "plants" / "demo.toml"
@@ -27,7 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if _ENDED:
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(code)
+        return code
     except UserError as e:
         print(f"floorconsole: {e}", file=sys.stderr)
         return 1
@@ -39,8 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `floorconsole history ... | head`: the reader went away; that is not an error.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
@@ -166,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     h.add_argument("--format", choices=("csv", "json"), default="csv")
     h.add_argument(
+        "--quality",
+        action="store_true",
+        help="export the quality changes instead of the values: when each signal turned "
+        "GOOD, UNCERTAIN or BAD, and why",
+    )
+    h.add_argument(
         "--timezone",
         metavar="ZONE",
         help="zone of the printed times, with their offset (default: the plant file's "
@@ -258,7 +268,7 @@ def _console_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        plant = load_plant(args.plant)
+        plant = load_plant(args.plant)  # package problems too: check is where to see them
     except PlantError as e:
         for p in e.problems:
             print(f"{e.source}: {p}")
@@ -346,7 +356,12 @@ def cmd_model_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    plant = load_plant(args.config)  # refuse a broken file before anything is stored
+    # Refuse a broken file before anything is stored; a model package that cannot be used is
+    # not the file's text: the engine runs that model from a stored copy, or BAD, and says so.
+    packages: list[Problem] = []
+    plant = load_plant(args.config, package_problems=packages)
+    for p in packages:
+        print(f"floorconsole: warning: {args.config}: {p}", file=sys.stderr)
     data_dir = Path(args.data_dir or plant.edge.data_dir)
     return _run_engine(
         data_dir,
@@ -471,12 +486,12 @@ def _run_engine(
         app.run()
     finally:
         engine.stop()
-    return 0
+    return _ended(app)
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
     from floorconsole.engine.attach import socket_path
-    from floorconsole.engine.remote import EngineUnreachable, RemoteAPI
+    from floorconsole.engine.remote import EngineRefused, EngineUnreachable, RemoteAPI
 
     path = Path(args.socket) if args.socket else socket_path(_data_dir(args))
     # The terminal belongs to Textual, and the engine keeps its own log: say nothing here.
@@ -484,6 +499,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     api = RemoteAPI(path, refresh_hz=args.refresh)
     try:
         api.connect()
+    except EngineRefused as e:
+        raise UserError(str(e)) from None
     except EngineUnreachable as e:
         why = str(e).split(": ", 1)[-1]
         raise UserError(
@@ -494,12 +511,28 @@ def cmd_attach(args: argparse.Namespace) -> int:
         from floorconsole.ui.app import make_app
 
         kiosk = {"kiosk": True} if args.kiosk else {}
-        make_app(
+        app = make_app(
             api, theme=args.theme, refresh_hz=args.refresh, annunciate=args.annunciate, **kiosk
-        ).run()
+        )
+        app.run()
     finally:
         api.close()
-    return 0
+    return _ended(app)
+
+
+_ENDED: list[int] = []  # the exit status of a console that ended on its own (see _ended)
+
+
+def _ended(app: object) -> int:
+    """0, or the status of a console ended by SIGTERM or by its terminal going away, noted
+    for main(): once every cleanup has run (the engine stopped, the demo's broker too) it
+    leaves at once, since the interpreter's own teardown can take another half second on a
+    loaded box and the promise is 2 s."""
+    if not getattr(app, "ending", ""):
+        return 0
+    code = int(getattr(app, "return_code", None) or 1)
+    _ENDED.append(code)
+    return code
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -586,7 +619,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             f"no history for {', '.join(missing)}; recorded signals: "
             f"{', '.join(sorted(known)) or 'none'}"
         )
-    reader.export(args.signals, since, until, args.format, sys.stdout, timezone=zone)
+    export = reader.export_quality if args.quality else reader.export
+    export(args.signals, since, until, args.format, sys.stdout, timezone=zone)
     return 0
 
 

@@ -26,7 +26,7 @@ from asyncua import Client, Node, ua
 
 from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.links import LinkState, LinkStats
-from floorconsole.core.opcua import StatusQuality, parse_node_id, status_quality
+from floorconsole.core.opcua import BrowsedNode, StatusQuality, parse_node_id, status_quality
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
 
@@ -172,6 +172,7 @@ class OpcUaSource:
             policy, mode = ep.security.split("-", 1)
             if ep.certificate is None or ep.private_key is None:
                 raise OpcUaError(f"security {ep.security} needs certificate and private_key")
+            client.application_uri = _certificate_uri(ep.certificate) or client.application_uri
             parts = [policy, mode, str(ep.certificate), str(ep.private_key)]
             if ep.server_certificate is not None:
                 parts.append(str(ep.server_certificate))
@@ -274,15 +275,100 @@ class OpcUaSource:
         return got
 
 
+OBJECTS_FOLDER = "i=85"
+SERVER_OBJECT = "i=2253"  # the server's own diagnostics: not plant data
+
+
+async def browse(
+    endpoint: OpcUaEndpoint, node: str | None = None, *, depth: int = 4, max_children: int = 200
+) -> BrowsedNode:
+    """The address space under `node` (default: the Objects folder, without the server's own
+    object), `depth` levels down, with each variable's type and current value."""
+    if node is not None:
+        parse_node_id(node)
+    src = OpcUaSource(endpoint, [], lambda samples: None)
+    client = Client(endpoint.endpoint, timeout=endpoint.timeout_s)
+    await src._secure(client)
+    try:
+        await asyncio.wait_for(client.connect(), endpoint.timeout_s * 2)
+    except Exception as e:  # noqa: BLE001
+        raise OpcUaError(f"cannot connect to {endpoint.endpoint}: {_describe(e)}") from None
+    try:
+        start = client.get_node(node or OBJECTS_FOLDER)
+        return await _browse_node(start, depth, max_children)
+    except ua.UaStatusCodeError as e:
+        raise OpcUaError(f"{node}: {_status_name(e)}") from None
+    finally:
+        try:
+            await asyncio.wait_for(client.disconnect(), 2.0)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+async def _browse_node(n: Node, depth: int, max_children: int) -> BrowsedNode:
+    node_id = n.nodeid.to_string()
+    name = (await n.read_browse_name()).Name or node_id
+    node_class = (await n.read_node_class()).name
+    data_type = value = status = ""
+    if node_class == "Variable":
+        try:
+            vt = await n.read_data_type_as_variant_type()
+            dv = await n.read_data_value(raise_on_bad_status=False)
+            v = dv.Value.Value if dv.Value is not None else None
+            data_type = vt.name + ("[]" if isinstance(v, list) else "")
+            text = repr(v) if not isinstance(v, str) else v
+            value = text if len(text) <= 40 else text[:39] + "…"
+            if dv.StatusCode is not None and not dv.StatusCode.is_good():
+                status = _status_name(dv.StatusCode)
+        except ua.UaStatusCodeError as e:
+            status = _status_name(e)
+    children: list[BrowsedNode] = []
+    truncated = False
+    if depth > 0 and node_class in ("Object", "Folder"):
+        kids = [c for c in await n.get_children() if c.nodeid.to_string() != SERVER_OBJECT]
+        truncated = len(kids) > max_children
+        for c in kids[:max_children]:
+            children.append(await _browse_node(c, depth - 1, max_children))
+    return BrowsedNode(
+        node_id, name, node_class, data_type, value, status, tuple(children), truncated
+    )
+
+
 def _status_name(s: Any) -> str:
     name = getattr(s, "name", None)
     if isinstance(name, str) and name:
         return name
     code = getattr(s, "code", None)
-    return f"0x{code:08X}" if isinstance(code, int) else str(s)
+    if isinstance(code, int):
+        try:
+            return str(ua.StatusCode(ua.UInt32(code)).name)
+        except Exception:  # noqa: BLE001 - a code the stack has no name for
+            return f"0x{code:08X}"
+    return str(s)
+
+
+def _certificate_uri(path: Path) -> str | None:
+    """The application URI in a certificate's subject alternative names: the client must
+    announce the URI its certificate carries, or a server that checks it refuses us."""
+    from cryptography import x509
+
+    try:
+        data = Path(path).read_bytes()
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if data.startswith(b"-----")
+            else x509.load_der_x509_certificate(data)
+        )
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (OSError, ValueError, x509.ExtensionNotFound) as e:
+        raise OpcUaError(f"certificate {path}: not readable ({e})") from None
+    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
 
 
 def _describe(e: BaseException) -> str:
+    if isinstance(e, ua.UaStatusCodeError):
+        return f"the server answered {_status_name(e)}"
     if isinstance(e, TimeoutError | asyncio.TimeoutError):
         return "no answer within the timeout"
     if isinstance(e, ConnectionRefusedError):

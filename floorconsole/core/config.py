@@ -151,6 +151,9 @@ class EdgeConfig:
     # The zone every console, the CLI and exports show times in (an IANA name); UTC unless the
     # plant says otherwise, so a shift in Berlin and a laptop in Chicago read the same clock.
     timezone: str = "UTC"
+    # OS users ("name") and groups ("@name") whose consoles may attach over the socket; empty:
+    # whoever the socket's mode lets in (the engine's user and group).
+    attach_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -344,29 +347,47 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def load_plant(path: str | Path) -> PlantConfig:
-    """Read and validate a plant file. Raises PlantError with every problem found."""
+def load_plant(path: str | Path, *, package_problems: list[Problem] | None = None) -> PlantConfig:
+    """Read and validate a plant file. Raises PlantError with every problem found.
+    package_problems: see validate_plant."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise PlantError(str(p), [Problem("", f"cannot read the plant file: {e.strerror}")]) from e
-    return parse_plant(text, source=str(p), base_dir=p.resolve().parent)
+    return parse_plant(
+        text, source=str(p), base_dir=p.resolve().parent, package_problems=package_problems
+    )
 
 
 def parse_plant(
-    text: str, *, source: str = "<memory>", base_dir: Path | None = None
+    text: str,
+    *,
+    source: str = "<memory>",
+    base_dir: Path | None = None,
+    package_problems: list[Problem] | None = None,
 ) -> PlantConfig:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise PlantError(source, [Problem("", f"not valid TOML: {e}")]) from e
-    return validate_plant(raw, source=source, base_dir=base_dir or Path.cwd())
+    return validate_plant(
+        raw, source=source, base_dir=base_dir or Path.cwd(), package_problems=package_problems
+    )
 
 
 def validate_plant(
-    raw: dict[str, Any], *, source: str = "<memory>", base_dir: Path = Path(".")
+    raw: dict[str, Any],
+    *,
+    source: str = "<memory>",
+    base_dir: Path = Path("."),
+    package_problems: list[Problem] | None = None,
 ) -> PlantConfig:
+    """The plant configuration, or PlantError with every problem in its text.
+
+    package_problems: when given, a model package file that is missing, unreadable or does not
+    fit the model's inputs is listed there instead of refusing the file: the engine runs that
+    model from a stored copy, or without it (BAD, with an alarm), and everything else."""
     c = _Checker()
     for key in raw:
         if key in FUTURE_SECTIONS:
@@ -422,9 +443,14 @@ def validate_plant(
         if not isinstance(raw["models"], list):
             c.add("models", f"expected an array of tables ([[models]]), got {_kind(raw['models'])}")
         else:
-            models, model_problems = parse_models(raw["models"], signal_ids, base_dir)
+            pkg: list[tuple[str, str]] | None = None if package_problems is None else []
+            models, model_problems = parse_models(
+                raw["models"], signal_ids, base_dir, package_problems=pkg
+            )
             for path, message in model_problems:
                 c.add(path, message)
+            if package_problems is not None and pkg:
+                package_problems.extend(Problem(path, message) for path, message in pkg)
     from floorconsole.core.rules import parse_control, parse_rules
 
     # A rule may watch any signal: the plant's, and every model's outputs and drift figures.
@@ -515,12 +541,17 @@ def _edge(c: _Checker, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
     t = c.table(raw["edge"], "edge")
     if t is None:
         return None
-    c.unknown_keys(t, "edge", ("id", "site", "data_dir", "retention", "idle_lock", "timezone"))
+    c.unknown_keys(
+        t,
+        "edge",
+        ("id", "site", "data_dir", "retention", "idle_lock", "attach_allow", "timezone"),
+    )
     eid = c.string(t, "id", "edge", required=True, pattern=ID_PATTERN)
     site = c.string(t, "site", "edge", default="") or ""
     data_dir = c.string(t, "data_dir", "edge", default="var") or "var"
     retention = c.duration(t, "retention", "edge", default=30 * 86400.0, minimum=60.0)
     idle_lock = c.duration(t, "idle_lock", "edge", default=300.0, minimum=10.0)
+    attach_allow = _attach_allow(c, t)
     zone = c.string(t, "timezone", "edge", default="UTC") or "UTC"
     if zone_problem(zone):
         c.add("edge.timezone", zone_problem(zone))
@@ -533,8 +564,46 @@ def _edge(c: _Checker, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
         data_dir=(base_dir / data_dir),
         retention_s=retention,
         idle_lock_s=idle_lock if idle_lock is not None else 300.0,
+        attach_allow=attach_allow,
         timezone=zone,
     )
+
+
+# An OS user or group name as useradd and groupadd accept them (a trailing $ for machine
+# accounts); a group is written with a leading @.
+OS_NAME_PATTERN = re.compile(r"^@?[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
+
+
+def _attach_allow(c: _Checker, t: dict[str, Any]) -> tuple[str, ...]:
+    path = "edge.attach_allow"
+    if "attach_allow" not in t:
+        return ()
+    v = t["attach_allow"]
+    if not isinstance(v, list):
+        c.add(
+            path,
+            f'expected a list of OS users and @groups, e.g. ["alice", "@operators"], '
+            f"got {_kind(v)}",
+        )
+        return ()
+    out: list[str] = []
+    for i, item in enumerate(v):
+        if not isinstance(item, str):
+            c.add(f"{path}[{i}]", f"expected an OS user or @group name, got {_kind(item)}")
+        elif not OS_NAME_PATTERN.match(item):
+            c.add(
+                f"{path}[{i}]",
+                f"{item!r} is not an OS user or @group name (letters, digits, _ . - ; "
+                "a group starts with @)",
+            )
+        else:
+            out.append(item)
+    if not v:
+        c.add(
+            path,
+            "is empty, so no console could attach; leave it out to let the socket's mode decide",
+        )
+    return tuple(out)
 
 
 def _broker(c: _Checker, t: dict[str, Any], path: str, base_dir: Path) -> BrokerConfig | None:

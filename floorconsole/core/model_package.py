@@ -800,7 +800,20 @@ def reference_to_raw(ref: DriftReference) -> dict[str, Any]:
 # --- the plant file's [[models]] --------------------------------------------------------------------
 
 OUTPUT_KEYS = ("score", "smoothed", "state")
-MODEL_KEYS = ("id", "package", "inputs", "outputs", "drift", "description", "enable", "settle")
+MODEL_KEYS = (
+    "id",
+    "package",
+    "inputs",
+    "outputs",
+    "drift",
+    "description",
+    "enable",
+    "settle",
+    "max_bad_windows",
+)
+# Windows in a row that a model may fail to score (a non-finite output, a failed run) before
+# it is a model failure (a condition and an alarm); fewer are BAD windows, counted.
+MAX_BAD_WINDOWS = 5
 DRIFT_KEYS = ("psi_warn", "psi_alert", "window")
 
 
@@ -821,6 +834,7 @@ class ModelConfig:
     # it turns true (start-up transients are not in the training data either).
     enable: str | None = None
     settle_s: float = 0.0
+    max_bad_windows: int = MAX_BAD_WINDOWS
 
     @property
     def input_map(self) -> dict[str, str]:
@@ -875,17 +889,28 @@ def output_signals(cfg: ModelConfig, feature_names: Sequence[str] = ()) -> list[
 
 
 def parse_models(
-    raw: list[dict[str, Any]] | Any, signal_ids: set[str], base_dir: Path
+    raw: list[dict[str, Any]] | Any,
+    signal_ids: set[str],
+    base_dir: Path,
+    *,
+    package_problems: list[tuple[str, str]] | None = None,
 ) -> tuple[list[ModelConfig], list[tuple[str, str]]]:
     """Validate the plant file's [[models]]; returns (models, problems as (key path, message)).
 
     Inputs must name existing signals (and, when the package's sidecar can be read, exactly the
     package's inputs); outputs become new signal ids and must not clash with existing signals or
-    with another model's outputs. A model with a problem is left out of the list."""
+    with another model's outputs. A model with a problem is left out of the list.
+
+    package_problems: when given, what is wrong with the package files (missing, unreadable,
+    inputs other than the file wires) goes there instead, and the model is kept: the file's
+    text is fine, and the engine runs such a model from a stored copy or reports it BAD."""
     problems: list[tuple[str, str]] = []
 
     def add(path: str, message: str) -> None:
         problems.append((path, message))
+
+    def add_package(path: str, message: str) -> None:
+        (problems if package_problems is None else package_problems).append((path, message))
 
     if not isinstance(raw, list):
         add("models", "expected an array of tables ([[models]])")
@@ -934,12 +959,12 @@ def parse_models(
             onnx_path, json_path = package_paths(base_dir / pkg)
             pkg_path = onnx_path.with_suffix("")
             if not onnx_path.exists():
-                add(f"{p}.package", f"{onnx_path} not found")
+                add_package(f"{p}.package", f"{onnx_path} not found")
             else:
                 try:
                     sidecar = load_sidecar(pkg_path)
                 except PackageError as e:
-                    add(f"{p}.package", str(e).replace("\n", " "))
+                    add_package(f"{p}.package", str(e).replace("\n", " "))
 
         inputs: list[tuple[str, str]] = []
         t_in = t.get("inputs")
@@ -963,14 +988,14 @@ def parse_models(
                 wanted = sidecar.input_names
                 for name in wanted:
                     if name not in t_in:
-                        add(
+                        add_package(
                             f"{p}.inputs",
                             f"the package {sidecar.name} needs input {name!r} "
                             f"(it reads {', '.join(wanted)})",
                         )
                 for name in t_in:
                     if name not in wanted:
-                        add(
+                        add_package(
                             f"{p}.inputs.{name}",
                             f"the package {sidecar.name} has no input "
                             f"{name!r}; it reads {', '.join(wanted)}",
@@ -1040,6 +1065,11 @@ def parse_models(
             if "enable" not in t:
                 add(f"{p}.settle", "applies only with enable (time after it turns true)")
 
+        max_bad = t.get("max_bad_windows", MAX_BAD_WINDOWS)
+        if isinstance(max_bad, bool) or not isinstance(max_bad, int) or max_bad < 1:
+            add(f"{p}.max_bad_windows", f"expected a whole number of windows >= 1, got {max_bad!r}")
+            max_bad = MAX_BAD_WINDOWS
+
         if len(problems) > before or not isinstance(mid, str) or pkg_path is None:
             continue
         cfg = ModelConfig(
@@ -1053,6 +1083,7 @@ def parse_models(
             description=description if isinstance(description, str) else "",
             enable=enable if isinstance(enable, str) else None,
             settle_s=settle,
+            max_bad_windows=max_bad,
         )
         names = sidecar.feature_names if sidecar is not None else []
         clash = False

@@ -115,3 +115,81 @@ def parse_node_id(text: str) -> NodeIdSpec:
     if kind == "g" and not _GUID.match(ident):
         raise ValueError(f"{text!r}: a GUID looks like 72962b91-fa75-4ae6-8d28-b404dc7daf63")
     return NodeIdSpec(ns, kind, ident)
+
+
+# -- browsing: what an engineer adding a signal reads ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BrowsedNode:
+    """One node of a server's address space as `floorconsole opcua browse` shows it."""
+
+    node_id: str
+    name: str
+    node_class: str  # Object, Variable, Method, ...
+    data_type: str = ""  # for variables: Double, Int16, ...; "Double[]" for arrays
+    value: str = ""  # the current value, shortened
+    status: str = ""  # its StatusCode name when not Good
+    children: tuple[BrowsedNode, ...] = ()
+    truncated: bool = False  # more children than were read
+
+
+def tree_lines(root: BrowsedNode) -> list[str]:
+    """The tree, one node a line: name, NodeId, and for variables type and current value."""
+    out: list[str] = []
+
+    def walk(n: BrowsedNode, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└─ " if last else "├─ ")
+        text = f"{prefix}{branch}{n.name}  {n.node_id}"
+        if n.node_class == "Variable":
+            text += f"  {n.data_type or '?'}  {n.value}"
+            if n.status:
+                text += f"  ({n.status})"
+        elif n.node_class not in ("Object", "Folder"):
+            text += f"  [{n.node_class}]"
+        out.append(text)
+        child_prefix = prefix if top else prefix + ("   " if last else "│  ")
+        for i, c in enumerate(n.children):
+            walk(c, child_prefix, i == len(n.children) - 1, False)
+        if n.truncated:
+            out.append(f"{child_prefix}└─ … (more: browse this node to see them)")
+
+    walk(root, "", True, True)
+    return out
+
+
+def signal_id_for(device: str, name: str) -> str:
+    """'press2' + 'Pressure' -> 'press2.pressure': a plant-file signal id from a browse name."""
+    slug = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "value"
+    return f"{device}.{slug}"
+
+
+def plant_lines(device: str, nodes: list[BrowsedNode], sampling: str = "100ms") -> str:
+    """The plant-file lines for these variables, to paste (or to go through a snapshot)."""
+    blocks = []
+    seen: set[str] = set()
+    for n in nodes:
+        if n.node_class != "Variable":
+            continue
+        sid = signal_id_for(device, n.name)
+        k = 2
+        while sid in seen:
+            sid = f"{signal_id_for(device, n.name)}_{k}"
+            k += 1
+        seen.add(sid)
+        blocks.append(
+            "[[signals]]\n"
+            f'id = "{sid}"\n'
+            f'device = "{device}"\n'
+            f'node = "{n.node_id}"\n'
+            f'sampling_interval = "{sampling}"\n'
+        )
+    return "\n".join(blocks)
+
+
+def variables(root: BrowsedNode) -> list[BrowsedNode]:
+    """Every variable in the tree, depth first."""
+    out = [root] if root.node_class == "Variable" else []
+    for c in root.children:
+        out.extend(variables(c))
+    return out

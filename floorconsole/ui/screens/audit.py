@@ -42,6 +42,7 @@ KINDS = (
     "alarm_unshelve",
     "write",
     "rule_change",
+    "rule_reset",
     "snapshot_apply",
     "snapshot_rollback",
     "model_change",
