@@ -117,7 +117,8 @@ def check_one_story(frame: Frame) -> str:
 
 
 def test_a_recorded_bad_model_says_bad_everywhere() -> None:
-    frame = RecordedAPI.load(RECORDINGS / "device_down.json").frame()
+    """The vibration sensor went silent: the model's inputs are stale, it is BAD, not scoring."""
+    frame = RecordedAPI.load(RECORDINGS / "sensor_silent.json").frame()
     assert frame.models[0].quality == "BAD"
     said = words_on_screens(frame)
     assert frame.models[0].word == BAD
