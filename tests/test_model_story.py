@@ -132,11 +132,18 @@ def test_a_recorded_bad_model_says_bad_everywhere() -> None:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[object, object]]:
+    from floorconsole.engine.bootstrap import open_engine
     from floorconsole.engine.demo import DemoPlant
-    from floorconsole.engine.runtime import Engine
 
     with DemoPlant(DEMO) as d:
-        e = Engine(d.plant, data_dir=tmp_path, demo=d.sim)
+        e = open_engine(
+            data_dir=tmp_path,
+            base_dir=DEMO.parent,
+            user="test",
+            plant_raw=d.plant.raw,
+            source="demo plant",
+            demo=d.sim,
+        )
         e.start_background()
         try:
             yield d, e

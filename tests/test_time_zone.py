@@ -138,7 +138,7 @@ def test_history_csv_and_json_in_the_plant_zone(tmp_path: Path) -> None:
 
 def test_audit_list_speaks_the_plant_zone(tmp_path: Path) -> None:
     from floorconsole.adapters.audit_log import AuditLog
-    from floorconsole.engine.audit_cli import audit_list
+    from floorconsole.cli.audit import audit_list
 
     log = AuditLog.in_data_dir(tmp_path)
     log.append_record("system", "engine", "engine started", {}, T0)

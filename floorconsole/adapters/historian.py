@@ -20,7 +20,7 @@ from typing import Literal, NamedTuple, Protocol, TextIO
 import numpy as np
 
 from floorconsole.core.clock import Clock, SystemClock
-from floorconsole.core.history_format import csv_value, iso_ms, json_value, quality_text
+from floorconsole.core.history_format import csv_value, iso_ms, quality_text, readable_value
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample, Value
 
@@ -943,7 +943,7 @@ def _write_json(
         obj = {
             "time": iso_ms(t, zone),
             "signal": signal,
-            "value": json_value(value),
+            "value": readable_value(value),
             "quality": quality_text(quality, reason),
         }
         out.write(",\n" if count else "\n")
