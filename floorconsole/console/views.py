@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from floorconsole.core.model_state import model_state_word
 from floorconsole.core.uplink import UplinkStats
 
 
@@ -30,6 +31,7 @@ class SignalView:
     spark: tuple[float, ...] = ()
     waveform: tuple[float, ...] = ()  # the latest block, for waveform signals
     malformed: int = 0  # payloads for this signal that could not be used
+    labels: tuple[str, ...] = ()  # an enumerated signal's words, code 0 first (a model's state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,18 @@ class ModelView:
     page_hinkley_fired: bool
     features: tuple[DriftFeatureView, ...]  # worst first
     load_error: str
+    quality_reason: str = ""  # why the outputs are not GOOD: "out of service", "no communication"
+
+    @property
+    def word(self) -> str:
+        """The model's state as every screen says it: NORMAL, WARNING, CRITICAL, BAD or
+        OUT OF SERVICE (core.model_state, the one derivation)."""
+        return model_state_word(
+            running=self.running,
+            quality=self.quality,
+            reason=self.quality_reason,
+            state=self.state,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +221,8 @@ class Frame:
     uplink: UplinkStats | None = None  # store-and-forward to the plant broker, if configured
     control_holder: str = ""  # the user whose console holds control (writes, rules, rollback)
     control_requested_by: str = ""  # a user who asked the holder for control
+    consoles: int = 0  # consoles attached over the engine's socket (the engine's own not counted)
+    timezone: str = "UTC"  # the plant's [edge] timezone: every console shows times in it
     # Set by a console attached over the socket when the engine went away: the frame is the
     # last one received, shown greyed with this text ("engine gone 12 s: reconnecting").
     stale: str = ""

@@ -52,6 +52,7 @@ from floorconsole.core.drift import (
     FeatureReference,
 )
 from floorconsole.core.features import SCALAR_STATS, WAVEFORM_STATS
+from floorconsole.core.model_state import DRIFT_LABELS, STATE_LABELS
 from floorconsole.core.units import parse_duration
 
 FORMAT = "floorconsole-model/1"
@@ -857,6 +858,7 @@ class OutputSignal:
     id: str
     unit: str
     description: str
+    labels: tuple[str, ...] = ()  # an enumerated signal: the word of each code, 0 first
 
 
 def output_signals(cfg: ModelConfig, feature_names: Sequence[str] = ()) -> list[OutputSignal]:
@@ -868,8 +870,10 @@ def output_signals(cfg: ModelConfig, feature_names: Sequence[str] = ()) -> list[
         OutputSignal(
             cfg.output_id("smoothed"), "", f"{m}: smoothed score (compared with the thresholds)"
         ),
-        OutputSignal(cfg.output_id("state"), "", f"{m}: 0 normal, 1 warning, 2 critical"),
-        OutputSignal(f"{m}.drift.status", "", f"{m}: drift 0 ok, 1 warn, 2 alert"),
+        OutputSignal(
+            cfg.output_id("state"), "", f"{m}: 0 normal, 1 warning, 2 critical", STATE_LABELS
+        ),
+        OutputSignal(f"{m}.drift.status", "", f"{m}: drift 0 ok, 1 warn, 2 alert", DRIFT_LABELS),
         OutputSignal(f"{m}.drift.psi_max", "", f"{m}: largest PSI over the features"),
         OutputSignal(f"{m}.drift.score_psi", "", f"{m}: PSI of the score"),
         OutputSignal(

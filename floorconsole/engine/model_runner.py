@@ -198,6 +198,7 @@ class ModelRunner:
         self.last_state = 0
         self.quality = Quality.UNCERTAIN
         self.quality_detail = "no window yet"
+        self.quality_reason = Reason.INITIAL
         self._bad_latched = False
         self._trend: deque[float] = deque(maxlen=TREND_POINTS)
         self._report: DriftReport | None = None
@@ -584,6 +585,7 @@ class ModelRunner:
         self.last_score, self.last_smoothed, self.last_state = score, smoothed, state
         self._trend.append(smoothed)
         self.quality, self.quality_detail = quality, detail
+        self.quality_reason = reason if quality is not Quality.GOOD else Reason.NONE
         self._bad_latched = False
         q, r = quality, reason if quality is not Quality.GOOD else Reason.NONE
         out_samples = [
@@ -685,6 +687,7 @@ class ModelRunner:
             reason = Reason.DEVICE_FAILURE
         self.bad_outputs += 1
         self.quality, self.quality_detail = Quality.BAD, detail
+        self.quality_reason = reason
         include_drift = all_outputs or not self._bad_latched
         self._bad_latched = True
         last = {
@@ -748,24 +751,35 @@ class ModelRunner:
         rep = self._report
         return rep.status if rep is not None else "filling"
 
-    def view(self) -> ModelView:
+    def view(self, state: Sample | None = None) -> ModelView:
         """The model as the model and drift panels show it: score against thresholds, drift
-        against the training data (features worst first)."""
+        against the training data (features worst first). Its state and quality come from
+        `state`, its state signal's latest sample, when there is one, so the panel, the
+        banner and the signal's row say the word of one sample (the runner moves on between
+        two reads)."""
         with self._lock:
             m = self.model
             rep = self._report
             drift = self._drift
             th = m.package.thresholds if m is not None else None
+            word = STATE_NAMES[self.last_state]
+            quality, reason = self.quality.name, self.quality_reason.text
+            detail = self.quality_detail
+            if state is not None and m is not None and state.value is not None:
+                code = int(float(state.value)) if not isinstance(state.value, np.ndarray) else 0
+                word = ("normal", "warning", "critical")[max(0, min(2, code))]
+                quality, reason = state.quality.name, state.reason.text
+                detail = state.detail or detail
             return ModelView(
                 id=self.cfg.id,
                 running=m is not None,
                 version=m.version if m is not None else "",
                 sha=m.sha256[:12] if m is not None else "",
-                quality=self.quality.name,
-                quality_detail=self.quality_detail,
+                quality=quality,
+                quality_detail=detail,
                 score=self.last_score,
                 smoothed=self.last_smoothed,
-                state=STATE_NAMES[self.last_state],
+                state=word,
                 warning=th.warning if th else None,
                 critical=th.critical if th else None,
                 trend=tuple(self._trend),
@@ -796,6 +810,7 @@ class ModelRunner:
                 load_error=(self.package_problem if m is None else "")
                 or self.last_load_error
                 or "",
+                quality_reason=reason,
             )
 
     def status(self) -> dict[str, Any]:
@@ -849,6 +864,7 @@ class ModelRunner:
                 },
                 "quality": self.quality.name,
                 "quality_detail": self.quality_detail,
+                "quality_reason": self.quality_reason.text,
                 "score": self.last_score,
                 "smoothed": self.last_smoothed,
                 "state": STATE_NAMES[self.last_state],

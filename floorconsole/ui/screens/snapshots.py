@@ -4,7 +4,6 @@ history."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.text import Text
@@ -16,12 +15,13 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Static
 
 from floorconsole.console import Frame, Unavailable
+from floorconsole.ui.format import local
 from floorconsole.ui.live import ShowsFrames, console_api, console_app
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
 
 def _when(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
+    return local(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""
 
 
 class ConfirmDialog(ModalScreen[bool]):
