@@ -18,14 +18,12 @@ from floorconsole.adapters.onnx_model import OnnxModel, load_package
 from floorconsole.core.clock import FakeClock
 from floorconsole.core.drift import reference_from_samples
 from floorconsole.core.features import block_features
+from floorconsole.core.model_config import ModelConfig, output_signals, parse_models
 from floorconsole.core.model_package import (
     FORMAT,
-    ModelConfig,
     PackageError,
     dump_sidecar,
     load_sidecar,
-    output_signals,
-    parse_models,
     reference_to_raw,
 )
 from floorconsole.core.plantsim import MotorSim
