@@ -9,13 +9,18 @@ image before committing it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,8 +156,45 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
+DEMO_LOGIN = ("op1", "1111")  # a demo user (engine/demo.py DEMO_USERS)
+
+
+def make_certs(d: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl, as in the MQTT tests)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl not found: apt-get install -y openssl", pytrace=False)
+    d.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        cwd=d,
+        check=True,
+        capture_output=True,
+    )
+    return d / "cert.pem", d / "key.pem"
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, *serve_args: str, tls: bool = False) -> Iterator[str]:
     """A headless demo engine, and `floorconsole serve --data-dir` on it: the page's URL."""
     data = tmp_path / "data"
     engine_log, serve_log = tmp_path / "engine.log", tmp_path / "serve.log"
@@ -175,6 +217,10 @@ def served(tmp_path: Path) -> Iterator[str]:
     try:
         wait_until(lambda: socket_path(data).exists(), 30, "engine socket", engine, engine_log)
         port = free_port()
+        extra = list(serve_args)
+        if tls:
+            cert, key = make_certs(tmp_path / "pki")
+            extra += ["--tls-cert", str(cert), "--tls-key", str(key)]
         with serve_log.open("wb") as out:
             server = subprocess.Popen(
                 [
@@ -185,18 +231,20 @@ def served(tmp_path: Path) -> Iterator[str]:
                     str(data),
                     "--port",
                     str(port),
+                    *extra,
                 ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
             )
-        url = f"http://127.0.0.1:{port}/"
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
+        context = ssl._create_unverified_context() if tls else None
         try:
 
             def answers() -> bool:
                 try:
-                    with urllib.request.urlopen(url, timeout=2) as r:
+                    with urllib.request.urlopen(url + "login", timeout=2, context=context) as r:
                         return r.status == 200
                 except OSError:
                     return False
@@ -207,6 +255,36 @@ def served(tmp_path: Path) -> Iterator[str]:
             stop(server)
     finally:
         stop(engine)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    with serving(tmp_path) as url:
+        yield url
+
+
+async def wait_for(browser: Browser, expression: str, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = await browser.evaluate(expression)
+        except RuntimeError:  # the page is between two documents
+            value = None
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s: {expression}; console: {browser.console}")
+
+
+async def log_in(browser: Browser, url: str, user: str, pin: str) -> None:
+    """Open the page (the login comes first), type a user and a PIN, submit."""
+    await browser.goto(url)
+    await wait_for(browser, "!!document.querySelector('form #pin')", 20)
+    await browser.evaluate(
+        f"document.querySelector('#user').value = {json.dumps(user)};"
+        f"document.querySelector('#pin').value = {json.dumps(pin)};"
+        "document.querySelector('form').submit(); true"
+    )
 
 
 def values(lines: list[str]) -> dict[str, str]:
@@ -297,7 +375,7 @@ def compare(
 @pytest.mark.slow
 async def test_browser_shows_the_live_overview(chromium: str, served: str, tmp_path: Path) -> None:
     async with Browser(chromium, width=VIEWPORT[0], height=VIEWPORT[1]) as browser:
-        await browser.goto(served)
+        await log_in(browser, served, *DEMO_LOGIN)
         deadline = time.monotonic() + 40
         screen = None
         while time.monotonic() < deadline and not scoring(screen):
@@ -343,3 +421,128 @@ async def test_browser_shows_the_live_overview(chromium: str, served: str, tmp_p
         pytest.skip(f"reference written to {REFERENCE}: review it, then commit it")
     problem = compare(shot, texts, ref_png, ref_txt, before, tmp_path / "marked.png")
     assert problem is None, problem
+
+
+# --- a plant network: login, TLS, nothing fetched from elsewhere ------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_web_logins_check_with_the_engine_end_when_idle_and_stop_guessers() -> None:
+    pins = {"op1": "1111"}
+    asked: list[tuple[str, str]] = []
+
+    def check(user: str, pin: str) -> dict[str, Any]:
+        asked.append((user, pin))
+        ok = pins.get(user) == pin
+        return {"ok": ok, "user": user, "role": "operator", "message": "" if ok else "wrong PIN"}
+
+    clock = FakeClock()
+    logins = serve.WebLogins(check, idle_s=60, clock=clock)
+    token, _ = logins.login("op1", "1111", "10.0.0.7")
+    assert token is not None and logins.valid(token) is not None
+    clock.t += 59
+    logins.touch(token)  # a key press keeps it
+    clock.t += 59
+    assert logins.valid(token) is not None
+    clock.t += 61
+    assert logins.valid(token) is None  # idle: gone
+    assert logins.login("op1", "0000", "10.0.0.7") == (None, "wrong PIN")
+    for _ in range(serve.LOGIN_FAILURES_PER_MINUTE - 1):
+        logins.login("op1", "0000", "10.0.0.7")
+    n = len(asked)
+    token, why = logins.login("op1", "1111", "10.0.0.7")  # even the right PIN, for a minute
+    assert token is None and "too many failed logins from 10.0.0.7" in why and len(asked) == n
+    assert logins.login("op1", "1111", "10.0.0.8")[0] is not None  # another panel is not held
+    clock.t += 61
+    assert logins.login("op1", "1111", "10.0.0.7")[0] is not None
+    assert logins.login("", "1", "x") == (None, "a user name and a PIN are needed")
+
+
+def test_web_sessions_are_bounded() -> None:
+    logins = serve.WebLogins(lambda u, p: {"ok": True, "user": u, "role": "viewer"}, idle_s=60)
+    tokens = [logins.login("op1", "1", "p")[0] for _ in range(serve.MAX_WEB_SESSIONS + 5)]
+    assert logins.valid(tokens[0]) is None and logins.valid(tokens[-1]) is not None
+    assert len(logins._sessions) == serve.MAX_WEB_SESSIONS
+
+
+async def test_terminal_and_downloads_need_a_login_and_the_page_fetches_nothing_outside() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    logins = serve.WebLogins(
+        lambda u, p: {"ok": p == "1111", "user": u, "role": "operator", "message": "wrong PIN"},
+        idle_s=1.5,
+    )
+    server = serve.make_server(["sleep", "30"], host="127.0.0.1", port=8000, logins=logins)
+    async with TestClient(TestServer(await server._make_app())) as client:
+        r = await client.get("/", allow_redirects=False)
+        assert (r.status, r.headers["Location"]) == (302, "/login")
+        assert (await client.get("/ws")).status == 401
+        assert (await client.get("/download/x")).status == 401
+        page = await (await client.get("/login")).text()
+        assert "PIN" in page and "http://" not in page and "https://" not in page
+
+        r = await client.post("/login", data={"user": "op1", "pin": "0000"}, allow_redirects=False)
+        assert r.status == 401 and "wrong PIN" in await r.text()
+        assert serve.COOKIE not in r.cookies
+        r = await client.post("/login", data={"user": "op1", "pin": "1111"}, allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"] == "/"
+        cookie = r.cookies[serve.COOKIE]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict"
+        index = await (await client.get("/")).text()
+        outside = re.findall(r"(?:src|href)=\"(https?://[^\"]+)\"", index)
+        assert outside and all(u.startswith("http://127.0.0.1:") for u in outside), outside
+        assert "fonts.googleapis" not in index
+
+        # An open terminal whose web session goes idle is closed by the server.
+        ws = await client.ws_connect("/ws?width=80&height=24")
+        t0 = time.monotonic()
+        async for _msg in ws:
+            pass
+        assert ws.close_code == 4001 and time.monotonic() - t0 < 5
+        assert (await client.get("/", allow_redirects=False)).status == 302  # logged out
+
+
+@pytest.mark.slow
+async def test_login_over_tls_then_the_live_overview_and_no_request_leaves_the_box(
+    chromium: str, tmp_path: Path
+) -> None:
+    blocked = (
+        "--ignore-certificate-errors",  # the test's self-signed certificate
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # every other host
+    )
+    with serving(tmp_path, tls=True) as url:
+        assert url.startswith("https://")
+        async with Browser(
+            chromium, width=VIEWPORT[0], height=VIEWPORT[1], extra_args=blocked
+        ) as b:
+            await log_in(b, url, "op1", "0000")
+            refused = await wait_for(
+                b,
+                "document.querySelector('#refused') && document.querySelector('#refused').innerText",
+                20,
+            )
+            assert "PIN" in refused or "wrong" in refused.lower(), refused
+            assert await b.evaluate("location.pathname") == "/login"
+            assert await b.screen() is None  # no terminal without a login
+
+            await log_in(b, url, *DEMO_LOGIN)
+            deadline = time.monotonic() + 40
+            screen = None
+            while time.monotonic() < deadline and not scoring(screen):
+                await asyncio.sleep(0.25)
+                screen = await b.screen()
+            assert scoring(screen), f"no live overview after the login: {screen}"
+            assert await b.evaluate("location.protocol") == "https:"
+            hosts = {
+                urllib.parse.urlsplit(u).hostname
+                for u in b.requests
+                if not u.startswith(("data:", "blob:", "about:"))
+            }
+            assert hosts == {"127.0.0.1"}, b.requests

@@ -264,6 +264,28 @@ class AlarmJournal:
             for t, a, f, to, b, x, p in reversed(rows)
         ]
 
+    def kpi_inputs(
+        self, since: float, until: float, *, limit: int = 500_000
+    ) -> tuple[list[JournalEntry], dict[str, tuple[AlarmState, float | None, str]]]:
+        """What core.alarm_kpis needs for since <= t < until: the transitions in the window
+        (oldest first, at most `limit`: a flood of floods is still bounded), and for each
+        alarm its state at `since` with the time it was last activated and its priority."""
+        entries = self.query(since=since, until=until, limit=limit)
+        last = self._read(
+            "SELECT j.alarm, j.to_state, j.priority, "
+            "(SELECT MAX(a.t) FROM alarm_journal a WHERE a.alarm = j.alarm AND a.t < ? "
+            " AND a.to_state = 'UNACK' AND a.from_state NOT IN ('UNACK', 'ACKED')) "
+            "FROM alarm_journal j WHERE j.seq IN "
+            "(SELECT MAX(seq) FROM alarm_journal WHERE t < ? GROUP BY alarm)",
+            [since, since],
+        )
+        before: dict[str, tuple[AlarmState, float | None, str]] = {}
+        for alarm, to_state, priority, activated in last:
+            st = AlarmState(to_state)
+            active = st in (AlarmState.UNACK, AlarmState.ACKED)
+            before[alarm] = (st, activated if active else None, priority)
+        return entries, before
+
     def actions(
         self,
         *,

@@ -76,6 +76,7 @@ class FloorApp(App[None]):
         self.export_dir = export_dir or Path.cwd()
         self.refresh_hz = max(0.2, min(30.0, refresh_hz))
         self.last_frame: Frame | None = None
+        self.pinned: list[str] = []  # signals pinned for the trend screen (T), four at most
         self.frames_shown = 0
         self.session: str | None = None
         self.session_info: dict[str, Any] = viewer_session()

@@ -31,6 +31,39 @@ def sparkline(
     return "".join(BARS[max(0, min(n, round((v - a) / (b - a) * n)))] for v in vals)
 
 
+def resample(values: Sequence[float], width: int) -> list[float]:
+    """The whole series in `width` points (the mean of each slice), so a 1-minute trend shows
+    the minute, not only its last few seconds."""
+    n = len(values)
+    if n <= width or width <= 0:
+        return list(values)
+    return [
+        sum(values[i * n // width : (i + 1) * n // width])
+        / max(1, (i + 1) * n // width - i * n // width)
+        for i in range(width)
+    ]
+
+
+MIN_TREND_SPAN = 0.02  # of the engineering range: the least a 1-minute trend's scale spans
+
+
+def trend_scale(
+    values: Sequence[float], eng_range: tuple[float, float] | None
+) -> tuple[float | None, float | None]:
+    """The scale of the overview's 1-minute trend: the values' own recent range, so a slow
+    change fills the cell, but never narrower than MIN_TREND_SPAN of the engineering range,
+    so noise on a steady value stays a flat line instead of filling it."""
+    if not values:
+        return None, None
+    lo, hi = min(values), max(values)
+    if eng_range is not None:
+        least = abs(eng_range[1] - eng_range[0]) * MIN_TREND_SPAN
+        if hi - lo < least:
+            mid = (lo + hi) / 2
+            lo, hi = mid - least / 2, mid + least / 2
+    return lo, hi
+
+
 def quality_text(
     quality: str, reason: str, colors: Mapping[str, str], *, short: bool = False
 ) -> Text:

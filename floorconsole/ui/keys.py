@@ -23,6 +23,8 @@ _LABELS = {
     "question_mark": "?",
     "slash": "/",
     "up": "↑",
+    "left": "←",
+    "right": "→",
     "down": "↓",
     "pageup": "PgUp",
     "pagedown": "PgDn",
@@ -56,6 +58,8 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
             KeyHelp(("f4", "M"), "the model: drift of each feature against its training data"),
             KeyHelp(("f5", "S"), "snapshots: every configuration that ran, diff, one-key rollback"),
             KeyHelp(("U",), "uplink: plant broker, backlog, drain progress and time left, drops"),
+            KeyHelp(("p",), "pin the selected signal for the trend (four at most; again: unpin)"),
+            KeyHelp(("T",), "trend: the pinned signals together, each on its own scale"),
             KeyHelp(("escape",), "clear the search"),
         ),
     ),
@@ -130,6 +134,16 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
             KeyHelp(
                 ("escape", "backspace"), "back to the overview (Esc also closes the range entry)"
             ),
+        ),
+    ),
+    (
+        "Trend",
+        (
+            KeyHelp(("m", "o", "d", "c"), "range: 5 minutes, an hour, 24 hours, custom"),
+            KeyHelp(("left", "right"), "move the cursor a column (with shift: ten); Home, End"),
+            KeyHelp(("y",), "y axes: each signal's own min/max, or its engineering range"),
+            KeyHelp(("x", "f12"), "export what is shown to CSV (times with their offset)"),
+            KeyHelp(("escape", "backspace"), "back to the overview"),
         ),
     ),
     (

@@ -87,9 +87,13 @@ def find_chromium() -> str | None:
 class Browser:
     """One headless Chromium with one page; use as an async context manager."""
 
-    def __init__(self, executable: str, *, width: int, height: int) -> None:
+    def __init__(
+        self, executable: str, *, width: int, height: int, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.executable = executable
         self.width, self.height = width, height
+        self.extra_args = extra_args
+        self.requests: list[str] = []  # every URL the page asked for, in order
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self.console: list[str] = []
@@ -100,6 +104,7 @@ class Browser:
             [
                 self.executable,
                 *CHROMIUM_ARGS,
+                *self.extra_args,
                 f"--user-data-dir={self._profile.name}",
                 "--remote-debugging-port=0",
                 f"--window-size={self.width},{self.height}",
@@ -119,6 +124,7 @@ class Browser:
             self._reader = asyncio.create_task(self._read())
             await self.send("Page.enable")
             await self.send("Runtime.enable")
+            await self.send("Network.enable")
             await self.send(
                 "Emulation.setDeviceMetricsOverride",
                 width=self.width,
@@ -163,6 +169,8 @@ class Browser:
                 self.console.append(
                     " ".join(str(a.get("value", a.get("description", ""))) for a in args)
                 )
+            elif data.get("method") == "Network.requestWillBeSent":
+                self.requests.append(str(data["params"]["request"]["url"]))
             elif data.get("method") == "Runtime.exceptionThrown":
                 self.console.append(str(data["params"]["exceptionDetails"]))
         for fut in self._pending.values():

@@ -70,6 +70,8 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         Binding("f4,M", "model", "Model", key_display="F4/M"),
         Binding("f5,S", "snapshots", "Snapshots", key_display="F5/S"),
         Binding("U", "uplink", "Uplink", show=False),
+        Binding("p", "pin", "Pin", show=False),
+        Binding("T", "trend", "Trend", show=False),
         Binding("escape", "clear", "Clear", show=False),
         *[Binding(k, f"fault({i})", f"Fault {k}", show=False) for i, k in enumerate(FAULT_KEYS)],
     ]
@@ -183,6 +185,40 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         from floorconsole.ui.screens.detail import SignalDetailScreen
 
         self.app.push_screen(SignalDetailScreen(sig))
+
+    def action_pin(self) -> None:
+        """Pin the selected signal for the trend (up to four), or unpin it."""
+        sig = self.query_one(SignalTable).selected_signal
+        if sig is None:
+            self.notify("select a signal row first", severity="warning")
+            return
+        from floorconsole.ui.widgets.trend_chart import MAX_PINNED
+
+        pinned: list[str] = self.app.pinned  # type: ignore[attr-defined]
+        if sig in pinned:
+            pinned.remove(sig)
+            self.notify(f"unpinned {sig} ({len(pinned)} pinned; T shows them)", timeout=3)
+        elif len(pinned) >= MAX_PINNED:
+            self.notify(
+                f"{MAX_PINNED} signals pinned at most: unpin one first (p on it)",
+                severity="warning",
+            )
+        else:
+            pinned.append(sig)
+            self.notify(f"pinned {sig} ({len(pinned)} of {MAX_PINNED}; T shows them)", timeout=3)
+
+    def action_trend(self) -> None:
+        """The pinned signals together; with none pinned, the selected one."""
+        from floorconsole.ui.screens.trend import TrendScreen
+
+        pinned: list[str] = list(self.app.pinned)  # type: ignore[attr-defined]
+        if not pinned:
+            sig = self.query_one(SignalTable).selected_signal
+            if sig is None:
+                self.notify("pin signals first (p on a row), then T", severity="warning")
+                return
+            pinned = [sig]
+        self.app.push_screen(TrendScreen(pinned))
 
     @on(SignalTable.Selected)
     def _row_selected(self, event: SignalTable.Selected) -> None:

@@ -23,7 +23,15 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from floorconsole.engine.frames import SignalView
-from floorconsole.ui.format import age_text, quality_cell, sparkline, stale_extra_s, value_cell
+from floorconsole.ui.format import (
+    age_text,
+    quality_cell,
+    resample,
+    sparkline,
+    stale_extra_s,
+    trend_scale,
+    value_cell,
+)
 
 
 @dataclass(frozen=True)
@@ -93,8 +101,8 @@ def row_cells(r: SignalView | str, cols: Sequence[Column], extra_age_s: float = 
             if r.kind == "waveform":
                 spark = sparkline(r.waveform, c.width - 1)
             else:
-                lo, hi = r.range or (None, None)
-                spark = sparkline(r.spark, c.width - 1, lo, hi)
+                lo, hi = trend_scale(r.spark, r.range)
+                spark = sparkline(resample(r.spark, c.width - 1), c.width - 1, lo, hi)
             out.append((spark, "trend", ""))
         elif c.key == "detail":
             parts = [p for p in (r.reason, r.detail) if p and p != "no value yet"]
