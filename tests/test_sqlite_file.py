@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from floorconsole.adapters import audit_log, snapshot_store, users
+from floorconsole.adapters import alarm_journal, audit_log, snapshot_store, users
 from floorconsole.adapters.sqlite_file import Schema, open_store, statements
 
 
@@ -133,6 +133,17 @@ def test_stores_written_before_open_with_their_rows(tmp_path: Path) -> None:
         assert check.execute("SELECT id, author FROM snapshots").fetchall() == [("abc", "ann")]
         assert check.execute("PRAGMA user_version").fetchone()[0] == 1
     check.close()
+
+    _write_as_before(
+        data / alarm_journal.FILE_NAME,
+        alarm_journal.SCHEMA,
+        1,
+        "INSERT INTO alarm_journal (t, alarm, from_state, to_state, by, text, priority) "
+        "VALUES (1.0, 'rule:trip', 'NORMAL', 'UNACK', 'engine', 'trip', 'high')",
+    )
+    journal = alarm_journal.AlarmJournal(data / alarm_journal.FILE_NAME)
+    assert [e.alarm_id for e in journal.query()] == ["rule:trip"]
+    journal.close()
 
     _write_as_before(data / audit_log.FILE_NAME, audit_log._SCHEMA.script, 1)
     log = audit_log.AuditLog.in_data_dir(data)
