@@ -166,12 +166,10 @@ def _graph(members: set[str]) -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {m: set() for m in members}
     for m in members:
         for imported, _line in imports_of(SOURCES[m]):
-            # `import a.b.c` runs a and a.b too: a package's __init__ is part of the path
-            parts = imported.split(".")
-            for i in range(1, len(parts) + 1):
-                target = ".".join(parts[:i])
-                if target in members and target != m:
-                    edges[m].add(target)
+            # Only the module named: `import a.b.c` also runs a/__init__ and a/b/__init__, but
+            # a package's __init__ that re-exports its submodules is not a circle with them.
+            if imported in members and imported != m:
+                edges[m].add(imported)
     return edges
 
 
