@@ -121,15 +121,6 @@ class Problems:
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
 
-    def extend(self, problems: Iterator[Problem] | list[Problem]) -> None:
-        self.problems.extend(problems)
-
-    def __len__(self) -> int:
-        return len(self.problems)
-
-    def __bool__(self) -> bool:
-        return bool(self.problems)
-
     def texts(self) -> list[str]:
         """Each problem as one 'key.path: message' line."""
         return [str(p) for p in self.problems]
