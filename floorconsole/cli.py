@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from floorconsole import __version__
-from floorconsole.core.config import PlantError, load_plant
+from floorconsole.core.config import PlantError, Problem, load_plant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PLANT = REPO_ROOT / "fixtures" / "plants" / "demo.toml"
@@ -165,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", default=None, help="end: a duration back from now or an ISO time (default now)"
     )
     h.add_argument("--format", choices=("csv", "json"), default="csv")
+    h.add_argument(
+        "--quality",
+        action="store_true",
+        help="export the quality changes instead of the values: when each signal turned "
+        "GOOD, UNCERTAIN or BAD, and why",
+    )
     h.set_defaults(func=cmd_history)
 
     sn = sub.add_parser(
@@ -243,7 +249,7 @@ def _console_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        plant = load_plant(args.plant)
+        plant = load_plant(args.plant)  # package problems too: check is where to see them
     except PlantError as e:
         for p in e.problems:
             print(f"{e.source}: {p}")
@@ -331,7 +337,12 @@ def cmd_model_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    plant = load_plant(args.config)  # refuse a broken file before anything is stored
+    # Refuse a broken file before anything is stored; a model package that cannot be used is
+    # not the file's text: the engine runs that model from a stored copy, or BAD, and says so.
+    packages: list[Problem] = []
+    plant = load_plant(args.config, package_problems=packages)
+    for p in packages:
+        print(f"floorconsole: warning: {args.config}: {p}", file=sys.stderr)
     data_dir = Path(args.data_dir or plant.edge.data_dir)
     return _run_engine(
         data_dir,
@@ -553,7 +564,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             f"no history for {', '.join(missing)}; recorded signals: "
             f"{', '.join(sorted(known)) or 'none'}"
         )
-    reader.export(args.signals, since, until, args.format, sys.stdout)
+    export = reader.export_quality if args.quality else reader.export
+    export(args.signals, since, until, args.format, sys.stdout)
     return 0
 
 

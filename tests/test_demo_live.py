@@ -80,8 +80,9 @@ def sig_value(f: Frame, sid: str) -> object:
 
 def test_bearing_fault_trips_the_motor_through_the_rule(demo: tuple[DemoPlant, Engine]) -> None:
     """The sentence the product exists for, on the demo: score above 0.8 for 5 s writes the
-    trip coil (read back), raises a HIGH alarm; acknowledging it and clearing the fault bring
-    everything back to normal."""
+    trip coil (read back), raises a HIGH alarm; the trip latches, so the motor stays stopped
+    after the fault is cleared until an engineer resets it, and then everything comes back
+    to normal."""
     d, e = demo
     wait(
         e, lambda f: model(f).state == "normal" and model(f).quality == "GOOD", 20, "model scoring"
@@ -91,15 +92,34 @@ def test_bearing_fault_trips_the_motor_through_the_rule(demo: tuple[DemoPlant, E
     rule = next(r for r in e.api.frame().rules if r.id == "trip-motor1")
     write = next(a for a in rule.actions if a.kind == "write")
     assert rule.active and write.last_ok and "read back" in write.last_result
+    assert rule.latch and rule.state == "LATCHED", rule
     f = e.api.frame()
     top = f.alarms[0]
     assert (top.id, top.state, top.priority) == ("rule:trip-motor1", "UNACK", "high")
     assert e.api.command("alarm.ack", alarm=top.id, session=session_of(e, "op1"))["ok"]
     d.sim.clear("bearing")
+    # The machine stopped, its model is out of service: that releases nothing. The trip
+    # holds past min_on (20 s) and its off-delay.
+    time.sleep(25)
+    f = e.api.frame()
+    assert sig_value(f, "motor1.trip") is True and sig_value(f, "motor1.running") is False
+    rule = next(r for r in f.rules if r.id == "trip-motor1")
+    assert rule.active and rule.state == "LATCHED" and "reset" in rule.note, rule
+    # An operator may not reset a trip; an engineer holding control may, with a reason.
+    refused = e.api.command(
+        "rule.reset", rule="trip-motor1", reason="bearing replaced", session=session_of(e, "op1")
+    )
+    assert not refused["ok"] and refused.get("refused") == "role", refused
+    eng = session_of(e, "eng1")
+    assert e.api.command("control.take", session=eng)["ok"]
+    no_reason = e.api.command("rule.reset", rule="trip-motor1", session=eng)
+    assert not no_reason["ok"] and "reason" in no_reason["message"], no_reason
+    r = e.api.command("rule.reset", rule="trip-motor1", reason="bearing replaced", session=eng)
+    assert r["ok"], r
     wait(
         e,
         lambda f: sig_value(f, "motor1.trip") is False and sig_value(f, "motor1.running") is True,
-        40,
+        20,
         "trip reset and motor running again",
     )
     wait(e, lambda f: f.alarms[0].state == "NORMAL" if f.alarms else True, 5, "alarm normal")
@@ -110,10 +130,20 @@ def test_bearing_fault_trips_the_motor_through_the_rule(demo: tuple[DemoPlant, E
         "model scoring normal again",
     )
     rule = next(r for r in e.api.frame().rules if r.id == "trip-motor1")
-    assert not rule.active
+    assert not rule.active and rule.state == "NORMAL"
     journal = e.api.alarm_journal()
     states = [j["to"] for j in reversed(journal) if j["alarm"] == "rule:trip-motor1"]
     assert states[:3] == ["UNACK", "ACKED", "NORMAL"], states
+    [reset] = [
+        a
+        for a in e.api.audit(kind="rule_reset")
+        if a["detail"]["phase"] == "request" and a["detail"].get("reason")
+    ]
+    assert (reset["user"], reset["target"], reset["detail"]["reason"]) == (
+        "eng1",
+        "trip-motor1",
+        "bearing replaced",
+    ), reset
 
 
 def test_uplink_forwards_in_order(demo: tuple[DemoPlant, Engine]) -> None:

@@ -312,3 +312,80 @@ async def test_browse_shows_the_tree_with_types_and_values_and_the_plant_lines(
         await browse(ep, "ns=2;s=Nowhere")
     with pytest.raises(OpcUaError, match="cannot connect"):
         await browse(OpcUaEndpoint("x", f"opc.tcp://127.0.0.1:{free_port()}/", timeout_s=1.0))
+
+
+async def _certs(d: Path) -> None:
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    (d / "trusted").mkdir(parents=True)
+    await setup_self_signed_certificate(
+        d / "server.pem",
+        d / "server.der",
+        "urn:floorconsole:test-server",
+        "127.0.0.1",
+        [ExtendedKeyUsageOID.SERVER_AUTH],
+        {"commonName": "test server"},
+    )
+    for name in ("client", "stranger"):
+        await setup_self_signed_certificate(
+            d / f"{name}.pem",
+            d / f"{name}.der",
+            f"urn:floorconsole:{name}",
+            "127.0.0.1",
+            [ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"commonName": name},
+        )
+    (d / "trusted" / "client.der").write_bytes((d / "client.der").read_bytes())
+
+
+async def test_a_secured_endpoint_takes_our_certificate_and_refuses_a_stranger(
+    tmp_path: Path,
+    running: list,  # type: ignore[type-arg]
+) -> None:
+    pki = tmp_path / "pki"
+    await _certs(pki)
+    port = free_port()
+    srv = ServerProc(port)
+    srv.p = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.opcua_server", str(port), str(pki)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert srv.p.stdout is not None and srv.p.stdout.readline().strip() == "ready"
+
+        def endpoint(who: str) -> OpcUaEndpoint:
+            return OpcUaEndpoint(
+                "press2",
+                f"opc.tcp://127.0.0.1:{port}/",
+                security="Basic256Sha256-SignAndEncrypt",
+                certificate=pki / f"{who}.der",
+                private_key=pki / f"{who}.pem",
+                server_certificate=pki / "server.der",
+                timeout_s=2.0,
+            )
+
+        got = Got()
+        ours = OpcUaSource(endpoint("client"), [OpcUaPoint("press2.d", "ns=2;s=Plant.Double")], got)
+        running.append(asyncio.create_task(ours.run()))
+        await got.until(
+            lambda: (s := got.latest("press2.d")) is not None and s.quality is Quality.GOOD,
+            15,
+            "a value over SignAndEncrypt",
+        )
+        theirs_got = Got()
+        theirs = OpcUaSource(
+            endpoint("stranger"), [OpcUaPoint("press2.x", "ns=2;s=Plant.Double")], theirs_got
+        )
+        running.append(asyncio.create_task(theirs.run()))
+        await theirs_got.until(lambda: theirs.last_error != "", 15, "the stranger refused")
+        assert theirs.link.state is LinkState.DOWN
+        assert theirs.last_error == "the server answered BadCertificateUntrusted"
+        s = theirs_got.latest("press2.x")
+        assert s is not None and s.quality is Quality.BAD and s.detail == theirs.last_error
+    finally:
+        srv.kill()

@@ -4,6 +4,7 @@ critical actions behind a fresh PIN, idle sessions locked."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import shutil
@@ -94,7 +95,8 @@ class Cases:
     def args(self, action: str, session: str | None) -> dict[str, Any]:
         self.n += 1
         if action in ("alarm.ack", "alarm.shelve"):
-            return {"alarm": self.alarm()} | ({"duration_s": 600} if "shelve" in action else {})
+            shelve = {"duration_s": 600, "reason": "matrix test"}
+            return {"alarm": self.alarm()} | (shelve if "shelve" in action else {})
         if action == "alarm.ack_all":
             return {"alarms": [self.alarm(), self.alarm()]}
         if action == "alarm.unshelve":
@@ -139,11 +141,25 @@ class Cases:
             }
         if action == "users.manage":
             return {"op": "add", "name": f"tmp{self.n}", "role": "operator", "pin": "5678"}
+        if action == "rule.reset":
+            self.trip()
+            return {"rule": "trip-motor1", "reason": f"matrix {self.n}"}
         if action in ("kiosk.leave", "control.take", "control.release", "control.request"):
             return {}
         raise AssertionError(f"no case for {action}: add one")
 
     eng: str | None = None
+
+    def trip(self) -> None:
+        """The demo's latched trip as if it had tripped and its condition had cleared."""
+
+        async def tripped() -> None:
+            ev = self.e.active.control.evaluators["trip-motor1"]
+            ev.restore(True, self.e.clock.mono(), "matrix trip")
+            ev.restored = ev.demand = False
+
+        assert self.e.loop is not None
+        asyncio.run_coroutine_threadsafe(tripped(), self.e.loop).result(5)
 
 
 def test_the_whole_role_action_matrix(engine: Engine, tmp_path: Path) -> None:

@@ -628,3 +628,50 @@ def test_the_template_takes_a_free_id() -> None:
     assert t["id"] == "tank.level-high-2" and t["threshold"] == 9.0
     assert rule_template(plant, "x", None, 3.25)["threshold"] == 3.25
     assert rule_template(plant, "x", None, 0.2074571)["threshold"] == 0.207
+
+
+async def test_a_new_rule_follows_its_signal_until_a_field_is_edited() -> None:
+    """The template's threshold, id and alarm message are of the signal first shown; choosing
+    another signal gives that signal's, except where someone typed their own."""
+    api = FakeAPI()
+    app = _app(api)
+    async with app.run_test(size=(80, 24)) as pilot:
+        editor = await open_editor(pilot, key="n", row=1)
+        assert editor.query_one("#f-threshold", Input).value == "108.0"
+        editor.query_one("#f-signal", Select).value = "motor1.current"
+        await settle(pilot)
+        assert editor.query_one("#f-threshold", Input).value == "45.0"  # 90 % of 0..50
+        assert editor.query_one("#f-id", Input).value == "motor1.current-high-1"
+        message = editor.query_one("ActionRow .a-message", Input)
+        assert message.value == "motor1.current high"
+        await type_into(pilot, editor, "#f-threshold", "30")
+        editor.query_one("#f-signal", Select).value = "motor1.temp"
+        await settle(pilot)
+        assert editor.query_one("#f-threshold", Input).value == "30"  # typed: kept
+        assert message.value == "motor1.temp high"
+        rule, problems = editor.check()
+        assert not problems, problems
+        assert (rule["signal"], rule["threshold"], rule["actions"][0]["message"]) == (
+            "motor1.temp",
+            30,
+            "motor1.temp high",
+        )
+
+
+async def test_a_write_without_an_address_is_named_not_sent() -> None:
+    api = FakeAPI()
+    app = _app(api)
+    async with app.run_test(size=(80, 24)) as pilot:
+        editor = await open_editor(pilot, key="n", row=1)
+        await pilot.press("f3")
+        await settle(pilot)
+        await pilot.press("enter")  # write
+        await settle(pilot)
+        address = editor.query_one("ActionRow .a-address", Input)
+        assert address.value == "" and address.placeholder == "required"
+        _rule, problems = editor.check()
+        assert problems == [
+            "Action 2 address: required, e.g. co:10 (a coil) or hr:5 (a holding register)"
+        ], problems
+        await dry_run_done(pilot)
+        assert "address: required" in text_of(editor, "#problems")

@@ -98,6 +98,20 @@ def test_statements_keep_trigger_bodies_whole() -> None:
     assert len(statements(script)) == 3
 
 
+# The alarm journal's schema version 1, before shelves kept their expiry and reason.
+ALARM_JOURNAL_V1 = """
+CREATE TABLE alarm_journal (
+    seq INTEGER PRIMARY KEY, t REAL NOT NULL, alarm TEXT NOT NULL, from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL, by TEXT NOT NULL, text TEXT NOT NULL, priority TEXT NOT NULL
+);
+CREATE TABLE action_results (
+    seq INTEGER PRIMARY KEY, t REAL NOT NULL, rule TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL, transition TEXT NOT NULL, ok INTEGER NOT NULL, text TEXT NOT NULL,
+    duration_ms REAL NOT NULL, attempts INTEGER NOT NULL
+);
+"""
+
+
 def _write_as_before(path: Path, script: str, version: int, *rows: str) -> None:
     """A store file as the code before the shared opener left it: the schema, its version,
     and some rows."""
@@ -136,13 +150,14 @@ def test_stores_written_before_open_with_their_rows(tmp_path: Path) -> None:
 
     _write_as_before(
         data / alarm_journal.FILE_NAME,
-        alarm_journal.SCHEMA,
+        ALARM_JOURNAL_V1,
         1,
         "INSERT INTO alarm_journal (t, alarm, from_state, to_state, by, text, priority) "
         "VALUES (1.0, 'rule:trip', 'NORMAL', 'UNACK', 'engine', 'trip', 'high')",
     )
     journal = alarm_journal.AlarmJournal(data / alarm_journal.FILE_NAME)
-    assert [e.alarm_id for e in journal.query()] == ["rule:trip"]
+    (entry,) = journal.query()
+    assert (entry.alarm_id, entry.reason, entry.shelved_until) == ("rule:trip", "", None)
     journal.close()
 
     _write_as_before(data / audit_log.FILE_NAME, audit_log._SCHEMA.script, 1)

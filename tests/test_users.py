@@ -154,6 +154,7 @@ def test_the_role_table() -> None:
         "control.request": (Role.ENGINEER, False),
         "control.arm": (Role.ENGINEER, False),
         "control.write": (Role.ENGINEER, True),
+        "rule.reset": (Role.ENGINEER, False),
         "model.import": (Role.ADMIN, True),
         "users.manage": (Role.ADMIN, True),
         "kiosk.leave": (Role.ADMIN, True),

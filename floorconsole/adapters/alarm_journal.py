@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from floorconsole.adapters.sqlite_file import Schema, open_store
-from floorconsole.core.alarms import AlarmState, JournalEntry
-from floorconsole.core.rules import ActionRecord
+from floorconsole.core.alarms import AlarmHistory, AlarmState, JournalEntry
+from floorconsole.core.rules import ActionRecord, RuleEvent
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "alarms.db"
 
 SCHEMA = """
@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS alarm_journal (
     to_state   TEXT NOT NULL,
     by         TEXT NOT NULL,
     text       TEXT NOT NULL,
-    priority   TEXT NOT NULL
+    priority   TEXT NOT NULL,
+    shelved_until REAL,           -- a shelve's expiry (wall clock), on SHELVED rows
+    reason     TEXT NOT NULL DEFAULT ''  -- a shelve's reason
 );
 CREATE INDEX IF NOT EXISTS alarm_journal_t ON alarm_journal (t);
 CREATE INDEX IF NOT EXISTS alarm_journal_alarm_t ON alarm_journal (alarm, t);
@@ -58,7 +60,29 @@ CREATE TABLE IF NOT EXISTS action_results (
     attempts    INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS action_results_rule_t ON action_results (rule, t);
+CREATE TABLE IF NOT EXISTS rule_events (
+    seq    INTEGER PRIMARY KEY,
+    t      REAL NOT NULL,
+    rule   TEXT NOT NULL,
+    event  TEXT NOT NULL,     -- activate | release | reset
+    active INTEGER NOT NULL,  -- the rule's output after the event
+    by     TEXT NOT NULL,
+    text   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rule_events_rule ON rule_events (rule, seq);
+CREATE TABLE IF NOT EXISTS engine_events (
+    seq   INTEGER PRIMARY KEY,
+    t     REAL NOT NULL,
+    event TEXT NOT NULL,      -- "engine started"
+    text  TEXT NOT NULL
+);
 """
+# Version 1 files gain the shelve's expiry and reason (NULL / '' on their old rows).
+_MIGRATE_V2 = (
+    "ALTER TABLE alarm_journal ADD COLUMN shelved_until REAL",
+    "ALTER TABLE alarm_journal ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+)
+_TABLES = ("alarm_journal", "action_results", "rule_events", "engine_events")
 
 _APPEND_ONLY = """
 CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
@@ -70,15 +94,19 @@ BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
 _SCHEMA = Schema(
     "alarm journal",
     SCHEMA_VERSION,
-    SCHEMA
-    + _APPEND_ONLY.format(table="alarm_journal")
-    + _APPEND_ONLY.format(table="action_results"),
+    SCHEMA + "".join(_APPEND_ONLY.format(table=t) for t in _TABLES),
+    migrations={1: _MIGRATE_V2},
 )
 
 _INSERT_ENTRY = (
-    "INSERT INTO alarm_journal (t, alarm, from_state, to_state, by, text, priority) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO alarm_journal (t, alarm, from_state, to_state, by, text, priority, "
+    "shelved_until, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_RULE = (
+    "INSERT INTO rule_events (t, rule, event, active, by, text) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_EVENT = "INSERT INTO engine_events (t, event, text) VALUES (?, ?, ?)"
+_ENTRY_COLUMNS = "t, alarm, from_state, to_state, by, text, priority, shelved_until, reason"
 _INSERT_ACTION = (
     "INSERT INTO action_results (t, rule, action, target, transition, ok, text, "
     "duration_ms, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -122,9 +150,25 @@ class AlarmJournal:
                     entry.by,
                     entry.text,
                     entry.priority,
+                    entry.shelved_until,
+                    entry.reason,
                 ),
             )
         )
+
+    def record_rule(self, event: RuleEvent) -> None:
+        """Queue one change of a rule's output (activate, release, reset); returns at once.
+        Control flushes before a write goes out, so the record precedes the output."""
+        self._put(
+            (
+                _INSERT_RULE,
+                (event.t_wall, event.rule, event.event, int(event.active), event.by, event.text),
+            )
+        )
+
+    def record_event(self, t_wall: float, event: str, text: str) -> None:
+        """Queue one event of the engine itself ("engine started")."""
+        self._put((_INSERT_EVENT, (t_wall, event, text)))
 
     def record_action(self, record: ActionRecord) -> None:
         """Queue one action result; returns at once."""
@@ -239,15 +283,75 @@ class AlarmJournal:
         if state is not None:
             where.append("to_state = ?")
             params.append(AlarmState(state).value)
-        sql = (
-            "SELECT t, alarm, from_state, to_state, by, text, priority FROM alarm_journal"
-            f"{_where(where)} ORDER BY seq DESC LIMIT ?"
-        )
+        sql = f"SELECT {_ENTRY_COLUMNS} FROM alarm_journal{_where(where)} ORDER BY seq DESC LIMIT ?"
         rows = self._read(sql, [*params, limit])
+        return [_entry(r) for r in reversed(rows)]
+
+    # -- restart -----------------------------------------------------------------------------
+
+    def alarm_histories(self) -> list[AlarmHistory]:
+        """Per alarm, what a start needs to restore it: the latest transition, the latest
+        annunciation (into UNACK), the latest acknowledgement, the latest shelve, and the
+        number of annunciations. One pass per question, each on an index."""
+
+        def latest(where: str = "") -> dict[str, JournalEntry]:
+            sql = (
+                f"SELECT {_ENTRY_COLUMNS} FROM alarm_journal WHERE seq IN "
+                f"(SELECT max(seq) FROM alarm_journal {where} GROUP BY alarm)"
+            )
+            return {e.alarm_id: e for e in map(_entry, self._read(sql, []))}
+
+        last = latest()
+        annunciated = latest("WHERE to_state = 'UNACK'")
+        acked = latest(
+            "WHERE to_state = 'ACKED' OR (from_state = 'RTN_UNACK' AND to_state = 'NORMAL')"
+        )
+        shelved = latest("WHERE to_state = 'SHELVED'")
+        counts = dict(
+            self._read(
+                "SELECT alarm, count(*) FROM alarm_journal WHERE to_state = 'UNACK' GROUP BY alarm",
+                [],
+            )
+        )
         return [
-            JournalEntry(t, a, AlarmState(f), AlarmState(to), b, x, p)
-            for t, a, f, to, b, x, p in reversed(rows)
+            AlarmHistory(
+                last=e,
+                annunciated=annunciated.get(aid),
+                acknowledged=acked.get(aid),
+                shelved=shelved.get(aid),
+                activations=int(counts.get(aid, 0)),
+            )
+            for aid, e in last.items()
         ]
+
+    def rule_states(self) -> dict[str, RuleEvent]:
+        """The latest output change of every rule."""
+        rows = self._read(
+            "SELECT t, rule, event, active, by, text FROM rule_events WHERE seq IN "
+            "(SELECT max(seq) FROM rule_events GROUP BY rule)",
+            [],
+        )
+        return {r: RuleEvent(t, r, ev, bool(a), b, x) for t, r, ev, a, b, x in rows}
+
+    def last_actions(self) -> dict[tuple[str, str, str], ActionRecord]:
+        """The latest result of every (rule, action kind, target)."""
+        rows = self._read(
+            "SELECT t, rule, action, target, transition, ok, text, duration_ms, attempts "
+            "FROM action_results WHERE seq IN (SELECT max(seq) FROM action_results "
+            "GROUP BY rule, action, target)",
+            [],
+        )
+        return {
+            (r, a, tg): ActionRecord(t, r, a, tg, tr, bool(ok), x, d, n)
+            for t, r, a, tg, tr, ok, x, d, n in rows
+        }
+
+    def events(self, limit: int = 100) -> list[tuple[float, str, str]]:
+        """The engine's own events (t, event, text), oldest first."""
+        rows = self._read(
+            "SELECT t, event, text FROM engine_events ORDER BY seq DESC LIMIT ?", [limit]
+        )
+        return [(t, ev, x) for t, ev, x in reversed(rows)]
 
     def kpi_inputs(
         self, since: float, until: float, *, limit: int = 500_000
@@ -293,6 +397,11 @@ class AlarmJournal:
             ActionRecord(t, r, a, tg, tr, bool(ok), x, d, n)
             for t, r, a, tg, tr, ok, x, d, n in reversed(rows)
         ]
+
+
+def _entry(row: Sequence[Any]) -> JournalEntry:
+    t, a, f, to, b, x, p, until, reason = row
+    return JournalEntry(t, a, AlarmState(f), AlarmState(to), b, x, p, until, reason or "")
 
 
 def _time_filter(since: float | None, until: float | None) -> tuple[list[str], list[object]]:

@@ -59,12 +59,22 @@ CREATE TABLE IF NOT EXISTS quality_changes (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS quality_changes_signal_t ON quality_changes (signal, t);
+CREATE TABLE IF NOT EXISTS input_counts (
+    link   TEXT NOT NULL,      -- broker (or device) id
+    signal TEXT NOT NULL,      -- '' for counts of payloads
+    reason TEXT NOT NULL,      -- '' with signal '' for bad payloads in all
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (link, signal, reason)
+);
 """
 
 INSERT_SAMPLE = "INSERT INTO samples (signal, t, v, q) VALUES (?, ?, ?, ?)"
 INSERT_WAVEFORM = "INSERT INTO waveforms (signal, t, q, n, data) VALUES (?, ?, ?, ?, ?)"
 INSERT_QUALITY = "INSERT INTO quality_changes (signal, t, q, detail) VALUES (?, ?, ?, ?)"
 INSERT_SIGNAL = "INSERT INTO signals (id, name) VALUES (?, ?)"
+UPSERT_COUNT = (
+    "INSERT OR REPLACE INTO input_counts (link, signal, reason, count) VALUES (?, ?, ?, ?)"
+)
 
 # Value classes the fast path stores as they are, with the flag they add to q. Anything
 # else (a waveform, a numpy scalar, an int) takes the careful path in _convert_slow.
@@ -251,12 +261,16 @@ class Historian:
         self._buf_lock = threading.Lock()
         self._pending: list[Sample] = []
         self._pending_quality: list[Sample] = []
+        # Bad-input counters to keep across restarts: the latest totals, written with the
+        # next batch (a counter lost to a kill -9 is at most one flush interval behind).
+        self._pending_counts: dict[tuple[str, str, str], int] = {}
 
         # Owned by whoever holds _write_lock: converted rows waiting for a successful commit.
         self._write_lock = threading.Lock()
         self._rows: list[tuple] = []
         self._waves: list[tuple] = []
         self._quals: list[tuple] = []
+        self._counts: dict[tuple[str, str, str], int] = {}
         self._ids: dict[str, int] = {}
         self._unsaved_signals: list[tuple[int, str]] = []
         self._next_id = 1
@@ -358,6 +372,18 @@ class Historian:
         with self._buf_lock:
             self._pending.extend(samples)
 
+    def set_input_counts(self, counts: dict[tuple[str, str, str], int]) -> None:
+        """Totals of bad input, (link, signal, reason) -> count, to write with the next batch."""
+        with self._buf_lock:
+            self._pending_counts.update(counts)
+
+    def input_counts(self) -> dict[tuple[str, str, str], int]:
+        """The bad-input totals kept in the file (from earlier runs, and this one's so far)."""
+        conn = self._require_conn()
+        with self._write_lock:
+            rows = conn.execute("SELECT link, signal, reason, count FROM input_counts").fetchall()
+        return {(link, sig, reason): n for link, sig, reason, n in rows}
+
     def append_quality(self, sample: Sample) -> None:
         """Record that a signal's quality or reason changed (with the sample's detail text)."""
         with self._buf_lock:
@@ -385,6 +411,9 @@ class Historian:
         with self._buf_lock:
             samples, self._pending = self._pending, []
             quality, self._pending_quality = self._pending_quality, []
+            if self._pending_counts:
+                self._counts.update(self._pending_counts)
+                self._pending_counts = {}
         hook = self._hook
         if samples:
             self._convert(samples)
@@ -393,7 +422,13 @@ class Historian:
         if quality:
             self._convert_quality(quality)
         self._bound_pending()
-        if not (self._rows or self._waves or self._quals or (hook is not None and hook.pending)):
+        if not (
+            self._rows
+            or self._waves
+            or self._quals
+            or self._counts
+            or (hook is not None and hook.pending)
+        ):
             return 0
         return self._commit()
 
@@ -513,6 +548,8 @@ class Historian:
                 conn.executemany(INSERT_WAVEFORM, self._waves)
             if self._quals:
                 conn.executemany(INSERT_QUALITY, self._quals)
+            if self._counts:
+                conn.executemany(UPSERT_COUNT, [(*k, n) for k, n in self._counts.items()])
             if self._hook is not None:
                 self._hook.write(conn)
             conn.execute("COMMIT")
@@ -532,6 +569,7 @@ class Historian:
         self._commits += 1
         self._unsaved_signals = []
         self._rows, self._waves, self._quals = [], [], []
+        self._counts = {}
         self._warned_drop = False
         if self._hook is not None:
             self._hook.committed(conn)
@@ -824,6 +862,58 @@ class HistoryReader:
             if fmt == "csv":
                 return _write_csv(merged, out)
             return _write_json(merged, out)
+
+    def export_quality(
+        self,
+        signals: Iterable[str],
+        since: float | None,
+        until: float | None,
+        fmt: Literal["csv", "json"],
+        out: TextIO,
+    ) -> int:
+        """Write the signals' quality changes, merged by time: when each turned GOOD,
+        UNCERTAIN or BAD and why (the reason and the detail the source gave, e.g.
+        "not_json: Expecting value: line 1 column 1"). CSV columns: time, signal, quality,
+        detail; JSON: objects with the same keys. Returns rows written."""
+        if fmt not in ("csv", "json"):
+            raise ValueError(f"format {fmt!r} is not one of csv, json")
+        with self._lock:
+            streams = []
+            for signal in dict.fromkeys(signals):
+                sid = self._signal_id(signal)
+                if sid is None:
+                    raise UnknownSignalError(self._unknown_message(signal))
+                where, args = _range_sql(since, until)
+                streams.append(
+                    (t, signal, *_UNPACK[q][:2], detail)
+                    for t, q, detail in self._conn.execute(
+                        "SELECT t, q, detail FROM quality_changes "
+                        f"WHERE signal = ?{where} ORDER BY t",
+                        [sid, *args],
+                    )
+                )
+            rows = heapq.merge(*streams, key=lambda row: row[0])
+            count = 0
+            if fmt == "csv":
+                writer = csv.writer(out, lineterminator="\n")
+                writer.writerow(("time", "signal", "quality", "detail"))
+                for t, signal, quality, reason, detail in rows:
+                    writer.writerow((iso_utc_ms(t), signal, quality_text(quality, reason), detail))
+                    count += 1
+                return count
+            out.write("[")
+            for t, signal, quality, reason, detail in rows:
+                obj = {
+                    "time": iso_utc_ms(t),
+                    "signal": signal,
+                    "quality": quality_text(quality, reason),
+                    "detail": detail,
+                }
+                out.write(",\n" if count else "\n")
+                out.write(json.dumps(obj))
+                count += 1
+            out.write("\n]\n" if count else "]\n")
+            return count
 
 
 def _write_csv(rows: Iterable[tuple[float, str, Value, Quality, Reason]], out: TextIO) -> int:

@@ -16,7 +16,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from floorconsole.adapters.mqtt_login import configure_client
 from floorconsole.core.clock import Clock
 from floorconsole.core.config import BrokerConfig, MqttPoint, SignalConfig
-from floorconsole.core.links import LinkState, LinkStats, SampleSink
+from floorconsole.core.links import BadInputLog, LinkState, LinkStats, SampleSink
 from floorconsole.core.payload import BAD_TIME, Malformed, TopicDecoder
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
@@ -69,6 +69,7 @@ class BrokerClient:
                 raise ValueError(f"signal {s.id!r} is not read from broker {broker.id!r}")
             by_topic.setdefault(s.source.topic, []).append(s)
         self._decoders = {topic: TopicDecoder(topic, sigs) for topic, sigs in by_topic.items()}
+        self._bad_input = BadInputLog(stats)
         self._last: dict[str, Sample] = {}  # paho thread only
         self._connected_once = False
         self._subscribe_mid = -1
@@ -257,12 +258,24 @@ class BrokerClient:
             now_wall, now_mono = self.clock.wall(), self.clock.mono()
             out = decoder.decode(msg.payload, now_wall, now_mono)
             samples = list(out.samples)
+            lost = False
             for sid, problem in out.problems:
                 self.stats.malformed[(sid, problem.reason)] += 1
                 if problem.reason != BAD_TIME:
+                    lost = True
                     # The operator sees why the value stopped: BAD decoding error, naming the
                     # problem, with the last good value kept (greyed), not a silent age-out.
                     samples.append(self._undecodable(sid, problem, now_wall, now_mono))
+            if out.problems:
+                # Once per payload, however many signals read it
+                self.stats.bad_payloads += lost
+                for reason in {problem.reason for _sid, problem in out.problems}:
+                    self.stats.bad_payload_reasons[reason] += 1
+                first = self._bad_input.first(
+                    msg.topic, [(sid, str(problem)) for sid, problem in out.problems]
+                )
+                if first:
+                    log.warning("%s", first)
             if samples:
                 for s in out.samples:
                     self._last[s.signal] = s
@@ -274,6 +287,13 @@ class BrokerClient:
                 self.broker.id,
                 getattr(msg, "_topic", b"?"),
             )
+
+    def log_bad_input(self, now_mono: float) -> None:
+        """At most once a minute, a summary of the bad payloads since the last one: call it
+        from the engine's watchdog."""
+        text = self._bad_input.summary(now_mono)
+        if text:
+            log.warning("%s", text)
 
     # -- helpers ---------------------------------------------------------------------------
 

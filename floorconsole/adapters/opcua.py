@@ -172,6 +172,7 @@ class OpcUaSource:
             policy, mode = ep.security.split("-", 1)
             if ep.certificate is None or ep.private_key is None:
                 raise OpcUaError(f"security {ep.security} needs certificate and private_key")
+            client.application_uri = _certificate_uri(ep.certificate) or client.application_uri
             parts = [policy, mode, str(ep.certificate), str(ep.private_key)]
             if ep.server_certificate is not None:
                 parts.append(str(ep.server_certificate))
@@ -346,7 +347,28 @@ def _status_name(s: Any) -> str:
     return str(s)
 
 
+def _certificate_uri(path: Path) -> str | None:
+    """The application URI in a certificate's subject alternative names: the client must
+    announce the URI its certificate carries, or a server that checks it refuses us."""
+    from cryptography import x509
+
+    try:
+        data = Path(path).read_bytes()
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if data.startswith(b"-----")
+            else x509.load_der_x509_certificate(data)
+        )
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (OSError, ValueError, x509.ExtensionNotFound) as e:
+        raise OpcUaError(f"certificate {path}: not readable ({e})") from None
+    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
+
+
 def _describe(e: BaseException) -> str:
+    if isinstance(e, ua.UaStatusCodeError):
+        return f"the server answered {_status_name(e)}"
     if isinstance(e, TimeoutError | asyncio.TimeoutError):
         return "no answer within the timeout"
     if isinstance(e, ConnectionRefusedError):

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import os
 import sqlite3
 import threading
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -52,6 +53,8 @@ from floorconsole.core.snapshot import (
     with_packages,
 )
 from floorconsole.core.snapshot import model_file_stem as _stem
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DB_NAME = "snapshots.db"
@@ -280,6 +283,52 @@ class SnapshotStore(SqliteFile):
             out[mid] = ModelFiles(onnx=onnx, sidecar=sidecar)
         return out
 
+    def package_copies(self, model_id: str, folder: str | Path) -> Iterator[tuple[Path, str]]:
+        """Stored packages of a model, for when the one configured cannot be used: each
+        distinct package the snapshots gave this model id, the newest snapshot first, written
+        to folder/<package sha>/ (files already there are checked against their sha256) as
+        (package path, "snapshot <short> of <time>"). A blob whose bytes do not hash to its
+        sha256, or an empty one (a stand-in for files that were missing), is passed over."""
+        seen: set[ModelRef] = set()
+        root = Path(folder).resolve()
+        for snap in reversed(self.list()):
+            ref = snap.models.get(model_id)
+            if ref is None or ref in seen:
+                continue
+            seen.add(ref)
+            onnx, sidecar = self.blob(ref.onnx_sha), self.blob(ref.json_sha)
+            if not onnx or not sidecar:
+                continue
+            if sha256_hex(onnx) != ref.onnx_sha or sha256_hex(sidecar) != ref.json_sha:
+                log.error(
+                    "snapshot store: model %s blob of %s fails its sha256", model_id, snap.short
+                )
+                continue
+            try:
+                paths = _write_packages(
+                    {model_id: ref},
+                    {model_id: ModelFiles(onnx=onnx, sidecar=sidecar)},
+                    root,
+                    by_content=True,
+                )
+            except OSError as e:
+                log.error("snapshot store: cannot write model %s's stored copy: %s", model_id, e)
+                continue
+            yield root / paths[model_id], f"snapshot {snap.short} of {_iso(snap.created)}"
+
+    def stand_in(self, model_id: str) -> ModelFiles:
+        """The package to snapshot for a model whose files cannot be read: the newest stored
+        one of that model id, or two empty files (the model then runs without a package, BAD,
+        and the snapshot says so by its empty sha256)."""
+        for snap in reversed(self.list()):
+            ref = snap.models.get(model_id)
+            if ref is None:
+                continue
+            onnx, sidecar = self.blob(ref.onnx_sha), self.blob(ref.json_sha)
+            if onnx and sidecar:
+                return ModelFiles(onnx=onnx, sidecar=sidecar)
+        return ModelFiles(onnx=b"", sidecar=b"")
+
     def diff(self, old: str, new: str) -> SnapshotDiff:
         """old → new in plant words, sidecar changes included."""
         return diff_snapshots(self.get(old), self.get(new), sidecar=self.blob)
@@ -376,10 +425,19 @@ class SnapshotStore(SqliteFile):
     # --- files ----------------------------------------------------------------------------------
 
     def import_plant_file(
-        self, path: str | Path, *, author: str, message: str, parent: str | None = ACTIVE
+        self,
+        path: str | Path,
+        *,
+        author: str,
+        message: str,
+        parent: str | None = ACTIVE,
+        stand_ins: dict[str, str] | None = None,
     ) -> ImportResult:
         """A snapshot of a plant file as it is on disk, its model packages read beside it.
-        parent defaults to the active snapshot. new is False when the content was known."""
+        parent defaults to the active snapshot. new is False when the content was known.
+
+        stand_ins: when given, a model whose files cannot be read does not refuse the file:
+        its newest stored package stands in (stand_in()), and stand_ins[model id] says why."""
         p = Path(path)
         try:
             config = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -387,10 +445,15 @@ class SnapshotStore(SqliteFile):
             raise SnapshotStoreError(f"{p}: cannot read the plant file: {e.strerror}") from None
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise SnapshotStoreError(f"{p}: not valid TOML: {e}") from None
+        unreadable: dict[str, str] | None = None if stand_ins is None else {}
         try:
-            files = read_model_files(config, p.resolve().parent)
+            files = read_model_files(config, p.resolve().parent, unreadable=unreadable)
         except SnapshotError as e:
             raise SnapshotStoreError(f"{p}: {e}") from None
+        if stand_ins is not None and unreadable:
+            for mid, why in unreadable.items():
+                files[mid] = self.stand_in(mid)
+                stand_ins[mid] = why
         if parent == ACTIVE:
             current = self.active()
             parent = current.snapshot if current else None

@@ -52,7 +52,10 @@ SYSTEM_ALARMS: dict[str, tuple[str, str]] = {
     "cache_trouble": ("high", "Local cache trouble: {source}"),
     "config_rolled_back": ("high", "Configuration {source} failed its health check: rolled back"),
     "audit_trouble": ("high", "Audit trail {source} cannot be written: control actions held"),
+    "rule_held": ("high", "Rule {source} held: it cannot act"),
 }
+# What a restored alarm's clear says when nothing re-asserted its condition after a restart.
+CLEARED_WHILE_DOWN = "cleared while the engine was down"
 
 _ACTIVE = (AlarmState.UNACK, AlarmState.ACKED)
 _UNACKED = (AlarmState.UNACK, AlarmState.RTN_UNACK)
@@ -74,6 +77,23 @@ class JournalEntry:
     by: str
     text: str
     priority: str
+    # A shelve's expiry (wall clock) and the reason given for it; kept so a restart can
+    # restore the shelve exactly (the text says the same in words).
+    shelved_until: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmHistory:
+    """What the journal knows of one alarm when the engine starts: its latest transition,
+    the annunciation and acknowledgement that apply to it, its latest shelve, and how many
+    times it was annunciated."""
+
+    last: JournalEntry
+    annunciated: JournalEntry | None = None
+    acknowledged: JournalEntry | None = None
+    shelved: JournalEntry | None = None
+    activations: int = 0
 
 
 def system_alarm_id(kind: str, source: str) -> str:
@@ -109,8 +129,13 @@ class Alarm:
         self.acked_wall: float | None = None
         self.acked_by = ""
         self.shelved_until_mono: float | None = None
+        self.shelved_until_wall: float | None = None
         self.shelved_by = ""
+        self.shelved_reason = ""
         self.activations_total = 0
+        # Restored active from the journal at a start, and not yet re-asserted by its source:
+        # a clear then says the condition went while the engine was down.
+        self.restored = False
         self._recent: deque[float] = deque()  # mono times of annunciations, CHATTER_WINDOW_S
 
     @property
@@ -140,6 +165,7 @@ class Alarm:
 
     def activate(self, text: str = "", by: str = "system") -> JournalEntry | None:
         if self.condition:
+            self.restored = False  # still present after a restart: no new annunciation
             return None
         self.condition = True
         self.text = text
@@ -151,6 +177,9 @@ class Alarm:
         if not self.condition:
             return None
         self.condition = False
+        if self.restored:
+            self.restored = False
+            text = f"{CLEARED_WHILE_DOWN}{': ' + text if text else ''}"
         self.text = text
         if self.state is AlarmState.UNACK:
             return self._move(AlarmState.RTN_UNACK, by, text or "returned to normal")
@@ -163,13 +192,19 @@ class Alarm:
     def acknowledge(self, user: str) -> JournalEntry:
         if self.state is AlarmState.UNACK:
             self.acked_wall, self.acked_by = self.clock.wall(), user
-            return self._move(AlarmState.ACKED, user, "acknowledged")
+            return self._move(AlarmState.ACKED, user, "acknowledged", self.acked_wall)
         if self.state is AlarmState.RTN_UNACK:
             self.acked_wall, self.acked_by = self.clock.wall(), user
-            return self._move(AlarmState.NORMAL, user, "acknowledged after return to normal")
+            return self._move(
+                AlarmState.NORMAL, user, "acknowledged after return to normal", self.acked_wall
+            )
         raise AlarmError(f"alarm {self.id} is {STATE_TEXT[self.state]}; nothing to acknowledge")
 
-    def shelve(self, duration_s: float, user: str) -> JournalEntry:
+    def confirm(self) -> None:
+        """The source says the condition still holds after a restart (no transition)."""
+        self.restored = False
+
+    def shelve(self, duration_s: float, user: str, reason: str = "") -> JournalEntry:
         if not 0 < duration_s <= MAX_SHELVE_S:
             raise AlarmError(
                 f"alarm {self.id}: shelve for {duration_s:g} s refused; a shelve "
@@ -177,21 +212,28 @@ class Alarm:
             )
         if self.state in _OUT_OF_ANNUNCIATION:
             raise AlarmError(f"alarm {self.id} is {STATE_TEXT[self.state]}; it cannot be shelved")
+        now_wall = self.clock.wall()
         self.shelved_until_mono = self.clock.mono() + duration_s
+        self.shelved_until_wall = now_wall + duration_s
         self.shelved_by = user
-        return self._move(AlarmState.SHELVED, user, f"shelved for {_duration(duration_s)}")
+        self.shelved_reason = reason.strip()
+        text = f"shelved for {_duration(duration_s)}"
+        if self.shelved_reason:
+            text += f": {self.shelved_reason}"
+        entry = self._move(AlarmState.SHELVED, user, text, now_wall)
+        return _with_shelve(entry, self.shelved_until_wall, self.shelved_reason)
 
     def unshelve(self, user: str) -> JournalEntry:
         if self.state is not AlarmState.SHELVED:
             raise AlarmError(f"alarm {self.id} is {STATE_TEXT[self.state]}, not shelved")
-        self.shelved_until_mono = None
+        self._end_shelve()
         return self._back(user, "unshelved")
 
     def suppress(self, by: str, reason: str = "") -> JournalEntry:
         """Suppressed by design (logic, e.g. the unit is stopped); overrides a shelve."""
         if self.state in (AlarmState.SUPPRESSED, AlarmState.OUT_OF_SERVICE):
             raise AlarmError(f"alarm {self.id} is {STATE_TEXT[self.state]}; cannot suppress")
-        self.shelved_until_mono = None
+        self._end_shelve()
         return self._move(AlarmState.SUPPRESSED, by, f"suppressed{': ' + reason if reason else ''}")
 
     def unsuppress(self, by: str) -> JournalEntry:
@@ -202,7 +244,7 @@ class Alarm:
     def remove_from_service(self, user: str, reason: str = "") -> JournalEntry:
         if self.state is AlarmState.OUT_OF_SERVICE:
             raise AlarmError(f"alarm {self.id} is already out of service")
-        self.shelved_until_mono = None
+        self._end_shelve()
         return self._move(
             AlarmState.OUT_OF_SERVICE,
             user,
@@ -222,9 +264,40 @@ class Alarm:
             and self.shelved_until_mono is not None
             and now >= self.shelved_until_mono
         ):
-            self.shelved_until_mono = None
+            self._end_shelve()
             return self._back("shelve expiry", "shelve expired")
         return None
+
+    # -- restart ---------------------------------------------------------------------------
+
+    def restore(self, history: AlarmHistory) -> None:
+        """Take the state the journal last recorded, with no transition: the state, when it
+        was annunciated, who acknowledged it, a shelve's expiry, reason and user. An active
+        alarm comes back with its condition present and `restored` set, so its source either
+        re-asserts it (nothing re-annunciates) or clears it (CLEARED_WHILE_DOWN)."""
+        last = history.last
+        now_wall, now_mono = self.clock.wall(), self.clock.mono()
+        self.state = last.to_state
+        self.text = last.text
+        self.activations_total = history.activations
+        self.condition = self.restored = self.state in _ACTIVE
+        if history.annunciated is not None:  # kept in every state, as in memory
+            self.activated_wall = history.annunciated.t_wall
+            self.activated_mono = now_mono - (now_wall - self.activated_wall)
+            ack = history.acknowledged
+            if ack is not None and ack.t_wall >= self.activated_wall:
+                self.acked_wall, self.acked_by = ack.t_wall, ack.by
+        shelve = history.shelved
+        if self.state is AlarmState.SHELVED and shelve is not None:
+            until = shelve.shelved_until
+            self.shelved_by, self.shelved_reason = shelve.by, shelve.reason
+            self.shelved_until_wall = until
+            # An expiry that passed while the engine was down ends at the first tick.
+            self.shelved_until_mono = now_mono + (until - now_wall) if until else now_mono
+
+    def _end_shelve(self) -> None:
+        self.shelved_until_mono = self.shelved_until_wall = None
+        self.shelved_by = self.shelved_reason = ""
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -243,10 +316,14 @@ class Alarm:
         detail = text or self.message
         if self.chattering(now):
             detail += f" (chattering: {len(self._recent)} in {CHATTER_WINDOW_S:g} s)"
-        return self._move(AlarmState.UNACK, by, detail)
+        # The journal entry carries the activation time itself: a restart restores it exactly.
+        return self._move(AlarmState.UNACK, by, detail, self.activated_wall)
 
-    def _move(self, to: AlarmState, by: str, text: str) -> JournalEntry:
-        entry = JournalEntry(self.clock.wall(), self.id, self.state, to, by, text, self.priority)
+    def _move(
+        self, to: AlarmState, by: str, text: str, t_wall: float | None = None
+    ) -> JournalEntry:
+        t = self.clock.wall() if t_wall is None else t_wall
+        entry = JournalEntry(t, self.id, self.state, to, by, text, self.priority)
         self.state = to
         return entry
 
@@ -269,9 +346,24 @@ class Alarm:
             "acked_by": self.acked_by,
             "shelved_until": shelved_until,
             "shelved_by": self.shelved_by,
+            "shelved_reason": self.shelved_reason,
             "chattering": self.chattering(now_mono),
             "activations_total": self.activations_total,
         }
+
+
+def _with_shelve(entry: JournalEntry, until: float | None, reason: str) -> JournalEntry:
+    return JournalEntry(
+        entry.t_wall,
+        entry.alarm_id,
+        entry.from_state,
+        entry.to_state,
+        entry.by,
+        entry.text,
+        entry.priority,
+        until,
+        reason,
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -351,8 +443,10 @@ class AlarmTable:
                     out.append(entry)
         return out
 
-    def shelve(self, id: str, duration_s: float, user: str) -> JournalEntry | None:
-        return self._emit(self.get(id).shelve(duration_s, user))
+    def shelve(
+        self, id: str, duration_s: float, user: str, reason: str = ""
+    ) -> JournalEntry | None:
+        return self._emit(self.get(id).shelve(duration_s, user, reason))
 
     def unshelve(self, id: str, user: str) -> JournalEntry | None:
         return self._emit(self.get(id).unshelve(user))
@@ -380,6 +474,38 @@ class AlarmTable:
                     out.append(entry)
         self._flood_check()
         return out
+
+    # -- restart ---------------------------------------------------------------------------
+
+    def restore(
+        self, histories: Iterable[AlarmHistory], recent: Iterable[tuple[float, str]] = ()
+    ) -> int:
+        """Rebuild the table from the journal at a start (no transition is emitted, nothing
+        annunciates): alarms of rules are already defined by the configuration; system
+        alarms are defined again from their id. `recent` are the wall times of the
+        annunciations of the last KPI window, so the KPIs carry on. Returns how many alarms
+        came back in a state other than normal."""
+        restored = 0
+        for h in histories:
+            aid = h.last.alarm_id
+            alarm = self.alarms.get(aid)
+            if alarm is None:
+                kind, _, source = aid.partition(":")
+                if kind in SYSTEM_ALARMS and source:
+                    priority, message = SYSTEM_ALARMS[kind]
+                    alarm = self.define(aid, priority, message.format(source=source), "system")
+                elif h.last.to_state is AlarmState.NORMAL:
+                    continue  # a rule alarm of a rule that is gone, and normal: forget it
+                else:
+                    alarm = self.define(aid, h.last.priority, aid, "rule")
+            alarm.restore(h)
+            if alarm.state is not AlarmState.NORMAL:
+                restored += 1
+        now_wall, now_mono = self.clock.wall(), self.clock.mono()
+        for t, aid in sorted(recent):
+            if aid in self.alarms and 0 <= now_wall - t <= KPI_WINDOW_S:
+                self._annunciations.append((now_mono - (now_wall - t), aid))
+        return restored
 
     # -- system alarms ---------------------------------------------------------------------
 

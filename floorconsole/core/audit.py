@@ -37,6 +37,7 @@ ALARM_SHELVE = "alarm_shelve"
 ALARM_UNSHELVE = "alarm_unshelve"
 WRITE = "write"  # detail carries the value before and after
 RULE_CHANGE = "rule_change"
+RULE_RESET = "rule_reset"  # a latched rule (a trip) released by someone, with why
 SNAPSHOT_APPLY = "snapshot_apply"
 SNAPSHOT_ROLLBACK = "snapshot_rollback"
 MODEL_CHANGE = "model_change"
@@ -54,6 +55,7 @@ KINDS = (
     ALARM_UNSHELVE,
     WRITE,
     RULE_CHANGE,
+    RULE_RESET,
     SNAPSHOT_APPLY,
     SNAPSHOT_ROLLBACK,
     MODEL_CHANGE,

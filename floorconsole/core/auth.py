@@ -70,6 +70,7 @@ ACTIONS: dict[str, Action] = _table(
     Action("control.release", Role.ENGINEER, False, "release control for another console"),
     Action("control.request", Role.ENGINEER, False, "ask the console holding control for it"),
     Action("control.arm", Role.ENGINEER, False, "arm a manual write to a device"),
+    Action("rule.reset", Role.ENGINEER, False, "reset a latched rule (a trip) once clear"),
     Action("control.write", Role.ENGINEER, True, "confirm an armed manual write to a device"),
     Action("config.apply", Role.ENGINEER, True, "apply a configuration change"),
     Action("snapshot.rollback", Role.ENGINEER, True, "roll back to an earlier snapshot"),
@@ -81,7 +82,14 @@ ACTIONS: dict[str, Action] = _table(
 
 # What only the console holding control may do: one console at a time changes the plant.
 CONTROL_ACTIONS = frozenset(
-    {"control.arm", "control.write", "config.apply", "snapshot.rollback", "model.import"}
+    {
+        "control.arm",
+        "control.write",
+        "config.apply",
+        "snapshot.rollback",
+        "model.import",
+        "rule.reset",
+    }
 )
 
 

@@ -159,29 +159,47 @@ def parse_json_path(text: str) -> tuple[str | int, ...]:
     return tuple(parts)
 
 
-def load_plant(path: str | Path) -> PlantConfig:
-    """Read and validate a plant file. Raises PlantError with every problem found."""
+def load_plant(path: str | Path, *, package_problems: list[Problem] | None = None) -> PlantConfig:
+    """Read and validate a plant file. Raises PlantError with every problem found.
+    package_problems: see validate_plant."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise PlantError(str(p), [Problem("", f"cannot read the plant file: {e.strerror}")]) from e
-    return parse_plant(text, source=str(p), base_dir=p.resolve().parent)
+    return parse_plant(
+        text, source=str(p), base_dir=p.resolve().parent, package_problems=package_problems
+    )
 
 
 def parse_plant(
-    text: str, *, source: str = "<memory>", base_dir: Path | None = None
+    text: str,
+    *,
+    source: str = "<memory>",
+    base_dir: Path | None = None,
+    package_problems: list[Problem] | None = None,
 ) -> PlantConfig:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise PlantError(source, [Problem("", f"not valid TOML: {e}")]) from e
-    return validate_plant(raw, source=source, base_dir=base_dir or Path.cwd())
+    return validate_plant(
+        raw, source=source, base_dir=base_dir or Path.cwd(), package_problems=package_problems
+    )
 
 
 def validate_plant(
-    raw: dict[str, Any], *, source: str = "<memory>", base_dir: Path = Path(".")
+    raw: dict[str, Any],
+    *,
+    source: str = "<memory>",
+    base_dir: Path = Path("."),
+    package_problems: list[Problem] | None = None,
 ) -> PlantConfig:
+    """The plant configuration, or PlantError with every problem in its text.
+
+    package_problems: when given, a model package file that is missing, unreadable or does not
+    fit the model's inputs is listed there instead of refusing the file: the engine runs that
+    model from a stored copy, or without it (BAD, with an alarm), and everything else."""
     c = Problems()
     for key in raw:
         if key in FUTURE_SECTIONS:
@@ -240,7 +258,9 @@ def validate_plant(
                 f"expected an array of tables ([[models]]), got {value_kind(raw['models'])}",
             )
         else:
-            models, model_problems = parse_models(raw["models"], signal_ids, base_dir)
+            models, model_problems = parse_models(
+                raw["models"], signal_ids, base_dir, package_problems=package_problems
+            )
             for path, message in model_problems:
                 c.add(path, message)
     # A rule may watch any signal: the plant's, and every model's outputs and drift figures.

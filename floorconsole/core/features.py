@@ -29,7 +29,8 @@ Degenerate windows never give NaN or inf; these are the values used instead:
 - a non-finite sample (NaN, inf) is treated as 0, and a statistic that overflows float64 (only
   for |x| beyond ~1e150) is clipped to the largest finite float.
 
-A caller that must tell these cases apart (the model runner) checks its input before.
+A caller that must tell these cases apart (the model runner) checks its input before: samples
+beyond REPRESENTABLE in magnitude give features that are clipped or silently 0, not measured.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ SCALAR_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 DEGENERATE_SPREAD = 1e-9
 
 _FMAX = np.finfo(np.float64).max
+# The largest sample magnitude whose features are all computed, not clipped: kurtosis takes the
+# fourth power of deviations up to twice the peak, and (2 * 1e75)^4 is still below float64's
+# 1.8e308, while (2 * 1e77)^4 is not.
+REPRESENTABLE = 1e75
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

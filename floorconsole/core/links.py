@@ -37,8 +37,14 @@ class LinkStats:
     reconnects: int = 0
     last_error: str = ""
     messages: int = 0
-    # (signal id, reason) -> count, for MQTT payloads that could not be used
+    # (signal id, reason) -> count, for MQTT payloads that could not be used: a bad value
+    # per signal, so one payload read by three signals counts three times here
     malformed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Payloads that lost at least one value, each counted once (the link bar's "malformed")
+    bad_payloads: int = 0
+    # reason -> payloads showing it (a payload with two reasons counts under both; bad_time,
+    # a payload whose values were used with the receive time, only here)
+    bad_payload_reasons: Counter[str] = field(default_factory=Counter)
 
     def set_state(self, state: LinkState, now_mono: float, error: str = "") -> bool:
         """Change state; returns True when it changed (so the caller logs once, not per poll)."""
@@ -53,6 +59,82 @@ class LinkStats:
     @property
     def malformed_total(self) -> int:
         return sum(self.malformed.values())
+
+    def input_counts(self) -> dict[tuple[str, str], int]:
+        """Every bad-input counter as (signal, reason) -> count: ("", "") bad payloads,
+        ("", reason) payloads by reason, (signal, reason) bad values. What the historian
+        keeps across restarts, and restore_input_counts() takes back."""
+        out: dict[tuple[str, str], int] = dict(self.malformed)
+        out.update({("", r): n for r, n in self.bad_payload_reasons.items()})
+        if self.bad_payloads:
+            out[("", "")] = self.bad_payloads
+        return out
+
+    def restore_input_counts(self, counts: dict[tuple[str, str], int]) -> None:
+        """Counters kept from before a restart (or a configuration swap), added to these."""
+        for (signal, reason), n in counts.items():
+            if not signal and not reason:
+                self.bad_payloads += n
+            elif not signal:
+                self.bad_payload_reasons[reason] += n
+            else:
+                self.malformed[(signal, reason)] += n
+
+
+class BadInputLog:
+    """When to log bad input of one link: a line at the first bad payload, then at most one
+    summary a minute of what came since (counts by reason and the signals hit), so a broken
+    gateway sending 1,000 payloads a second makes one log line a minute, not 1,000."""
+
+    def __init__(self, stats: LinkStats, every_s: float = 60.0) -> None:
+        self.stats = stats
+        self.every_s = every_s
+        self._said_first = False
+        self._last_mono: float | None = None
+        self._last: dict[tuple[str, str], int] = stats.input_counts()
+
+    def first(self, topic: str, problems: Sequence[tuple[str, str]]) -> str | None:
+        """The line for the first bad payload since start (None after): its topic and, per
+        signal, the reason and detail."""
+        if self._said_first:
+            return None
+        self._said_first = True
+        what = "; ".join(f"{sid}: {why}" for sid, why in problems[:3])
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        return (
+            f"{self.stats.kind} {self.stats.id}: bad payload on {topic}: {what}{more}; "
+            f"counted, a summary follows at most every {self.every_s:g} s"
+        )
+
+    def summary(self, now_mono: float) -> str | None:
+        """What came since the last summary, when there is something and it is time."""
+        if self._last_mono is not None and now_mono - self._last_mono < self.every_s:
+            return None
+        counts = self.stats.input_counts()
+        delta = {k: n - self._last.get(k, 0) for k, n in counts.items()}
+        delta = {k: n for k, n in delta.items() if n > 0}
+        if self._last_mono is None:
+            self._last_mono = now_mono  # the minute starts with the engine
+            if not delta:
+                return None
+        if not delta:
+            return None
+        self._last, self._last_mono = counts, now_mono
+        payloads = delta.get(("", ""), 0)
+        reasons = sorted(((r, n) for (s, r), n in delta.items() if not s and r), key=_by_count)
+        signals = sorted(((f"{s} {r}", n) for (s, r), n in delta.items() if s), key=_by_count)
+        text = ", ".join(f"{r} {n}" for r, n in reasons)
+        hit = ", ".join(f"{s} {n}" for s, n in signals[:5])
+        if len(signals) > 5:
+            hit += f", +{len(signals) - 5} more"
+        return (
+            f"{self.stats.kind} {self.stats.id}: {payloads} bad payloads since the last "
+            f"summary ({text}); bad values: {hit}; totals: {self.stats.bad_payloads} payloads"
+        )
+
+
+def _by_count(item: tuple[str, int]) -> tuple[int, str]:
+    return (-item[1], item[0])
 
 
 class SampleSink(Protocol):

@@ -14,7 +14,20 @@ from floorconsole.core.model_package import ModelPackage, PackageError, load_sid
 from floorconsole.core.validate import ID_PATTERN, PLANT, Problem, Problems
 
 OUTPUT_KEYS = ("score", "smoothed", "state")
-MODEL_KEYS = ("id", "package", "inputs", "outputs", "drift", "description", "enable", "settle")
+MODEL_KEYS = (
+    "id",
+    "package",
+    "inputs",
+    "outputs",
+    "drift",
+    "description",
+    "enable",
+    "settle",
+    "max_bad_windows",
+)
+# Windows in a row that a model may fail to score (a non-finite output, a failed run) before
+# it is a model failure (a condition and an alarm); fewer are BAD windows, counted.
+MAX_BAD_WINDOWS = 5
 DRIFT_KEYS = ("psi_warn", "psi_alert", "window")
 
 
@@ -35,6 +48,7 @@ class ModelConfig:
     # it turns true (start-up transients are not in the training data either).
     enable: str | None = None
     settle_s: float = 0.0
+    max_bad_windows: int = MAX_BAD_WINDOWS
 
     @property
     def input_map(self) -> dict[str, str]:
@@ -86,14 +100,24 @@ def output_signals(cfg: ModelConfig, feature_names: Sequence[str] = ()) -> list[
 
 
 def parse_models(
-    raw: list[dict[str, Any]] | Any, signal_ids: set[str], base_dir: Path
+    raw: list[dict[str, Any]] | Any,
+    signal_ids: set[str],
+    base_dir: Path,
+    *,
+    package_problems: list[Problem] | None = None,
 ) -> tuple[list[ModelConfig], list[Problem]]:
     """Validate the plant file's [[models]]; returns (models, problems with their key paths).
 
     Inputs must name existing signals (and, when the package's sidecar can be read, exactly the
     package's inputs); outputs become new signal ids and must not clash with existing signals or
-    with another model's outputs. A model with a problem is left out of the list."""
+    with another model's outputs. A model with a problem is left out of the list.
+
+    package_problems: when given, what is wrong with the package files (missing, unreadable,
+    inputs other than the file wires) goes there instead, and the model is kept: the file's
+    text is fine, and the engine runs such a model from a stored copy or reports it BAD."""
     c = Problems()
+    # Problems of the package files: with the text's, or apart when the caller asks.
+    pkg = c if package_problems is None else Problems()
     if not isinstance(raw, list):
         c.add("models", "expected an array of tables ([[models]])")
         return [], c.problems
@@ -121,8 +145,8 @@ def parse_models(
         description = t.get("description", "")
         if not isinstance(description, str):
             c.add(f"{p}.description", "expected a string")
-        pkg_path, sidecar = _package(c, t, p, base_dir)
-        inputs = _inputs(c, t, p, signal_ids, sidecar)
+        pkg_path, sidecar = _package(c, pkg, t, p, base_dir)
+        inputs = _inputs(c, pkg, t, p, signal_ids, sidecar)
         outputs = _outputs(c, t, p)
         psi_warn, psi_alert, window = _drift(c, t, p)
         enable = t.get("enable")
@@ -135,6 +159,12 @@ def parse_models(
         settle = c.duration(t, "settle", p, default=0.0)
         if "settle" in t and "enable" not in t:
             c.add(f"{p}.settle", "applies only with enable (time after it turns true)")
+        max_bad = t.get("max_bad_windows", MAX_BAD_WINDOWS)
+        if isinstance(max_bad, bool) or not isinstance(max_bad, int) or max_bad < 1:
+            c.add(
+                f"{p}.max_bad_windows", f"expected a whole number of windows >= 1, got {max_bad!r}"
+            )
+            max_bad = MAX_BAD_WINDOWS
 
         if c.since(before) or not isinstance(mid, str) or pkg_path is None:
             continue
@@ -149,6 +179,7 @@ def parse_models(
             description=description if isinstance(description, str) else "",
             enable=enable if isinstance(enable, str) else None,
             settle_s=settle,
+            max_bad_windows=max_bad,
         )
         names = sidecar.feature_names if sidecar is not None else []
         clash = False
@@ -164,13 +195,16 @@ def parse_models(
                 taken[sig.id] = p
         if not clash:
             models.append(cfg)
+    if package_problems is not None:
+        package_problems.extend(pkg.problems)
     return models, c.problems
 
 
 def _package(
-    c: Problems, t: dict[str, Any], p: str, base_dir: Path
+    c: Problems, files: Problems, t: dict[str, Any], p: str, base_dir: Path
 ) -> tuple[Path | None, ModelPackage | None]:
-    """The package path (NAME, resolved against the plant file) and its sidecar when readable."""
+    """The package path (NAME, resolved against the plant file) and its sidecar when readable;
+    a missing or unreadable package file goes to `files`."""
     pkg = t.get("package")
     if "package" not in t:
         c.add(
@@ -184,18 +218,25 @@ def _package(
     onnx_path, _json_path = package_paths(base_dir / pkg)
     pkg_path = onnx_path.with_suffix("")
     if not onnx_path.exists():
-        c.add(f"{p}.package", f"{onnx_path} not found")
+        files.add(f"{p}.package", f"{onnx_path} not found")
         return pkg_path, None
     try:
         return pkg_path, load_sidecar(pkg_path)
     except PackageError as e:
-        c.add(f"{p}.package", str(e).replace("\n", " "))
+        files.add(f"{p}.package", str(e).replace("\n", " "))
         return pkg_path, None
 
 
 def _inputs(
-    c: Problems, t: dict[str, Any], p: str, signal_ids: set[str], sidecar: ModelPackage | None
+    c: Problems,
+    pkg: Problems,
+    t: dict[str, Any],
+    p: str,
+    signal_ids: set[str],
+    sidecar: ModelPackage | None,
 ) -> list[tuple[str, str]]:
+    """The (package input, signal) pairs; a mismatch with the package's own inputs goes to pkg
+    (a problem of the package file, not of the plant file's text)."""
     inputs: list[tuple[str, str]] = []
     t_in = t.get("inputs")
     if "inputs" not in t:
@@ -219,14 +260,14 @@ def _inputs(
         wanted = sidecar.input_names
         for name in wanted:
             if name not in t_in:
-                c.add(
+                pkg.add(
                     f"{p}.inputs",
                     f"the package {sidecar.name} needs input {name!r} "
                     f"(it reads {', '.join(wanted)})",
                 )
         for name in t_in:
             if name not in wanted:
-                c.add(
+                pkg.add(
                     f"{p}.inputs.{name}",
                     f"the package {sidecar.name} has no input "
                     f"{name!r}; it reads {', '.join(wanted)}",

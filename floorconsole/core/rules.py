@@ -53,6 +53,7 @@ _RULE_KEYS = (
     "max_changes_per_hour",
     "on_bad_quality",
     "enabled",
+    "latch",
     "actions",
     "description",
 )
@@ -157,6 +158,9 @@ class RuleConfig:
     enabled: bool = True
     actions: tuple[ActionConfig, ...] = ()
     description: str = ""
+    # A latched rule (a trip) keeps its output once it activates until its condition has
+    # cleared and someone resets it; no delay, quality policy or timer releases it.
+    latch: bool = False
 
     @property
     def release_level(self) -> float:
@@ -186,6 +190,8 @@ class RuleConfig:
                 extras.append(f"{name} {v:g}s")
         if self.max_changes_per_hour:
             extras.append(f"max {self.max_changes_per_hour}/h")
+        if self.latch:
+            extras.append("latched")
         tail = f" ({', '.join(extras)})" if extras else ""
         return f"{self.signal} {self.op} {self.threshold:g}{tail}"
 
@@ -204,6 +210,19 @@ class ActionRecord:
     text: str
     duration_ms: float = 0.0
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEvent:
+    """One change of a rule's output as the journal keeps it, so a restart restores it:
+    event is "activate", "release" or "reset"; active is the output after it."""
+
+    t_wall: float
+    rule: str
+    event: str
+    active: bool
+    by: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +316,7 @@ def _rule(
         cap = c.integer(t, "max_changes_per_hour", p, default=0, lo=1, hi=100_000) or None
     policy = c.string(t, "on_bad_quality", p, default="hold", choices=QUALITY_POLICIES) or "hold"
     enabled = c.boolean(t, "enabled", p, default=True)
+    latch = c.boolean(t, "latch", p, default=False)
     description = c.string(t, "description", p, default="") or ""
     actions: list[ActionConfig] = []
     if "actions" in t:
@@ -332,6 +352,7 @@ def _rule(
         enabled=enabled,
         actions=tuple(actions),
         description=description,
+        latch=latch,
     )
 
 
@@ -549,7 +570,9 @@ class Transition(NamedTuple):
     """What an evaluator decided: activate or release the output, or a change held by the cap."""
 
     rule: str
-    kind: str  # "activate" | "release" | "held"
+    # "activate" | "release" | "held"; "confirmed" after a restart when the first input
+    # shows an output restored active still should be (no action runs, nothing annunciates)
+    kind: str
     t_mono: float
     value: float | None
     reason: str
@@ -579,6 +602,7 @@ class RuleState:
     max_changes_per_hour: int | None
     held: str  # why a due change is held back (the cap), or ""
     last_reason: str  # reason of the last transition
+    latch: str = ""  # a latched output: "" | "present" | "clear" | "unknown" (its condition)
 
 
 def scalar(value: object) -> float | None:
@@ -625,6 +649,45 @@ class RuleEvaluator:
         self._pending_since: float | None = None
         self._forced_release_due: float | None = None
         self._changes: deque[float] = deque()
+        # The output came back from the journal at a start; the first good input decides
+        # whether it still should be on (see feed).
+        self.restored = False
+
+    def restore(self, active: bool, changed_mono: float | None, reason: str) -> None:
+        """The output as the journal last recorded it, before any input after a start."""
+        self.active = self.demand = active
+        self.since_mono = changed_mono
+        if active:
+            self.last_activation_mono = changed_mono
+        else:
+            self.last_release_mono = changed_mono
+        self.last_reason = reason
+        self.restored = active
+
+    @property
+    def latched(self) -> bool:
+        """A latched rule that has tripped: only reset() releases it."""
+        return self.rule.latch and self.active
+
+    def reset(self, now_mono: float, reason: str) -> Transition:
+        """Release a latched output, once its condition has cleared; ValueError saying why
+        not otherwise. Input that is not GOOD cannot show the condition (a model out of
+        service while its machine is stopped): the reset is allowed, and the rule trips
+        again if the condition is back once the input is."""
+        r = self.rule
+        if not r.latch:
+            raise ValueError(f"rule {r.id} does not latch; there is nothing to reset")
+        if not self.active:
+            raise ValueError(f"rule {r.id} has not tripped; there is nothing to reset")
+        if self.input_ok and self.demand:
+            v = f"{self.value:.6g}" if self.value is not None else "?"
+            raise ValueError(
+                f"rule {r.id}: its condition is still present ({r.signal} {v} {r.op} "
+                f"{r.threshold:g}, released below {r.release_level:g}); reset refused"
+            )
+        self.demand = False
+        self.restored = False
+        return self._change(False, now_mono, reason)
 
     def carry_over(self, old: RuleEvaluator) -> None:
         """Take the output state of the same rule from the configuration this one replaces,
@@ -644,6 +707,7 @@ class RuleEvaluator:
         self._changes = deque(old._changes)
         self._pending_since = None
         self.held = ""
+        self.restored = old.restored  # not yet confirmed since a start: the first input decides
 
     def feed(self, sample: Sample, now_mono: float) -> list[Transition]:
         self.last_sample = sample
@@ -663,6 +727,8 @@ class RuleEvaluator:
         self._forced_release_due = None
         self.value = v
         demand = self._demand(v)
+        if self.restored and self.active:
+            return self._first_after_restart(demand, now_mono)
         if demand != self.demand:
             self.demand = demand
             self.held = ""
@@ -672,6 +738,24 @@ class RuleEvaluator:
             # output (a forced release waiting for min_on): the change is due again.
             self._pending_since = now_mono
         return self._advance(now_mono)
+
+    def _first_after_restart(self, demand: bool, now: float) -> list[Transition]:
+        """An output restored active meets its first good input: still due (or latched),
+        it is confirmed; cleared meanwhile, it releases at once, saying so."""
+        self.restored = False
+        r = self.rule
+        v = f"{self.value:.6g}" if self.value is not None else "?"
+        self.demand = demand
+        if demand or r.latch:
+            still = "still present" if demand else "clear; the latch holds until a reset"
+            return [Transition(r.id, "confirmed", now, self.value, f"after a restart: {still}")]
+        return [
+            self._change(
+                False,
+                now,
+                f"cleared while the engine was down: {r.signal} {v} back past {r.release_level:g}",
+            )
+        ]
 
     def tick(self, now_mono: float) -> list[Transition]:
         """Let timers expire with no new sample."""
@@ -701,7 +785,7 @@ class RuleEvaluator:
             self.demand = True
             if not self.active:
                 return [self._change(True, now, f"{why}: policy activate")]
-        elif policy == "release":
+        elif policy == "release" and not self.latched:  # a trip stays through bad input
             self.demand = False
             if self.active:
                 r = self.rule
@@ -748,6 +832,8 @@ class RuleEvaluator:
     def _advance(self, now: float) -> list[Transition]:
         if self._pending_since is None or self.demand == self.active:
             return []
+        if self.latched:  # released by reset() only
+            return []
         due, why = self._due()
         if now < due:
             return []
@@ -781,6 +867,7 @@ class RuleEvaluator:
             self.last_release_mono = now
         self._pending_since = None
         self.held = ""
+        self.restored = False
         self.last_reason = reason
         return Transition(self.rule.id, "activate" if to else "release", now, self.value, reason)
 
@@ -795,6 +882,7 @@ class RuleEvaluator:
         if (
             r.enabled
             and self.input_ok
+            and not self.latched
             and self._pending_since is not None
             and self.demand != self.active
         ):
@@ -825,4 +913,12 @@ class RuleEvaluator:
             max_changes_per_hour=r.max_changes_per_hour,
             held=self.held,
             last_reason=self.last_reason,
+            latch=self._latch_state(),
         )
+
+    def _latch_state(self) -> str:
+        if not self.latched:
+            return ""
+        if not self.input_ok:
+            return "unknown"
+        return "present" if self.demand else "clear"

@@ -128,24 +128,40 @@ class Snapshot:
 # --- the canonical form ---------------------------------------------------------------------------
 
 
-def read_model_files(config: Mapping[str, Any], base_dir: str | Path) -> dict[str, ModelFiles]:
+def read_model_files(
+    config: Mapping[str, Any],
+    base_dir: str | Path,
+    *,
+    unreadable: dict[str, str] | None = None,
+) -> dict[str, ModelFiles]:
     """The files of every [[models]] package given as a path (relative to base_dir, the plant
     file's folder), by model id. Packages already given as refs are left out.
 
-    Raises SnapshotError naming the model and the missing or unreadable file."""
+    Raises SnapshotError naming the model and the missing or unreadable file; with an
+    `unreadable` dict, such a model is left out and the dict gets (model id -> that text)."""
     out: dict[str, ModelFiles] = {}
     for i, _table, mid, pkg in _model_tables(config):
         if parse_package_ref(pkg) is not None:
             continue
         onnx_path, json_path = package_paths(Path(base_dir) / pkg)
         data = []
-        for p in (onnx_path, json_path):
-            try:
-                data.append(p.read_bytes())
-            except FileNotFoundError:
-                raise SnapshotError(f"models[{i}].package: {p} not found (model {mid!r})") from None
-            except OSError as e:
-                raise SnapshotError(f"models[{i}].package: cannot read {p}: {e.strerror}") from None
+        try:
+            for p in (onnx_path, json_path):
+                try:
+                    data.append(p.read_bytes())
+                except FileNotFoundError:
+                    raise SnapshotError(
+                        f"models[{i}].package: {p} not found (model {mid!r})"
+                    ) from None
+                except OSError as e:
+                    raise SnapshotError(
+                        f"models[{i}].package: cannot read {p}: {e.strerror}"
+                    ) from None
+        except SnapshotError as e:
+            if unreadable is None:
+                raise
+            unreadable[mid] = str(e)
+            continue
         out[mid] = ModelFiles(onnx=data[0], sidecar=data[1])
     return out
 

@@ -45,6 +45,7 @@ AUDIT_KIND = {
     "alarm.ack_all": "alarm_ack",
     "alarm.shelve": "alarm_shelve",
     "alarm.unshelve": "alarm_unshelve",
+    "rule.reset": "rule_reset",
     "config.apply": "snapshot_apply",
     "snapshot.rollback": "snapshot_rollback",
     "control.arm": "write",
@@ -173,7 +174,10 @@ def _model_view(st: dict[str, Any]) -> ModelView:
                 key=lambda f: -f.psi,
             )
         ),
-        load_error=st["load_error"] or "",
+        # not running: why the configured package could not be used, not the stand-in's error
+        load_error=(st.get("package_problem") if not st["running"] else "")
+        or st["load_error"]
+        or "",
     )
 
 
@@ -229,8 +233,9 @@ class EngineAPI:
                     reconnects=ls.reconnects,
                     last_error=ls.last_error,
                     messages=ls.messages,
-                    malformed=sum(n for _s, _r, n in by_reason),
+                    malformed=ls.bad_payloads,
                     malformed_by_reason=by_reason,
+                    bad_payloads_by_reason=tuple(sorted(ls.bad_payload_reasons.items())),
                 )
             )
         hub = e.hub
@@ -685,11 +690,20 @@ class EngineAPI:
         done = sum(1 for r in results if r.get("ok", True))
         return {"ok": True, "message": f"{done} alarm(s) acknowledged", "results": results}
 
-    def _cmd_alarm_shelve(self, alarm: str, duration_s: float, user: str) -> dict[str, Any]:
+    def _cmd_alarm_shelve(
+        self, alarm: str, duration_s: float, user: str, reason: str = ""
+    ) -> dict[str, Any]:
         return _alarm_result(
-            self._control().shelve(alarm, float(duration_s), user),
-            f"{alarm} shelved for {float(duration_s) / 60:g} min",
+            self._control().shelve(alarm, float(duration_s), user, str(reason)),
+            f"{alarm} shelved for {float(duration_s) / 60:g} min: {str(reason).strip()}",
         )
+
+    def _cmd_rule_reset(self, rule: str, user: str, reason: str = "") -> dict[str, Any]:
+        """Release a latched rule (a trip) once its condition has cleared."""
+        try:
+            return self._engine.active.control.reset(rule, user, str(reason))  # type: ignore[no-any-return]
+        except ValueError as e:
+            raise CommandError(str(e)) from None
 
     def _cmd_alarm_unshelve(self, alarm: str, user: str) -> dict[str, Any]:
         return _alarm_result(self._control().unshelve(alarm, user), f"{alarm} unshelved")
@@ -828,8 +842,10 @@ def _rule_view(st: dict[str, Any]) -> RuleView:
         pending=pending,
         last_activation=st["last_activation"],
         changes_last_hour=st["changes_last_hour"],
-        note=held,
+        note=st.get("note") or held,
         actions=tuple(actions),
+        state=st.get("state_word", ""),
+        latch=bool(st.get("latched")),
     )
 
 
@@ -856,7 +872,7 @@ class _Refusals:
 
 def _target(name: str, args: dict[str, Any]) -> str:
     """What a command acts on, for the audit record's target column."""
-    for key in ("alarm", "snapshot", "arm", "fault", "model", "name"):
+    for key in ("alarm", "rule", "snapshot", "arm", "fault", "model", "name"):
         if key in args:
             return str(args[key])
     if "device" in args:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
 
-from floorconsole.core.alarms import AlarmTable, JournalEntry
+from floorconsole.core.alarms import AlarmError, AlarmHistory, AlarmTable, JournalEntry
 from floorconsole.core.clock import Clock
 from floorconsole.core.config import ModbusPoint
 from floorconsole.core.links import LinkState, LinkStats
@@ -26,6 +26,7 @@ from floorconsole.core.rules import (
     PublishAction,
     RuleConfig,
     RuleEvaluator,
+    RuleEvent,
     Transition,
     WriteAction,
     payload_fields,
@@ -38,16 +39,32 @@ if TYPE_CHECKING:  # the engine's control logic imports no I/O library
 log = logging.getLogger(__name__)
 
 Writer = Callable[[ModbusPoint, float | bool], Awaitable["WriteResult"]]
+Reader = Callable[[ModbusPoint], Awaitable[tuple[float | bool | None, str]]]
 Publisher = Callable[[str, str, str, int], object]  # (broker, topic, payload, qos)
 LatestGetter = Callable[[str], Sample | None]
 RECENT_ACTIONS = 200
 READ_ONLY = "not applied: read-only mode (control.enabled is false)"
+READ_BACK_TIMEOUT_S = 10.0  # how long a start waits for a device to read an output back
 
 
 class Journal(Protocol):
     def append(self, entry: JournalEntry) -> None: ...
 
     def record_action(self, record: ActionRecord) -> None: ...
+
+
+class JournalState(Protocol):
+    """What a start reads from the journal to restore alarms and rules (AlarmJournal)."""
+
+    def alarm_histories(self) -> list[AlarmHistory]: ...
+
+    def rule_states(self) -> dict[str, RuleEvent]: ...
+
+    def last_actions(self) -> dict[tuple[str, str, str], ActionRecord]: ...
+
+    def query(
+        self, *, since: float | None = ..., state: str | None = ...
+    ) -> list[JournalEntry]: ...
 
 
 class Control:
@@ -75,6 +92,7 @@ class Control:
         self.config = control_cfg
         self.latest = hub_latest_getter
         self.writers = dict(writers)
+        self.readers: dict[str, Reader] = {}  # device -> read one point (set at start)
         self.publisher = publisher
         self.alarms = alarm_table
         self.journal = journal
@@ -102,6 +120,9 @@ class Control:
         # The same without waiting, for the loop: False when the trail is busy right now.
         self.audit_now: Callable[[str, str, str, dict[str, Any]], bool] | None = None
         self._followups: set[asyncio.Task[None]] = set()
+        # Outputs restored active at a start are read back before anything is written.
+        self._read_back: asyncio.Task[None] | None = None
+        self._restored_outputs: list[tuple[RuleConfig, int, WriteAction]] = []
 
     def adopt(self, old: Control) -> None:
         """Take over from the Control of the configuration this one replaces (call on the
@@ -110,6 +131,7 @@ class Control:
         the new settings, so a rule that is active and no longer should be releases (and
         writes its off value) instead of leaving the output on."""
         now = self.clock.mono()
+        self._read_back = old._read_back  # outputs still being read back at a start
         for rid, ev in self.evaluators.items():
             prev = old.evaluators.get(rid)
             if prev is None or prev.rule.signal != ev.rule.signal:
@@ -179,6 +201,8 @@ class Control:
                 transitions += ev.tick(now)
                 if transitions:
                     self._handle(ev.rule, transitions)
+                if not ev.held:
+                    self.alarms.clear_system("rule_held", ev.rule.id, "no longer held")
         self.alarms.tick()
         self._check_journal()
 
@@ -210,12 +234,29 @@ class Control:
 
     # -- actions ---------------------------------------------------------------------------
 
-    def _handle(self, rule: RuleConfig, transitions: list[Transition]) -> None:
+    def _handle(
+        self,
+        rule: RuleConfig,
+        transitions: list[Transition],
+        *,
+        event: str | None = None,
+        by: str = "rule",
+    ) -> None:
+        """Run the actions of these transitions; event and by name a change someone made
+        (a reset by a user) in the journal's rule record."""
         for tr in transitions:
             log.info("rule %s: %s: %s", rule.id, tr.kind, tr.reason)
             if tr.kind == "held":
                 self._record(rule, -1, "cap", "changes per hour", tr, False, tr.reason)
+                self.alarms.raise_system("rule_held", rule.id, tr.reason)
                 continue
+            if tr.kind == "confirmed":  # restored at a start, and still due: nothing to do
+                alarm = self.alarms.alarms.get(rule.alarm_id)
+                if alarm is not None:
+                    alarm.confirm()
+                continue
+            # Journaled before it takes effect: a write waits for this record (flush).
+            self._record_rule(rule.id, event or tr.kind, tr.kind == "activate", by, tr.reason)
             for i, action in enumerate(rule.actions):
                 if isinstance(action, AlarmAction):
                     self._alarm(rule, i, action, tr)
@@ -240,11 +281,29 @@ class Control:
         )
         self._record(rule, index, "alarm", action.target, tr, True, text)
 
+    def _record_rule(self, rule_id: str, event: str, active: bool, by: str, text: str) -> None:
+        record = getattr(self.journal, "record_rule", None)
+        if record is not None:
+            record(RuleEvent(self.clock.wall(), rule_id, event, active, by, text))
+
+    async def _journaled(self) -> None:
+        """Wait until the journal has committed what was handed to it (off the loop)."""
+        flush = getattr(self.journal, "flush", None)
+        if flush is not None:
+            ok = await asyncio.get_running_loop().run_in_executor(None, flush)
+            if ok is False:
+                log.warning("alarm journal: a rule's state was not committed in time")
+
     async def _run_actions(
         self, rule: RuleConfig, tr: Transition, prev: asyncio.Task[None] | None
     ) -> None:
         if prev is not None and not prev.done():
             await asyncio.wait([prev])
+        if any(isinstance(a, WriteAction) for a in rule.actions):
+            read_back = self._read_back
+            if read_back is not None and not read_back.done():
+                await asyncio.wait([read_back])  # an output is read before it is written
+            await self._journaled()
         for i, action in enumerate(rule.actions):
             try:
                 if isinstance(action, WriteAction):
@@ -461,8 +520,33 @@ class Control:
             entries = self.alarms.acknowledge_all(user, alarm_id)
         return [_entry_dict(e) for e in entries]
 
-    def shelve(self, alarm_id: str, duration_s: float, user: str) -> dict[str, Any]:
-        return _entry_dict(self.alarms.shelve(alarm_id, duration_s, user))
+    def shelve(
+        self, alarm_id: str, duration_s: float, user: str, reason: str = ""
+    ) -> dict[str, Any]:
+        """ISA-18.2: a shelve has a reason, kept with its expiry and who shelved it."""
+        if not reason.strip():
+            raise AlarmError(f"alarm {alarm_id}: a shelve needs a reason (why it is shelved)")
+        return _entry_dict(self.alarms.shelve(alarm_id, duration_s, user, reason))
+
+    def reset(self, rule_id: str, user: str, reason: str) -> dict[str, Any]:
+        """Release a latched rule (a trip) whose condition has cleared: its release runs
+        (the off values are written, its alarm returns to normal). ValueError says why not."""
+        if not reason.strip():
+            raise ValueError(f"rule {rule_id}: a reset needs a reason (what was done)")
+        ev = self.evaluators.get(rule_id)
+        if ev is None:
+            known = ", ".join(sorted(self.evaluators)) or "none"
+            raise ValueError(f"no rule {rule_id!r} in this configuration (rules: {known})")
+        known_input = ev.input_ok
+        tr = ev.reset(self.clock.mono(), f"reset by {user}: {reason.strip()}")
+        self._handle(ev.rule, [tr], event="reset", by=user)
+        message = f"rule {rule_id} reset: its outputs release"
+        if not known_input:
+            message += (
+                f" (its input is {ev.quality_text}: the condition could not be checked; "
+                "it trips again if the condition is back)"
+            )
+        return {"ok": True, "message": message}
 
     def unshelve(self, alarm_id: str, user: str) -> dict[str, Any]:
         return _entry_dict(self.alarms.unshelve(alarm_id, user))
@@ -472,6 +556,108 @@ class Control:
 
     def return_to_service(self, alarm_id: str, user: str) -> dict[str, Any]:
         return _entry_dict(self.alarms.return_to_service(alarm_id, user))
+
+    # -- restart ---------------------------------------------------------------------------
+
+    def restore(self, journal: JournalState) -> str:
+        """At a start, before any input: the alarm table and the rules' outputs as the journal
+        last recorded them. Nothing is annunciated or written here; outputs restored active
+        are read back from their devices (read_back_outputs) before any write. Returns what
+        was restored, in words, for the engine-start entry."""
+        from floorconsole.core.alarms import KPI_WINDOW_S, AlarmState
+
+        now_w = self.clock.wall()
+        recent = journal.query(since=now_w - KPI_WINDOW_S, state="UNACK")
+        alarms = self.alarms.restore(
+            journal.alarm_histories(), [(e.t_wall, e.alarm_id) for e in recent]
+        )
+        now_m = self.clock.mono()
+        on = 0
+        last_actions = journal.last_actions()
+        for rid, event in journal.rule_states().items():
+            ev = self.evaluators.get(rid)
+            if ev is None or not event.active or not ev.rule.enabled:
+                continue
+            ev.restore(True, now_m - (now_w - event.t_wall), event.text)
+            on += 1
+            alarm = self.alarms.alarms.get(ev.rule.alarm_id)
+            if alarm is not None and alarm.state in (
+                AlarmState.SHELVED,
+                AlarmState.SUPPRESSED,
+                AlarmState.OUT_OF_SERVICE,
+            ):
+                alarm.condition = True  # followed silently, as it was before the stop
+            for i, a in enumerate(ev.rule.actions):
+                rec = last_actions.get((rid, a.kind, a.target))
+                if rec is not None:
+                    self.last_results[(rid, i)] = rec
+                if isinstance(a, WriteAction):
+                    self._restored_outputs.append((ev.rule, i, a))
+        # An alarm of a rule that no longer raises it would otherwise stay active for good.
+        raising = {
+            r.alarm_id
+            for r in self.rules.values()
+            if any(isinstance(a, AlarmAction) for a in r.actions)
+        }
+        for aid, alarm in list(self.alarms.alarms.items()):
+            if alarm.source == "rule" and aid not in raising and alarm.condition:
+                alarm.restored = False
+                self.alarms.clear(aid, "rule no longer in this configuration")
+        return f"{alarms} alarm(s) not normal and {on} rule output(s) on, restored from the journal"
+
+    def start_read_back(self) -> None:
+        """Read back, on the engine's loop, the outputs restored active; writes wait for it."""
+        if self._restored_outputs and self._read_back is None:
+            self._read_back = asyncio.get_running_loop().create_task(
+                self._read_back_outputs(), name="read back restored outputs"
+            )
+
+    async def _read_back_outputs(self) -> None:
+        tr_kind = "restore"
+        for rule, i, action in self._restored_outputs:
+            tr = Transition(rule.id, tr_kind, self.clock.mono(), None, "read back at start")
+            expected = action.on
+            reader = self.readers.get(action.device)
+            if reader is None:
+                text = f"not read back at start: no connection to device {action.device}"
+                self._record(rule, i, "write", action.target, tr, False, text)
+                continue
+            deadline = self.clock.mono() + READ_BACK_TIMEOUT_S
+            value: float | bool | None = None
+            why = ""
+            while True:
+                try:
+                    value, why = await reader(action.point)
+                except Exception as e:  # noqa: BLE001 - reported as the action's result
+                    value, why = None, str(e)
+                if value is not None or self.clock.mono() >= deadline:
+                    break
+                await asyncio.sleep(0.2)
+            if value is None:
+                text = f"not read back at start: {why}"
+                self._record(rule, i, "write", action.target, tr, False, text)
+                self.alarms.raise_system("write_failed", action.target, f"rule {rule.id}: {text}")
+            elif _same(value, expected):
+                text = f"read back at start: {_value_text(value)}, as the rule left it"
+                self._record(rule, i, "write", action.target, tr, True, text)
+            elif rule.latch and self.config.enabled:
+                # A trip found not set (the device restarted meanwhile) is set again: a latched
+                # rule is protective, and only a reset releases it. Read first, then written.
+                text = (
+                    f"read back at start: {_value_text(value)}, but the latched rule left "
+                    f"{_value_text(expected)}: written again"
+                )
+                self._record(rule, i, "write", action.target, tr, False, text)
+                again = Transition(rule.id, "activate", self.clock.mono(), None, text)
+                await self._write(rule, i, action, again)
+            else:
+                text = (
+                    f"read back at start: {_value_text(value)}, but the rule left "
+                    f"{_value_text(expected)}; not written again (reset or release the rule)"
+                )
+                self._record(rule, i, "write", action.target, tr, False, text)
+                self.alarms.raise_system("write_failed", action.target, f"rule {rule.id}: {text}")
+        self._restored_outputs.clear()
 
     # -- views -----------------------------------------------------------------------------
 
@@ -497,6 +683,8 @@ class Control:
             ]
             held = self.last_results.get((rid, -1))
             st["last_held"] = _record_dict(held)
+            st["state_word"], st["note"] = self._state_words(ev, st)
+            st["latched"] = ev.rule.latch
             rules.append(st)
         banner = self.alarms.banner()
         order = {a.id: i for i, a in enumerate(banner)}
@@ -512,6 +700,46 @@ class Control:
             "kpis": self.alarms.kpis(),
             "recent_actions": [asdict(r) for r in self.recent][-20:],
         }
+
+    def _state_words(self, ev: RuleEvaluator, st: dict[str, Any]) -> tuple[str, str]:
+        """The rule's state in one word and why, for the rules screen and the banner: never
+        NORMAL while it is held or could not act."""
+        if not ev.rule.enabled:
+            return "DISABLED", ""
+        if ev.held:
+            return "HELD", ev.held
+        failed = [
+            a
+            for a in st["actions"]
+            if a["kind"] == "write"
+            and a["last"] is not None
+            and not a["last"]["ok"]
+            and a["last"]["text"] != READ_ONLY
+        ]
+        if failed:
+            return "NOT APPLIED", f"{failed[0]['target']}: {failed[0]['last']['text']}"
+        latch = st.get("latch", "")
+        if latch:
+            note = {
+                "present": "latched: the condition is still present",
+                "clear": "latched: the condition has cleared; reset (F3) to release",
+                "unknown": f"latched: the condition cannot be seen (input {ev.quality_text}); "
+                "reset (F3) to release",
+            }[latch]
+            return "LATCHED", note
+        return ("ACTIVE" if ev.active else "NORMAL"), ""
+
+
+def _same(value: float | bool, expected: float | bool) -> bool:
+    if isinstance(expected, bool) or isinstance(value, bool):
+        return bool(value) == bool(expected)
+    return abs(float(value) - float(expected)) <= 1e-6 * max(1.0, abs(float(expected)))
+
+
+def _value_text(v: float | bool) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return f"{v:g}"
 
 
 def _entry_dict(entry: JournalEntry | None) -> dict[str, Any]:

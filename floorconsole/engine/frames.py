@@ -43,8 +43,10 @@ class LinkView:
     reconnects: int
     last_error: str
     messages: int
-    malformed: int
-    malformed_by_reason: tuple[tuple[str, str, int], ...] = ()  # (signal, reason, count)
+    malformed: int  # payloads that lost a value, each counted once however many signals read it
+    malformed_by_reason: tuple[tuple[str, str, int], ...] = ()  # bad values: (signal, reason, n)
+    # payloads by reason (a payload with two reasons under both; bad_time: values kept)
+    bad_payloads_by_reason: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class AlarmView:
     shelved_by: str
     chattering: bool
     activations_total: int
+    shelved_reason: str = ""  # why it was shelved (ISA-18.2: a shelve has a reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,10 @@ class RuleView:
     changes_last_hour: int
     note: str  # why it is held (cap reached, quality policy), or ""
     actions: tuple[ActionView, ...]
+    # NORMAL | ACTIVE | LATCHED | HELD | NOT APPLIED | DISABLED: never NORMAL while the rule
+    # is held by its cap or could not act ("" in recordings made before it existed)
+    state: str = ""
+    latch: bool = False  # the rule latches: once active, only a reset releases it
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +242,8 @@ class History:
 def _tuple_of(cls: type, items: object) -> tuple:  # type: ignore[type-arg]
     return tuple(
         cls(**i) if isinstance(i, dict) else tuple(i) if isinstance(i, list) else i
-        for i in (items or ())
-    )  # type: ignore[attr-defined]
+        for i in (items or ())  # type: ignore[attr-defined]
+    )
 
 
 def signal_view_from_dict(d: dict) -> SignalView:  # type: ignore[type-arg]
@@ -256,6 +263,9 @@ def frame_from_dict(d: dict) -> Frame:  # type: ignore[type-arg]
             **{
                 **ln,
                 "malformed_by_reason": tuple(tuple(x) for x in ln.get("malformed_by_reason", ())),
+                "bad_payloads_by_reason": tuple(
+                    tuple(x) for x in ln.get("bad_payloads_by_reason", ())
+                ),
             }
         )
         for ln in d["links"]

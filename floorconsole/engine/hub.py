@@ -108,7 +108,13 @@ class Hub:
                         detail=f"{x:g} outside {rng[0]:g}–{rng[1]:g}",
                     )
             latest[s.signal] = s
-            if s.quality != prev.quality or s.reason != prev.reason:
+            if (
+                s.quality != prev.quality
+                or s.reason != prev.reason
+                or (s.reason is Reason.DECODE_ERROR and _why(s.detail) != _why(prev.detail))
+            ):
+                # A payload BAD for another reason than the last (not_json, then wrong_type)
+                # is a change too: the history's quality export says why, not only that.
                 if store is not None:
                     store.append_quality(s)
             if s.t_mono == prev.t_mono and s.value is prev.value:
@@ -151,3 +157,8 @@ class Hub:
         if changed:
             self.ingest(changed)
         return len(changed)
+
+
+def _why(detail: str) -> str:
+    """The reason word a decoding error's detail starts with ("not_json: ...")."""
+    return detail.partition(": ")[0]

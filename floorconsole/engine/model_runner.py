@@ -18,8 +18,19 @@ The first three come with every window; drift figures at most every DRIFT_EMIT_S
 
 Quality: a BAD input, a stale input (no fresh value for its stale time, checked by check() on
 the engine's watchdog), a block of the wrong length or with non-finite samples makes every
-output BAD, carrying its last value; an UNCERTAIN input makes the outputs UNCERTAIN; a NaN or
-inf score is BAD and counted. BAD windows feed neither the smoothing nor drift.
+output BAD, carrying its last value; an UNCERTAIN input makes the outputs UNCERTAIN. Inputs
+beyond what the features can represent (samples past features.REPRESENTABLE, a feature that
+overflows) are BAD decoding error, never scored; features more than FAR_OUTSIDE standard
+deviations from training make the outputs UNCERTAIN out of range. A NaN or inf score, or a run that fails, is BAD and counted ("model output not
+finite", "model cannot score"); after
+max_bad_windows of them in a row the model has failed (condition(), hence an alarm) until it
+scores again. BAD windows feed neither the smoothing nor drift. Numpy's floating-point warnings
+are counted (status()["counts"]["numeric_warnings"]), never printed.
+
+A package that cannot be used at start (missing, unreadable, its ONNX and sidecar at odds, not
+fitting the inputs) runs from the last good copy a fallback offers (the snapshot store), or
+not at all (outputs BAD configuration error); either way condition() says why, so the engine
+raises a model-failure alarm and runs everything else.
 
 reload() swaps in a new package; one that fails to load (or does not fit this model's inputs)
 leaves the running one in place and is reported by condition() and status().
@@ -32,7 +43,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +54,7 @@ from floorconsole.adapters.onnx_model import OnnxModel, load_package
 from floorconsole.core.clock import Clock
 from floorconsole.core.drift import DriftMonitor, DriftReport, PageHinkley
 from floorconsole.core.features import (
+    REPRESENTABLE,
     SCALAR_STATS,
     WAVEFORM_STATS,
     scalar_features,
@@ -62,6 +74,14 @@ DEFAULT_STALE_S = 5.0
 TREND_POINTS = 120
 STATE_NAMES = ("normal", "warning", "critical")
 MAX_LOAD_ERRORS = 5
+# Scaled features beyond this many standard deviations of the training data are not a fault the
+# model can judge (a broken sensor or gateway): a million is far past any real fault (the
+# recorded bearing, imbalance and misalignment faults reach about a thousand).
+FAR_OUTSIDE = 1e6
+
+# Where a runner whose package cannot be used finds stored copies: (package path, where from),
+# the last good one first. The snapshot store offers them, verified by hash.
+PackageFallback = Callable[[ModelConfig], Iterable[tuple[Path, str]]]
 
 
 @dataclass
@@ -150,10 +170,20 @@ class ModelRunner:
         self.last_load_error = load_error
         if load_error:
             self.load_errors.append(load_error)
+        # Why the configured package is not the one running (it could not be used at start),
+        # and where the running copy came from; both "" for the configured package.
+        self.package_problem = ""
+        self.stored_copy = ""
+        # Scoring that fails (non-finite output, a failed run): windows in a row, and the
+        # failure once there were max_bad_windows of them ("" while it scores).
+        self._bad_run = 0
+        self.failure = ""
+        self.numeric_warnings = 0
         # figures
         self.runs = 0
         self.bad_outputs = 0
         self.nonfinite = 0
+        self.out_of_range = 0
         self.misaligned = 0
         self.last_inference_ms: float | None = None
         self.last_window_ms: float | None = None
@@ -172,19 +202,54 @@ class ModelRunner:
 
     @classmethod
     def from_config(
-        cls, model: ModelConfig, clock: Clock, *, stale_after_s: Mapping[str, float] | None = None
+        cls,
+        model: ModelConfig,
+        clock: Clock,
+        *,
+        stale_after_s: Mapping[str, float] | None = None,
+        fallback: PackageFallback | None = None,
     ) -> ModelRunner:
-        """Load the package named by the config; a package that fails to load gives a runner
-        with no model, whose outputs are BAD (configuration error) and whose condition() says
-        why."""
-        try:
-            package = load_package(model.package)
-            problem = _compatibility(model, package)
-        except PackageError as e:
-            return cls(model, None, clock, stale_after_s=stale_after_s, load_error=str(e))
-        if problem:
-            return cls(model, None, clock, stale_after_s=stale_after_s, load_error=problem)
-        return cls(model, package, clock, stale_after_s=stale_after_s)
+        """Load the package named by the config. One that cannot be used runs from the first
+        stored copy the fallback offers that loads and fits; with none, the runner has no
+        model, its outputs are BAD (configuration error). condition() says why either way."""
+        problem = _try_load(model, model.package)
+        if isinstance(problem, OnnxModel):
+            return cls(model, problem, clock, stale_after_s=stale_after_s)
+        tried: set[str] = set()
+        for path, where in fallback(model) if fallback is not None else ():
+            copy = _try_load(model, path)
+            if not isinstance(copy, OnnxModel):
+                log.warning("model %s: stored copy from %s unusable: %s", model.id, where, copy)
+                continue
+            if copy.sha256 in tried:
+                continue
+            tried.add(copy.sha256)
+            runner = cls(model, copy, clock, stale_after_s=stale_after_s)
+            runner.package_problem, runner.stored_copy = problem, where
+            log.error(
+                "model %s: package unusable (%s); running the stored copy %s %s (%s) from %s",
+                model.id,
+                _one_line(problem),
+                copy.name,
+                copy.version,
+                copy.sha256[:12],
+                where,
+            )
+            return runner
+        log.error(
+            "model %s: package unusable and no stored copy: running without it (%s)",
+            model.id,
+            _one_line(problem),
+        )
+        return cls(model, None, clock, stale_after_s=stale_after_s, load_error=problem)
+
+    def note_package_problem(self, problem: str) -> None:
+        """What was wrong with the configured package before this runner was built (its files
+        could not be read, so a stored copy stood in): reported by condition()."""
+        with self._lock:
+            self.package_problem = problem
+            if self.model is not None and not self.stored_copy:
+                self.stored_copy = "the snapshot store"
 
     # --- package ------------------------------------------------------------------------------
 
@@ -239,6 +304,7 @@ class ModelRunner:
         with self._lock:
             self._install(package)
             self.last_load_error = ""
+            self.package_problem = self.stored_copy = ""
         log.info(
             "model %s: running %s %s (%s)",
             self.cfg.id,
@@ -271,7 +337,13 @@ class ModelRunner:
                         and math.isfinite(s.value)
                     ):
                         inp.history.append((s.t_mono, float(s.value)))
-            return self._maybe_run()
+            with np.errstate(all="call", call=self._numeric_warning):
+                return self._maybe_run()
+
+    def _numeric_warning(self, kind: str, flag: int) -> None:
+        # Counted, never printed: a console owns the terminal, and a flood of warnings from
+        # absurd inputs would bury the log. The window itself is judged on its values.
+        self.numeric_warnings += 1
 
     def check(self) -> list[Sample]:
         """Staleness of the inputs on the monotonic clock: call it from the engine's watchdog
@@ -282,10 +354,14 @@ class ModelRunner:
             now = self.clock.mono()
             why = self._stale_reason(now)
             if why is None and self.model is None:
-                why = (Reason.CONFIG_ERROR, f"no model running: {self.last_load_error}")
+                why = (Reason.CONFIG_ERROR, self._not_running())
             if why is None:
                 return []
             return self._bad(*why, now=now, all_outputs=True)
+
+    def _not_running(self) -> str:
+        why = _one_line(self.package_problem or self.last_load_error or "no package")
+        return f"no model running: {why}"
 
     def _stale_reason(self, now: float) -> tuple[Reason, str] | None:
         for inp in self._inputs.values():
@@ -307,7 +383,7 @@ class ModelRunner:
                 return []
             return self._bad(
                 Reason.CONFIG_ERROR,
-                f"no model running: {self.last_load_error}",
+                self._not_running(),
                 now=now,
                 all_outputs=True,
             )
@@ -389,6 +465,9 @@ class ModelRunner:
                         f"input {name} ({inp.signal}): block holds NaN or inf",
                         now=now,
                     )
+                peak = float(np.abs(v).max()) if len(v) else 0.0
+                if peak > REPRESENTABLE:
+                    return self._beyond_features(f"input {name} ({inp.signal})", peak, now)
                 blocks.append(v)
             if len({len(b) for b in blocks}) == 1:
                 wf = waveform_features(np.stack(blocks))
@@ -402,6 +481,9 @@ class ModelRunner:
             while hist and now - hist[0][0] > inp.window_s:
                 hist.popleft()
             vals = [v for t, v in hist if now - t <= window_s]
+            peak = max(map(abs, vals), default=0.0)
+            if peak > REPRESENTABLE:
+                return self._beyond_features(f"input {name} ({inp.signal})", peak, now)
             if not vals:
                 return self._bad(
                     Reason.NO_COMM,
@@ -428,21 +510,22 @@ class ModelRunner:
             if self.model is None:
                 return self._bad(
                     Reason.CONFIG_ERROR,
-                    f"no model running: {self.last_load_error}",
+                    self._not_running(),
                     now=now,
                     all_outputs=True,
                 )
             if quality is Quality.BAD:
                 return self._bad(reason, "input is BAD", now=now)
-            return self._score(
-                np.asarray(features, dtype=np.float64),
-                quality,
-                reason,
-                "",
-                t_source,
-                now,
-                time.perf_counter(),
-            )
+            with np.errstate(all="call", call=self._numeric_warning):
+                return self._score(
+                    np.asarray(features, dtype=np.float64),
+                    quality,
+                    reason,
+                    "",
+                    t_source,
+                    now,
+                    time.perf_counter(),
+                )
 
     def _score(
         self,
@@ -456,18 +539,39 @@ class ModelRunner:
     ) -> list[Sample]:
         model, smoother, drift = self.model, self._smoother, self._drift
         assert model is not None and smoother is not None and drift is not None
+        far, overflow = _far_outside(model, feats)
+        if overflow:
+            self.out_of_range += 1
+            return self._bad(
+                Reason.DECODE_ERROR,
+                f"inputs beyond what the features can represent: {far}; not scored",
+                now=now,
+            )
+        if far:
+            # Scored (the scaler clips), but no fault the model was trained to judge: a sensor
+            # or gateway gone wrong as likely as the machine. Never GOOD.
+            self.out_of_range += 1
+            if quality is Quality.GOOD:
+                quality, reason = Quality.UNCERTAIN, Reason.OUT_OF_RANGE
+            detail = f"inputs far outside the training data: {far}"
         scaled = model.package.scaler.transform(feats[None, :])
         t1 = time.perf_counter()
-        out = model.run(scaled)
-        self.last_inference_ms = (time.perf_counter() - t1) * 1000.0
         try:
+            out = model.run(scaled)
             score = float(model.package.output.score(out, scaled)[0])
-        except ValueError as e:
-            return self._bad(Reason.DEVICE_FAILURE, f"model output unusable: {e}", now=now)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own errors, a shape, a value
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return self._cannot_score(f"model cannot score: {first[:200]}", now)
+        finally:
+            self.last_inference_ms = (time.perf_counter() - t1) * 1000.0
         self.runs += 1
         if not math.isfinite(score):
             self.nonfinite += 1
-            return self._bad(Reason.DEVICE_FAILURE, f"model output is {score}", now=now)
+            return self._cannot_score(f"model output not finite ({score})", now)
+        if self._bad_run:
+            if self.failure:
+                log.info("model %s: scores again after %d bad windows", self.cfg.id, self._bad_run)
+            self._bad_run, self.failure = 0, ""
         smoothed = smoother.update(score)
         state = model.package.thresholds.state(smoothed)
         drift.update(feats, score)
@@ -511,6 +615,31 @@ class ModelRunner:
             if name in psi
         ]
         return out
+
+    def _beyond_features(self, what: str, peak: float, now: float) -> list[Sample]:
+        self.out_of_range += 1
+        return self._bad(
+            Reason.DECODE_ERROR,
+            f"{what}: samples up to {peak:.3g}, beyond what the features can represent "
+            f"(|x| <= {REPRESENTABLE:g}); not scored",
+            now=now,
+        )
+
+    def _cannot_score(self, detail: str, now: float) -> list[Sample]:
+        """A window the model could not score: BAD, saying why; max_bad_windows of them in a
+        row are a failure of the model (condition(), an alarm) until it scores again."""
+        self._bad_run += 1
+        limit = self.cfg.max_bad_windows
+        if self._bad_run >= limit:
+            if not self.failure:
+                log.error(
+                    "model %s: %s for %d windows in a row: model failure",
+                    self.cfg.id,
+                    detail,
+                    self._bad_run,
+                )
+            self.failure = f"{detail} for {self._bad_run} windows in a row (limit {limit})"
+        return self._bad(Reason.DEVICE_FAILURE, detail, now=now)
 
     def pause(self, detail: str) -> list[Sample]:
         """The machine is not in a state the model knows (stopped, starting): every output
@@ -578,13 +707,28 @@ class ModelRunner:
     # --- views ----------------------------------------------------------------------------------
 
     def condition(self) -> tuple[str, str] | None:
-        """(severity, text) for the console's banner when a package failed to load, else None."""
+        """(severity, text) for the console's banner (and the model-failure alarm) when the
+        model does not run as configured: its package could not be used (running a stored
+        copy, or nothing), it has failed to score for max_bad_windows in a row, or a new
+        package was refused. None when all is well."""
         with self._lock:
+            mid = self.cfg.id
+            if self.model is None:
+                why = self._not_running().removeprefix("no model running: ")
+                return ("high", f"model {mid} not running: {why}")
+            if self.package_problem:
+                m = self.model
+                return (
+                    "high",
+                    f"model {mid}: package unusable ({_one_line(self.package_problem)}); "
+                    f"running the stored copy {m.name} {m.version} ({m.sha256[:12]}) from "
+                    f"{self.stored_copy}",
+                )
+            if self.failure:
+                return ("high", f"model {mid}: {self.failure}")
             if not self.last_load_error:
                 return None
             err = self.last_load_error.splitlines()[0]
-            if self.model is None:
-                return ("high", f"model {self.cfg.id} not running: {err}")
             return (
                 "medium",
                 f"model {self.cfg.id}: new package refused, still running "
@@ -656,8 +800,14 @@ class ModelRunner:
                     "windows": self.runs,
                     "bad_outputs": self.bad_outputs,
                     "nonfinite": self.nonfinite,
+                    "out_of_range": self.out_of_range,
+                    "bad_in_a_row": self._bad_run,
+                    "numeric_warnings": self.numeric_warnings,
                     "misaligned": self.misaligned,
                 },
+                "failure": self.failure,
+                "package_problem": self.package_problem,
+                "stored_copy": self.stored_copy,
                 "load_error": self.last_load_error,
                 "load_errors": list(self.load_errors),
             }
@@ -688,6 +838,43 @@ class ModelRunner:
                 "live": (live / live.sum()).tolist() if live.sum() else [0.0] * len(live),
                 "count": int(live.sum()),
             }
+
+
+_F64_MAX = float(np.finfo(np.float64).max)
+
+
+def _far_outside(model: OnnxModel, feats: np.ndarray) -> tuple[str, bool]:
+    """('', False) when every feature is a number the model can judge; else which feature is
+    not, in words, and whether it is beyond representing at all (not finite, or clipped at
+    float64's largest) rather than only far outside (the scaler clips what the graph gets)."""
+    sc = model.package.scaler
+    z = np.abs(np.nan_to_num((feats - sc.mean) / sc.std, nan=np.inf))
+    j = int(np.argmax(z))
+    worst = float(z[j])
+    names = model.package.feature_names
+    name = names[j] if j < len(names) else f"feature {j}"
+    if not np.isfinite(feats).all() or float(np.abs(feats).max()) >= _F64_MAX:
+        return f"a feature overflows ({name} at {worst:.3g} standard deviations)", True
+    if worst > FAR_OUTSIDE:
+        return f"{name} at {worst:.3g} standard deviations (limit {FAR_OUTSIDE:g})", False
+    return "", False
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """A package error of several lines ("…: 2 problems" and one per line) as one line."""
+    line = "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _try_load(model: ModelConfig, path: Path) -> OnnxModel | str:
+    """The loaded package when it can be used for this model, else why not."""
+    try:
+        package = load_package(path)
+    except PackageError as e:
+        return str(e)
+    except OSError as e:  # a file that vanished or cannot be read between the checks
+        return f"{path}: cannot read the package: {e.strerror or e}"
+    return _compatibility(model, package) or package
 
 
 def _compatibility(cfg: ModelConfig, package: OnnxModel) -> str:

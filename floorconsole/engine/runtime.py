@@ -19,7 +19,7 @@ from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.config import DerivedPoint, PlantConfig, SignalConfig
 from floorconsole.core.links import LinkStats
 from floorconsole.core.quality import Quality
-from floorconsole.core.rules import ActionRecord, ControlConfig, PublishAction
+from floorconsole.core.rules import ActionRecord, ControlConfig, PublishAction, RuleEvent
 from floorconsole.core.sample import Sample
 from floorconsole.engine.control import Journal
 from floorconsole.engine.hub import Hub
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from floorconsole.adapters.uplink import Uplink
     from floorconsole.adapters.users import UserStore
     from floorconsole.engine.attach import AttachServer
-    from floorconsole.engine.model_runner import ModelRunner
+    from floorconsole.engine.model_runner import ModelRunner, PackageFallback
     from floorconsole.engine.snapshots import SnapshotManager
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,14 @@ class _JournalProxy:
         if self._engine.journal is not None:
             self._engine.journal.record_action(record)
 
+    def record_rule(self, event: RuleEvent) -> None:
+        if self._engine.journal is not None:
+            self._engine.journal.record_rule(event)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        journal = self._engine.journal
+        return journal.flush(timeout) if journal is not None else True
+
 
 class Configuration:
     """One running configuration: its hub, models, links, and the sources that feed them.
@@ -94,10 +102,12 @@ class Configuration:
         loop_getter: Callable[[], asyncio.AbstractEventLoop | None],
         alarms: AlarmTable,
         journal: Journal | None = None,
+        package_fallback: PackageFallback | None = None,
     ) -> None:
         from floorconsole.engine.control import Control
 
         self.plant = plant
+        self._package_fallback = package_fallback
         self.clock = clock
         self.config_id = config_id(plant)
         self._loop_getter = loop_getter
@@ -136,7 +146,9 @@ class Configuration:
 
         runners: dict[str, ModelRunner] = {}
         for m in self.plant.models:
-            r = ModelRunner.from_config(m, self.clock, stale_after_s=self.hub.stale_after)
+            r = ModelRunner.from_config(
+                m, self.clock, stale_after_s=self.hub.stale_after, fallback=self._package_fallback
+            )
             outs = [
                 SignalConfig(
                     id=o.id,
@@ -196,6 +208,7 @@ class Configuration:
             p = DevicePoller(d, sigs, self.hub, self.clock, self.links[d.id])
             self.pollers[d.id] = p
             self.control.writers[d.id] = p.write
+            self.control.readers[d.id] = p.read_point
             self._tasks.append(asyncio.create_task(p.run(), name=f"poll {d.id}"))
         for b in self.plant.brokers:
             if b.id not in self.links:
@@ -226,11 +239,15 @@ class Configuration:
         self.pollers.clear()
         self.clients.clear()
         self.control.writers.clear()
+        self.control.readers.clear()
 
     def tick(self) -> None:
         """Every watchdog period: staleness of plant signals and of model inputs, rule timers,
         and system alarms from the state of links and models."""
         self.hub.check_stale()
+        now = self.clock.mono()
+        for c in self.clients.values():
+            c.log_bad_input(now)
         for r in self.models.values():
             out = r.check()
             if out:
@@ -267,12 +284,15 @@ class Engine:
         demo: DemoControl | None = None,
         lock: DataDirLock | None = None,
         idle_lock_s: float | None = None,
+        package_fallback: PackageFallback | None = None,
     ) -> None:
         from floorconsole.adapters.historian import Historian
 
         self.clock = clock or SystemClock()
         self.data_dir = Path(data_dir or plant.edge.data_dir)
         self.demo = demo
+        # Stored copies of a model package that cannot be used (the snapshot store's)
+        self.package_fallback = package_fallback
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
         if plant.uplink is not None:
@@ -319,6 +339,8 @@ class Engine:
         self._rate: deque[tuple[float, int]] = deque(maxlen=50)
         self._counted = 0  # samples of earlier configurations, so the rate survives a swap
         self._cache_errors = self._cache_dropped = 0
+        self._counts_saved = -1e9  # monotonic time the bad-input counters last went out
+        self._counts_written: dict[tuple[str, str, str], int] = {}
         self.ingest_rate = 0.0
         self.attach = True  # consoles in other processes attach at DATA_DIR/engine.sock
         self.attach_server: AttachServer | None = None  # while running, if it could listen
@@ -337,6 +359,35 @@ class Engine:
             self.alarms.clear_system("cache_trouble", "history", "commits again")
         self._cache_errors, self._cache_dropped = st.errors, st.dropped
 
+    def _restore_input_counts(self) -> None:
+        """Bad-input counters of earlier runs (the historian keeps them), back on the links."""
+        try:
+            kept = self.historian.input_counts()
+        except Exception as e:  # noqa: BLE001 - counters are worth a log line, not a start
+            log.error("bad-input counters of earlier runs not read: %s", e)
+            return
+        by_link: dict[str, dict[tuple[str, str], int]] = {}
+        for (link, signal, reason), n in kept.items():
+            by_link.setdefault(link, {})[(signal, reason)] = n
+        for link, counts in by_link.items():
+            if link in self.links:
+                self.links[link].restore_input_counts(counts)
+        self._counts_written = dict(kept)
+
+    def _persist_input_counts(self) -> None:
+        """The links' bad-input totals to the historian when they changed: written with its
+        next batch, so they survive a restart (a kill -9 loses about a second of them)."""
+        self._counts_saved = self.clock.mono()
+        now = {
+            (link_id, signal, reason): n
+            for link_id, stats in list(self.links.items())
+            for (signal, reason), n in stats.input_counts().items()
+        }
+        changed = {k: n for k, n in now.items() if self._counts_written.get(k) != n}
+        if changed:
+            self.historian.set_input_counts(changed)
+            self._counts_written.update(changed)
+
     def _uplink_alarm(self, entry: JournalEntry) -> None:
         if self.outbox is not None:
             from floorconsole.core.uplink import alarm_record
@@ -352,6 +403,7 @@ class Engine:
             loop_getter=lambda: self._loop,
             alarms=self.alarms,
             journal=self._journal_proxy,
+            package_fallback=self.package_fallback,
         )
         cfg.control.audit = self.audit
         cfg.control.audit_now = self.audit_now
@@ -487,12 +539,17 @@ class Engine:
         attach: AttachServer | None = None
         try:
             self.historian.start()
+            self._restore_input_counts()
             if self.uplink is not None:
                 self.uplink.start()
             from floorconsole.adapters.alarm_journal import AlarmJournal
 
             self.journal = AlarmJournal(self.data_dir / "alarms.db")
+            # Alarms and rule outputs as they were when the engine last ran, before any input.
+            restored = self.active.control.restore(self.journal)
+            self.journal.record_event(self.clock.wall(), "engine started", restored)
             await self.active.start(self._loop)
+            self.active.control.start_read_back()
             watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
             log.info(
                 "engine started: configuration %s, %d devices, %d brokers, %d signals, data in %s",
@@ -529,7 +586,10 @@ class Engine:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
             await self.active.stop()
+            self._persist_input_counts()
             if self.journal is not None:
+                # A start with no stop before it in the journal: the engine died (kill -9).
+                self.journal.record_event(self.clock.wall(), "engine stopped", self.config_id)
                 self.journal.close()
             self.audit_event("engine stopped", {"configuration": self.config_id})
             self._close_audit()
@@ -570,6 +630,9 @@ class Engine:
             # The machine did not stop for the swap: no second start-up settling time.
             new._enabled_at.update(old._enabled_at)
         await old.stop()
+        for link_id, stats in new.links.items():  # bad-input counters go on, not from 0
+            if link_id in old.links:
+                stats.restore_input_counts(old.links[link_id].input_counts())
         self._counted += old.hub.samples_in
         self.active = new
         await new.start(self._loop)
@@ -582,6 +645,8 @@ class Engine:
             self.active.tick()
             self._cache_alarm()
             self._sync_audit()
+            if self.clock.mono() - self._counts_saved >= 1.0:
+                self._persist_input_counts()
             now = self.clock.mono()
             total = self.samples_in
             self._rate.append((now, total))

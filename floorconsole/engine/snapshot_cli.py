@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -179,6 +179,9 @@ class StartupPlan:
     snapshot: Snapshot
     imported: bool  # the plant file's content was new and became a snapshot
     note: str | None  # why the plant file was not used, for the log and the console
+    # Models whose package files could not be read: model id -> why. A stored package (or
+    # none) stands in, so a missing file never keeps the engine from starting.
+    stand_ins: dict[str, str] = field(default_factory=dict)
 
 
 def plan_startup(store: SnapshotStore, plant_path: str | Path, *, author: str) -> StartupPlan:
@@ -186,16 +189,20 @@ def plan_startup(store: SnapshotStore, plant_path: str | Path, *, author: str) -
     (parent: the active one) and runs. One whose content is an older snapshot does not
     override the active one (changes made in the console since): that one runs, and the note
     says so and how to write it back to a file."""
+    stand_ins: dict[str, str] = {}
     try:
         result = store.import_plant_file(
-            plant_path, author=author, message=f"plant file {Path(plant_path).name}"
+            plant_path,
+            author=author,
+            message=f"plant file {Path(plant_path).name}",
+            stand_ins=stand_ins,
         )
     except SnapshotStoreError as e:
         raise SnapshotCommandError(str(e)) from None
     file_snap = result.snapshot
     active = store.active()
     if result.new or active is None or active.snapshot == file_snap.id:
-        return StartupPlan(file_snap, imported=result.new, note=None)
+        return StartupPlan(file_snap, imported=result.new, note=None, stand_ins=stand_ins)
     current = store.get(active.snapshot)
     note = (
         f"{plant_path} holds snapshot {file_snap.short} ({_when(file_snap.created)} UTC), "

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,9 @@ def health_problems(cfg: Configuration, since_wall: float) -> list[str]:
         if r.model is None:
             problems.append(f"model {r.cfg.id} did not load: {r.last_load_error}")
             continue
+        if r.package_problem:
+            problems.append(f"model {r.cfg.id} runs a stored copy: {r.package_problem}")
+            continue
         s = cfg.hub.latest.get(r.score_id)
         if s is None or s.reason is Reason.INITIAL:
             problems.append(f"model {r.cfg.id} has not scored yet")
@@ -102,8 +106,12 @@ class SnapshotManager:
 
     def build(self, plant: PlantConfig) -> Configuration:
         cfg = self.engine.build(plant)
+        # A new package that cannot be used is refused here, where someone is applying it;
+        # the stored copies are for starting unattended, not for changes.
         failed = [
-            f"model {r.cfg.id}: {r.last_load_error}" for r in cfg.models.values() if r.model is None
+            f"model {r.cfg.id}: {r.package_problem or r.last_load_error}"
+            for r in cfg.models.values()
+            if r.model is None or r.package_problem
         ]
         if failed:
             raise ApplyRefused("; ".join(failed))
@@ -304,6 +312,8 @@ def open_engine(
     Raises EngineAlreadyRunning before touching anything when another engine holds the
     directory, PlantError or SnapshotCommandError for a configuration that cannot run."""
     from floorconsole.adapters.snapshot_store import SnapshotStore
+    from floorconsole.core.config import Problem
+    from floorconsole.core.model_config import ModelConfig
     from floorconsole.core.snapshot import read_model_files
     from floorconsole.engine.lock import DataDirLock
     from floorconsole.engine.runtime import Engine
@@ -314,16 +324,20 @@ def open_engine(
     try:
         store = SnapshotStore.in_data_dir(data_dir)
         note = ""
+        stand_ins: dict[str, str] = {}
         if plant_file is not None:
             plan = plan_startup(store, plant_file, author=user)
-            snap, note = plan.snapshot, plan.note or ""
+            snap, note, stand_ins = plan.snapshot, plan.note or "", plan.stand_ins
         else:
             assert plant_raw is not None
             active = store.active()
             known = {s.id for s in store.list()}
+            files = read_model_files(plant_raw, base_dir, unreadable=stand_ins)
+            for mid in stand_ins:  # as for a plant file: a stored package stands in
+                files[mid] = store.stand_in(mid)
             snap = store.put(
                 plant_raw,
-                read_model_files(plant_raw, base_dir),
+                files,
                 author=user,
                 message=source or "configuration given at start",
                 parent=active.snapshot if active is not None else None,
@@ -339,9 +353,31 @@ def open_engine(
                     f"running {current.short}. Roll back to {snap.short} on F5 to undo"
                 )
                 snap = current
-        raw = store.materialize(snap.id, data_dir / "models")
-        plant = validate_plant(raw, source=source or f"snapshot {snap.short}", base_dir=base_dir)
-        engine = Engine(plant, data_dir=data_dir, lock=lock, **engine_kwargs)
+        models_dir = data_dir / "models"
+        raw = store.materialize(snap.id, models_dir)
+        # Only the text refuses a start: a package file that cannot be used is the model's
+        # problem (a stored copy runs, or it is BAD with an alarm), not the plant's.
+        package_problems: list[Problem] = []
+        where = source or f"snapshot {snap.short}"
+        plant = validate_plant(
+            raw, source=where, base_dir=base_dir, package_problems=package_problems
+        )
+        for problem in package_problems:
+            log.error("%s: %s", where, problem)
+
+        def fallback(cfg: ModelConfig) -> Iterator[tuple[Path, str]]:
+            for path, whence in store.package_copies(cfg.id, models_dir):
+                if path != cfg.package:  # not the one that just failed
+                    yield path, whence
+
+        engine = Engine(
+            plant, data_dir=data_dir, lock=lock, package_fallback=fallback, **engine_kwargs
+        )
+        for mid, why in stand_ins.items():
+            log.error("model %s: %s; a stored package stands in, if there is one", mid, why)
+            runner = engine.models.get(mid)
+            if runner is not None:
+                runner.note_package_problem(why)
     except BaseException:
         lock.release()
         raise

@@ -60,6 +60,7 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
             KeyHelp(("U",), "uplink: plant broker, backlog, drain progress and time left, drops"),
             KeyHelp(("p",), "pin the selected signal for the trend (four at most; again: unpin)"),
             KeyHelp(("T",), "trend: the pinned signals together, each on its own scale"),
+            KeyHelp(("L",), "links: each device and broker, bad payloads and values by reason"),
             KeyHelp(("escape",), "clear the search"),
         ),
     ),
@@ -95,6 +96,7 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
             ),
             KeyHelp(("n",), "add a rule from a template"),
             KeyHelp(("t",), "enable or disable the selected rule (here t is not the theme)"),
+            KeyHelp(("f3",), "reset the selected latched rule (a trip) once clear, with why"),
             KeyHelp(("escape", "backspace"), "back to the overview"),
             KeyHelp(
                 ("tab", "shift+tab"), "rule editor: next or previous field (Enter moves on too)"

@@ -1,4 +1,4 @@
-"""`python -m tests.support.opcua_server PORT`: an asyncua server in a process of its own, for
+"""`python -m tests.support.opcua_server PORT [PKI]`: an asyncua server in a process of its own, for
 the OPC UA tests. A variable of every built-in scalar type and a Double array under
 ns=2;s=Plant.<Name>, and a read-only one; prints "ready" when it listens. Commands on stdin,
 one JSON object a line:
@@ -35,11 +35,31 @@ SCALARS: dict[str, tuple[ua.VariantType, object]] = {
 }
 
 
-async def main(port: int) -> None:
+async def main(port: int, pki: str | None) -> None:
     server = Server()
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    if pki is None:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    else:
+        # SignAndEncrypt only, and only clients whose certificate is in PKI/trusted
+        from pathlib import Path
+
+        from asyncua.crypto.truststore import TrustStore
+        from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+
+        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        await server.load_certificate(f"{pki}/server.der")
+        await server.load_private_key(f"{pki}/server.pem")
+        store = TrustStore([Path(pki) / "trusted"], [])
+        await store.load()
+        server.set_certificate_validator(
+            CertificateValidator(
+                CertificateValidatorOptions.TRUSTED_VALIDATION
+                | CertificateValidatorOptions.PEER_CLIENT,
+                store,
+            )
+        )
     idx = await server.register_namespace("urn:floorconsole:test")
     assert idx == 2, idx
     plant = await server.nodes.objects.add_object(ua.NodeId("Plant", idx), "Plant")
@@ -85,4 +105,4 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))

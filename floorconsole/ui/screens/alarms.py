@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, OptionList, Static
+from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from floorconsole.engine.frames import AlarmView, Frame
@@ -58,14 +58,16 @@ def _clock(t: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) if t else ""
 
 
-class ShelveDialog(ModalScreen[float | None]):
-    """How long to shelve: at most 8 hours, as ISA-18.2 asks for a bounded shelve."""
+class ShelveDialog(ModalScreen[tuple[float, str] | None]):
+    """Why and how long to shelve: a reason is required and at most 8 hours, as ISA-18.2 asks
+    for a bounded shelve that says why."""
 
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
     DEFAULT_CSS = """
     ShelveDialog { align: center middle; }
-    ShelveDialog > Vertical { width: 50; height: auto; border: round $primary;
+    ShelveDialog > Vertical { width: 56; height: auto; border: round $primary;
                               background: $surface; padding: 0 1; }
+    ShelveDialog Input { margin: 0 0 1 0; }
     """
 
     def __init__(self, alarm_id: str) -> None:
@@ -74,13 +76,24 @@ class ShelveDialog(ModalScreen[float | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(f"Shelve {self.alarm_id} for:")
+            yield Static(f"Shelve {self.alarm_id}. Why (required):")
+            yield Input(placeholder="e.g. sensor being replaced, work order 1234", id="reason")
+            yield Static("For how long:")
             yield OptionList(*[Option(label, id=str(s)) for s, label in SHELVE_CHOICES])
             yield Static("Enter to shelve · Esc to cancel")
 
+    @on(Input.Submitted)
+    def _reason_given(self) -> None:
+        self.query_one(OptionList).focus()
+
     @on(OptionList.OptionSelected)
     def _picked(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(float(event.option.id or 0))
+        reason = self.query_one("#reason", Input).value.strip()
+        if not reason:
+            self.notify("a shelve needs a reason: say why first", severity="warning")
+            self.query_one("#reason", Input).focus()
+            return
+        self.dismiss((float(event.option.id or 0), reason))
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
@@ -201,7 +214,10 @@ class AlarmScreen(Screen[None]):
             Text(f"{PRIORITY_SHAPE[a.priority]} {a.priority.upper()}", style=style),
             Text(STATE_LABEL.get(a.state, a.state) + chatter, style=style),
             Text(a.message, style=style),
-            a.text,
+            # A shelve says why and who (ISA-18.2), where the latest transition's text goes.
+            f"shelved by {a.shelved_by}: {a.shelved_reason}"
+            if a.state == "SHELVED" and a.shelved_reason
+            else a.text,
             _clock(a.activated),
             a.acked_by or (f"until {_clock(a.shelved_until)}" if a.shelved_until else ""),
         )
@@ -237,9 +253,10 @@ class AlarmScreen(Screen[None]):
             self.notify("no alarm selected", severity="warning")
             return
 
-        def done(seconds: float | None) -> None:
-            if seconds:
-                self._run("alarm.shelve", alarm=a.id, duration_s=seconds)
+        def done(chosen: tuple[float, str] | None) -> None:
+            if chosen:
+                seconds, reason = chosen
+                self._run("alarm.shelve", alarm=a.id, duration_s=seconds, reason=reason)
 
         self.app.push_screen(ShelveDialog(a.id), done)
 

@@ -41,6 +41,7 @@ KINDS = (
     "alarm_unshelve",
     "write",
     "rule_change",
+    "rule_reset",
     "snapshot_apply",
     "snapshot_rollback",
     "model_change",

@@ -72,6 +72,7 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         Binding("U", "uplink", "Uplink", show=False),
         Binding("p", "pin", "Pin", show=False),
         Binding("T", "trend", "Trend", show=False),
+        Binding("L", "links", "Links", show=False),
         Binding("escape", "clear", "Clear", show=False),
         *[Binding(k, f"fault({i})", f"Fault {k}", show=False) for i, k in enumerate(FAULT_KEYS)],
     ]
@@ -233,6 +234,11 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         from floorconsole.ui.screens.rules import RulesScreen
 
         self.app.push_screen(RulesScreen())
+
+    def action_links(self) -> None:
+        from floorconsole.ui.screens.links import LinksScreen
+
+        self.app.push_screen(LinksScreen())
 
     def action_uplink(self) -> None:
         from floorconsole.ui.screens.uplink import UplinkScreen

@@ -271,6 +271,14 @@ def rule_template(
     }
 
 
+def _alarm_message(rule: Mapping[str, Any]) -> str:
+    """The message of a rule's alarm action as a field shows it ("" without one)."""
+    for a in rule.get("actions", []):
+        if isinstance(a, Mapping) and "alarm" in a:
+            return field_text(a.get("message"))
+    return ""
+
+
 # -- widgets ---------------------------------------------------------------------------------
 
 
@@ -319,7 +327,9 @@ class ActionRow(Horizontal):
         if self.kind == "write":
             yield _select(self.devices, str(a.get("write", "")), classes="pick a-write")
             yield Label("addr", classes="lbl")
-            yield self._input("address", "co:10", "addr")
+            # Not a value that looks written in ("co:10" read as one, then failed as ''):
+            # the placeholder says it is missing; an empty address is named in build().
+            yield self._input("address", "required", "addr")
             yield Label("on", classes="lbl")
             yield self._input("on", "true", "val")
             yield Label("off", classes="lbl")
@@ -362,6 +372,11 @@ class ActionRow(Horizontal):
         else:
             out[self.kind] = picked
         if self.kind == "write":
+            if not self._text("address").strip():
+                problems.append(
+                    f"Action {number} {ACTION_LABELS['address']}: required, e.g. co:10 (a coil) "
+                    "or hr:5 (a holding register)"
+                )
             self._keep_or_set(out, "address", lambda t: t.strip(), number, problems)
             self._keep_or_set(
                 out, "on", lambda t: parse_number(t, allow_bool=True), number, problems
@@ -424,6 +439,17 @@ class ActionKindDialog(ModalScreen[str | None]):
 class ApplyDialog(ModalScreen[str | None]):
     """What will change and what the dry run says, and the message the snapshot keeps."""
 
+    # What the dialog says around its one required field (a subclass asks for another why).
+    PLACEHOLDER = "why (required), e.g. raise trip after bearing change"
+    HINT = (
+        "Enter applies: validated, swapped, health-checked (back by itself "
+        "if the check fails) · Esc goes back"
+    )
+    REQUIRED = (
+        "A message is required: say why. It is kept with the snapshot, so whoever "
+        "rolls back later knows what they undo."
+    )
+
     BINDINGS = [Binding("escape", "dismiss_none", "Back", key_display="Esc")]
     DEFAULT_CSS = """
     ApplyDialog { align: center middle; }
@@ -441,14 +467,9 @@ class ApplyDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.summary, id="summary")
-            yield Input(
-                placeholder="why (required), e.g. raise trip after bearing change", id="message"
-            )
+            yield Input(placeholder=self.PLACEHOLDER, id="message")
             yield Static("", id="error")
-            yield Static(
-                "Enter applies: validated, swapped, health-checked (back by itself "
-                "if the check fails) · Esc goes back"
-            )
+            yield Static(self.HINT)
 
     def on_mount(self) -> None:
         self.query_one("#message", Input).focus()
@@ -457,10 +478,7 @@ class ApplyDialog(ModalScreen[str | None]):
     def _submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         if not text:
-            self.query_one("#error", Static).update(
-                "A message is required: say why. It is kept with the snapshot, so whoever "
-                "rolls back later knows what they undo."
-            )
+            self.query_one("#error", Static).update(self.REQUIRED)
             return
         self.dismiss(text)
 
@@ -525,6 +543,9 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
         self.applying = False
         self._timer: Timer | None = None
         self._ready = False
+        # A new rule: the template its fields came from, so fields still as the template
+        # made them follow a change of signal (threshold, id, alarm message).
+        self._template = copy.deepcopy(dict(rule)) if index is None else None
 
     @property
     def api(self) -> Any:
@@ -692,6 +713,38 @@ class RuleEditor(ModalScreen[dict[str, Any] | None]):
     def _field_changed(self) -> None:
         if self._ready:
             self._changed()
+
+    @on(Select.Changed, "#f-signal")
+    def _signal_changed(self, event: Select.Changed) -> None:
+        """A new rule's signal changed: what the template made for the old signal (and was
+        not edited since) becomes what it makes for the new one."""
+        before = self._template
+        if before is None or not self._ready or event.value is Select.NULL:
+            return
+        signal = str(event.value)
+        if signal == before.get("signal"):
+            return
+        after = rule_template(self.plant, signal, self.signals.get(signal), self._now(signal))
+        for key in ("id", "threshold"):
+            field = self.query_one(f"#f-{key}", Input)
+            if field.value == field_text(before.get(key)):
+                field.value = field_text(after.get(key))
+        old_message = _alarm_message(before)
+        for row in self.query(ActionRow):
+            if row.kind == "alarm" and row.query(".a-message"):
+                field = row.query_one(".a-message", Input)
+                if field.value == old_message:
+                    field.value = _alarm_message(after)
+        self._template = after
+
+    def _now(self, signal: str) -> float | None:
+        """The signal's value in the console's latest frame, if it is a number."""
+        frame = getattr(self.app, "last_frame", None)
+        view = next((v for v in frame.signals if v.id == signal), None) if frame else None
+        value = getattr(view, "value", None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value)
 
     @on(Input.Submitted)
     def _next_field(self, event: Input.Submitted) -> None:

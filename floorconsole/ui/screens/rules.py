@@ -33,13 +33,28 @@ def _clock(t: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) if t else "never"
 
 
+# The rule's state word (RuleView.state) -> (shape and text, theme variable): never "normal"
+# while the rule is held or could not act, and every state in text, not colour alone.
+STATE_CELLS = {
+    "DISABLED": ("○ disabled", "muted"),
+    "HELD": ("◆ HELD", "alarm-medium"),
+    "NOT APPLIED": ("✕ NOT APPLIED", "quality-bad"),
+    "LATCHED": ("▲ LATCHED", "alarm-high"),
+    "ACTIVE": ("▲ ACTIVE", "alarm-high"),
+}
+
+
+def state_cell(r: RuleView, colors: Mapping[str, str]) -> Text:
+    word = r.state or ("DISABLED" if not r.enabled else "ACTIVE" if r.active else "NORMAL")
+    if word not in STATE_CELLS:
+        return Text("● normal")
+    text, var = STATE_CELLS[word]
+    bold = "" if word == "DISABLED" else "bold "
+    return Text(text, style=f"{bold}{colors.get(var, '')}".strip())
+
+
 def rule_cells(r: RuleView, colors: Mapping[str, str]) -> tuple[Text | str, ...]:
-    if not r.enabled:
-        state = Text("○ disabled", style=colors.get("muted", ""))
-    elif r.active:
-        state = Text("▲ ACTIVE", style=f"bold {colors.get('alarm-high', '')}")
-    else:
-        state = Text("● normal")
+    state = state_cell(r, colors)
     value = "—" if r.value is None else format_value(r.value)
     if r.quality != "GOOD":
         value = f"{value} ({r.quality})"
@@ -73,6 +88,14 @@ def actions_text(r: RuleView, colors: Mapping[str, str]) -> Text:
     return t
 
 
+class ResetDialog(ApplyDialog):
+    """Why a latched rule (a trip) is reset: required, kept in the audit trail."""
+
+    PLACEHOLDER = "why (required), e.g. bearing replaced, WO 1234"
+    HINT = "Enter resets · Esc goes back"
+    REQUIRED = "A reason is required: say what was done. It is kept in the audit trail."
+
+
 class RulesScreen(Screen[None]):
     """Rules as they run in the engine, whether or not a console is open; each change made
     here is applied to the running plant as a new snapshot."""
@@ -82,6 +105,7 @@ class RulesScreen(Screen[None]):
         Binding("e,enter", "edit", "Edit", key_display="e/⏎"),
         Binding("n", "new", "New rule"),
         Binding("t", "toggle_rule", "On/off"),
+        Binding("f3", "reset", "Reset trip", key_display="F3"),
     ]
 
     DEFAULT_CSS = """
@@ -107,10 +131,10 @@ class RulesScreen(Screen[None]):
         t = self.query_one(DataTable)
         for key, label, width in (
             ("id", "Rule", 16),
-            ("cond", "Condition", 30),
+            ("cond", "Condition", 28),
             ("value", "Value", 12),
-            ("state", "State", 10),
-            ("timer", "Timer", 18),
+            ("state", "State", 14),
+            ("timer", "Timer", 16),
             ("last", "Last on", 9),
             ("changes", "Ch/h", 5),
         ):
@@ -256,6 +280,29 @@ class RulesScreen(Screen[None]):
                 self.app.tick()  # type: ignore[attr-defined]
 
         self.app.push_screen(editor, done)
+
+    def action_reset(self) -> None:
+        """Reset the selected latched rule (a trip), with a reason; the engine checks the
+        role and that the condition has cleared, and audits who and why."""
+        rid = self._selected_id()
+        frame = self._frame
+        r = next((x for x in frame.rules if x.id == rid), None) if frame else None
+        if r is None:
+            self.notify("no rule selected", severity="warning")
+            return
+        if not r.latch or not r.active:
+            what = "does not latch" if not r.latch else "has not tripped"
+            self.notify(f"rule {r.id} {what}: nothing to reset", severity="warning")
+            return
+        summary = Text(f"Reset {r.id}: its outputs release.\n", style="bold")
+        if r.note:
+            summary.append(r.note)
+
+        def answered(reason: str | None) -> None:
+            if reason:
+                self.app.send_command("rule.reset", rule=r.id, reason=reason)  # type: ignore[attr-defined]
+
+        self.app.push_screen(ResetDialog(summary), answered)
 
     def action_toggle_rule(self) -> None:
         chosen = self._selected_rule()

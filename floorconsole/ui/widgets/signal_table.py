@@ -106,9 +106,10 @@ def row_cells(r: SignalView | str, cols: Sequence[Column], extra_age_s: float = 
             out.append((spark, "trend", ""))
         elif c.key == "detail":
             parts = [p for p in (r.reason, r.detail) if p and p != "no value yet"]
-            if r.malformed:
-                parts.append(f"{r.malformed} malformed")
-            out.append((": ".join(parts[:2]), "muted", ""))
+            text = ": ".join(parts[:2])
+            if r.malformed:  # first, so a long BAD detail does not hide it (L: by reason)
+                text = f"{r.malformed} malformed" + (f" · {text}" if text else "")
+            out.append((text, "muted", ""))
         elif c.key == "source":
             out.append((r.source, "muted", ""))
     return tuple(out)

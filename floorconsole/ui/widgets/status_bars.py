@@ -191,6 +191,12 @@ class LinkBar(Bar):
     LinkBar { height: 1; background: $panel; color: $foreground; }
     """
 
+    def on_click(self) -> None:
+        """A click on the link bar opens the link detail (L from the overview)."""
+        from floorconsole.ui.screens.links import LinksScreen
+
+        self.app.push_screen(LinksScreen())
+
     def show(self, frame: Frame, colors: Mapping[str, str], width: int) -> None:
         text = Text(" ")
         for ln in frame.links:

@@ -1,0 +1,102 @@
+"""The link detail: each device and broker, its state and counters, and the bad input it got:
+payloads by reason (each payload once) and bad values by signal and reason."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+
+from floorconsole.core.units import format_duration
+from floorconsole.engine.frames import Frame, LinkView
+from floorconsole.ui.widgets.footer import ConsoleFooter
+from floorconsole.ui.widgets.status_bars import LINK_SHAPE, Bar
+
+# What each reason means, in the words of the plant file and the payload (core/payload.py)
+REASON_TEXT = {
+    "oversized": "longer than the signal's max_payload",
+    "not_json": "not UTF-8 JSON",
+    "missing_key": "the json path leads nowhere",
+    "wrong_type": "not a number, boolean or array of numbers of the signal's kind",
+    "not_finite": "NaN or infinity",
+    "bad_time": "time unusable: value kept with the receive time",
+}
+MAX_SIGNAL_ROWS = 40  # per link: the rest are summed in one line
+
+
+def link_text(ln: LinkView, colors: dict[str, str]) -> Text:
+    t = Text()
+    bad = ln.state in ("down", "degraded", "connecting")
+    style = colors.get("quality-bad" if ln.state == "down" else "quality-uncertain", "")
+    t.append(f"{ln.kind} {ln.id}", style="bold")
+    t.append(f" ({ln.endpoint})  ")
+    t.append(
+        f"{LINK_SHAPE.get(ln.state, '?')} {ln.state}", style=f"bold {style}" if bad else "bold"
+    )
+    if ln.state_age_s:
+        t.append(f" for {format_duration(ln.state_age_s)}")
+    t.append("\n")
+    if ln.last_error:
+        t.append(f"  last error   {ln.last_error}\n", style=colors.get("muted", ""))
+    if ln.kind == "device":
+        rtt = "—" if ln.last_rtt_ms is None else f"{ln.last_rtt_ms:.1f} ms"
+        t.append(f"  requests     {ln.requests:,}  errors {ln.errors:,}  round trip {rtt}")
+        t.append(f"  reconnects {ln.reconnects}\n")
+        return t
+    t.append(f"  messages     {ln.messages:,}  errors {ln.errors:,}  reconnects {ln.reconnects}\n")
+    warn = colors.get("quality-uncertain", "")
+    t.append("  bad payloads ")
+    t.append(f"{ln.malformed:,}", style=f"bold {warn}" if ln.malformed else "")
+    t.append(" (each payload once, however many signals read it)\n")
+    for reason, n in sorted(ln.bad_payloads_by_reason, key=lambda x: (-x[1], x[0])):
+        t.append(f"    {reason:<12} {n:>10,}  ", style=warn)
+        t.append(f"{REASON_TEXT.get(reason, '')}\n", style=colors.get("muted", ""))
+    rows = sorted(ln.malformed_by_reason, key=lambda x: (-x[2], x[0], x[1]))
+    if rows:
+        t.append("  bad values by signal\n")
+        for sig, reason, n in rows[:MAX_SIGNAL_ROWS]:
+            t.append(f"    {sig:<32} {reason:<12} {n:>10,}\n")
+        if len(rows) > MAX_SIGNAL_ROWS:
+            rest = sum(n for _s, _r, n in rows[MAX_SIGNAL_ROWS:])
+            t.append(f"    … {len(rows) - MAX_SIGNAL_ROWS} more, {rest:,} bad values\n")
+    return t
+
+
+def links_text(frame: Frame, colors: dict[str, str]) -> Text:
+    t = Text("Links", style="bold")
+    t.append("  (counters kept across restarts)\n\n", style=colors.get("muted", ""))
+    if not frame.links:
+        t.append("no devices or brokers in this configuration\n")
+    for ln in frame.links:
+        t.append_text(link_text(ln, colors))
+        t.append("\n")
+    return t
+
+
+class LinksScreen(Screen[None]):
+    """Every device and broker in detail: what the link bar sums up."""
+
+    BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back", key_display="Esc")]
+    DEFAULT_CSS = """
+    LinksScreen #links-box { height: 1fr; }
+    LinksScreen #links { height: auto; padding: 1 2; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="links-box"):
+            yield Bar("", id="links")
+        yield ConsoleFooter()
+
+    @property
+    def text(self) -> str:
+        last = getattr(self.query_one("#links", Bar), "_last", "")
+        return last.plain if isinstance(last, Text) else str(last)
+
+    def show_frame(self, frame: Frame) -> None:
+        bar = self.query_one("#links", Bar)
+        text = links_text(frame, self.app.theme_variables)
+        if text != getattr(bar, "_last", None):
+            bar._last = text
+            bar.update(text)  # its height follows the text (a layout pass, on this screen only)
