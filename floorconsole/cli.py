@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -27,7 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if _ENDED:
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(code)
+        return code
     except UserError as e:
         print(f"floorconsole: {e}", file=sys.stderr)
         return 1
@@ -39,8 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `floorconsole history ... | head`: the reader went away; that is not an error.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
@@ -460,12 +464,12 @@ def _run_engine(
         app.run()
     finally:
         engine.stop()
-    return 0
+    return _ended(app)
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
     from floorconsole.engine.attach import socket_path
-    from floorconsole.engine.remote import EngineUnreachable, RemoteAPI
+    from floorconsole.engine.remote import EngineRefused, EngineUnreachable, RemoteAPI
 
     path = Path(args.socket) if args.socket else socket_path(_data_dir(args))
     # The terminal belongs to Textual, and the engine keeps its own log: say nothing here.
@@ -473,6 +477,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     api = RemoteAPI(path, refresh_hz=args.refresh)
     try:
         api.connect()
+    except EngineRefused as e:
+        raise UserError(str(e)) from None
     except EngineUnreachable as e:
         why = str(e).split(": ", 1)[-1]
         raise UserError(
@@ -483,10 +489,26 @@ def cmd_attach(args: argparse.Namespace) -> int:
         from floorconsole.ui.app import make_app
 
         kiosk = {"kiosk": True} if args.kiosk else {}
-        make_app(api, theme=args.theme, refresh_hz=args.refresh, **kiosk).run()
+        app = make_app(api, theme=args.theme, refresh_hz=args.refresh, **kiosk)
+        app.run()
     finally:
         api.close()
-    return 0
+    return _ended(app)
+
+
+_ENDED: list[int] = []  # the exit status of a console that ended on its own (see _ended)
+
+
+def _ended(app: object) -> int:
+    """0, or the status of a console ended by SIGTERM or by its terminal going away, noted
+    for main(): once every cleanup has run (the engine stopped, the demo's broker too) it
+    leaves at once, since the interpreter's own teardown can take another half second on a
+    loaded box and the promise is 2 s."""
+    if not getattr(app, "ending", ""):
+        return 0
+    code = int(getattr(app, "return_code", None) or 1)
+    _ENDED.append(code)
+    return code
 
 
 def cmd_users(args: argparse.Namespace) -> int:

@@ -397,3 +397,42 @@ async def test_the_console_greys_out_when_its_engine_dies_and_comes_back() -> No
             api.close()
         kill_group(engine, signal.SIGTERM)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_console_that_reads_nothing_is_disconnected_and_its_session_logged_out(
+    engine: Engine, consoles: list[RemoteAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: not only counted — the connection is closed (its buffer dropped) and what it
+    logged in is logged out, its OS user on the records."""
+    import getpass
+
+    monkeypatch.setattr(attach, "CLIENT_WRITE_TIMEOUT_S", 1.0)
+    server = engine.attach_server
+    assert server is not None
+    since = time.time()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        sock.connect(str(socket_path(engine.data_dir)))
+        sock.sendall(
+            b'{"id":0,"op":"login","args":{"user":"op1","pin":"%s"}}\n' % PIN["op1"].encode()
+        )
+        f = sock.makefile("rb")
+        token = json.loads(f.readline())["result"]["session"]
+        assert engine.api.session(token)["user"] == "op1"
+        consoles_before, dropped = server.consoles, server.dropped
+        sock.sendall(b"".join(b'{"id":%d,"op":"frame"}\n' % i for i in range(300)))
+        gone = wait_for(lambda: server.consoles < consoles_before, 5, "the console disconnected")
+        assert server.dropped == dropped + 1
+        wait_for(lambda: engine.api.session(token)["user"] == "", 2, "its session logged out")
+        # What it is still sent ends, and the connection with it.
+        sock.settimeout(2)
+        rest = b""
+        while chunk := sock.recv(1 << 16):
+            rest += chunk
+    print(f"\na console that read nothing disconnected {gone:.1f} s after it stopped reading")
+    logins = engine.api.audit(kind="login", user="op1", since=since)
+    logouts = engine.api.audit(kind="logout", user="op1", since=since)
+    assert logins and logins[0]["detail"]["os_user"] == getpass.getuser()
+    assert logouts and logouts[0]["detail"]["os_user"] == getpass.getuser()
+    assert consoles[0].frame().stale == ""

@@ -107,6 +107,9 @@ class EdgeConfig:
     data_dir: Path = Path("var")
     retention_s: float = 30 * 86400.0
     idle_lock_s: float = 300.0  # a console session with no key press this long locks
+    # OS users ("name") and groups ("@name") whose consoles may attach over the socket; empty:
+    # whoever the socket's mode lets in (the engine's user and group).
+    attach_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -330,12 +333,13 @@ def _edge(c: Problems, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
     t = c.table(raw["edge"], "edge")
     if t is None:
         return None
-    c.unknown_keys(t, "edge", ("id", "site", "data_dir", "retention", "idle_lock"))
+    c.unknown_keys(t, "edge", ("id", "site", "data_dir", "retention", "idle_lock", "attach_allow"))
     eid = c.string(t, "id", "edge", required=True, pattern=ID_PATTERN)
     site = c.string(t, "site", "edge", default="") or ""
     data_dir = c.string(t, "data_dir", "edge", default="var") or "var"
     retention = c.duration(t, "retention", "edge", default=30 * 86400.0, minimum=60.0)
     idle_lock = c.duration(t, "idle_lock", "edge", default=300.0, minimum=10.0)
+    attach_allow = _attach_allow(c, t)
     if eid is None:
         return None
     return EdgeConfig(
@@ -344,7 +348,45 @@ def _edge(c: Problems, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
         data_dir=(base_dir / data_dir),
         retention_s=retention,
         idle_lock_s=idle_lock if idle_lock is not None else 300.0,
+        attach_allow=attach_allow,
     )
+
+
+# An OS user or group name as useradd and groupadd accept them (a trailing $ for machine
+# accounts); a group is written with a leading @.
+OS_NAME_PATTERN = re.compile(r"^@?[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
+
+
+def _attach_allow(c: Problems, t: dict[str, Any]) -> tuple[str, ...]:
+    path = "edge.attach_allow"
+    if "attach_allow" not in t:
+        return ()
+    v = t["attach_allow"]
+    if not isinstance(v, list):
+        c.add(
+            path,
+            f'expected a list of OS users and @groups, e.g. ["alice", "@operators"], '
+            f"got {value_kind(v)}",
+        )
+        return ()
+    out: list[str] = []
+    for i, item in enumerate(v):
+        if not isinstance(item, str):
+            c.add(f"{path}[{i}]", f"expected an OS user or @group name, got {value_kind(item)}")
+        elif not OS_NAME_PATTERN.match(item):
+            c.add(
+                f"{path}[{i}]",
+                f"{item!r} is not an OS user or @group name (letters, digits, _ . - ; "
+                "a group starts with @)",
+            )
+        else:
+            out.append(item)
+    if not v:
+        c.add(
+            path,
+            "is empty, so no console could attach; leave it out to let the socket's mode decide",
+        )
+    return tuple(out)
 
 
 def _broker(c: Problems, t: dict[str, Any], path: str, base_dir: Path) -> BrokerConfig | None:

@@ -472,10 +472,11 @@ class EngineAPI:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def login(self, user: str, pin: str) -> dict[str, Any]:
-        """{"ok", "message", "session": token or None, "user", "role"}; audited either way.
-        Five wrong PINs in a row lock the user for five minutes."""
-        return self._sessions.login(user, pin)
+    def login(self, user: str, pin: str, os_user: str = "") -> dict[str, Any]:
+        """{"ok", "message", "session": token or None, "user", "role"}; audited either way,
+        with the OS user at the console (the attach socket's peer; this process's user when
+        not given). Five wrong PINs in a row lock the user for five minutes."""
+        return self._sessions.login(user, pin, os_user)
 
     def logout(self, session: str | None) -> None:
         self._sessions.logout(session)

@@ -40,6 +40,11 @@ class EngineUnreachable(ConnectionError):
     """No engine answers on the socket (not started, gone, or not answering)."""
 
 
+class EngineRefused(EngineUnreachable):
+    """The engine answers but will not serve this console (too many attached, or its OS user
+    is not in the plant's [edge] attach_allow); the reason is the engine's own."""
+
+
 class RemoteError(RuntimeError):
     """The engine failed a call for a reason other than a refusal."""
 
@@ -69,6 +74,7 @@ class RemoteAPI:
         self._why_gone = ""
         self._ever_connected = False
         self._failed_connects = 0
+        self._refused = ""  # the engine's reason, when it refused this console
         self._watched: str | None = None  # the session frame pulls ask about
         self._session_cache: tuple[str, dict[str, Any]] | None = None
         self._demo_users: list[dict[str, str]] | None = None
@@ -88,8 +94,12 @@ class RemoteAPI:
         while not self._first_frame.wait(0.01):
             # No socket, or nobody listening: say so at once rather than after the timeout.
             if self._failed_connects or time.monotonic() > deadline:
-                why = self._why_gone or "no answer"
+                why, refused = self._why_gone or "no answer", self._refused
                 self.close()
+                if refused:
+                    raise EngineRefused(
+                        f"the engine at {self.path} refused this console: {refused}"
+                    )
                 raise EngineUnreachable(f"no engine at {self.path}: {why}")
         return self
 
@@ -150,14 +160,20 @@ class RemoteAPI:
                 t.cancel()
             await asyncio.gather(reading, pulling, return_exceptions=True)
             why = "connection closed by the engine"
+            refused = False
             for t in done:
-                if not t.cancelled() and t.exception() is not None:
-                    why = _why(t.exception())  # type: ignore[arg-type]
+                exc = None if t.cancelled() else t.exception()
+                if exc is not None:
+                    why = _why(exc)
+                    refused = isinstance(exc, EngineRefused)
             writer.close()
             self._writer = None
             self._went_away(why)
+            if refused:  # asking again at once would be refused again
+                self._refused = why
+                self._failed_connects += 1
             if not self._closing:
-                await self._sleep(min(0.05, RECONNECT_EVERY_S))
+                await self._sleep(RECONNECT_EVERY_S if refused else min(0.05, RECONNECT_EVERY_S))
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None
@@ -185,6 +201,13 @@ class RemoteAPI:
             if not line:
                 return
             msg = json.loads(line)
+            if msg.get("id") is None and msg.get("ok") is False:
+                # The engine's last word on this connection: refused at the door, or
+                # disconnected for breaking a bound (said why, then closed).
+                why = str(msg.get("error") or "no reason given")
+                if msg.get("kind") == "Refused":
+                    raise EngineRefused(why)
+                raise EngineUnreachable(f"disconnected by the engine: {why}")
             fut = self._pending.pop(msg.get("id"), None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)
@@ -213,6 +236,7 @@ class RemoteAPI:
                 self._gone_since = None
                 self._why_gone = ""
             self._ever_connected = True
+            self._refused = ""
             self._first_frame.set()
             await asyncio.sleep(max(0.0, started + self.period - time.monotonic()))
 

@@ -10,6 +10,8 @@ entered within the last PIN_FRESH_S. Every login, failed login, lock and refusal
 
 from __future__ import annotations
 
+import getpass
+import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -38,6 +40,7 @@ class Session:
     role: Role
     pin_mono: float  # when the PIN was last entered
     active_mono: float  # the last key press or command
+    os_user: str = ""  # who sits at the console, by the OS (the socket's peer): audited
 
 
 @dataclass(frozen=True)
@@ -80,17 +83,24 @@ class Sessions:
         except UserError as e:  # the store itself failed (busy, unreadable): nobody gets in
             return AuthResult(False, user, None, f"cannot check the PIN now: {e}")
 
-    def login(self, user: str, pin: str) -> dict[str, Any]:
+    def login(self, user: str, pin: str, os_user: str = "") -> dict[str, Any]:
+        """os_user: the OS user at the console (an attached console's socket peer); a console
+        in the engine's own process is the engine's user."""
+        os_user = os_user or engine_os_user()
         result = self._authenticate(user, pin)
         if not result.ok or result.role is None:
-            detail: dict[str, Any] = {"failures": result.failures, "message": result.message}
+            detail: dict[str, Any] = {
+                "failures": result.failures,
+                "message": result.message,
+                "os_user": os_user,
+            }
             self._audit("login_failed", user, "console", detail)
             if result.just_locked:
                 self._audit(
                     "user_locked",
                     user,
                     "console",
-                    {"until": result.locked_until, "failures": result.failures},
+                    {"until": result.locked_until, "failures": result.failures, "os_user": os_user},
                 )
             return {
                 "ok": False,
@@ -102,8 +112,8 @@ class Sessions:
         now = self._clock.mono()
         token = secrets.token_urlsafe(24)
         with self._lock:
-            self._sessions[token] = Session(token, result.user, result.role, now, now)
-        self._audit("login", result.user, "console", {"role": str(result.role)})
+            self._sessions[token] = Session(token, result.user, result.role, now, now, os_user)
+        self._audit("login", result.user, "console", {"role": str(result.role), "os_user": os_user})
         return {
             "ok": True,
             "message": f"logged in as {result.user} ({result.role})",
@@ -119,7 +129,10 @@ class Sessions:
             if held:
                 self._holder, self._requested_by = None, ""
         if s is not None:
-            self._audit("logout", s.user, "console", {"released control": held} if held else {})
+            detail: dict[str, Any] = {"os_user": s.os_user}
+            if held:
+                detail["released control"] = True
+            self._audit("logout", s.user, "console", detail)
 
     # -- control: one console at a time changes the plant ------------------------------------
 
@@ -184,6 +197,7 @@ class Sessions:
                     "failures": result.failures,
                     "message": result.message,
                     "during": "PIN confirmation",
+                    "os_user": s.os_user,
                 },
             )
             if result.just_locked:
@@ -201,7 +215,12 @@ class Sessions:
             s.pin_mono = s.active_mono = now
             s.role = result.role  # a role changed by an admin meanwhile takes effect
         if was_locked:
-            self._audit("login", s.user, "console", {"role": str(s.role), "unlocked": True})
+            self._audit(
+                "login",
+                s.user,
+                "console",
+                {"role": str(s.role), "unlocked": True, "os_user": s.os_user},
+            )
         return {"ok": True, "message": "PIN accepted" + (": unlocked" if was_locked else "")}
 
     def touch(self, token: str | None) -> None:
@@ -306,3 +325,11 @@ class Sessions:
 
     def _locked(self, s: Session, now: float) -> bool:
         return now - s.active_mono > self.idle_lock_s
+
+
+def engine_os_user() -> str:
+    """The OS user this process runs as: who sits at a console in the engine's own process."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no name for the uid (a container): say the uid
+        return f"uid {os.getuid()}"

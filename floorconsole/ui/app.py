@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,6 +18,7 @@ from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.driver import Driver
 from textual.screen import ModalScreen
 
 from floorconsole.engine.frames import Frame
@@ -32,6 +35,12 @@ TOUCH_EVERY_S = 1.0  # api.touch at most this often: the idle lock needs seconds
 KIOSK_IGNORED_SIGNALS = ("SIGINT", "SIGQUIT", "SIGTSTP")
 RECONNECTED_NOTE_S = 5.0  # how long the engine line says the engine is back
 LOG_IN_AGAIN = "reconnected: log in again (F9)"
+# After a hang-up, a dead terminal or SIGTERM the process is gone within this, whatever
+# hangs in its cleanup (the promise is 2 s; the rest is for the kernel and the engine's
+# notice of the closed socket).
+EXIT_WITHIN_S = 1.6
+
+log = logging.getLogger(__name__)
 
 
 class FloorApp(App[None]):
@@ -88,12 +97,27 @@ class FloorApp(App[None]):
         self._back_note = ""
         self._asked_seen = ""  # the control request last told to the holder
         self._no_frame_said = False
+        self.ending = ""  # why the console is ending on its own (hang-up, SIGTERM), if it is
         # An attached console counts its reconnections: one between two ticks is a return too.
         self._reconnects = self._reconnect_count()
         for t in self._loaded.themes.values():
             self.register_theme(t)
         if kiosk:
             self.add_class("kiosk")
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's choice, except that its Linux terminal driver becomes ours, which ends
+        the console when the terminal goes away (floorconsole.ui.terminal says why)."""
+        chosen = super().get_driver_class()
+        try:
+            from textual.drivers.linux_driver import LinuxDriver
+        except ImportError:  # no termios: not a Unix terminal
+            return chosen
+        if chosen is LinuxDriver:
+            from floorconsole.ui.terminal import ConsoleDriver
+
+            return ConsoleDriver
+        return chosen
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         # Defaults come from the default theme file, so no colour is written in code.
@@ -113,6 +137,8 @@ class FloorApp(App[None]):
             )
         if self.kiosk and not self.is_headless:
             self._ignore_terminal_signals()
+        if not self.is_headless:
+            self._end_on_signals()
         self.push_screen(OverviewScreen())
         self.set_interval(1.0 / self.refresh_hz, self.tick)
         self.call_after_refresh(self.tick)
@@ -127,7 +153,43 @@ class FloorApp(App[None]):
                 except (ValueError, OSError):  # not the main thread: the driver's ISIG-off holds
                     pass
 
+    def _end_on_signals(self) -> None:
+        """SIGTERM (a service manager, kill) and SIGHUP (the terminal hung up) end any
+        console, kiosk or not, through end_console."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(sig, self.end_console, f"{sig.name} received", 128 + sig)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                pass
+
+    def on_terminal_gone(self, why: str) -> None:
+        """The terminal driver's word that the terminal is gone (end of input, EIO)."""
+        self.end_console(why, 129)
+
+    def end_console(self, why: str, code: int = 1) -> None:
+        """End this console now, for a reason outside it: its session is logged out (which
+        releases control) and the app exits; the process is gone within EXIT_WITHIN_S even
+        if something in its cleanup hangs on the dead terminal."""
+        if self.ending:
+            return
+        self.ending = why
+        log.warning("console ending: %s", why)
+        if not self.is_headless:
+            timer = threading.Timer(EXIT_WITHIN_S, _exit_now, (why, code))
+            timer.daemon = True
+            timer.start()
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                self.api.logout(session)
+            except Exception as e:  # noqa: BLE001 - the engine logs out a closed connection too
+                log.warning("logout while ending: %s", e)
+        self.exit(return_code=code)
+
     def tick(self) -> None:
+        if self.ending:
+            return
         try:
             frame = self.api.frame()
         except Exception as e:  # an attached console's engine gone before any frame came
@@ -529,6 +591,13 @@ class FloorApp(App[None]):
         self.theme = nxt
         self.notify(f"theme {nxt}")
         self.tick()
+
+
+def _exit_now(why: str, code: int) -> None:
+    """The last resort of end_console: cleanup hung, the process ends here."""
+    log.error("console did not end within %g s of %s: exiting now", EXIT_WITHIN_S, why)
+    logging.shutdown()
+    os._exit(code)
 
 
 def make_app(
