@@ -332,6 +332,16 @@ def parse_sidecar(raw: Any, *, json_path: Path, onnx_path: Path) -> ModelPackage
     if not isinstance(training, dict):
         c.add("training", "expected an object")
         training = {}
+    sections = {
+        "scaler": scaler,
+        "output": output,
+        "smoothing": smoothing,
+        "thresholds": thresholds,
+        "reference": reference,
+    }
+    for section, value in sections.items():
+        if value is None and not c.problems:  # given as {}: nothing above saw a key missing
+            c.add(section, "expected an object with its settings, got an empty one")
     if c.problems:
         raise PackageError(json_path, c.texts())
     assert scaler is not None and output is not None and smoothing is not None
