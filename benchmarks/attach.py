@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.ui_load import RATE_HZ, SERVER, SIGNALS, plant_text  # noqa: E402
 from floorconsole.core.config import parse_plant  # noqa: E402
 from floorconsole.engine.attach import dumps, socket_path  # noqa: E402
+from floorconsole.engine.bootstrap import open_engine  # noqa: E402
 from floorconsole.engine.runtime import Engine  # noqa: E402
 
 CONSOLES = 5
@@ -68,7 +69,9 @@ def main() -> None:
         port = int(server.stdout.readline())
         with tempfile.TemporaryDirectory(prefix="fc-bench-") as tmp:
             plant = parse_plant(plant_text(port, Path(tmp)))
-            engine = Engine(plant)
+            engine = open_engine(
+                data_dir=plant.edge.data_dir, base_dir=Path(tmp), user="bench", plant_raw=plant.raw
+            )
             engine.start_background()
             try:
                 srv = engine.attach_server

@@ -106,21 +106,23 @@ async def measure(port: int, writes: int, poll_s: float, data_dir: Path) -> dict
     )
     assert not problems, problems
     journal = AlarmJournal(data_dir / "alarms.db")
+    alarms = AlarmTable(clock)
+    alarms.on_entry(journal.append)  # as in the engine: once per alarm table
+    # As in the engine: no write without its record committed first (WAL, synchronous
+    # NORMAL), and the records put on disk once a second by a sync beside it.
+    audit = AuditLog.in_data_dir(data_dir, synchronous="NORMAL")
     control = Control(
         rules,
         ControlConfig(enabled=True),
         hub.latest.get,
         {"bench": poller.write},
         None,
-        AlarmTable(clock),
+        alarms,
         journal,
         clock,
+        audit=audit.append,
+        audit_now=lambda *a: audit.try_append(*a) is not None,
     )
-    # As in the engine: no write without its record committed first (WAL, synchronous
-    # NORMAL), and the records put on disk once a second by a sync beside it.
-    audit = AuditLog.in_data_dir(data_dir, synchronous="NORMAL")
-    control.audit = audit.append
-    control.audit_now = lambda *a: audit.try_append(*a) is not None
 
     async def sync_every_second() -> None:
         loop = asyncio.get_running_loop()

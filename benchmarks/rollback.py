@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from floorconsole.engine.bootstrap import open_engine  # noqa: E402
 from floorconsole.engine.demo import DemoPlant  # noqa: E402
-from floorconsole.engine.snapshots import open_engine  # noqa: E402
 
 DEMO = ROOT / "fixtures" / "plants" / "demo.toml"
 ROLLBACKS = 20

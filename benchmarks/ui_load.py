@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from floorconsole.core.config import parse_plant  # noqa: E402
+from floorconsole.engine.bootstrap import open_engine  # noqa: E402
 from floorconsole.engine.runtime import Engine  # noqa: E402
 
 SIGNALS = 500
@@ -92,7 +93,9 @@ def main() -> None:
         port = int(server.stdout.readline())
         with tempfile.TemporaryDirectory() as tmp:
             plant = parse_plant(plant_text(port, Path(tmp)))
-            engine = Engine(plant)
+            engine = open_engine(
+                data_dir=plant.edge.data_dir, base_dir=Path(tmp), user="bench", plant_raw=plant.raw
+            )
             engine.start_background()
             try:
                 time.sleep(WARMUP_S)

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from floorconsole import __version__
 from floorconsole.core.config import PlantError, Problem, load_plant
@@ -408,13 +409,12 @@ def _run_engine(
     plant_file: Path | None = None,
     plant_raw: dict[str, object] | None = None,
     source: str = "",
-    demo: object = None,
+    demo: Any = None,
 ) -> int:
     import getpass
 
+    from floorconsole.engine.bootstrap import StartupError, open_engine
     from floorconsole.engine.lock import EngineAlreadyRunning
-    from floorconsole.engine.snapshot_cli import SnapshotCommandError
-    from floorconsole.engine.snapshots import open_engine
 
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -429,12 +429,8 @@ def _run_engine(
         )
     except EngineAlreadyRunning as e:
         raise UserError(str(e)) from None
-    except SnapshotCommandError as e:
+    except StartupError as e:
         raise UserError(str(e)) from None
-    if demo is not None:
-        from floorconsole.engine.demo import ensure_demo_users
-
-        engine.demo_users = ensure_demo_users(engine.users())
     if headless:
         logging.basicConfig(
             level=logging.INFO,

@@ -23,11 +23,11 @@ import pytest
 
 from floorconsole.engine import attach
 from floorconsole.engine.attach import socket_path
-from floorconsole.engine.demo import DEMO_USERS, DemoPlant, ensure_demo_users
+from floorconsole.engine.bootstrap import open_engine
+from floorconsole.engine.demo import DEMO_USERS, DemoPlant
 from floorconsole.engine.frames import Frame
 from floorconsole.engine.remote import RemoteAPI
 from floorconsole.engine.runtime import Engine
-from floorconsole.engine.snapshots import open_engine
 from tests.support.throttle import ThrottledRelay
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,6 @@ def engine() -> Iterator[Engine]:
                 source="demo plant",
                 demo=d.sim,
             )
-            e.demo_users = ensure_demo_users(e.users())
             e.start_background()
             try:
                 yield e

@@ -100,6 +100,7 @@ class Rig:
         self.rule = rules[0]
         self.alarms = AlarmTable(self.clock)
         self.journal = AlarmJournal(tmp_path / FILE_NAME)
+        self.alarms.on_entry(self.journal.append)  # once per alarm table, as the engine does
         self.control = Control(
             rules,
             ControlConfig(enabled=enabled),

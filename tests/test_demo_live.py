@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.demo import DemoPlant
 from floorconsole.engine.frames import Frame, ModelView
 from floorconsole.engine.runtime import Engine
@@ -20,7 +21,14 @@ DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[DemoPlant, Engine]]:
     with DemoPlant(DEMO) as d:
-        e = Engine(d.plant, data_dir=tmp_path, demo=d.sim)
+        e = open_engine(
+            data_dir=tmp_path,
+            base_dir=DEMO.parent,
+            user="test",
+            plant_raw=d.plant.raw,
+            source="demo plant",
+            demo=d.sim,
+        )
         e.start_background()
         try:
             yield d, e

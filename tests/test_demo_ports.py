@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.demo import DEMO_MODBUS_PORT, DemoPlant
-from floorconsole.engine.snapshots import open_engine
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 
@@ -33,9 +33,8 @@ def test_restarting_the_demo_runs_the_same_snapshot_and_keeps_console_changes(
             source="demo plant",
             demo=d.sim,
         )
-        assert e.snapshots is not None
         snap, note = e.snapshots.active.id, e.snapshots.start_note
-        e._lock.release()  # not started: only the composition root ran
+        e.close()  # not started: only the composition root ran
         return snap, note
 
     with DemoPlant(DEMO) as d:

@@ -20,9 +20,10 @@ from floorconsole.core.dryrun import TICK_S, dry_run
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.rules import ActionRecord, ControlConfig, RuleConfig, parse_rules
 from floorconsole.core.sample import Sample
+from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.control import Control
 from floorconsole.engine.hub import Hub
-from floorconsole.engine.runtime import WATCHDOG_INTERVAL_S, Engine
+from floorconsole.engine.runtime import WATCHDOG_INTERVAL_S
 
 SIGNAL = "tank.level"
 RANGE = (0.0, 100.0)
@@ -154,6 +155,9 @@ class Recorder:
 
     def record_action(self, record: ActionRecord) -> None:
         self.actions.append(record)
+
+    def close(self) -> None:
+        pass
 
     def activations(self, rule_id: str) -> list[float]:
         return [
@@ -382,9 +386,15 @@ class ReplayEngine:
 
     def __init__(self, tmp: Path, rule_raw: dict[str, Any], wall0: float) -> None:
         self.clock = StepClock(wall0)
-        self.engine = Engine(plant(tmp, rule_raw), clock=self.clock, data_dir=tmp)
         self.journal = Recorder()
-        self.engine.journal = self.journal  # type: ignore[assignment]
+        self.engine = open_engine(
+            data_dir=tmp,
+            base_dir=tmp,
+            user="test",
+            plant_raw=plant(tmp, rule_raw).raw,
+            clock=self.clock,
+            journal=self.journal,  # type: ignore[arg-type]
+        )
         self.engine.historian.start()
 
     def run(self, samples: Sequence[tuple[float, Any, Quality]], end_rel: float) -> None:
@@ -393,7 +403,7 @@ class ReplayEngine:
         self.engine.historian.flush()
 
     def close(self) -> None:
-        self.engine.historian.close()
+        self.engine.close()
 
 
 @pytest.fixture

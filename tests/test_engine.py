@@ -16,6 +16,7 @@ import pytest
 from floorconsole.adapters.broker import MosquittoBroker
 from floorconsole.adapters.modbus_server import ModbusDeviceServer
 from floorconsole.core.config import PlantConfig, parse_plant
+from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.frames import Frame, SignalView
 from floorconsole.engine.lock import EngineAlreadyRunning
 from floorconsole.engine.runtime import Engine
@@ -99,7 +100,10 @@ def engine(
     modbus_server.set_value(ModbusPoint("drive1", "hr", 0, "float32"), 12.5)
     modbus_server.set("hr", 2, [612])
     modbus_server.set("co", 0, [True])
-    e = Engine(plant_for(modbus_server.port, mosquitto.port, tmp_path / "data"))
+    plant = plant_for(modbus_server.port, mosquitto.port, tmp_path / "data")
+    e = open_engine(
+        data_dir=plant.edge.data_dir, base_dir=tmp_path, user="test", plant_raw=plant.raw
+    )
     e.start_background()
     try:
         yield e
@@ -176,9 +180,10 @@ def test_device_down_goes_uncertain_then_bad_and_back(
 
 
 def test_second_engine_on_same_data_dir_refuses(engine: Engine, tmp_path: Path) -> None:
-    other = Engine(engine.plant, data_dir=engine.data_dir)
     with pytest.raises(EngineAlreadyRunning, match=r"pid \d+"):
-        other.start_background()
+        open_engine(
+            data_dir=engine.data_dir, base_dir=tmp_path, user="test", plant_raw=engine.plant.raw
+        )
 
 
 def test_second_start_from_cli_names_the_process(engine: Engine, tmp_path: Path) -> None:

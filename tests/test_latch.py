@@ -85,6 +85,7 @@ def control(tmp_path: Path, *rules: RuleConfig) -> tuple[Control, AlarmTable, Al
     clock = FakeClock()
     table = AlarmTable(clock)
     journal = AlarmJournal(tmp_path / "alarms.db")
+    table.on_entry(journal.append)  # once per alarm table, as the engine does
     c = Control(rules, ControlConfig(), lambda s: None, {}, None, table, journal, clock)
     return c, table, journal
 

@@ -18,11 +18,11 @@ import pytest
 from floorconsole.adapters.users import UserStore
 from floorconsole.core.auth import ACTIONS, PIN_FRESH_S, Role
 from floorconsole.core.clock import FakeClock
-from floorconsole.engine.demo import DemoPlant, ensure_demo_users
+from floorconsole.engine.bootstrap import open_engine
+from floorconsole.engine.demo import DemoPlant
 from floorconsole.engine.runtime import Engine
 from floorconsole.engine.sessions import Sessions
 from floorconsole.engine.snapshot_cli import snapshot_export
-from floorconsole.engine.snapshots import open_engine
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 MODEL = DEMO.parents[1] / "models" / "motor_anomaly"
@@ -48,10 +48,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
             plant_raw=raw,
             source="demo plant",
             demo=d.sim,
+            health_window_s=4.0,
         )
-        assert e.snapshots is not None
-        e.snapshots.health_window_s = 4.0
-        e.demo_users = ensure_demo_users(e.users())
         e.users().add("view1", "viewer", PINS["view1"])
         e.start_background()
         try:

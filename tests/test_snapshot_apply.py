@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.demo import DemoPlant
 from floorconsole.engine.runtime import Engine
-from floorconsole.engine.snapshots import open_engine
 from tests.support.sessions import session_of
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
@@ -33,9 +33,8 @@ def engine(tmp_path: Path) -> Iterator[tuple[DemoPlant, Engine]]:
             plant_raw=raw,
             source="demo plant",
             demo=d.sim,
+            health_window_s=4.0,
         )
-        assert e.snapshots is not None
-        e.snapshots.health_window_s = 4.0
         e.start_background()
         try:
             deadline = time.monotonic() + 20

@@ -1,5 +1,5 @@
-"""engine.snapshot_cli: the text of `floorconsole snapshot ...` and the start-up choice, on real
-SQLite files."""
+"""engine.snapshot_cli: the text of `floorconsole snapshot ...`, and the start-up choice
+(engine.bootstrap.plan_startup), on real SQLite files."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 
 from floorconsole.adapters.snapshot_store import SnapshotStore
 from floorconsole.core.clock import FakeClock
+from floorconsole.engine.bootstrap import plan_startup
 from floorconsole.engine.snapshot_cli import (
     SnapshotCommandError,
     parse_when,
-    plan_startup,
     request_rollback,
     snapshot_at,
     snapshot_diff,

@@ -349,8 +349,8 @@ def test_dialog_keys_are_in_the_key_table(cls: type) -> None:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Any]:
-    from floorconsole.engine.demo import DemoPlant, ensure_demo_users
-    from floorconsole.engine.snapshots import open_engine
+    from floorconsole.engine.bootstrap import open_engine
+    from floorconsole.engine.demo import DemoPlant
 
     with DemoPlant(DEMO) as d:
         e = open_engine(
@@ -361,7 +361,6 @@ def engine(tmp_path: Path) -> Iterator[Any]:
             source="demo plant",
             demo=d.sim,
         )
-        e.demo_users = ensure_demo_users(e.users())
         e.start_background()
         try:
             yield e

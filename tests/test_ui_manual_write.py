@@ -31,8 +31,8 @@ DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 @pytest.fixture
 def plant(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     """A running demo engine and its simulated plant (to read the device's coils)."""
-    from floorconsole.engine.demo import DemoPlant, ensure_demo_users
-    from floorconsole.engine.snapshots import open_engine
+    from floorconsole.engine.bootstrap import open_engine
+    from floorconsole.engine.demo import DemoPlant
 
     with DemoPlant(DEMO) as d:
         e = open_engine(
@@ -43,7 +43,6 @@ def plant(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
             source="demo plant",
             demo=d.sim,
         )
-        e.demo_users = ensure_demo_users(e.users())
         e.start_background()
         try:
             yield e, d.sim

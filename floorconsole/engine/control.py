@@ -2,7 +2,9 @@
 
 Wiring (the composition root does it): Hub.add_listener(control.on_samples); control.tick()
 every 100 ms on the engine loop; control.update_links(links) with the LinkStats of devices
-and brokers. Everything here runs on the engine's event loop thread.
+and brokers; AlarmTable.on_entry(journal.append) once per alarm table (the table outlives the
+Controls of successive configurations: each registering it again would journal every
+transition once more). Everything here runs on the engine's event loop thread.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ Writer = Callable[[ModbusPoint, float | bool], Awaitable["WriteResult"]]
 Reader = Callable[[ModbusPoint], Awaitable[tuple[float | bool | None, str]]]
 Publisher = Callable[[str, str, str, int], object]  # (broker, topic, payload, qos)
 LatestGetter = Callable[[str], Sample | None]
+# (kind, user, target, detail) -> None, raising when the record cannot be written.
+AuditWriter = Callable[[str, str, str, dict[str, Any]], None]
+# The same without waiting, for the loop: False when the trail is busy right now.
+AuditNow = Callable[[str, str, str, dict[str, Any]], bool]
 RECENT_ACTIONS = 200
 READ_ONLY = "not applied: read-only mode (control.enabled is false)"
 READ_BACK_TIMEOUT_S = 10.0  # how long a start waits for a device to read an output back
@@ -94,6 +100,9 @@ class Control:
         alarm_table: AlarmTable,
         journal: Journal | None,
         clock: Clock,
+        *,
+        audit: AuditWriter | None = None,
+        audit_now: AuditNow | None = None,
     ) -> None:
         self.rules = {r.id: r for r in rules}
         self.config = control_cfg
@@ -113,19 +122,15 @@ class Control:
             for a in r.actions:
                 if isinstance(a, AlarmAction):
                     alarm_table.define(r.alarm_id, a.priority, a.message, source="rule")
-        if journal is not None:
-            alarm_table.on_entry(journal.append)
         # (rule id, action index) -> the last result of that action
         self.last_results: dict[tuple[str, int], ActionRecord] = {}
         self.recent: deque[ActionRecord] = deque(maxlen=RECENT_ACTIONS)
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._journal_errors = 0
-        # (kind, user, target, detail) -> None, raising when the record cannot be written;
-        # set by the engine. A write waits for its audit record and is not sent without it.
-        self.audit: Callable[[str, str, str, dict[str, Any]], None] | None = None
-        # The same without waiting, for the loop: False when the trail is busy right now.
-        self.audit_now: Callable[[str, str, str, dict[str, Any]], bool] | None = None
+        # A write waits for its audit record and is not sent without it.
+        self.audit = audit
+        self.audit_now = audit_now
         self._followups: set[asyncio.Task[None]] = set()
         # Outputs restored active at a start are read back before anything is written.
         self._read_back: asyncio.Task[None] | None = None

@@ -1,41 +1,52 @@
-"""The engine: builds sources, hub and historian from a plant file and runs them on one loop."""
+"""The engine: runs one configuration at a time (sources, hub, models, rules) on one loop, on
+the stores and adapters the composition root (engine/bootstrap.py) hands it."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from floorconsole.core.alarms import AlarmTable, JournalEntry
-from floorconsole.core.clock import Clock, SystemClock
-from floorconsole.core.config import DerivedPoint, PlantConfig, SignalConfig
+from floorconsole.core.clock import Clock
+from floorconsole.core.config import (
+    BrokerConfig,
+    DerivedPoint,
+    DeviceConfig,
+    ModelConfig,
+    PlantConfig,
+    SignalConfig,
+)
 from floorconsole.core.links import LinkStats
 from floorconsole.core.quality import Quality
-from floorconsole.core.rules import ActionRecord, ControlConfig, PublishAction, RuleEvent
+from floorconsole.core.rules import ControlConfig, PublishAction
 from floorconsole.core.sample import Sample
-from floorconsole.engine.control import Journal
+from floorconsole.core.uplink import alarm_record
+from floorconsole.engine.control import AuditNow, AuditWriter, Control, Journal
 from floorconsole.engine.hub import Hub
 from floorconsole.engine.lock import DataDirLock
+from floorconsole.engine.snapshots import HEALTH_WINDOW_S, SnapshotManager
 
 if TYPE_CHECKING:
     from floorconsole.adapters.alarm_journal import AlarmJournal
     from floorconsole.adapters.audit_log import AuditLog
+    from floorconsole.adapters.historian import Historian
     from floorconsole.adapters.modbus import DevicePoller
     from floorconsole.adapters.mqtt import BrokerClient
     from floorconsole.adapters.outbox import Outbox
+    from floorconsole.adapters.snapshot_store import SnapshotStore
     from floorconsole.adapters.uplink import Uplink
     from floorconsole.adapters.users import UserStore
+    from floorconsole.core.snapshot import Snapshot
     from floorconsole.engine.attach import AttachServer
-    from floorconsole.engine.model_runner import ModelRunner, PackageFallback
-    from floorconsole.engine.snapshots import SnapshotManager
+    from floorconsole.engine.model_runner import ModelRunner
 
 log = logging.getLogger(__name__)
 
@@ -55,34 +66,46 @@ class DemoControl(Protocol):
     def clear(self, kind: str) -> None: ...
 
 
-def config_id(plant: PlantConfig) -> str:
-    """A short, stable id of a configuration: sha256 of its canonical JSON form."""
-    canon = json.dumps(plant.raw, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canon.encode()).hexdigest()[:12]
+class Adapters(Protocol):
+    """How a configuration reaches its devices, brokers and model packages. The composition
+    root (engine/bootstrap.py) gives the real adapters; the engine builds none of them."""
+
+    def model_runner(
+        self, model: ModelConfig, clock: Clock, stale_after_s: Mapping[str, float]
+    ) -> ModelRunner: ...
+
+    def device_poller(
+        self,
+        device: DeviceConfig,
+        signals: Sequence[SignalConfig],
+        hub: Hub,
+        clock: Clock,
+        link: LinkStats,
+    ) -> DevicePoller: ...
+
+    def broker_client(
+        self,
+        broker: BrokerConfig,
+        signals: Sequence[SignalConfig],
+        hub: Hub,
+        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
+        link: LinkStats,
+    ) -> BrokerClient: ...
 
 
-class _JournalProxy:
-    """The journal opens when the engine runs (it is a file in the data directory); rules
-    built before that write through this to whatever journal is open."""
+@dataclass(frozen=True, slots=True)
+class EngineStores:
+    """The files an engine keeps in its data directory, each opened once by the composition
+    root for the engine's life, and closed by the engine when it stops. One object each, so
+    a listener on one of them is registered once, never again per configuration."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def append(self, entry: JournalEntry) -> None:
-        if self._engine.journal is not None:
-            self._engine.journal.append(entry)
-
-    def record_action(self, record: ActionRecord) -> None:
-        if self._engine.journal is not None:
-            self._engine.journal.record_action(record)
-
-    def record_rule(self, event: RuleEvent) -> None:
-        if self._engine.journal is not None:
-            self._engine.journal.record_rule(event)
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        journal = self._engine.journal
-        return journal.flush(timeout) if journal is not None else True
+    historian: Historian
+    journal: AlarmJournal  # alarm transitions and action results, alarms.db
+    audit_log: AuditLog
+    users: UserStore
+    snapshots: SnapshotStore
+    outbox: Outbox | None = None  # with an [uplink]: rows committed with the historian's
 
 
 class Configuration:
@@ -97,20 +120,21 @@ class Configuration:
         self,
         plant: PlantConfig,
         *,
+        snapshot_id: str,
         clock: Clock,
         store: object,
         loop_getter: Callable[[], asyncio.AbstractEventLoop | None],
         alarms: AlarmTable,
+        adapters: Adapters,
         journal: Journal | None = None,
-        package_fallback: PackageFallback | None = None,
+        audit: AuditWriter | None = None,
+        audit_now: AuditNow | None = None,
     ) -> None:
-        from floorconsole.engine.control import Control
-
         self.plant = plant
-        self._package_fallback = package_fallback
+        self.snapshot_id = snapshot_id  # the short id of the snapshot this configuration is
         self.clock = clock
-        self.config_id = config_id(plant)
         self._loop_getter = loop_getter
+        self._adapters = adapters
         self.hub = Hub(plant, clock, store)  # type: ignore[arg-type]
         self.derived: list[SignalConfig] = []
         self.models = self._build_models()
@@ -136,19 +160,17 @@ class Configuration:
             alarms,
             journal,
             clock,
+            audit=audit,
+            audit_now=audit_now,
         )
         self.hub.add_listener(self.control.on_samples)
 
     def _build_models(self) -> dict[str, ModelRunner]:
         """One runner per [[models]] entry; its outputs become signals like any other. A
         package that fails to load gives a runner that reports why (a condition), not a crash."""
-        from floorconsole.engine.model_runner import ModelRunner
-
         runners: dict[str, ModelRunner] = {}
         for m in self.plant.models:
-            r = ModelRunner.from_config(
-                m, self.clock, stale_after_s=self.hub.stale_after, fallback=self._package_fallback
-            )
+            r = self._adapters.model_runner(m, self.clock, self.hub.stale_after)
             outs = [
                 SignalConfig(
                     id=o.id,
@@ -198,14 +220,11 @@ class Configuration:
         return client.publish(topic, payload, qos)
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        from floorconsole.adapters.modbus import DevicePoller
-        from floorconsole.adapters.mqtt import BrokerClient
-
         for d in self.plant.devices:
             sigs = self.plant.signals_of_device(d.id)
             if not sigs:
                 continue
-            p = DevicePoller(d, sigs, self.hub, self.clock, self.links[d.id])
+            p = self._adapters.device_poller(d, sigs, self.hub, self.clock, self.links[d.id])
             self.pollers[d.id] = p
             self.control.writers[d.id] = p.write
             self.control.readers[d.id] = p.read_point
@@ -213,7 +232,7 @@ class Configuration:
         for b in self.plant.brokers:
             if b.id not in self.links:
                 continue
-            c = BrokerClient(
+            c = self._adapters.broker_client(
                 b, self.plant.signals_of_broker(b.id), self.hub, loop, self.clock, self.links[b.id]
             )
             c.start()
@@ -267,8 +286,12 @@ class Configuration:
 
 
 class Engine:
-    """Owns the data directory (its lock and historian) and runs one configuration at a time:
+    """Owns the data directory (its lock and stores) and runs one configuration at a time:
     the devices, the broker clients, the hub, the models.
+
+    Built by the composition root (engine/bootstrap.py: open_engine), which opens every store
+    once and hands them over here; the engine builds no adapter itself, and nothing is set on
+    it after construction.
 
     Runs on its own asyncio loop: in the main thread for a headless service (run_forever)
     or in a background thread under a console (start_background), so a slow screen never
@@ -279,58 +302,59 @@ class Engine:
         self,
         plant: PlantConfig,
         *,
-        clock: Clock | None = None,
-        data_dir: Path | None = None,
+        snapshot: Snapshot,
+        stores: EngineStores,
+        adapters: Adapters,
+        lock: DataDirLock,
+        clock: Clock,
+        data_dir: Path,
+        base_dir: Path,
+        uplink: Uplink | None = None,
         demo: DemoControl | None = None,
-        lock: DataDirLock | None = None,
+        demo_users: Sequence[dict[str, str]] = (),
         idle_lock_s: float | None = None,
-        package_fallback: PackageFallback | None = None,
+        attach: bool = True,
+        start_note: str = "",
+        health_window_s: float = HEALTH_WINDOW_S,
+        package_problems: Mapping[str, str] | None = None,
     ) -> None:
-        from floorconsole.adapters.historian import Historian
-
-        self.clock = clock or SystemClock()
-        self.data_dir = Path(data_dir or plant.edge.data_dir)
+        self.clock = clock
+        self.data_dir = Path(data_dir)
         self.demo = demo
-        # Stored copies of a model package that cannot be used (the snapshot store's)
-        self.package_fallback = package_fallback
-        self.outbox: Outbox | None = None
-        self.uplink: Uplink | None = None
-        if plant.uplink is not None:
-            from floorconsole.adapters.outbox import Outbox
-            from floorconsole.adapters.uplink import Uplink
-
-            # The outbox rows commit in the historian's own transactions: a sample is stored
-            # and queued for the plant broker together, or neither.
-            self.outbox = Outbox(plant.uplink)
-            broker = next(b for b in plant.brokers if b.id == plant.uplink.broker)
-            self.uplink = Uplink(
-                plant.uplink,
-                broker,
-                self.outbox,
-                edge_id=plant.edge.id,
-                snapshot_id=config_id(plant),
-                clock=self.clock,
-            )
-        self.historian = Historian(
-            self.data_dir / "history.db",
-            retention_s=plant.edge.retention_s,
-            clock=self.clock,
-            commit_hook=self.outbox,
-        )
-        self.alarms = AlarmTable(self.clock)
-        if self.outbox is not None:
-            self.alarms.on_entry(self._uplink_alarm)
-        self.journal: AlarmJournal | None = None
-        self._audit_log: AuditLog | None = None
-        self._users: UserStore | None = None
-        self._open_lock = threading.Lock()
+        self._stores = stores
+        self._adapters = adapters
+        self.historian = stores.historian
+        self.journal: AlarmJournal = stores.journal
+        self.outbox = stores.outbox
+        self.uplink = uplink
+        self._audit_log = stores.audit_log
+        self._users = stores.users
+        self._closed = False
         self._audit_synced = 0.0
         self.idle_lock_s = idle_lock_s
-        self.demo_users: list[dict[str, str]] = []  # the demo's accounts, shown in its banner
-        self.active = self.build(plant)
+        self.demo_users = [dict(u) for u in demo_users]  # the demo's accounts, for its banner
+        # Listeners of the engine's life, registered here once: a configuration built for an
+        # apply or a rollback registers none, so each alarm transition is written once.
+        self.alarms = AlarmTable(self.clock)
+        self.alarms.on_entry(self.journal.append)
+        if self.outbox is not None:
+            self.alarms.on_entry(self._uplink_alarm)
+        self.active = self.build(plant, snapshot.short)
+        # Package files given at start that could not be read (a stored copy stands in): each
+        # model's condition says so, on the start's configuration only.
+        for mid, why in (package_problems or {}).items():
+            if mid in self.active.models:
+                self.active.models[mid].note_package_problem(why)
         self.started_wall = self.clock.wall()
-        self._lock = lock or DataDirLock(self.data_dir)
-        self.snapshots: SnapshotManager | None = None  # set when run from a snapshot store
+        self._lock = lock
+        self.snapshots = SnapshotManager(
+            self,
+            stores.snapshots,
+            snapshot,
+            base_dir=base_dir,
+            health_window_s=health_window_s,
+            start_note=start_note,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -342,7 +366,7 @@ class Engine:
         self._counts_saved = -1e9  # monotonic time the bad-input counters last went out
         self._counts_written: dict[tuple[str, str, str], int] = {}
         self.ingest_rate = 0.0
-        self.attach = True  # consoles in other processes attach at DATA_DIR/engine.sock
+        self.attach = attach  # consoles in other processes attach at DATA_DIR/engine.sock
         self.attach_server: AttachServer | None = None  # while running, if it could listen
         from floorconsole.engine.api import EngineAPI
 
@@ -390,45 +414,35 @@ class Engine:
 
     def _uplink_alarm(self, entry: JournalEntry) -> None:
         if self.outbox is not None:
-            from floorconsole.core.uplink import alarm_record
-
             self.outbox.add_records("alarms", [alarm_record(entry)], entry.t_wall)
 
-    def build(self, plant: PlantConfig) -> Configuration:
-        """A configuration ready to start, beside whatever runs now."""
-        cfg = Configuration(
+    def build(self, plant: PlantConfig, snapshot_id: str) -> Configuration:
+        """A configuration of snapshot snapshot_id (short form) ready to start, beside whatever
+        runs now."""
+        return Configuration(
             plant,
+            snapshot_id=snapshot_id,
             clock=self.clock,
             store=self.historian,
             loop_getter=lambda: self._loop,
             alarms=self.alarms,
-            journal=self._journal_proxy,
-            package_fallback=self.package_fallback,
+            adapters=self._adapters,
+            journal=self.journal,
+            audit=self.audit,
+            audit_now=self.audit_now,
         )
-        cfg.control.audit = self.audit
-        cfg.control.audit_now = self.audit_now
-        return cfg
 
     # -- users and the audit trail ------------------------------------------------------------
 
     def users(self) -> UserStore:
-        """The box's users (users.db in the data directory), opened on first use."""
-        with self._open_lock:
-            if self._users is None:
-                from floorconsole.adapters.users import UserStore
-
-                self._users = UserStore.in_data_dir(self.data_dir)
-            return self._users
+        """The box's users (users.db in the data directory)."""
+        return self._users
 
     def audit_log(self) -> AuditLog:
-        with self._open_lock:
-            if self._audit_log is None:
-                from floorconsole.adapters.audit_log import AuditLog
-
-                # NORMAL: a record is committed (survives a crash) before the action it
-                # records; the watchdog's sync() puts it on disk within about a second.
-                self._audit_log = AuditLog.in_data_dir(self.data_dir, synchronous="NORMAL")
-            return self._audit_log
+        """The hash-chained audit trail (audit.db). Opened with synchronous=NORMAL: a record
+        is committed (survives a crash) before the action it records; the watchdog's sync()
+        puts it on disk within about a second."""
+        return self._audit_log
 
     def audit(self, kind: str, user: str, target: str, detail: dict[str, Any]) -> None:
         """One record in the hash-chained audit trail, committed before this returns (so an
@@ -494,18 +508,16 @@ class Engine:
     def audit_event(self, what: str, detail: dict[str, Any] | None = None) -> None:
         self.audit_safe("system", "engine", what, dict(detail or {}))
 
-    @property
-    def _journal_proxy(self) -> Journal:
-        return _JournalProxy(self)
-
     # The running configuration's parts, as the engine's own (consoles and tests read these).
     @property
     def plant(self) -> PlantConfig:
         return self.active.plant
 
     @property
-    def config_id(self) -> str:
-        return self.active.config_id
+    def snapshot_id(self) -> str:
+        """The running snapshot's id, in the short form the snapshot store shows: the one id
+        of the running configuration in frames, the log, the audit trail and the uplink."""
+        return self.active.snapshot_id
 
     @property
     def hub(self) -> Hub:
@@ -530,7 +542,10 @@ class Engine:
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until stop() is called. Takes the data-directory lock first."""
+        """Run until stop() is called, then close the stores (an engine runs once). Takes
+        the data-directory lock first, if the composition root has not."""
+        if self._closed:
+            raise RuntimeError("this engine has stopped and closed its stores: build another")
         self._lock.acquire()
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -542,9 +557,6 @@ class Engine:
             self._restore_input_counts()
             if self.uplink is not None:
                 self.uplink.start()
-            from floorconsole.adapters.alarm_journal import AlarmJournal
-
-            self.journal = AlarmJournal(self.data_dir / "alarms.db")
             # Alarms and rule outputs as they were when the engine last ran, before any input.
             restored = self.active.control.restore(self.journal)
             self.journal.record_event(self.clock.wall(), "engine started", restored)
@@ -552,23 +564,20 @@ class Engine:
             self.active.control.start_read_back()
             watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
             log.info(
-                "engine started: configuration %s, %d devices, %d brokers, %d signals, data in %s",
-                self.config_id,
+                "engine started: snapshot %s, %d devices, %d brokers, %d signals, data in %s",
+                self.snapshot_id,
                 len(self.active.pollers),
                 len(self.active.clients),
                 len(self.plant.signals),
                 self.data_dir,
             )
-            if self.snapshots is not None:
-                startup = asyncio.create_task(
-                    self.snapshots.started(), name="start-up health check"
-                )
+            startup = asyncio.create_task(self.snapshots.started(), name="start-up health check")
             await asyncio.get_running_loop().run_in_executor(
                 None,
                 partial(
                     self.audit_event,
                     "engine started",
-                    {"configuration": self.config_id, "data_dir": str(self.data_dir)},
+                    {"snapshot": self.snapshot_id, "data_dir": str(self.data_dir)},
                 ),
             )
             if self.attach:
@@ -587,29 +596,32 @@ class Engine:
                     await asyncio.gather(task, return_exceptions=True)
             await self.active.stop()
             self._persist_input_counts()
-            if self.journal is not None:
-                # A start with no stop before it in the journal: the engine died (kill -9).
-                self.journal.record_event(self.clock.wall(), "engine stopped", self.config_id)
-                self.journal.close()
-            self.audit_event("engine stopped", {"configuration": self.config_id})
-            self._close_audit()
+            # A start with no stop before it in the journal: the engine died (kill -9).
+            self.journal.record_event(self.clock.wall(), "engine stopped", self.snapshot_id)
+            self.journal.close()
+            self.audit_event("engine stopped", {"snapshot": self.snapshot_id})
+            self.close()
+            log.info("engine stopped")
+
+    def close(self) -> None:
+        """Close every store and release the data directory. run() does it when the engine
+        stops; call it for an engine that was built but never run. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.journal.close()
+            self._audit_log.sync()
+            self._audit_log.close()
+            self._users.close()
             if self.uplink is not None:
                 self.uplink.stop()
             self.historian.close()
             if self.uplink is not None:
                 self.uplink.close()
+            self._stores.snapshots.close()
+        finally:
             self._lock.release()
-            log.info("engine stopped")
-
-    def _close_audit(self) -> None:
-        with self._open_lock:
-            if self._audit_log is not None:
-                self._audit_log.sync()
-                self._audit_log.close()
-                self._audit_log = None
-            if self._users is not None:
-                self._users.close()
-                self._users = None
 
     async def swap(self, new: Configuration, *, carry_values: bool = False) -> Configuration:
         """Stop the running configuration's sources and start the new one's, between two
@@ -620,6 +632,7 @@ class Engine:
         afresh, so a health check sees them computed by the new configuration."""
         assert self._loop is not None
         old = self.active
+        log.debug("snapshot %s replacing %s", new.snapshot_id, old.snapshot_id)
         new.control.adopt(old.control)  # outputs that are on stay known to the new rules
         if carry_values:
             derived = {s.id for s in new.derived}
@@ -636,7 +649,9 @@ class Engine:
         self._counted += old.hub.samples_in
         self.active = new
         await new.start(self._loop)
-        log.info("configuration %s replaced %s", new.config_id, old.config_id)
+        if self.uplink is not None:  # the retained status names what runs, swapped back or not
+            self.uplink.set_snapshot(new.snapshot_id)
+        log.info("snapshot %s replaced %s", new.snapshot_id, old.snapshot_id)
         return old
 
     async def _watchdog(self) -> None:

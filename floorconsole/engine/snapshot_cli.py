@@ -1,11 +1,11 @@
-"""`floorconsole snapshot list|show|diff|export|import|at` as functions returning text, and the
-start-up choice between the plant file and the active snapshot; no Textual, no argparse."""
+"""`floorconsole snapshot list|show|diff|export|import|at` as functions returning text; no
+Textual, no argparse. (The start-up choice between the plant file and the active snapshot is
+the engine's: engine/bootstrap.py.)"""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -170,48 +170,6 @@ def request_rollback(data_dir: str | Path, ref: str) -> Snapshot:
     if active is not None and active.snapshot == snap.id:
         raise SnapshotCommandError(f"snapshot {snap.short} is already the active one")
     return snap
-
-
-@dataclass(frozen=True, slots=True)
-class StartupPlan:
-    """What `run -c PLANT.toml` should start with."""
-
-    snapshot: Snapshot
-    imported: bool  # the plant file's content was new and became a snapshot
-    note: str | None  # why the plant file was not used, for the log and the console
-    # Models whose package files could not be read: model id -> why. A stored package (or
-    # none) stands in, so a missing file never keeps the engine from starting.
-    stand_ins: dict[str, str] = field(default_factory=dict)
-
-
-def plan_startup(store: SnapshotStore, plant_path: str | Path, *, author: str) -> StartupPlan:
-    """The snapshot to run at start-up. A plant file whose content is new becomes a snapshot
-    (parent: the active one) and runs. One whose content is an older snapshot does not
-    override the active one (changes made in the console since): that one runs, and the note
-    says so and how to write it back to a file."""
-    stand_ins: dict[str, str] = {}
-    try:
-        result = store.import_plant_file(
-            plant_path,
-            author=author,
-            message=f"plant file {Path(plant_path).name}",
-            stand_ins=stand_ins,
-        )
-    except SnapshotStoreError as e:
-        raise SnapshotCommandError(str(e)) from None
-    file_snap = result.snapshot
-    active = store.active()
-    if result.new or active is None or active.snapshot == file_snap.id:
-        return StartupPlan(file_snap, imported=result.new, note=None, stand_ins=stand_ins)
-    current = store.get(active.snapshot)
-    note = (
-        f"{plant_path} holds snapshot {file_snap.short} ({_when(file_snap.created)} UTC), "
-        f"not the active snapshot {current.short} ({current.author}: "
-        f"{_one_line(current.message)}); running {current.short}. "
-        f"`floorconsole snapshot export {current.short} DIR` writes it to a plant file; "
-        f"`floorconsole snapshot rollback {file_snap.short}` runs the file's"
-    )
-    return StartupPlan(current, imported=False, note=note)
 
 
 def parse_when(text: str, now: float) -> float:

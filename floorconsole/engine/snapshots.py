@@ -7,11 +7,11 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from floorconsole.core.audit import SNAPSHOT_APPLY, SNAPSHOT_ROLLBACK
 from floorconsole.core.config import PlantConfig, PlantError, validate_plant
 from floorconsole.core.quality import Quality, Reason
 
@@ -91,6 +91,7 @@ class SnapshotManager:
         *,
         base_dir: Path,
         health_window_s: float = HEALTH_WINDOW_S,
+        start_note: str = "",
     ) -> None:
         self.engine = engine
         self.store = store
@@ -100,12 +101,12 @@ class SnapshotManager:
         self.models_dir = engine.data_dir / "models"
         self._busy = asyncio.Lock()
         self.last_result: ApplyResult | None = None
-        self.start_note = ""  # why this snapshot and not the plant file's, when they differ
+        self.start_note = start_note  # why this snapshot and not the plant file's, if they differ
 
     # -- building -------------------------------------------------------------------------
 
-    def build(self, plant: PlantConfig) -> Configuration:
-        cfg = self.engine.build(plant)
+    def build(self, plant: PlantConfig, snap: Snapshot) -> Configuration:
+        cfg = self.engine.build(plant, snap.short)
         # A new package that cannot be used is refused here, where someone is applying it;
         # the stored copies are for starting unattended, not for changes.
         failed = [
@@ -176,7 +177,7 @@ class SnapshotManager:
                 raise ApplyRefused(str(e)) from None
             if snap.id == self.active.id:
                 raise ApplyRefused("nothing changed: this is the running configuration")
-            cfg = self.build(plant)
+            cfg = self.build(plant, snap)
             return await self._switch(cfg, snap, user=user, outcome="applied", t0=t0)
 
     async def rollback(self, ref: str, *, user: str) -> ApplyResult:
@@ -196,13 +197,20 @@ class SnapshotManager:
                 )
             except PlantError as e:
                 raise ApplyRefused("; ".join(str(p) for p in e.problems[:5])) from None
-            cfg = self.build(plant)
+            cfg = self.build(plant, snap)
             return await self._switch(cfg, snap, user=user, outcome="rolled-back", t0=t0)
 
-    def _audit_changes(self, old: Snapshot, new: Snapshot, user: str) -> None:
-        """Rule and model changes in the audit trail, in plant words, per item."""
+    def _audit_changes(self, old: Snapshot, new: Snapshot, user: str, outcome: str) -> None:
+        """The activation in the audit trail (under the snapshot's short id, as everywhere
+        else), then its rule and model changes in plant words, per item."""
         from floorconsole.core.snapshot import diff_snapshots
 
+        self.engine.audit_safe(
+            SNAPSHOT_ROLLBACK if outcome == "rolled-back" else SNAPSHOT_APPLY,
+            user,
+            new.short,
+            {"phase": "activated", "outcome": outcome, "from": old.short, "to": new.short},
+        )
         for change in diff_snapshots(old, new).changes:
             kind = {"rules": "rule_change", "models": "model_change"}.get(change.section)
             if kind is not None:
@@ -221,9 +229,9 @@ class SnapshotManager:
         since = time.time()
         await self.engine.swap(cfg, carry_values=True)
         self.active = snap
-        await loop.run_in_executor(None, lambda: self._audit_changes(prev_snap, snap, user))
-        if self.engine.uplink is not None:
-            self.engine.uplink.set_snapshot(snap.id)
+        await loop.run_in_executor(
+            None, lambda: self._audit_changes(prev_snap, snap, user, outcome)
+        )
         await loop.run_in_executor(
             None, lambda: self.store.record_activation(snap.id, outcome, by=user)
         )
@@ -250,7 +258,7 @@ class SnapshotManager:
             why,
             prev_snap.short,
         )
-        back = self.engine.build(prev.plant)
+        back = self.engine.build(prev.plant, prev_snap.short)
         await self.engine.swap(back, carry_values=True)
         self.active = prev_snap
         await loop.run_in_executor(
@@ -272,7 +280,12 @@ class SnapshotManager:
                 "snapshot_rollback",
                 "engine",
                 prev_snap.short,
-                {"phase": "automatic", "failed": snap.id, "back_to": prev_snap.id, "why": why},
+                {
+                    "phase": "automatic",
+                    "failed": snap.short,
+                    "back_to": prev_snap.short,
+                    "why": why,
+                },
             ),
         )
         result = ApplyResult(
@@ -293,97 +306,3 @@ class SnapshotManager:
             await asyncio.sleep(HEALTH_POLL_S)
             problems = health_problems(cfg, since_wall)
         return problems
-
-
-def open_engine(
-    *,
-    data_dir: Path,
-    base_dir: Path,
-    user: str,
-    plant_file: Path | None = None,
-    plant_raw: dict[str, Any] | None = None,
-    source: str = "",
-    **engine_kwargs: Any,
-) -> Engine:
-    """The composition root for a box: take the data directory, pick the snapshot to run
-    (the plant file's when its content is new; otherwise the active one, so changes made in
-    the console survive a restart), and build the engine on it.
-
-    Raises EngineAlreadyRunning before touching anything when another engine holds the
-    directory, PlantError or SnapshotCommandError for a configuration that cannot run."""
-    from floorconsole.adapters.snapshot_store import SnapshotStore
-    from floorconsole.core.config import Problem
-    from floorconsole.core.model_config import ModelConfig
-    from floorconsole.core.snapshot import read_model_files
-    from floorconsole.engine.lock import DataDirLock
-    from floorconsole.engine.runtime import Engine
-    from floorconsole.engine.snapshot_cli import plan_startup
-
-    lock = DataDirLock(data_dir)
-    lock.acquire()
-    try:
-        store = SnapshotStore.in_data_dir(data_dir)
-        note = ""
-        stand_ins: dict[str, str] = {}
-        if plant_file is not None:
-            plan = plan_startup(store, plant_file, author=user)
-            snap, note, stand_ins = plan.snapshot, plan.note or "", plan.stand_ins
-        else:
-            assert plant_raw is not None
-            active = store.active()
-            known = {s.id for s in store.list()}
-            files = read_model_files(plant_raw, base_dir, unreadable=stand_ins)
-            for mid in stand_ins:  # as for a plant file: a stored package stands in
-                files[mid] = store.stand_in(mid)
-            snap = store.put(
-                plant_raw,
-                files,
-                author=user,
-                message=source or "configuration given at start",
-                parent=active.snapshot if active is not None else None,
-            )
-            if snap.id in known and active is not None and active.snapshot != snap.id:
-                # As for a plant file: a configuration given at start that is an older
-                # snapshot does not undo the changes made in the console since.
-                current = store.get(active.snapshot)
-                note = (
-                    f"{source or 'the configuration given at start'} is snapshot "
-                    f"{snap.short}, not the active {current.short} ({current.author}: "
-                    f"{current.message.splitlines()[0] if current.message else ''}); "
-                    f"running {current.short}. Roll back to {snap.short} on F5 to undo"
-                )
-                snap = current
-        models_dir = data_dir / "models"
-        raw = store.materialize(snap.id, models_dir)
-        # Only the text refuses a start: a package file that cannot be used is the model's
-        # problem (a stored copy runs, or it is BAD with an alarm), not the plant's.
-        package_problems: list[Problem] = []
-        where = source or f"snapshot {snap.short}"
-        plant = validate_plant(
-            raw, source=where, base_dir=base_dir, package_problems=package_problems
-        )
-        for problem in package_problems:
-            log.error("%s: %s", where, problem)
-
-        def fallback(cfg: ModelConfig) -> Iterator[tuple[Path, str]]:
-            for path, whence in store.package_copies(cfg.id, models_dir):
-                if path != cfg.package:  # not the one that just failed
-                    yield path, whence
-
-        engine = Engine(
-            plant, data_dir=data_dir, lock=lock, package_fallback=fallback, **engine_kwargs
-        )
-        for mid, why in stand_ins.items():
-            log.error("model %s: %s; a stored package stands in, if there is one", mid, why)
-            runner = engine.models.get(mid)
-            if runner is not None:
-                runner.note_package_problem(why)
-    except BaseException:
-        lock.release()
-        raise
-    mgr = SnapshotManager(engine, store, snap, base_dir=base_dir)
-    mgr.start_note = note
-    if note:
-        log.warning("%s", note)
-    engine.snapshots = mgr
-    return engine

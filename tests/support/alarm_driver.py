@@ -7,7 +7,8 @@ The engine runs in the main thread as `floorconsole run --headless` runs it (run
 SIGTERM stops it cleanly); a thread reads one JSON object a line from stdin and runs it on
 the engine's loop, answering one JSON line on stdout:
 
-    {"op": "state"}                            -> {"alarms": [...], "rules": [...]} (journal
+    {"op": "state"}                            -> {"alarms": [...], "rules": [...]} (rule
+                                                  actions in flight finished and the journal
                                                   flushed first, so a kill after it loses
                                                   nothing the answer showed)
     {"op": "ack" | "suppress" | "oos", "alarm": ID}
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from floorconsole.core.config import load_plant
+from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.runtime import Engine
 
 
@@ -47,6 +49,10 @@ def serve(e: Engine) -> None:
             c = e.active.control
             op = cmd["op"]
             if op == "state":
+                # Actions in flight first (a write runs after its journal record, a few ms
+                # behind the alarm it goes with), so the answer and the device agree. No
+                # wait_for around it: that would let the loop turn between idle and status.
+                await c.idle()
                 return c.status()
             if op == "ack":
                 return c.acknowledge(cmd["alarm"], "op1")
@@ -63,16 +69,21 @@ def serve(e: Engine) -> None:
         except Exception as err:  # noqa: BLE001 - answered, the test decides
             say({"error": str(err)})
             continue
-        if e.journal is not None:
-            e.journal.flush()
+        e.journal.flush()
         say(result)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    plant = load_plant(Path(sys.argv[1]))
-    e = Engine(plant)
-    e.attach = False
+    plant_file = Path(sys.argv[1])
+    plant = load_plant(plant_file)
+    e = open_engine(
+        data_dir=plant.edge.data_dir,
+        base_dir=plant_file.resolve().parent,
+        user="driver",
+        plant_file=plant_file,
+        attach=False,
+    )
     threading.Thread(target=serve, args=(e,), daemon=True).start()
     e.run_forever()
 

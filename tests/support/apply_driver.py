@@ -3,8 +3,8 @@ engine-level kill -9 test (tests/test_apply_kill.py).
 
     python -m tests.support.apply_driver PLANT DATA_DIR --start K --total N [--health-s S]
 
-It starts the engine the way `floorconsole run -c PLANT` does (open_engine with the plant
-file: the active snapshot runs, so the console's changes survive a restart), prints what it
+It starts the engine the way `floorconsole run -c PLANT` does (bootstrap.open_engine with the
+plant file: the active snapshot runs, so the console's changes survive a restart), prints what it
 runs, then for attempt i = K .. N-1 edits the running configuration into cycle_config(i) and
 applies it with SnapshotManager.apply on the engine's loop, as the config.apply command does.
 Lines, each flushed:
@@ -34,8 +34,10 @@ from typing import Any
 
 from floorconsole.core.config import ModbusPoint
 from floorconsole.core.snapshot import make_snapshot, read_model_files
+from floorconsole.engine import runtime
+from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.runtime import Engine
-from floorconsole.engine.snapshots import ApplyRefused, open_engine
+from floorconsole.engine.snapshots import ApplyRefused
 
 RULE = "trip-temp"
 SCALED = "motor1.temp"
@@ -89,6 +91,21 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
+class SwapLines(logging.Handler):
+    """'swap i' and 'swapped i' from the engine's own log lines around its swap of
+    configurations (Engine.swap: "snapshot X replacing Y", then "snapshot X replaced Y")."""
+
+    def __init__(self, attempt: list[int]) -> None:
+        super().__init__(logging.DEBUG)
+        self.attempt = attempt  # [the attempt in flight], set by main()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("snapshot %s replacing"):
+            say(f"swap {self.attempt[0]}")
+        elif str(record.msg).startswith("snapshot %s replaced"):
+            say(f"swapped {self.attempt[0]}")
+
+
 def apply(e: Engine, cfg: dict[str, Any], *, message: str) -> dict[str, Any]:
     """What the config.apply command does once the session is checked: SnapshotManager.apply
     on the engine's loop (EngineAPI.command now takes the user from a login session, which
@@ -114,20 +131,20 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     e = open_engine(
-        data_dir=args.data_dir, base_dir=args.plant.parent, user="driver", plant_file=args.plant
+        data_dir=args.data_dir,
+        base_dir=args.plant.parent,
+        user="driver",
+        plant_file=args.plant,
+        health_window_s=args.health_s,
     )
-    assert e.snapshots is not None
-    e.snapshots.health_window_s = args.health_s
     attempt = [-1]
-    swap = e.swap
-
-    async def swap_and_say(new: Any, **kwargs: Any) -> Any:
-        say(f"swap {attempt[0]}")
-        old = await swap(new, **kwargs)
-        say(f"swapped {attempt[0]}")
-        return old
-
-    e.swap = swap_and_say  # type: ignore[method-assign]
+    engine_log = logging.getLogger(runtime.__name__)
+    engine_log.setLevel(logging.DEBUG)
+    engine_log.propagate = False  # its debug lines are for SwapLines, not stderr
+    to_stderr = logging.StreamHandler(sys.stderr)
+    to_stderr.setLevel(logging.WARNING)
+    engine_log.addHandler(to_stderr)
+    engine_log.addHandler(SwapLines(attempt))
     e.start_background()
     say(f"running {json.dumps(running_state(e))}")
     try:

@@ -1,0 +1,321 @@
+"""The composition root: the one place an engine is built, by the CLI, the demo and the tests.
+
+open_engine takes the data directory, picks the snapshot to run, opens every store once
+(snapshot store, historian, alarm journal, audit trail, users, uplink outbox), builds the
+adapters (Modbus, MQTT, ONNX model packages, the uplink), and hands them all to the Engine
+through its constructor. The engine builds none of them, and nothing is set on it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from floorconsole.adapters.alarm_journal import FILE_NAME as JOURNAL_FILE
+from floorconsole.adapters.alarm_journal import AlarmJournal
+from floorconsole.adapters.audit_log import AuditLog
+from floorconsole.adapters.historian import Historian
+from floorconsole.adapters.modbus import DevicePoller
+from floorconsole.adapters.mqtt import BrokerClient
+from floorconsole.adapters.outbox import Outbox
+from floorconsole.adapters.snapshot_store import SnapshotStore, SnapshotStoreError
+from floorconsole.adapters.uplink import Uplink
+from floorconsole.adapters.users import UserStore
+from floorconsole.core.clock import Clock, SystemClock
+from floorconsole.core.config import (
+    BrokerConfig,
+    DeviceConfig,
+    ModelConfig,
+    PlantConfig,
+    Problem,
+    SignalConfig,
+    validate_plant,
+)
+from floorconsole.core.links import LinkStats
+from floorconsole.core.snapshot import Snapshot, read_model_files
+from floorconsole.engine.demo import ensure_demo_users
+from floorconsole.engine.hub import Hub
+from floorconsole.engine.lock import DataDirLock
+from floorconsole.engine.model_runner import ModelRunner, PackageFallback
+from floorconsole.engine.runtime import DemoControl, Engine, EngineStores
+from floorconsole.engine.snapshots import HEALTH_WINDOW_S
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(ValueError):
+    """The engine cannot start on what it was given (an unreadable plant file, a damaged
+    snapshot store); the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartupPlan:
+    """What an engine starting on a data directory runs."""
+
+    snapshot: Snapshot
+    imported: bool  # the content given at start was new and became a snapshot
+    note: str | None  # why the content given at start was not used, for the log and console
+    # Models whose package files could not be read: model id -> why. A stored package (or
+    # none) stands in, so a missing file never keeps the engine from starting.
+    stand_ins: dict[str, str] = field(default_factory=dict)
+
+
+def plan_startup(store: SnapshotStore, plant_path: str | Path, *, author: str) -> StartupPlan:
+    """The snapshot to run at start-up. A plant file whose content is new becomes a snapshot
+    (parent: the active one) and runs. One whose content is an older snapshot does not
+    override the active one (changes made in the console since): that one runs, and the note
+    says so and how to write it back to a file."""
+    stand_ins: dict[str, str] = {}
+    try:
+        result = store.import_plant_file(
+            plant_path,
+            author=author,
+            message=f"plant file {Path(plant_path).name}",
+            stand_ins=stand_ins,
+        )
+    except SnapshotStoreError as e:
+        raise StartupError(str(e)) from None
+    file_snap = result.snapshot
+    active = store.active()
+    if result.new or active is None or active.snapshot == file_snap.id:
+        return StartupPlan(file_snap, imported=result.new, note=None, stand_ins=stand_ins)
+    current = store.get(active.snapshot)
+    note = (
+        f"{plant_path} holds snapshot {file_snap.short} ({_when(file_snap.created)} UTC), "
+        f"not the active snapshot {current.short} ({current.author}: "
+        f"{_one_line(current.message)}); running {current.short}. "
+        f"`floorconsole snapshot export {current.short} DIR` writes it to a plant file; "
+        f"`floorconsole snapshot rollback {file_snap.short}` runs the file's"
+    )
+    return StartupPlan(current, imported=False, note=note)
+
+
+def plan_given(
+    store: SnapshotStore,
+    raw: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    author: str,
+    source: str = "",
+) -> StartupPlan:
+    """As plan_startup, for a configuration given at start as a dict (the demo's, a test's):
+    one that is an older snapshot does not undo the changes made in the console since."""
+    active = store.active()
+    known = {s.id for s in store.list()}
+    stand_ins: dict[str, str] = {}
+    files = read_model_files(raw, base_dir, unreadable=stand_ins)
+    for mid in stand_ins:  # as for a plant file: a stored package stands in
+        files[mid] = store.stand_in(mid)
+    try:
+        snap = store.put(
+            raw,
+            files,
+            author=author,
+            message=source or "configuration given at start",
+            parent=active.snapshot if active is not None else None,
+        )
+    except SnapshotStoreError as e:
+        raise StartupError(str(e)) from None
+    if snap.id not in known or active is None or active.snapshot == snap.id:
+        return StartupPlan(snap, imported=snap.id not in known, note=None, stand_ins=stand_ins)
+    current = store.get(active.snapshot)
+    note = (
+        f"{source or 'the configuration given at start'} is snapshot "
+        f"{snap.short}, not the active {current.short} ({current.author}: "
+        f"{current.message.splitlines()[0] if current.message else ''}); "
+        f"running {current.short}. Roll back to {snap.short} on F5 to undo"
+    )
+    return StartupPlan(current, imported=False, note=note)
+
+
+class PlantAdapters:
+    """The real adapters a configuration reaches its devices, brokers and models through.
+
+    package_fallback: stored copies of a model package that cannot be used (the snapshot
+    store's), tried in turn by a model runner."""
+
+    def __init__(self, package_fallback: PackageFallback | None = None) -> None:
+        self._package_fallback = package_fallback
+
+    def model_runner(
+        self, model: ModelConfig, clock: Clock, stale_after_s: Mapping[str, float]
+    ) -> ModelRunner:
+        # A package that fails to load gives a runner that says why, not an exception.
+        return ModelRunner.from_config(
+            model, clock, stale_after_s=stale_after_s, fallback=self._package_fallback
+        )
+
+    def device_poller(
+        self,
+        device: DeviceConfig,
+        signals: Sequence[SignalConfig],
+        hub: Hub,
+        clock: Clock,
+        link: LinkStats,
+    ) -> DevicePoller:
+        return DevicePoller(device, signals, hub, clock, link)
+
+    def broker_client(
+        self,
+        broker: BrokerConfig,
+        signals: Sequence[SignalConfig],
+        hub: Hub,
+        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
+        link: LinkStats,
+    ) -> BrokerClient:
+        return BrokerClient(broker, signals, hub, loop, clock, link)
+
+
+def open_engine(
+    *,
+    data_dir: Path,
+    base_dir: Path,
+    user: str,
+    plant_file: Path | None = None,
+    plant_raw: Mapping[str, Any] | None = None,
+    source: str = "",
+    clock: Clock | None = None,
+    demo: DemoControl | None = None,
+    idle_lock_s: float | None = None,
+    attach: bool = True,
+    health_window_s: float = HEALTH_WINDOW_S,
+    journal: AlarmJournal | None = None,
+) -> Engine:
+    """An engine on data_dir, ready to run: take the data directory, pick the snapshot to run
+    (the plant file's or plant_raw's when its content is new; otherwise the active one, so
+    changes made in the console survive a restart), open the stores, build the engine.
+
+    demo: the simulated plant's fault injection; its demo users are put in the user store.
+    journal: what records alarm transitions and action results, in place of alarms.db.
+
+    Raises EngineAlreadyRunning before touching anything when another engine holds the
+    directory, PlantError or StartupError for a configuration that cannot run."""
+    if (plant_file is None) == (plant_raw is None):
+        raise ValueError("open_engine needs one of plant_file and plant_raw")
+    data_dir = Path(data_dir)
+    lock = DataDirLock(data_dir)
+    lock.acquire()
+    opened: list[Callable[[], None]] = []  # closed again, last first, if the build fails
+    models_dir = data_dir / "models"
+    try:
+        try:
+            store = SnapshotStore.in_data_dir(data_dir)
+            opened.append(store.close)
+            if plant_file is not None:
+                plan = plan_startup(store, plant_file, author=user)
+            else:
+                assert plant_raw is not None
+                plan = plan_given(store, plant_raw, base_dir=base_dir, author=user, source=source)
+            snap = plan.snapshot
+            raw = store.materialize(snap.id, models_dir)
+        except SnapshotStoreError as e:
+            raise StartupError(str(e)) from None
+        # Only the text refuses a start: a package file that cannot be used is the model's
+        # problem (a stored copy runs, or it is BAD with an alarm), not the plant's.
+        package_problems: list[Problem] = []
+        where = source or f"snapshot {snap.short}"
+        plant = validate_plant(
+            raw, source=where, base_dir=base_dir, package_problems=package_problems
+        )
+        for problem in package_problems:
+            log.error("%s: %s", where, problem)
+        for mid, why in plan.stand_ins.items():
+            log.error("model %s: %s; a stored package stands in, if there is one", mid, why)
+        clock = clock or SystemClock()
+        outbox, uplink = _uplink(plant, snap, clock)
+        if uplink is not None:
+            opened.append(uplink.close)
+        historian = Historian(
+            data_dir / "history.db",
+            retention_s=plant.edge.retention_s,
+            clock=clock,
+            commit_hook=outbox,
+        )
+        opened.append(historian.close)
+        if journal is None:
+            journal = AlarmJournal(data_dir / JOURNAL_FILE)
+            opened.append(journal.close)
+        audit_log = AuditLog.in_data_dir(data_dir, synchronous="NORMAL")
+        opened.append(audit_log.close)
+        users = UserStore.in_data_dir(data_dir)
+        opened.append(users.close)
+        demo_users = ensure_demo_users(users) if demo is not None else []
+        stores = EngineStores(
+            historian=historian,
+            journal=journal,
+            audit_log=audit_log,
+            users=users,
+            snapshots=store,
+            outbox=outbox,
+        )
+        engine = Engine(
+            plant,
+            snapshot=snap,
+            stores=stores,
+            adapters=PlantAdapters(_stored_copies(store, models_dir)),
+            lock=lock,
+            clock=clock,
+            data_dir=data_dir,
+            base_dir=base_dir,
+            uplink=uplink,
+            demo=demo,
+            demo_users=demo_users,
+            idle_lock_s=idle_lock_s,
+            attach=attach,
+            start_note=plan.note or "",
+            health_window_s=health_window_s,
+            package_problems=plan.stand_ins,
+        )
+    except BaseException:
+        for close in reversed(opened):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - the first failure is the one to report
+                log.exception("closing a store after a failed start")
+        lock.release()
+        raise
+    if plan.note:
+        log.warning("%s", plan.note)
+    return engine
+
+
+def _stored_copies(store: SnapshotStore, models_dir: Path) -> PackageFallback:
+    """The snapshot store's copies of a model's package, written under models_dir, other than
+    the configured one (that one just failed)."""
+
+    def copies(cfg: ModelConfig) -> Iterator[tuple[Path, str]]:
+        for path, whence in store.package_copies(cfg.id, models_dir):
+            if path != cfg.package:
+                yield path, whence
+
+    return copies
+
+
+def _uplink(
+    plant: PlantConfig, snap: Snapshot, clock: Clock
+) -> tuple[Outbox | None, Uplink | None]:
+    """With an [uplink]: the outbox (its rows commit in the historian's own transactions, so
+    a sample is stored and queued for the plant broker together, or neither) and the uplink
+    that forwards it, its retained status naming the snapshot."""
+    if plant.uplink is None:
+        return None, None
+    outbox = Outbox(plant.uplink)
+    broker = next(b for b in plant.brokers if b.id == plant.uplink.broker)
+    uplink = Uplink(
+        plant.uplink, broker, outbox, edge_id=plant.edge.id, snapshot_id=snap.short, clock=clock
+    )
+    return outbox, uplink
+
+
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
