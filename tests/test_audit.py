@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from floorconsole.adapters.audit_log import FILE_NAME, TRIGGERS, AuditError, AuditLog
+from floorconsole.cli import audit as audit_cli
 from floorconsole.core import audit
 from floorconsole.core.audit import GENESIS, Checkpoint, record_hash, verify_chain
-from floorconsole.engine import audit_cli
 
 N = 10_000
 T0 = 1_780_000_000.0

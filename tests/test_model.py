@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from floorconsole.adapters.onnx_model import OnnxModel, load_package
+from floorconsole.cli.model import inspect_package
 from floorconsole.core.clock import FakeClock
 from floorconsole.core.drift import reference_from_samples
 from floorconsole.core.features import block_features
@@ -30,7 +31,6 @@ from floorconsole.core.model_package import (
 from floorconsole.core.plantsim import MotorSim
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample, waveform
-from floorconsole.engine.model_inspect import inspect_package
 from floorconsole.engine.model_runner import ModelRunner
 
 ROOT = Path(__file__).resolve().parent.parent

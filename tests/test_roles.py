@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from floorconsole.adapters.users import UserStore
+from floorconsole.cli.snapshot import snapshot_export
 from floorconsole.core.auth import ACTIONS, PIN_FRESH_S, Role
 from floorconsole.core.clock import FakeClock
 from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.demo import DemoPlant
 from floorconsole.engine.runtime import Engine
 from floorconsole.engine.sessions import Sessions
-from floorconsole.engine.snapshot_cli import snapshot_export
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 MODEL = DEMO.parents[1] / "models" / "motor_anomaly"

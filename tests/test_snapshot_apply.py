@@ -130,7 +130,7 @@ def test_rollback_restores_rules_and_model(engine: tuple[DemoPlant, Engine]) -> 
 
 
 def test_snapshot_at_answers_across_a_restart(tmp_path: Path) -> None:
-    from floorconsole.engine.snapshot_cli import snapshot_at
+    from floorconsole.cli.snapshot import snapshot_at
 
     with DemoPlant(DEMO) as d:
         for message in ("first boot", "second boot"):

@@ -1,4 +1,4 @@
-"""engine.snapshot_cli: the text of `floorconsole snapshot ...`, and the start-up choice
+"""cli.snapshot: the text of `floorconsole snapshot ...`, and the engine's start-up choice
 (engine.bootstrap.plan_startup), on real SQLite files."""
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from floorconsole.adapters.snapshot_store import SnapshotStore
-from floorconsole.core.clock import FakeClock
-from floorconsole.engine.bootstrap import plan_startup
-from floorconsole.engine.snapshot_cli import (
+from floorconsole.cli.snapshot import (
     SnapshotCommandError,
     parse_when,
     request_rollback,
@@ -22,6 +20,8 @@ from floorconsole.engine.snapshot_cli import (
     snapshot_list,
     snapshot_show,
 )
+from floorconsole.core.clock import FakeClock
+from floorconsole.engine.bootstrap import plan_startup
 from tests.support.demo_plant import demo_plant_without_rules
 
 REPO = Path(__file__).resolve().parents[1]

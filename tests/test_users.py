@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from floorconsole.adapters.users import WRONG, UserError, UserStore
+from floorconsole.cli import users as users_cli
 from floorconsole.core import auth
 from floorconsole.core.auth import (
     ACTIONS,
@@ -31,7 +32,6 @@ from floorconsole.core.auth import (
     permitted,
     verify_pin,
 )
-from floorconsole.engine import users_cli
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_790_000_000.0
@@ -376,7 +376,7 @@ def test_the_pin_is_never_stored_logged_or_quoted(
 def _cli(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "floorconsole.engine.users_cli", *argv],
+        [sys.executable, "-m", "floorconsole.cli.users", *argv],
         input=stdin,
         capture_output=True,
         text=True,

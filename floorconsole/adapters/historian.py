@@ -20,7 +20,7 @@ from typing import Literal, NamedTuple, Protocol, TextIO
 import numpy as np
 
 from floorconsole.core.clock import Clock, SystemClock
-from floorconsole.core.history_format import csv_value, iso_utc_ms, json_value, quality_text
+from floorconsole.core.history_format import csv_value, iso_utc_ms, quality_text, readable_value
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample, Value
 
@@ -933,7 +933,7 @@ def _write_json(rows: Iterable[tuple[float, str, Value, Quality, Reason]], out: 
         obj = {
             "time": iso_utc_ms(t),
             "signal": signal,
-            "value": json_value(value),
+            "value": readable_value(value),
             "quality": quality_text(quality, reason),
         }
         out.write(",\n" if count else "\n")

@@ -276,6 +276,10 @@ def validate_plant(
     for m in models:
         for o in output_signals(m, _feature_names(m)):
             ranges[o.id] = None
+    # A model that failed (its package missing, say) has said why; a rule watching one of its
+    # outputs is not reported again as watching an unknown signal.
+    for name in _outputs_of_failed_models(raw.get("models"), models, raw.get("rules")):
+        ranges.setdefault(name, None)
     rules, rule_problems = parse_rules(
         raw.get("rules", []), signals=ranges, devices=device_ids, brokers=broker_ids
     )
@@ -299,6 +303,29 @@ def validate_plant(
         source=source,
         raw=raw,
     )
+
+
+def _outputs_of_failed_models(
+    raw_models: Any, models: list[ModelConfig], raw_rules: Any
+) -> set[str]:
+    """The signals a [[models]] table left out of `models` (it has a problem) would have
+    made: the outputs it names, and what the rules watch under its id (its drift figures,
+    <id>.state ...), found without its package."""
+    loaded = {m.id for m in models}
+    failed: set[str] = set()
+    prefixes: list[str] = []
+    for t in raw_models if isinstance(raw_models, list) else []:
+        if not isinstance(t, dict) or not isinstance(t.get("id"), str) or t["id"] in loaded:
+            continue
+        prefixes.append(t["id"] + ".")
+        outputs = t.get("outputs")
+        if isinstance(outputs, dict):
+            failed.update(v for v in outputs.values() if isinstance(v, str))
+    for r in raw_rules if isinstance(raw_rules, list) else []:
+        signal = r.get("signal") if isinstance(r, dict) else None
+        if isinstance(signal, str) and signal.startswith(tuple(prefixes)):
+            failed.add(signal)
+    return failed
 
 
 def _feature_names(m: ModelConfig) -> list[str]:

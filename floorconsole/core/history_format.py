@@ -46,6 +46,37 @@ def json_value(value: Value) -> bool | float | list[float | None] | None:
     return _finite_or_none(float(value))
 
 
+def readable_number(x: float) -> float:
+    """x with the digits its source carries, for people reading an export: 51.8 where a scale
+    of 0.1 left 51.800000000000004, 51.8 where a float32 register read 51.79999923706055.
+
+    Whole numbers stay exact (a counter is not rounded); a value a float32 holds exactly is
+    written with float32's shortest digits (that is all the precision it ever had); anything
+    else with 15 significant digits, which every decimal of up to 15 digits survives and
+    the last-bit noise of a scale or offset does not."""
+    if not math.isfinite(x) or x.is_integer():
+        return x
+    single = np.float32(x)
+    if float(single) == x:
+        return float(str(single))
+    return float(format(x, ".15g"))
+
+
+def readable_value(value: Value) -> bool | float | list[float | None] | None:
+    """json_value at readable precision (readable_number): what the history exports write.
+    The uplink keeps json_value's full precision: machines read it, not people."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, np.ndarray):
+        single = value.astype(np.float32)
+        if np.array_equal(single, value, equal_nan=True):
+            # A float32 waveform (or one as exact): numpy's shortest digits, in one pass.
+            exact = single.astype(str).astype(np.float64)
+            return [_finite_or_none(x) for x in exact.tolist()]
+        return [_finite_or_none(readable_number(x)) for x in value.tolist()]
+    return _finite_or_none(readable_number(float(value)))
+
+
 def csv_value(value: Value) -> str:
     """The value as one CSV cell: '12.4', 'true', '' for no value, a JSON array for a waveform."""
     if value is None:
@@ -53,7 +84,10 @@ def csv_value(value: Value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, np.ndarray):
-        return json.dumps(json_value(value), separators=(",", ":"))
-    # 12 significant digits: no '51.900000000000006' from a scale of 0.1, and more than a
-    # float32 or any register-scaled value carries.
-    return format(float(value), ".12g")
+        return json.dumps(readable_value(value), separators=(",", ":"))
+    x = readable_number(float(value))
+    # A whole number without '.0' ('11', '1480'), as people write it, up to where float64
+    # stops counting in ones.
+    if x.is_integer() and abs(x) < 2**53:
+        return str(int(x))
+    return repr(x)

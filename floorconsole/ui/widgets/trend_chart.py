@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from floorconsole.core.history_format import readable_number
 from floorconsole.core.quality import QUALITY_SHAPE, Quality
 from floorconsole.engine.frames import History, HistoryPoint
 from floorconsole.ui.widgets.chart import (
@@ -167,7 +168,8 @@ def csv_rows(series: Sequence[TrendSeries], tz: object = UTC) -> list[tuple[str,
     rows: list[tuple[float, str, str, str, str]] = []
     for s in series:
         for p in s.history.points:
-            value = "" if p.value is None else repr(p.value)
+            # at the digits it carries: 51.8, not the 51.800000000000004 a scale leaves
+            value = "" if p.value is None else repr(readable_number(float(p.value)))
             rows.append((p.t, s.signal, value, s.unit, p.quality))
     rows.sort(key=lambda r: (r[0], r[1]))
     header = ("time", "signal", "value", "unit", "quality")

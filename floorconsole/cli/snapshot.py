@@ -1,6 +1,6 @@
 """`floorconsole snapshot list|show|diff|export|import|at` as functions returning text; no
 Textual, no argparse. (The start-up choice between the plant file and the active snapshot is
-the engine's: engine/bootstrap.py.)"""
+the engine's: floorconsole.engine.bootstrap.)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Command line: argument parsing and dispatch; the console (Textual) is imported lazily."""
+"""Command line: argument parsing and dispatch; the console (Textual) is imported lazily.
+
+The package holds the commands' text and parsers (snapshot, users, audit, model, args); the
+engine imports nothing from it. `python -m floorconsole.cli` runs main() (cli/__main__.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any
 from floorconsole import __version__
 from floorconsole.core.config import PlantError, Problem, load_plant
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLANT = REPO_ROOT / "fixtures" / "plants" / "demo.toml"
 
 
@@ -51,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from floorconsole.cli.args import CommandParser
+
+    p = CommandParser(
         prog="floorconsole",
         description="A plant-floor console: live Modbus TCP and MQTT signals with quality, "
         "a local historian, and a console that works over SSH and offline.",
@@ -221,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("package", type=Path, metavar="FILE", help="NAME, NAME.onnx or NAME.json")
     mi.set_defaults(func=cmd_model_inspect)
 
-    from floorconsole.engine import audit_cli, users_cli
+    from floorconsole.cli import audit as audit_cli
+    from floorconsole.cli import users as users_cli
 
     users_cli.add_parser(sub).set_defaults(func=cmd_users)
     audit_cli.add_parser(sub)
@@ -268,16 +274,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
-    from floorconsole.engine.cli_args import data_dir_of
+def _data_dir(args: argparse.Namespace, *, demo_fallback: bool = False) -> Path:
+    from floorconsole.cli.args import data_dir_of
 
-    return data_dir_of(args, UserError)
+    return data_dir_of(args, UserError, demo_fallback=demo_fallback)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from floorconsole.engine import snapshot_cli as sc
+    from floorconsole.cli import snapshot as sc
 
-    data_dir = _data_dir(args)
+    data_dir = _data_dir(
+        args, demo_fallback=args.action in ("list", "show", "diff", "at", "export")
+    )
     try:
         if args.action == "list":
             out = sc.snapshot_list(data_dir)
@@ -304,7 +312,7 @@ def _offline_rollback(data_dir: Path, ref: str) -> str:
     start runs it (and health-checks it). A running engine rolls back from its console."""
     import getpass
 
-    from floorconsole.engine import snapshot_cli as sc
+    from floorconsole.cli import snapshot as sc
     from floorconsole.engine.lock import DataDirLock, EngineAlreadyRunning
 
     lock = DataDirLock(data_dir)
@@ -330,8 +338,8 @@ def _offline_rollback(data_dir: Path, ref: str) -> str:
 
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:
+    from floorconsole.cli.model import inspect_package
     from floorconsole.core.model_package import PackageError
-    from floorconsole.engine.model_inspect import inspect_package
 
     try:
         print(inspect_package(args.package))
@@ -371,21 +379,35 @@ def _exit_on_hangup() -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from floorconsole.cli.args import demo_data_dir
     from floorconsole.engine.demo import DemoPlant
+    from floorconsole.engine.lock import DataDirLock, EngineAlreadyRunning
 
     _exit_on_hangup()
-    data_dir = args.data_dir or Path.home() / ".local" / "state" / "floorconsole" / "demo"
-    with DemoPlant(DEMO_PLANT) as demo:
-        print(demo.banner(data_dir), file=sys.stderr)
-        return _run_engine(
-            Path(data_dir),
-            headless=args.headless,
-            args=args,
-            plant_raw=demo.plant.raw,
-            base_dir=DEMO_PLANT.parent,
-            source="demo plant",
-            demo=demo.sim,
-        )
+    data_dir = Path(args.data_dir or demo_data_dir())
+    # Refuse before anything starts: a second demo on a directory in use used to start the
+    # simulated plant (its servers failing on the first one's ports) and only then be turned
+    # away by the engine. Held while the plant starts, handed to the engine just before.
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()
+    except EngineAlreadyRunning as e:
+        raise UserError(str(e)) from None
+    try:
+        with DemoPlant(DEMO_PLANT) as demo:
+            print(demo.banner(data_dir), file=sys.stderr)
+            lock.release()
+            return _run_engine(
+                data_dir,
+                headless=args.headless,
+                args=args,
+                plant_raw=demo.plant.raw,
+                base_dir=DEMO_PLANT.parent,
+                source="demo plant",
+                demo=demo.sim,
+            )
+    finally:
+        lock.release()
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -467,7 +489,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from floorconsole.engine.attach import socket_path
     from floorconsole.engine.remote import EngineRefused, EngineUnreachable, RemoteAPI
 
-    path = Path(args.socket) if args.socket else socket_path(_data_dir(args))
+    path = Path(args.socket) if args.socket else socket_path(_data_dir(args, demo_fallback=True))
     # The terminal belongs to Textual, and the engine keeps its own log: say nothing here.
     logging.basicConfig(handlers=[logging.NullHandler()])
     api = RemoteAPI(path, refresh_hz=args.refresh)
@@ -513,7 +535,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     import getpass
 
     from floorconsole.adapters.audit_log import AuditLog
-    from floorconsole.engine import users_cli
+    from floorconsole.cli import users as users_cli
 
     action = getattr(args, "users_action", None)
     if action in ("add", "remove", "reset-pin"):
@@ -548,8 +570,8 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 def parse_when(text: str, now: float) -> float:
     """'10m' (back from now) or an ISO 8601 time -> epoch seconds."""
-    from floorconsole.engine.snapshot_cli import SnapshotCommandError
-    from floorconsole.engine.snapshot_cli import parse_when as parse
+    from floorconsole.cli.snapshot import SnapshotCommandError
+    from floorconsole.cli.snapshot import parse_when as parse
 
     try:
         return parse(text, now)
@@ -559,13 +581,9 @@ def parse_when(text: str, now: float) -> float:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from floorconsole.adapters.historian import HistoryReader
+    from floorconsole.cli.args import closest_names, data_dir_of
 
-    if args.data_dir:
-        data_dir = Path(args.data_dir)
-    elif args.config:
-        data_dir = load_plant(args.config).edge.data_dir
-    else:
-        raise UserError("history needs -c PLANT.toml or --data-dir DIR to find the historian")
+    data_dir = data_dir_of(args, UserError, demo_fallback=True)
     db = data_dir / "history.db"
     if not db.exists():
         raise UserError(f"no historian at {db}: has an engine run with this data directory?")
@@ -575,17 +593,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     if since >= until:
         raise UserError(f"--since ({args.since}) must be before --until ({args.until or 'now'})")
     reader = HistoryReader(db)
-    known = set(reader.signals())
-    missing = [s for s in args.signals if s not in known]
+    known = reader.signals()
+    missing = [s for s in dict.fromkeys(args.signals) if s not in known]
     if missing:
         raise UserError(
-            f"no history for {', '.join(missing)}; recorded signals: "
-            f"{', '.join(sorted(known)) or 'none'}"
+            "; ".join(
+                f"no history for {s!r} in {db}: {closest_names(s, known, kind='recorded signals')}"
+                for s in missing
+            )
         )
     export = reader.export_quality if args.quality else reader.export
     export(args.signals, since, until, args.format, sys.stdout)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from floorconsole.adapters.users import DB_NAME, UserError, UserStore
+from floorconsole.cli.args import CommandParser, data_dir_of
 from floorconsole.core.auth import Role, check_pin_format
 from floorconsole.core.config import PlantError
-from floorconsole.engine.cli_args import data_dir_of
 
 # Called after a change is committed: (kind, user name, detail). Kinds: "user.add"
 # (detail: role, by), "user.remove" (by), "user.reset_pin" (by). Never carries a PIN.
@@ -238,7 +238,10 @@ def _checked(pin: str) -> str:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return data_dir_of(args, UsersCommandError)
+    # Only `users list` may read the demo's directory unasked; a change names its directory.
+    return data_dir_of(
+        args, UsersCommandError, demo_fallback=getattr(args, "users_action", None) == "list"
+    )
 
 
 def _utc(t: float) -> str:
@@ -246,8 +249,8 @@ def _utc(t: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m floorconsole.engine.users_cli users ...`, the same as `floorconsole users`."""
-    parser = argparse.ArgumentParser(prog="floorconsole")
+    """`python -m floorconsole.cli.users users ...`, the same as `floorconsole users`."""
+    parser = CommandParser(prog="floorconsole")
     add_parser(parser.add_subparsers(metavar="COMMAND"))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

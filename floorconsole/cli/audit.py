@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from floorconsole.adapters.audit_log import FILE_NAME, AuditError, AuditLog
+from floorconsole.cli.args import data_dir_of
+from floorconsole.cli.snapshot import SnapshotCommandError, parse_when
 from floorconsole.core.audit import KINDS
-from floorconsole.engine.cli_args import data_dir_of
-from floorconsole.engine.snapshot_cli import SnapshotCommandError, parse_when
 
 
 class AuditCommandError(ValueError):
@@ -160,7 +160,7 @@ def audit_list(
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return data_dir_of(args, AuditCommandError)
+    return data_dir_of(args, AuditCommandError, demo_fallback=True)  # read-only
 
 
 def _when(t: float) -> str:
