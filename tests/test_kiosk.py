@@ -28,8 +28,8 @@ ESCAPE_KEYS = (
     "Escape",
     *(f"F{n}" for n in range(1, 13)),
 )
-# The header ends with who is logged in, then the clock.
-ROLE = re.compile(r"· (VIEWER|LOCKED \S+|[A-Z]+ \S+)\s+\d\d:\d\d:\d\d\s*$")
+# The header ends with who is logged in, then the clock and its zone (issue 13 added the zone).
+ROLE = re.compile(r"· (VIEWER|LOCKED \S+|[A-Z]+ \S+)\s+\d\d:\d\d:\d\d(?: [A-Z][A-Za-z0-9+-]*)?\s*$")
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux is not installed: kiosk keys need a real terminal"

@@ -68,3 +68,23 @@ def test_signal_detail_device_down(snap_compare) -> None:  # type: ignore[no-unt
     assert snap_compare(
         app_from("device_down.json"), terminal_size=(80, 24), run_before=open_detail
     )
+
+
+async def open_alarms(pilot) -> None:  # type: ignore[no-untyped-def]
+    await settle(pilot)
+    await pilot.press("f2")
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_alarm_screen_after_a_trip(snap_compare, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """The bearing fault tripped the motor: its HIGH alarm unacknowledged, the model out of
+    service."""
+    assert snap_compare(app_from("bearing_trip.json"), terminal_size=size, run_before=open_alarms)
+
+
+@pytest.mark.parametrize("recording", ["sensor_silent.json", "bearing_trip.json"])
+def test_model_panel_when_the_model_is_not_scoring(snap_compare, recording: str) -> None:  # type: ignore[no-untyped-def]
+    """BAD (its inputs went stale) and OUT OF SERVICE (its machine stopped): the panel says the word
+    and the last score, and nothing on the screen says NORMAL."""
+    assert snap_compare(app_from(recording), terminal_size=(120, 40), run_before=settle)

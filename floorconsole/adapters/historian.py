@@ -20,7 +20,7 @@ from typing import Literal, NamedTuple, Protocol, TextIO
 import numpy as np
 
 from floorconsole.core.clock import Clock, SystemClock
-from floorconsole.core.history_format import csv_value, iso_utc_ms, quality_text, readable_value
+from floorconsole.core.history_format import csv_value, iso_ms, quality_text, readable_value
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample, Value
 
@@ -847,10 +847,12 @@ class HistoryReader:
         until: float | None,
         fmt: Literal["csv", "json"],
         out: TextIO,
+        timezone: str = "UTC",
     ) -> int:
         """Write the signals' samples, merged by time, as CSV or JSON. Returns rows written.
 
-        CSV columns: time (ISO 8601 UTC, ms), signal, value, quality; a waveform's value is a JSON
+        CSV columns: time (ISO 8601 in `timezone` with its offset, ms; Z for UTC), signal,
+        value, quality; a waveform's value is a JSON
         array. JSON: a list of objects with the same keys. Unknown signals raise
         UnknownSignalError before anything is written.
         """
@@ -860,8 +862,8 @@ class HistoryReader:
             streams = [self._stream(s, since, until) for s in dict.fromkeys(signals)]
             merged = heapq.merge(*streams, key=lambda row: row[0])
             if fmt == "csv":
-                return _write_csv(merged, out)
-            return _write_json(merged, out)
+                return _write_csv(merged, out, timezone)
+            return _write_json(merged, out, timezone)
 
     def export_quality(
         self,
@@ -870,8 +872,10 @@ class HistoryReader:
         until: float | None,
         fmt: Literal["csv", "json"],
         out: TextIO,
+        timezone: str = "UTC",
     ) -> int:
-        """Write the signals' quality changes, merged by time: when each turned GOOD,
+        """Write the signals' quality changes, merged by time (times in `timezone`, with
+        their offset): when each turned GOOD,
         UNCERTAIN or BAD and why (the reason and the detail the source gave, e.g.
         "not_json: Expecting value: line 1 column 1"). CSV columns: time, signal, quality,
         detail; JSON: objects with the same keys. Returns rows written."""
@@ -898,13 +902,15 @@ class HistoryReader:
                 writer = csv.writer(out, lineterminator="\n")
                 writer.writerow(("time", "signal", "quality", "detail"))
                 for t, signal, quality, reason, detail in rows:
-                    writer.writerow((iso_utc_ms(t), signal, quality_text(quality, reason), detail))
+                    writer.writerow(
+                        (iso_ms(t, timezone), signal, quality_text(quality, reason), detail)
+                    )
                     count += 1
                 return count
             out.write("[")
             for t, signal, quality, reason, detail in rows:
                 obj = {
-                    "time": iso_utc_ms(t),
+                    "time": iso_ms(t, timezone),
                     "signal": signal,
                     "quality": quality_text(quality, reason),
                     "detail": detail,
@@ -916,22 +922,26 @@ class HistoryReader:
             return count
 
 
-def _write_csv(rows: Iterable[tuple[float, str, Value, Quality, Reason]], out: TextIO) -> int:
+def _write_csv(
+    rows: Iterable[tuple[float, str, Value, Quality, Reason]], out: TextIO, zone: str = "UTC"
+) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(("time", "signal", "value", "quality"))
     count = 0
     for t, signal, value, quality, reason in rows:
-        writer.writerow((iso_utc_ms(t), signal, csv_value(value), quality_text(quality, reason)))
+        writer.writerow((iso_ms(t, zone), signal, csv_value(value), quality_text(quality, reason)))
         count += 1
     return count
 
 
-def _write_json(rows: Iterable[tuple[float, str, Value, Quality, Reason]], out: TextIO) -> int:
+def _write_json(
+    rows: Iterable[tuple[float, str, Value, Quality, Reason]], out: TextIO, zone: str = "UTC"
+) -> int:
     count = 0
     out.write("[")
     for t, signal, value, quality, reason in rows:
         obj = {
-            "time": iso_utc_ms(t),
+            "time": iso_ms(t, zone),
             "signal": signal,
             "value": readable_value(value),
             "quality": quality_text(quality, reason),

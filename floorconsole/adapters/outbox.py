@@ -107,6 +107,7 @@ class Outbox:
         self.boot = boot or uuid.uuid4().hex[:12]
         self.path: Path | None = None
         self._encoder = SampleEncoder(config.exclude)
+        self.set_labels = self._encoder.labels.update  # enumerated signals: {id: labels}
         self._max_live = max_live_messages
         self._lock = threading.Lock()
         self._waker: Callable[[], None] = lambda: None

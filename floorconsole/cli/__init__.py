@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="export the quality changes instead of the values: when each signal turned "
         "GOOD, UNCERTAIN or BAD, and why",
     )
+    h.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="zone of the printed times, with their offset (default: the plant file's "
+        "[edge] timezone, else UTC)",
+    )
     h.set_defaults(func=cmd_history)
 
     sn = sub.add_parser(
@@ -252,6 +258,15 @@ def _console_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="HMI panel mode: no quit, suspend or shell escape; starts locked to "
         "viewer; only an admin PIN leaves it",
+    )
+    p.add_argument(
+        "--annunciate",
+        choices=("off", "low", "medium", "high", "critical"),
+        default=None,
+        metavar="PRIORITY|off",
+        help="ring the terminal bell and flash the banner for a new alarm at or above this "
+        "priority until acknowledged (! silences the bell); default high in kiosk mode, "
+        "else off",
     )
 
 
@@ -478,7 +493,14 @@ def _run_engine(
         from floorconsole.ui.app import make_app
 
         kiosk = {"kiosk": True} if args.kiosk else {}
-        app = make_app(engine.api, theme=args.theme, refresh_hz=args.refresh, **kiosk)
+        app = make_app(
+            engine.api,
+            theme=args.theme,
+            refresh_hz=args.refresh,
+            owns_engine=True,
+            annunciate=args.annunciate,
+            **kiosk,
+        )
         app.run()
     finally:
         engine.stop()
@@ -507,7 +529,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
         from floorconsole.ui.app import make_app
 
         kiosk = {"kiosk": True} if args.kiosk else {}
-        app = make_app(api, theme=args.theme, refresh_hz=args.refresh, **kiosk)
+        app = make_app(
+            api, theme=args.theme, refresh_hz=args.refresh, annunciate=args.annunciate, **kiosk
+        )
         app.run()
     finally:
         api.close()
@@ -581,9 +605,15 @@ def parse_when(text: str, now: float) -> float:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from floorconsole.adapters.historian import HistoryReader
-    from floorconsole.cli.args import closest_names, data_dir_of
+    from floorconsole.cli.args import closest_names, data_dir_of, zone_of
+    from floorconsole.core.config import zone_problem
 
     data_dir = data_dir_of(args, UserError, demo_fallback=True)
+    zone = zone_of(args)  # the plant file's [edge] timezone with -c, else UTC
+    if args.timezone:
+        if zone_problem(args.timezone):
+            raise UserError(f"--timezone: {zone_problem(args.timezone)}")
+        zone = args.timezone
     db = data_dir / "history.db"
     if not db.exists():
         raise UserError(f"no historian at {db}: has an engine run with this data directory?")
@@ -603,5 +633,5 @@ def cmd_history(args: argparse.Namespace) -> int:
             )
         )
     export = reader.export_quality if args.quality else reader.export
-    export(args.signals, since, until, args.format, sys.stdout)
+    export(args.signals, since, until, args.format, sys.stdout, timezone=zone)
     return 0

@@ -15,6 +15,19 @@ def demo_data_dir() -> Path:
     return Path.home() / ".local" / "state" / "floorconsole" / "demo"
 
 
+def zone_of(args: argparse.Namespace) -> str:
+    """The zone a command prints times in: the plant file's [edge] timezone when -c is given
+    (the console shows the same), else UTC."""
+    if getattr(args, "config", None):
+        from floorconsole.core.config import PlantError, load_plant
+
+        try:
+            return load_plant(args.config).edge.timezone
+        except PlantError:
+            return "UTC"  # data_dir_of says what is wrong with the file
+    return "UTC"
+
+
 def data_dir_of(
     args: argparse.Namespace, error: type[Exception], *, demo_fallback: bool = False
 ) -> Path:

@@ -7,14 +7,15 @@ import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from floorconsole.adapters.audit_log import FILE_NAME, AuditError, AuditLog
-from floorconsole.cli.args import data_dir_of
+from floorconsole.cli.args import data_dir_of, zone_of
 from floorconsole.cli.snapshot import SnapshotCommandError, parse_when
 from floorconsole.core.audit import KINDS
+from floorconsole.core.history_format import zone
 
 
 class AuditCommandError(ValueError):
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 text=args.text,
                 limit=args.limit,
                 fmt=args.format,
+                zone=zone_of(args),
             )
         )
         return 0
@@ -128,6 +130,7 @@ def audit_list(
     limit: int = 100,
     fmt: str = "text",
     now: float | None = None,
+    zone: str = "UTC",
 ) -> str:
     """Records newest first, as aligned text lines or a JSON array."""
     now = time.time() if now is None else now
@@ -145,7 +148,8 @@ def audit_list(
     if not rows:
         return "no audit records match"
     user_w = min(max(len("USER"), *(len(r["user"]) for r in rows)), 16)
-    lines = [f"{'SEQ':>7}  {'TIME (UTC)':<19}  {'USER':<{user_w}}  {'KIND':<17}  TARGET  DETAIL"]
+    head = f"TIME ({zone})"
+    lines = [f"{'SEQ':>7}  {head:<19}  {'USER':<{user_w}}  {'KIND':<17}  TARGET  DETAIL"]
     for r in rows:
         detail = (
             r["detail"]
@@ -153,7 +157,7 @@ def audit_list(
             else json.dumps(r["detail"], ensure_ascii=False, separators=(", ", ": "))
         )
         lines.append(
-            f"{r['seq']:>7}  {_when(r['t_wall'])}  {r['user'][:user_w]:<{user_w}}  "
+            f"{r['seq']:>7}  {_when(r['t_wall'], zone)}  {r['user'][:user_w]:<{user_w}}  "
             f"{r['kind']:<17}  {r['target']}  {detail}"
         )
     return "\n".join(lines)
@@ -163,5 +167,5 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return data_dir_of(args, AuditCommandError, demo_fallback=True)  # read-only
 
 
-def _when(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+def _when(t: float, zone_name: str = "UTC") -> str:
+    return datetime.fromtimestamp(t, zone(zone_name)).strftime("%Y-%m-%d %H:%M:%S")

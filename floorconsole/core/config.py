@@ -93,6 +93,9 @@ class SignalConfig:
     range: tuple[float, float] | None = None
     description: str = ""
     stale_after_s: float | None = None  # default: per device, or 10 s for MQTT
+    # An enumerated signal (a model's state): the word of each code, 0 first; shown instead
+    # of the number, which reads as a measurement (and 0 as normal).
+    labels: tuple[str, ...] = ()
 
     @property
     def asset(self) -> str:
@@ -107,6 +110,9 @@ class EdgeConfig:
     data_dir: Path = Path("var")
     retention_s: float = 30 * 86400.0
     idle_lock_s: float = 300.0  # a console session with no key press this long locks
+    # The zone every console, the CLI and exports show times in (an IANA name); UTC unless the
+    # plant says otherwise, so a shift in Berlin and a laptop in Chicago read the same clock.
+    timezone: str = "UTC"
     # OS users ("name") and groups ("@name") whose consoles may attach over the socket; empty:
     # whoever the socket's mode lets in (the engine's user and group).
     attach_allow: tuple[str, ...] = ()
@@ -353,6 +359,21 @@ def _unique(c: Problems, tables: list[dict[str, Any]], items: list[Any], path: s
     return [item for i, item in enumerate(items) if item is not None and i not in dup]
 
 
+def zone_problem(name: str) -> str:
+    """'' when `name` is a time zone this machine knows (IANA, e.g. "Europe/Berlin"), else
+    what is wrong with it."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return (
+            f"{name!r} is not a time zone this machine knows; expected an IANA name such as "
+            '"UTC" or "Europe/Berlin"'
+        )
+    return ""
+
+
 def _edge(c: Problems, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None:
     if "edge" not in raw:
         c.add("edge", "missing; a plant file needs [edge] with at least id")
@@ -360,13 +381,21 @@ def _edge(c: Problems, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
     t = c.table(raw["edge"], "edge")
     if t is None:
         return None
-    c.unknown_keys(t, "edge", ("id", "site", "data_dir", "retention", "idle_lock", "attach_allow"))
+    c.unknown_keys(
+        t,
+        "edge",
+        ("id", "site", "data_dir", "retention", "idle_lock", "attach_allow", "timezone"),
+    )
     eid = c.string(t, "id", "edge", required=True, pattern=ID_PATTERN)
     site = c.string(t, "site", "edge", default="") or ""
     data_dir = c.string(t, "data_dir", "edge", default="var") or "var"
     retention = c.duration(t, "retention", "edge", default=30 * 86400.0, minimum=60.0)
     idle_lock = c.duration(t, "idle_lock", "edge", default=300.0, minimum=10.0)
     attach_allow = _attach_allow(c, t)
+    zone = c.string(t, "timezone", "edge", default="UTC") or "UTC"
+    if zone_problem(zone):
+        c.add("edge.timezone", zone_problem(zone))
+        zone = "UTC"
     if eid is None:
         return None
     return EdgeConfig(
@@ -376,6 +405,7 @@ def _edge(c: Problems, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
         retention_s=retention,
         idle_lock_s=idle_lock if idle_lock is not None else 300.0,
         attach_allow=attach_allow,
+        timezone=zone,
     )
 
 

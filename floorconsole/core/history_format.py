@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -21,6 +23,23 @@ def iso_utc_ms(t: float) -> str:
     ms = round(t * 1000)
     stamp = _EPOCH + timedelta(milliseconds=ms)
     return f"{stamp:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=16)
+def zone(name: str = "UTC") -> tzinfo:
+    """The tzinfo of an IANA zone name ("UTC", "Europe/Berlin"); checked by the plant file."""
+    return UTC if name in ("", "UTC") else ZoneInfo(name)
+
+
+def iso_ms(t: float, zone_name: str = "UTC") -> str:
+    """An ISO 8601 time with its offset, to the millisecond: '...20.123Z' in UTC,
+    '2023-11-14T23:13:20.123+01:00' in Europe/Berlin. Every exported time says its zone."""
+    if zone_name in ("", "UTC"):
+        return iso_utc_ms(t)
+    ms = round(t * 1000)
+    stamp = (_EPOCH + timedelta(milliseconds=ms)).astimezone(zone(zone_name))
+    off = f"{stamp:%z}"  # +0100
+    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}{off[:3]}:{off[3:]}"
 
 
 def quality_text(quality: Quality, reason: Reason) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from floorconsole.core.drift import PSI_ALERT, PSI_WARN
 from floorconsole.core.model_package import ModelPackage, PackageError, load_sidecar, package_paths
+from floorconsole.core.model_state import DRIFT_LABELS, STATE_LABELS
 from floorconsole.core.validate import ID_PATTERN, PLANT, Problem, Problems
 
 OUTPUT_KEYS = ("score", "smoothed", "state")
@@ -72,6 +73,7 @@ class OutputSignal:
     id: str
     unit: str
     description: str
+    labels: tuple[str, ...] = ()  # an enumerated signal: the word of each code, 0 first
 
 
 def output_signals(cfg: ModelConfig, feature_names: Sequence[str] = ()) -> list[OutputSignal]:
@@ -83,8 +85,10 @@ def output_signals(cfg: ModelConfig, feature_names: Sequence[str] = ()) -> list[
         OutputSignal(
             cfg.output_id("smoothed"), "", f"{m}: smoothed score (compared with the thresholds)"
         ),
-        OutputSignal(cfg.output_id("state"), "", f"{m}: 0 normal, 1 warning, 2 critical"),
-        OutputSignal(f"{m}.drift.status", "", f"{m}: drift 0 ok, 1 warn, 2 alert"),
+        OutputSignal(
+            cfg.output_id("state"), "", f"{m}: 0 normal, 1 warning, 2 critical", STATE_LABELS
+        ),
+        OutputSignal(f"{m}.drift.status", "", f"{m}: drift 0 ok, 1 warn, 2 alert", DRIFT_LABELS),
         OutputSignal(f"{m}.drift.psi_max", "", f"{m}: largest PSI over the features"),
         OutputSignal(f"{m}.drift.score_psi", "", f"{m}: PSI of the score"),
         OutputSignal(

@@ -6,7 +6,9 @@ Messages (DESIGN.md, "Uplink messages"), on `{topic_prefix}/{edge_id}/{kind}`:
     alarms  {"edge": ID, "boot": BOOT, "seq": N, "historical": BOOL, "alarms":  [RECORD, ...]}
     audit   {"edge": ID, "boot": BOOT, "seq": N, "historical": BOOL, "records": [RECORD, ...]}
 
-ENTRY is {"s": SIGNAL, "v": VALUE, "q": QUALITY, "t": EPOCH_MS}; an alarm RECORD is one
+ENTRY is {"s": SIGNAL, "v": VALUE, "q": QUALITY, "t": EPOCH_MS}, and for an enumerated signal
+(a model's state) also "l": its word as the console shows it ("CRITICAL", "OUT OF SERVICE"
+while BAD); an alarm RECORD is one
 transition, {"alarm", "from", "to", "priority", "text", "by", "t"} (alarm_record); audit
 RECORDs are the audit trail's own JSON objects. VALUE is a number, true or
 false, null (no value; also NaN and infinities, which JSON cannot carry) or, for a waveform
@@ -57,6 +59,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import numpy as np
 
 from floorconsole.core.history_format import json_value, quality_text
+from floorconsole.core.model_state import enum_text
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
 from floorconsole.core.validate import ID_PATTERN, UPLINK, Problem, Problems
@@ -250,6 +253,9 @@ class SampleEncoder:
     def __init__(self, exclude: Sequence[str] = ()) -> None:
         self._exclude = tuple(exclude)
         self._heads: dict[str, str | None] = {}
+        # Enumerated signals (a model's state): their entries carry "l", the word the console
+        # shows ("CRITICAL", "OUT OF SERVICE"), beside the code in "v".
+        self.labels: dict[str, tuple[str, ...]] = {}
 
     def _head(self, signal: str) -> str | None:
         if any(fnmatch.fnmatchcase(signal, pat) for pat in self._exclude):
@@ -286,6 +292,12 @@ class SampleEncoder:
         t = s.t_source
         if not (t.__class__ in (float, int) and math.isfinite(t)):
             raise ValueError(f"{s.signal!r}: time {t!r} is not a finite number")
+        if self.labels:
+            labels = self.labels.get(s.signal)
+            if labels:
+                code = None if wave else cast("float | bool | None", v)
+                word = enum_text(labels, code, s.quality.name, s.reason.text)
+                text += ',"l":' + json.dumps(word)
         return f"{head}{text}{_QUALITY_JSON[s.quality * 256 + s.reason]}{round(t * 1000)}}}", wave
 
 

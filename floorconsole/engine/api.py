@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from floorconsole.core.config import DerivedPoint, ModbusPoint, MqttPoint, SignalConfig
+from floorconsole.core.model_state import BAD, CRITICAL, WARNING, enum_text
 from floorconsole.core.quality import Quality
 from floorconsole.core.sample import Sample
 from floorconsole.engine.frames import (
@@ -117,6 +118,10 @@ def _signal_view(
         kind, value, text = "none", None, "—"
     else:
         kind, value, text = "scalar", float(v), format_value(float(v))
+    if cfg.labels and kind != "waveform":
+        # An enumerated signal says its word; while BAD, BAD or OUT OF SERVICE (not the last
+        # code, which reads as a state the model is not in).
+        text = enum_text(cfg.labels, value, s.quality.name, s.reason.text)
     return SignalView(
         id=cfg.id,
         asset=cfg.asset,
@@ -133,12 +138,25 @@ def _signal_view(
         spark=spark,
         waveform=wave,
         malformed=malformed,
+        labels=cfg.labels,
     )
 
 
-def _model_view(st: dict[str, Any]) -> ModelView:
+def _model_view(st: dict[str, Any], state: Sample | None = None) -> ModelView:
+    """The model's view; its state and quality taken from its state signal's latest sample when
+    there is one, so the panel, the banner and the signal's row say the word of one sample
+    (the runner moves on between the two reads)."""
     d = st["drift"]
     th = st.get("thresholds") or {}
+    if state is not None and st["running"] and state.value is not None:
+        code = int(float(state.value)) if not isinstance(state.value, np.ndarray) else 0
+        st = {
+            **st,
+            "state": ("normal", "warning", "critical")[max(0, min(2, code))],
+            "quality": state.quality.name,
+            "quality_reason": state.reason.text,
+            "quality_detail": state.detail or st["quality_detail"],
+        }
     return ModelView(
         id=st["id"],
         running=st["running"],
@@ -178,7 +196,36 @@ def _model_view(st: dict[str, Any]) -> ModelView:
         load_error=(st.get("package_problem") if not st["running"] else "")
         or st["load_error"]
         or "",
+        quality_reason=st.get("quality_reason", ""),
     )
+
+
+def model_conditions(models: tuple[ModelView, ...]) -> tuple[Condition, ...]:
+    """A model at WARNING or CRITICAL, or not scoring (BAD), is a condition in the banner, in
+    the same word the model panel and the state signal use. OUT OF SERVICE is not: the model
+    was told not to score because its machine stopped, which the plant's signals show."""
+    out = []
+    for m in models:
+        if not m.running:
+            continue  # a package that failed to load is a condition of its own already
+        word = m.word
+        score = f"score {format_value(m.smoothed)}"
+        if word == CRITICAL:
+            line = f" ≥ crit {format_value(m.critical)}" if m.critical is not None else ""
+            out.append(
+                Condition("high", f"model {m.id}", f"model {m.id} {word} {score}{line}", 0.0)
+            )
+        elif word == WARNING:
+            line = f" ≥ warn {format_value(m.warning)}" if m.warning is not None else ""
+            out.append(
+                Condition("medium", f"model {m.id}", f"model {m.id} {word} {score}{line}", 0.0)
+            )
+        elif word == BAD:
+            why = m.quality_detail or m.quality_reason or "outputs BAD"
+            out.append(
+                Condition("medium", f"model {m.id}", f"model {m.id} {word} not scoring: {why}", 0.0)
+            )
+    return tuple(out)
 
 
 class EngineAPI:
@@ -239,8 +286,11 @@ class EngineAPI:
                 )
             )
         hub = e.hub
+        # One read of each latest sample, for the rows and the model views alike: the model's
+        # word and its state signal's row must come from the same sample.
+        latest = {sid: hub.latest[sid] for sid in self._signals}
         signals = tuple(
-            _signal_view(cfg, hub.latest[sid], now_mono, tuple(hub.spark[sid]), malformed[sid])
+            _signal_view(cfg, latest[sid], now_mono, tuple(hub.spark[sid]), malformed[sid])
             for sid, cfg in self._signals.items()
         )
         st = e.historian.stats
@@ -252,7 +302,7 @@ class EngineAPI:
             dropped=st.dropped,
             db_bytes=st.db_bytes,
         )
-        models = tuple(_model_view(r.status()) for r in e.models.values())
+        models = tuple(_model_view(r.status(), latest.get(r.state_id)) for r in e.models.values())
         uplink = e.uplink.stats() if e.uplink is not None else None
         control = e.active.control.status()
         demo = None
@@ -270,7 +320,8 @@ class EngineAPI:
             control_mode="writes enabled" if control["mode"] == "control" else "read-only",
             signals=signals,
             links=tuple(links),
-            conditions=self._conditions(links, hist, e.models.values(), uplink),
+            conditions=self._conditions(links, hist, e.models.values(), uplink)
+            + model_conditions(models),
             historian=hist,
             ingest_rate=round(e.ingest_rate, 1),
             demo=demo,
@@ -282,6 +333,8 @@ class EngineAPI:
             control_requested_by=requested,
             alarm_summary=_alarm_summary(control),
             rules=tuple(_rule_view(r) for r in control["rules"]),
+            timezone=e.plant.edge.timezone,
+            consoles=e.attach_server.consoles if e.attach_server is not None else 0,
         )
 
     @staticmethod
@@ -584,6 +637,35 @@ class EngineAPI:
 
     def _cmd_control_request(self, session_token: str) -> dict[str, Any]:
         return self._sessions.request(session_token)
+
+    def stop_engine(self, session: str | None = None) -> dict[str, Any]:
+        """The engine's own console (under `run` or `demo`) is leaving and the engine stops
+        with it: record who asked (the session's user, else the account the engine runs as,
+        the person at its terminal) before anything stops, as a command is recorded. Not a
+        command of the socket: an attached console leaves and the engine runs on. The caller
+        then stops the engine, whose last record names the same user."""
+        import getpass
+
+        user = str(self.session(session).get("user") or "")
+        who = user or f"{getpass.getuser()} (viewer at the engine's console)"
+        others = self._engine.attach_server.consoles if self._engine.attach_server else 0
+        try:
+            self._engine.audit(
+                "system", who, "engine", {"command": "engine.stop", "phase": "request"}
+            )
+        except Exception as e:  # noqa: BLE001 - no record, no action
+            return {"ok": False, "message": f"not stopped: the audit record failed ({e})"}
+        self._engine.stop_requested_by = who
+        result = {
+            "ok": True,
+            "message": f"engine stopping, asked by {who}",
+            "by": who,
+            "others": others,
+        }
+        self._engine.audit_safe(
+            "system", who, "engine", {"command": "engine.stop", "phase": "result", **result}
+        )
+        return result
 
     def _cmd_kiosk_leave(self, user: str) -> dict[str, Any]:
         return {"ok": True, "message": f"kiosk left by {user}"}

@@ -905,6 +905,14 @@ class _Connection:
         if op == "command":
             name = args["name"]
             cargs = args.get("args") or {}
+            if name == "engine.stop":
+                # An attached console leaves; the engine's own console (or its service) stops it.
+                return lambda: {
+                    "ok": False,
+                    "refused": "role",
+                    "message": "engine.stop: an attached console does not stop the engine; "
+                    "it leaves (q), and the engine runs on for the others",
+                }
             return lambda: api.command(name, session=args.get("session"), **cargs)
         if op == "login":
             user, pin = args["user"], args["pin"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from floorconsole.core.model_state import model_state_word
 from floorconsole.core.uplink import UplinkStats
 
 
@@ -28,6 +29,7 @@ class SignalView:
     spark: tuple[float, ...] = ()
     waveform: tuple[float, ...] = ()  # the latest block, for waveform signals
     malformed: int = 0  # payloads for this signal that could not be used
+    labels: tuple[str, ...] = ()  # an enumerated signal's words, code 0 first (a model's state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,18 @@ class ModelView:
     page_hinkley_fired: bool
     features: tuple[DriftFeatureView, ...]  # worst first
     load_error: str
+    quality_reason: str = ""  # why the outputs are not GOOD: "out of service", "no communication"
+
+    @property
+    def word(self) -> str:
+        """The model's state as every screen says it: NORMAL, WARNING, CRITICAL, BAD or
+        OUT OF SERVICE (core.model_state, the one derivation)."""
+        return model_state_word(
+            running=self.running,
+            quality=self.quality,
+            reason=self.quality_reason,
+            state=self.state,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +219,8 @@ class Frame:
     uplink: UplinkStats | None = None  # store-and-forward to the plant broker, if configured
     control_holder: str = ""  # the user whose console holds control (writes, rules, rollback)
     control_requested_by: str = ""  # a user who asked the holder for control
+    consoles: int = 0  # consoles attached over the engine's socket (the engine's own not counted)
+    timezone: str = "UTC"  # the plant's [edge] timezone: every console shows times in it
     # Set by a console attached over the socket when the engine went away: the frame is the
     # last one received, shown greyed with this text ("engine gone 12 s: reconnecting").
     stale: str = ""
@@ -251,6 +267,7 @@ def signal_view_from_dict(d: dict) -> SignalView:  # type: ignore[type-arg]
     d["spark"] = tuple(d.get("spark", ()))
     d["waveform"] = tuple(d.get("waveform", ()))
     d["range"] = tuple(d["range"]) if d.get("range") else None
+    d["labels"] = tuple(d.get("labels", ()))
     return SignalView(**d)
 
 

@@ -192,6 +192,7 @@ class ModelRunner:
         self.last_state = 0
         self.quality = Quality.UNCERTAIN
         self.quality_detail = "no window yet"
+        self.quality_reason = Reason.INITIAL
         self._bad_latched = False
         self._trend: deque[float] = deque(maxlen=TREND_POINTS)
         self._report: DriftReport | None = None
@@ -578,6 +579,7 @@ class ModelRunner:
         self.last_score, self.last_smoothed, self.last_state = score, smoothed, state
         self._trend.append(smoothed)
         self.quality, self.quality_detail = quality, detail
+        self.quality_reason = reason if quality is not Quality.GOOD else Reason.NONE
         self._bad_latched = False
         q, r = quality, reason if quality is not Quality.GOOD else Reason.NONE
         out_samples = [
@@ -679,6 +681,7 @@ class ModelRunner:
             reason = Reason.DEVICE_FAILURE
         self.bad_outputs += 1
         self.quality, self.quality_detail = Quality.BAD, detail
+        self.quality_reason = reason
         include_drift = all_outputs or not self._bad_latched
         self._bad_latched = True
         last = {
@@ -786,6 +789,7 @@ class ModelRunner:
                 },
                 "quality": self.quality.name,
                 "quality_detail": self.quality_detail,
+                "quality_reason": self.quality_reason.text,
                 "score": self.last_score,
                 "smoothed": self.last_smoothed,
                 "state": STATE_NAMES[self.last_state],

@@ -177,6 +177,7 @@ class Configuration:
                     source=DerivedPoint(f"model {m.id}"),
                     unit=o.unit,
                     description=o.description,
+                    labels=o.labels,
                 )
                 for o in r.output_signals()
             ]
@@ -340,6 +341,7 @@ class Engine:
         if self.outbox is not None:
             self.alarms.on_entry(self._uplink_alarm)
         self.active = self.build(plant, snapshot.short)
+        self._uplink_labels()
         # Package files given at start that could not be read (a stored copy stands in): each
         # model's condition says so, on the start's configuration only.
         for mid, why in (package_problems or {}).items():
@@ -368,6 +370,7 @@ class Engine:
         self.ingest_rate = 0.0
         self.attach = attach  # consoles in other processes attach at DATA_DIR/engine.sock
         self.attach_server: AttachServer | None = None  # while running, if it could listen
+        self.stop_requested_by = ""  # the user a console's engine.stop named, for the record
         from floorconsole.engine.api import EngineAPI
 
         self.api = EngineAPI(self)
@@ -599,7 +602,14 @@ class Engine:
             # A start with no stop before it in the journal: the engine died (kill -9).
             self.journal.record_event(self.clock.wall(), "engine stopped", self.snapshot_id)
             self.journal.close()
-            self.audit_event("engine stopped", {"snapshot": self.snapshot_id})
+            # Who stopped it, when its console asked (api.stop_engine); else the engine itself
+            # (a signal to the service, or its process ending).
+            self.audit_safe(
+                "system",
+                self.stop_requested_by or "engine",
+                "engine stopped",
+                {"snapshot": self.snapshot_id},
+            )
             self.close()
             log.info("engine stopped")
 
@@ -622,6 +632,11 @@ class Engine:
             self._stores.snapshots.close()
         finally:
             self._lock.release()
+
+    def _uplink_labels(self) -> None:
+        """The uplink says an enumerated signal's word beside its code, as the console does."""
+        if self.outbox is not None:
+            self.outbox.set_labels({s.id: s.labels for s in self.active.derived if s.labels})
 
     async def swap(self, new: Configuration, *, carry_values: bool = False) -> Configuration:
         """Stop the running configuration's sources and start the new one's, between two
@@ -648,6 +663,7 @@ class Engine:
                 stats.restore_input_counts(old.links[link_id].input_counts())
         self._counted += old.hub.samples_in
         self.active = new
+        self._uplink_labels()
         await new.start(self._loop)
         if self.uplink is not None:  # the retained status names what runs, swapped back or not
             self.uplink.set_snapshot(new.snapshot_id)

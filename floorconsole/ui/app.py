@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import os
 import signal
@@ -21,12 +22,14 @@ from textual.css.query import NoMatches
 from textual.driver import Driver
 from textual.screen import ModalScreen
 
+from floorconsole.core.alarms import PRIORITIES, PRIORITY_RANK
 from floorconsole.engine.frames import Frame
 from floorconsole.engine.replay import ConsoleAPI, viewer_session
+from floorconsole.ui.format import set_console_zone
 from floorconsole.ui.screens.overview import OverviewScreen
 from floorconsole.ui.session import refusal_text, session_info, who_text, who_words
 from floorconsole.ui.themes import DEFAULT_THEME, THEMES_DIR, cycle_order, load_themes
-from floorconsole.ui.widgets.status_bars import EngineLine, control_text, engine_gone_text
+from floorconsole.ui.widgets.status_bars import Banner, EngineLine, control_text, engine_gone_text
 
 KIOSK_STAYS = "kiosk: an admin PIN leaves it (F11)"
 KIOSK_NOTE_S = 4.0
@@ -34,6 +37,13 @@ TOUCH_EVERY_S = 1.0  # api.touch at most this often: the idle lock needs seconds
 # Signals a terminal's keys can raise when a driver lets them through; a kiosk ignores them.
 KIOSK_IGNORED_SIGNALS = ("SIGINT", "SIGQUIT", "SIGTSTP")
 RECONNECTED_NOTE_S = 5.0  # how long the engine line says the engine is back
+# Annunciation: a new alarm at or above the console's priority rings the terminal bell, again
+# every BELL_REPEAT_S until silenced (!) or acknowledged, and its banner tag flashes (on and off
+# every FLASH_HALF_S: 1 Hz, within ISA-101's slow flash) until acknowledged.
+ANNUNCIATE_CHOICES = ("off", *PRIORITIES)
+BELL_REPEAT_S = 10.0
+FLASH_HALF_S = 0.5
+UNACKED = ("UNACK", "RTN_UNACK")
 LOG_IN_AGAIN = "reconnected: log in again (F9)"
 # After a hang-up, a dead terminal or SIGTERM the process is gone within this, whatever
 # hangs in its cleanup (the promise is 2 s; the rest is for the kernel and the engine's
@@ -58,6 +68,7 @@ class FloorApp(App[None]):
         Binding("c", "control", "Control"),
         Binding("t", "cycle_theme", "Theme"),
         Binding("q,f10", "quit", "Quit", key_display="q/F10"),
+        Binding("exclamation_mark", "silence", "Silence", key_display="!", show=False),
         Binding("f11", "leave_kiosk", "Leave kiosk", key_display="F11"),
         # In kiosk mode "quit" is switched off (check_action), so these keys fall through
         # to here and say how to leave; ctrl+q is Textual's own quit, ctrl+z a suspend.
@@ -73,6 +84,8 @@ class FloorApp(App[None]):
         themes_dir: Path = THEMES_DIR,
         export_dir: Path | None = None,
         kiosk: bool = False,
+        owns_engine: bool = False,
+        annunciate: str | None = None,
     ) -> None:
         self._loaded = load_themes(themes_dir)
         if kiosk:
@@ -82,6 +95,21 @@ class FloorApp(App[None]):
         super().__init__()
         self.api = api
         self.kiosk = kiosk
+        # True under `run` and `demo`: the engine lives in this process and stops when this
+        # console quits, so quitting asks first; an attached console just leaves.
+        self.owns_engine = owns_engine
+        if annunciate is None:
+            annunciate = "high" if kiosk else "off"  # a panel on the floor rings by default
+        if annunciate not in ANNUNCIATE_CHOICES:
+            raise ValueError(
+                f"annunciate {annunciate!r} is not one of {', '.join(ANNUNCIATE_CHOICES)}"
+            )
+        self.annunciate = annunciate
+        self._rung: set[tuple[str, float | None]] = set()  # alarms (id, activation) rung for
+        self._silenced: set[tuple[str, float | None]] = set()
+        self._bell_t = float("-inf")
+        self.bells = 0  # times the bell rang (the tests read it; the terminal hears it)
+        self.flashing = False  # a new alarm at or above the priority is unacknowledged
         self.export_dir = export_dir or Path.cwd()
         self.refresh_hz = max(0.2, min(30.0, refresh_hz))
         self.last_frame: Frame | None = None
@@ -200,7 +228,9 @@ class FloorApp(App[None]):
                 return
             frame = replace(self.last_frame, stale=str(e) or "engine not reachable")
         self.last_frame = frame
+        set_console_zone(frame.timezone)
         self._engine_state(frame)
+        self._annunciate(frame)
         if not self.stale:  # a gone engine has no sessions to ask about: keep the token
             self._poll_session()
         self._control_asked(frame)
@@ -213,6 +243,53 @@ class FloorApp(App[None]):
             except NoMatches:
                 return  # the screen's widgets are still being composed: the next tick draws
             self.frames_shown += 1
+
+    # -- annunciation ---------------------------------------------------------------------
+
+    def _annunciated(self, frame: Frame) -> list[tuple[str, float | None]]:
+        """The unacknowledged alarms at or above this console's priority, as (id, activation)."""
+        if self.annunciate == "off":
+            return []
+        floor = PRIORITY_RANK[self.annunciate]
+        return [
+            (a.id, a.activated)
+            for a in frame.alarms
+            if a.state in UNACKED and PRIORITY_RANK.get(a.priority, -1) >= floor
+        ]
+
+    def _annunciate(self, frame: Frame) -> None:
+        """Ring for a new alarm (and again every BELL_REPEAT_S until silenced or acknowledged);
+        flash the banner while any such alarm is unacknowledged."""
+        if frame.stale:
+            return  # the last frame, kept: what rang stays rung, nothing rings again on return
+        now = time.monotonic()
+        keys = self._annunciated(frame)
+        active = set(keys)
+        unsilenced = active - self._silenced
+        new = active - self._rung
+        self._rung &= active  # an alarm acknowledged and raised again rings again
+        self._silenced &= active
+        if new or (unsilenced and now - self._bell_t >= BELL_REPEAT_S):
+            self._rung |= new
+            self._bell_t = now
+            self.bells += 1
+            self.bell()
+        self.flashing = bool(active)
+        dark = self.flashing and int(now / FLASH_HALF_S) % 2 == 1
+        if self.screen.is_mounted:
+            for banner in self.screen.query(Banner):
+                banner.flash_dark = dark
+
+    def action_silence(self) -> None:
+        """!: the bell stops for the alarms ringing now; their banner flashes on until each is
+        acknowledged (ISA-18.2: silencing is not acknowledging). A new alarm rings again."""
+        frame = self.last_frame
+        keys = set(self._annunciated(frame)) if frame is not None else set()
+        if not keys - self._silenced:
+            self.notify("nothing is ringing", timeout=3)
+            return
+        self._silenced |= keys
+        self.notify(f"bell silenced for {len(keys)} alarm(s): acknowledge them on F2", timeout=5)
 
     # -- the engine gone and back ---------------------------------------------------------
 
@@ -534,7 +611,50 @@ class FloorApp(App[None]):
         if self.kiosk:
             self.action_kiosk_stays()
             return
-        await super().action_quit()
+        if not self.owns_engine:
+            await super().action_quit()  # an attached console leaves; the engine runs on
+            return
+        self.ask_stop_engine()
+
+    def ask_stop_engine(self) -> None:
+        """The engine stops with this console: ask first, saying who else is attached, then
+        stop it (api.stop_engine: audited with who asked, before anything stops) and leave."""
+        from floorconsole.ui.screens.stop_engine import StopEngineDialog
+
+        if isinstance(self.screen, StopEngineDialog):
+            return
+        who = str(self.session_info.get("user") or "") or f"{getpass.getuser()} (viewer)"
+        others = self.last_frame.consoles if self.last_frame is not None else 0
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                self.run_worker(
+                    self._stop_engine(self.session, None), group="stop", exit_on_error=False
+                )
+
+        self.push_screen(StopEngineDialog(others, who), answered)
+
+    async def _stop_engine(self, acting: str | None, temporary: str | None) -> None:
+        result = await asyncio.to_thread(self._stop_command, acting)
+        if temporary is not None:
+            self._logout_quietly(temporary)
+        if not result.get("ok"):
+            self.notify(refusal_text("engine.stop", result), severity="error", timeout=10)
+            return
+        self.exit()
+
+    def _stop_command(self, session: str | None) -> dict[str, Any]:
+        try:
+            # Only the engine's own API has it (owns_engine is set by run and demo).
+            return dict(self.api.stop_engine(session))  # type: ignore[attr-defined]
+        except Exception as e:  # noqa: BLE001 - said on screen; the console stays
+            return {"ok": False, "message": f"engine.stop failed: {e}"}
+
+    def _logout_quietly(self, session: str) -> None:
+        try:
+            self.api.logout(session)
+        except Exception:  # noqa: BLE001 - a session the engine lost needs no logout
+            pass
 
     def action_kiosk_stays(self) -> None:
         # One note at a time: a fist on the keypad must not stack toasts over the header.
@@ -568,10 +688,25 @@ class FloorApp(App[None]):
             return
 
         def done(result: dict[str, Any] | None) -> None:
-            if result and result.get("ok"):
-                self.exit()
+            if not (result and result.get("ok")):
+                return
+            session = str(result.get("session") or "") or None
+            if self.owns_engine:
+                # The dialog said that leaving stops the engine; the admin's PIN confirmed it.
+                self.run_worker(
+                    self._stop_engine(session, session), group="stop", exit_on_error=False
+                )
+                return
+            if session:
+                self._logout_quietly(session)
+            self.exit()
 
-        self.push_screen(LoginDialog(leave_kiosk=True), done)
+        note = ""
+        if self.owns_engine:
+            from floorconsole.ui.screens.stop_engine import kiosk_stop_note
+
+            note = kiosk_stop_note(self.last_frame.consoles if self.last_frame else 0)
+        self.push_screen(LoginDialog(leave_kiosk=True, note=note), done)
 
     def action_help(self) -> None:
         from floorconsole.ui.screens.help import HelpScreen
@@ -608,6 +743,8 @@ def make_app(
     themes_dir: Path = THEMES_DIR,
     export_dir: Path | None = None,
     kiosk: bool = False,
+    owns_engine: bool = False,
+    annunciate: str | None = None,
 ) -> FloorApp:
     """The one way to build the console: the CLI and the tests alike."""
     return FloorApp(
@@ -617,4 +754,6 @@ def make_app(
         themes_dir=themes_dir,
         export_dir=export_dir,
         kiosk=kiosk,
+        owns_engine=owns_engine,
+        annunciate=annunciate,
     )

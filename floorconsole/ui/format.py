@@ -5,15 +5,39 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from weakref import WeakKeyDictionary
 
 from rich.text import Text
 
+from floorconsole.core.history_format import zone
 from floorconsole.core.quality import QUALITY_SHAPE, Quality
 from floorconsole.core.units import format_duration
 from floorconsole.engine.frames import Frame
 
 BARS = "▁▂▃▄▅▆▇█"
+
+# The zone this console shows times in: the plant's [edge] timezone, from the frames (UTC until
+# the first one). One per process: a console is one app.
+_ZONE = ["UTC"]
+
+
+def set_console_zone(name: str) -> None:
+    _ZONE[0] = name or "UTC"
+
+
+def console_zone() -> str:
+    return _ZONE[0]
+
+
+def local(t: float) -> datetime:
+    """Epoch seconds as a time in the console's zone (strftime it like time.localtime)."""
+    return datetime.fromtimestamp(t, zone(_ZONE[0]))
+
+
+def zone_label(t: float) -> str:
+    """The zone's short name at time t ('UTC', 'CET', 'CEST'), shown beside every clock."""
+    return local(t).tzname() or _ZONE[0]
 
 
 def sparkline(

@@ -33,6 +33,7 @@ _LABELS = {
     "tab": "Tab",
     "space": "Space",
     "ctrl+backslash": "ctrl+\\",
+    "exclamation_mark": "!",
 }
 
 
@@ -124,10 +125,11 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
             KeyHelp(
                 ("c",),
                 "custom range: 90m, 2h, 1d back from now, or two times "
-                "2026-11-23T10:00 2026-11-23T12:00 (local; Z for UTC)",
+                "2026-11-23T10:00 2026-11-23T12:00 (the console's zone, shown by the clock; "
+                "Z for UTC)",
             ),
             KeyHelp(("y",), "y axis: the data's min/max, or the signal's engineering range"),
-            KeyHelp(("x", "f12"), "export the shown range to CSV (UTC times)"),
+            KeyHelp(("x", "f12"), "export the shown range to CSV (times with their zone offset)"),
             KeyHelp(
                 ("w",),
                 "write by hand: this signal's coil or holding register, or any co/hr "
@@ -215,7 +217,16 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
                 "it (on a signal's detail c is the custom range: press it elsewhere)",
             ),
             KeyHelp(("t",), "next colour theme"),
-            KeyHelp(("q", "f10", "ctrl+q"), "quit the console (not in kiosk mode)"),
+            KeyHelp(
+                ("exclamation_mark",),
+                "silence the bell of the alarms ringing now (--annunciate: a new alarm at or "
+                "above the priority rings and flashes until acknowledged on F2)",
+            ),
+            KeyHelp(
+                ("q", "f10", "ctrl+q"),
+                "quit the console (not in kiosk mode); under run or demo it stops the "
+                "engine, and asks first",
+            ),
             KeyHelp(("f11",), "kiosk mode only: leave it, with an admin's name and PIN"),
             KeyHelp(
                 ("ctrl+c", "ctrl+z", "ctrl+backslash", "ctrl+p"),

@@ -3,7 +3,6 @@ shelve for a chosen time, the journal, and the alarm KPIs."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 from rich.text import Text
@@ -16,6 +15,7 @@ from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from floorconsole.engine.frames import AlarmView, Frame
+from floorconsole.ui.format import local
 from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.status_bars import Bar
 
@@ -55,7 +55,7 @@ def alarm_style(a: AlarmView, colors: Mapping[str, str]) -> str:
 
 
 def _clock(t: float | None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t)) if t else ""
+    return local(t).strftime("%H:%M:%S") if t else ""
 
 
 class ShelveDialog(ModalScreen[tuple[float, str] | None]):

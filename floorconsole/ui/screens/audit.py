@@ -17,6 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from floorconsole.engine.frames import Frame
+from floorconsole.ui.format import local
 from floorconsole.ui.widgets.search_box import SearchBoxMixin
 from floorconsole.ui.widgets.status_bars import Bar
 
@@ -129,13 +130,13 @@ def _duration(s: float) -> str:
 def when(t: float, now: float) -> str:
     """Local HH:MM:SS; with the month and day in front when not today, and the year (but
     no seconds, to stay narrow) when not this year."""
-    local = time.localtime(t)
-    today = time.localtime(now)
-    if today[:3] == local[:3]:
-        return time.strftime("%H:%M:%S", local)
-    if today.tm_year == local.tm_year:
-        return time.strftime("%m-%d %H:%M:%S", local)
-    return time.strftime("%Y-%m-%d %H:%M", local)
+    lt = local(t)
+    today = local(now)
+    if today.date() == lt.date():
+        return lt.strftime("%H:%M:%S")
+    if today.year == lt.year:
+        return lt.strftime("%m-%d %H:%M:%S")
+    return lt.strftime("%Y-%m-%d %H:%M")
 
 
 def _fit(text: str, width: int) -> str:
@@ -161,7 +162,7 @@ class AuditRecordDialog(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         r = self.record
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(r.get("t_wall") or 0)))
+        stamp = local(float(r.get("t_wall") or 0)).strftime("%Y-%m-%d %H:%M:%S %Z")
         title = f"#{r.get('seq', '?')} · {stamp} · {r.get('user', '')} · {r.get('kind', '')}"
         body = json.dumps(
             redact(dict(r)), indent=2, ensure_ascii=False, sort_keys=False, default=str

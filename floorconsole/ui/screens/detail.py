@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from datetime import time as dtime
 from pathlib import Path
 
@@ -22,11 +22,19 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
-from floorconsole.core.history_format import csv_value, iso_utc_ms
+from floorconsole.core.history_format import csv_value, iso_ms, zone
 from floorconsole.core.units import parse_duration
 from floorconsole.engine.api import format_value
 from floorconsole.engine.frames import Frame, History, HistoryPoint, SignalView
-from floorconsole.ui.format import age_text, quality_text, stale_extra_s, value_text
+from floorconsole.ui.format import (
+    age_text,
+    console_zone,
+    local,
+    quality_text,
+    stale_extra_s,
+    value_text,
+    zone_label,
+)
 from floorconsole.ui.widgets.chart import TimeChart, WaveformChart, initial_quality
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
@@ -83,8 +91,10 @@ def _parse_time(text: str, now: float) -> float:
             clock = dtime.fromisoformat(text)
         except ValueError:
             raise RangeError(f"{text!r} is not a time; {RANGE_HINT}") from None
-        dt = datetime.combine(date.fromtimestamp(now), clock)
-    return dt.timestamp()  # a naive datetime is local time
+        dt = datetime.combine(local(now).date(), clock)
+    if dt.tzinfo is None:  # a time without an offset is in the console's zone
+        dt = dt.replace(tzinfo=zone(console_zone()))
+    return dt.timestamp()
 
 
 def _split_times(text: str) -> list[str]:
@@ -100,7 +110,7 @@ def _split_times(text: str) -> list[str]:
 
 
 def _short_time(t: float) -> str:
-    return time.strftime("%m-%d %H:%M", time.localtime(t))
+    return local(t).strftime("%m-%d %H:%M")
 
 
 def parse_range(text: str, now: float) -> TimeRange:
@@ -173,7 +183,7 @@ def csv_rows(history: History) -> list[tuple[str, str, str, str]]:
         q = p.quality
         if q != "GOOD" and q == reason_q and reason:
             q = f"{q} {reason}"
-        rows.append((iso_utc_ms(p.t), history.signal, csv_value(p.value), q))
+        rows.append((iso_ms(p.t, console_zone()), history.signal, csv_value(p.value), q))
     return rows
 
 
@@ -456,8 +466,7 @@ class SignalDetailScreen(Screen[None]):
         )
         fmt = "%H:%M:%S" if until - since < 86400 else "%m-%d %H:%M"
         text.append(
-            f"│ {time.strftime(fmt, time.localtime(since))} → "
-            f"{time.strftime(fmt, time.localtime(until))}"
+            f"│ {local(since).strftime(fmt)} → {local(until).strftime(fmt)} {zone_label(until)}"
         )
         if self.range_key == "custom":
             text.append(f" ({self.time_range.label})")
@@ -476,7 +485,15 @@ class SignalDetailScreen(Screen[None]):
             unit = self._view.unit
         u = f" {unit}" if unit else ""
         text = Text(" ")
-        if s.usable:
+        labels = self._view.labels if self._view is not None else ()
+        if s.usable and labels and self._shown is not None:
+            # An enumerated signal's history in its words, not a mean of codes.
+            codes = [p.value for p in self._shown.history.points if p.quality != "BAD"]
+            seen = [
+                w for i, w in enumerate(labels) if i in {int(c) for c in codes if c is not None}
+            ]
+            text.append(f"states {' · '.join(seen) or '—'}  · ")
+        elif s.usable:
             assert s.minimum is not None and s.maximum is not None and s.mean is not None
             text.append(
                 f"min {format_value(s.minimum)}{u}  max {format_value(s.maximum)}{u}  "

@@ -34,9 +34,10 @@ class LoginDialog(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", key_display="Esc")]
     DEFAULT_CSS = DIALOG_CSS.format(name="LoginDialog")
 
-    def __init__(self, *, leave_kiosk: bool = False) -> None:
+    def __init__(self, *, leave_kiosk: bool = False, note: str = "") -> None:
         super().__init__()
         self.leave_kiosk = leave_kiosk
+        self.note = note  # what leaving also does (stops the engine under run/demo)
         self.busy = False
 
     def compose(self) -> ComposeResult:
@@ -49,6 +50,8 @@ class LoginDialog(ModalScreen[dict[str, Any] | None]):
                 else "Your user name and PIN.",
                 classes="hint",
             )
+            if self.note:
+                yield Static(self.note, id="note", classes="error")
             yield Input(placeholder="user name", id="user", max_length=32)
             yield Input(placeholder="PIN (digits)", id="pin", password=True, max_length=12)
             yield Static("", id="error", classes="error")
@@ -100,9 +103,15 @@ class LoginDialog(ModalScreen[dict[str, Any] | None]):
             if result.get("ok") and self.leave_kiosk:
                 session = result.get("session")
                 leave = dict(api.command("kiosk.leave", session=session))
-                if session:
+                if session and not leave.get("ok"):
                     api.logout(session)
-                result = {**leave, "user": result.get("user", user)}
+                # Left open when the engine agreed: the console may stop its engine next, in
+                # this admin's name; it logs the session out whatever the answer.
+                result = {
+                    **leave,
+                    "user": result.get("user", user),
+                    "session": session if leave.get("ok") else None,
+                }
         except Exception as e:  # a console attached over a socket can lose it mid-call
             result = {"ok": False, "message": f"login failed: {e}"}
         self.app.call_from_thread(self._answered, result)

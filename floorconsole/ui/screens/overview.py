@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -57,6 +60,26 @@ def visible_rows(
     return out
 
 
+def row_detail(row: SignalView | None, colors: Mapping[str, str]) -> Text:
+    """The line under the table: the selected signal's quality and why, in full, at any width
+    (the Detail column needs room that an 80-column terminal does not have)."""
+    if row is None:
+        return Text(" select a signal (↑↓) to read its quality and source here")
+    text = Text(f" {row.id}  ")
+    if row.quality == "GOOD":
+        text.append("● GOOD", style=colors.get("quality-good", ""))
+    else:
+        key = "quality-bad" if row.quality == "BAD" else "quality-uncertain"
+        why = ": ".join(p for p in (row.reason, row.detail) if p and p != "no value yet")
+        word = "BAD" if row.quality == "BAD" else "UNCERTAIN"
+        shape = "✕" if row.quality == "BAD" else "◆"
+        text.append(f"{shape} {word} {why}".rstrip(), style=f"bold {colors.get(key, '')}".strip())
+    if row.malformed:
+        text.append(f" · {row.malformed} malformed")
+    text.append(f" · {row.source}")
+    return text
+
+
 class OverviewScreen(SearchBoxMixin, Screen[None]):
     """What the line looks like now. Redrawn only from frames, only what changed."""
 
@@ -87,6 +110,7 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
     OverviewScreen #search { display: none; height: 3; }
     OverviewScreen #search.open { display: block; }
     OverviewScreen #filters { height: 1; color: $muted; }
+    OverviewScreen #row-detail { height: 1; background: $panel; color: $foreground; }
     OverviewScreen .panel { padding: 0 1; }
     OverviewScreen #model-panel { height: 9; border-bottom: solid $panel; }
     OverviewScreen #drift-panel { height: 1fr; }
@@ -110,6 +134,7 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
                 )
                 yield Bar("", id="filters")
                 yield SignalTable(id="signals")
+                yield Bar("", id="row-detail")
             with Vertical(id="side"):
                 yield ModelPanel(NO_MODEL, id="model-panel", classes="panel")
                 yield DriftPanel(NO_DRIFT, id="drift-panel", classes="panel")
@@ -142,7 +167,9 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
             only_not_good=self.only_not_good,
             grouped=self.grouped,
         )
-        self.query_one(SignalTable).show(rows, colors)
+        table = self.query_one(SignalTable)
+        table.show(rows, colors)
+        self._show_row_detail()
         self.query_one("#filters", Bar).set_text(self._filter_text(len(rows), len(frame.signals)))
         self.query_one(LinkBar).show(frame, colors, width)
         if self.query_one("#side").display:
@@ -170,6 +197,10 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         if hidden and not self.search:
             parts.append(f"{hidden} drift figures on F4")
         head = f" {shown}/{total} signals" + (f" · {' · '.join(parts)}" if parts else "")
+        room = self.query_one("#filters").size.width or self.size.width
+        if demo and len(head + demo) > room:
+            # A narrow table keeps the demo's fault keys: they come first, the counts after.
+            return f" {demo.strip()} ·{head}"
         return head + demo
 
     def _refresh_now(self) -> None:
@@ -186,6 +217,14 @@ class OverviewScreen(SearchBoxMixin, Screen[None]):
         from floorconsole.ui.screens.detail import SignalDetailScreen
 
         self.app.push_screen(SignalDetailScreen(sig))
+
+    def _show_row_detail(self) -> None:
+        row = self.query_one(SignalTable).selected_row
+        self.query_one("#row-detail", Bar).set_text(row_detail(row, self.app.theme_variables))
+
+    @on(SignalTable.Highlighted)
+    def _row_highlighted(self, event: SignalTable.Highlighted) -> None:
+        self._show_row_detail()
 
     def action_pin(self) -> None:
         """Pin the selected signal for the trend (up to four), or unpin it."""

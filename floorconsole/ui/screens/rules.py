@@ -5,7 +5,6 @@ template, enable or disable."""
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from textual.widgets import DataTable
 
 from floorconsole.engine.api import format_value
 from floorconsole.engine.frames import Frame, RuleView
+from floorconsole.ui.format import local
 from floorconsole.ui.screens.rule_editor import (
     ApplyDialog,
     RuleEditor,
@@ -30,7 +30,7 @@ from floorconsole.ui.widgets.status_bars import Bar
 
 
 def _clock(t: float | None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t)) if t else "never"
+    return local(t).strftime("%H:%M:%S") if t else "never"
 
 
 # The rule's state word (RuleView.state) -> (shape and text, theme variable): never "normal"

@@ -4,7 +4,6 @@ history."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.text import Text
@@ -16,11 +15,12 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Static
 
 from floorconsole.engine.frames import Frame
+from floorconsole.ui.format import local
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
 
 def _when(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
+    return local(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""
 
 
 class ConfirmDialog(ModalScreen[bool]):

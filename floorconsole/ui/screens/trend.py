@@ -16,7 +16,9 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
+from floorconsole.core.history_format import zone
 from floorconsole.engine.frames import Frame, History
+from floorconsole.ui.format import console_zone, zone_label
 from floorconsole.ui.screens.detail import (
     CHART_MAX_POINTS,
     EXPORT_MAX_POINTS,
@@ -207,7 +209,8 @@ class TrendScreen(Screen[None]):
             text.append(f"[{label}]" if key == self.range_key else f" {label} ")
             text.append(" ")
         t0, t1 = self._window()
-        text.append(f"│ {iso_time(t0)[11:19]} → {iso_time(t1)[11:19]} UTC")
+        tz = zone(console_zone())  # the console's zone, as on the header's clock
+        text.append(f"│ {iso_time(t0, tz)[11:19]} → {iso_time(t1, tz)[11:19]} {zone_label(t1)}")
         if self.time_range.live:
             text.append(" · live")
         self.query_one("#range", Static).update(text)
@@ -216,7 +219,11 @@ class TrendScreen(Screen[None]):
         t = self._cursor_t()
         where = "newest" if self.cursor is None else "←→ moves"
         self.query_one("#cursor-line", Static).update(
-            Text(f" cursor {iso_time(t)[:19].replace('T', ' ')} UTC ({where})", no_wrap=True)
+            Text(
+                f" cursor {iso_time(t, zone(console_zone()))[:19].replace('T', ' ')} "
+                f"{zone_label(t)} ({where})",
+                no_wrap=True,
+            )
         )
 
     def cursor_line(self) -> str:
@@ -299,7 +306,7 @@ class TrendScreen(Screen[None]):
         ]
         folder.mkdir(parents=True, exist_ok=True)
         path = export_path(folder, "trend_" + "+".join(self.signals), since, until)
-        rows = csv_rows(series)
+        rows = csv_rows(series, zone(console_zone()))
         with path.open("w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(rows)
         return path, len(rows) - 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
-import time
 from collections.abc import Mapping, Sequence
 
 from rich.text import Text
@@ -18,6 +17,7 @@ from textual.widget import Widget
 
 from floorconsole.core.quality import QUALITY_SHAPE, Quality
 from floorconsole.engine.frames import History, HistoryPoint, QualityMark
+from floorconsole.ui.format import local
 
 Segment = tuple[str, str]  # (text, role): role is a theme variable name, or "" for plain text
 Line = list[Segment]
@@ -203,7 +203,8 @@ def time_format(span_s: float, step_s: float) -> str:
 
 
 def _local_offset(t: float) -> float:
-    return float(time.localtime(t).tm_gmtoff)
+    off = local(t).utcoffset()
+    return off.total_seconds() if off is not None else 0.0
 
 
 def time_ticks(t0: float, t1: float, width: int) -> list[tuple[int, str]]:
@@ -213,7 +214,7 @@ def time_ticks(t0: float, t1: float, width: int) -> list[tuple[int, str]]:
         return []
     for step in _TICK_STEPS:
         fmt = time_format(span, step)
-        label_w = len(time.strftime(fmt, time.localtime(t0)))
+        label_w = len(local(t0).strftime(fmt))
         max_labels = max(1, (width + 2) // (label_w + 3))
         if span / step <= max_labels:
             break
@@ -225,10 +226,10 @@ def time_ticks(t0: float, t1: float, width: int) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     t = first
     while t <= t1 + 1e-9:
-        lt = time.localtime(t)
-        label = time.strftime(fmt, lt)
-        if fmt == "%H:%M" and span >= 86400 and lt.tm_hour == 0 and lt.tm_min == 0:
-            label = time.strftime("%m-%d", lt)  # midnight says which day it is
+        lt = local(t)
+        label = lt.strftime(fmt)
+        if fmt == "%H:%M" and span >= 86400 and lt.hour == 0 and lt.minute == 0:
+            label = lt.strftime("%m-%d")  # midnight says which day it is
         out.append((x_to_col(t, t0, t1, width), label))
         t += step
     return out

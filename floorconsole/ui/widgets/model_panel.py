@@ -7,12 +7,33 @@ from collections.abc import Mapping
 
 from rich.text import Text
 
+from floorconsole.core.model_state import (
+    BAD,
+    CRITICAL,
+    NORMAL,
+    NOT_SCORING,
+    OUT_OF_SERVICE,
+    WARNING,
+)
 from floorconsole.engine.frames import Frame, ModelView
 from floorconsole.ui.format import sparkline
 from floorconsole.ui.widgets.status_bars import Bar
 
-STATE_SHAPE = {"normal": "●", "warning": "▲", "critical": "◆◆"}
-STATE_COLOR = {"normal": "quality-good", "warning": "alarm-high", "critical": "alarm-critical"}
+# Every word of core.model_state has a shape and a colour; the word itself is always written.
+STATE_SHAPE = {
+    NORMAL: "●",
+    WARNING: "▲",
+    CRITICAL: "◆◆",
+    BAD: "✕",
+    OUT_OF_SERVICE: "○",
+}
+STATE_COLOR = {
+    NORMAL: "quality-good",
+    WARNING: "alarm-high",
+    CRITICAL: "alarm-critical",
+    BAD: "quality-bad",
+    OUT_OF_SERVICE: "stale",
+}
 DRIFT_SHAPE = {"ok": "●", "warn": "▼", "alert": "◆", "filling": "○"}
 DRIFT_COLOR = {
     "ok": "quality-good",
@@ -26,27 +47,47 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
     return "—" if v is None else format(v, fmt)
 
 
+def state_words(m: ModelView) -> str:
+    """'◆◆ CRITICAL', '○ OUT OF SERVICE': the shape and the word of the model's state."""
+    word = m.word
+    return f"{STATE_SHAPE.get(word, '?')} {word}"
+
+
+def score_words(m: ModelView) -> str:
+    """The score beside the state; while the model is not scoring, the score shown is the last
+    one and says so."""
+    if m.word in NOT_SCORING:
+        return f"last score {_num(m.smoothed)}"
+    return f"score {_num(m.smoothed)}"
+
+
 def model_text(m: ModelView, colors: Mapping[str, str], width: int) -> Text:
     t = Text()
     t.append(f"Model {m.id}", style="bold")
     t.append(f" v{m.version} {m.sha[:6]}\n" if m.running else "\n", style=colors.get("muted", ""))
+    word = m.word
+    style = ("bold " if word != NORMAL else "") + colors.get(STATE_COLOR.get(word, ""), "")
     if not m.running:
-        t.append(f"✕ NOT RUNNING\n{m.load_error}\n", style=f"bold {colors.get('quality-bad', '')}")
+        t.append(f"{state_words(m)} not running\n", style=style.strip())
+        t.append(f"{m.load_error}\n", style=colors.get("quality-bad", ""))
         return t
     if m.load_error:
         t.append(
             f"◆ new package refused: {m.load_error}\n", style=colors.get("quality-uncertain", "")
         )
-    if m.quality != "GOOD":
-        shape = "✕" if m.quality == "BAD" else "◆"
-        key = "quality-bad" if m.quality == "BAD" else "quality-uncertain"
-        t.append(f"{shape} {m.quality} {m.quality_detail}\n", style=f"bold {colors.get(key, '')}")
-    state = m.state
-    t.append(
-        f"{STATE_SHAPE.get(state, '?')} {state.upper()}",
-        style=("bold " if state != "normal" else "") + colors.get(STATE_COLOR[state], ""),
-    )
-    t.append(f"  score {_num(m.smoothed)}  warn {_num(m.warning)}  crit {_num(m.critical)}\n")
+    # One line says the state, in the one word every screen uses; why, when it is not scoring.
+    t.append(state_words(m), style=style.strip())
+    if word in NOT_SCORING:
+        why = m.quality_detail or m.quality_reason
+        t.append(f"  {why}\n" if why else "\n", style=style.strip())
+        t.append(f"{score_words(m)}  warn {_num(m.warning)}  crit {_num(m.critical)}\n")
+    else:
+        t.append(f"  {score_words(m)}  warn {_num(m.warning)}  crit {_num(m.critical)}\n")
+        if m.quality == "UNCERTAIN":
+            t.append(
+                f"◆ UNCERTAIN {m.quality_detail or m.quality_reason}\n",
+                style=f"bold {colors.get('quality-uncertain', '')}".strip(),
+            )
     if m.trend:
         top = max((m.critical or 1.0) * 1.2, max(m.trend))
         spark = sparkline(m.trend, max(8, width - 2), 0.0, top)
@@ -101,17 +142,19 @@ def drift_text(m: ModelView, colors: Mapping[str, str], width: int, rows: int = 
 
 
 def model_line(frame: Frame) -> str:
-    """One line for narrow terminals."""
+    """One line for narrow terminals (the status line under the table)."""
     if not frame.models:
         return "model: no model configured"
     parts = []
     for m in frame.models:
         if not m.running:
-            parts.append(f"model {m.id}: ✕ NOT RUNNING {m.load_error}")
+            parts.append(f"model {m.id}: {state_words(m)} not running: {m.load_error}")
             continue
+        why = ""
+        if m.word in NOT_SCORING:
+            why = f" ({m.quality_detail or m.quality_reason})"
         parts.append(
-            f"model {m.id}: {STATE_SHAPE.get(m.state, '')} {m.state.upper()} "
-            f"score {_num(m.smoothed)}/{_num(m.warning)} · drift "
+            f"model {m.id}: {state_words(m)}{why} {score_words(m)}/{_num(m.warning)} · drift "
             f"{DRIFT_SHAPE.get(m.drift_status, '')} {m.drift_status} "
             f"PSI {_num(m.psi_max, '.2f')}"
         )

@@ -54,6 +54,8 @@ COLUMNS = (
     Column("source", "Source", 30, 4),
 )
 
+MIN_DETAIL = 12  # narrower than this a reason is cut to nothing useful
+
 # A cell is its text and the name of a theme variable (or "") for its colour, plus modifiers.
 Cell = tuple[str, str, str]
 Row = tuple[Cell, ...]
@@ -73,6 +75,12 @@ def columns_for(width: int, longest_id: int = 22) -> tuple[Column, ...]:
         if drop.priority == 0:
             break
         cols.remove(drop)
+    # The reason of a value that is not GOOD, in whatever room is left: a narrow Detail column
+    # beats none (the line under the table says it in full for the selected row).
+    left = width - (sum(c.width + 1 for c in cols) + 1)
+    if left >= MIN_DETAIL + 1 and not any(c.key == "detail" for c in cols):
+        at = next((i for i, c in enumerate(cols) if c.key == "source"), len(cols))
+        cols.insert(at, Column("detail", "Detail", left - 1, 3))
     return tuple(cols)
 
 
@@ -142,10 +150,21 @@ class SignalTable(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"signal-table--header", "signal-table--cursor"}
 
     DEFAULT_CSS = """
-    SignalTable { height: 1fr; background: $surface; color: $foreground; }
+    SignalTable { height: 1fr; background: $surface; color: $foreground; overflow-x: hidden; }
     SignalTable > .signal-table--header { background: $panel; text-style: bold; }
     SignalTable > .signal-table--cursor { background: $selection; }
     """
+
+    class Highlighted(Message):
+        """The cursor moved to another row: the line under the table follows it."""
+
+        def __init__(self, table: SignalTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> SignalTable:
+            return self.table
 
     class Selected(Message):
         """A row was chosen (Enter, or a click on the row already under the cursor)."""
@@ -216,6 +235,14 @@ class SignalTable(ScrollView, can_focus=True):
         return [f"▸ {r}" if isinstance(r, str) else r.id for r in self.rows]
 
     @property
+    def selected_row(self) -> SignalView | None:
+        """The signal under the cursor (None on an asset heading or an empty table)."""
+        if not (0 <= self.cursor < len(self.rows)):
+            return None
+        row = self.rows[self.cursor]
+        return None if isinstance(row, str) else row
+
+    @property
     def selected_signal(self) -> str | None:
         if not (0 <= self.cursor < len(self._keys)):
             return None
@@ -281,6 +308,8 @@ class SignalTable(ScrollView, can_focus=True):
         for i in (old, index):
             self.refresh_line(i + 1)
         self.refresh()
+        if old != index:
+            self.post_message(self.Highlighted(self))
 
     def action_cursor(self, step: int) -> None:
         self._move_to(self.cursor + step)

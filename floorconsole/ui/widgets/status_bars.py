@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 from rich.text import Text
 from textual.widgets import Static
 
 from floorconsole.core.units import format_duration
-from floorconsole.engine.frames import Frame
+from floorconsole.engine.frames import Condition, Frame
+from floorconsole.ui.format import local, zone_label
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 SEVERITY_SHAPE = {"critical": "◆◆", "high": "▲", "medium": "▼", "low": "○"}
@@ -25,8 +25,15 @@ class Bar(Static):
     pass (its height is fixed): a layout pass would re-render every visible table row."""
 
     def set_text(self, content: Text | str) -> None:
-        if content != getattr(self, "_last", None):
-            self._last = content
+        # Rich's Text compares text and spans only, not its own style: a theme switched live
+        # changes that style alone, and the bar must repaint in the new colours.
+        key = (
+            (content.plain, str(content.style), tuple(content.spans))
+            if isinstance(content, Text)
+            else content
+        )
+        if key != getattr(self, "_last_key", None):
+            self._last, self._last_key = content, key
             self.update(content, layout=False)
 
 
@@ -40,21 +47,34 @@ class HeaderBar(Bar):
     def show(
         self, frame: Frame, width: int, who: Text | str = "VIEWER", control: Text | None = None
     ) -> None:
-        clock = time.strftime("%H:%M:%S", time.localtime(frame.t_wall))
+        # The zone beside the clock: the console, the CLI and exports speak the same one.
+        clock = f"{local(frame.t_wall).strftime('%H:%M:%S')} {zone_label(frame.t_wall)}"
         cfg = (
             f"snapshot {frame.snapshot[:6]}" if frame.snapshot else f"config {frame.config_id[:6]}"
         )
-        parts = ["floorconsole", frame.site, frame.edge_id, cfg, frame.control_mode.upper()]
-        if width < 90:
-            parts = [frame.site or "floorconsole", frame.edge_id, cfg.replace("snapshot", "snap")]
         who = Text(who) if isinstance(who, str) else who
         if control is not None and control.cell_len:
             who = who + Text(" · ") + control
-        left = " · ".join(p for p in parts if p)
-        # Who is logged in and who holds control are never cut: the site name gives way first.
         room = width - len(clock) - who.cell_len - 6
-        if len(left) > room:
-            left = left[: max(0, room - 1)] + "…"
+        # Who is logged in and who holds control are never cut; the configuration's id stays
+        # whole too: the product name, the control mode and then the site give way first.
+        short = cfg.replace("snapshot", "snap")
+        mode = frame.control_mode.upper()
+        choices = (
+            ["floorconsole", frame.site, frame.edge_id, cfg, mode],
+            [frame.site, frame.edge_id, cfg, mode],
+            [frame.site or "floorconsole", frame.edge_id, short],
+        )
+        if width < 90:
+            choices = choices[2:]
+        for parts in choices:
+            left = " · ".join(p for p in parts if p)
+            if len(left) <= room:
+                break
+        if len(left) > room:  # the site is the part cut: the id and the snapshot stay
+            tail = f" · {frame.edge_id} · {short}"
+            site = (frame.site or "floorconsole")[: max(0, room - len(tail) - 1)]
+            left = (f"{site}…{tail}" if site else tail[3:])[: max(0, room)]
         text = Text(f" {left} · ") if left else Text(" ")
         text.append_text(who)
         pad = max(1, width - text.cell_len - len(clock) - 1)
@@ -110,7 +130,7 @@ class EngineLine(Bar):
     """
 
     def gone(self, stale: str, last_frame_wall: float) -> None:
-        at = time.strftime("%H:%M:%S", time.localtime(last_frame_wall))
+        at = local(last_frame_wall).strftime("%H:%M:%S")
         # The engine's words first: on a narrow terminal the end of the line is what is cut.
         self.set_text(f" {ENGINE_GONE_SHAPE} {engine_gone_text(stale)} · last frame {at}")
 
@@ -122,66 +142,88 @@ class EngineLine(Bar):
 
 
 class Banner(Bar):
-    """The highest-priority condition first, with the count of the rest; grey when all is well."""
+    """The highest-priority condition first, with the count of the rest; grey when all is well.
+    While a new alarm at or above the console's annunciation priority is unacknowledged, its
+    tag flashes (the app sets `flashing`; ISA-101: flash for unacknowledged only)."""
 
     DEFAULT_CSS = """
     Banner { height: 1; background: $banner-normal; color: $banner-text; }
     """
 
-    def show(self, frame: Frame, colors: Mapping[str, str]) -> None:
-        shown = [a for a in frame.alarms if a.state in ("UNACK", "RTN_UNACK", "ACKED")]
-        if shown:
-            self._alarm(frame, shown, colors)
-            return
-        conds = sorted(
-            frame.conditions, key=lambda c: (SEVERITY_ORDER.get(c.severity, 9), -c.age_s)
-        )
-        if not conds:
-            bad = sum(1 for s in frame.signals if s.quality == "BAD")
-            text = Text(" No active conditions", style=colors.get("banner-text", ""))
-            if bad:
-                text = Text(
-                    f" {bad} signal(s) BAD — see the Quality column",
-                    style=colors.get("quality-bad", ""),
-                )
-            self.set_text(text)
-            return
-        top = conds[0]
-        shape = SEVERITY_SHAPE.get(top.severity, "!")
-        text = Text()
-        text.append(
-            f" {shape} {top.severity.upper()} ",
-            style=f"bold reverse {colors.get('alarm-' + top.severity, '')}".strip(),
-        )
-        text.append(
-            f" {top.text}  {format_duration(top.age_s)}",
-            style=f"bold {colors.get('alarm-' + top.severity, '')}".strip(),
-        )
-        if len(conds) > 1:
-            text.append(f"   +{len(conds) - 1} more", style="bold")
-        self.set_text(text)
+    flash_dark = False  # set by the app each tick: the dark half of a flash
 
-    def _alarm(self, frame: Frame, shown: list, colors: Mapping[str, str]) -> None:  # type: ignore[type-arg]
-        top = shown[0]  # the frame lists alarms in banner order: most urgent unacknowledged
-        color = colors.get("alarm-" + top.priority, "")
-        unack = top.state in ("UNACK", "RTN_UNACK")
-        state = {"UNACK": "UNACK", "RTN_UNACK": "RETURNED, UNACK", "ACKED": "ACK"}[top.state]
-        since = time.strftime("%H:%M:%S", time.localtime(top.activated)) if top.activated else ""
-        text = Text()
-        text.append(
-            f" {SEVERITY_SHAPE.get(top.priority, '!')} {top.priority.upper()} ",
-            style=f"bold {'reverse ' if unack else ''}{color}".strip(),
-        )
-        text.append(f" {top.message}", style=f"bold {color}".strip() if unack else color)
-        if top.text:
-            text.append(f"  {top.text}", style=color)
-        text.append(f"  {state} {since}", style="bold" if unack else "")
-        s = frame.alarm_summary
-        if s is not None:
-            text.append(f"   {s.active} active · {s.unack} unack", style="bold")
-        if len(shown) > 1:
-            text.append(f" (+{len(shown) - 1} more, F2)")
-        self.set_text(text)
+    def show(self, frame: Frame, colors: Mapping[str, str]) -> None:
+        self.set_text(banner_text(frame, colors, flash_off=self.flash_dark))
+
+
+def banner_text(frame: Frame, colors: Mapping[str, str], *, flash_off: bool = False) -> Text:
+    """What the banner says for a frame. flash_off: the dark half of a flash (the alarm's tag
+    drawn without its reverse block)."""
+    shown = [a for a in frame.alarms if a.state in ("UNACK", "RTN_UNACK", "ACKED")]
+    conds = sorted(frame.conditions, key=lambda c: (SEVERITY_ORDER.get(c.severity, 9), -c.age_s))
+    if shown:
+        return _alarm_text(frame, shown, conds, colors, flash_off)
+    if not conds:
+        bad = sum(1 for s in frame.signals if s.quality == "BAD")
+        if bad:
+            return Text(
+                f" {bad} signal(s) BAD — see the Quality column",
+                style=colors.get("quality-bad", ""),
+            )
+        return Text(" No active conditions", style=colors.get("banner-text", ""))
+    top = conds[0]
+    shape = SEVERITY_SHAPE.get(top.severity, "!")
+    text = Text()
+    text.append(
+        f" {shape} {top.severity.upper()} ",
+        style=f"bold reverse {colors.get('alarm-' + top.severity, '')}".strip(),
+    )
+    text.append(
+        f" {top.text}  {format_duration(top.age_s)}",
+        style=f"bold {colors.get('alarm-' + top.severity, '')}".strip(),
+    )
+    if len(conds) > 1:
+        text.append(f"   +{len(conds) - 1} more", style="bold")
+    return text
+
+
+def _alarm_text(
+    frame: Frame,
+    shown: list,  # type: ignore[type-arg]
+    conds: list[Condition],
+    colors: Mapping[str, str],
+    flash_off: bool,
+) -> Text:
+    top = shown[0]  # the frame lists alarms in banner order: most urgent unacknowledged
+    color = colors.get("alarm-" + top.priority, "")
+    unack = top.state in ("UNACK", "RTN_UNACK")
+    state = {"UNACK": "UNACK", "RTN_UNACK": "RETURNED, UNACK", "ACKED": "ACK"}[top.state]
+    since = local(top.activated).strftime("%H:%M:%S") if top.activated else ""
+    text = Text()
+    block = unack and not flash_off
+    text.append(
+        f" {SEVERITY_SHAPE.get(top.priority, '!')} {top.priority.upper()} ",
+        style=f"bold {'reverse ' if block else ''}{color}".strip(),
+    )
+    text.append(f" {top.message}", style=f"bold {color}".strip() if unack else color)
+    if top.text:
+        text.append(f"  {top.text}", style=color)
+    text.append(f"  {state} {since}", style="bold" if unack else "")
+    s = frame.alarm_summary
+    if s is not None:
+        text.append(f"   {s.active} active · {s.unack} unack", style="bold")
+    more = []
+    if len(shown) > 1:
+        more.append(f"+{len(shown) - 1} more, F2")
+    # Conditions that are not alarms too (a device down is both): a model at WARNING under a
+    # trip alarm is still said, as a count, with the most severe named where there is room.
+    alarmed = {a.id.split(":", 1)[-1] for a in frame.alarms}
+    extra = [c for c in conds if c.source.split()[-1] not in alarmed]
+    if extra:
+        more.append(f"+{len(extra)} condition{'s' if len(extra) > 1 else ''}: {extra[0].text}")
+    if more:
+        text.append(f" ({'; '.join(more)})")
+    return text
 
 
 class LinkBar(Bar):
