@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from floorconsole.adapters.onnx_model import load_package  # noqa: E402
 from floorconsole.core.clock import SystemClock  # noqa: E402
 from floorconsole.core.features import block_features, waveform_features  # noqa: E402
-from floorconsole.core.model_package import ModelConfig  # noqa: E402
+from floorconsole.core.model_config import ModelConfig  # noqa: E402
 from floorconsole.core.plantsim import MotorSim  # noqa: E402
 from floorconsole.core.quality import Quality, Reason  # noqa: E402
 from floorconsole.core.sample import Sample, waveform  # noqa: E402

@@ -19,14 +19,13 @@ from floorconsole.cli.model import inspect_package
 from floorconsole.core.clock import FakeClock
 from floorconsole.core.drift import reference_from_samples
 from floorconsole.core.features import block_features
+from floorconsole.core.model_config import ModelConfig, output_signals, parse_models
 from floorconsole.core.model_package import (
     FORMAT,
-    ModelConfig,
     PackageError,
     dump_sidecar,
     load_sidecar,
-    output_signals,
-    parse_models,
+    parse_sidecar,
     reference_to_raw,
 )
 from floorconsole.core.plantsim import MotorSim
@@ -868,3 +867,15 @@ def test_tolerance_check_flags_a_changed_threshold_and_ignores_versions() -> Non
         f"sidecar.thresholds.warning: {side['thresholds']['warning']!r} vs "
         f"{other['thresholds']['warning']!r}"
     ]
+
+
+@pytest.mark.parametrize("section", ["scaler", "output", "smoothing", "thresholds", "reference"])
+def test_an_empty_section_is_named_not_a_traceback(tmp_path: Path, section: str) -> None:
+    raw = json.loads(PKG.with_suffix(".json").read_text())
+    raw[section] = {}
+    with pytest.raises(PackageError, match=f"{section}: expected an object with its settings"):
+        parse_sidecar(
+            raw,
+            json_path=tmp_path / "motor_anomaly.json",
+            onnx_path=tmp_path / "motor_anomaly.onnx",
+        )

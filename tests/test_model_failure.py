@@ -12,7 +12,7 @@ import pytest
 
 from floorconsole.adapters.onnx_model import load_package
 from floorconsole.core.clock import FakeClock
-from floorconsole.core.model_package import MAX_BAD_WINDOWS, parse_models
+from floorconsole.core.model_config import MAX_BAD_WINDOWS, parse_models
 from floorconsole.core.plantsim import MotorSim
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.engine.model_runner import ModelRunner

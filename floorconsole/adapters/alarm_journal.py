@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from floorconsole.adapters.sqlite_file import Schema, open_store
 from floorconsole.core.alarms import AlarmHistory, AlarmState, JournalEntry
 from floorconsole.core.rules import ActionRecord, RuleEvent
 
@@ -90,6 +91,13 @@ CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
 BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
 """
 
+_SCHEMA = Schema(
+    "alarm journal",
+    SCHEMA_VERSION,
+    SCHEMA + "".join(_APPEND_ONLY.format(table=t) for t in _TABLES),
+    migrations={1: _MIGRATE_V2},
+)
+
 _INSERT_ENTRY = (
     "INSERT INTO alarm_journal (t, alarm, from_state, to_state, by, text, priority, "
     "shelved_until, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -114,23 +122,7 @@ class AlarmJournal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = self._connect()
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise JournalError(
-                    f"{self.path}: alarm journal schema version {version}; this "
-                    f"floorconsole reads up to {SCHEMA_VERSION}"
-                )
-            conn.execute("PRAGMA journal_mode=WAL")
-            if version == 1:
-                for sql in _MIGRATE_V2:
-                    conn.execute(sql)
-            conn.executescript(SCHEMA + "".join(_APPEND_ONLY.format(table=t) for t in _TABLES))
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as e:
-            raise JournalError(f"{self.path}: cannot open the alarm journal: {e}") from e
+        conn = open_store(self.path, _SCHEMA, error=JournalError, timeout_s=5.0)
         self._writer_conn = conn
         self._reader_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
@@ -142,13 +134,6 @@ class AlarmJournal:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="alarm-journal", daemon=True)
         self._thread.start()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=5.0
-        )
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
 
     # -- writing (any thread) --------------------------------------------------------------
 

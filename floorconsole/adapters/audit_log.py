@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from floorconsole.adapters.sqlite_file import Schema, open_store
 from floorconsole.core.audit import (
     GENESIS,
     AuditRecord,
@@ -71,6 +72,14 @@ CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
 
+_SCHEMA = Schema(
+    "audit trail",
+    SCHEMA_VERSION,
+    SCHEMA
+    + _APPEND_ONLY.format(table="audit_records")
+    + _APPEND_ONLY.format(table="audit_checkpoints"),
+)
+
 _COLUMNS = "seq, t_wall, user, kind, target, detail, prev_hash, hash"
 _INSERT = f"INSERT INTO audit_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _CHECKPOINT = (
@@ -106,44 +115,15 @@ class AuditLog:
         self.clock: Clock = clock or SystemClock()
         self.readonly = readonly
         self._lock = threading.Lock()
-        try:
-            if readonly:
-                if not self.path.exists():
-                    raise AuditError(f"no audit trail at {self.path}")
-                conn = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro",
-                    uri=True,
-                    check_same_thread=False,
-                    isolation_level=None,
-                    timeout=10.0,
-                )
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(
-                    self.path,
-                    check_same_thread=False,
-                    isolation_level=None,
-                    timeout=BUSY_TIMEOUT_MS / 1000,
-                )
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={synchronous}")
-                if synchronous == "NORMAL":  # sync() checkpoints; a commit never does
-                    conn.execute("PRAGMA wal_autocheckpoint=0")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise AuditError(
-                    f"{self.path}: audit schema version {version}; this "
-                    f"floorconsole reads up to {SCHEMA_VERSION}"
-                )
-            if not readonly:
-                conn.executescript(
-                    SCHEMA
-                    + _APPEND_ONLY.format(table="audit_records")
-                    + _APPEND_ONLY.format(table="audit_checkpoints")
-                )
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as e:
-            raise AuditError(f"{self.path}: cannot open the audit trail: {e}") from e
+        conn = open_store(
+            self.path,
+            _SCHEMA,
+            error=AuditError,
+            timeout_s=BUSY_TIMEOUT_MS / 1000,
+            synchronous=synchronous,
+            autocheckpoint=synchronous != "NORMAL",  # under NORMAL, sync() checkpoints
+            readonly=readonly,
+        )
         self._conn: sqlite3.Connection | None = conn
         self.appended = 0
         self._synced = 0

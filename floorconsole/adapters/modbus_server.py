@@ -29,7 +29,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from floorconsole.core.config import TABLES, ModbusPoint
+from floorconsole.core.points import TABLES, ModbusPoint
 from floorconsole.core.registers import BIT_TABLES, decode_point, encode
 
 log = logging.getLogger(__name__)

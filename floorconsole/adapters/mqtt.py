@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from floorconsole.adapters.mqtt_login import configure_client
 from floorconsole.core.clock import Clock
 from floorconsole.core.config import BrokerConfig, MqttPoint, SignalConfig
 from floorconsole.core.links import BadInputLog, LinkState, LinkStats, SampleSink
@@ -128,31 +129,10 @@ class BrokerClient:
             log.info("broker %s: stopped", self.broker.id)
 
     def _configure(self) -> str:
-        b = self.broker
-        if b.password_env:
-            password = os.environ.get(b.password_env)
-            if password is None:
-                return (
-                    f"environment variable {b.password_env} is not set (password_env of "
-                    f"broker {b.id!r}); not connecting"
-                )
-            self.client.username_pw_set(b.username or "", password)
-        elif b.username:
-            self.client.username_pw_set(b.username)
-        if b.tls is not None and not self._tls_set:
-            files = {"ca": b.tls.ca, "cert": b.tls.cert, "key": b.tls.key}
-            for name, path in files.items():
-                if path is not None and not path.is_file():
-                    return f"tls.{name} {path} is not a readable file"
-            try:
-                self.client.tls_set(
-                    ca_certs=str(b.tls.ca) if b.tls.ca else None,
-                    certfile=str(b.tls.cert) if b.tls.cert else None,
-                    keyfile=str(b.tls.key) if b.tls.key else None,
-                )
-            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-                return f"TLS set-up failed: {e}"
-            self._tls_set = True
+        problem = configure_client(self.client, self.broker, tls=not self._tls_set)
+        if problem:
+            return problem
+        self._tls_set = self.broker.tls is not None
         self.client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)  # type: ignore[arg-type]
         return ""
 

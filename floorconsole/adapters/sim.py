@@ -31,6 +31,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from floorconsole.adapters.broker import BrokerError, mqtt_ready, start_demo_broker
 from floorconsole.adapters.modbus_server import ModbusDeviceServer
 from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.plantsim import FAULT_KINDS, RUN_COIL, TRIP_COIL, MotorReading, MotorSim
@@ -338,8 +339,6 @@ def run_sim_cli(
     mqtt_host None: use the broker already answering MQTT on 127.0.0.1:mqtt_port, or start a
     local one there. Faults are KIND or KIND:SEVERITY.
     """
-    from floorconsole.adapters.broker import BrokerError, mqtt_ready, start_demo_broker
-
     try:
         fault_map = dict(parse_fault(f) for f in faults)
     except ValueError as e:

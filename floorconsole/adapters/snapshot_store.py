@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from floorconsole.adapters.sqlite_file import SqliteFile
+from floorconsole.adapters.sqlite_file import Schema, SqliteFile, open_store
 from floorconsole.core import toml_write
 from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.model_package import package_paths
@@ -97,6 +97,7 @@ BEGIN SELECT RAISE(ABORT, 'a snapshot never changes; make a new one'); END;
 CREATE TRIGGER IF NOT EXISTS blobs_no_update BEFORE UPDATE ON blobs
 BEGIN SELECT RAISE(ABORT, 'a blob is stored by its sha256 and never changes'); END;
 """
+_SCHEMA = Schema("snapshot database", SCHEMA_VERSION, SCHEMA)
 
 
 class SnapshotStoreError(ValueError):
@@ -136,27 +137,13 @@ class SnapshotStore(SqliteFile):
         self.clock = clock or SystemClock()
         self.boot = boot or uuid.uuid4().hex
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
+        self._conn = open_store(
+            self.path,
+            _SCHEMA,
+            error=SnapshotStoreError,
+            timeout_s=_BUSY_TIMEOUT_S,
+            foreign_keys=True,
         )
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            with self._tx():
-                version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise SnapshotStoreError(
-                        f"{self.path}: snapshot database schema {version}; this floorconsole "
-                        f"reads up to {SCHEMA_VERSION} (a newer floorconsole wrote it)"
-                    )
-                for stmt in _statements(SCHEMA):
-                    self._conn.execute(stmt)
-                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except BaseException:
-            self._conn.close()
-            raise
 
     @classmethod
     def in_data_dir(cls, data_dir: str | Path, **kwargs: Any) -> SnapshotStore:
@@ -610,17 +597,6 @@ def _snapshot(row: tuple[Any, ...] | sqlite3.Row) -> Snapshot:
         )
     except SnapshotError as e:
         raise SnapshotStoreError(f"snapshot {sid[:12]} is damaged: {e}") from None
-
-
-def _statements(script: str) -> list[str]:
-    """Split a schema script into statements (a trigger body holds a ';' of its own)."""
-    out, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    return [s for s in out if s]
 
 
 def _iso(t: float) -> str:

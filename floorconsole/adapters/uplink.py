@@ -17,7 +17,6 @@ twice; receivers drop duplicates by seq, and there are at most `inflight` of the
 from __future__ import annotations
 
 import logging
-import os
 import random
 import select
 import socket
@@ -29,6 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from floorconsole.adapters.mqtt_login import configure_client
 from floorconsole.adapters.outbox import Outbox, OutboxMessage
 from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.config import BrokerConfig
@@ -58,38 +58,6 @@ _GOODBYE_S = 1.0
 
 class _ConnectionLost(Exception):
     pass
-
-
-def configure_client(client: mqtt.Client, broker: BrokerConfig) -> str:
-    """Credentials (password from the environment) and TLS on a fresh paho client.
-
-    Returns "" or why this configuration cannot connect at all (a missing variable, an
-    unreadable certificate), so the caller reports it instead of retrying forever.
-    """
-    if broker.password_env:
-        password = os.environ.get(broker.password_env)
-        if password is None:
-            return (
-                f"environment variable {broker.password_env} is not set (password_env of "
-                f"broker {broker.id!r}); not connecting"
-            )
-        client.username_pw_set(broker.username or "", password)
-    elif broker.username:
-        client.username_pw_set(broker.username)
-    if broker.tls is not None:
-        files = {"ca": broker.tls.ca, "cert": broker.tls.cert, "key": broker.tls.key}
-        for name, path in files.items():
-            if path is not None and not path.is_file():
-                return f"tls.{name} {path} is not a readable file"
-        try:
-            client.tls_set(
-                ca_certs=str(broker.tls.ca) if broker.tls.ca else None,
-                certfile=str(broker.tls.cert) if broker.tls.cert else None,
-                keyfile=str(broker.tls.key) if broker.tls.key else None,
-            )
-        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-            return f"TLS set-up failed: {e}"
-    return ""
 
 
 class Uplink:

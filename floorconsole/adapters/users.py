@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from floorconsole.adapters.sqlite_file import SqliteFile
+from floorconsole.adapters.sqlite_file import Schema, SqliteFile, open_store
 from floorconsole.core.auth import (
     Lockout,
     Role,
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS users (
     last_failure_wall REAL
 )
 """
+_SCHEMA = Schema("user database", SCHEMA_VERSION, SCHEMA)
 
 _COLS = "name, role, created_wall, failures, locked_until_wall, last_failure_wall"
 
@@ -80,32 +81,7 @@ class UserStore(SqliteFile):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
-            )
-        except sqlite3.Error as e:
-            raise UserError(f"{self.path}: cannot open the user database: {e}") from None
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            with self._tx() as c:
-                version = c.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise UserError(
-                        f"{self.path}: user database schema {version}; this "
-                        f"floorconsole reads up to {SCHEMA_VERSION} (a newer "
-                        "floorconsole wrote it)"
-                    )
-                c.execute(SCHEMA)
-                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as e:
-            self._conn.close()
-            raise UserError(f"{self.path}: cannot open the user database: {e}") from None
-        except BaseException:
-            self._conn.close()
-            raise
+        self._conn = open_store(self.path, _SCHEMA, error=UserError, timeout_s=_BUSY_TIMEOUT_S)
 
     @classmethod
     def in_data_dir(cls, data_dir: str | Path) -> UserStore:

@@ -6,43 +6,21 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from floorconsole.core.model_package import (
-    ModelConfig,
-    PackageError,
-    load_sidecar,
-    output_signals,
-    parse_models,
-)
-from floorconsole.core.units import parse_duration, parse_size
+from floorconsole import __version__
+from floorconsole.core.model_config import ModelConfig, output_signals, parse_models
+from floorconsole.core.model_package import PackageError, load_sidecar
+from floorconsole.core.points import ModbusPoint, read_point
+from floorconsole.core.rules import ControlConfig, RuleConfig, parse_control, parse_rules
 from floorconsole.core.uplink import UplinkConfig, parse_uplink
-from floorconsole.core.uplink import value_kind as _kind
+from floorconsole.core.validate import ID_PATTERN, Problem, Problems, join, value_kind
 
-if TYPE_CHECKING:
-    from floorconsole.core.rules import ControlConfig, RuleConfig
-
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-
-REGISTER_TYPES = ("bool", "int16", "uint16", "int32", "uint32", "float32", "float64")
-TABLES = ("hr", "ir", "co", "di")
-WORD_ORDERS = ("big", "little")
 PROTOCOLS = ("modbus-tcp",)
 SIGNAL_KINDS = ("scalar", "waveform")
 
 # Sections of the plant file that later releases add; named so the message can say so.
 FUTURE_SECTIONS: dict[str, str] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong in a plant file: where (key path) and what was expected."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
 
 
 class PlantError(Exception):
@@ -88,22 +66,6 @@ class DeviceConfig:
     def stale_after_s(self) -> float:
         """A value with no fresh read for this long is BAD (no communication)."""
         return 2 * self.poll_s + self.timeout_s
-
-
-@dataclass(frozen=True, slots=True)
-class ModbusPoint:
-    device: str
-    table: str  # hr | ir | co | di
-    address: int
-    type: str
-    word_order: str = "big"
-    scale: float = 1.0
-    offset: float = 0.0
-
-    @property
-    def width(self) -> int:
-        """Registers (or bits, for co/di) this point occupies."""
-        return register_width(self.type) if self.table in ("hr", "ir") else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,31 +153,6 @@ class PlantConfig:
         ]
 
 
-def register_width(type_name: str) -> int:
-    return {
-        "bool": 1,
-        "int16": 1,
-        "uint16": 1,
-        "int32": 2,
-        "uint32": 2,
-        "float32": 2,
-        "float64": 4,
-    }[type_name]
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """'hr:0' -> ('hr', 0). Raises ValueError naming the accepted form."""
-    m = re.match(r"^(hr|ir|co|di):(\d+)$", text.strip()) if isinstance(text, str) else None
-    if not m:
-        raise ValueError(
-            f'{text!r} is not an address like "hr:0" (hr | ir | co | di, then the 0-based address)'
-        )
-    addr = int(m.group(2))
-    if addr > 65535:
-        raise ValueError(f"{text!r}: address {addr} is past 65535")
-    return m.group(1), addr
-
-
 def parse_json_path(text: str) -> tuple[str | int, ...]:
     """'a.b[2].c' -> ('a', 'b', 2, 'c'). Raises ValueError on a malformed path."""
     if not isinstance(text, str) or not text.strip():
@@ -229,122 +166,6 @@ def parse_json_path(text: str) -> tuple[str | int, ...]:
             parts.append(m.group(1))
         parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
     return tuple(parts)
-
-
-class _Checker:
-    """Collects problems while reading a TOML table, so one run reports them all."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path, message))
-
-    def table(self, value: Any, path: str) -> dict[str, Any] | None:
-        if not isinstance(value, dict):
-            self.add(path, f"expected a table, got {_kind(value)}")
-            return None
-        return value
-
-    def array_of_tables(self, value: Any, path: str) -> list[dict[str, Any]]:
-        if not isinstance(value, list):
-            self.add(path, f"expected an array of tables ([[{path}]]), got {_kind(value)}")
-            return []
-        out = []
-        for i, item in enumerate(value):
-            t = self.table(item, f"{path}[{i}]")
-            out.append(t if t is not None else {})
-        return out
-
-    def unknown_keys(self, table: dict[str, Any], path: str, known: tuple[str, ...]) -> None:
-        for key in table:
-            if key not in known:
-                self.add(_join(path, key), f"unknown key; expected one of {', '.join(known)}")
-
-    def string(
-        self,
-        table: dict[str, Any],
-        key: str,
-        path: str,
-        *,
-        required: bool = False,
-        default: str | None = None,
-        choices: tuple[str, ...] | None = None,
-        pattern: re.Pattern[str] | None = None,
-    ) -> str | None:
-        p = _join(path, key)
-        if key not in table:
-            if required:
-                self.add(p, "missing; it is required")
-            return default
-        v = table[key]
-        if not isinstance(v, str):
-            self.add(p, f"expected a string, got {_kind(v)}")
-            return default
-        if choices is not None and v not in choices:
-            self.add(p, f"{v!r} is not one of {', '.join(choices)}")
-            return default
-        if pattern is not None and not pattern.match(v):
-            self.add(
-                p, f"{v!r} is not a valid id (letters, digits, _ . - ; not starting with . or -)"
-            )
-            return default
-        return v
-
-    def integer(
-        self, table: dict[str, Any], key: str, path: str, *, default: int, lo: int, hi: int
-    ) -> int:
-        p = _join(path, key)
-        if key not in table:
-            return default
-        v = table[key]
-        if isinstance(v, bool) or not isinstance(v, int):
-            self.add(p, f"expected a whole number from {lo} to {hi}, got {_kind(v)}")
-            return default
-        if not lo <= v <= hi:
-            self.add(p, f"{v} is out of range; expected {lo} to {hi}")
-            return default
-        return v
-
-    def number(
-        self, table: dict[str, Any], key: str, path: str, *, default: float, nonzero: bool = False
-    ) -> float:
-        p = _join(path, key)
-        if key not in table:
-            return default
-        v = table[key]
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, (int, float))
-            or v != v
-            or v in (float("inf"), float("-inf"))
-        ):
-            self.add(p, f"expected a finite number, got {_kind(v)}")
-            return default
-        if nonzero and v == 0:
-            self.add(p, "must not be 0")
-            return default
-        return float(v)
-
-    def duration(
-        self, table: dict[str, Any], key: str, path: str, *, default: float, minimum: float = 0.0
-    ) -> float:
-        p = _join(path, key)
-        if key not in table:
-            return default
-        try:
-            v = parse_duration(table[key])
-        except ValueError as e:
-            self.add(p, str(e))
-            return default
-        if v < minimum:
-            self.add(p, f"{table[key]!r} is too short; at least {minimum * 1000:g} ms")
-            return default
-        return v
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
 
 
 def load_plant(path: str | Path, *, package_problems: list[Problem] | None = None) -> PlantConfig:
@@ -388,13 +209,13 @@ def validate_plant(
     package_problems: when given, a model package file that is missing, unreadable or does not
     fit the model's inputs is listed there instead of refusing the file: the engine runs that
     model from a stored copy, or without it (BAD, with an alarm), and everything else."""
-    c = _Checker()
+    c = Problems()
     for key in raw:
         if key in FUTURE_SECTIONS:
             c.add(
                 key,
                 f"{FUTURE_SECTIONS[key]} is not supported by floorconsole "
-                f"{_version()}; remove it or upgrade",
+                f"{__version__}; remove it or upgrade",
             )
         elif key not in (
             "edge",
@@ -441,18 +262,16 @@ def validate_plant(
     models: list[ModelConfig] = []
     if "models" in raw:
         if not isinstance(raw["models"], list):
-            c.add("models", f"expected an array of tables ([[models]]), got {_kind(raw['models'])}")
+            c.add(
+                "models",
+                f"expected an array of tables ([[models]]), got {value_kind(raw['models'])}",
+            )
         else:
-            pkg: list[tuple[str, str]] | None = None if package_problems is None else []
             models, model_problems = parse_models(
-                raw["models"], signal_ids, base_dir, package_problems=pkg
+                raw["models"], signal_ids, base_dir, package_problems=package_problems
             )
             for path, message in model_problems:
                 c.add(path, message)
-            if package_problems is not None and pkg:
-                package_problems.extend(Problem(path, message) for path, message in pkg)
-    from floorconsole.core.rules import parse_control, parse_rules
-
     # A rule may watch any signal: the plant's, and every model's outputs and drift figures.
     # Waveform signals are left out: a rule compares one number.
     ranges: dict[str, tuple[float, float] | None] = {
@@ -524,13 +343,7 @@ def _feature_names(m: ModelConfig) -> list[str]:
         return []
 
 
-def _version() -> str:
-    from floorconsole import __version__
-
-    return __version__
-
-
-def _unique(c: _Checker, tables: list[dict[str, Any]], items: list[Any], path: str) -> list[Any]:
+def _unique(c: Problems, tables: list[dict[str, Any]], items: list[Any], path: str) -> list[Any]:
     """Report ids used twice (judged on the tables, so a broken first one still counts)."""
     seen: dict[str, int] = {}
     dup: set[int] = set()
@@ -561,7 +374,7 @@ def zone_problem(name: str) -> str:
     return ""
 
 
-def _edge(c: _Checker, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None:
+def _edge(c: Problems, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None:
     if "edge" not in raw:
         c.add("edge", "missing; a plant file needs [edge] with at least id")
         return None
@@ -601,7 +414,7 @@ def _edge(c: _Checker, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
 OS_NAME_PATTERN = re.compile(r"^@?[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 
 
-def _attach_allow(c: _Checker, t: dict[str, Any]) -> tuple[str, ...]:
+def _attach_allow(c: Problems, t: dict[str, Any]) -> tuple[str, ...]:
     path = "edge.attach_allow"
     if "attach_allow" not in t:
         return ()
@@ -610,13 +423,13 @@ def _attach_allow(c: _Checker, t: dict[str, Any]) -> tuple[str, ...]:
         c.add(
             path,
             f'expected a list of OS users and @groups, e.g. ["alice", "@operators"], '
-            f"got {_kind(v)}",
+            f"got {value_kind(v)}",
         )
         return ()
     out: list[str] = []
     for i, item in enumerate(v):
         if not isinstance(item, str):
-            c.add(f"{path}[{i}]", f"expected an OS user or @group name, got {_kind(item)}")
+            c.add(f"{path}[{i}]", f"expected an OS user or @group name, got {value_kind(item)}")
         elif not OS_NAME_PATTERN.match(item):
             c.add(
                 f"{path}[{i}]",
@@ -633,7 +446,7 @@ def _attach_allow(c: _Checker, t: dict[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _broker(c: _Checker, t: dict[str, Any], path: str, base_dir: Path) -> BrokerConfig | None:
+def _broker(c: Problems, t: dict[str, Any], path: str, base_dir: Path) -> BrokerConfig | None:
     c.unknown_keys(
         t, path, ("id", "host", "port", "username", "password_env", "tls", "keepalive", "client_id")
     )
@@ -646,9 +459,9 @@ def _broker(c: _Checker, t: dict[str, Any], path: str, base_dir: Path) -> Broker
     client_id = c.string(t, "client_id", path)
     tls = None
     if "tls" in t:
-        tt = c.table(t["tls"], _join(path, "tls"))
+        tt = c.table(t["tls"], join(path, "tls"))
         if tt is not None:
-            tp = _join(path, "tls")
+            tp = join(path, "tls")
             c.unknown_keys(tt, tp, ("ca", "cert", "key"))
             files = {k: c.string(tt, k, tp) for k in ("ca", "cert", "key")}
             if (files["cert"] is None) != (files["key"] is None):
@@ -670,7 +483,7 @@ def _broker(c: _Checker, t: dict[str, Any], path: str, base_dir: Path) -> Broker
     )
 
 
-def _device(c: _Checker, t: dict[str, Any], path: str) -> DeviceConfig | None:
+def _device(c: Problems, t: dict[str, Any], path: str) -> DeviceConfig | None:
     c.unknown_keys(
         t,
         path,
@@ -705,7 +518,7 @@ _MQTT_KEYS = ("broker", "topic", "json", "ts", "kind", "max_payload")
 
 
 def _signal(
-    c: _Checker, t: dict[str, Any], path: str, broker_ids: set[str], device_ids: set[str]
+    c: Problems, t: dict[str, Any], path: str, broker_ids: set[str], device_ids: set[str]
 ) -> SignalConfig | None:
     sid = c.string(t, "id", path, required=True, pattern=ID_PATTERN)
     unit = c.string(t, "unit", path, default="") or ""
@@ -719,9 +532,9 @@ def _signal(
             or len(r) != 2
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r)
         ):
-            c.add(_join(path, "range"), "expected [low, high], two numbers")
+            c.add(join(path, "range"), "expected [low, high], two numbers")
         elif not r[0] < r[1]:
-            c.add(_join(path, "range"), f"low {r[0]} must be below high {r[1]}")
+            c.add(join(path, "range"), f"low {r[0]} must be below high {r[1]}")
         else:
             rng = (float(r[0]), float(r[1]))
 
@@ -756,65 +569,28 @@ def _signal(
 
 
 def _modbus_point(
-    c: _Checker, t: dict[str, Any], path: str, device_ids: set[str]
+    c: Problems, t: dict[str, Any], path: str, device_ids: set[str]
 ) -> ModbusPoint | None:
     device = c.string(t, "device", path, required=True)
     if device is not None and device not in device_ids:
         known = ", ".join(sorted(device_ids)) or "none defined"
-        c.add(_join(path, "device"), f"{device!r} is not a device in this file ({known})")
+        c.add(join(path, "device"), f"{device!r} is not a device in this file ({known})")
         device = None
-    table = addr = None
-    if "address" not in t:
-        c.add(_join(path, "address"), 'missing; it is required (e.g. "hr:0")')
-    else:
-        try:
-            table, addr = parse_address(t["address"])
-        except ValueError as e:
-            c.add(_join(path, "address"), str(e))
-    default_type = "bool" if table in ("co", "di") else None
-    typ = c.string(
-        t, "type", path, required=default_type is None, default=default_type, choices=REGISTER_TYPES
-    )
-    if table in ("co", "di") and typ not in (None, "bool"):
-        c.add(_join(path, "type"), f"{table} holds single bits; type must be bool, not {typ!r}")
-        typ = None
-    word_order = c.string(t, "word_order", path, default="big", choices=WORD_ORDERS) or "big"
-    if "word_order" in t and typ is not None and register_width(typ) == 1:
-        c.add(_join(path, "word_order"), f"applies only to 32- and 64-bit types, not {typ}")
-    scale = c.number(t, "scale", path, default=1.0, nonzero=True)
-    offset = c.number(t, "offset", path, default=0.0)
-    if table in ("co", "di") and ("scale" in t or "offset" in t):
-        c.add(path, f"scale and offset do not apply to {table} bits")
-    if typ is not None and addr is not None and table in ("hr", "ir"):
-        last = addr + register_width(typ) - 1
-        if last > 65535:
-            c.add(_join(path, "address"), f"a {typ} at {addr} runs past register 65535")
-            typ = None
-    if device is None or table is None or addr is None or typ is None:
-        return None
-    return ModbusPoint(
-        device=device,
-        table=table,
-        address=addr,
-        type=typ,
-        word_order=word_order,
-        scale=scale,
-        offset=offset,
-    )
+    return read_point(c, t, path, device, writable=False)
 
 
 def _mqtt_point(
-    c: _Checker, t: dict[str, Any], path: str, broker_ids: set[str]
+    c: Problems, t: dict[str, Any], path: str, broker_ids: set[str]
 ) -> MqttPoint | None:
     broker = c.string(t, "broker", path, required=True)
     if broker is not None and broker not in broker_ids:
         known = ", ".join(sorted(broker_ids)) or "none defined"
-        c.add(_join(path, "broker"), f"{broker!r} is not a broker in this file ({known})")
+        c.add(join(path, "broker"), f"{broker!r} is not a broker in this file ({known})")
         broker = None
     topic = c.string(t, "topic", path, required=True)
     if topic is not None and (not topic or "+" in topic or "#" in topic):
         c.add(
-            _join(path, "topic"),
+            join(path, "topic"),
             f"{topic!r}: a signal reads one topic; no wildcards (+ #), not empty",
         )
         topic = None
@@ -823,20 +599,15 @@ def _mqtt_point(
         try:
             json_path = parse_json_path(t["json"])
         except ValueError as e:
-            c.add(_join(path, "json"), str(e))
+            c.add(join(path, "json"), str(e))
     time_path = None
     if "ts" in t:
         try:
             time_path = parse_json_path(t["ts"])
         except ValueError as e:
-            c.add(_join(path, "ts"), str(e))
+            c.add(join(path, "ts"), str(e))
     kind = c.string(t, "kind", path, choices=SIGNAL_KINDS)
-    max_payload = 256 * 1024
-    if "max_payload" in t:
-        try:
-            max_payload = parse_size(t["max_payload"])
-        except ValueError as e:
-            c.add(_join(path, "max_payload"), str(e))
+    max_payload = c.size(t, "max_payload", path, default=256 * 1024)
     if broker is None or topic is None:
         return None
     return MqttPoint(
@@ -849,7 +620,7 @@ def _mqtt_point(
     )
 
 
-def _overlaps(c: _Checker, signals: list[SignalConfig | None]) -> None:
+def _overlaps(c: Problems, signals: list[SignalConfig | None]) -> None:
     """Two signals decoding overlapping registers of one device is almost always a typo."""
     taken: dict[tuple[str, str, int], str] = {}
     for i, s in enumerate(signals):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from floorconsole.core.config import ModbusPoint
+from floorconsole.core.points import ModbusPoint
 from floorconsole.core.registers import encode
 
 # --- Machine: a 4-pole induction motor on a 50 Hz supply -----------------------------------------

@@ -7,10 +7,10 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 
-from floorconsole.core.config import TABLES, ModbusPoint
+from floorconsole.core.points import BIT_TABLES, REGISTER_WIDTH, TABLES, ModbusPoint
+from floorconsole.core.validate import value_kind
 
 REGISTER_TABLES = ("hr", "ir")
-BIT_TABLES = ("co", "di")
 # Modbus application protocol v1.1b3: FC 3/4 read at most 125 registers, FC 1/2 at most 2000 bits.
 MAX_REGISTERS = 125
 MAX_BITS = 2000
@@ -40,7 +40,7 @@ _STRUCT_CHAR = {
     "float32": "f",
     "float64": "d",
 }
-_WIDTH = {"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
+
 _INT_RANGE = {
     "int16": (-(2**15), 2**15 - 1),
     "uint16": (0, 2**16 - 1),
@@ -96,7 +96,7 @@ def point_label(point: ModbusPoint) -> str:
 
 def _word_indices(point: ModbusPoint) -> list[int]:
     """Offsets of the point's words, most significant first."""
-    width = _WIDTH[point.type]
+    width = REGISTER_WIDTH[point.type]
     if point.word_order == "little":
         return list(range(width - 1, -1, -1))
     return list(range(width))
@@ -112,7 +112,7 @@ def decode_point(point: ModbusPoint, data: Sequence[int] | Sequence[bool]) -> fl
         if len(data) < 1:
             raise DecodeError(f"no bit for {point_label(point)}")
         return bool(data[0])
-    width = _WIDTH[point.type]
+    width = REGISTER_WIDTH[point.type]
     if len(data) < width:
         raise DecodeError(
             f"{point.type} at {point_label(point)} needs {width} registers, got {len(data)}"
@@ -171,12 +171,22 @@ def encode(value: float | bool | int, point: ModbusPoint) -> list[int]:
             )
     elif not math.isfinite(raw):
         raise ValueError(f"{label}: {value!r} is outside the float64 range{_scaled_note(point)}")
-    width = _WIDTH[point.type]
+    width = REGISTER_WIDTH[point.type]
     words = struct.unpack(f">{width}H", struct.pack(">" + _STRUCT_CHAR[point.type], raw))
     out = [0] * width
     for i, w in zip(_word_indices(point), words, strict=True):
         out[i] = w
     return out
+
+
+def write_value(value: object, point: ModbusPoint) -> float | bool:
+    """A value a write may send to point: true/false, or a number its type holds (as a float).
+
+    Raises ValueError saying why not; the one check of a rule's on/off and a write by hand."""
+    if not isinstance(value, (bool, int, float)):
+        raise ValueError(f"expected true/false or a number, got {value_kind(value)}")
+    encode(value, point)
+    return value if isinstance(value, bool) else float(value)
 
 
 def _scaled_note(point: ModbusPoint) -> str:

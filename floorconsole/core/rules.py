@@ -21,22 +21,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from floorconsole.core.alarms import PRIORITIES
-from floorconsole.core.config import (
-    ID_PATTERN,
-    REGISTER_TYPES,
-    WORD_ORDERS,
-    ModbusPoint,
-    Problem,
-    _Checker,
-    _join,
-    _kind,
-    parse_address,
-    register_width,
-)
 from floorconsole.core.history_format import iso_utc_ms
+from floorconsole.core.points import ModbusPoint, read_point
 from floorconsole.core.quality import Quality
-from floorconsole.core.registers import encode
+from floorconsole.core.registers import write_value
 from floorconsole.core.sample import Sample
+from floorconsole.core.validate import ID_PATTERN, Problem, Problems, join, value_kind
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -251,14 +241,14 @@ class ControlConfig:
 
 def parse_control(raw: Any, path: str = "control") -> tuple[ControlConfig, list[Problem]]:
     """The [control] table (absent: None or {}); read-only unless enabled = true."""
-    c = _Checker()
+    c = Problems()
     if raw is None:
         return ControlConfig(), []
     t = c.table(raw, path)
     if t is None:
         return ControlConfig(), c.problems
     c.unknown_keys(t, path, _CONTROL_KEYS)
-    enabled = _boolean(c, t, "enabled", path, default=False)
+    enabled = c.boolean(t, "enabled", path, default=False)
     return ControlConfig(enabled=enabled), c.problems
 
 
@@ -276,7 +266,7 @@ def parse_rules(
     to its engineering range, or None when it has none (then a deadband in % is refused).
     Rules with a problem are left out of the list.
     """
-    c = _Checker()
+    c = Problems()
     tables = c.array_of_tables(raw_rules, path) if raw_rules is not None else []
     rules: list[RuleConfig] = []
     seen_ids: dict[str, int] = {}
@@ -288,7 +278,7 @@ def parse_rules(
         rid = t.get("id")
         if isinstance(rid, str):
             if rid in seen_ids:
-                c.add(_join(p, "id"), f"{rid!r} is already used by {path}[{seen_ids[rid]}]")
+                c.add(join(p, "id"), f"{rid!r} is already used by {path}[{seen_ids[rid]}]")
             else:
                 seen_ids[rid] = i
         if rule is not None and len(c.problems) == before:
@@ -297,7 +287,7 @@ def parse_rules(
 
 
 def _rule(
-    c: _Checker,
+    c: Problems,
     t: dict[str, Any],
     p: str,
     signals: Mapping[str, Any],
@@ -310,7 +300,7 @@ def _rule(
     signal = c.string(t, "signal", p, required=True)
     if signal is not None and signal not in signals:
         known = ", ".join(sorted(signals)) or "none defined"
-        c.add(_join(p, "signal"), f"{signal!r} is not a signal of this plant ({known})")
+        c.add(join(p, "signal"), f"{signal!r} is not a signal of this plant ({known})")
         signal = None
     op = c.string(t, "op", p, required=True, choices=tuple(OPS))
     threshold = _threshold(c, t, p)
@@ -325,15 +315,15 @@ def _rule(
     if "max_changes_per_hour" in t:
         cap = c.integer(t, "max_changes_per_hour", p, default=0, lo=1, hi=100_000) or None
     policy = c.string(t, "on_bad_quality", p, default="hold", choices=QUALITY_POLICIES) or "hold"
-    enabled = _boolean(c, t, "enabled", p, default=True)
-    latch = _boolean(c, t, "latch", p, default=False)
+    enabled = c.boolean(t, "enabled", p, default=True)
+    latch = c.boolean(t, "latch", p, default=False)
     description = c.string(t, "description", p, default="") or ""
     actions: list[ActionConfig] = []
     if "actions" in t:
-        ap = _join(p, "actions")
+        ap = join(p, "actions")
         raw_actions = t["actions"]
         if not isinstance(raw_actions, list):
-            c.add(ap, f"expected an array of actions, got {_kind(raw_actions)}")
+            c.add(ap, f"expected an array of actions, got {value_kind(raw_actions)}")
             raw_actions = []
         for j, a in enumerate(raw_actions):
             action = _action(
@@ -366,31 +356,21 @@ def _rule(
     )
 
 
-def _boolean(c: _Checker, t: dict[str, Any], key: str, path: str, *, default: bool) -> bool:
-    if key not in t:
-        return default
-    v = t[key]
-    if not isinstance(v, bool):
-        c.add(_join(path, key), f"expected true or false, got {_kind(v)}")
-        return default
-    return v
-
-
-def _threshold(c: _Checker, t: dict[str, Any], p: str) -> float | None:
+def _threshold(c: Problems, t: dict[str, Any], p: str) -> float | None:
     if "threshold" not in t:
-        c.add(_join(p, "threshold"), "missing; it is required (a number, or true/false)")
+        c.add(join(p, "threshold"), "missing; it is required (a number, or true/false)")
         return None
     v = t["threshold"]
     if isinstance(v, bool):
         return 1.0 if v else 0.0
     if not isinstance(v, (int, float)) or not math.isfinite(v):
-        c.add(_join(p, "threshold"), f"expected a finite number or true/false, got {_kind(v)}")
+        c.add(join(p, "threshold"), f"expected a finite number or true/false, got {value_kind(v)}")
         return None
     return float(v)
 
 
 def _deadband(
-    c: _Checker,
+    c: Problems,
     t: dict[str, Any],
     p: str,
     op: str | None,
@@ -399,7 +379,7 @@ def _deadband(
 ) -> tuple[float, str]:
     if "deadband" not in t:
         return 0.0, ""
-    dp = _join(p, "deadband")
+    dp = join(p, "deadband")
     v = t["deadband"]
     value: float | None = None
     text = ""
@@ -423,7 +403,7 @@ def _deadband(
             value = float(m.group(1)) / 100.0 * (rng[1] - rng[0])
         text = v.strip()
     elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        c.add(dp, f'expected a number (0 or more) or a percentage like "2%", got {_kind(v)}')
+        c.add(dp, f'expected a number (0 or more) or a percentage like "2%", got {value_kind(v)}')
         return 0.0, ""
     elif v < 0:
         c.add(dp, f"{v} is negative; a deadband is 0 or more")
@@ -437,7 +417,7 @@ def _deadband(
 
 
 def _action(
-    c: _Checker,
+    c: Problems,
     a: Any,
     p: str,
     rule_id: str,
@@ -475,7 +455,7 @@ def _action(
 
 
 def _write_action(
-    c: _Checker,
+    c: Problems,
     t: dict[str, Any],
     p: str,
     rule_id: str,
@@ -486,69 +466,27 @@ def _write_action(
     device = c.string(t, "write", p)
     if device is not None and device not in devices:
         known = ", ".join(sorted(devices)) or "none defined"
-        c.add(_join(p, "write"), f"{device!r} is not a device in this file ({known})")
+        c.add(join(p, "write"), f"{device!r} is not a device in this file ({known})")
         device = None
-    table = addr = None
-    if "address" not in t:
-        c.add(_join(p, "address"), 'missing; it is required (e.g. "co:10" or "hr:5")')
-    else:
-        try:
-            table, addr = parse_address(t["address"])
-        except ValueError as e:
-            c.add(_join(p, "address"), str(e))
-        if table in ("ir", "di"):
-            name = "input registers" if table == "ir" else "discrete inputs"
-            c.add(
-                _join(p, "address"),
-                f"{table} ({name}) is read-only; a write goes to co "
-                "(coils) or hr (holding registers)",
-            )
-            table = None
-    default_type = "bool" if table == "co" else "uint16"
-    typ = c.string(t, "type", p, default=default_type, choices=REGISTER_TYPES)
-    if table == "co" and typ not in (None, "bool"):
-        c.add(_join(p, "type"), f"co holds single bits; type must be bool, not {typ!r}")
-        typ = None
-    word_order = c.string(t, "word_order", p, default="big", choices=WORD_ORDERS) or "big"
-    scale = c.number(t, "scale", p, default=1.0, nonzero=True)
-    offset = c.number(t, "offset", p, default=0.0)
-    if table == "co" and ("scale" in t or "offset" in t):
-        c.add(p, "scale and offset do not apply to co bits")
-    if typ is not None and addr is not None and table == "hr":
-        if addr + register_width(typ) - 1 > 65535:
-            c.add(_join(p, "address"), f"a {typ} at {addr} runs past register 65535")
-            typ = None
+    point = read_point(c, t, p, device, writable=True)
     if "on" not in t:
-        c.add(_join(p, "on"), "missing; the value written when the rule activates")
-    if device is None or table is None or addr is None or typ is None:
+        c.add(join(p, "on"), "missing; the value written when the rule activates")
+    if point is None:
         return None
-    point = ModbusPoint(
-        device=device,
-        table=table,
-        address=addr,
-        type=typ,
-        word_order=word_order,
-        scale=scale,
-        offset=offset,
-    )
     values: dict[str, float | bool | None] = {"on": None, "off": None}
     for key in ("on", "off"):
         if key not in t:
             continue
-        v = t[key]
         try:
-            if not isinstance(v, (bool, int, float)):
-                raise ValueError(f"expected true/false or a number, got {_kind(v)}")
-            encode(v, point)
+            values[key] = write_value(t[key], point)
         except ValueError as e:
-            c.add(_join(p, key), str(e))
-            continue
-        values[key] = v if isinstance(v, bool) else float(v)
+            c.add(join(p, key), str(e))
+    device, table, addr = point.device, point.table, point.address
     for a in range(addr, addr + point.width):
         other = written.get((device, table, a))
         if other is not None and other[0] != rule_id:
             c.add(
-                _join(p, "address"),
+                join(p, "address"),
                 f"{table}:{a} on {device} is already written by rule "
                 f"{other[0]!r} ({other[1]}); two rules would fight "
                 "over one output",
@@ -563,24 +501,24 @@ def _write_action(
 
 
 def _publish_action(
-    c: _Checker, t: dict[str, Any], p: str, brokers: set[str]
+    c: Problems, t: dict[str, Any], p: str, brokers: set[str]
 ) -> PublishAction | None:
     c.unknown_keys(t, p, _PUBLISH_KEYS)
     broker = c.string(t, "publish", p)
     if broker is not None and broker not in brokers:
         known = ", ".join(sorted(brokers)) or "none defined"
-        c.add(_join(p, "publish"), f"{broker!r} is not a broker in this file ({known})")
+        c.add(join(p, "publish"), f"{broker!r} is not a broker in this file ({known})")
         broker = None
     topic = c.string(t, "topic", p, required=True)
     if topic is not None and (not topic or "+" in topic or "#" in topic):
-        c.add(_join(p, "topic"), f"{topic!r}: publish to one topic; no wildcards (+ #), not empty")
+        c.add(join(p, "topic"), f"{topic!r}: publish to one topic; no wildcards (+ #), not empty")
         topic = None
     qos = c.integer(t, "qos", p, default=1, lo=0, hi=2)
     payload = c.string(t, "payload", p)
     if payload is not None:
         problem = _template_problem(payload)
         if problem:
-            c.add(_join(p, "payload"), problem)
+            c.add(join(p, "payload"), problem)
             payload = None
     if broker is None or topic is None or ("payload" in t and payload is None):
         return None

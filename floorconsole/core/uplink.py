@@ -51,7 +51,6 @@ import fnmatch
 import functools
 import json
 import math
-import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,7 +62,7 @@ from floorconsole.core.history_format import json_value, quality_text
 from floorconsole.core.model_state import enum_text
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
-from floorconsole.core.units import parse_duration, parse_size
+from floorconsole.core.validate import ID_PATTERN, UPLINK, Problem, Problems
 
 if TYPE_CHECKING:
     from floorconsole.core.alarms import JournalEntry
@@ -72,7 +71,6 @@ ON_FULL = ("drop_oldest", "reject_new")
 # kind -> the key of the list in the message; the kind is also the last topic level.
 KINDS: dict[str, str] = {"data": "samples", "alarms": "alarms", "audit": "records"}
 
-_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _KEYS = (
     "broker",
     "topic_prefix",
@@ -131,122 +129,28 @@ class UplinkConfig:
         return min(self.inflight - 1, max(1, math.ceil(self.inflight * self.live_budget)))
 
 
-def value_kind(v: Any) -> str:
-    """How a TOML value reads in a message: 'a string ('x')', 'an array'. (config.py has the
-    same as _kind; it can import this one: this module must not import config, which will
-    import it.)"""
-    if isinstance(v, bool):
-        return f"a boolean ({str(v).lower()})"
-    if isinstance(v, int | float):
-        return f"a number ({v})"
-    if isinstance(v, str):
-        return f"a string ({v!r})"
-    if isinstance(v, list):
-        return "an array"
-    if isinstance(v, dict):
-        return "a table"
-    return type(v).__name__
-
-
-class _Reader:
-    """Reads one table's keys, collecting (key path, message) problems."""
-
-    def __init__(self, table: dict[str, Any], path: str) -> None:
-        self.t = table
-        self.path = path
-        self.problems: list[tuple[str, str]] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.problems.append((f"{self.path}.{key}" if key else self.path, message))
-
-    def string(self, key: str, default: str | None) -> str | None:
-        if key not in self.t:
-            return default
-        v = self.t[key]
-        if not isinstance(v, str):
-            self.add(key, f"expected a string, got {value_kind(v)}")
-            return default
-        return v
-
-    def integer(self, key: str, default: int, lo: int, hi: int) -> int:
-        if key not in self.t:
-            return default
-        v = self.t[key]
-        if isinstance(v, bool) or not isinstance(v, int):
-            self.add(key, f"expected a whole number from {lo:_} to {hi:_}, got {value_kind(v)}")
-            return default
-        if not lo <= v <= hi:
-            self.add(key, f"{v:_} is out of range; expected {lo:_} to {hi:_}")
-            return default
-        return v
-
-    def number(
-        self, key: str, default: float, lo: float, hi: float, *, hi_open: bool = False
-    ) -> float:
-        if key not in self.t:
-            return default
-        v = self.t[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            self.add(key, f"expected a number, got {value_kind(v)}")
-            return default
-        if v < lo or v > hi or (hi_open and v == hi):
-            upper = f"below {hi:g}" if hi_open else f"{hi:g}"
-            self.add(key, f"{v:g} is out of range; expected {lo:g} to {upper}")
-            return default
-        return float(v)
-
-    def size(self, key: str, default: int, lo: int) -> int:
-        if key not in self.t:
-            return default
-        v = self.t[key]
-        try:
-            if isinstance(v, bool):
-                raise ValueError(f'{v!r} is not a size like 65536, "64KiB" or "1MB"')
-            n = parse_size(v)
-        except ValueError as e:
-            self.add(key, str(e))
-            return default
-        if n < lo:
-            self.add(key, f"{v!r} is too small; at least {lo:_} bytes")
-            return default
-        return n
-
-    def duration(self, key: str, default: float, minimum: float) -> float:
-        if key not in self.t:
-            return default
-        try:
-            v = parse_duration(self.t[key])
-        except ValueError as e:
-            self.add(key, str(e))
-            return default
-        if v < minimum:
-            self.add(key, f"{self.t[key]!r} is too short; at least {minimum * 1000:g} ms")
-            return default
-        return v
-
-
 def parse_uplink(
     raw: dict[str, Any] | None, broker_ids: set[str]
-) -> tuple[UplinkConfig | None, list[tuple[str, str]]]:
+) -> tuple[UplinkConfig | None, list[Problem]]:
     """The [uplink] table, or None when the plant file has none; every problem with its path."""
     if raw is None:
         return None, []
-    if not isinstance(raw, dict):
-        return None, [("uplink", f"expected a table, got {value_kind(raw)}")]
-    r = _Reader(raw, "uplink")
-    for key in raw:
-        if key not in _KEYS:
-            r.add(key, f"unknown key; expected one of {', '.join(_KEYS)}")
+    c = Problems(UPLINK)
+    t = c.table(raw, "uplink")
+    if t is None:
+        return None, c.problems
+    p = "uplink"
+    c.unknown_keys(t, p, _KEYS)
 
-    broker = r.string("broker", None)
-    if "broker" not in raw:
-        r.add("broker", "missing; it is required (the id of a [[brokers]] entry)")
+    broker = c.string(t, "broker", p)
+    if "broker" not in t:
+        c.add("uplink.broker", "missing; it is required (the id of a [[brokers]] entry)")
     elif broker is not None and broker not in broker_ids:
         known = ", ".join(sorted(broker_ids)) or "none defined"
-        r.add("broker", f"{broker!r} is not a broker in this file ({known})")
+        c.add("uplink.broker", f"{broker!r} is not a broker in this file ({known})")
         broker = None
 
-    prefix = r.string("topic_prefix", "floorconsole")
+    prefix = c.string(t, "topic_prefix", p, default="floorconsole")
     if prefix is not None and (
         not prefix
         or prefix.startswith("/")
@@ -255,54 +159,44 @@ def parse_uplink(
         or "#" in prefix
         or "//" in prefix
     ):
-        r.add(
-            "topic_prefix",
+        c.add(
+            "uplink.topic_prefix",
             f'{prefix!r} is not a topic prefix like "floorconsole" or '
             '"plant3/edge" (no wildcards, no leading, trailing or double /)',
         )
         prefix = None
 
-    on_full = r.string("on_full", "drop_oldest")
-    if on_full is not None and on_full not in ON_FULL:
-        r.add("on_full", f"{on_full!r} is not one of {', '.join(ON_FULL)}")
-        on_full = None
-
-    rows = r.integer("max_backlog_rows", 5_000_000, 1, 10**12)
-    size = r.size("max_backlog_bytes", 1 << 30, 1024)
-    batch = r.integer("batch", 200, 1, 100_000)
-    max_message = r.size("max_message_bytes", 256 * 1024, 1024)
-    inflight = r.integer("inflight", 20, 1, 1000)
-    live_budget = r.number("live_budget", 0.05, 0.0, 1.0, hi_open=True)
-    drain_rate = r.number("max_drain_rate", 0.0, 0.0, 1e9)
+    on_full = c.string(t, "on_full", p, default="drop_oldest", choices=ON_FULL)
+    rows = c.integer(t, "max_backlog_rows", p, default=5_000_000, lo=1, hi=10**12)
+    size = c.size(t, "max_backlog_bytes", p, default=1 << 30, lo=1024)
+    batch = c.integer(t, "batch", p, default=200, lo=1, hi=100_000)
+    max_message = c.size(t, "max_message_bytes", p, default=256 * 1024, lo=1024)
+    inflight = c.integer(t, "inflight", p, default=20, lo=1, hi=1000)
+    live_budget = c.number(t, "live_budget", p, default=0.05, lo=0.0, hi=1.0, hi_open=True)
+    drain_rate = c.number(t, "max_drain_rate", p, default=0.0, lo=0.0, hi=1e9)
 
     exclude: tuple[str, ...] = ()
-    if "exclude" in raw:
-        v = raw["exclude"]
+    if "exclude" in t:
+        v = t["exclude"]
         if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-            r.add(
-                "exclude", 'expected an array of signal ids or globs, e.g. ["motor1.vibration.*"]'
+            c.add(
+                "uplink.exclude",
+                'expected an array of signal ids or globs, e.g. ["motor1.vibration.*"]',
             )
         else:
             exclude = tuple(v)
 
-    host = r.string("primary_host", None)
-    if host is not None and not _ID.match(host):
-        r.add(
-            "primary_host",
-            f"{host!r} is not a valid id (letters, digits, _ . - ; not starting with . or -)",
-        )
-        host = None
-
-    host_window = r.size("host_window", 2 << 20, 1024)
-    status = r.duration("status_interval", 10.0, 1.0)
-    rmin = r.duration("reconnect_min", 0.5, 0.05)
-    rmax = r.duration("reconnect_max", 30.0, 0.05)
-    if "reconnect_min" in raw or "reconnect_max" in raw:
+    host = c.string(t, "primary_host", p, pattern=ID_PATTERN)
+    host_window = c.size(t, "host_window", p, default=2 << 20, lo=1024)
+    status = c.duration(t, "status_interval", p, default=10.0, minimum=1.0)
+    rmin = c.duration(t, "reconnect_min", p, default=0.5, minimum=0.05)
+    rmax = c.duration(t, "reconnect_max", p, default=30.0, minimum=0.05)
+    if "reconnect_min" in t or "reconnect_max" in t:
         if rmin > rmax:
-            r.add("reconnect_max", f"{rmax:g} s is below reconnect_min ({rmin:g} s)")
+            c.add("uplink.reconnect_max", f"{rmax:g} s is below reconnect_min ({rmin:g} s)")
 
-    if r.problems or broker is None or prefix is None or on_full is None:
-        return None, r.problems
+    if c.problems or broker is None or prefix is None or on_full is None:
+        return None, c.problems
     return UplinkConfig(
         broker=broker,
         topic_prefix=prefix,

@@ -17,7 +17,14 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
 
 from floorconsole.console import ActionView, AlarmSummary, AlarmView, CommandResult, RuleView
-from floorconsole.core.alarms import AlarmError, AlarmHistory, AlarmTable, JournalEntry
+from floorconsole.core.alarms import (
+    KPI_WINDOW_S,
+    AlarmError,
+    AlarmHistory,
+    AlarmState,
+    AlarmTable,
+    JournalEntry,
+)
 from floorconsole.core.clock import Clock
 from floorconsole.core.config import ModbusPoint
 from floorconsole.core.links import LinkState, LinkStats
@@ -571,8 +578,6 @@ class Control:
         last recorded them. Nothing is annunciated or written here; outputs restored active
         are read back from their devices (read_back_outputs) before any write. Returns what
         was restored, in words, for the engine-start entry."""
-        from floorconsole.core.alarms import KPI_WINDOW_S, AlarmState
-
         now_w = self.clock.wall()
         recent = journal.query(since=now_w - KPI_WINDOW_S, state="UNACK")
         alarms = self.alarms.restore(

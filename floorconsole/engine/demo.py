@@ -7,6 +7,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from floorconsole.adapters.broker import BrokerError, start_demo_broker
+from floorconsole.adapters.sim import SimPlant
 from floorconsole.core.config import PlantConfig, validate_plant
 
 DEMO_MODBUS_PORT = 15020
@@ -25,8 +27,6 @@ class DemoPlant:
         self.plant: PlantConfig
 
     def __enter__(self) -> DemoPlant:
-        from floorconsole.adapters.broker import BrokerError, start_demo_broker
-
         try:
             # The same ports at every start when they are free, so the demo's configuration
             # (ports included) is the same snapshot each time; others when they are taken.
@@ -47,8 +47,6 @@ class DemoPlant:
         return self
 
     def _sim(self, port: int) -> Any:
-        from floorconsole.adapters.sim import SimPlant
-
         for p in (port, 0):
             sim = SimPlant(
                 modbus_port=p,

@@ -16,8 +16,9 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from floorconsole.console import CommandError, CommandResult
-from floorconsole.core.config import REGISTER_TYPES, ModbusPoint, parse_address
-from floorconsole.core.registers import encode, point_label, value_text
+from floorconsole.core.points import ModbusPoint, read_point
+from floorconsole.core.registers import point_label, value_text, write_value
+from floorconsole.core.validate import Problems
 
 if TYPE_CHECKING:
     from floorconsole.engine.runtime import Engine
@@ -48,25 +49,14 @@ class ManualWrites:
             raise CommandError(
                 f"no Modbus device {device!r} in the running configuration (devices: {known})"
             )
+        # The same check as a rule's write action: address, type, writable table.
+        c = Problems()
+        given = {"address": address} | ({"type": type_} if type_ else {})
+        point = read_point(c, given, "", device, writable=True)
+        if point is None:
+            raise CommandError("; ".join(c.texts()))
         try:
-            table, addr = parse_address(address)
-        except ValueError as e:
-            raise CommandError(str(e)) from None
-        if table not in ("co", "hr"):
-            raise CommandError(
-                f"{address} is read-only; a write goes to co (coils) or hr (holding registers)"
-            )
-        typ = type_ or ("bool" if table == "co" else "uint16")
-        if typ not in REGISTER_TYPES or (table == "co" and typ != "bool"):
-            raise CommandError(
-                f"type {typ!r} does not fit {address}; expected "
-                f"{'bool' if table == 'co' else ', '.join(REGISTER_TYPES[1:])}"
-            )
-        point = ModbusPoint(device=device, table=table, address=addr, type=typ)
-        if isinstance(value, str) or not isinstance(value, (bool, int, float)):
-            raise CommandError(f"value {value!r}: expected true/false or a number")
-        try:
-            encode(value, point)
+            write_value(value, point)
         except ValueError as e:
             raise CommandError(str(e)) from None
         if not active.control.config.enabled:

@@ -61,13 +61,8 @@ from floorconsole.core.features import (
     scalar_features,
     waveform_features,
 )
-from floorconsole.core.model_package import (
-    ModelConfig,
-    OutputSignal,
-    PackageError,
-    Smoother,
-    output_signals,
-)
+from floorconsole.core.model_config import ModelConfig, OutputSignal, output_signals
+from floorconsole.core.model_package import PackageError, Smoother
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
 

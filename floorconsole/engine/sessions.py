@@ -16,8 +16,9 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from floorconsole.adapters.users import AuthResult, UserError, UserStore
 from floorconsole.console import CommandResult
 from floorconsole.core.auth import (
     ACTIONS,
@@ -28,9 +29,6 @@ from floorconsole.core.auth import (
     permitted,
 )
 from floorconsole.core.clock import Clock
-
-if TYPE_CHECKING:
-    from floorconsole.adapters.users import AuthResult, UserStore
 
 Audit = Callable[[str, str, str, dict[str, Any]], None]  # (kind, user, target, detail)
 
@@ -80,8 +78,6 @@ class Sessions:
     # -- logging in and out ------------------------------------------------------------------
 
     def _authenticate(self, user: str, pin: str) -> AuthResult:
-        from floorconsole.adapters.users import AuthResult, UserError
-
         try:
             return self._users().authenticate(user, pin, self._clock.wall())
         except UserError as e:  # the store itself failed (busy, unreadable): nobody gets in

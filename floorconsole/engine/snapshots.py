@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from floorconsole.adapters.snapshot_store import SnapshotStore, SnapshotStoreError
 from floorconsole.core.audit import SNAPSHOT_APPLY, SNAPSHOT_ROLLBACK
 from floorconsole.core.config import PlantConfig, PlantError, validate_plant
 from floorconsole.core.quality import Quality, Reason
+from floorconsole.core.snapshot import Snapshot, SnapshotError, diff_snapshots, read_model_files
 
 if TYPE_CHECKING:
-    from floorconsole.adapters.snapshot_store import SnapshotStore
-    from floorconsole.core.snapshot import Snapshot
     from floorconsole.engine.runtime import Configuration, Engine
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,6 @@ class SnapshotManager:
         """A new snapshot from an edited configuration, applied and health-checked."""
         if not message.strip():
             raise ApplyRefused("a change needs a message saying why")
-        from floorconsole.adapters.snapshot_store import SnapshotStoreError
-        from floorconsole.core.snapshot import SnapshotError, read_model_files
-
         loop = asyncio.get_running_loop()
         async with self._busy:
             t0 = time.monotonic()
@@ -203,8 +200,6 @@ class SnapshotManager:
     def _audit_changes(self, old: Snapshot, new: Snapshot, user: str, outcome: str) -> None:
         """The activation in the audit trail (under the snapshot's short id, as everywhere
         else), then its rule and model changes in plant words, per item."""
-        from floorconsole.core.snapshot import diff_snapshots
-
         self.engine.audit_safe(
             SNAPSHOT_ROLLBACK if outcome == "rolled-back" else SNAPSHOT_APPLY,
             user,
