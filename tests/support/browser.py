@@ -99,7 +99,9 @@ class Browser:
         self.console: list[str] = []
 
     async def __aenter__(self) -> Browser:
-        self._profile = tempfile.TemporaryDirectory(prefix="fc-chromium-")
+        self._profile = tempfile.TemporaryDirectory(
+            prefix="fc-chromium-", ignore_cleanup_errors=True
+        )
         self.proc = subprocess.Popen(
             [
                 self.executable,
