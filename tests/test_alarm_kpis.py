@@ -106,3 +106,68 @@ def test_a_quiet_window_is_within_every_target(journal: AlarmJournal) -> None:
 def test_a_window_that_ends_before_it_starts_is_refused() -> None:
     with pytest.raises(ValueError, match="must end after it starts"):
         alarm_kpis([], since=T0, until=T0)
+
+
+async def test_the_kpi_screen_reads_the_journal_through_the_console_api(
+    journal: AlarmJournal,
+) -> None:
+    """k on the alarm screen: the figures of a real journal, each with its target and a
+    shape, through ConsoleAPI.alarm_kpis; 1-4 choose the window."""
+    from dataclasses import asdict, replace
+    from pathlib import Path
+
+    from floorconsole.engine.replay import RecordedAPI
+    from floorconsole.ui.app import make_app
+    from floorconsole.ui.screens.alarms import AlarmScreen, KpiScreen
+
+    rec = Path(__file__).resolve().parents[1] / "fixtures" / "recordings" / "overview.json"
+
+    class JournalAPI(RecordedAPI):
+        asked: list[tuple[float, float]] = []
+
+        def alarm_kpis(self, since: float, until: float) -> dict:  # type: ignore[override,type-arg]
+            self.asked.append((since, until))
+            entries, before = journal.kpi_inputs(since, until)
+            k = alarm_kpis(entries, since=since, until=until, before=before)
+            return {**asdict(k), "verdicts": [list(v) for v in k.verdicts()]}
+
+    base = RecordedAPI.load(rec)
+    api = JournalAPI(replace(base.frame(), t_wall=T0 + HOUR), {})
+    app = make_app(api)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("f2")
+        await pilot.pause()
+        assert isinstance(app.screen, AlarmScreen)
+        await pilot.press("k")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, KpiScreen)
+        assert api.asked[-1] == (T0 + HOUR - 86400, T0 + HOUR)  # 24 h by default
+        await pilot.press("1")  # the last hour: the window of the test's journal
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert api.asked[-1] == (T0, T0 + HOUR)
+        text = screen.text
+        assert "16 annunciated" in text
+        assert "✕ average per 10 min   2.67 " in text
+        assert "✕ peak in 10 min       12 " in text
+        assert "✓ stale alarms" in text and "✕ chattering alarms" in text
+        assert "◆ ACKED  since" in text and "  S\n" in text  # S is stale and standing
+        lines = text.splitlines()
+        top = lines.index(" Most frequent") + 1
+        assert lines[top].split()[:2] == ["3", "18.8%"] and lines[top].endswith(" A")
+
+
+async def test_a_recording_has_no_journal_to_read() -> None:
+    from pathlib import Path
+
+    from floorconsole.console import Unavailable
+    from floorconsole.engine.replay import RecordedAPI
+
+    rec = Path(__file__).resolve().parents[1] / "fixtures" / "recordings" / "overview.json"
+    with pytest.raises(Unavailable, match="no alarm journal"):
+        RecordedAPI.load(rec).alarm_kpis(T0, T0 + HOUR)

@@ -106,6 +106,11 @@ class ConsoleAPI(Protocol):
 
     def alarm_journal(self, limit: int = 500) -> list[dict[str, Any]]: ...
 
+    def alarm_kpis(self, since: float, until: float) -> dict[str, Any]:
+        """ISA-18.2 figures from the alarm journal for since <= t < until: the fields of
+        core.alarm_kpis.AlarmKpis, and "verdicts" [[figure, value, target, within], ...]."""
+        ...
+
     def model_histogram(self, model_id: str, feature: str) -> dict[str, Any]: ...
 
     # -- configuration: snapshots and rule changes -----------------------------------------

@@ -322,6 +322,18 @@ class EngineAPI:
             truncated=truncated,
         )
 
+    def alarm_kpis(self, since: float, until: float) -> dict[str, Any]:
+        """ISA-18.2 figures from the journal over a window (read on the caller's thread)."""
+        from dataclasses import asdict
+
+        from floorconsole.core.alarm_kpis import alarm_kpis
+
+        if not until > since:
+            raise CommandError(f"a KPI window must end after it starts ({since} .. {until})")
+        entries, before = self._engine.journal.kpi_inputs(since, until)
+        k = alarm_kpis(entries, since=since, until=until, before=before)
+        return {**asdict(k), "verdicts": [list(v) for v in k.verdicts()]}
+
     def alarm_journal(self, limit: int = 500) -> list[dict[str, Any]]:
         """The last alarm transitions, newest first."""
         journal = self._engine.journal

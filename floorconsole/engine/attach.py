@@ -153,6 +153,7 @@ ARGS: dict[str, dict[str, Arg]] = {
     "snapshot_diff": {"a": Arg("text", required=True), "b": Arg("text", required=True)},
     "activations": {"limit": Arg("count")},
     "alarm_journal": {"limit": Arg("count")},
+    "alarm_kpis": {"since": Arg("time", required=True), "until": Arg("time", required=True)},
     "model_histogram": {
         "model_id": Arg("text", required=True),
         "feature": Arg("text", required=True),

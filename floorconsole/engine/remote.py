@@ -418,6 +418,9 @@ class RemoteAPI:
     def alarm_journal(self, limit: int = 500) -> list[dict[str, Any]]:
         return list(self._call("alarm_journal", limit=limit))
 
+    def alarm_kpis(self, since: float, until: float) -> dict[str, Any]:
+        return dict(self._call("alarm_kpis", since=since, until=until))
+
     def model_histogram(self, model_id: str, feature: str) -> dict[str, Any]:
         return dict(self._call("model_histogram", model_id=model_id, feature=feature))
 

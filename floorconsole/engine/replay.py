@@ -114,6 +114,9 @@ class RecordedAPI:
     def alarm_journal(self, limit: int = 500) -> list[dict[str, Any]]:
         raise Unavailable(f"{NO_ENGINE}: no alarm journal")
 
+    def alarm_kpis(self, since: float, until: float) -> dict[str, Any]:
+        raise Unavailable(f"{NO_ENGINE}: no alarm journal")
+
     def model_histogram(self, model_id: str, feature: str) -> dict[str, Any]:
         raise Unavailable(f"{NO_ENGINE}: no live drift windows")
 

@@ -74,6 +74,11 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
             KeyHelp(("u",), "unshelve the selected alarm"),
             KeyHelp(("f", "p", "n"), "filter by state, by priority; show normal alarms too"),
             KeyHelp(("j",), "the alarm journal: every transition, who and when"),
+            KeyHelp(
+                ("k",),
+                "alarm KPIs from the journal against the ISA-18.2 targets; 1-4: the last hour, "
+                "8 hours, 24 hours, 7 days",
+            ),
         ),
     ),
     (

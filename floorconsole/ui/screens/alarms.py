@@ -3,6 +3,7 @@ shelve for a chosen time, the journal, and the alarm KPIs."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,6 +115,7 @@ class AlarmScreen(ShowsFrames, Screen[None]):
         Binding("p", "priority_filter", "Priority"),
         Binding("n", "show_normal", "Normal too"),
         Binding("j", "journal", "Journal"),
+        Binding("k", "kpis", "KPIs"),
     ]
 
     DEFAULT_CSS = """
@@ -288,6 +290,9 @@ class AlarmScreen(ShowsFrames, Screen[None]):
     def action_journal(self) -> None:
         self.app.push_screen(JournalScreen())
 
+    def action_kpis(self) -> None:
+        self.app.push_screen(KpiScreen())
+
 
 class JournalScreen(ShowsFrames, Screen[None]):
     """Every alarm transition, newest first, from the engine's journal."""
@@ -320,6 +325,95 @@ class JournalScreen(ShowsFrames, Screen[None]):
             if not entries:
                 text = "no alarm transitions recorded yet"
         self.app.call_from_thread(self.query_one("#journal", Static).update, text)
+
+    def show_frame(self, frame: Frame) -> None:
+        pass
+
+
+KPI_WINDOWS = (
+    ("1", 3600.0, "1 hour"),
+    ("2", 8 * 3600.0, "8 hours"),
+    ("3", 86400.0, "24 hours"),
+    ("4", 7 * 86400.0, "7 days"),
+)
+
+
+def kpi_text(k: Mapping[str, Any], label: str) -> Text:
+    """The figures of core.alarm_kpis as a person reads them: each with its target and a shape
+    (✓ within, ✕ over), the most frequent, chattering, stale and standing alarms."""
+    t = Text()
+    t.append(f"Alarm KPIs, last {label} ({k['periods']} periods of 10 min): ", style="bold")
+    t.append(f"{k['annunciations']} annunciated\n\n")
+    for figure, value, target, ok in k["verdicts"]:
+        t.append(
+            f" {'✓' if ok else '✕'} {figure:<20} {value:<24} target {target}\n",
+            style="" if ok else "bold",
+        )
+    prios = k.get("by_priority") or {}
+    if prios:
+        t.append(
+            "\n by priority: " + ", ".join(f"{p} {n}" for p, n in sorted(prios.items())) + "\n"
+        )
+    t.append("\n Most frequent\n", style="bold")
+    for a in k["top"] or []:
+        t.append(f"   {a['count']:>5}  {a['share']:6.1%}  {a['priority']:<8} {a['alarm_id']}\n")
+    if not k["top"]:
+        t.append("   none in this window\n")
+    for title, key in (("Chattering", "chattering"),):
+        t.append(f"\n {title} (3 or more in 60 s)\n", style="bold")
+        for a in k[key] or []:
+            t.append(f"   {a['count']:>5}  {a['alarm_id']}\n")
+        if not k[key]:
+            t.append("   none\n")
+    t.append("\n Standing now (active; ◆ stale: active over 24 h)\n", style="bold")
+    for a in k["standing"] or []:
+        since = local(a["since"]).strftime("%Y-%m-%d %H:%M") if a["since"] else "?"
+        t.append(
+            f"   {'◆' if a['stale'] else ' '} {a['state']:<6} since {since}  {a['alarm_id']}\n"
+        )
+    if not k["standing"]:
+        t.append("   none\n")
+    return t
+
+
+class KpiScreen(ShowsFrames, Screen[None]):
+    """Alarm KPIs after ISA-18.2 from the journal over a chosen window (1-4)."""
+
+    BINDINGS = [
+        Binding("escape,backspace", "app.pop_screen", "Back", key_display="Esc"),
+        *[Binding(key, f"window({i})", label) for i, (key, _s, label) in enumerate(KPI_WINDOWS)],
+    ]
+    DEFAULT_CSS = "KpiScreen #kpis { height: 1fr; padding: 0 1; overflow-y: auto; }"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.window = 2  # 24 hours
+        self.text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("reading the alarm journal…", id="kpis")
+        yield ConsoleFooter()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def action_window(self, i: int) -> None:
+        self.window = i
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def load(self) -> None:
+        _key, span, label = KPI_WINDOWS[self.window]
+        frame = console_app(self).last_frame
+        now = frame.t_wall if frame is not None else time.time()
+        try:
+            body: Text | str = kpi_text(console_api(self).alarm_kpis(now - span, now), label)
+        except Unavailable:
+            body = "alarm KPIs need a running engine (they are read from its alarm journal)"
+        except Exception as e:  # noqa: BLE001 - shown, not raised: the console stays up
+            body = f"alarm KPIs could not be read: {e}"
+        self.text = body.plain if isinstance(body, Text) else body
+        self.app.call_from_thread(self.query_one("#kpis", Static).update, body)
 
     def show_frame(self, frame: Frame) -> None:
         pass
