@@ -57,7 +57,16 @@ def run_tests(args: list[str]) -> int:
         )
         return 1
     steps = [
-        [str(BIN / "ruff"), "check", "floorconsole", "tests", "benchmarks", "fixtures", "dev.py"],
+        [
+            str(BIN / "ruff"),
+            "check",
+            "floorconsole",
+            "tests",
+            "benchmarks",
+            "fixtures",
+            "scripts",
+            "dev.py",
+        ],
         [
             str(BIN / "ruff"),
             "format",
@@ -66,6 +75,7 @@ def run_tests(args: list[str]) -> int:
             "tests",
             "benchmarks",
             "fixtures",
+            "scripts",
             "dev.py",
         ],
         [

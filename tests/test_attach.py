@@ -24,10 +24,10 @@ import pytest
 from floorconsole.console import Frame
 from floorconsole.engine import attach
 from floorconsole.engine.attach import socket_path
-from floorconsole.engine.bootstrap import open_engine
-from floorconsole.engine.demo import DEMO_USERS, DemoPlant
+from floorconsole.engine.demo import DEMO_USERS
 from floorconsole.engine.remote import RemoteAPI
 from floorconsole.engine.runtime import Engine
+from tests.support.demo_engine import running_demo_engine
 from tests.support.throttle import ThrottledRelay
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,24 +51,8 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, step: float = 0
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    folder = short_dir()
-    try:
-        with DemoPlant(DEMO) as d:
-            e = open_engine(
-                data_dir=folder / "data",
-                base_dir=DEMO.parent,
-                user="test",
-                plant_raw=d.plant.raw,
-                source="demo plant",
-                demo=d.sim,
-            )
-            e.start_background()
-            try:
-                yield e
-            finally:
-                e.stop()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with running_demo_engine("fc-attach-") as e:
+        yield e
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from floorconsole.engine.attach import socket_path
-from floorconsole.engine.bootstrap import open_engine
-from floorconsole.engine.demo import DEMO_USERS, DemoPlant
+from floorconsole.engine.demo import DEMO_USERS
 from floorconsole.engine.runtime import Engine
+from tests.support.demo_engine import running_demo_engine
 from tests.support.engine_proc import EngineProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,24 +70,8 @@ def cpu_s(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    folder = short_dir()
-    try:
-        with DemoPlant(DEMO) as d:
-            e = open_engine(
-                data_dir=folder / "data",
-                base_dir=DEMO.parent,
-                user="test",
-                plant_raw=d.plant.raw,
-                source="demo plant",
-                demo=d.sim,
-            )
-            e.start_background()
-            try:
-                yield e
-            finally:
-                e.stop()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with running_demo_engine("fc-term-") as e:
+        yield e
 
 
 def drawn(screen: bytes) -> bool:
