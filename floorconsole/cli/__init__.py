@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from floorconsole.cli.args import CommandParser
+    from floorconsole.cli.args import CommandParser, add_data_dir_options
 
     p = CommandParser(
         prog="floorconsole",
@@ -103,14 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "socket, DATA_DIR/engine.sock. Any number of consoles may "
         "attach, each with its own user.",
     )
-    a.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        metavar="PLANT.toml",
-        help="plant file (for its data directory)",
-    )
-    a.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
+    add_data_dir_options(a)
     a.add_argument(
         "--socket",
         type=Path,
@@ -158,14 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print recorded samples of one or more signals.",
     )
     h.add_argument("signals", nargs="+", metavar="SIGNAL")
-    h.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        metavar="PLANT.toml",
-        help="plant file (for its data directory)",
-    )
-    h.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
+    add_data_dir_options(h)
     h.add_argument(
         "--since",
         default="10m",
@@ -207,14 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = snsub.add_parser(name, help=helptext, description=helptext)
         for prm in params:
             sp.add_argument(prm.lower())
-        sp.add_argument(
-            "-c",
-            "--config",
-            type=Path,
-            metavar="PLANT.toml",
-            help="plant file (for its data directory)",
-        )
-        sp.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
+        add_data_dir_options(sp)
         sp.set_defaults(func=cmd_snapshot, action=name)
 
     m = sub.add_parser(

@@ -10,6 +10,18 @@ from pathlib import Path
 from typing import NoReturn
 
 
+def add_data_dir_options(parser: argparse.ArgumentParser) -> None:
+    """-c PLANT.toml or --data-dir DIR: where a command finds the data directory."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="PLANT.toml",
+        help="plant file (for its data directory)",
+    )
+    parser.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
+
+
 def demo_data_dir() -> Path:
     """Where `floorconsole demo` keeps its data unless --data-dir says otherwise."""
     return Path.home() / ".local" / "state" / "floorconsole" / "demo"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from floorconsole.adapters.audit_log import FILE_NAME, AuditError, AuditLog
-from floorconsole.cli.args import data_dir_of, zone_of
+from floorconsole.cli.args import add_data_dir_options, data_dir_of, zone_of
 from floorconsole.cli.snapshot import SnapshotCommandError, parse_when
 from floorconsole.core.audit import KINDS
 from floorconsole.core.history_format import zone
@@ -53,14 +53,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "missing record if it is not intact.",
     )
     for sp, action in ((ls, "list"), (v, "verify")):
-        sp.add_argument(
-            "-c",
-            "--config",
-            type=Path,
-            metavar="PLANT.toml",
-            help="plant file (for its data directory)",
-        )
-        sp.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
+        add_data_dir_options(sp)
         sp.set_defaults(func=run, audit_action=action)
     a.set_defaults(func=lambda args: (a.print_help(), 2)[1])
     return a

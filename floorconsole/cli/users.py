@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from floorconsole.adapters.users import DB_NAME, UserError, UserStore
-from floorconsole.cli.args import CommandParser, data_dir_of
+from floorconsole.cli.args import CommandParser, add_data_dir_options, data_dir_of
 from floorconsole.core.auth import Role, check_pin_format
 from floorconsole.core.config import PlantError
 
@@ -58,14 +58,7 @@ def add_parser(subparsers: Any, *, on_change: ChangeHook | None = None) -> argpa
                 action="store_true",
                 help="read the PIN as one line from stdin instead of asking twice on the terminal",
             )
-        sp.add_argument(
-            "-c",
-            "--config",
-            type=Path,
-            metavar="PLANT.toml",
-            help="plant file (for its data directory)",
-        )
-        sp.add_argument("--data-dir", type=Path, help="data directory (instead of -c)")
+        add_data_dir_options(sp)
         sp.set_defaults(users_action=name)
     return u
 
