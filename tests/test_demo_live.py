@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from floorconsole.console import Frame, ModelView
-from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.demo import DemoPlant
 from floorconsole.engine.runtime import Engine
+from tests.support.demo_engine import demo_engine_in
 from tests.support.sessions import session_of
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
@@ -20,20 +20,8 @@ DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "plants" / "demo.toml"
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[DemoPlant, Engine]]:
-    with DemoPlant(DEMO) as d:
-        e = open_engine(
-            data_dir=tmp_path,
-            base_dir=DEMO.parent,
-            user="test",
-            plant_raw=d.plant.raw,
-            source="demo plant",
-            demo=d.sim,
-        )
-        e.start_background()
-        try:
-            yield d, e
-        finally:
-            e.stop()
+    with demo_engine_in(tmp_path) as (d, e):
+        yield d, e
 
 
 def model(frame: Frame) -> ModelView:

@@ -30,9 +30,11 @@ from floorconsole.engine.api import _signal_view
 from floorconsole.engine.replay import RecordedAPI
 from floorconsole.ui.widgets.model_panel import model_line, model_text
 from floorconsole.ui.widgets.status_bars import banner_text
+from tests.support.demo_engine import demo_engine_in
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDINGS = REPO / "fixtures" / "recordings"
+
 DEMO = REPO / "fixtures" / "plants" / "demo.toml"
 STATE = "motor1_anomaly.state"
 
@@ -132,23 +134,8 @@ def test_a_recorded_bad_model_says_bad_everywhere() -> None:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[object, object]]:
-    from floorconsole.engine.bootstrap import open_engine
-    from floorconsole.engine.demo import DemoPlant
-
-    with DemoPlant(DEMO) as d:
-        e = open_engine(
-            data_dir=tmp_path,
-            base_dir=DEMO.parent,
-            user="test",
-            plant_raw=d.plant.raw,
-            source="demo plant",
-            demo=d.sim,
-        )
-        e.start_background()
-        try:
-            yield d, e
-        finally:
-            e.stop()
+    with demo_engine_in(tmp_path) as (d, e):
+        yield d, e
 
 
 def walk(e: object, until: object, timeout: float, seen: list[str]) -> Frame:  # type: ignore[type-arg]

@@ -22,22 +22,30 @@ def short_dir(prefix: str = "fc-") -> Path:
 
 
 @contextmanager
+def demo_engine_in(data_dir: Path) -> Iterator[tuple[DemoPlant, Engine]]:
+    """The simulated plant and an engine on it in data_dir, running on a background thread."""
+    with DemoPlant(DEMO) as d:
+        e = open_engine(
+            data_dir=data_dir,
+            base_dir=DEMO.parent,
+            user="test",
+            plant_raw=d.plant.raw,
+            source="demo plant",
+            demo=d.sim,
+        )
+        e.start_background()
+        try:
+            yield d, e
+        finally:
+            e.stop()
+
+
+@contextmanager
 def running_demo_engine(prefix: str = "fc-") -> Iterator[Engine]:
+    """A demo engine in a short data directory of its own, removed afterwards."""
     folder = short_dir(prefix)
     try:
-        with DemoPlant(DEMO) as d:
-            e = open_engine(
-                data_dir=folder / "data",
-                base_dir=DEMO.parent,
-                user="test",
-                plant_raw=d.plant.raw,
-                source="demo plant",
-                demo=d.sim,
-            )
-            e.start_background()
-            try:
-                yield e
-            finally:
-                e.stop()
+        with demo_engine_in(folder / "data") as (_plant, e):
+            yield e
     finally:
         shutil.rmtree(folder, ignore_errors=True)
