@@ -63,7 +63,7 @@ def test_psi_of_identical_distributions_is_about_zero() -> None:
     assert max(small) < PSI_WARN
 
 
-@pytest.mark.parametrize(("shift", "status"), [(0.1, "ok"), (0.45, "warn"), (1.0, "alert")])
+@pytest.mark.parametrize(("shift", "status"), [(0.1, "ok"), (0.45, "warning"), (1.0, "alert")])
 def test_shifted_distributions_cross_thresholds(shift: float, status: str) -> None:
     value = live_psi(RNG.normal(shift, 1.0, 20_000))
     # for two unit normals PSI (a symmetric KL divergence) is about shift^2
@@ -244,12 +244,12 @@ def test_monitor_thresholds_are_configurable() -> None:
     for _ in range(400):
         mon.update(np.array([RNG.normal(0.8, 1), RNG.normal(5, 2)]), float(RNG.chisquare(3)))
     r = mon.report()
-    assert 0.25 < r.psi_max < 2.0 and r.status == "warn"
+    assert 0.25 < r.psi_max < 2.0 and r.status == "warning"
     with pytest.raises(ValueError):
         DriftMonitor(ref, psi_warn=0.3, psi_alert=0.2)  # type: ignore[arg-type]
 
 
-def test_monitor_page_hinkley_on_the_score_raises_warn() -> None:
+def test_monitor_page_hinkley_on_the_score_raises_a_warning() -> None:
     _, ref = _two_feature_reference()
     mon = DriftMonitor(ref, window=300, min_windows=10)  # type: ignore[arg-type]
     for _ in range(300):
@@ -258,7 +258,7 @@ def test_monitor_page_hinkley_on_the_score_raises_warn() -> None:
         mon.update(np.array([RNG.normal(0, 1), RNG.normal(5, 2)]), 30.0)
     r = mon.report()
     assert r.page_hinkley_fired and r.page_hinkley >= 1
-    assert r.status in ("warn", "alert")
+    assert r.status in ("warning", "alert")
 
 
 def test_incremental_counts_equal_a_recount_after_wrapping() -> None:

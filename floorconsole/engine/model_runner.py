@@ -8,7 +8,8 @@ graph once (the session was built at load time; run releases the GIL), and write
     <outputs.score>                 raw score (e.g. mean squared reconstruction error)
     <outputs.smoothed>              smoothed score (default id <model id>.smoothed)
     <outputs.state>                 0 normal, 1 warning, 2 critical (default <model id>.state)
-    <model id>.drift.status         0 ok, 1 warn, 2 alert (UNCERTAIN while the window fills)
+    <model id>.drift.status         0 ok, 1 warning, 2 alert (UNCERTAIN initial while the window
+                                    fills; its detail names what drives a warning)
     <model id>.drift.psi_max        largest PSI over the features
     <model id>.drift.score_psi      PSI of the score against the training scores
     <model id>.drift.page_hinkley   Page-Hinkley statistic / threshold on the score (>= 1 fires)
@@ -53,7 +54,13 @@ import numpy as np
 from floorconsole.adapters.onnx_model import OnnxModel, load_package
 from floorconsole.console import DriftFeatureView, ModelView
 from floorconsole.core.clock import Clock
-from floorconsole.core.drift import DriftMonitor, DriftReport, PageHinkley
+from floorconsole.core.drift import (
+    FILLING,
+    PERSIST_WINDOWS,
+    DriftMonitor,
+    DriftReport,
+    PageHinkley,
+)
 from floorconsole.core.features import (
     REPRESENTABLE,
     SCALAR_STATS,
@@ -258,15 +265,7 @@ class ModelRunner:
     def _install(self, package: OnnxModel) -> None:
         pkg = package.package
         plan = _Plan(package)
-        window = self.cfg.drift_window or pkg.drift.window
-        drift = DriftMonitor(
-            pkg.reference,
-            window=window,
-            min_windows=min(pkg.drift.min_windows, window),
-            psi_warn=self.cfg.psi_warn,
-            psi_alert=self.cfg.psi_alert,
-            page_hinkley=PageHinkley(delta=pkg.drift.ph_delta, threshold=pkg.drift.ph_threshold),
-        )
+        drift = drift_monitor(self.cfg, package)
         for inp in self._inputs.values():
             spec = pkg.input(inp.name)
             inp.kind = spec.kind
@@ -600,13 +599,16 @@ class ModelRunner:
         self, report: DriftReport, q: Quality, r: Reason, detail: str, t_source: float, now: float
     ) -> list[Sample]:
         p = self.drift_prefix
-        if report.status == "filling":
-            dq, dr = max(q, Quality.UNCERTAIN), Reason.INITIAL if q is Quality.GOOD else r
+        if report.status == FILLING:
+            # always INITIAL while filling: the status row then says FILLING (core.model_state)
+            dq, dr = max(q, Quality.UNCERTAIN), Reason.INITIAL
             dd = f"drift window filling: {report.count} of {self._drift_min()} windows"
+            sd = dd
         else:
             dq, dr, dd = q, r, detail
+            sd = f"{report.text}; {detail}" if detail else report.text  # names the drivers
         out = [
-            Sample(f"{p}.status", float(report.status_code), dq, dr, t_source, now, dd),
+            Sample(f"{p}.status", float(report.status_code), dq, dr, t_source, now, sd),
             Sample(f"{p}.psi_max", report.psi_max, dq, dr, t_source, now, dd),
             Sample(f"{p}.score_psi", report.score_psi, dq, dr, t_source, now, dd),
             Sample(f"{p}.page_hinkley", report.page_hinkley, dq, dr, t_source, now, dd),
@@ -742,9 +744,18 @@ class ModelRunner:
 
     @property
     def drift_status(self) -> str:
-        """filling | ok | warn | alert: what the engine's tick asks ten times a second."""
+        """filling | ok | warning | alert: what the engine's tick asks ten times a second."""
         rep = self._report
-        return rep.status if rep is not None else "filling"
+        return rep.status if rep is not None else FILLING
+
+    @property
+    def drift_text(self) -> str:
+        """The drift state in words with its drivers ('alert: x.rms +2.5σ, …'): the alarm's
+        text, the panels' line."""
+        rep = self._report
+        if rep is not None:
+            return rep.text
+        return f"filling: 0 of {self._drift_min()} windows"
 
     def view(self, state: Sample | None = None) -> ModelView:
         """The model as the model and drift panels show it: score against thresholds, drift
@@ -782,7 +793,7 @@ class ModelRunner:
                 window_ms=self.last_window_ms,
                 windows=self.runs,
                 bad_outputs=self.bad_outputs,
-                drift_status=rep.status if rep is not None else "filling",
+                drift_status=rep.status if rep is not None else FILLING,
                 drift_count=rep.count if rep is not None else 0,
                 drift_needed=drift.min_windows if drift is not None else 0,
                 psi_warn=drift.psi_warn if drift is not None else 0.1,
@@ -794,7 +805,7 @@ class ModelRunner:
                 features=tuple(
                     sorted(
                         (
-                            DriftFeatureView(f.name, f.psi, f.ks, f.wasserstein, f.status)
+                            DriftFeatureView(f.name, f.psi, f.ks, f.wasserstein, f.status, f.shift)
                             for f in (rep.features if rep is not None else ())
                         ),
                         key=lambda f: -f.psi,
@@ -806,6 +817,11 @@ class ModelRunner:
                 or self.last_load_error
                 or "",
                 quality_reason=reason,
+                drift_text=(
+                    rep.text
+                    if rep is not None
+                    else f"filling: 0 of {drift.min_windows if drift is not None else 0} windows"
+                ),
             )
 
     def status(self) -> dict[str, Any]:
@@ -815,11 +831,12 @@ class ModelRunner:
             m = self.model
             rep = self._report
             th = m.package.thresholds if m is not None else None
-            drift: dict[str, Any] = {"status": "filling", "count": 0, "features": []}
+            drift: dict[str, Any] = {"status": FILLING, "count": 0, "features": []}
             if self._drift is not None:
                 drift.update(
                     window=self._drift.window,
                     min_windows=self._drift.min_windows,
+                    persist=self._drift.persist,
                     psi_warn=self._drift.psi_warn,
                     psi_alert=self._drift.psi_alert,
                 )
@@ -832,6 +849,9 @@ class ModelRunner:
                     score_psi=rep.score_psi,
                     page_hinkley=rep.page_hinkley,
                     page_hinkley_fired=rep.page_hinkley_fired,
+                    text=rep.text,
+                    drivers=list(rep.drivers),
+                    line=rep.line,
                     features=[
                         {
                             "name": f.name,
@@ -839,6 +859,7 @@ class ModelRunner:
                             "ks": f.ks,
                             "wasserstein": f.wasserstein,
                             "status": f.status,
+                            "shift": f.shift,
                         }
                         for f in rep.features
                     ],
@@ -912,6 +933,23 @@ class ModelRunner:
                 "live": (live / live.sum()).tolist() if live.sum() else [0.0] * len(live),
                 "count": int(live.sum()),
             }
+
+
+def drift_monitor(cfg: ModelConfig, package: OnnxModel) -> DriftMonitor:
+    """The drift monitor a runner builds for this model and package: the package's window and
+    Page-Hinkley settings, the plant file's lines, PERSIST_WINDOWS and the correction for
+    testing every feature at once (core.drift). Replays and calibration build it here too."""
+    pkg = package.package
+    window = cfg.drift_window or pkg.drift.window
+    return DriftMonitor(
+        pkg.reference,
+        window=window,
+        min_windows=min(pkg.drift.min_windows, window),
+        psi_warn=cfg.psi_warn,
+        psi_alert=cfg.psi_alert,
+        page_hinkley=PageHinkley(delta=pkg.drift.ph_delta, threshold=pkg.drift.ph_threshold),
+        persist=PERSIST_WINDOWS,
+    )
 
 
 _F64_MAX = float(np.finfo(np.float64).max)
