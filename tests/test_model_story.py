@@ -54,7 +54,8 @@ def test_the_word_follows_quality_first_then_the_state() -> None:
 
 def test_enumerated_values_say_their_label_not_a_number() -> None:
     assert enum_text(STATE_LABELS, 2.0, "GOOD", "") == "CRITICAL"
-    assert enum_text(DRIFT_LABELS, 1.0, "UNCERTAIN", "initial") == "WARN"
+    assert enum_text(DRIFT_LABELS, 1.0, "GOOD", "") == "WARNING"
+    assert enum_text(DRIFT_LABELS, 0.0, "UNCERTAIN", "initial") == "FILLING"  # not OK yet
     assert enum_text(STATE_LABELS, 0.0, "BAD", "out of service") == OUT_OF_SERVICE
     assert enum_text(STATE_LABELS, 0.0, "BAD", "device failure") == BAD
     assert enum_text(STATE_LABELS, 7.0, "GOOD", "") == "? 7"  # a code without a word says so

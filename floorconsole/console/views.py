@@ -85,7 +85,8 @@ class DriftFeatureView:
     psi: float
     ks: float
     wasserstein: float
-    status: str  # ok | warn | alert
+    status: str  # filling | ok | warning | alert (core.drift.DRIFT_STATES)
+    shift: float = 0.0  # live mean - training mean, in training standard deviations
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ class ModelView:
     window_ms: float | None
     windows: int
     bad_outputs: int
-    drift_status: str  # filling | ok | warn | alert
+    drift_status: str  # filling | ok | warning | alert (core.drift.DRIFT_STATES), computed once
     drift_count: int  # windows in the live drift window
     drift_needed: int  # windows before drift figures mean anything
     psi_warn: float
@@ -120,6 +121,9 @@ class ModelView:
     features: tuple[DriftFeatureView, ...]  # worst first
     load_error: str
     quality_reason: str = ""  # why the outputs are not GOOD: "out of service", "no communication"
+    # the drift state in words with what drives it, the same on every screen and in the alarm:
+    # "warning: x.rms +3.1σ, x.variance +2.7σ", "filling: 24 of 240 windows", "ok"
+    drift_text: str = ""
 
     @property
     def word(self) -> str:

@@ -78,7 +78,7 @@ class OutputSignal:
 
 def output_signals(cfg: ModelConfig, feature_names: Sequence[str] = ()) -> list[OutputSignal]:
     """Every signal a model runner emits, in a fixed order. States are encoded as numbers:
-    state 0 normal, 1 warning, 2 critical; drift.status 0 ok, 1 warn, 2 alert."""
+    state 0 normal, 1 warning, 2 critical; drift.status 0 ok, 1 warning, 2 alert."""
     m = cfg.id
     out = [
         OutputSignal(cfg.output_id("score"), "", f"{m}: raw anomaly score"),
@@ -88,7 +88,7 @@ def output_signals(cfg: ModelConfig, feature_names: Sequence[str] = ()) -> list[
         OutputSignal(
             cfg.output_id("state"), "", f"{m}: 0 normal, 1 warning, 2 critical", STATE_LABELS
         ),
-        OutputSignal(f"{m}.drift.status", "", f"{m}: drift 0 ok, 1 warn, 2 alert", DRIFT_LABELS),
+        OutputSignal(f"{m}.drift.status", "", f"{m}: drift 0 ok, 1 warning, 2 alert", DRIFT_LABELS),
         OutputSignal(f"{m}.drift.psi_max", "", f"{m}: largest PSI over the features"),
         OutputSignal(f"{m}.drift.score_psi", "", f"{m}: PSI of the score"),
         OutputSignal(

@@ -13,12 +13,16 @@ OUT_OF_SERVICE = "OUT OF SERVICE"
 
 # The model's state signal carries a code (0, 1, 2); these are its words, in code order.
 STATE_LABELS = (NORMAL, WARNING, CRITICAL)
-# A model's drift.status signal: 0 ok, 1 warn, 2 alert.
-DRIFT_LABELS = ("OK", "WARN", "ALERT")
+# A model's drift.status signal: 0 ok, 1 warning, 2 alert (core.drift.DRIFT_STATES' words).
+DRIFT_LABELS = ("OK", "WARNING", "ALERT")
+# While the drift window fills, the signal carries 0 UNCERTAIN (initial): it says FILLING, the
+# word of the model and drift panels, not OK.
+FILLING = "FILLING"
 # The words that say "not scoring": the score carried beside them is the last one, not now's.
 NOT_SCORING = (BAD, OUT_OF_SERVICE)
 
 _OUT_OF_SERVICE_REASON = "out of service"  # core.quality.Reason.OUT_OF_SERVICE.text
+_INITIAL_REASON = "initial"  # core.quality.Reason.INITIAL.text
 
 
 def bad_word(reason: str) -> str:
@@ -68,4 +72,10 @@ def enum_text(
     BAD (the value carried then is the last one, and 0 would read as normal)."""
     if quality == "BAD":
         return bad_word(reason)
+    if (
+        tuple(labels) == DRIFT_LABELS
+        and quality == "UNCERTAIN"
+        and reason.strip().lower() == _INITIAL_REASON
+    ):
+        return FILLING
     return enum_label(labels, value)

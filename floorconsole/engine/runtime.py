@@ -280,7 +280,8 @@ class Configuration:
             else:
                 self.control.clear_system("model_failure", mid)
             if r.drift_status == "alert":
-                self.control.raise_system("drift_alert", mid, "PSI above the alert line")
+                # names the features that drive it: "alert: x.rms +2.5σ, x.variance +1.7σ"
+                self.control.raise_system("drift_alert", mid, r.drift_text)
             else:
                 self.control.clear_system("drift_alert", mid)
         self.control.tick()

@@ -18,7 +18,7 @@ from textual.widgets.option_list import Option
 from floorconsole.console import Frame, ModelView, Unavailable
 from floorconsole.ui.live import ShowsFrames, console_api
 from floorconsole.ui.widgets.footer import ConsoleFooter
-from floorconsole.ui.widgets.model_panel import DRIFT_COLOR, DRIFT_SHAPE, model_text
+from floorconsole.ui.widgets.model_panel import DRIFT_COLOR, DRIFT_SHAPE, drift_line, model_text
 from floorconsole.ui.widgets.status_bars import Bar
 
 
@@ -94,7 +94,9 @@ class DriftScreen(ShowsFrames, Screen[None]):
         if m is None:
             self.query_one("#model", Bar).set_text(f"✕ model {self.model_id} is not running")
             return
-        self.query_one("#model", Bar).set_text(model_text(m, colors, max(20, self.size.width - 4)))
+        head = model_text(m, colors, max(20, self.size.width - 4))
+        head.append_text(drift_line(m, colors))  # the same state and words as the overview's
+        self.query_one("#model", Bar).set_text(head)
         names = ("score", *(f.name for f in m.features))
         options = self.query_one(OptionList)
         by_name = {f.name: f for f in m.features}
@@ -123,6 +125,7 @@ class DriftScreen(ShowsFrames, Screen[None]):
         color = colors.get(DRIFT_COLOR.get(f.status, "muted"), "")
         t = Text(f"{name[:18]:<18} ")
         t.append(f"PSI {f.psi:5.2f} KS {f.ks:4.2f} W {f.wasserstein:4.2f} ", style=color)
+        t.append(f"{f.shift:+5.1f}σ ", style=color)
         t.append(f"{DRIFT_SHAPE.get(f.status, '')} {f.status}", style=color)
         return t
 

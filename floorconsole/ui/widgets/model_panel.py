@@ -34,10 +34,11 @@ STATE_COLOR = {
     BAD: "quality-bad",
     OUT_OF_SERVICE: "stale",
 }
-DRIFT_SHAPE = {"ok": "●", "warn": "▼", "alert": "◆", "filling": "○"}
+# core.drift.DRIFT_STATES: one vocabulary on the overview, the model panel and the drift screen
+DRIFT_SHAPE = {"ok": "●", "warning": "▼", "alert": "◆", "filling": "○"}
 DRIFT_COLOR = {
     "ok": "quality-good",
-    "warn": "alarm-medium",
+    "warning": "alarm-medium",
     "alert": "alarm-high",
     "filling": "muted",
 }
@@ -104,13 +105,34 @@ def model_text(m: ModelView, colors: Mapping[str, str], width: int) -> Text:
     return t
 
 
+def drift_words(m: ModelView) -> str:
+    """'▼ warning: x.rms +1.1σ, x.variance +0.8σ', '○ filling: 24 of 240 windows': the shape,
+    the state and what drives it, as the engine worded it (core.drift.DriftReport.text)."""
+    st = m.drift_status
+    return f"{DRIFT_SHAPE.get(st, '?')} {m.drift_text or st}"
+
+
+def drift_line(m: ModelView, colors: Mapping[str, str]) -> Text:
+    """One line: 'Drift ▼ WARNING x.rms +1.1σ, …' in the state's colour (the drift screen)."""
+    st = m.drift_status
+    t = Text()
+    t.append("Drift ", style="bold")
+    words = m.drift_text.split(": ", 1)
+    t.append(
+        f"{DRIFT_SHAPE.get(st, '?')} {st.upper()}" + (f" {words[1]}" if len(words) == 2 else ""),
+        style=("bold " if st in ("warning", "alert") else "")
+        + colors.get(DRIFT_COLOR.get(st, "muted"), ""),
+    )
+    return t
+
+
 def drift_text(m: ModelView, colors: Mapping[str, str], width: int, rows: int = 8) -> Text:
     t = Text()
     st = m.drift_status
     t.append("Drift ", style="bold")
     t.append(
         f"{DRIFT_SHAPE.get(st, '?')} {st.upper()}",
-        style=("bold " if st in ("warn", "alert") else "")
+        style=("bold " if st in ("warning", "alert") else "")
         + colors.get(DRIFT_COLOR.get(st, "muted"), ""),
     )
     if st == "filling" or m.drift_count < m.drift_needed:
@@ -120,6 +142,14 @@ def drift_text(m: ModelView, colors: Mapping[str, str], width: int, rows: int = 
             style=colors.get("muted", ""),
         )
         return t
+    words = m.drift_text.split(": ", 1)
+    if st in ("warning", "alert") and len(words) == 2:
+        # what drives it, by how much: "x.rms +1.1σ, x.variance +0.8σ"
+        t.append(
+            f"\n{words[1]}\n",
+            style="bold " + colors.get(DRIFT_COLOR.get(st, "muted"), ""),
+        )
+        t.append(f"PSI max {_num(m.psi_max, '.2f')} {m.worst}\n")
     else:
         t.append(f"  PSI max {_num(m.psi_max, '.2f')} {m.worst}\n")
     name_w = max(8, min(14, width - 16))
@@ -155,8 +185,8 @@ def model_line(frame: Frame) -> str:
             why = f" ({m.quality_detail or m.quality_reason})"
         parts.append(
             f"model {m.id}: {state_words(m)}{why} {score_words(m)}/{_num(m.warning)} · drift "
-            f"{DRIFT_SHAPE.get(m.drift_status, '')} {m.drift_status} "
-            f"PSI {_num(m.psi_max, '.2f')}"
+            f"{drift_words(m)}"
+            + (f" PSI {_num(m.psi_max, '.2f')}" if m.drift_status == "ok" else "")
         )
     return " │ ".join(parts)
 
