@@ -123,9 +123,10 @@ class DriftScreen(ShowsFrames, Screen[None]):
         if f is None:
             return Text(f"{name:<18} (the model's score)")
         color = colors.get(DRIFT_COLOR.get(f.status, "muted"), "")
-        t = Text(f"{name[:18]:<18} ")
-        t.append(f"PSI {f.psi:5.2f} KS {f.ks:4.2f} W {f.wasserstein:4.2f} ", style=color)
-        t.append(f"{f.shift:+5.1f}σ ", style=color)
+        t = Text(f"{name[:16]:<16} ")
+        # the signed shift from training in σ (what a warning names) where the unsigned
+        # Wasserstein distance stood: one row must fit the list at 80 columns
+        t.append(f"PSI {f.psi:5.2f} KS {f.ks:4.2f} {f.shift:+5.1f}σ ", style=color)
         t.append(f"{DRIFT_SHAPE.get(f.status, '')} {f.status}", style=color)
         return t
 
