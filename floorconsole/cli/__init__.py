@@ -453,6 +453,7 @@ def cmd_model_shadow(args: argparse.Namespace) -> int:
     from floorconsole.cli.model import (
         ModelCommandError,
         comparison_text,
+        end_session,
         engine_session,
         run_on_engine,
     )
@@ -464,8 +465,7 @@ def cmd_model_shadow(args: argparse.Namespace) -> int:
             try:
                 print(comparison_text(api.model_comparison(args.model)))
             finally:
-                api.logout(session)
-                api.close()
+                end_session(api, session)
             return 0
         extra = {"candidate": str(Path(args.candidate).resolve())} if args.candidate else {}
         ok, text = run_on_engine(

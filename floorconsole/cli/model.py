@@ -251,10 +251,14 @@ def run_on_engine(
         r = api.command(name, session=session, **args)
         return bool(r["ok"]), str(r["message"])
     finally:
-        try:
-            api.logout(session)
-        finally:
-            api.close()
+        end_session(api, session)
+
+
+def end_session(api: Any, session: str) -> None:
+    """Close the connection: the engine logs out every session of a connection that ends
+    (engine.attach), so no logout is sent (one sent without waiting would be cut off)."""
+    del session
+    api.close()
 
 
 def comparison_text(c: dict[str, Any]) -> str:

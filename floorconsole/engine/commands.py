@@ -339,14 +339,11 @@ class Commands:
             }
         if op != "start":
             raise CommandError(f"model.shadow: op {op!r}; expected start or stop")
-        path = candidate or ""
+        path = candidate or self._newest_candidate(model)
         if not path:
-            last = self._engine.candidates.get(model)
-            if last is None:
-                raise CommandError(
-                    f"no candidate for {model} yet: calibrate one first, or name its package"
-                )
-            path = str(last.path)
+            raise CommandError(
+                f"no candidate for {model} yet: calibrate one first, or name its package"
+            )
         try:
             loaded = await asyncio.get_running_loop().run_in_executor(None, load_package, path)
         except PackageError as e:
@@ -361,6 +358,23 @@ class Commands:
             f"{model}; its outputs are recorded as {sh.runner.score_id} and the rest of "
             f"{model}.shadow.*, and never reach a rule",
         }
+
+    def _newest_candidate(self, model: str) -> str:
+        """The candidate built last for a model, here or by `floorconsole model calibrate`
+        (DATA_DIR/candidates/<model>/<sha>/NAME.json, newest first); "" when there is none."""
+        folder = self._engine.data_dir / "candidates" / model
+        try:
+            sidecars = [p for p in folder.glob("*/*.json") if not p.parent.name.startswith(".")]
+            newest = max(sidecars, key=lambda p: p.stat().st_mtime, default=None)
+        except OSError:
+            newest = None
+        last = self._engine.candidates.get(model)
+        if last is not None and (
+            newest is None
+            or last.path.with_suffix(".json").stat().st_mtime >= newest.stat().st_mtime
+        ):
+            return str(last.path)
+        return str(newest.with_suffix("")) if newest is not None else ""
 
     async def _model_promote(self, model: str, message: str, user: str) -> CommandResult:
         """The candidate shadowing `model` becomes its package: a new snapshot, applied and
