@@ -61,9 +61,11 @@ def test_calibrate_shadow_and_promote_from_the_command_line(
     assert main(["model", "shadow", "start", "--model", "motor1_anomaly", *user]) == 1
     assert "login as eng1 refused" in capsys.readouterr().err
     monkeypatch.setenv("FLOORCONSOLE_PIN", ENG_PIN)
-    shadow = ["model", "shadow", "start", "--model", "motor1_anomaly", "--candidate", path]
-    assert main([*shadow, *user]) == 0
-    assert "motor1_anomaly.shadow.score" in capsys.readouterr().out
+    # without --candidate: the newest one on disk, the one just built
+    assert main(["model", "shadow", "start", "--model", "motor1_anomaly", *user]) == 0
+    started = capsys.readouterr().out
+    assert "motor1_anomaly.shadow.score" in started
+    assert f"({path.split('/')[-2][:12]})" in started
     deadline = time.monotonic() + 30
     while e.api.model_comparison("motor1_anomaly")["windows"] < 4:
         assert time.monotonic() < deadline, "the shadow never scored"
