@@ -100,25 +100,32 @@ def test_the_candidate_fits_the_new_normal_and_still_sees_every_fault(tmp_path: 
         )
     assert kept.onnx_sha256 == parent.onnx_sha256  # without training: the parent's graph
 
-    def warn_share(model_path: Path, fault: str | None, seed: int = 77) -> float:
+    def warnings(model_path: Path, fault: str | None, windows: int, seed: int = 77) -> np.ndarray:
+        """Whether the smoothed score is at or above warning, window by window."""
         m = load_package(model_path)
         sim = MotorSim(seed)
         sim.overhaul(**OVERHAUL)
         if fault:
             sim.set_fault(fault, 1.0)
         rows = []
-        for _ in range(240):
+        for _ in range(windows):
             sim.step(0.5)
             rows.append(block_features(*sim.vibration_block(256, 500.0)))
         s = m.score(np.asarray(rows))
         smoothed = np.convolve(s, np.ones(4) / 4, mode="valid")
-        return float((smoothed >= m.package.thresholds.warning).mean())
+        return smoothed >= m.package.thresholds.warning
 
-    assert warn_share(PACKAGE, None) > 0.5  # today's model calls the new normal anomalous
+    assert warnings(PACKAGE, None, 240).mean() > 0.5  # today's model calls the new normal anomalous
+    # every fault the model can see (dropout is a device gone: BAD inputs, not a score), with
+    # the windows it may take: the sensor drift ramps up over 15 minutes
+    budget = {"imbalance": 40, "bearing": 40, "misalignment": 40, "stuck_sensor": 40}
+    budget["sensor_drift"] = 600
     for cand in (kept, trained):
-        assert warn_share(cand.path, None) < 0.02
-        for fault in ("imbalance", "bearing", "misalignment"):
-            assert warn_share(cand.path, fault) > 0.5, (cand.path, fault)
+        assert warnings(cand.path, None, 240).mean() < 0.02
+        for fault, windows in budget.items():
+            seen = warnings(cand.path, fault, windows)
+            assert seen.any(), (cand.path, fault)
+            assert seen[-20:].all(), (cand.path, fault)  # and it stays in warning
 
 
 def test_too_short_a_window_is_refused_with_the_counts(tmp_path: Path) -> None:
