@@ -123,6 +123,9 @@ def test_overhaul_recalibrate_shadow_promote_and_roll_back(
     r = e.api.command("model.promote", session=eng, model=MODEL, message="after the overhaul")
     assert r["ok"] and r["health"] == "ok", r
     assert e.models[MODEL].model.sha256 == cand["package_sha256"]  # type: ignore[union-attr]
+    after = e.api.model_comparison(MODEL)  # the swap ended the shadow; the candidate is live
+    assert not after["running"]
+    assert after["live_sha256"] == after["last_candidate"]["package_sha256"]
     promoted_at = time.time()
     wait_for("30 windows of the promoted model", lambda: len(states_since(e, promoted_at)) >= 30)
     states = states_since(e, promoted_at)

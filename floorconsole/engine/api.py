@@ -592,6 +592,7 @@ class EngineAPI:
             "running": sh is not None,
             "calibrating": list(progress) if progress else None,
             "last_candidate": cand.as_dict() if cand is not None else None,
+            "live_sha256": runner.model.sha256 if runner.model is not None else "",
         }
         if sh is None:
             return base

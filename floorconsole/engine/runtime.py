@@ -292,6 +292,8 @@ class Configuration:
             out = r.check()
             if out:
                 self.hub.ingest(out)
+        for sh in list(self.shadows.values()):
+            sh.check()  # a shadow's stale inputs too: recorded BAD, like the live model's
         self.control.update_links(self.links.values())
         for mid, r in self.models.items():
             cond = r.condition()

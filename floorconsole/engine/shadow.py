@@ -123,6 +123,13 @@ class Shadow:
             self.shadow_tally.add(mine)
             self.pairs.append((s.t_source, self.live.last_score, float(s.value), live_state, mine))
 
+    def check(self) -> None:
+        """On the watchdog's tick: the runner's stale-input check, its outputs recorded."""
+        out = self.runner.check()
+        if out and self._store is not None:
+            self._store.append(out)
+            self.recorded += len(out)
+
     def summary(self) -> dict[str, Any]:
         c = self.candidate
         return {

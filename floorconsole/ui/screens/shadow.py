@@ -63,7 +63,12 @@ def comparison_text(c: Mapping[str, Any], colors: Mapping[str, str], width: int)
     last = c.get("last_candidate")
     if not c.get("running"):
         t.append(f"no candidate runs beside {c.get('model', '?')}.\n", style="bold")
-        if last:
+        if last and last.get("package_sha256") == c.get("live_sha256"):
+            t.append(
+                f"candidate {last.get('version', '')} ({str(last.get('package_sha256'))[:12]}) "
+                "is the live model now: promoted. F5 rolls back to the one before.\n"
+            )
+        elif last:
             w = last.get("window", {})
             t.append(
                 f"last candidate {last.get('version', '')} ({str(last.get('package_sha256'))[:12]})"
