@@ -118,11 +118,14 @@ def test_every_command_is_described_once_and_handled_once() -> None:
         "snapshot.rollback",
         "model.import",
         "rule.reset",
+        "model.promote",  # issue 15: a promotion is a configuration change like any other
     }
     assert {n for n, a in ACTIONS.items() if a.timeout == "long"} == {
         "config.apply",
         "snapshot.rollback",
         "model.import",
+        "model.promote",  # waits for the health check, as an apply does
+        "model.calibrate",  # reads hours of history and may train: seconds, not instants
     }
     for a in ACTIONS.values():
         assert a.audit_kind in KINDS and a.timeout in TIMEOUT_S, a

@@ -137,6 +137,21 @@ class Cases:
                 "message": f"matrix model {self.n}",
                 "package": _model_copy(self.tmp / f"pkg{self.n}", f"1.0.{self.n}"),
             }
+        if action == "model.calibrate":
+            since, until = self.healthy_window()
+            return {"model": "motor1_anomaly", "since": since, "until": until}
+        if action == "model.shadow":
+            return {
+                "model": "motor1_anomaly",
+                "op": "start",
+                "candidate": _model_copy(self.tmp / f"pkg{self.n}", f"1.0.{self.n}"),
+            }
+        if action == "model.promote":
+            r = self.e.api.command(
+                "model.shadow", session=self.eng, **self.args("model.shadow", self.eng)
+            )
+            assert r["ok"], r
+            return {"model": "motor1_anomaly", "message": f"matrix promote {self.n}"}
         if action == "users.manage":
             return {"op": "add", "name": f"tmp{self.n}", "role": "operator", "pin": "5678"}
         if action == "rule.reset":
@@ -147,6 +162,18 @@ class Cases:
         raise AssertionError(f"no case for {action}: add one")
 
     eng: str | None = None
+    _window: tuple[float, float] | None = None
+
+    def healthy_window(self) -> tuple[float, float]:
+        """Five and a half minutes of healthy running recorded (accelerated) an hour ago."""
+        if self._window is None:
+            from floorconsole.core.plantsim import MotorSim
+            from tests.support.recorded_motor import record_motor
+
+            since = time.time() - 3600.0
+            until = record_motor(self.e.historian, MotorSim(3), since=since, seconds=330.0)
+            self._window = (since, until)
+        return self._window
 
     def trip(self) -> None:
         """The demo's latched trip as if it had tripped and its condition had cleared."""

@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from floorconsole.core.model_package import (
     ModelPackage,
+    OutputSpec,
     PackageError,
     load_sidecar,
     package_paths,
@@ -205,3 +206,22 @@ def _probe(model: OnnxModel, onnx_path: Path) -> None:
     except Exception as e:  # onnxruntime's runtime errors (shape mismatch inside the graph)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PackageError(onnx_path, [f"a test run on {n} features failed: {first[:300]}"]) from e
+
+
+def score_onnx_bytes(
+    data: bytes, input_name: str, output_name: str, output: OutputSpec, scaled: np.ndarray
+) -> np.ndarray:
+    """Scores of (n, F) scaled float32 inputs through an ONNX graph given as bytes, before it
+    has a sidecar (recalibration: the thresholds come from these scores). Batched, one
+    thread, as the engine runs a package."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    out = []
+    for start in range(0, len(scaled), 4096):
+        z = np.ascontiguousarray(scaled[start : start + 4096], dtype=np.float32)
+        y = session.run([output_name], {input_name: z})[0]
+        out.append(output.score(y, z))
+    return np.concatenate(out) if out else np.zeros(0)

@@ -189,6 +189,11 @@ class SimPlant:
         with self._lock:
             self._motor.clear_fault(kind)
 
+    def overhaul(self, *, one_x_gain: float = 1.0, broadband_gain: float = 1.0) -> None:
+        """The motor after maintenance runs differently, healthy (MotorSim.overhaul)."""
+        with self._lock:
+            self._motor.overhaul(one_x_gain=one_x_gain, broadband_gain=broadband_gain)
+
     def reading(self) -> MotorReading:
         """The motor's latest reading (what the registers hold, before encoding)."""
         with self._lock:

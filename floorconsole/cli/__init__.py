@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mi.add_argument("package", type=Path, metavar="FILE", help="NAME, NAME.onnx or NAME.json")
     mi.set_defaults(func=cmd_model_inspect)
+    _model_recalibration_parsers(msub)
 
     from floorconsole.cli import audit as audit_cli
     from floorconsole.cli import users as users_cli
@@ -341,6 +342,161 @@ def cmd_model_inspect(args: argparse.Namespace) -> int:
         print(f"floorconsole: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _model_recalibration_parsers(msub: Any) -> None:
+    """model calibrate | shadow | promote: recalibration at the box (cli/model.py)."""
+    from floorconsole.cli.args import add_data_dir_options
+
+    mc = msub.add_parser(
+        "calibrate",
+        help="a candidate package from a healthy window of recorded history",
+        description="Build a candidate model package (scaler, thresholds, drift reference and, "
+        "with --train-weights, new autoencoder weights) from a window of the history marked "
+        "healthy. Reads the history file, so it works beside a running engine; the candidate "
+        "goes to DATA_DIR/candidates/.",
+    )
+    mc.add_argument(
+        "--from",
+        dest="since",
+        required=True,
+        metavar="TIME",
+        help="start: an ISO time (UTC unless it says) or a duration back (2h)",
+    )
+    mc.add_argument(
+        "--to", dest="until", default="0s", metavar="TIME", help="end, as --from (default: now)"
+    )
+    mc.add_argument("--model", help="the [[models]] id (needed when there are several)")
+    mc.add_argument(
+        "--train-weights",
+        action="store_true",
+        help="train new autoencoder weights here (seconds), not only the scaler",
+    )
+    mc.add_argument("--seed", type=int, help="training seed (same window and seed: same bytes)")
+    add_data_dir_options(mc)
+    mc.set_defaults(func=cmd_model_calibrate)
+
+    def engine_user(p: argparse.ArgumentParser) -> None:
+        add_data_dir_options(p)
+        p.add_argument(
+            "--user",
+            required=True,
+            help="who acts (an engineer); the PIN is asked for, or read from FLOORCONSOLE_PIN",
+        )
+
+    ms = msub.add_parser(
+        "shadow",
+        help="run a candidate beside the live model (start | stop | status)",
+        description="On the running engine: a candidate scores beside the live model on the "
+        "same windows, its outputs recorded as MODEL.shadow.*, with no effect on rules.",
+    )
+    ms.add_argument("op", choices=("start", "stop", "status"))
+    ms.add_argument("--model", required=True, help="the [[models]] id")
+    ms.add_argument(
+        "--candidate",
+        metavar="PATH",
+        default="",
+        help="the candidate package (NAME without suffix; default the last built)",
+    )
+    engine_user(ms)
+    ms.set_defaults(func=cmd_model_shadow)
+
+    mp = msub.add_parser(
+        "promote",
+        help="make the shadowed candidate the live model (a new snapshot)",
+        description="On the running engine: the candidate shadowing MODEL becomes its package, "
+        "as a snapshot applied and health-checked like any change (engineer, PIN, reason, "
+        "audit); `floorconsole snapshot list` shows it and rollback brings the previous back.",
+    )
+    mp.add_argument("--model", required=True, help="the [[models]] id")
+    mp.add_argument("-m", "--message", required=True, help="why (kept in the audit trail)")
+    engine_user(mp)
+    mp.set_defaults(func=cmd_model_promote)
+
+
+def _pin() -> str:
+    import getpass
+
+    pin = os.environ.get("FLOORCONSOLE_PIN")
+    return pin if pin is not None else getpass.getpass("PIN: ")
+
+
+def cmd_model_calibrate(args: argparse.Namespace) -> int:
+    from floorconsole.cli.args import data_dir_of
+    from floorconsole.cli.model import ModelCommandError, calibrate_from_history
+    from floorconsole.cli.snapshot import SnapshotCommandError, parse_when
+
+    data_dir = data_dir_of(args, UserError)
+    now = time.time()
+    try:
+        since, until = parse_when(args.since, now), parse_when(args.until, now)
+        print(
+            f"floorconsole: calibrating from {data_dir / 'history.db'}", file=sys.stderr, flush=True
+        )
+        out = calibrate_from_history(
+            data_dir,
+            since,
+            until,
+            model=args.model,
+            train_weights=args.train_weights,
+            seed=args.seed,
+            progress=sys.stderr,
+        )
+    except (ModelCommandError, SnapshotCommandError) as e:
+        raise UserError(str(e)) from None
+    print(out)
+    return 0
+
+
+def cmd_model_shadow(args: argparse.Namespace) -> int:
+    from floorconsole.cli.args import data_dir_of
+    from floorconsole.cli.model import (
+        ModelCommandError,
+        comparison_text,
+        end_session,
+        engine_session,
+        run_on_engine,
+    )
+
+    data_dir = data_dir_of(args, UserError)
+    try:
+        if args.op == "status":
+            api, session = engine_session(data_dir, args.user, _pin())
+            try:
+                print(comparison_text(api.model_comparison(args.model)))
+            finally:
+                end_session(api, session)
+            return 0
+        extra = {"candidate": str(Path(args.candidate).resolve())} if args.candidate else {}
+        ok, text = run_on_engine(
+            data_dir, args.user, _pin(), "model.shadow", model=args.model, op=args.op, **extra
+        )
+    except ModelCommandError as e:
+        raise UserError(str(e)) from None
+    print(text if ok else f"floorconsole: {text}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def cmd_model_promote(args: argparse.Namespace) -> int:
+    from floorconsole.cli.args import data_dir_of
+    from floorconsole.cli.model import ModelCommandError, run_on_engine
+
+    data_dir = data_dir_of(args, UserError)
+    print("floorconsole: promoting (applied, then health-checked)...", file=sys.stderr, flush=True)
+    try:
+        ok, text = run_on_engine(
+            data_dir,
+            args.user,
+            _pin(),
+            "model.promote",
+            take_control=True,
+            model=args.model,
+            message=args.message,
+        )
+    except ModelCommandError as e:
+        raise UserError(str(e)) from None
+    print(text if ok else f"floorconsole: {text}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ class CommandResult(TypedDict, total=False):
     snapshot: str  # config.apply, snapshot.rollback: the snapshot running afterwards
     seconds: float  # config.apply, snapshot.rollback: how long it took
     health: str  # config.apply, snapshot.rollback: "ok", or why the health check failed
+    candidate: dict[str, Any]  # model.calibrate: the candidate package built (path, sha256...)
 
 
 def viewer_session() -> dict[str, Any]:
@@ -112,6 +113,10 @@ class ConsoleAPI(Protocol):
         ...
 
     def model_histogram(self, model_id: str, feature: str) -> dict[str, Any]: ...
+
+    def model_comparison(self, model_id: str, points: int = 120) -> dict[str, Any]:
+        """A shadowed candidate against the live model (EngineAPI.model_comparison)."""
+        ...
 
     # -- configuration: snapshots and rule changes -----------------------------------------
 

@@ -206,6 +206,35 @@ ACTIONS: dict[str, Action] = _table(
         needs_control=True,
         timeout=LONG,
     ),
+    # Recalibration at the box (engine.calibrate, engine.shadow): building a candidate and
+    # shadowing it change nothing the plant sees; promoting it is a configuration change.
+    Action(
+        "model.calibrate",
+        Role.ENGINEER,
+        False,
+        "build a candidate model package from a healthy window of history",
+        "model_change",
+        "model",
+        timeout=LONG,
+    ),
+    Action(
+        "model.shadow",
+        Role.ENGINEER,
+        False,
+        "run a candidate model beside the live one, or stop it",
+        "model_change",
+        "model",
+    ),
+    Action(
+        "model.promote",
+        Role.ENGINEER,
+        True,
+        "make a shadowed candidate the live model (a new snapshot)",
+        "model_change",
+        "model",
+        needs_control=True,
+        timeout=LONG,
+    ),
     Action("users.manage", Role.ADMIN, True, "add, remove and change users", "user_change", "name"),
     Action("kiosk.leave", Role.ADMIN, True, "leave kiosk mode", "kiosk", GROUP),
 )

@@ -183,6 +183,10 @@ class MotorSim:
         self._coasting = False  # de-energised by a trip: no drive ramp, the rotor coasts
         self._run_hours = float(run_hours)
         self._load_hold: float | None = None
+        # The machine as installed: an overhaul (a new coupling, the sensor re-mounted) changes
+        # what healthy running looks like without any fault (see overhaul()).
+        self._one_x_gain = 1.0
+        self._broadband_gain = 1.0
 
         # Start at the operating point of the initial load, thermally settled, so the demo moves
         # from the first second instead of warming up from ambient for minutes.
@@ -263,6 +267,15 @@ class MotorSim:
         if pct is not None and not 0.0 <= pct <= 100.0:
             raise ValueError(f"load must be 0..100 %, got {pct!r}")
         self._load_hold = None if pct is None else float(pct)
+
+    def overhaul(self, *, one_x_gain: float = 1.0, broadband_gain: float = 1.0) -> None:
+        """A healthy machine that runs differently after maintenance: residual unbalance (1x)
+        and machine broadband scaled by these gains, for good (what a model trained before the
+        overhaul calls anomalous, and recalibration learns as the new normal)."""
+        if not (one_x_gain > 0.0 and broadband_gain > 0.0):
+            raise ValueError(f"gains must be > 0, got {one_x_gain!r}, {broadband_gain!r}")
+        self._one_x_gain = float(one_x_gain)
+        self._broadband_gain = float(broadband_gain)
 
     def set_run(self, on: bool) -> None:
         """Run command: False ramps the motor down, True starts it (unless tripped)."""
@@ -425,11 +438,15 @@ class MotorSim:
         )
         bearing = self._bearing_ringing(n, fs, f1, scale)
 
-        noise_std = math.hypot(BROADBAND_G * scale, SENSOR_NOISE_G)
+        noise_std = math.hypot(BROADBAND_G * self._broadband_gain * scale, SENSOR_NOISE_G)
         axes = []
         for a in range(3):
             sig = (
-                scale * ONE_X_G[a] * one_x_gain[a] * np.sin(shaft + ONE_X_PHASE[a])
+                scale
+                * ONE_X_G[a]
+                * self._one_x_gain
+                * one_x_gain[a]
+                * np.sin(shaft + ONE_X_PHASE[a])
                 + scale * TWO_X_G[a] * two_x_gain[a] * np.sin(2 * shaft + TWO_X_PHASE[a])
                 + magnetising * LINE_2F_G[a] * np.sin(line + a)
                 + noise_std * self._rng_axis[a].standard_normal(n)

@@ -568,6 +568,70 @@ class EngineAPI:
             "now": now,
         }
 
+    def model_comparison(self, model_id: str, points: int = 120) -> dict[str, Any]:
+        """The candidate shadowing a model against the live one (engine.shadow): both
+        scores over time (at most `points`, the newest), agreement, how often each was in
+        warning or critical, and the dry run of every rule on the model's outputs replayed
+        with the shadow's recorded outputs beside the live ones, since the shadow started.
+        Without a shadow: {"running": False} and the last candidate calibrated, if any."""
+        import sqlite3
+
+        from floorconsole.adapters.historian import HistorianError, HistoryReader
+        from floorconsole.core.dryrun import dry_run
+
+        e = self._engine
+        active = e.active
+        runner = active.models.get(model_id)
+        if runner is None:
+            raise CommandError(f"no model {model_id!r} in this configuration")
+        cand = e.candidates.get(model_id)
+        sh = active.shadows.get(model_id)
+        progress = e.calibration_progress.get(model_id)
+        base: dict[str, Any] = {
+            "model": model_id,
+            "running": sh is not None,
+            "calibrating": list(progress) if progress else None,
+            "last_candidate": cand.as_dict() if cand is not None else None,
+            "live_sha256": runner.model.sha256 if runner.model is not None else "",
+        }
+        if sh is None:
+            return base
+        out = {**base, **sh.summary()}
+        pairs = list(sh.pairs)
+        step = max(1, math.ceil(len(pairs) / max(1, points)))
+        shown = pairs[::-1][::step][::-1]
+        out["series"] = {
+            "t": [p[0] for p in shown],
+            "live": [p[1] for p in shown],
+            "shadow": [p[2] for p in shown],
+        }
+        now = e.clock.wall()
+        mapping = sh.summary()["signals"]
+        rules = []
+        reader = getattr(self._readers, "reader", None)
+        try:
+            if reader is None:
+                reader = HistoryReader(e.historian.path)
+                self._readers.reader = reader
+            for r in e.plant.rules:
+                if r.signal not in mapping:
+                    continue
+                live = reader.query(r.signal, sh.since, None)
+                shadow = reader.query(mapping[r.signal], sh.since, None)
+                rules.append(
+                    {
+                        "rule": r.id,
+                        "signal": r.signal,
+                        "shadow_signal": mapping[r.signal],
+                        "live": dry_run(r, live, until=now).as_dict(),
+                        "shadow": dry_run(r, shadow, until=now).as_dict(),
+                    }
+                )
+        except (HistorianError, OSError, sqlite3.Error) as err:
+            out["dry_run_error"] = f"history could not be read: {err}"
+        out["dry_run"] = rules
+        return out
+
 
 if TYPE_CHECKING:  # mypy proves the engine gives a console every call of the contract
 

@@ -158,6 +158,7 @@ ARGS: dict[str, dict[str, Arg]] = {
         "model_id": Arg("text", required=True),
         "feature": Arg("text", required=True),
     },
+    "model_comparison": {"model_id": Arg("text", required=True), "points": Arg("count")},
     "dry_run": {"rule": Arg("object", required=True), "hours": Arg("hours")},
 }
 OPS = frozenset(ARGS)

@@ -76,6 +76,9 @@ class Commands:
             "config.apply": self._config_apply,
             "snapshot.rollback": self._snapshot_rollback,
             "model.import": self._model_import,
+            "model.calibrate": self._model_calibrate,
+            "model.shadow": self._model_shadow,
+            "model.promote": self._model_promote,
             "users.manage": self._users_manage,
             "kiosk.leave": self._kiosk_leave,
         }  # audit.view has a row but no handler: it is api.audit(), a read
@@ -248,6 +251,141 @@ class Commands:
             raise CommandError(f"no model {model!r} in the running configuration ({known})")
         models[0]["package"] = str(package)
         return await self._config_apply(config, message, user)
+
+    # -- recalibration: candidate, shadow, promote (engine.calibrate, engine.shadow) --------
+
+    def _runner(self, model: str) -> Any:
+        runner = self._engine.models.get(model)
+        if runner is None:
+            known = ", ".join(self._engine.models) or "none"
+            raise CommandError(f"no model {model!r} in the running configuration ({known})")
+        return runner
+
+    async def _model_calibrate(
+        self,
+        model: str,
+        since: float,
+        until: float,
+        train_weights: bool = False,
+        seed: int | None = None,
+    ) -> CommandResult:
+        """A candidate package from the history since <= t < until, marked healthy."""
+        from floorconsole.adapters.historian import HistoryReader
+        from floorconsole.core.calibrate import DEFAULT_SEED, CalibrationError
+        from floorconsole.core.model_package import PackageError
+        from floorconsole.engine.calibrate import calibrate
+
+        runner = self._runner(model)
+        parent = runner.model
+        if parent is None:
+            raise CommandError(f"model {model} runs no package: nothing to recalibrate from")
+        engine = self._engine
+        progress = engine.calibration_progress
+
+        def work() -> Any:
+            engine.historian.flush()
+            reader = HistoryReader(engine.historian.path)
+            try:
+                return calibrate(
+                    reader,
+                    runner.cfg,
+                    parent,
+                    float(since),
+                    float(until),
+                    engine.data_dir / "candidates",
+                    train_weights=bool(train_weights),
+                    seed=DEFAULT_SEED if seed is None else int(seed),
+                    progress=lambda what, done: progress.update({model: (what, done)}),
+                )
+            finally:
+                reader.close()
+                progress.pop(model, None)
+
+        try:
+            cand = await asyncio.get_running_loop().run_in_executor(None, work)
+        except (CalibrationError, PackageError) as e:
+            raise CommandError(str(e)) from None
+        engine.candidates[model] = cand
+        s = cand.summary
+        return {
+            "ok": True,
+            "message": f"candidate {s['version']} ({cand.package_sha256[:12]}) from "
+            f"{cand.window.windows} windows ({cand.window.skipped} left out): warning "
+            f"{s['warning']:.4g} (live {s['parent_warning']:.4g}), critical "
+            f"{s['critical']:.4g} (live {s['parent_critical']:.4g})"
+            f"{', weights trained here' if s['trained'] else ''}",
+            "candidate": cand.as_dict(),
+        }
+
+    async def _model_shadow(
+        self, model: str, op: str = "start", candidate: str = ""
+    ) -> CommandResult:
+        """op start: the candidate (a package path; default the last one calibrated for
+        this model) scores beside the live model; op stop ends it."""
+        from floorconsole.adapters.onnx_model import load_package
+        from floorconsole.core.model_package import PackageError
+        from floorconsole.engine.model_runner import compatibility
+
+        runner = self._runner(model)
+        active = self._engine.active
+        if op == "stop":
+            sh = active.shadows.pop(model, None)
+            if sh is None:
+                return {"ok": True, "message": f"no shadow was running beside {model}"}
+            return {
+                "ok": True,
+                "message": f"shadow {sh.candidate.version} beside {model} stopped after "
+                f"{sh.windows} windows",
+            }
+        if op != "start":
+            raise CommandError(f"model.shadow: op {op!r}; expected start or stop")
+        path = candidate or self._newest_candidate(model)
+        if not path:
+            raise CommandError(
+                f"no candidate for {model} yet: calibrate one first, or name its package"
+            )
+        try:
+            loaded = await asyncio.get_running_loop().run_in_executor(None, load_package, path)
+        except PackageError as e:
+            raise CommandError(str(e)) from None
+        problem = compatibility(runner.cfg, loaded)
+        if problem:
+            raise CommandError(f"candidate {path} does not fit model {model}: {problem}")
+        sh = active.start_shadow(model, loaded, loaded.package.onnx_path.with_suffix(""))
+        return {
+            "ok": True,
+            "message": f"shadow {loaded.version} ({loaded.sha256[:12]}) scores beside "
+            f"{model}; its outputs are recorded as {sh.runner.score_id} and the rest of "
+            f"{model}.shadow.*, and never reach a rule",
+        }
+
+    def _newest_candidate(self, model: str) -> str:
+        """The candidate built last for a model, here or by `floorconsole model calibrate`
+        (DATA_DIR/candidates/<model>/<sha>/NAME.json, newest first); "" when there is none."""
+        folder = self._engine.data_dir / "candidates" / model
+        try:
+            sidecars = [p for p in folder.glob("*/*.json") if not p.parent.name.startswith(".")]
+            newest = max(sidecars, key=lambda p: p.stat().st_mtime, default=None)
+        except OSError:
+            newest = None
+        last = self._engine.candidates.get(model)
+        if last is not None and (
+            newest is None
+            or last.path.with_suffix(".json").stat().st_mtime >= newest.stat().st_mtime
+        ):
+            return str(last.path)
+        return str(newest.with_suffix("")) if newest is not None else ""
+
+    async def _model_promote(self, model: str, message: str, user: str) -> CommandResult:
+        """The candidate shadowing `model` becomes its package: a new snapshot, applied and
+        health-checked like any change (snapshot.rollback brings the previous one back)."""
+        self._runner(model)
+        sh = self._engine.active.shadows.get(model)
+        if sh is None:
+            raise CommandError(
+                f"no candidate shadows {model}: shadow one first (model.shadow), then promote it"
+            )
+        return await self._model_import(model, str(sh.path), message, user)
 
     # -- demo faults ------------------------------------------------------------------------
 

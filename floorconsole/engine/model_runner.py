@@ -1007,3 +1007,9 @@ def _compatibility(cfg: ModelConfig, package: OnnxModel) -> str:
         f"{package.package.sidecar_path}: package {package.name} {package.version} does not "
         f"fit model {cfg.id}: {'; '.join(parts)}"
     )
+
+
+def compatibility(cfg: ModelConfig, package: OnnxModel) -> str:
+    """Why a loaded package cannot serve this [[models]] entry ("" when it can): the check a
+    reload makes, for a candidate about to shadow the model."""
+    return _compatibility(cfg, package)

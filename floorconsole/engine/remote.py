@@ -424,6 +424,9 @@ class RemoteAPI:
     def model_histogram(self, model_id: str, feature: str) -> dict[str, Any]:
         return dict(self._call("model_histogram", model_id=model_id, feature=feature))
 
+    def model_comparison(self, model_id: str, points: int = 120) -> dict[str, Any]:
+        return dict(self._call("model_comparison", model_id=model_id, points=points))
+
     def dry_run(
         self, rule: dict[str, Any], hours: tuple[float, ...] = (1.0, 24.0)
     ) -> dict[str, Any]:

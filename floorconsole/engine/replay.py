@@ -120,6 +120,9 @@ class RecordedAPI:
     def model_histogram(self, model_id: str, feature: str) -> dict[str, Any]:
         raise Unavailable(f"{NO_ENGINE}: no live drift windows")
 
+    def model_comparison(self, model_id: str, points: int = 120) -> dict[str, Any]:
+        raise Unavailable(f"{NO_ENGINE}: no shadow model")
+
     def active_config(self) -> dict[str, Any]:
         raise Unavailable(f"{NO_ENGINE}: no running configuration")
 

@@ -40,13 +40,16 @@ if TYPE_CHECKING:
     from floorconsole.adapters.historian import Historian
     from floorconsole.adapters.modbus import DevicePoller
     from floorconsole.adapters.mqtt import BrokerClient
+    from floorconsole.adapters.onnx_model import OnnxModel
     from floorconsole.adapters.outbox import Outbox
     from floorconsole.adapters.snapshot_store import SnapshotStore
     from floorconsole.adapters.uplink import Uplink
     from floorconsole.adapters.users import UserStore
     from floorconsole.core.snapshot import Snapshot
     from floorconsole.engine.attach import AttachServer
+    from floorconsole.engine.calibrate import Candidate
     from floorconsole.engine.model_runner import ModelRunner
+    from floorconsole.engine.shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +167,10 @@ class Configuration:
             audit_now=audit_now,
         )
         self.hub.add_listener(self.control.on_samples)
+        # Candidates scoring beside live models (engine.shadow), by model id; registered after
+        # the models, so a shadow sees each window after its live model has scored it.
+        self.shadows: dict[str, Shadow] = {}
+        self.hub.add_listener(self._run_shadows)
 
     def _build_models(self) -> dict[str, ModelRunner]:
         """One runner per [[models]] entry; its outputs become signals like any other. A
@@ -195,6 +202,19 @@ class Configuration:
         loop = self._loop_getter()
         if samples and loop is not None:
             loop.call_soon(self.hub.ingest, samples)
+
+    def _run_shadows(self, batch: Sequence[Sample]) -> None:
+        for sh in list(self.shadows.values()):
+            sh.on_samples(batch, self._not_scoring(sh.runner))
+
+    def start_shadow(self, model_id: str, candidate: OnnxModel, path: Path) -> Shadow:
+        """A candidate scoring beside model_id, replacing any shadow it had. On the loop."""
+        from floorconsole.engine.shadow import Shadow
+
+        live = self.models[model_id]
+        sh = Shadow(live, candidate, path, self.clock, self.hub.store, self.hub.stale_after)
+        self.shadows[model_id] = sh
+        return sh
 
     def _not_scoring(self, runner: ModelRunner) -> str:
         """Why the model must not score now ("" if it may): its enable signal is off, not
@@ -272,6 +292,8 @@ class Configuration:
             out = r.check()
             if out:
                 self.hub.ingest(out)
+        for sh in list(self.shadows.values()):
+            sh.check()  # a shadow's stale inputs too: recorded BAD, like the live model's
         self.control.update_links(self.links.values())
         for mid, r in self.models.items():
             cond = r.condition()
@@ -322,6 +344,10 @@ class Engine:
     ) -> None:
         self.clock = clock
         self.data_dir = Path(data_dir)
+        # Recalibration (engine.calibrate): the last candidate built per model, and what a
+        # calibration under way is doing (model -> (step, fraction done)), for the console.
+        self.candidates: dict[str, Candidate] = {}
+        self.calibration_progress: dict[str, tuple[str, float]] = {}
         self.demo = demo
         self._stores = stores
         self._adapters = adapters

@@ -57,6 +57,7 @@ class DriftScreen(ShowsFrames, Screen[None]):
 
     BINDINGS = [
         Binding("escape,backspace", "app.pop_screen", "Back", key_display="Esc"),
+        Binding("s", "shadow", "Recalibrate/shadow"),
     ]
 
     DEFAULT_CSS = """
@@ -83,6 +84,11 @@ class DriftScreen(ShowsFrames, Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
+
+    def action_shadow(self) -> None:
+        from floorconsole.ui.screens.shadow import ShadowScreen
+
+        self.app.push_screen(ShadowScreen(self.model_id))
 
     def _model(self, frame: Frame) -> ModelView | None:
         return next((m for m in frame.models if m.id == self.model_id), None)
