@@ -21,19 +21,25 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from floorconsole.adapters.broker import MosquittoBroker
+from floorconsole.adapters.modbus_server import ModbusDeviceServer
 from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
+from floorconsole.cli import main as cli_main
+from floorconsole.core.points import ModbusPoint
+from floorconsole.engine.bootstrap import open_engine
 from tests.support.uplink_driver import SIGNALS
 from tests.test_uplink_kill import REPO
 from tests.test_uplink_kill import Driver as JsonDriver
 
 GROUP, EDGE, HOST_ID = "plant7", "edge-spb", "scada"
 DEVICE = "line1"
+TEMP = ModbusPoint("drive1", "hr", 0, "int16")
 OUTAGE_S = float(os.environ.get("FLOORCONSOLE_UPLINK_OUTAGE_S", "60"))
 
 
@@ -75,6 +81,7 @@ class Msg:
     kind: str
     device: str | None
     payload: spb.Payload
+    t: float  # when the host got it (monotonic)
 
 
 class Host:
@@ -130,7 +137,9 @@ class Host:
         p.ParseFromString(msg.payload)
         kind = parts[2]
         with self.lock:
-            self.msgs.append(Msg(msg.topic, kind, parts[4] if len(parts) > 4 else None, p))
+            self.msgs.append(
+                Msg(msg.topic, kind, parts[4] if len(parts) > 4 else None, p, time.monotonic())
+            )
             if kind in ("NCMD", "DCMD"):
                 return
             if kind == "NDEATH":
@@ -179,6 +188,10 @@ class Host:
     def close(self) -> None:
         self.c.loop_stop()
         self.c.disconnect()
+
+
+def host_time(host: Host, kind: str) -> float:
+    return next(m.t for m in host.seen() if m.kind == kind)
 
 
 def bdseq_of(m: Msg) -> int:
@@ -335,3 +348,148 @@ def test_a_broker_outage_with_a_kill_9_in_it_loses_no_sample(
     assert sum(host.historical.values()) >= 0.5 * OUTAGE_S * 1000, sum(host.historical.values())
     assert host.live_order_errors == 0
     assert host.gaps == 0
+
+
+def test_a_modbus_device_that_dies_is_a_ddeath_and_a_dbirth_when_it_returns(
+    tmp_path: Path,
+    mosquitto: MosquittoBroker,
+    host: Host,
+    modbus_server: ModbusDeviceServer,
+) -> None:
+    poll_s, timeout_s = 0.2, 0.5
+    modbus_server.set_value(TEMP, 40)
+    data_dir = tmp_path / "data"
+    raw = {
+        "edge": {"id": EDGE, "data_dir": str(data_dir)},
+        "brokers": [{"id": "plant", "host": mosquitto.host, "port": mosquitto.port}],
+        "uplink": {
+            "broker": "plant",
+            "format": "sparkplug",
+            "sparkplug": {"group": GROUP, "primary_host": HOST_ID},
+        },
+        "devices": [
+            {
+                "id": "drive1",
+                "protocol": "modbus-tcp",
+                "host": "127.0.0.1",
+                "port": modbus_server.port,
+                "poll": f"{poll_s}s",
+                "timeout": f"{timeout_s}s",
+            }
+        ],
+        "signals": [
+            {"id": "motor1.temp", "device": "drive1", "address": "hr:0", "type": "int16"},
+            {"id": "motor1.unit", "device": "drive1", "address": "hr:1", "type": "int16",
+             "unit": "degC"},
+        ],
+    }  # fmt: skip
+    e = open_engine(
+        data_dir=data_dir, base_dir=tmp_path, user="test", plant_raw=raw, source="spb bench"
+    )
+    e.start_background()
+    try:
+        seen = host.wait(count("DBIRTH", 1), 30, "the device's birth")
+        dbirth = kinds(seen, "DBIRTH")[0]
+        assert dbirth.topic == f"spBv1.0/{GROUP}/DBIRTH/{EDGE}/drive1"
+        metrics = {m.name: m for m in dbirth.payload.metrics}
+        assert set(metrics) == {"motor1.temp", "motor1.unit"}
+        units = dict(zip(metrics["motor1.unit"].properties.keys,
+                         metrics["motor1.unit"].properties.values, strict=True))  # fmt: skip
+        assert units["engUnit"].string_value == "degC"
+        host.wait(
+            lambda s: (
+                any(x.double_value == 40.0 for m in kinds(s, "DDATA") for x in m.payload.metrics)
+                or any(
+                    x.double_value == 40.0 for m in kinds(s, "DBIRTH") for x in m.payload.metrics
+                )
+            ),
+            30,
+            "the temperature",
+        )
+        died = time.monotonic()
+        modbus_server.silent = True
+        seen = host.wait(count("DDEATH", 1), 10, "the device's death")
+        took = host_time(host, "DDEATH") - died
+        # Two polls plus its timeout (the link is down once the one retry timed out too),
+        # and 0.7 s for a loaded machine; measured 1.0-1.3 s here.
+        assert took < 2 * poll_s + 2 * timeout_s + 0.7, took
+        ddeath = kinds(seen, "DDEATH")[0]
+        assert ddeath.topic == f"spBv1.0/{GROUP}/DDEATH/{EDGE}/drive1"
+        n = len(seen)
+        time.sleep(1.0)
+        assert not [m for m in host.seen()[n:] if m.device == "drive1"]
+        modbus_server.silent = False
+        modbus_server.set_value(TEMP, 41)
+        host.wait(count("DBIRTH", 2), 15, "the device's birth when it is back")
+        assert host.gaps == 0
+
+        # A host's write is refused (none is allowed) and the refusal is audited.
+        p = spb.Payload(timestamp=int(time.time() * 1000))
+        w = p.metrics.add(name="motor1.temp", datatype=spb.Double)
+        w.double_value = 99.0
+        host.c.publish(f"spBv1.0/{GROUP}/DCMD/{EDGE}/drive1", p.SerializeToString(), qos=1)
+
+        def refused() -> list[dict[str, Any]]:
+            return e.audit_log().query(kind="refused")
+
+        deadline = time.monotonic() + 10
+        while not refused():
+            assert time.monotonic() < deadline, "no audit record of the refused write"
+            time.sleep(0.05)
+        (record,) = refused()
+        assert record["target"] == f"spBv1.0/{GROUP}/DCMD/{EDGE}/drive1", record
+        assert "motor1.temp" in record["detail"]["why"], record
+        assert modbus_server.get_value(TEMP) == 41
+    finally:
+        e.stop()
+
+
+PLANT = """
+[edge]
+id = "e1"
+[[brokers]]
+id = "plant"
+host = "127.0.0.1"
+[uplink]
+broker = "plant"
+"""
+
+
+@pytest.mark.parametrize(
+    ("table", "line"),
+    [
+        ('format = "sparkplug"', 'uplink.sparkplug: missing; format = "sparkplug" needs'),
+        ('format = "spb"', "uplink.format: 'spb' is not one of json, sparkplug"),
+        ('[uplink.sparkplug]\ngroup = "g"', "uplink.sparkplug: given, but format is 'json'"),
+        (
+            'format = "sparkplug"\n[uplink.sparkplug]\ngroup = "a/b"',
+            "uplink.sparkplug.group: a Sparkplug topic level cannot be empty or hold / + #",
+        ),
+        (
+            'format = "sparkplug"\n[uplink.sparkplug]\ngroup = "g"\nedge_node = "e+1"',
+            "uplink.sparkplug.edge_node: a Sparkplug topic level",
+        ),
+        (
+            'format = "sparkplug"\n[uplink.sparkplug]\ngroup = "g"\nprimary = "h"',
+            "uplink.sparkplug.primary: unknown key; expected one of group, edge_node, primary_host",
+        ),
+        ('format = "sparkplug"\n[uplink.sparkplug]\n', "uplink.sparkplug.group: missing"),
+    ],
+)
+def test_check_names_the_key_of_every_sparkplug_mistake(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, line: str
+) -> None:
+    plant = tmp_path / "plant.toml"
+    plant.write_text(PLANT + table + "\n")
+    assert cli_main(["check", str(plant)]) == 1
+    out = capsys.readouterr().out
+    assert f"{plant}: {line}" in out, out
+
+
+def test_check_accepts_a_sparkplug_uplink(tmp_path: Path) -> None:
+    plant = tmp_path / "plant.toml"
+    plant.write_text(
+        PLANT + 'format = "sparkplug"\n[uplink.sparkplug]\ngroup = "plant3"\n'
+        'edge_node = "line2"\nprimary_host = "ignition"\n'
+    )
+    assert cli_main(["check", str(plant)]) == 0

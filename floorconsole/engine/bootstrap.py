@@ -27,6 +27,7 @@ from floorconsole.adapters.snapshot_store import SnapshotStore, SnapshotStoreErr
 from floorconsole.adapters.sparkplug.uplink import SignalMetric, SparkplugUplink
 from floorconsole.adapters.uplink import Uplink
 from floorconsole.adapters.users import UserStore
+from floorconsole.core.audit import REFUSED
 from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.config import (
     BrokerConfig,
@@ -361,6 +362,10 @@ def _watch_devices(uplink: SparkplugUplink, engine: Engine, plant: PlantConfig) 
             for s in engine.derived
             if s.id not in known
         ]
+    )
+    # A host's write is refused (none is allowed yet) and the refusal is in the audit trail.
+    uplink.on_refused = lambda topic, why: engine.audit(
+        REFUSED, "sparkplug-host", topic, {"action": "sparkplug command", "why": why}
     )
     uplink.watch_devices(
         lambda: {k: v.state is not LinkState.DOWN for k, v in list(engine.links.items())}
