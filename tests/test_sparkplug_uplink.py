@@ -11,6 +11,7 @@ FLOORCONSOLE_UPLINK_OUTAGE_S shortens the outage for quick local runs.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -19,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,15 @@ from floorconsole.adapters.broker import MosquittoBroker
 from floorconsole.adapters.modbus_server import ModbusDeviceServer
 from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
 from floorconsole.cli import main as cli_main
+from floorconsole.console import Frame, decode
 from floorconsole.core.points import ModbusPoint
+from floorconsole.core.sparkplug import SparkplugSessionView
+from floorconsole.core.uplink import UplinkStats
 from floorconsole.engine.bootstrap import open_engine
+from floorconsole.engine.replay import RecordedAPI
+from floorconsole.ui.screens.uplink import uplink_text
 from tests.support.uplink_driver import SIGNALS
+from tests.test_console_contract import RECORDINGS
 from tests.test_uplink_kill import REPO
 from tests.test_uplink_kill import Driver as JsonDriver
 
@@ -418,6 +425,10 @@ def test_a_modbus_device_that_dies_is_a_ddeath_and_a_dbirth_when_it_returns(
         n = len(seen)
         time.sleep(1.0)
         assert not [m for m in host.seen()[n:] if m.device == "drive1"]
+        assert e.uplink is not None
+        sp = e.uplink.stats().sparkplug
+        assert sp is not None and sp.devices_dead == ("drive1",) and sp.host_online, sp
+        assert sp.bdseq == bdseq_of(kinds(seen, "NBIRTH")[-1])
         modbus_server.silent = False
         modbus_server.set_value(TEMP, 41)
         host.wait(count("DBIRTH", 2), 15, "the device's birth when it is back")
@@ -493,3 +504,28 @@ def test_check_accepts_a_sparkplug_uplink(tmp_path: Path) -> None:
         'edge_node = "line2"\nprimary_host = "ignition"\n'
     )
     assert cli_main(["check", str(plant)]) == 0
+
+
+def test_the_console_shows_the_sparkplug_session_through_the_contract() -> None:
+    recorded = RecordedAPI.load(RECORDINGS / "overview.json")
+    session = SparkplugSessionView(
+        "plant3", "line2", "scada", False, 7, 42, 3, 1_700_000_000_000, 2, 1,
+        ("drive1",), ("mqtt1",), 5, 6, 0,
+    )  # fmt: skip
+    frame = replace(
+        recorded.frame(),
+        uplink=UplinkStats(
+            *(["waiting for host", "plant", "x:1883", 1.5, "", 1234, 10, 2, False, 3.0, False]),
+            *([0.0, None, None, 7, 7, 0, 1, 2, 0.2, 99, 0, 0, ""]),
+            sparkplug=session,
+        ),
+    )
+    back = decode(Frame, json.loads(json.dumps(asdict(frame))))
+    assert back == frame and back.uplink is not None and back.uplink.sparkplug == session
+    text = uplink_text(back, {}, 80).plain
+    assert "spBv1.0/plant3/…/line2" in text
+    assert "scada OFFLINE: holding data" in text
+    assert "bdSeq        7  seq 42  births 3 (last 22:13:20 UTC)  rebirth requests 2" in text
+    assert "dead (DDEATH): mqtt1" in text
+    assert "1 refused" in text
+    assert "backlog      1,234 samples" in text

@@ -296,3 +296,24 @@ def entry_quality(text: str) -> tuple[Quality, str]:
         return Quality[word], reason
     except KeyError:
         return Quality.BAD, f"unknown quality {text!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class SparkplugSessionView:
+    """What the console's uplink screen shows of a Sparkplug session (plain data)."""
+
+    group: str
+    edge_node: str
+    primary_host: str | None
+    host_online: bool | None  # None: no primary host configured
+    bdseq: int | None  # of the current (or last) connection attempt
+    seq: int | None  # of the last message sent
+    births: int
+    last_birth_ms: int | None
+    rebirth_requests: int
+    refused_commands: int
+    devices_alive: tuple[str, ...] = ()
+    devices_dead: tuple[str, ...] = ()
+    not_carried: int = 0  # alarm/audit entries and waveforms: no Sparkplug metric for them
+    skipped_dead: int = 0  # samples of a device that was dead when they were due out
+    unknown_signals: int = 0

@@ -62,7 +62,7 @@ from floorconsole.core.history_format import json_value, quality_text
 from floorconsole.core.model_state import enum_text
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
-from floorconsole.core.sparkplug import SparkplugConfig, parse_sparkplug
+from floorconsole.core.sparkplug import SparkplugConfig, SparkplugSessionView, parse_sparkplug
 from floorconsole.core.validate import ID_PATTERN, UPLINK, Problem, Problems
 
 if TYPE_CHECKING:
@@ -543,6 +543,7 @@ class UplinkStats:
     db_errors: int
     db_last_error: str
     dropped: tuple[tuple[str, int], ...] = field(default=())
+    sparkplug: SparkplugSessionView | None = None  # with format = "sparkplug"
 
     @property
     def dropped_total(self) -> int:

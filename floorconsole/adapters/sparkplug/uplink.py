@@ -26,11 +26,12 @@ they leave the outbox unsent and are counted (`not_carried`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -49,6 +50,7 @@ from floorconsole.core.sparkplug import (
     MessageType,
     Metric,
     SeqCounter,
+    SparkplugSessionView,
     death_metrics,
     device_topic,
     entry_quality,
@@ -60,7 +62,7 @@ from floorconsole.core.sparkplug import (
     rebirth_requested,
     state_topic,
 )
-from floorconsole.core.uplink import UplinkConfig
+from floorconsole.core.uplink import UplinkConfig, UplinkStats
 
 log = logging.getLogger(__name__)
 
@@ -77,27 +79,6 @@ class SignalMetric:
     device: str | None
     datatype: DataType = DataType.Double
     unit: str = ""
-
-
-@dataclass
-class SparkplugSession:
-    """What the console shows of the Sparkplug session."""
-
-    group: str
-    edge_node: str
-    primary_host: str | None
-    host_online: bool | None  # None: no primary host configured
-    bdseq: int | None
-    seq: int | None
-    births: int
-    last_birth_ms: int | None
-    rebirth_requests: int
-    refused_commands: int
-    devices_alive: list[str] = field(default_factory=list)
-    devices_dead: list[str] = field(default_factory=list)
-    not_carried: int = 0  # alarm/audit entries and waveforms: no Sparkplug metric for them
-    skipped_dead: int = 0  # samples of a device that was dead when they were sent
-    unknown_signals: int = 0
 
 
 Liveness = Callable[[], Mapping[str, bool]]
@@ -439,9 +420,12 @@ class SparkplugUplink(Uplink):
 
     # ------------------------------------------------------------------ figures
 
-    def session(self) -> SparkplugSession:
-        alive = self._alive
-        return SparkplugSession(
+    def stats(self) -> UplinkStats:
+        return dataclasses.replace(super().stats(), sparkplug=self.session())
+
+    def session(self) -> SparkplugSessionView:
+        alive = dict(self._alive)
+        return SparkplugSessionView(
             group=self.group,
             edge_node=self.edge,
             primary_host=self.primary_host,
@@ -452,8 +436,8 @@ class SparkplugUplink(Uplink):
             last_birth_ms=self._last_birth_ms,
             rebirth_requests=self._rebirth_requests,
             refused_commands=self._refused,
-            devices_alive=[d for d, a in alive.items() if a],
-            devices_dead=[d for d, a in alive.items() if not a],
+            devices_alive=tuple(d for d, a in alive.items() if a),
+            devices_dead=tuple(d for d, a in alive.items() if not a),
             not_carried=self._not_carried,
             skipped_dead=self._skipped_dead,
             unknown_signals=self._unknown,
