@@ -33,12 +33,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 from floorconsole.adapters.outbox import Outbox, OutboxMessage
-from floorconsole.adapters.sparkplug.codec import decode, encode
+from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
+from floorconsole.adapters.sparkplug.codec import decode, encode, fill_metric
 from floorconsole.adapters.sparkplug.edge import BDSEQ_FILE, BdSeqFile
 from floorconsole.adapters.uplink import Uplink, _ConnectionLost
 from floorconsole.core.clock import Clock
@@ -137,6 +139,10 @@ class SparkplugUplink(Uplink):
             self.aliases.add(m.signal)
         self.aliases.add(SNAPSHOT_METRIC)
         self._alias = dict(self.aliases.aliases)
+        # signal -> (alias, device, type): what the data path looks up per sample
+        self._fast = {m.signal: (self._alias[m.signal], m.device, m.datatype) for m in metrics}
+        self._data_topics: dict[str | None, str] = {}
+        self._not_good: set[str] = set()  # last sent with a quality other than GOOD
         # signal -> (value, quality, reason, t_ms): what the next birth says
         self._latest: dict[str, tuple[float | int | bool | str | None, Quality, str, int]] = {}
         self._alive: dict[str, bool] = dict.fromkeys(self._devices, True)
@@ -161,6 +167,7 @@ class SparkplugUplink(Uplink):
             if m.signal not in self._metrics:
                 self._metrics[m.signal] = m
                 self._alias[m.signal] = self.aliases.add(m.signal)
+                self._fast[m.signal] = (self._alias[m.signal], None, m.datatype)
 
     def watch_devices(self, liveness: Liveness) -> None:
         """Where the session reads whether each device is alive (its link not down)."""
@@ -255,6 +262,7 @@ class SparkplugUplink(Uplink):
     def _birth(self, client: mqtt.Client) -> None:
         """NBIRTH (seq 0) with every node metric, then a DBIRTH per live device."""
         self._seq.reset()
+        self._not_good.clear()  # a birth carries every metric's quality
         now = _ms()
         node = [self._birth_metric(m, now) for m in self._metrics.values() if m.device is None]
         node.append(
@@ -316,43 +324,80 @@ class SparkplugUplink(Uplink):
             self._not_carried += m.n
             self._acked_pending.append(m)
             return
-        groups: dict[str | None, list[Metric]] = {}
-        latest = self._latest
+        # The hot path (every sample passes here): a GOOD double goes into the protobuf in
+        # one call, by alias, without a type (the birth gave it) or a Quality property (a
+        # metric without one is GOOD; one is sent with the first GOOD after a bad one).
+        payloads: dict[str | None, spb.Payload] = {}
+        newest: dict[str, dict[str, Any]] = {}  # per signal, its last entry in this row
+        not_good, fast = self._not_good, self._fast
+        dead = {d for d, a in self._alive.items() if not a}
+        double = DataType.Double
         for e in json.loads(m.body):
             sig = e.get("s")
-            d = self._metrics.get(sig)
-            if d is None:
+            f = fast.get(sig)
+            if f is None:
                 self._unknown += 1
                 continue
-            v = e.get("v")
-            if isinstance(v, list):
-                self._not_carried += 1  # a waveform: Sparkplug datasets are not implemented
-                continue
-            owner = d.device
-            if owner is not None and not self._alive.get(owner, True):
+            alias, owner, datatype = f
+            if dead and owner in dead:
                 self._skipped_dead += 1
                 continue
-            quality, reason = entry_quality(e.get("q", "GOOD"))
-            value = _as_type(v, d.datatype)
-            t = int(e.get("t", 0))
-            last = latest.get(sig)
+            v = e.get("v")
+            if v.__class__ is list:
+                self._not_carried += 1  # a waveform: Sparkplug datasets are not implemented
+                continue
+            p = payloads.get(owner)
+            if p is None:
+                p = payloads[owner] = spb.Payload()
+            if (
+                v.__class__ is float
+                and e.get("q") == "GOOD"
+                and datatype == double
+                and sig not in not_good
+            ):
+                if historical:
+                    p.metrics.add(
+                        alias=alias, timestamp=e.get("t", 0), double_value=v, is_historical=True
+                    )
+                else:
+                    p.metrics.add(alias=alias, timestamp=e.get("t", 0), double_value=v)
+            else:
+                quality, reason = entry_quality(e.get("q") or "GOOD")
+                metric = Metric(
+                    None, alias, e.get("t", 0), datatype, _as_type(v, datatype), quality, reason,
+                    historical,
+                )  # fmt: skip
+                fill_metric(p.metrics.add(), metric, datatype=False)
+                if quality is Quality.GOOD:
+                    not_good.discard(sig)
+                else:
+                    not_good.add(sig)
+            if not historical:
+                newest[sig] = e
+        for sig, e in newest.items():  # what the next birth says of each metric
+            quality, reason = entry_quality(e.get("q") or "GOOD")
+            t = e.get("t", 0)
+            last = self._latest.get(sig)
             if last is None or last[3] <= t:
-                latest[sig] = (value, quality, reason, t)
-            groups.setdefault(owner, []).append(
-                Metric(None, self._alias[sig], t, d.datatype, value, quality, reason, historical)
-            )
+                value = _as_type(e.get("v"), self._metrics[sig].datatype)
+                self._latest[sig] = (value, quality, reason, t)
         info: mqtt.MQTTMessageInfo | None = None
-        for owner, metrics in groups.items():
-            topic = (
-                node_topic(self.group, MessageType.NDATA, self.edge)
-                if owner is None
-                else device_topic(self.group, MessageType.DDATA, self.edge, owner)
-            )
-            try:
-                info = self._publish(client, topic, metrics, qos=1)
-            except _ConnectionLost:
+        for owner, p in payloads.items():
+            topic = self._data_topics.get(owner)
+            if topic is None:
+                topic = self._data_topics[owner] = (
+                    node_topic(self.group, MessageType.NDATA, self.edge)
+                    if owner is None
+                    else device_topic(self.group, MessageType.DDATA, self.edge, owner)
+                )
+            seq = self._seq.next()
+            self._last_seq = seq
+            p.seq = seq
+            p.timestamp = _ms()
+            info = client.publish(topic, p.SerializeToString(), qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._inflight[-1 - m.seq] = (m, historical)  # released at teardown
-                raise
+                raise _ConnectionLost(mqtt.error_string(info.rc))
         if info is None:  # nothing in it a host was told about
             self._acked_pending.append(m)
             return
