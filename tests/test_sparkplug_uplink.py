@@ -33,6 +33,7 @@ from floorconsole.adapters.modbus_server import ModbusDeviceServer
 from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
 from floorconsole.cli import main as cli_main
 from floorconsole.console import Frame, decode
+from floorconsole.core.alarms import AlarmState
 from floorconsole.core.points import ModbusPoint
 from floorconsole.core.sparkplug import SparkplugSessionView
 from floorconsole.core.uplink import UplinkStats
@@ -389,6 +390,10 @@ def test_a_modbus_device_that_dies_is_a_ddeath_and_a_dbirth_when_it_returns(
             {"id": "motor1.unit", "device": "drive1", "address": "hr:1", "type": "int16",
              "unit": "degC"},
         ],
+        "rules": [
+            {"id": "hot", "signal": "motor1.temp", "op": ">", "threshold": 80.0,
+             "actions": [{"alarm": "high", "message": "Motor 1 hot"}]},
+        ],
     }  # fmt: skip
     e = open_engine(
         data_dir=data_dir, base_dir=tmp_path, user="test", plant_raw=raw, source="spb bench"
@@ -413,6 +418,21 @@ def test_a_modbus_device_that_dies_is_a_ddeath_and_a_dbirth_when_it_returns(
             30,
             "the temperature",
         )
+        # A rule's alarm is a node metric: String, the state its last transition went to.
+        nbirth = kinds(seen, "NBIRTH")[-1]
+        alarm = next(m for m in nbirth.payload.metrics if m.name == "Alarms/rule:hot")
+        assert alarm.datatype == spb.String
+        modbus_server.set_value(TEMP, 95)
+        seen = host.wait(
+            lambda s: any(
+                x.alias == alarm.alias and x.string_value == AlarmState.UNACK.value
+                for m in kinds(s, "NDATA")
+                for x in m.payload.metrics
+            ),
+            30,
+            "the alarm's transition",
+        )
+        modbus_server.set_value(TEMP, 40)
         died = time.monotonic()
         modbus_server.silent = True
         seen = host.wait(count("DDEATH", 1), 10, "the device's death")

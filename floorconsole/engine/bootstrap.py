@@ -24,7 +24,7 @@ from floorconsole.adapters.modbus import DevicePoller
 from floorconsole.adapters.mqtt import BrokerClient
 from floorconsole.adapters.outbox import Outbox
 from floorconsole.adapters.snapshot_store import SnapshotStore, SnapshotStoreError
-from floorconsole.adapters.sparkplug.uplink import SignalMetric, SparkplugUplink
+from floorconsole.adapters.sparkplug.uplink import ALARM_PREFIX, SignalMetric, SparkplugUplink
 from floorconsole.adapters.uplink import Uplink
 from floorconsole.adapters.users import UserStore
 from floorconsole.core.audit import REFUSED
@@ -41,6 +41,7 @@ from floorconsole.core.config import (
 )
 from floorconsole.core.links import LinkState, LinkStats
 from floorconsole.core.points import ModbusPoint
+from floorconsole.core.rules import AlarmAction
 from floorconsole.core.snapshot import Snapshot, read_model_files
 from floorconsole.core.sparkplug import DataType
 from floorconsole.engine.demo import ensure_demo_users
@@ -336,7 +337,8 @@ def _uplink(
 def sparkplug_metrics(plant: PlantConfig) -> list[SignalMetric]:
     """Each signal as a Sparkplug metric: a Modbus device's and an MQTT source's (named by its
     broker id) belong to that Sparkplug device, derived ones (models, drift) to the node.
-    Waveform signals have no metric (Sparkplug datasets are not implemented)."""
+    Waveform signals have no metric (Sparkplug datasets are not implemented); each rule's
+    alarm is a node metric `Alarms/rule:ID`."""
     out = []
     for s in plant.signals:
         src = s.source
@@ -349,6 +351,9 @@ def sparkplug_metrics(plant: PlantConfig) -> list[SignalMetric]:
                 out.append(SignalMetric(s.id, src.broker, DataType.Double, s.unit))
         else:
             out.append(SignalMetric(s.id, None, DataType.Double, s.unit))
+    for rule in plant.rules:  # each rule's alarm: the state of its last transition
+        if any(isinstance(a, AlarmAction) for a in rule.actions):
+            out.append(SignalMetric(f"{ALARM_PREFIX}{rule.alarm_id}", None, DataType.String))
     return out
 
 

@@ -20,8 +20,10 @@ JSON uplink's; this class changes only what goes on the wire:
 - NCMD Node Control/Rebirth is answered at once (on the session thread, within the read that
   brought it); any other command is refused, counted and reported to `on_refused`.
 
-Alarm and audit rows of the outbox are not carried in Sparkplug (no metric for them yet):
-they leave the outbox unsent and are counted (`not_carried`).
+Alarm rows become NDATA of node metrics `Alarms/{alarm id}` (String, the state the alarm went
+to) for the alarms named in the birth (the plant's rules'); audit rows, and transitions of
+other alarms, are not carried in Sparkplug: they leave the outbox unsent and are counted
+(`not_carried`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from floorconsole.core.uplink import UplinkConfig, UplinkStats
 log = logging.getLogger(__name__)
 
 SNAPSHOT_METRIC = "Properties/Snapshot"  # which configuration runs, in the NBIRTH
+ALARM_PREFIX = "Alarms/"  # node metric per alarm: the state its last transition went to
 _TICK_S = 0.05  # how often device links are looked at (DDEATH/DBIRTH): a dict read
 
 
@@ -320,10 +323,36 @@ class SparkplugUplink(Uplink):
     # ------------------------------------------------------------------ data
 
     def _send(self, client: mqtt.Client, m: OutboxMessage, *, historical: bool) -> None:
-        if m.kind != "data":
+        if m.kind == "data":
+            payloads = self._data_payloads(m, historical)
+        elif m.kind == "alarms":
+            payloads = self._alarm_payloads(m, historical)
+        else:  # audit records: no Sparkplug metric for them
             self._not_carried += m.n
             self._acked_pending.append(m)
             return
+        self._send_payloads(client, m, payloads, historical)
+
+    def _alarm_payloads(self, m: OutboxMessage, historical: bool) -> dict[str | None, spb.Payload]:
+        """Alarm transitions as node metrics `Alarms/{alarm id}` (String: the state it went
+        to), for the alarms the birth named (the plant's rules'); others are counted."""
+        p = spb.Payload()
+        for r in json.loads(m.body):
+            name = f"{ALARM_PREFIX}{r.get('alarm')}"
+            f = self._fast.get(name)
+            if f is None:
+                self._not_carried += 1
+                continue
+            t = int(r.get("t", 0))
+            state = str(r.get("to", ""))
+            metric = Metric(None, f[0], t, DataType.String, state, historical=historical)
+            fill_metric(p.metrics.add(), metric, datatype=False)
+            last = self._latest.get(name)
+            if not historical and (last is None or last[3] <= t):
+                self._latest[name] = (state, Quality.GOOD, "", t)
+        return {None: p} if len(p.metrics) else {}
+
+    def _data_payloads(self, m: OutboxMessage, historical: bool) -> dict[str | None, spb.Payload]:
         # The hot path (every sample passes here): a GOOD double goes into the protobuf in
         # one call, by alias, without a type (the birth gave it) or a Quality property (a
         # metric without one is GOOD; one is sent with the first GOOD after a bad one).
@@ -381,6 +410,15 @@ class SparkplugUplink(Uplink):
             if last is None or last[3] <= t:
                 value = _as_type(e.get("v"), self._metrics[sig].datatype)
                 self._latest[sig] = (value, quality, reason, t)
+        return payloads
+
+    def _send_payloads(
+        self,
+        client: mqtt.Client,
+        m: OutboxMessage,
+        payloads: dict[str | None, spb.Payload],
+        historical: bool,
+    ) -> None:
         info: mqtt.MQTTMessageInfo | None = None
         for owner, p in payloads.items():
             topic = self._data_topics.get(owner)
