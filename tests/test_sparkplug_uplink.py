@@ -11,6 +11,8 @@ FLOORCONSOLE_UPLINK_OUTAGE_S shortens the outage for quick local runs.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 import os
 import sqlite3
@@ -48,6 +50,7 @@ from tests.test_uplink_kill import Driver as JsonDriver
 GROUP, EDGE, HOST_ID = "plant7", "edge-spb", "scada"
 DEVICE = "line1"
 TEMP = ModbusPoint("drive1", "hr", 0, "int16")
+SPEED = ModbusPoint("drive1", "hr", 2, "int16")
 OUTAGE_S = float(os.environ.get("FLOORCONSOLE_UPLINK_OUTAGE_S", "60"))
 
 
@@ -472,6 +475,37 @@ def test_a_modbus_device_that_dies_is_a_ddeath_and_a_dbirth_when_it_returns(
         assert record["target"] == f"spBv1.0/{GROUP}/DCMD/{EDGE}/drive1", record
         assert "motor1.temp" in record["detail"]["why"], record
         assert modbus_server.get_value(TEMP) == 41
+
+        # A configuration applied with one more signal: a rebirth names it; its data follows.
+        deadline = time.monotonic() + 30
+        while len(e.snapshots.store.activations()) < 2:  # the start-up check is done
+            assert time.monotonic() < deadline, "no start-up check"
+            time.sleep(0.05)
+        modbus_server.set_value(SPEED, 1234)
+        cfg = copy.deepcopy(e.snapshots.active.plant_config())
+        cfg["signals"].append(
+            {"id": "motor1.speed", "device": "drive1", "address": "hr:2", "type": "int16"}
+        )
+        births = len(kinds(host.seen(), "DBIRTH"))
+        assert e.loop is not None
+        asyncio.run_coroutine_threadsafe(
+            e.snapshots.apply(cfg, user="eng1", message="motor1.speed"), e.loop
+        ).result(30)
+        seen = host.wait(count("DBIRTH", births + 1), 30, "the rebirth with the new signal")
+        speed = next(
+            m for m in kinds(seen, "DBIRTH")[-1].payload.metrics if m.name == "motor1.speed"
+        )
+        assert speed.alias not in (alarm.alias, *(m.alias for m in dbirth.payload.metrics))
+        host.wait(
+            lambda s: any(
+                x.alias == speed.alias and x.double_value == 1234.0
+                for m in kinds(s, "DDATA")
+                for x in m.payload.metrics
+            ),
+            30,
+            "the new signal's data",
+        )
+        assert host.gaps == 0
     finally:
         e.stop()
 

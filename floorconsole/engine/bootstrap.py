@@ -279,7 +279,7 @@ def open_engine(
             package_problems=plan.stand_ins,
         )
         if isinstance(uplink, SparkplugUplink):
-            _watch_devices(uplink, engine, plant)
+            _watch_devices(uplink, engine)
     except BaseException:
         for close in reversed(opened):
             try:
@@ -357,17 +357,25 @@ def sparkplug_metrics(plant: PlantConfig) -> list[SignalMetric]:
     return out
 
 
-def _watch_devices(uplink: SparkplugUplink, engine: Engine, plant: PlantConfig) -> None:
+def _engine_metrics(engine: Engine) -> tuple[list[SignalMetric], list[str]]:
+    """The running configuration's metrics and devices: its plant's signals and rule alarms,
+    and the model outputs the engine derives (node metrics)."""
+    plant = engine.active.plant
+    metrics = sparkplug_metrics(plant)
+    known = {m.signal for m in metrics}
+    metrics += [
+        SignalMetric(s.id, None, DataType.Double, s.unit)
+        for s in engine.derived
+        if s.id not in known
+    ]
+    return metrics, [d.id for d in plant.devices]
+
+
+def _watch_devices(uplink: SparkplugUplink, engine: Engine) -> None:
     """A Sparkplug device is alive while its link (Modbus device, MQTT source) is not down;
     the model outputs the engine derives are node metrics."""
-    known = {s.id for s in plant.signals}
-    uplink.add_node_metrics(
-        [
-            SignalMetric(s.id, None, DataType.Double, s.unit)
-            for s in engine.derived
-            if s.id not in known
-        ]
-    )
+    uplink.define_metrics(*_engine_metrics(engine))
+    uplink.metrics_source = lambda: _engine_metrics(engine)  # again after each swap
     # A host's write is refused (none is allowed yet) and the refusal is in the audit trail.
     uplink.on_refused = lambda topic, why: engine.audit(
         REFUSED, "sparkplug-host", topic, {"action": "sparkplug command", "why": why}

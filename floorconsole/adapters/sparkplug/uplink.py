@@ -131,24 +131,22 @@ class SparkplugUplink(Uplink):
         self._bdseq: int | None = None
         self._seq = SeqCounter()
         self._last_seq: int | None = None
-        self._metrics: dict[str, SignalMetric] = {}
-        self._devices: list[str] = list(dict.fromkeys(devices))
-        for m in metrics:
-            if m.device is not None and m.device not in self._devices:
-                self._devices.append(m.device)
         self.aliases = AliasTable()
-        for m in sorted(metrics, key=lambda m: (m.device is not None, m.device or "")):
-            self._metrics[m.signal] = m
-            self.aliases.add(m.signal)
-        self.aliases.add(SNAPSHOT_METRIC)
-        self._alias = dict(self.aliases.aliases)
+        self._metrics: dict[str, SignalMetric] = {}
+        self._devices: list[str] = []
+        self._alias: dict[str, int] = {}
         # signal -> (alias, device, type): what the data path looks up per sample
-        self._fast = {m.signal: (self._alias[m.signal], m.device, m.datatype) for m in metrics}
+        self._fast: dict[str, tuple[int, str | None, DataType]] = {}
+        self._alive: dict[str, bool] = {}
+        self.define_metrics(metrics, devices)
+        # Set (any thread) when the engine swapped configurations: the metric set is read
+        # again from metrics_source on the session thread, and a changed one is reborn.
+        self._metrics_stale = False
+        self.metrics_source: Callable[[], tuple[list[SignalMetric], list[str]]] | None = None
         self._data_topics: dict[str | None, str] = {}
         self._not_good: set[str] = set()  # last sent with a quality other than GOOD
         # signal -> (value, quality, reason, t_ms): what the next birth says
         self._latest: dict[str, tuple[float | int | bool | str | None, Quality, str, int]] = {}
-        self._alive: dict[str, bool] = dict.fromkeys(self._devices, True)
         self._liveness: Liveness = lambda: {}
         self.on_refused: RefusedHook = lambda topic, why: None
         self._snapshot_sent = ""
@@ -164,13 +162,47 @@ class SparkplugUplink(Uplink):
 
     # ------------------------------------------------------------------ set-up
 
-    def add_node_metrics(self, metrics: Sequence[SignalMetric]) -> None:
-        """More node metrics (the engine's model outputs), before start()."""
+    def define_metrics(self, metrics: Sequence[SignalMetric], devices: Sequence[str]) -> None:
+        """The metric set (before start(), or on the session thread). A metric keeps its alias for the life of this object (a host's
+        map stays valid for the metrics both sets share); new ones get the next aliases."""
+        self._devices = list(dict.fromkeys(devices))
         for m in metrics:
-            if m.signal not in self._metrics:
-                self._metrics[m.signal] = m
-                self._alias[m.signal] = self.aliases.add(m.signal)
-                self._fast[m.signal] = (self._alias[m.signal], None, m.datatype)
+            if m.device is not None and m.device not in self._devices:
+                self._devices.append(m.device)
+        self._metrics = {}
+        for m in sorted(metrics, key=lambda m: (m.device is not None, m.device or "")):
+            self._metrics[m.signal] = m
+            self.aliases.add(m.signal)
+        self.aliases.add(SNAPSHOT_METRIC)
+        self._alias = dict(self.aliases.aliases)
+        self._fast = {s: (self._alias[s], m.device, m.datatype) for s, m in self._metrics.items()}
+        self._alive = {d: self._alive.get(d, True) for d in self._devices}
+
+    def set_snapshot(self, snapshot_id: str) -> None:
+        """Another configuration runs: its metric set is read again before its data goes."""
+        self._metrics_stale = True
+        super().set_snapshot(snapshot_id)
+
+    def _refresh_metrics(self, client: mqtt.Client) -> bool:
+        """After a swap: the new configuration's metrics; a changed set is announced with a
+        fresh NBIRTH and DBIRTHs. True when the set changed."""
+        self._metrics_stale = False
+        if self.metrics_source is None:
+            return False
+        try:
+            metrics, devices = self.metrics_source()
+        except Exception:  # noqa: BLE001 - keep the set we have rather than stop sending
+            log.exception("sparkplug %s: the new configuration's metrics not read", self.edge)
+            return False
+        if list(self._metrics.values()) == sorted(
+            metrics, key=lambda m: (m.device is not None, m.device or "")
+        ) and self._devices == list(dict.fromkeys(devices)):
+            return False
+        self.define_metrics(metrics, devices)
+        log.info("sparkplug %s: metric set changed with the configuration: rebirth", self.edge)
+        if self._flow_open:
+            self._birth(client)
+        return True
 
     def watch_devices(self, liveness: Liveness) -> None:
         """Where the session reads whether each device is alive (its link not down)."""
@@ -240,6 +272,8 @@ class SparkplugUplink(Uplink):
         """The JSON uplink's status slot, used here as the session's tick: device deaths
         and births, and the snapshot metric when it changed."""
         self._status_due = time.monotonic() + _TICK_S
+        if self._metrics_stale:
+            self._refresh_metrics(client)
         if not self._flow_open:
             return
         alive = self._liveness()
@@ -323,6 +357,8 @@ class SparkplugUplink(Uplink):
     # ------------------------------------------------------------------ data
 
     def _send(self, client: mqtt.Client, m: OutboxMessage, *, historical: bool) -> None:
+        if self._metrics_stale:  # a swap: rows of the new configuration may be here first
+            self._refresh_metrics(client)
         if m.kind == "data":
             payloads = self._data_payloads(m, historical)
         elif m.kind == "alarms":
