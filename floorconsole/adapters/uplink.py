@@ -269,9 +269,7 @@ class Uplink:
             self.link.errors += 1
             self._set_state("down", LinkState.DOWN, problem)
             return False
-        client.will_set(
-            self._status_topic, self._status(online=False, figures=False), qos=1, retain=True
-        )
+        self._set_will(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -310,7 +308,7 @@ class Uplink:
         self._accepted_before = True
         self._publish_status(client)
         if self._host_topic is not None:
-            client.subscribe([(self._host_topic, 1), (self._receipt_topic, 0)])
+            self._subscribe(client)
             self._set_state(
                 "waiting for host",
                 LinkState.DEGRADED,
@@ -338,6 +336,20 @@ class Uplink:
             return True
         self._goodbye(client)
         return True
+
+    # What a format (the Sparkplug uplink) says differently on the same session.
+
+    def _set_will(self, client: mqtt.Client) -> None:
+        client.will_set(
+            self._status_topic, self._status(online=False, figures=False), qos=1, retain=True
+        )
+
+    def _subscribe(self, client: mqtt.Client) -> None:
+        client.subscribe([(self._host_topic, 1), (self._receipt_topic, 0)])
+
+    def _farewell(self, client: mqtt.Client) -> mqtt.MQTTMessageInfo:
+        """The last message of a clean stop, at QoS 1."""
+        return client.publish(self._status_topic, self._status(online=False), qos=1, retain=True)
 
     def _io(self, client: mqtt.Client, timeout: float) -> bool:
         """One turn of paho's external loop; False once the connection is gone."""
@@ -408,7 +420,7 @@ class Uplink:
         """Stopping: flush deletes, say offline (retained), DISCONNECT (no last will)."""
         self._close_flow()
         self._goodbye_acked = False
-        info = client.publish(self._status_topic, self._status(online=False), qos=1, retain=True)
+        info = self._farewell(client)
         self._goodbye_mid = info.mid
         deadline = time.monotonic() + _GOODBYE_S
         while not self._goodbye_acked and time.monotonic() < deadline:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from floorconsole.core.quality import Quality
+from floorconsole.core.validate import Problems
 
 NAMESPACE = "spBv1.0"
 REBIRTH = "Node Control/Rebirth"
@@ -251,3 +252,68 @@ class ReportByException:
         """A new session: nothing has been sent in it yet (its births record what they send
         through changed())."""
         self.last.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class SparkplugConfig:
+    """[uplink.sparkplug]: where this edge node sits in a host's namespace. edge_node None:
+    the plant's [edge] id; primary_host None: publish whenever connected (no STATE wait)."""
+
+    group: str
+    edge_node: str | None = None
+    primary_host: str | None = None
+
+
+_SPARKPLUG_KEYS = ("group", "edge_node", "primary_host")
+
+
+def parse_sparkplug(raw: object, c: Problems) -> SparkplugConfig | None:
+    """The [uplink.sparkplug] table; its problems go to c with their key paths."""
+    p = "uplink.sparkplug"
+    t = c.table(raw, p)
+    if t is None:
+        return None
+    c.unknown_keys(t, p, _SPARKPLUG_KEYS)
+    before = len(c.problems)
+    group = c.string(t, "group", p, required=True)
+    edge = c.string(t, "edge_node", p)
+    host = c.string(t, "primary_host", p)
+    for key, value in (("group", group), ("edge_node", edge), ("primary_host", host)):
+        if value is not None:
+            try:
+                check_level(key, value)
+            except ValueError as e:
+                c.add(f"{p}.{key}", str(e).split(": ", 1)[1] + f" (got {value!r})")
+    if len(c.problems) > before or group is None:
+        return None
+    return SparkplugConfig(group=group, edge_node=edge, primary_host=host)
+
+
+def entry_quality(text: str) -> tuple[Quality, str]:
+    """An outbox entry's "q" ("GOOD", "BAD no comm") as a quality and its reason in words."""
+    word, _, reason = text.partition(" ")
+    try:
+        return Quality[word], reason
+    except KeyError:
+        return Quality.BAD, f"unknown quality {text!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class SparkplugSessionView:
+    """What the console's uplink screen shows of a Sparkplug session (plain data)."""
+
+    group: str
+    edge_node: str
+    primary_host: str | None
+    host_online: bool | None  # None: no primary host configured
+    bdseq: int | None  # of the current (or last) connection attempt
+    seq: int | None  # of the last message sent
+    births: int
+    last_birth_ms: int | None
+    rebirth_requests: int
+    refused_commands: int
+    devices_alive: tuple[str, ...] = ()
+    devices_dead: tuple[str, ...] = ()
+    not_carried: int = 0  # alarm/audit entries and waveforms: no Sparkplug metric for them
+    skipped_dead: int = 0  # samples of a device that was dead when they were due out
+    unknown_signals: int = 0

@@ -62,6 +62,7 @@ from floorconsole.core.history_format import json_value, quality_text
 from floorconsole.core.model_state import enum_text
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
+from floorconsole.core.sparkplug import SparkplugConfig, SparkplugSessionView, parse_sparkplug
 from floorconsole.core.validate import ID_PATTERN, UPLINK, Problem, Problems
 
 if TYPE_CHECKING:
@@ -88,7 +89,12 @@ _KEYS = (
     "status_interval",
     "reconnect_min",
     "reconnect_max",
+    "format",
+    "sparkplug",
 )
+# What the uplink speaks on the plant broker: its own JSON messages (below) or Sparkplug B
+# 3.0 (core/sparkplug.py, [uplink.sparkplug]); both read the same outbox.
+FORMATS = ("json", "sparkplug")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,8 @@ class UplinkConfig:
     status_interval_s: float = 10.0
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    format: str = "json"
+    sparkplug: SparkplugConfig | None = None  # with format = "sparkplug"
 
     @property
     def live_reserve(self) -> int:
@@ -195,7 +203,21 @@ def parse_uplink(
         if rmin > rmax:
             c.add("uplink.reconnect_max", f"{rmax:g} s is below reconnect_min ({rmin:g} s)")
 
-    if c.problems or broker is None or prefix is None or on_full is None:
+    fmt = c.string(t, "format", p, default="json", choices=FORMATS)
+    sparkplug = None
+    if fmt == "sparkplug":
+        if "sparkplug" not in t:
+            c.add(
+                "uplink.sparkplug",
+                'missing; format = "sparkplug" needs an [uplink.sparkplug] table with '
+                "group (and optionally edge_node, primary_host)",
+            )
+        else:
+            sparkplug = parse_sparkplug(t["sparkplug"], c)
+    elif "sparkplug" in t:
+        c.add("uplink.sparkplug", f'given, but format is {fmt!r}; set format = "sparkplug"')
+
+    if c.problems or broker is None or prefix is None or on_full is None or fmt is None:
         return None, c.problems
     return UplinkConfig(
         broker=broker,
@@ -214,6 +236,8 @@ def parse_uplink(
         status_interval_s=status,
         reconnect_min_s=rmin,
         reconnect_max_s=rmax,
+        format=fmt,
+        sparkplug=sparkplug,
     ), []
 
 
@@ -519,6 +543,7 @@ class UplinkStats:
     db_errors: int
     db_last_error: str
     dropped: tuple[tuple[str, int], ...] = field(default=())
+    sparkplug: SparkplugSessionView | None = None  # with format = "sparkplug"
 
     @property
     def dropped_total(self) -> int:

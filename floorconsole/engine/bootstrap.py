@@ -24,20 +24,26 @@ from floorconsole.adapters.modbus import DevicePoller
 from floorconsole.adapters.mqtt import BrokerClient
 from floorconsole.adapters.outbox import Outbox
 from floorconsole.adapters.snapshot_store import SnapshotStore, SnapshotStoreError
+from floorconsole.adapters.sparkplug.uplink import ALARM_PREFIX, SignalMetric, SparkplugUplink
 from floorconsole.adapters.uplink import Uplink
 from floorconsole.adapters.users import UserStore
+from floorconsole.core.audit import REFUSED
 from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.config import (
     BrokerConfig,
     DeviceConfig,
     ModelConfig,
+    MqttPoint,
     PlantConfig,
     Problem,
     SignalConfig,
     validate_plant,
 )
-from floorconsole.core.links import LinkStats
+from floorconsole.core.links import LinkState, LinkStats
+from floorconsole.core.points import ModbusPoint
+from floorconsole.core.rules import AlarmAction
 from floorconsole.core.snapshot import Snapshot, read_model_files
+from floorconsole.core.sparkplug import DataType
 from floorconsole.engine.demo import ensure_demo_users
 from floorconsole.engine.hub import Hub
 from floorconsole.engine.lock import DataDirLock
@@ -228,7 +234,7 @@ def open_engine(
         for mid, why in plan.stand_ins.items():
             log.error("model %s: %s; a stored package stands in, if there is one", mid, why)
         clock = clock or SystemClock()
-        outbox, uplink = _uplink(plant, snap, clock)
+        outbox, uplink = _uplink(plant, snap, clock, data_dir)
         if uplink is not None:
             opened.append(uplink.close)
         historian = Historian(
@@ -272,6 +278,8 @@ def open_engine(
             health_window_s=health_window_s,
             package_problems=plan.stand_ins,
         )
+        if isinstance(uplink, SparkplugUplink):
+            _watch_devices(uplink, engine)
     except BaseException:
         for close in reversed(opened):
             try:
@@ -298,19 +306,83 @@ def _stored_copies(store: SnapshotStore, models_dir: Path) -> PackageFallback:
 
 
 def _uplink(
-    plant: PlantConfig, snap: Snapshot, clock: Clock
+    plant: PlantConfig, snap: Snapshot, clock: Clock, data_dir: Path
 ) -> tuple[Outbox | None, Uplink | None]:
     """With an [uplink]: the outbox (its rows commit in the historian's own transactions, so
     a sample is stored and queued for the plant broker together, or neither) and the uplink
-    that forwards it, its retained status naming the snapshot."""
+    that forwards it, its retained status naming the snapshot; with format = "sparkplug" the
+    Sparkplug B edge node on the same outbox (bdSeq kept in data_dir)."""
     if plant.uplink is None:
         return None, None
     outbox = Outbox(plant.uplink)
     broker = next(b for b in plant.brokers if b.id == plant.uplink.broker)
+    if plant.uplink.format == "sparkplug":
+        return outbox, SparkplugUplink(
+            plant.uplink,
+            broker,
+            outbox,
+            edge_id=plant.edge.id,
+            data_dir=data_dir,
+            metrics=sparkplug_metrics(plant),
+            devices=[d.id for d in plant.devices],
+            snapshot_id=snap.short,
+            clock=clock,
+        )
     uplink = Uplink(
         plant.uplink, broker, outbox, edge_id=plant.edge.id, snapshot_id=snap.short, clock=clock
     )
     return outbox, uplink
+
+
+def sparkplug_metrics(plant: PlantConfig) -> list[SignalMetric]:
+    """Each signal as a Sparkplug metric: a Modbus device's and an MQTT source's (named by its
+    broker id) belong to that Sparkplug device, derived ones (models, drift) to the node.
+    Waveform signals have no metric (Sparkplug datasets are not implemented); each rule's
+    alarm is a node metric `Alarms/rule:ID`."""
+    out = []
+    for s in plant.signals:
+        src = s.source
+        if isinstance(src, ModbusPoint):
+            bool_ = src.type == "bool" or src.table in ("co", "di")
+            kind = DataType.Boolean if bool_ else DataType.Double
+            out.append(SignalMetric(s.id, src.device, kind, s.unit))
+        elif isinstance(src, MqttPoint):
+            if src.kind != "waveform":
+                out.append(SignalMetric(s.id, src.broker, DataType.Double, s.unit))
+        else:
+            out.append(SignalMetric(s.id, None, DataType.Double, s.unit))
+    for rule in plant.rules:  # each rule's alarm: the state of its last transition
+        if any(isinstance(a, AlarmAction) for a in rule.actions):
+            out.append(SignalMetric(f"{ALARM_PREFIX}{rule.alarm_id}", None, DataType.String))
+    return out
+
+
+def _engine_metrics(engine: Engine) -> tuple[list[SignalMetric], list[str]]:
+    """The running configuration's metrics and devices: its plant's signals and rule alarms,
+    and the model outputs the engine derives (node metrics)."""
+    plant = engine.active.plant
+    metrics = sparkplug_metrics(plant)
+    known = {m.signal for m in metrics}
+    metrics += [
+        SignalMetric(s.id, None, DataType.Double, s.unit)
+        for s in engine.derived
+        if s.id not in known
+    ]
+    return metrics, [d.id for d in plant.devices]
+
+
+def _watch_devices(uplink: SparkplugUplink, engine: Engine) -> None:
+    """A Sparkplug device is alive while its link (Modbus device, MQTT source) is not down;
+    the model outputs the engine derives are node metrics."""
+    uplink.define_metrics(*_engine_metrics(engine))
+    uplink.metrics_source = lambda: _engine_metrics(engine)  # again after each swap
+    # A host's write is refused (none is allowed yet) and the refusal is in the audit trail.
+    uplink.on_refused = lambda topic, why: engine.audit(
+        REFUSED, "sparkplug-host", topic, {"action": "sparkplug command", "why": why}
+    )
+    uplink.watch_devices(
+        lambda: {k: v.state is not LinkState.DOWN for k, v in list(engine.links.items())}
+    )
 
 
 def _when(t: float) -> str:

@@ -1,7 +1,10 @@
 """The engine side of the uplink in a process of its own, fed by a synthetic source.
 
     python -m tests.support.uplink_driver DATA_DIR --port N [--host 127.0.0.1] [--edge ID]
-        [--host-id ID] [--rate 1000] [--inflight 20]
+        [--host-id ID] [--rate 1000] [--inflight 20] [--sparkplug GROUP]
+
+With --sparkplug the uplink is the Sparkplug B one (group GROUP, edge node --edge, primary
+host --host-id): line.sig0-4 are metrics of device "line1", line.sig5-9 node metrics.
 
 Runs a Historian carrying an Outbox, and an Uplink to the broker, while SyntheticSource
 appends `rate` samples a second. Prints one JSON line ("stats {...}") every 0.25 s. On
@@ -20,10 +23,12 @@ from pathlib import Path
 
 from floorconsole.adapters.historian import Historian
 from floorconsole.adapters.outbox import Outbox
+from floorconsole.adapters.sparkplug.uplink import SignalMetric, SparkplugUplink
 from floorconsole.adapters.uplink import Uplink
 from floorconsole.core.config import BrokerConfig
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
+from floorconsole.core.sparkplug import DataType, SparkplugConfig
 from floorconsole.core.uplink import UplinkConfig
 
 SIGNALS = tuple(f"line.sig{i}" for i in range(10))
@@ -77,28 +82,44 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host-id", default=None)
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--inflight", type=int, default=20)
+    p.add_argument("--sparkplug", default=None, metavar="GROUP")
     args = p.parse_args(argv)
 
     config = UplinkConfig(
         broker="plant",
         topic_prefix=args.prefix,
         inflight=args.inflight,
-        primary_host=args.host_id,
+        primary_host=None if args.sparkplug else args.host_id,
         reconnect_min_s=0.2,
         reconnect_max_s=1.0,
+        format="sparkplug" if args.sparkplug else "json",
+        sparkplug=SparkplugConfig(args.sparkplug, args.edge, args.host_id)
+        if args.sparkplug
+        else None,
     )
     outbox = Outbox(config)
     historian = Historian(args.data_dir / "history.db", commit_hook=outbox)
     historian.start()
     # Values go on from what an earlier (killed) run stored, so every sample is unique.
     start = int(historian.rows_total())
-    uplink = Uplink(
-        config,
-        BrokerConfig("plant", args.host, args.port, keepalive_s=5.0),
-        outbox,
-        edge_id=args.edge,
-        snapshot_id="driver",
-    )
+    broker = BrokerConfig("plant", args.host, args.port, keepalive_s=5.0)
+    uplink: Uplink
+    if args.sparkplug:
+        metrics = [
+            SignalMetric(s, "line1" if i < 5 else None, DataType.Double, "mm/s")
+            for i, s in enumerate(SIGNALS)
+        ]
+        uplink = SparkplugUplink(
+            config,
+            broker,
+            outbox,
+            edge_id=args.edge,
+            data_dir=args.data_dir,
+            metrics=metrics,
+            snapshot_id="driver",
+        )
+    else:
+        uplink = Uplink(config, broker, outbox, edge_id=args.edge, snapshot_id="driver")
     uplink.start()
     source = SyntheticSource(historian, args.rate, start=start).start()
     stop = threading.Event()

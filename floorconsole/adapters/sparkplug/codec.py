@@ -27,32 +27,38 @@ def encode(metrics: Iterable[Metric], *, seq: int | None, timestamp_ms: int) -> 
             raise ValueError(f"Sparkplug seq is 0-255, not {seq}")
         p.seq = seq
     for m in metrics:
-        pm = p.metrics.add()
-        if m.name is not None:
-            pm.name = m.name
-        if m.alias is not None:
-            pm.alias = m.alias
-        pm.timestamp = m.timestamp_ms
-        pm.datatype = m.datatype
-        if m.historical:
-            pm.is_historical = True
-        _set_value(pm, m.datatype, m.value)
-        props = pm.properties
-        if m.unit:
-            props.keys.append("engUnit")
-            u = props.values.add()
-            u.type = DataType.String
-            u.string_value = m.unit
-        props.keys.append("Quality")
-        q = props.values.add()
-        q.type = DataType.Int32
-        q.int_value = QUALITY_CODE[m.quality]
-        if m.reason:
-            props.keys.append("quality_reason")
-            r = props.values.add()
-            r.type = DataType.String
-            r.string_value = m.reason
+        fill_metric(p.metrics.add(), m)
     return p.SerializeToString()
+
+
+def fill_metric(pm: spb.Payload.Metric, m: Metric, *, datatype: bool = True) -> None:
+    """One metric of a payload. datatype=False leaves the type out, as the specification
+    recommends for data messages (a host knows it from the birth)."""
+    if m.name is not None:
+        pm.name = m.name
+    if m.alias is not None:
+        pm.alias = m.alias
+    pm.timestamp = m.timestamp_ms
+    if datatype:
+        pm.datatype = m.datatype
+    if m.historical:
+        pm.is_historical = True
+    _set_value(pm, m.datatype, m.value)
+    props = pm.properties
+    if m.unit:
+        props.keys.append("engUnit")
+        u = props.values.add()
+        u.type = DataType.String
+        u.string_value = m.unit
+    props.keys.append("Quality")
+    q = props.values.add()
+    q.type = DataType.Int32
+    q.int_value = QUALITY_CODE[m.quality]
+    if m.reason:
+        props.keys.append("quality_reason")
+        r = props.values.add()
+        r.type = DataType.String
+        r.string_value = m.reason
 
 
 def _set_value(pm: spb.Payload.Metric, datatype: int, value: object) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 
 from floorconsole.console import Frame
+from floorconsole.core.sparkplug import SparkplugSessionView
 from floorconsole.core.units import format_duration
 from floorconsole.ui.live import ShowsFrames
 from floorconsole.ui.widgets.footer import ConsoleFooter
@@ -79,7 +82,46 @@ def uplink_text(frame: Frame, colors: dict[str, str], width: int) -> Text:
         t.append("\n")
     else:
         t.append("dropped      none\n")
+    if st.sparkplug is not None:
+        _sparkplug_text(t, st.sparkplug, colors)
     return t
+
+
+def _sparkplug_text(t: Text, sp: SparkplugSessionView, colors: dict[str, str]) -> None:
+    """The Sparkplug B session: what a SCADA host sees of this edge node."""
+    t.append("\nSparkplug B ", style="bold")
+    t.append(f"spBv1.0/{sp.group}/…/{sp.edge_node}\n")
+    if sp.primary_host is None:
+        host = "none configured (data flows whenever connected)"
+    else:
+        host = f"{sp.primary_host} " + ("online" if sp.host_online else "OFFLINE: holding data")
+    t.append(
+        f"primary host {host}\n",
+        style=""
+        if sp.host_online or sp.primary_host is None
+        else colors.get("quality-uncertain", ""),
+    )
+    bdseq = "—" if sp.bdseq is None else str(sp.bdseq)
+    seq = "—" if sp.seq is None else str(sp.seq)
+    t.append(f"bdSeq        {bdseq}  seq {seq}  births {sp.births}")
+    if sp.last_birth_ms is not None:
+        t.append(f" (last {time.strftime('%H:%M:%S', time.gmtime(sp.last_birth_ms / 1000))} UTC)")
+    t.append(f"  rebirth requests {sp.rebirth_requests}\n")
+    t.append(f"devices      {', '.join(sp.devices_alive) or 'none'} alive")
+    if sp.devices_dead:
+        t.append(
+            f"; dead (DDEATH): {', '.join(sp.devices_dead)}",
+            style=colors.get("quality-bad", ""),
+        )
+    t.append("\n")
+    if sp.refused_commands:
+        t.append(f"commands     {sp.refused_commands} refused (none is writable from a host)\n")
+    if sp.not_carried or sp.skipped_dead or sp.unknown_signals:
+        t.append(
+            f"not sent     {sp.not_carried} alarm/audit/waveform entries, "
+            f"{sp.skipped_dead} of dead devices, {sp.unknown_signals} of unknown signals\n",
+            style=colors.get("muted", ""),
+        )
 
 
 class UplinkScreen(ShowsFrames, Screen[None]):

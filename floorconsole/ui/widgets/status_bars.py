@@ -265,6 +265,8 @@ class LinkBar(Bar):
             shape = {"up": "●", "connecting": "○", "waiting for host": "◐"}.get(up.state, "✕")
             style = "" if up.state == "up" else f"bold {colors.get('quality-uncertain', '')}"
             text.append(f"uplink {shape} {up.state}", style=style.strip())
+            if up.sparkplug is not None:  # the Sparkplug session a SCADA host sees
+                text.append(f" spB bdSeq {up.sparkplug.bdseq} seq {up.sparkplug.seq}")
             if up.backlog_rows:
                 text.append(f" backlog {_count(up.backlog_rows)}")
             text.append("  │ ")

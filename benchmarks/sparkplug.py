@@ -1,0 +1,150 @@
+"""Sparkplug B uplink against the JSON uplink, in the same run: samples/s and bytes/sample.
+
+    python benchmarks/sparkplug.py [--samples 100000] [--batch 200] [--repeat 3]
+
+One real mosquitto. Each run records a backlog of N samples of 20 signals in the outbox (as
+benchmarks/uplink.py does: the historian's own transactions, as if the broker had been
+unreachable), then starts the uplink and times it from the moment data may flow to the PUBACK
+of the last backlog message: read from SQLite, encode (JSON envelope around the stored body,
+or Sparkplug protobuf by alias from it), publish at QoS 1, delete after the PUBACK. Bytes per
+sample are the MQTT payload bytes the uplink handed to the broker (topic and MQTT header not
+counted; Sparkplug births and deaths included), divided by the samples sent. Runs alternate
+JSON and Sparkplug; figures are medians.
+
+Targets (issue 16): Sparkplug at least 1.0x the JSON uplink's samples/s, at most 0.5x its
+bytes per sample. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.uplink import record_backlog  # noqa: E402
+from floorconsole.adapters.broker import MosquittoBroker  # noqa: E402
+from floorconsole.adapters.sparkplug.uplink import SignalMetric, SparkplugUplink  # noqa: E402
+from floorconsole.adapters.uplink import Uplink  # noqa: E402
+from floorconsole.core.config import BrokerConfig  # noqa: E402
+from floorconsole.core.sparkplug import DataType, SparkplugConfig  # noqa: E402
+from floorconsole.core.uplink import UplinkConfig  # noqa: E402
+
+SIGNALS = [f"press.sig{i}" for i in range(20)]  # what benchmarks/uplink.record_backlog writes
+
+
+def _counting(client: mqtt.Client, counter: list[int]) -> mqtt.Client:
+    """The client, counting the payload bytes handed to it."""
+    publish = client.publish
+
+    def counted(topic: str, payload: Any = None, *args: Any, **kw: Any) -> mqtt.MQTTMessageInfo:
+        counter[0] += len(payload or b"")
+        return publish(topic, payload, *args, **kw)
+
+    client.publish = counted  # type: ignore[method-assign]
+    return client
+
+
+class CountingJson(Uplink):
+    counter = [0]
+
+    def _new_paho(self) -> mqtt.Client:
+        return _counting(super()._new_paho(), self.counter)
+
+
+class CountingSparkplug(SparkplugUplink):
+    counter = [0]
+
+    def _new_paho(self) -> mqtt.Client:
+        return _counting(super()._new_paho(), self.counter)
+
+
+def one_run(broker: MosquittoBroker, n: int, batch: int, fmt: str) -> tuple[float, float]:
+    """(samples/s to the last PUBACK, payload bytes per sample) of one drain of n samples."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = UplinkConfig(
+            broker="plant",
+            topic_prefix="bench",
+            batch=batch,
+            reconnect_min_s=0.05,
+            format=fmt,
+            sparkplug=SparkplugConfig("bench", "press1") if fmt == "sparkplug" else None,
+        )
+        historian, outbox = record_backlog(Path(tmp) / "history.db", config, n)
+        b = BrokerConfig("plant", broker.host, broker.port)
+        uplink: Uplink
+        if fmt == "sparkplug":
+            metrics = [
+                SignalMetric(s, "drive1" if i < 10 else None, DataType.Double, "A")
+                for i, s in enumerate(SIGNALS)
+            ]
+            uplink = CountingSparkplug(
+                config, b, outbox, edge_id="press1", data_dir=Path(tmp), metrics=metrics
+            )
+            counter = CountingSparkplug.counter
+        else:
+            uplink = CountingJson(config, b, outbox, edge_id="press1")
+            counter = CountingJson.counter
+        counter[0] = 0
+        uplink.start()
+        try:
+            deadline = time.monotonic() + 300
+            while uplink.last_drain is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no drain within 300 s: {uplink.stats()}")
+                time.sleep(0.002)
+            entries, _messages, seconds = uplink.last_drain
+        finally:
+            uplink.close()
+            historian.close()
+        if entries < n:
+            raise RuntimeError(f"{fmt}: drained {entries} of {n}")
+        return entries / seconds, counter[0] / entries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    broker = MosquittoBroker().start()
+    runs: dict[str, list[tuple[float, float]]] = {"json": [], "sparkplug": []}
+    try:
+        for i in range(args.repeat):
+            for fmt in ("json", "sparkplug") if i % 2 == 0 else ("sparkplug", "json"):
+                rate, size = one_run(broker, args.samples, args.batch, fmt)
+                runs[fmt].append((rate, size))
+                print(f"{fmt:9} {rate:10,.0f} samples/s  {size:6.1f} bytes/sample", flush=True)
+    finally:
+        broker.stop()
+    med = {
+        fmt: (statistics.median(r for r, _ in xs), statistics.median(s for _, s in xs))
+        for fmt, xs in runs.items()
+    }
+    out = {
+        "benchmark": "sparkplug",
+        "samples": args.samples,
+        "batch": args.batch,
+        "repeat": args.repeat,
+        "json_samples_per_s": round(med["json"][0]),
+        "sparkplug_samples_per_s": round(med["sparkplug"][0]),
+        "json_bytes_per_sample": round(med["json"][1], 1),
+        "sparkplug_bytes_per_sample": round(med["sparkplug"][1], 1),
+        "rate_ratio": round(med["sparkplug"][0] / med["json"][0], 2),
+        "bytes_ratio": round(med["sparkplug"][1] / med["json"][1], 2),
+    }
+    out["meets_targets"] = out["rate_ratio"] >= 1.0 and out["bytes_ratio"] <= 0.5
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
