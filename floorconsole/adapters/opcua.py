@@ -24,11 +24,20 @@ from typing import Any
 
 from asyncua import Client, Node, ua
 
+from floorconsole.adapters.modbus import WriteResult
 from floorconsole.core.clock import Clock, SystemClock
+from floorconsole.core.config import SignalConfig
 from floorconsole.core.links import LinkState, LinkStats
-from floorconsole.core.opcua import BrowsedNode, StatusQuality, parse_node_id, status_quality
+from floorconsole.core.opcua import (
+    BrowsedNode,
+    OpcUaDeviceConfig,
+    OpcUaNodePoint,
+    StatusQuality,
+    parse_node_id,
+    status_quality,
+)
 from floorconsole.core.quality import Quality, Reason
-from floorconsole.core.sample import Sample
+from floorconsole.core.sample import Sample, waveform
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +50,10 @@ class OpcUaPoint:
     """One signal read from one node."""
 
     signal: str
-    node: str  # a NodeId string, "ns=2;s=Line2.Press.Pressure"
+    node: str  # a NodeId string, "ns=2;s=Line2.Press.Pressure"; "" when path names the node
     sampling_ms: float = 100.0
     queue_size: int = 10
+    path: tuple[str, ...] = ()  # browse names under Objects: ("2:Plant", "2:Pressure")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,7 @@ class OpcUaEndpoint:
     certificate: Path | None = None
     private_key: Path | None = None
     server_certificate: Path | None = None
+    trusted_dir: Path | None = None  # servers whose certificate is in this folder are trusted
     username: str | None = None
     password_env: str | None = None
     publishing_ms: float = 200.0
@@ -97,7 +108,8 @@ class OpcUaSource:
         self.clock = clock or SystemClock()
         self.link = link or LinkStats(endpoint.id, "device", endpoint.endpoint)
         for p in self.points:
-            parse_node_id(p.node)  # a bad NodeId is a plant-file error, caught before here
+            if p.node or not p.path:
+                parse_node_id(p.node)  # a bad NodeId is a plant-file error, caught before here
         self._by_node: dict[str, OpcUaPoint] = {}
         self._client: Client | None = None
         self.overflows = 0  # notifications that said values were dropped in the server's queue
@@ -138,7 +150,15 @@ class OpcUaSource:
         self._sub = sub
         self._by_node.clear()
         for p in self.points:
-            node = client.get_node(p.node)
+            if p.node:
+                node = client.get_node(p.node)
+            else:
+                try:
+                    node = await client.nodes.objects.get_child(list(p.path))
+                except ua.UaStatusCodeError as e:
+                    why = f"browse path {'/'.join(p.path)}: {_status_name(e)}"
+                    self._bad([p], Reason.CONFIG_ERROR, why)
+                    continue
             self._by_node[node.nodeid.to_string()] = p
             (result,) = await sub.subscribe_data_change(
                 [node], queuesize=p.queue_size, sampling_interval=ua.Double(p.sampling_ms)
@@ -177,6 +197,20 @@ class OpcUaSource:
             if ep.server_certificate is not None:
                 parts.append(str(ep.server_certificate))
             await client.set_security_string(",".join(parts))
+            if ep.trusted_dir is not None:
+                from asyncua.crypto.truststore import TrustStore
+                from asyncua.crypto.validator import (
+                    CertificateValidator,
+                    CertificateValidatorOptions,
+                )
+
+                store = TrustStore([Path(ep.trusted_dir)], [])
+                await store.load()
+                client.certificate_validator = CertificateValidator(
+                    CertificateValidatorOptions.TRUSTED_VALIDATION
+                    | CertificateValidatorOptions.PEER_SERVER,
+                    store,
+                )
 
     async def _close(self) -> None:
         client, self._client = self._client, None
@@ -273,6 +307,102 @@ class OpcUaSource:
         if not _same(got, value):
             raise OpcUaError(f"{node_id}: wrote {value!r}, read back {got!r}")
         return got
+
+    async def write_point(self, point: OpcUaNodePoint, value: float | bool) -> WriteResult:
+        """A rule's or a person's write, as the control layer records it: ok only when the
+        value read back is the value written; a write the server refuses says its status."""
+        started = time.perf_counter()
+
+        def result(ok: bool, attempts: int, error: str = "", back: Any = None) -> WriteResult:
+            ms = (time.perf_counter() - started) * 1000.0
+            return WriteResult(ok, attempts, value, back, error, ms)
+
+        if point.device != self.endpoint.id:
+            return result(False, 0, f"not applied: {point.label} is on {point.device!r}")
+        if not point.node:
+            return result(False, 0, "not applied: writes name a node (ns=...), not a browse path")
+        if self._client is None or self.link.state is not LinkState.UP:
+            why = self.last_error or "not connected"
+            return result(False, 0, f"not applied: device down ({why})")
+        try:
+            back = await asyncio.wait_for(self.write(point.node, value), self.endpoint.timeout_s)
+        except OpcUaError as e:
+            applied = "not connected" not in str(e)
+            return result(False, 1 if applied else 0, str(e) if applied else f"not applied: {e}")
+        except TimeoutError:
+            return result(False, 1, f"{point.node}: no answer within the timeout")
+        return result(True, 1, back=back if isinstance(back, bool | int | float) else None)
+
+    async def read_point(self, point: OpcUaNodePoint) -> tuple[float | bool | None, str]:
+        """One node read now: (value, "") or (None, why)."""
+        client = self._client
+        if client is None or self.link.state is not LinkState.UP:
+            return None, f"device down ({self.last_error or 'not connected'})"
+        try:
+            dv = await asyncio.wait_for(
+                client.get_node(point.node).read_data_value(raise_on_bad_status=False),
+                self.endpoint.timeout_s,
+            )
+        except ua.UaStatusCodeError as e:
+            return None, f"{point.label}: {_status_name(e)}"
+        except (TimeoutError, OSError) as e:
+            return None, f"{point.label}: {_describe(e)}"
+        if dv.StatusCode is not None and not dv.StatusCode.is_good():
+            return None, f"{point.label}: {_status_name(dv.StatusCode)}"
+        v = dv.Value.Value if dv.Value is not None else None
+        return (v, "") if isinstance(v, bool | int | float) else (None, f"{point.label}: {v!r}")
+
+
+def engine_source(
+    device: OpcUaDeviceConfig,
+    signals: Sequence[SignalConfig],
+    ingest: Callable[[list[Sample]], None],
+    clock: Clock,
+    link: LinkStats,
+) -> OpcUaSource:
+    """The source an engine runs for one `protocol = "opc-ua"` device: its samples go to
+    `ingest` (the hub's) as the hub takes them: arrays as waveforms, and a text or byte-string
+    node BAD (the historian records numbers), saying so."""
+    endpoint = OpcUaEndpoint(
+        id=device.id,
+        endpoint=device.endpoint,
+        security=device.security,
+        certificate=device.certificate,
+        private_key=device.private_key,
+        server_certificate=device.server_certificate,
+        trusted_dir=device.trusted_dir,
+        username=device.username,
+        password_env=device.password_env,
+        publishing_ms=device.publishing_s * 1000.0,
+        timeout_s=device.timeout_s,
+    )
+    points = []
+    for s in signals:
+        src = s.source
+        assert isinstance(src, OpcUaNodePoint)
+        points.append(
+            OpcUaPoint(s.id, src.node, src.sampling_s * 1000.0, src.queue_size, src.browse_path)
+        )
+
+    def deliver(samples: list[Sample]) -> None:
+        ingest([_for_hub(x) for x in samples])
+
+    return OpcUaSource(endpoint, points, deliver, clock=clock, link=link)
+
+
+def _for_hub(s: Sample) -> Sample:
+    v: Any = s.value
+    if isinstance(v, tuple):
+        return s._replace(value=waveform(v))
+    if isinstance(v, str):
+        shown = v if len(v) <= 20 else v[:19] + "…"
+        return s._replace(
+            value=None,
+            quality=Quality.BAD,
+            reason=Reason.DECODE_ERROR,
+            detail=f"a text value ({shown!r}): floorconsole records numbers",
+        )
+    return s
 
 
 OBJECTS_FOLDER = "i=85"

@@ -27,6 +27,7 @@ from floorconsole.console import (
 )
 from floorconsole.core.config import DerivedPoint, ModbusPoint, MqttPoint, SignalConfig
 from floorconsole.core.model_state import BAD, CRITICAL, WARNING, enum_text
+from floorconsole.core.opcua import OpcUaNodePoint
 from floorconsole.core.quality import Quality
 from floorconsole.core.sample import Sample
 from floorconsole.engine.commands import Commands
@@ -43,6 +44,8 @@ def _source_text(s: SignalConfig) -> str:
         return f"{src.device} {src.table}:{src.address} {src.type}"
     if isinstance(src, DerivedPoint):
         return src.producer
+    if isinstance(src, OpcUaNodePoint):
+        return f"{src.device} {src.label}"
     assert isinstance(src, MqttPoint)
     path = ".".join(str(p) for p in src.json_path)
     return f"{src.broker} {src.topic} {path}".rstrip()
@@ -515,7 +518,7 @@ class EngineAPI:
         parsed, problems = parse_rules(
             [rule],
             signals=ranges,
-            devices={d.id for d in plant.devices},
+            devices={d.id for d in plant.devices} | {u.id for u in plant.opcua_devices},
             brokers={b.id for b in plant.brokers},
         )
         if problems or not parsed:
