@@ -138,9 +138,7 @@ def test_values_writes_and_a_server_restart(engine: Engine, ua_server: ServerPro
     wait_for(lambda: sig(api.frame(), "press2.count").value == 77, what="written value")
     writes = api.audit(kind="write", limit=10)
     assert any(w["target"] == "press2 ns=2;s=Plant.Int16" for w in writes), writes
-    bad = api.command(
-        "control.arm", session=eng, device="press2", address="ns=2;x=1", value=1
-    )
+    bad = api.command("control.arm", session=eng, device="press2", address="ns=2;x=1", value=1)
     assert not bad["ok"] and "is not a NodeId" in bad["message"], bad
 
     # a rule writing to a node the server refuses: alarmed, with the server's word
