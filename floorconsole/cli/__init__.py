@@ -253,12 +253,21 @@ def _console_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    env = _environment_problems(args.plant)
     try:
         plant = load_plant(args.plant)  # package problems too: check is where to see them
     except PlantError as e:
-        for p in e.problems:
+        problems = [*e.problems, *env]
+        for p in problems:
             print(f"{e.source}: {p}")
-        print(f"{len(e.problems)} problem(s) in {e.source}", file=sys.stderr)
+        print(f"{len(problems)} problem(s) in {e.source}", file=sys.stderr)
+        return 1
+    if env:
+        # The file is valid, and an engine would run it, that device BAD until the variable
+        # is set: check says so now rather than the console later.
+        for p in env:
+            print(f"{args.plant}: {p}")
+        print(f"{len(env)} problem(s) in {args.plant}", file=sys.stderr)
         return 1
     print(
         f"{args.plant}: ok — edge {plant.edge.id}, {len(plant.brokers)} broker(s), "
@@ -266,6 +275,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(plant.models)} model(s)"
     )
     return 0
+
+
+def _environment_problems(path: Path) -> list[Problem]:
+    """What this machine's environment lacks for the plant file (an OPC UA password
+    variable that is not set)."""
+    import tomllib
+
+    from floorconsole.core.opcua import environment_problems
+
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []  # load_plant says what is wrong with the file
+    return [Problem(k, m) for k, m in environment_problems(raw, os.environ)]
 
 
 def _data_dir(args: argparse.Namespace, *, demo_fallback: bool = False) -> Path:
