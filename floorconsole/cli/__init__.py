@@ -19,6 +19,9 @@ from floorconsole.core.config import PlantError, Problem, load_plant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLANT = REPO_ROOT / "fixtures" / "plants" / "demo.toml"
+# The demo's OPC UA machine beside the Modbus drive (added by `floorconsole demo`; tests that
+# build the demo from demo.toml alone keep their one-machine plant).
+DEMO_PRESS = REPO_ROOT / "fixtures" / "plants" / "demo_press.toml"
 
 
 class UserError(Exception):
@@ -413,7 +416,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except EngineAlreadyRunning as e:
         raise UserError(str(e)) from None
     try:
-        with DemoPlant(DEMO_PLANT) as demo:
+        with DemoPlant(DEMO_PLANT, machines=[DEMO_PRESS]) as demo:
             print(demo.banner(data_dir), file=sys.stderr)
             lock.release()
             return _run_engine(
