@@ -55,6 +55,10 @@ class OpcUaPoint:
     queue_size: int = 10
     path: tuple[str, ...] = ()  # browse names under Objects: ("2:Plant", "2:Pressure")
 
+    @property
+    def label(self) -> str:
+        return self.node or "/".join(self.path)
+
 
 @dataclass(frozen=True, slots=True)
 class OpcUaEndpoint:
@@ -71,6 +75,9 @@ class OpcUaEndpoint:
     password_env: str | None = None
     publishing_ms: float = 200.0
     timeout_s: float = 4.0
+
+
+_GOOD = StatusQuality(Quality.GOOD, Reason.NONE, "", False)
 
 
 class OpcUaError(Exception):
@@ -118,6 +125,8 @@ class OpcUaSource:
         self._lost = asyncio.Event()
         self._sub: Any = None
         self._batch: tuple[object, dict[str, int]] = (None, {})
+        self._pending: list[Sample] = []
+        self._flush_scheduled = False
 
     # -- running ----------------------------------------------------------------------------
 
@@ -149,6 +158,10 @@ class OpcUaSource:
         sub = await client.create_subscription(ep.publishing_ms, _Handler(self))
         self._sub = sub
         self._by_node.clear()
+        # One CreateMonitoredItems request per sampling interval and queue size, not one per
+        # node: a server with hundreds of signals, busy sending changes, is subscribed in a
+        # few round trips.
+        groups: dict[tuple[float, int], list[tuple[Node, OpcUaPoint]]] = {}
         for p in self.points:
             if p.node:
                 node = client.get_node(p.node)
@@ -160,11 +173,16 @@ class OpcUaSource:
                     self._bad([p], Reason.CONFIG_ERROR, why)
                     continue
             self._by_node[node.nodeid.to_string()] = p
-            (result,) = await sub.subscribe_data_change(
-                [node], queuesize=p.queue_size, sampling_interval=ua.Double(p.sampling_ms)
+            groups.setdefault((p.sampling_ms, p.queue_size), []).append((node, p))
+        for (sampling_ms, queue_size), items in groups.items():
+            results = await sub.subscribe_data_change(
+                [n for n, _ in items],
+                queuesize=queue_size,
+                sampling_interval=ua.Double(sampling_ms),
             )
-            if isinstance(result, ua.StatusCode):  # the server refused this node
-                self._bad([p], Reason.CONFIG_ERROR, f"{p.node}: {result.name}")
+            for (_n, p), result in zip(items, results, strict=True):
+                if isinstance(result, ua.StatusCode):  # the server refused this node
+                    self._bad([p], Reason.CONFIG_ERROR, f"{p.label}: {result.name}")
         self.link.set_state(LinkState.UP, self.clock.mono())
         self.link.last_error = ""
         if self.last_error:
@@ -227,16 +245,19 @@ class OpcUaSource:
     # -- values -----------------------------------------------------------------------------
 
     def _on_change(self, node: Node, dv: ua.DataValue) -> None:
-        p = self._by_node.get(node.nodeid.to_string())
+        key = node.nodeid.to_string()
+        p = self._by_node.get(key)
         if p is None:
             return
         self.notifications += 1
         code = dv.StatusCode
-        status = code if isinstance(code, ua.StatusCode) else ua.StatusCode(ua.UInt32(0))
-        sq = status_quality(status.value, _status_name(status))
+        if code is None or not isinstance(code, ua.StatusCode) or code.value == 0:
+            sq = _GOOD
+        else:
+            sq = status_quality(code.value, _status_name(code))
         if sq.overflow:
             self.overflows += 1
-        elif self._queue_filled(node.nodeid.to_string(), p) and sq.quality is Quality.GOOD:
+        elif self._queue_filled(key, p) and sq.quality is Quality.GOOD:
             # asyncua's server (and others) drop the oldest of a full queue without setting
             # the Overflow bit: a publish that brings as many values of an item as its queue
             # holds is the sign. Counted, and this value says so.
@@ -249,13 +270,31 @@ class OpcUaSource:
                 True,
             )
         ts = dv.SourceTimestamp or dv.ServerTimestamp
-        t_source = ts.replace(tzinfo=ts.tzinfo or UTC).timestamp() if ts else self.clock.wall()
+        if ts is None:
+            t_source = self.clock.wall()
+        else:
+            t_source = (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).timestamp()
         value = _value(dv.Value.Value if dv.Value is not None else None)
         if value is None and sq.quality is Quality.GOOD:
             sq_q, reason, detail = Quality.BAD, Reason.DECODE_ERROR, "no value in the notification"
         else:
             sq_q, reason, detail = sq.quality, sq.reason, sq.detail
-        self.deliver([Sample(p.signal, value, sq_q, reason, t_source, self.clock.mono(), detail)])
+        self._emit(Sample(p.signal, value, sq_q, reason, t_source, self.clock.mono(), detail))
+
+    def _emit(self, sample: Sample) -> None:
+        """asyncua calls the handler once per value, all of a publish in one go: the samples
+        are handed on together on the next loop turn (one hub ingest, one historian append
+        per publish rather than per value)."""
+        self._pending.append(sample)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            self.deliver(batch)
 
     def _queue_filled(self, key: str, p: OpcUaPoint) -> bool:
         """Whether this notification is the queue_size-th of its item in one publish."""
@@ -279,6 +318,7 @@ class OpcUaSource:
         self._bad(self.points, Reason.NO_COMM, why)
 
     def _bad(self, points: Sequence[OpcUaPoint], reason: Reason, why: str) -> None:
+        self._flush()  # values received before the failure go first, then BAD
         now_w, now_m = self.clock.wall(), self.clock.mono()
         self.deliver(
             [Sample(p.signal, None, Quality.BAD, reason, now_w, now_m, why) for p in points]
