@@ -222,7 +222,10 @@ class OpcUaSource:
                     CertificateValidatorOptions,
                 )
 
-                store = TrustStore([Path(ep.trusted_dir)], [])
+                folder = Path(ep.trusted_dir)
+                if not folder.is_dir() or not any(folder.iterdir()):
+                    raise OpcUaError(f"trusted_dir {folder}: no server certificates in it")
+                store = TrustStore([folder], [])
                 await store.load()
                 client.certificate_validator = CertificateValidator(
                     CertificateValidatorOptions.TRUSTED_VALIDATION
