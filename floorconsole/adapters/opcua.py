@@ -396,17 +396,9 @@ class OpcUaSource:
         return (v, "") if isinstance(v, bool | int | float) else (None, f"{point.label}: {v!r}")
 
 
-def engine_source(
-    device: OpcUaDeviceConfig,
-    signals: Sequence[SignalConfig],
-    ingest: Callable[[list[Sample]], None],
-    clock: Clock,
-    link: LinkStats,
-) -> OpcUaSource:
-    """The source an engine runs for one `protocol = "opc-ua"` device: its samples go to
-    `ingest` (the hub's) as the hub takes them: arrays as waveforms, and a text or byte-string
-    node BAD (the historian records numbers), saying so."""
-    endpoint = OpcUaEndpoint(
+def endpoint_of(device: OpcUaDeviceConfig) -> OpcUaEndpoint:
+    """How to reach a plant file's `protocol = "opc-ua"` device."""
+    return OpcUaEndpoint(
         id=device.id,
         endpoint=device.endpoint,
         security=device.security,
@@ -419,6 +411,19 @@ def engine_source(
         publishing_ms=device.publishing_s * 1000.0,
         timeout_s=device.timeout_s,
     )
+
+
+def engine_source(
+    device: OpcUaDeviceConfig,
+    signals: Sequence[SignalConfig],
+    ingest: Callable[[list[Sample]], None],
+    clock: Clock,
+    link: LinkStats,
+) -> OpcUaSource:
+    """The source an engine runs for one `protocol = "opc-ua"` device: its samples go to
+    `ingest` (the hub's) as the hub takes them: arrays as waveforms, and a text or byte-string
+    node BAD (the historian records numbers), saying so."""
+    endpoint = endpoint_of(device)
     points = []
     for s in signals:
         src = s.source
