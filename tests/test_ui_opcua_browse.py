@@ -38,7 +38,7 @@ async def test_browse_and_add_signals_through_a_snapshot(engine: Engine) -> None
         assert isinstance(screen, OpcUaBrowseScreen) and screen.device == "press2"
         await until(pilot, lambda: "Plant  ns=2;s=Plant" in screen.text)
         await pilot.press(*"ns=2;s=Plant", "enter")
-        await until(pilot, lambda: "F8 adds the" in screen.text)
+        await until(pilot, lambda: "F8 adds those of the" in screen.text)
         assert 'node = "ns=2;s=Plant.ReadOnly"' in screen.text
         await pilot.press("f8")
         await until(

@@ -126,6 +126,7 @@ class OpcUaSource:
         self._sub: Any = None
         self._batch: tuple[object, dict[str, int]] = (None, {})
         self._pending: list[Sample] = []
+        self._was_up = False  # a session was ever established (before: a grace of timeout_s)
         self._flush_scheduled = False
 
     # -- running ----------------------------------------------------------------------------
@@ -134,6 +135,7 @@ class OpcUaSource:
         """Connect, subscribe and watch, until cancelled; values BAD whenever the server is
         not there."""
         attempt = 0
+        started = self.clock.mono()
         while True:
             try:
                 await self._session()
@@ -142,10 +144,20 @@ class OpcUaSource:
                 await self._close()
                 raise
             except Exception as e:  # noqa: BLE001 - any failure of the server or the link
-                self._down(_describe(e))
+                why = _describe(e)
+                if not self._was_up and self.clock.mono() - started < self.endpoint.timeout_s:
+                    # Not there yet at start (a server starting beside us): still connecting,
+                    # values UNCERTAIN (no value yet); BAD once the timeout has passed.
+                    self.link.set_state(LinkState.CONNECTING, self.clock.mono(), why)
+                    self.link.errors += 1
+                else:
+                    self._down(why)
                 attempt += 1
             await self._close()
-            await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+            waiting = self.link.state is LinkState.CONNECTING and not self._was_up
+            await asyncio.sleep(
+                _BACKOFF_S[0] if waiting else _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+            )
 
     async def _session(self) -> None:
         ep = self.endpoint
@@ -184,6 +196,7 @@ class OpcUaSource:
                 if isinstance(result, ua.StatusCode):  # the server refused this node
                     self._bad([p], Reason.CONFIG_ERROR, f"{p.label}: {result.name}")
         self.link.set_state(LinkState.UP, self.clock.mono())
+        self._was_up = True
         self.link.last_error = ""
         if self.last_error:
             self.link.reconnects += 1
@@ -314,11 +327,14 @@ class OpcUaSource:
     def _down(self, why: str) -> None:
         first = self.last_error != why
         self.last_error = why
-        self.link.set_state(LinkState.DOWN, self.clock.mono(), why)
+        went_down = self.link.set_state(LinkState.DOWN, self.clock.mono(), why)
         self.link.errors += 1
         if first:
             log.warning("opc-ua %s (%s): %s", self.endpoint.id, self.endpoint.endpoint, why)
-        self._bad(self.points, Reason.NO_COMM, why)
+        if first or went_down:
+            # BAD when it goes down or the reason changes, not again at every retry: an
+            # outage does not fill the historian with copies
+            self._bad(self.points, Reason.NO_COMM, why)
 
     def _bad(self, points: Sequence[OpcUaPoint], reason: Reason, why: str) -> None:
         self._flush()  # values received before the failure go first, then BAD

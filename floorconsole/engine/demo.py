@@ -35,6 +35,13 @@ class DemoPlant:
 
     def __enter__(self) -> DemoPlant:
         try:
+            if self.machines:
+                from floorconsole.adapters.press_sim import start_press
+
+                # First, for a head start, and not waited for: the engine's OPC UA source
+                # connects when the server is up (a second or two; it says "connecting" until
+                # then), so the demo starts as fast as before.
+                self.press, self.opcua_port = start_press(DEMO_OPCUA_PORT)
             # The same ports at every start when they are free, so the demo's configuration
             # (ports included) is the same snapshot each time; others when they are taken.
             try:
@@ -42,12 +49,6 @@ class DemoPlant:
             except (BrokerError, OSError):
                 self.broker = start_demo_broker()
             self.sim = self._sim(DEMO_MODBUS_PORT)
-            if self.machines:
-                from floorconsole.adapters.press_sim import start_press
-
-                # Not waited for: the engine's OPC UA source connects when the server is up
-                # (a second or two), so the demo starts as fast as before.
-                self.press, self.opcua_port = start_press(DEMO_OPCUA_PORT)
             self.plant = demo_plant(
                 self.plant_file,
                 modbus_port=self.sim.modbus_port,

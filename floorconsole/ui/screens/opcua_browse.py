@@ -106,7 +106,7 @@ class OpcUaBrowseScreen(Screen[None]):
         n = len(r.get("signals", []))
         status.update(
             f"{len(r.get('variables', []))} variable(s) under {r.get('node') or 'Objects'}; "
-            f"F8 adds the {n} signal(s) below to the plant (a snapshot)"
+            f"F8 adds those of the {n} signal(s) below the plant does not read yet (a snapshot)"
             if n
             else "no variables here: type a NodeId from the tree and Enter"
         )
