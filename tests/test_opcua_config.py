@@ -170,6 +170,11 @@ MISTAKES = [
     (("on = true", 'on = "yes"'), "rules[0].actions[0].on", "expected a number or true/false"),
     (('timeout = "3s"', 'timeout = "10ms"'), "devices[1].timeout", "too short"),
     (
+        ('browse_path = "2:Line2/2:Press/2:Strokes"', 'node = "ns=2;s=Line2.Press.Pressure"'),
+        "signals[1].node",
+        "is already read by 'press2.pressure'",
+    ),
+    (
         ('server_certificate = "pki/server.der"', 'trusted_dir = "pki/nope"'),
         "devices[1].trusted_dir",
         "no such folder",

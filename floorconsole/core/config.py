@@ -655,9 +655,21 @@ def _mqtt_point(
 
 
 def _overlaps(c: Problems, signals: list[SignalConfig | None]) -> None:
-    """Two signals decoding overlapping registers of one device is almost always a typo."""
+    """Two signals decoding overlapping registers of one device is almost always a typo; so
+    are two reading one OPC UA node (one subscription would feed only one of them)."""
     taken: dict[tuple[str, str, int], str] = {}
+    nodes: dict[tuple[str, str], str] = {}
     for i, s in enumerate(signals):
+        if s is not None and isinstance(s.source, OpcUaNodePoint):
+            node_key = (s.source.device, s.source.label)
+            if node_key in nodes and nodes[node_key] != s.id:
+                where = "node" if s.source.node else "browse_path"
+                c.add(
+                    f"signals[{i}].{where}",
+                    f"{s.source.label} on {s.source.device} is already read by {nodes[node_key]!r}",
+                )
+            nodes.setdefault(node_key, s.id)
+            continue
         if s is None or not isinstance(s.source, ModbusPoint):
             continue
         src = s.source
