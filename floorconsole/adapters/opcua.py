@@ -24,11 +24,20 @@ from typing import Any
 
 from asyncua import Client, Node, ua
 
+from floorconsole.adapters.modbus import WriteResult
 from floorconsole.core.clock import Clock, SystemClock
+from floorconsole.core.config import SignalConfig
 from floorconsole.core.links import LinkState, LinkStats
-from floorconsole.core.opcua import BrowsedNode, StatusQuality, parse_node_id, status_quality
+from floorconsole.core.opcua import (
+    BrowsedNode,
+    OpcUaDeviceConfig,
+    OpcUaNodePoint,
+    StatusQuality,
+    parse_node_id,
+    status_quality,
+)
 from floorconsole.core.quality import Quality, Reason
-from floorconsole.core.sample import Sample
+from floorconsole.core.sample import Sample, waveform
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +50,14 @@ class OpcUaPoint:
     """One signal read from one node."""
 
     signal: str
-    node: str  # a NodeId string, "ns=2;s=Line2.Press.Pressure"
+    node: str  # a NodeId string, "ns=2;s=Line2.Press.Pressure"; "" when path names the node
     sampling_ms: float = 100.0
     queue_size: int = 10
+    path: tuple[str, ...] = ()  # browse names under Objects: ("2:Plant", "2:Pressure")
+
+    @property
+    def label(self) -> str:
+        return self.node or "/".join(self.path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +70,14 @@ class OpcUaEndpoint:
     certificate: Path | None = None
     private_key: Path | None = None
     server_certificate: Path | None = None
+    trusted_dir: Path | None = None  # servers whose certificate is in this folder are trusted
     username: str | None = None
     password_env: str | None = None
     publishing_ms: float = 200.0
     timeout_s: float = 4.0
+
+
+_GOOD = StatusQuality(Quality.GOOD, Reason.NONE, "", False)
 
 
 class OpcUaError(Exception):
@@ -97,7 +115,8 @@ class OpcUaSource:
         self.clock = clock or SystemClock()
         self.link = link or LinkStats(endpoint.id, "device", endpoint.endpoint)
         for p in self.points:
-            parse_node_id(p.node)  # a bad NodeId is a plant-file error, caught before here
+            if p.node or not p.path:
+                parse_node_id(p.node)  # a bad NodeId is a plant-file error, caught before here
         self._by_node: dict[str, OpcUaPoint] = {}
         self._client: Client | None = None
         self.overflows = 0  # notifications that said values were dropped in the server's queue
@@ -106,6 +125,9 @@ class OpcUaSource:
         self._lost = asyncio.Event()
         self._sub: Any = None
         self._batch: tuple[object, dict[str, int]] = (None, {})
+        self._pending: list[Sample] = []
+        self._was_up = False  # a session was ever established (before: a grace of timeout_s)
+        self._flush_scheduled = False
 
     # -- running ----------------------------------------------------------------------------
 
@@ -113,6 +135,7 @@ class OpcUaSource:
         """Connect, subscribe and watch, until cancelled; values BAD whenever the server is
         not there."""
         attempt = 0
+        started = self.clock.mono()
         while True:
             try:
                 await self._session()
@@ -121,10 +144,20 @@ class OpcUaSource:
                 await self._close()
                 raise
             except Exception as e:  # noqa: BLE001 - any failure of the server or the link
-                self._down(_describe(e))
+                why = _describe(e)
+                if not self._was_up and self.clock.mono() - started < self.endpoint.timeout_s:
+                    # Not there yet at start (a server starting beside us): still connecting,
+                    # values UNCERTAIN (no value yet); BAD once the timeout has passed.
+                    self.link.set_state(LinkState.CONNECTING, self.clock.mono(), why)
+                    self.link.errors += 1
+                else:
+                    self._down(why)
                 attempt += 1
             await self._close()
-            await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+            waiting = self.link.state is LinkState.CONNECTING and not self._was_up
+            await asyncio.sleep(
+                _BACKOFF_S[0] if waiting else _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+            )
 
     async def _session(self) -> None:
         ep = self.endpoint
@@ -137,15 +170,33 @@ class OpcUaSource:
         sub = await client.create_subscription(ep.publishing_ms, _Handler(self))
         self._sub = sub
         self._by_node.clear()
+        # One CreateMonitoredItems request per sampling interval and queue size, not one per
+        # node: a server with hundreds of signals, busy sending changes, is subscribed in a
+        # few round trips.
+        groups: dict[tuple[float, int], list[tuple[Node, OpcUaPoint]]] = {}
         for p in self.points:
-            node = client.get_node(p.node)
+            if p.node:
+                node = client.get_node(p.node)
+            else:
+                try:
+                    node = await client.nodes.objects.get_child(list(p.path))
+                except ua.UaStatusCodeError as e:
+                    why = f"browse path {'/'.join(p.path)}: {_status_name(e)}"
+                    self._bad([p], Reason.CONFIG_ERROR, why)
+                    continue
             self._by_node[node.nodeid.to_string()] = p
-            (result,) = await sub.subscribe_data_change(
-                [node], queuesize=p.queue_size, sampling_interval=ua.Double(p.sampling_ms)
+            groups.setdefault((p.sampling_ms, p.queue_size), []).append((node, p))
+        for (sampling_ms, queue_size), items in groups.items():
+            results = await sub.subscribe_data_change(
+                [n for n, _ in items],
+                queuesize=queue_size,
+                sampling_interval=ua.Double(sampling_ms),
             )
-            if isinstance(result, ua.StatusCode):  # the server refused this node
-                self._bad([p], Reason.CONFIG_ERROR, f"{p.node}: {result.name}")
+            for (_n, p), result in zip(items, results, strict=True):
+                if isinstance(result, ua.StatusCode):  # the server refused this node
+                    self._bad([p], Reason.CONFIG_ERROR, f"{p.label}: {result.name}")
         self.link.set_state(LinkState.UP, self.clock.mono())
+        self._was_up = True
         self.link.last_error = ""
         if self.last_error:
             self.link.reconnects += 1
@@ -177,6 +228,23 @@ class OpcUaSource:
             if ep.server_certificate is not None:
                 parts.append(str(ep.server_certificate))
             await client.set_security_string(",".join(parts))
+            if ep.trusted_dir is not None:
+                from asyncua.crypto.truststore import TrustStore
+                from asyncua.crypto.validator import (
+                    CertificateValidator,
+                    CertificateValidatorOptions,
+                )
+
+                folder = Path(ep.trusted_dir)
+                if not folder.is_dir() or not any(folder.iterdir()):
+                    raise OpcUaError(f"trusted_dir {folder}: no server certificates in it")
+                store = TrustStore([folder], [])
+                await store.load()
+                client.certificate_validator = CertificateValidator(
+                    CertificateValidatorOptions.TRUSTED_VALIDATION
+                    | CertificateValidatorOptions.PEER_SERVER,
+                    store,
+                )
 
     async def _close(self) -> None:
         client, self._client = self._client, None
@@ -193,16 +261,19 @@ class OpcUaSource:
     # -- values -----------------------------------------------------------------------------
 
     def _on_change(self, node: Node, dv: ua.DataValue) -> None:
-        p = self._by_node.get(node.nodeid.to_string())
+        key = node.nodeid.to_string()
+        p = self._by_node.get(key)
         if p is None:
             return
         self.notifications += 1
         code = dv.StatusCode
-        status = code if isinstance(code, ua.StatusCode) else ua.StatusCode(ua.UInt32(0))
-        sq = status_quality(status.value, _status_name(status))
+        if code is None or not isinstance(code, ua.StatusCode) or code.value == 0:
+            sq = _GOOD
+        else:
+            sq = status_quality(code.value, _status_name(code))
         if sq.overflow:
             self.overflows += 1
-        elif self._queue_filled(node.nodeid.to_string(), p) and sq.quality is Quality.GOOD:
+        elif self._queue_filled(key, p) and sq.quality is Quality.GOOD:
             # asyncua's server (and others) drop the oldest of a full queue without setting
             # the Overflow bit: a publish that brings as many values of an item as its queue
             # holds is the sign. Counted, and this value says so.
@@ -215,13 +286,31 @@ class OpcUaSource:
                 True,
             )
         ts = dv.SourceTimestamp or dv.ServerTimestamp
-        t_source = ts.replace(tzinfo=ts.tzinfo or UTC).timestamp() if ts else self.clock.wall()
+        if ts is None:
+            t_source = self.clock.wall()
+        else:
+            t_source = (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).timestamp()
         value = _value(dv.Value.Value if dv.Value is not None else None)
         if value is None and sq.quality is Quality.GOOD:
             sq_q, reason, detail = Quality.BAD, Reason.DECODE_ERROR, "no value in the notification"
         else:
             sq_q, reason, detail = sq.quality, sq.reason, sq.detail
-        self.deliver([Sample(p.signal, value, sq_q, reason, t_source, self.clock.mono(), detail)])
+        self._emit(Sample(p.signal, value, sq_q, reason, t_source, self.clock.mono(), detail))
+
+    def _emit(self, sample: Sample) -> None:
+        """asyncua calls the handler once per value, all of a publish in one go: the samples
+        are handed on together on the next loop turn (one hub ingest, one historian append
+        per publish rather than per value)."""
+        self._pending.append(sample)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            self.deliver(batch)
 
     def _queue_filled(self, key: str, p: OpcUaPoint) -> bool:
         """Whether this notification is the queue_size-th of its item in one publish."""
@@ -238,13 +327,17 @@ class OpcUaSource:
     def _down(self, why: str) -> None:
         first = self.last_error != why
         self.last_error = why
-        self.link.set_state(LinkState.DOWN, self.clock.mono(), why)
+        went_down = self.link.set_state(LinkState.DOWN, self.clock.mono(), why)
         self.link.errors += 1
         if first:
             log.warning("opc-ua %s (%s): %s", self.endpoint.id, self.endpoint.endpoint, why)
-        self._bad(self.points, Reason.NO_COMM, why)
+        if first or went_down:
+            # BAD when it goes down or the reason changes, not again at every retry: an
+            # outage does not fill the historian with copies
+            self._bad(self.points, Reason.NO_COMM, why)
 
     def _bad(self, points: Sequence[OpcUaPoint], reason: Reason, why: str) -> None:
+        self._flush()  # values received before the failure go first, then BAD
         now_w, now_m = self.clock.wall(), self.clock.mono()
         self.deliver(
             [Sample(p.signal, None, Quality.BAD, reason, now_w, now_m, why) for p in points]
@@ -273,6 +366,107 @@ class OpcUaSource:
         if not _same(got, value):
             raise OpcUaError(f"{node_id}: wrote {value!r}, read back {got!r}")
         return got
+
+    async def write_point(self, point: OpcUaNodePoint, value: float | bool) -> WriteResult:
+        """A rule's or a person's write, as the control layer records it: ok only when the
+        value read back is the value written; a write the server refuses says its status."""
+        started = time.perf_counter()
+
+        def result(ok: bool, attempts: int, error: str = "", back: Any = None) -> WriteResult:
+            ms = (time.perf_counter() - started) * 1000.0
+            return WriteResult(ok, attempts, value, back, error, ms)
+
+        if point.device != self.endpoint.id:
+            return result(False, 0, f"not applied: {point.label} is on {point.device!r}")
+        if not point.node:
+            return result(False, 0, "not applied: writes name a node (ns=...), not a browse path")
+        if self._client is None or self.link.state is not LinkState.UP:
+            why = self.last_error or "not connected"
+            return result(False, 0, f"not applied: device down ({why})")
+        try:
+            back = await asyncio.wait_for(self.write(point.node, value), self.endpoint.timeout_s)
+        except OpcUaError as e:
+            applied = "not connected" not in str(e)
+            return result(False, 1 if applied else 0, str(e) if applied else f"not applied: {e}")
+        except TimeoutError:
+            return result(False, 1, f"{point.node}: no answer within the timeout")
+        return result(True, 1, back=back if isinstance(back, bool | int | float) else None)
+
+    async def read_point(self, point: OpcUaNodePoint) -> tuple[float | bool | None, str]:
+        """One node read now: (value, "") or (None, why)."""
+        client = self._client
+        if client is None or self.link.state is not LinkState.UP:
+            return None, f"device down ({self.last_error or 'not connected'})"
+        try:
+            dv = await asyncio.wait_for(
+                client.get_node(point.node).read_data_value(raise_on_bad_status=False),
+                self.endpoint.timeout_s,
+            )
+        except ua.UaStatusCodeError as e:
+            return None, f"{point.label}: {_status_name(e)}"
+        except (TimeoutError, OSError) as e:
+            return None, f"{point.label}: {_describe(e)}"
+        if dv.StatusCode is not None and not dv.StatusCode.is_good():
+            return None, f"{point.label}: {_status_name(dv.StatusCode)}"
+        v = dv.Value.Value if dv.Value is not None else None
+        return (v, "") if isinstance(v, bool | int | float) else (None, f"{point.label}: {v!r}")
+
+
+def endpoint_of(device: OpcUaDeviceConfig) -> OpcUaEndpoint:
+    """How to reach a plant file's `protocol = "opc-ua"` device."""
+    return OpcUaEndpoint(
+        id=device.id,
+        endpoint=device.endpoint,
+        security=device.security,
+        certificate=device.certificate,
+        private_key=device.private_key,
+        server_certificate=device.server_certificate,
+        trusted_dir=device.trusted_dir,
+        username=device.username,
+        password_env=device.password_env,
+        publishing_ms=device.publishing_s * 1000.0,
+        timeout_s=device.timeout_s,
+    )
+
+
+def engine_source(
+    device: OpcUaDeviceConfig,
+    signals: Sequence[SignalConfig],
+    ingest: Callable[[list[Sample]], None],
+    clock: Clock,
+    link: LinkStats,
+) -> OpcUaSource:
+    """The source an engine runs for one `protocol = "opc-ua"` device: its samples go to
+    `ingest` (the hub's) as the hub takes them: arrays as waveforms, and a text or byte-string
+    node BAD (the historian records numbers), saying so."""
+    endpoint = endpoint_of(device)
+    points = []
+    for s in signals:
+        src = s.source
+        assert isinstance(src, OpcUaNodePoint)
+        points.append(
+            OpcUaPoint(s.id, src.node, src.sampling_s * 1000.0, src.queue_size, src.browse_path)
+        )
+
+    def deliver(samples: list[Sample]) -> None:
+        ingest([_for_hub(x) for x in samples])
+
+    return OpcUaSource(endpoint, points, deliver, clock=clock, link=link)
+
+
+def _for_hub(s: Sample) -> Sample:
+    v: Any = s.value
+    if isinstance(v, tuple):
+        return s._replace(value=waveform(v))
+    if isinstance(v, str):
+        shown = v if len(v) <= 20 else v[:19] + "…"
+        return s._replace(
+            value=None,
+            quality=Quality.BAD,
+            reason=Reason.DECODE_ERROR,
+            detail=f"a text value ({shown!r}): floorconsole records numbers",
+        )
+    return s
 
 
 OBJECTS_FOLDER = "i=85"

@@ -19,6 +19,9 @@ from floorconsole.core.config import PlantError, Problem, load_plant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLANT = REPO_ROOT / "fixtures" / "plants" / "demo.toml"
+# The demo's OPC UA machine beside the Modbus drive (added by `floorconsole demo`; tests that
+# build the demo from demo.toml alone keep their one-machine plant).
+DEMO_PRESS = REPO_ROOT / "fixtures" / "plants" / "demo_press.toml"
 
 
 class UserError(Exception):
@@ -213,10 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     _model_recalibration_parsers(msub)
 
     from floorconsole.cli import audit as audit_cli
+    from floorconsole.cli import opcua as opcua_cli
     from floorconsole.cli import users as users_cli
 
     users_cli.add_parser(sub).set_defaults(func=cmd_users)
     audit_cli.add_parser(sub)
+    opcua_cli.add_parser(sub)
 
     from floorconsole import serve
 
@@ -254,12 +259,21 @@ def _console_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    env = _environment_problems(args.plant)
     try:
         plant = load_plant(args.plant)  # package problems too: check is where to see them
     except PlantError as e:
-        for p in e.problems:
+        problems = [*e.problems, *env]
+        for p in problems:
             print(f"{e.source}: {p}")
-        print(f"{len(e.problems)} problem(s) in {e.source}", file=sys.stderr)
+        print(f"{len(problems)} problem(s) in {e.source}", file=sys.stderr)
+        return 1
+    if env:
+        # The file is valid, and an engine would run it, that device BAD until the variable
+        # is set: check says so now rather than the console later.
+        for p in env:
+            print(f"{args.plant}: {p}")
+        print(f"{len(env)} problem(s) in {args.plant}", file=sys.stderr)
         return 1
     print(
         f"{args.plant}: ok — edge {plant.edge.id}, {len(plant.brokers)} broker(s), "
@@ -267,6 +281,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(plant.models)} model(s)"
     )
     return 0
+
+
+def _environment_problems(path: Path) -> list[Problem]:
+    """What this machine's environment lacks for the plant file (an OPC UA password
+    variable that is not set)."""
+    import tomllib
+
+    from floorconsole.core.opcua import environment_problems
+
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []  # load_plant says what is wrong with the file
+    return [Problem(k, m) for k, m in environment_problems(raw, os.environ)]
 
 
 def _data_dir(args: argparse.Namespace, *, demo_fallback: bool = False) -> Path:
@@ -544,7 +572,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except EngineAlreadyRunning as e:
         raise UserError(str(e)) from None
     try:
-        with DemoPlant(DEMO_PLANT) as demo:
+        with DemoPlant(DEMO_PLANT, machines=[DEMO_PRESS]) as demo:
             print(demo.banner(data_dir), file=sys.stderr)
             lock.release()
             return _run_engine(

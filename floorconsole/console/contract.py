@@ -132,6 +132,12 @@ class ConsoleAPI(Protocol):
         self, rule: dict[str, Any], hours: tuple[float, ...] = (1.0, 24.0)
     ) -> dict[str, Any]: ...
 
+    def opcua_browse(self, device: str, node: str = "", depth: int = 2) -> dict[str, Any]:
+        """An OPC UA device's address space under node (default Objects), for an engineer
+        adding a signal: {"device", "node", "tree": [lines], "variables": [{"node_id", "name",
+        "data_type", "value"}], "signals": [[[signals]] tables for those variables]}."""
+        ...
+
 
 # The calls of the contract by name: what a console in another process may ask over the
 # attach socket (engine.attach serves these and nothing else).

@@ -11,12 +11,15 @@ from typing import Any
 from floorconsole import __version__
 from floorconsole.core.model_config import ModelConfig, output_signals, parse_models
 from floorconsole.core.model_package import PackageError, load_sidecar
+from floorconsole.core.opcua import SIGNAL_KEYS as _OPCUA_KEYS
+from floorconsole.core.opcua import OpcUaDeviceConfig, OpcUaNodePoint, parse_node_point
+from floorconsole.core.opcua import parse_device as _opcua_device
 from floorconsole.core.points import ModbusPoint, read_point
 from floorconsole.core.rules import ControlConfig, RuleConfig, parse_control, parse_rules
 from floorconsole.core.uplink import UplinkConfig, parse_uplink
 from floorconsole.core.validate import ID_PATTERN, Problem, Problems, join, value_kind
 
-PROTOCOLS = ("modbus-tcp",)
+PROTOCOLS = ("modbus-tcp", "opc-ua")
 SIGNAL_KINDS = ("scalar", "waveform")
 
 # Sections of the plant file that later releases add; named so the message can say so.
@@ -88,7 +91,7 @@ class DerivedPoint:
 @dataclass(frozen=True, slots=True)
 class SignalConfig:
     id: str
-    source: ModbusPoint | MqttPoint | DerivedPoint
+    source: ModbusPoint | MqttPoint | OpcUaNodePoint | DerivedPoint
     unit: str = ""
     range: tuple[float, float] | None = None
     description: str = ""
@@ -128,6 +131,8 @@ class PlantConfig:
     rules: tuple[RuleConfig, ...] = ()
     control: ControlConfig | None = None  # None: read-only
     uplink: UplinkConfig | None = None  # None: nothing leaves the box
+    # `protocol = "opc-ua"` [[devices]]: servers subscribed to, not polled (see core/opcua.py)
+    opcua_devices: tuple[OpcUaDeviceConfig, ...] = ()
     source: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -143,6 +148,13 @@ class PlantConfig:
             s
             for s in self.signals
             if isinstance(s.source, ModbusPoint) and s.source.device == device_id
+        ]
+
+    def signals_of_opcua(self, device_id: str) -> list[SignalConfig]:
+        return [
+            s
+            for s in self.signals
+            if isinstance(s.source, OpcUaNodePoint) and s.source.device == device_id
         ]
 
     def signals_of_broker(self, broker_id: str) -> list[SignalConfig]:
@@ -242,19 +254,32 @@ def validate_plant(
         [_broker(c, t, f"brokers[{i}]", base_dir) for i, t in enumerate(broker_tables)],
         "brokers",
     )
-    devices = _unique(
+    all_devices = _unique(
         c,
         device_tables,
-        [_device(c, t, f"devices[{i}]") for i, t in enumerate(device_tables)],
+        [
+            _opcua_device(c, t, f"devices[{i}]", base_dir)
+            if t.get("protocol") == "opc-ua"
+            else _device(c, t, f"devices[{i}]")
+            for i, t in enumerate(device_tables)
+        ],
         "devices",
     )
+    devices = [d for d in all_devices if isinstance(d, DeviceConfig)]
+    opcua_devices = [d for d in all_devices if isinstance(d, OpcUaDeviceConfig)]
+    opcua_ids = {
+        t["id"]
+        for t in device_tables
+        if isinstance(t.get("id"), str) and t.get("protocol") == "opc-ua"
+    }
     # Ids named in the file, even where the rest of that table is wrong: one mistake in a
     # device must not show up again as "no such device" on each of its signals.
     broker_ids = {t["id"] for t in broker_tables if isinstance(t.get("id"), str)}
     device_ids = {t["id"] for t in device_tables if isinstance(t.get("id"), str)}
     signal_tables = c.array_of_tables(raw.get("signals", []), "signals")
     signal_list = [
-        _signal(c, t, f"signals[{i}]", broker_ids, device_ids) for i, t in enumerate(signal_tables)
+        _signal(c, t, f"signals[{i}]", broker_ids, device_ids, opcua_ids)
+        for i, t in enumerate(signal_tables)
     ]
     _overlaps(c, signal_list)
     signals = _unique(c, signal_tables, signal_list, "signals")
@@ -306,6 +331,7 @@ def validate_plant(
         rules=tuple(rules),
         control=control,
         uplink=uplink,
+        opcua_devices=tuple(opcua_devices),
         source=source,
         raw=raw,
     )
@@ -518,7 +544,12 @@ _MQTT_KEYS = ("broker", "topic", "json", "ts", "kind", "max_payload")
 
 
 def _signal(
-    c: Problems, t: dict[str, Any], path: str, broker_ids: set[str], device_ids: set[str]
+    c: Problems,
+    t: dict[str, Any],
+    path: str,
+    broker_ids: set[str],
+    device_ids: set[str],
+    opcua_ids: set[str] | None = None,
 ) -> SignalConfig | None:
     sid = c.string(t, "id", path, required=True, pattern=ID_PATTERN)
     unit = c.string(t, "unit", path, default="") or ""
@@ -539,8 +570,11 @@ def _signal(
             rng = (float(r[0]), float(r[1]))
 
     has_device, has_broker = "device" in t, "broker" in t
-    source: ModbusPoint | MqttPoint | None = None
-    if has_device and has_broker:
+    source: ModbusPoint | MqttPoint | OpcUaNodePoint | None = None
+    if has_device and not has_broker and str(t["device"]) in (opcua_ids or ()):
+        c.unknown_keys(t, path, _COMMON_SIGNAL_KEYS + _OPCUA_KEYS)
+        source = parse_node_point(c, t, path, t["device"])
+    elif has_device and has_broker:
         c.add(
             path,
             "a signal reads either a device (device, address) or a broker (broker, "
@@ -621,9 +655,21 @@ def _mqtt_point(
 
 
 def _overlaps(c: Problems, signals: list[SignalConfig | None]) -> None:
-    """Two signals decoding overlapping registers of one device is almost always a typo."""
+    """Two signals decoding overlapping registers of one device is almost always a typo; so
+    are two reading one OPC UA node (one subscription would feed only one of them)."""
     taken: dict[tuple[str, str, int], str] = {}
+    nodes: dict[tuple[str, str], str] = {}
     for i, s in enumerate(signals):
+        if s is not None and isinstance(s.source, OpcUaNodePoint):
+            node_key = (s.source.device, s.source.label)
+            if node_key in nodes and nodes[node_key] != s.id:
+                where = "node" if s.source.node else "browse_path"
+                c.add(
+                    f"signals[{i}].{where}",
+                    f"{s.source.label} on {s.source.device} is already read by {nodes[node_key]!r}",
+                )
+            nodes.setdefault(node_key, s.id)
+            continue
         if s is None or not isinstance(s.source, ModbusPoint):
             continue
         src = s.source

@@ -22,6 +22,7 @@ import numpy as np
 
 from floorconsole.core.alarms import PRIORITIES
 from floorconsole.core.history_format import iso_utc_ms
+from floorconsole.core.opcua import OpcUaNodePoint, parse_node_id
 from floorconsole.core.points import ModbusPoint, read_point
 from floorconsole.core.quality import Quality
 from floorconsole.core.registers import write_value
@@ -58,6 +59,7 @@ _RULE_KEYS = (
     "description",
 )
 _WRITE_KEYS = ("write", "address", "type", "word_order", "scale", "offset", "on", "off")
+_OPCUA_WRITE_KEYS = ("write", "node", "on", "off")  # an OPC UA node, in its own type
 _PUBLISH_KEYS = ("publish", "topic", "qos", "payload")
 _ALARM_KEYS = ("alarm", "message")
 _CONTROL_KEYS = ("enabled",)
@@ -72,7 +74,7 @@ _TEMPLATE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 class WriteAction:
     """Write `on` when the rule activates and `off` (if given) when it releases; read back."""
 
-    point: ModbusPoint
+    point: ModbusPoint | OpcUaNodePoint
     on: float | bool
     off: float | bool | None = None
 
@@ -84,7 +86,9 @@ class WriteAction:
 
     @property
     def target(self) -> str:
-        """'drive1 co:10'."""
+        """'drive1 co:10', or 'press2 ns=2;s=Press.Run' for an OPC UA node."""
+        if isinstance(self.point, OpcUaNodePoint):
+            return f"{self.point.device} {self.point.label}"
         return f"{self.point.device} {self.point.table}:{self.point.address}"
 
     def value_for(self, activate: bool) -> float | bool | None:
@@ -454,6 +458,52 @@ def _action(
     return AlarmAction(priority=priority, message=message)
 
 
+def _opcua_write_action(
+    c: Problems,
+    t: dict[str, Any],
+    p: str,
+    rule_id: str,
+    devices: set[str],
+    written: dict[tuple[str, str, int], tuple[str, str]],
+) -> WriteAction | None:
+    """{ write = "press2", node = "ns=2;s=Press.Run", on = true, off = false }: the value is
+    written in the node's own type (the server says which) and read back."""
+    c.unknown_keys(t, p, _OPCUA_WRITE_KEYS)
+    device = c.string(t, "write", p)
+    if device is not None and device not in devices:
+        known = ", ".join(sorted(devices)) or "none defined"
+        c.add(join(p, "write"), f"{device!r} is not a device in this file ({known})")
+        device = None
+    node = None
+    try:
+        node = str(parse_node_id(t["node"]))
+    except ValueError as e:
+        c.add(join(p, "node"), str(e))
+    values: dict[str, float | bool | None] = {"on": None, "off": None}
+    if "on" not in t:
+        c.add(join(p, "on"), "missing; the value written when the rule activates")
+    for key in ("on", "off"):
+        v = t.get(key)
+        if key not in t:
+            continue
+        if isinstance(v, bool | int | float):
+            values[key] = v
+        else:
+            c.add(join(p, key), f"expected a number or true/false, got {value_kind(v)}")
+    if device is None or node is None or values["on"] is None:
+        return None
+    other = written.get((device, node, 0))
+    if other is not None and other[0] != rule_id:
+        c.add(
+            join(p, "node"),
+            f"{node} on {device} is already written by rule {other[0]!r} ({other[1]}); two "
+            "rules would fight over one output",
+        )
+        return None
+    written[(device, node, 0)] = (rule_id, p)
+    return WriteAction(point=OpcUaNodePoint(device, node), on=values["on"], off=values["off"])
+
+
 def _write_action(
     c: Problems,
     t: dict[str, Any],
@@ -462,6 +512,8 @@ def _write_action(
     devices: set[str],
     written: dict[tuple[str, str, int], tuple[str, str]],
 ) -> WriteAction | None:
+    if "node" in t:
+        return _opcua_write_action(c, t, p, rule_id, devices, written)
     c.unknown_keys(t, p, _WRITE_KEYS)
     device = c.string(t, "write", p)
     if device is not None and device not in devices:

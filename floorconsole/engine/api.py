@@ -27,6 +27,7 @@ from floorconsole.console import (
 )
 from floorconsole.core.config import DerivedPoint, ModbusPoint, MqttPoint, SignalConfig
 from floorconsole.core.model_state import BAD, CRITICAL, WARNING, enum_text
+from floorconsole.core.opcua import OpcUaNodePoint
 from floorconsole.core.quality import Quality
 from floorconsole.core.sample import Sample
 from floorconsole.engine.commands import Commands
@@ -43,6 +44,8 @@ def _source_text(s: SignalConfig) -> str:
         return f"{src.device} {src.table}:{src.address} {src.type}"
     if isinstance(src, DerivedPoint):
         return src.producer
+    if isinstance(src, OpcUaNodePoint):
+        return f"{src.device} {src.label}"
     assert isinstance(src, MqttPoint)
     path = ".".join(str(p) for p in src.json_path)
     return f"{src.broker} {src.topic} {path}".rstrip()
@@ -491,6 +494,45 @@ class EngineAPI:
 
     # -- dry run ----------------------------------------------------------------------------
 
+    def opcua_browse(self, device: str, node: str = "", depth: int = 2) -> dict[str, Any]:
+        """Browse one of the configuration's OPC UA devices, with its own endpoint and
+        security, on the caller's thread (a connection of its own: the engine's loop and
+        session are not involved). The signals are plant-file tables for the variables
+        found; adding them is a config.apply like any change (a snapshot)."""
+        import asyncio
+        from dataclasses import asdict
+
+        from floorconsole.adapters.opcua import OpcUaError, browse, endpoint_of
+        from floorconsole.core.opcua import parse_node_id, plant_lines, tree_lines, variables
+
+        plant = self._engine.active.plant
+        dev = next((d for d in plant.opcua_devices if d.id == device), None)
+        if dev is None:
+            known = ", ".join(d.id for d in plant.opcua_devices) or "none"
+            raise CommandError(f"no OPC UA device {device!r} in this configuration ({known})")
+        if node:
+            try:
+                parse_node_id(node)
+            except ValueError as e:
+                raise CommandError(str(e)) from None
+        try:
+            root = asyncio.run(
+                browse(endpoint_of(dev), node or None, depth=max(0, min(int(depth), 6)))
+            )
+        except OpcUaError as e:
+            raise CommandError(f"{device}: {e}") from None
+        found = variables(root)[:200]
+        import tomllib
+
+        tables = tomllib.loads(plant_lines(device, found)).get("signals", [])
+        return {
+            "device": device,
+            "node": node,
+            "tree": tree_lines(root),
+            "variables": [{k: v for k, v in asdict(n).items() if k != "children"} for n in found],
+            "signals": tables,
+        }
+
     def dry_run(
         self, rule: dict[str, Any], hours: tuple[float, ...] = (1.0, 24.0)
     ) -> dict[str, Any]:
@@ -515,7 +557,7 @@ class EngineAPI:
         parsed, problems = parse_rules(
             [rule],
             signals=ranges,
-            devices={d.id for d in plant.devices},
+            devices={d.id for d in plant.devices} | {u.id for u in plant.opcua_devices},
             brokers={b.id for b in plant.brokers},
         )
         if problems or not parsed:

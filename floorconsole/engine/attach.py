@@ -160,6 +160,11 @@ ARGS: dict[str, dict[str, Arg]] = {
     },
     "model_comparison": {"model_id": Arg("text", required=True), "points": Arg("count")},
     "dry_run": {"rule": Arg("object", required=True), "hours": Arg("hours")},
+    "opcua_browse": {
+        "device": Arg("text", required=True),
+        "node": Arg("text"),
+        "depth": Arg("count"),
+    },
 }
 OPS = frozenset(ARGS)
 if OPS != CALLS | {"hello"}:  # the socket serves the console contract: no more, no less

@@ -22,6 +22,7 @@ from floorconsole.adapters.audit_log import AuditLog
 from floorconsole.adapters.historian import Historian
 from floorconsole.adapters.modbus import DevicePoller
 from floorconsole.adapters.mqtt import BrokerClient
+from floorconsole.adapters.opcua import OpcUaSource, engine_source
 from floorconsole.adapters.outbox import Outbox
 from floorconsole.adapters.snapshot_store import SnapshotStore, SnapshotStoreError
 from floorconsole.adapters.sparkplug.uplink import ALARM_PREFIX, SignalMetric, SparkplugUplink
@@ -40,6 +41,7 @@ from floorconsole.core.config import (
     validate_plant,
 )
 from floorconsole.core.links import LinkState, LinkStats
+from floorconsole.core.opcua import OpcUaDeviceConfig
 from floorconsole.core.points import ModbusPoint
 from floorconsole.core.rules import AlarmAction
 from floorconsole.core.snapshot import Snapshot, read_model_files
@@ -176,6 +178,16 @@ class PlantAdapters:
         link: LinkStats,
     ) -> BrokerClient:
         return BrokerClient(broker, signals, hub, loop, clock, link)
+
+    def opcua_source(
+        self,
+        device: OpcUaDeviceConfig,
+        signals: Sequence[SignalConfig],
+        hub: Hub,
+        clock: Clock,
+        link: LinkStats,
+    ) -> OpcUaSource:
+        return engine_source(device, signals, hub.ingest, clock, link)
 
 
 def open_engine(

@@ -26,7 +26,6 @@ from floorconsole.core.alarms import (
     JournalEntry,
 )
 from floorconsole.core.clock import Clock
-from floorconsole.core.config import ModbusPoint
 from floorconsole.core.links import LinkState, LinkStats
 from floorconsole.core.quality import Reason
 from floorconsole.core.rules import (
@@ -49,8 +48,10 @@ if TYPE_CHECKING:  # the engine's control logic imports no I/O library
 
 log = logging.getLogger(__name__)
 
-Writer = Callable[[ModbusPoint, float | bool], Awaitable["WriteResult"]]
-Reader = Callable[[ModbusPoint], Awaitable[tuple[float | bool | None, str]]]
+# A device's writer and reader take its own kind of point: a ModbusPoint for a Modbus device,
+# an OpcUaNodePoint for an OPC UA server (the action's point is the device's kind).
+Writer = Callable[[Any, float | bool], Awaitable["WriteResult"]]
+Reader = Callable[[Any], Awaitable[tuple[float | bool | None, str]]]
 Publisher = Callable[[str, str, str, int], object]  # (broker, topic, payload, qos)
 LatestGetter = Callable[[str], Sample | None]
 # (kind, user, target, detail) -> None, raising when the record cannot be written.

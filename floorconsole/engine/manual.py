@@ -13,9 +13,10 @@ import secrets
 import threading
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from floorconsole.console import CommandError, CommandResult
+from floorconsole.core.opcua import OpcUaNodePoint, parse_node_id
 from floorconsole.core.points import ModbusPoint, read_point
 from floorconsole.core.registers import point_label, value_text, write_value
 from floorconsole.core.validate import Problems
@@ -28,7 +29,7 @@ ARM_S = 10.0
 
 @dataclass(frozen=True)
 class Armed:
-    point: ModbusPoint
+    point: ModbusPoint | OpcUaNodePoint
     value: float | bool
     user: str
     expires_mono: float
@@ -44,6 +45,8 @@ class ManualWrites:
         self, device: str, address: str, value: float | bool, user: str, type_: str | None = None
     ) -> CommandResult:
         active = self._engine.active
+        if device in active.opcua:
+            return self._arm_node(device, address, value, user)
         if device not in active.pollers:
             known = ", ".join(sorted(active.pollers)) or "none"
             raise CommandError(
@@ -76,6 +79,32 @@ class ManualWrites:
             f"confirm within {ARM_S:g} s",
         }
 
+    def _arm_node(self, device: str, node: str, value: float | bool, user: str) -> CommandResult:
+        """An OPC UA node: the address is its NodeId; the server converts to the node's type
+        (read from the server at the write), so any number or true/false is armed."""
+        try:
+            node = str(parse_node_id(node))
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+        if isinstance(value, str) or not isinstance(value, bool | int | float):
+            raise CommandError(f"expected a number or true/false for {device} {node}")
+        if not self._engine.active.control.config.enabled:
+            raise CommandError(
+                "control is read-only on this box ([control] enabled = false): nothing is written"
+            )
+        token = secrets.token_hex(6)
+        now = self._engine.clock.mono()
+        with self._lock:
+            self._armed = {k: a for k, a in self._armed.items() if a.expires_mono > now}
+            self._armed[token] = Armed(OpcUaNodePoint(device, node), value, user, now + ARM_S)
+        return {
+            "ok": True,
+            "arm": token,
+            "expires_s": ARM_S,
+            "message": f"armed: write {value_text(value)} to {device} {node}; "
+            f"confirm within {ARM_S:g} s",
+        }
+
     async def confirm(self, token: str, user: str) -> CommandResult:
         with self._lock:
             armed = self._armed.pop(token, None)
@@ -86,8 +115,12 @@ class ManualWrites:
         if armed.user != user:
             raise CommandError(f"armed by {armed.user}; only they can confirm it")
         point = armed.point
-        label = f"{point.device} {point_label(point)}"
-        poller = self._engine.active.pollers.get(point.device)
+        if isinstance(point, OpcUaNodePoint):
+            label = f"{point.device} {point.node}"
+            poller: Any = self._engine.active.opcua.get(point.device)
+        else:
+            label = f"{point.device} {point_label(point)}"
+            poller = self._engine.active.pollers.get(point.device)
         if poller is None:
             raise CommandError(
                 f"device {point.device} is no longer in the running configuration: nothing written"
@@ -111,7 +144,8 @@ class ManualWrites:
             raise CommandError(
                 f"not written: the audit record could not be written ({e})"
             ) from None
-        result = await poller.write(point, armed.value)
+        write = poller.write_point if isinstance(point, OpcUaNodePoint) else poller.write
+        result = await write(point, armed.value)
         return {
             "ok": result.ok,
             "before": before,

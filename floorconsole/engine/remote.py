@@ -434,6 +434,13 @@ class RemoteAPI:
             self._call("dry_run", timeout=LONG_CALL_TIMEOUT_S, rule=rule, hours=list(hours))
         )
 
+    def opcua_browse(self, device: str, node: str = "", depth: int = 2) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "opcua_browse", timeout=LONG_CALL_TIMEOUT_S, device=device, node=node, depth=depth
+            )
+        )
+
 
 if TYPE_CHECKING:  # mypy proves an attached console has every call of the contract
 

@@ -140,6 +140,9 @@ class RecordedAPI:
     ) -> dict[str, Any]:
         raise Unavailable(f"{NO_ENGINE}: no history to replay")
 
+    def opcua_browse(self, device: str, node: str = "", depth: int = 2) -> dict[str, Any]:
+        raise Unavailable(f"{NO_ENGINE}: no OPC UA servers to browse")
+
 
 if TYPE_CHECKING:  # mypy proves a recording answers every call of the contract
 

@@ -25,6 +25,7 @@ from floorconsole.core.config import (
     SignalConfig,
 )
 from floorconsole.core.links import LinkStats
+from floorconsole.core.opcua import OpcUaDeviceConfig
 from floorconsole.core.quality import Quality
 from floorconsole.core.rules import ControlConfig, PublishAction
 from floorconsole.core.sample import Sample
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from floorconsole.adapters.modbus import DevicePoller
     from floorconsole.adapters.mqtt import BrokerClient
     from floorconsole.adapters.onnx_model import OnnxModel
+    from floorconsole.adapters.opcua import OpcUaSource
     from floorconsole.adapters.outbox import Outbox
     from floorconsole.adapters.snapshot_store import SnapshotStore
     from floorconsole.adapters.uplink import Uplink
@@ -96,6 +98,15 @@ class Adapters(Protocol):
         link: LinkStats,
     ) -> BrokerClient: ...
 
+    def opcua_source(
+        self,
+        device: OpcUaDeviceConfig,
+        signals: Sequence[SignalConfig],
+        hub: Hub,
+        clock: Clock,
+        link: LinkStats,
+    ) -> OpcUaSource: ...
+
 
 @dataclass(frozen=True, slots=True)
 class EngineStores:
@@ -144,6 +155,8 @@ class Configuration:
         self.links: dict[str, LinkStats] = {}
         for d in plant.devices:
             self.links[d.id] = LinkStats(d.id, "device", f"{d.host}:{d.port}")
+        for u in plant.opcua_devices:
+            self.links[u.id] = LinkStats(u.id, "device", u.endpoint)
         published = {
             a.broker for r in plant.rules for a in r.actions if isinstance(a, PublishAction)
         }
@@ -151,6 +164,7 @@ class Configuration:
             if plant.signals_of_broker(b.id) or b.id in published:
                 self.links[b.id] = LinkStats(b.id, "broker", f"{b.host}:{b.port}")
         self.pollers: dict[str, DevicePoller] = {}
+        self.opcua: dict[str, OpcUaSource] = {}  # OPC UA servers, by device id
         self.clients: dict[str, BrokerClient] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._enabled_at: dict[str, float] = {}
@@ -250,6 +264,15 @@ class Configuration:
             self.control.writers[d.id] = p.write
             self.control.readers[d.id] = p.read_point
             self._tasks.append(asyncio.create_task(p.run(), name=f"poll {d.id}"))
+        for u in self.plant.opcua_devices:
+            sigs = self.plant.signals_of_opcua(u.id)
+            if not sigs:
+                continue
+            src = self._adapters.opcua_source(u, sigs, self.hub, self.clock, self.links[u.id])
+            self.opcua[u.id] = src
+            self.control.writers[u.id] = src.write_point
+            self.control.readers[u.id] = src.read_point
+            self._tasks.append(asyncio.create_task(src.run(), name=f"opc-ua {u.id}"))
         for b in self.plant.brokers:
             if b.id not in self.links:
                 continue
@@ -277,6 +300,7 @@ class Configuration:
         for c in self.clients.values():
             c.stop()
         self.pollers.clear()
+        self.opcua.clear()
         self.clients.clear()
         self.control.writers.clear()
         self.control.readers.clear()

@@ -49,6 +49,8 @@ async def main(port: int, pki: str | None) -> None:
         from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
         server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        # the URI its certificate carries: a client that validates the server checks it
+        await server.set_application_uri("urn:floorconsole:test-server")
         await server.load_certificate(f"{pki}/server.der")
         await server.load_private_key(f"{pki}/server.pem")
         store = TrustStore([Path(pki) / "trusted"], [])

@@ -79,11 +79,16 @@ def links_text(frame: Frame, colors: dict[str, str]) -> Text:
 class LinksScreen(ShowsFrames, Screen[None]):
     """Every device and broker in detail: what the link bar sums up."""
 
-    BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back", key_display="Esc")]
+    BINDINGS = [
+        Binding("escape,backspace", "app.pop_screen", "Back", key_display="Esc"),
+        Binding("b", "browse_opcua", "Browse OPC UA"),
+    ]
     DEFAULT_CSS = """
     LinksScreen #links-box { height: 1fr; }
     LinksScreen #links { height: auto; padding: 1 2; }
     """
+
+    _links: tuple[LinkView, ...] = ()
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="links-box"):
@@ -95,7 +100,20 @@ class LinksScreen(ShowsFrames, Screen[None]):
         last = getattr(self.query_one("#links", Bar), "_last", "")
         return last.plain if isinstance(last, Text) else str(last)
 
+    def action_browse_opcua(self) -> None:
+        """The address space of an OPC UA device (the next one at each press), to add
+        signals from."""
+        from floorconsole.ui.screens.opcua_browse import OpcUaBrowseScreen
+
+        servers = [ln.id for ln in self._links if ln.endpoint.startswith("opc.tcp://")]
+        if not servers:
+            self.notify("no OPC UA device in this configuration", severity="warning")
+            return
+        self._browsed = (getattr(self, "_browsed", -1) + 1) % len(servers)
+        self.app.push_screen(OpcUaBrowseScreen(servers[self._browsed]))
+
     def show_frame(self, frame: Frame) -> None:
+        self._links = frame.links
         bar = self.query_one("#links", Bar)
         text = links_text(frame, self.app.theme_variables)
         if text != getattr(bar, "_last", None):

@@ -26,6 +26,9 @@ _MODBUS_SOURCE = re.compile(
     r"(?P<device>\S+) (?P<table>co|hr|ir|di):(?P<address>\d+)"
     r"(?: (?P<type>\S+))?"
 )
+# ... and of an OPC UA signal: "press2 ns=2;s=Line2.Press.StrokeRate" (its NodeId).
+_OPCUA_SOURCE = re.compile(r"(?P<device>\S+) (?P<node>(?:ns=\d+;)?[isgb]=.+)")
+_NODE_ID = re.compile(r"(?:ns=\d+;)?[isgb]=.+")
 _ADDRESS = re.compile(r"(co|hr|ir|di):\d+")
 TRUE_WORDS = ("true", "1", "on", "yes")
 FALSE_WORDS = ("false", "0", "off", "no")
@@ -55,7 +58,9 @@ def target_of(view: SignalView | None) -> WriteTarget:
         return WriteTarget()
     m = _MODBUS_SOURCE.fullmatch(view.source.strip())
     if m is None:
-        return WriteTarget()
+        ua = _OPCUA_SOURCE.fullmatch(view.source.strip())
+        # an OPC UA node: its NodeId is the address, the server knows its type
+        return WriteTarget(ua["device"], ua["node"]) if ua else WriteTarget()
     if m["table"] not in ("co", "hr"):
         return WriteTarget(device=m["device"])
     typ = m["type"] or ""
@@ -76,6 +81,8 @@ def parse_value(text: str, table: str) -> bool | int | float:
         if word in FALSE_WORDS:
             return False
         raise ValueError(f"{text.strip()!r}: a coil takes true or false (1/0, on/off)")
+    if table not in ("co", "hr") and word in ("true", "false", "on", "off"):
+        return word in ("true", "on")  # an OPC UA node: the server converts to its type
     try:
         return int(word)
     except ValueError:
@@ -255,8 +262,11 @@ class ManualWriteDialog(ShowsFrames, ModalScreen[None]):
         problem = ""
         if not device:
             problem = "type the device (its id in the plant file, e.g. drive1)"
-        elif not _ADDRESS.fullmatch(address):
-            problem = f"{address or 'the address'}: type it as co:N or hr:N (0-based)"
+        elif not (_ADDRESS.fullmatch(address) or _NODE_ID.fullmatch(address)):
+            problem = (
+                f"{address or 'the address'}: type it as co:N or hr:N (0-based), "
+                "or an OPC UA NodeId (ns=2;s=...)"
+            )
         if problem:
             self._state(f"{REFUSED_SHAPE} {problem}", "-refused")
             return
