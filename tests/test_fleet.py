@@ -6,6 +6,7 @@ Then signature refusals (audited), and the same essentials across two bridged br
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from floorconsole.core.fleet import (
     command_payload,
     parse_fleet,
     plan_waves,
+    row_line,
 )
 from tests.support.fleet import Edge, bundle, edge_plant, keys, settled, tool, wait
 
@@ -317,3 +319,15 @@ def test_waves_and_fleet_table() -> None:
     state = FleetState()
     assert state.apply("floorconsole/fleet/e1/status", b"{not json") is None
     assert state.bad_messages == 1 and "not JSON" in state.last_problem
+
+
+def test_a_silent_edge_reads_stale_not_online() -> None:
+    state = FleetState()
+    old = time.time() - 100
+    for name, t in (("quiet", old), ("fresh", time.time())):
+        doc = {"edge": name, "state": "online", "t": t, "every": 10, "site": "h"}
+        assert state.apply(f"floorconsole/fleet/{name}/status", json.dumps(doc).encode()) == name
+    rows = {r.edge: r for r in state.rows()}
+    assert rows["quiet"].stale and not rows["fresh"].stale
+    assert "STALE" in row_line(rows["quiet"], time.time())
+    assert "online" in row_line(rows["fresh"], time.time())

@@ -149,6 +149,14 @@ class EdgeStatus:
     alarms: Mapping[str, int] = field(default_factory=dict)  # priority -> unacknowledged
     models: Mapping[str, str] = field(default_factory=dict)  # model id -> state word
     will: bool = False  # the broker said it (the edge went without a goodbye)
+    every: float | None = None  # the edge refreshes its status this often (seconds)
+
+    def stale(self, now: float) -> bool:
+        """Online by its last word, but silent for three refreshes: a box that says
+        "online" since a month ago must not read as running."""
+        return (
+            self.state == "online" and self.every is not None and now - self.t > 3 * self.every + 5
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +174,7 @@ class EdgeStatus:
             "alarms": dict(self.alarms),
             "models": dict(self.models),
             "will": self.will,
+            "every": self.every,
         }
 
 
@@ -213,6 +222,7 @@ def parse_status(edge: str, payload: bytes) -> EdgeStatus:
         alarms={str(k): int(v) for k, v in alarms.items() if _num(v) is not None},
         models={str(k): str(v) for k, v in models.items()},
         will=bool(d.get("will")),
+        every=_num(d.get("every")),
     )
 
 
@@ -415,6 +425,7 @@ class EdgeRow:
     alarms: Mapping[str, int]
     models: str  # worst model word, or "" with no model
     result: str  # the last rollout result, "" when none
+    stale: bool = False  # online by its last word, silent for three of its refreshes
 
 
 _WORD_RANK = {"NORMAL": 0, "OUT OF SERVICE": 1, "WARNING": 2, "CRITICAL": 3, "BAD": 4}
@@ -498,6 +509,7 @@ class FleetState:
                     alarms=s.alarms,
                     models=worst_model(s.models),
                     result="" if r is None else r.state,
+                    stale=s.stale(time.time()),
                 )
             )
         return sorted(out, key=lambda r: (r.site, r.edge))
@@ -587,7 +599,7 @@ def row_line(r: EdgeRow, now: float) -> str:
     """One edge in 78 columns (the fleet view at 80x24)."""
     backlog = "-" if r.backlog is None else str(r.backlog)
     return (
-        f"{r.edge[:14]:<14} {r.site[:9]:<9} {'online' if r.online else 'OFFLINE':<7} "
+        f"{r.edge[:14]:<14} {r.site[:9]:<9} {('STALE' if r.stale else 'online') if r.online else 'OFFLINE':<7} "
         f"{ago(r.last_seen, now):>4} {r.snapshot[:12]:<12} {backlog[:7]:>7} "
         f"{alarm_text(r.alarms)[:8]:<8} {(r.models or '-')[:8]:<8}"
     )
@@ -614,7 +626,8 @@ def detail_text(state: FleetState, edge: str, now: float) -> str:
             f"no edge {edge!r} on this broker (known: {', '.join(sorted(state.status)) or 'none'})"
         )
     lines = [
-        f"edge      {s.edge}  ({s.state}{', last will' if s.will else ''})",
+        f"edge      {s.edge}  ({s.state}{', last will' if s.will else ''}"
+        f"{', STALE: silent since it said so' if s.stale(now) else ''})",
         f"site      {s.site or '-'}   tags {' '.join(s.tags) or '-'}",
         f"seen      {utc(s.t)} UTC ({ago(s.t, now)} ago)",
         f"boot      {utc(s.boot)} UTC   floorconsole {s.version or '?'}",

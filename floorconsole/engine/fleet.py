@@ -190,6 +190,7 @@ class FleetAgent:
             "boot": e.started_wall,
             "boot_id": e.snapshots.store.boot,
             "version": __version__,
+            "every": self.config.status_interval_s,
         }
 
     def _status(self) -> dict[str, Any]:
