@@ -591,7 +591,7 @@ def alarm_text(alarms: Mapping[str, int]) -> str:
 
 ROW_HEADER = (
     f"{'EDGE':<14} {'SITE':<9} {'STATE':<7} {'SEEN':>4} {'SNAPSHOT':<12} "
-    f"{'BACKLOG':>7} {'ALARMS':<8} {'MODEL':<8}"
+    f"{'BACKLOG':>7} {'ALARMS':<8} MODEL"
 )
 
 
@@ -601,7 +601,7 @@ def row_line(r: EdgeRow, now: float) -> str:
     return (
         f"{r.edge[:14]:<14} {r.site[:9]:<9} {('STALE' if r.stale else 'online') if r.online else 'OFFLINE':<7} "
         f"{ago(r.last_seen, now):>4} {r.snapshot[:12]:<12} {backlog[:7]:>7} "
-        f"{alarm_text(r.alarms)[:8]:<8} {(r.models or '-')[:8]:<8}"
+        f"{alarm_text(r.alarms)[:8]:<8} {(r.models or '-')[:8]}"
     )
 
 

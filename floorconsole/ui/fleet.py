@@ -83,7 +83,7 @@ class FleetApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="summary")
-        yield Static(ROW_HEADER, id="header")
+        yield Static(" " + ROW_HEADER, id="header")  # the list pads its rows by one
         yield OptionList(id="edges")
         yield Footer()
 
