@@ -130,6 +130,7 @@ class MosquittoBroker:
         start_timeout: float = 10.0,
         users: dict[str, str] | None = None,
         tls: ListenerTLS | None = None,
+        extra: str = "",
     ) -> None:
         exe = executable or find_mosquitto()
         if exe is None:
@@ -146,6 +147,7 @@ class MosquittoBroker:
         self.users = dict(users or {})
         self.tls = tls
         self.password_path = self._dir / "passwords"
+        self.extra = extra  # more configuration lines (a bridge, say), appended as given
 
     @property
     def pid(self) -> int | None:
@@ -238,7 +240,7 @@ class MosquittoBroker:
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"
-            "log_type notice\n",
+            "log_type notice\n" + (self.extra and "\n" + self.extra),
             encoding="utf-8",
         )
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below

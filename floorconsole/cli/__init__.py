@@ -216,12 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     _model_recalibration_parsers(msub)
 
     from floorconsole.cli import audit as audit_cli
+    from floorconsole.cli import fleet as fleet_cli
     from floorconsole.cli import opcua as opcua_cli
     from floorconsole.cli import users as users_cli
 
     users_cli.add_parser(sub).set_defaults(func=cmd_users)
     audit_cli.add_parser(sub)
     opcua_cli.add_parser(sub)
+    fleet_cli.add_parser(sub)
 
     from floorconsole import serve
 

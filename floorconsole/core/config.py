@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from floorconsole import __version__
+from floorconsole.core.fleet import FleetConfig, parse_fleet, parse_tags
 from floorconsole.core.model_config import ModelConfig, output_signals, parse_models
 from floorconsole.core.model_package import PackageError, load_sidecar
 from floorconsole.core.opcua import SIGNAL_KEYS as _OPCUA_KEYS
@@ -119,6 +120,8 @@ class EdgeConfig:
     # OS users ("name") and groups ("@name") whose consoles may attach over the socket; empty:
     # whoever the socket's mode lets in (the engine's user and group).
     attach_allow: tuple[str, ...] = ()
+    # Words the fleet tool filters and groups edges by ("hall-2", "press"); nothing else.
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class PlantConfig:
     uplink: UplinkConfig | None = None  # None: nothing leaves the box
     # `protocol = "opc-ua"` [[devices]]: servers subscribed to, not polled (see core/opcua.py)
     opcua_devices: tuple[OpcUaDeviceConfig, ...] = ()
+    fleet: FleetConfig | None = None  # None: not a member of a fleet
     source: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -238,11 +242,12 @@ def validate_plant(
             "rules",
             "control",
             "uplink",
+            "fleet",
         ):
             c.add(
                 key,
                 "unknown section; expected edge, brokers, devices, signals, models, "
-                "rules, control, uplink",
+                "rules, control, uplink, fleet",
             )
 
     edge = _edge(c, raw, base_dir)
@@ -320,6 +325,14 @@ def validate_plant(
     uplink, uplink_problems = parse_uplink(raw.get("uplink"), broker_ids)
     for path, message in uplink_problems:
         c.add(path, message)
+    fleet, fleet_problems = parse_fleet(
+        raw.get("fleet"),
+        broker_ids,
+        default_broker=uplink.broker if uplink is not None else None,
+        base_dir=base_dir,
+    )
+    for prob in fleet_problems:
+        c.add(prob.path, prob.message)
     if c.problems or edge is None:
         raise PlantError(source, c.problems)
     return PlantConfig(
@@ -332,6 +345,7 @@ def validate_plant(
         control=control,
         uplink=uplink,
         opcua_devices=tuple(opcua_devices),
+        fleet=fleet,
         source=source,
         raw=raw,
     )
@@ -410,7 +424,7 @@ def _edge(c: Problems, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
     c.unknown_keys(
         t,
         "edge",
-        ("id", "site", "data_dir", "retention", "idle_lock", "attach_allow", "timezone"),
+        ("id", "site", "data_dir", "retention", "idle_lock", "attach_allow", "timezone", "tags"),
     )
     eid = c.string(t, "id", "edge", required=True, pattern=ID_PATTERN)
     site = c.string(t, "site", "edge", default="") or ""
@@ -418,6 +432,7 @@ def _edge(c: Problems, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
     retention = c.duration(t, "retention", "edge", default=30 * 86400.0, minimum=60.0)
     idle_lock = c.duration(t, "idle_lock", "edge", default=300.0, minimum=10.0)
     attach_allow = _attach_allow(c, t)
+    tags = parse_tags(c, t, "edge")
     zone = c.string(t, "timezone", "edge", default="UTC") or "UTC"
     if zone_problem(zone):
         c.add("edge.timezone", zone_problem(zone))
@@ -432,6 +447,7 @@ def _edge(c: Problems, raw: dict[str, Any], base_dir: Path) -> EdgeConfig | None
         idle_lock_s=idle_lock if idle_lock is not None else 300.0,
         attach_allow=attach_allow,
         timezone=zone,
+        tags=tags,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from floorconsole.adapters.alarm_journal import FILE_NAME as JOURNAL_FILE
 from floorconsole.adapters.alarm_journal import AlarmJournal
 from floorconsole.adapters.audit_log import AuditLog
+from floorconsole.adapters.fleet import FleetLink
 from floorconsole.adapters.historian import Historian
 from floorconsole.adapters.modbus import DevicePoller
 from floorconsole.adapters.mqtt import BrokerClient
@@ -289,6 +290,7 @@ def open_engine(
             start_note=plan.note or "",
             health_window_s=health_window_s,
             package_problems=plan.stand_ins,
+            fleet_link=_fleet_link(plant),
         )
         if isinstance(uplink, SparkplugUplink):
             _watch_devices(uplink, engine)
@@ -395,6 +397,14 @@ def _watch_devices(uplink: SparkplugUplink, engine: Engine) -> None:
     uplink.watch_devices(
         lambda: {k: v.state is not LinkState.DOWN for k, v in list(engine.links.items())}
     )
+
+
+def _fleet_link(plant: PlantConfig) -> FleetLink | None:
+    """With an enabled [fleet]: the edge's link to the plant broker (status, rollouts)."""
+    if plant.fleet is None or not plant.fleet.enabled:
+        return None
+    broker = next(b for b in plant.brokers if b.id == plant.fleet.broker)
+    return FleetLink(broker, prefix=plant.fleet.topic_prefix, edge=plant.edge.id)
 
 
 def _when(t: float) -> str:

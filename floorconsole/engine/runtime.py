@@ -38,6 +38,7 @@ from floorconsole.engine.snapshots import HEALTH_WINDOW_S, SnapshotManager
 if TYPE_CHECKING:
     from floorconsole.adapters.alarm_journal import AlarmJournal
     from floorconsole.adapters.audit_log import AuditLog
+    from floorconsole.adapters.fleet import FleetLink
     from floorconsole.adapters.historian import Historian
     from floorconsole.adapters.modbus import DevicePoller
     from floorconsole.adapters.mqtt import BrokerClient
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from floorconsole.core.snapshot import Snapshot
     from floorconsole.engine.attach import AttachServer
     from floorconsole.engine.calibrate import Candidate
+    from floorconsole.engine.fleet import FleetAgent
     from floorconsole.engine.model_runner import ModelRunner
     from floorconsole.engine.shadow import Shadow
 
@@ -365,6 +367,7 @@ class Engine:
         start_note: str = "",
         health_window_s: float = HEALTH_WINDOW_S,
         package_problems: Mapping[str, str] | None = None,
+        fleet_link: FleetLink | None = None,
     ) -> None:
         self.clock = clock
         self.data_dir = Path(data_dir)
@@ -425,6 +428,12 @@ class Engine:
         from floorconsole.engine.api import EngineAPI
 
         self.api = EngineAPI(self)
+        # A member of a fleet: its status on the plant broker, rollout commands in.
+        self.fleet: FleetAgent | None = None
+        if fleet_link is not None and plant.fleet is not None:
+            from floorconsole.engine.fleet import FleetAgent
+
+            self.fleet = FleetAgent(self, plant.fleet, fleet_link)
 
     def _cache_alarm(self) -> None:
         """Cache trouble: the historian failing to commit (disk full, I/O) or dropping rows."""
@@ -638,6 +647,8 @@ class Engine:
                 from floorconsole.engine.attach import start_attach_server
 
                 attach = self.attach_server = start_attach_server(self)  # own thread and loop
+            if self.fleet is not None:
+                await self.fleet.start()
             self._ready.set()
             await self._stop.wait()
         finally:
@@ -648,6 +659,8 @@ class Engine:
                 if task is not None:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
+            if self.fleet is not None:  # says offline before the sources stop
+                await self.fleet.stop()
             await self.active.stop()
             self._persist_input_counts()
             # A start with no stop before it in the journal: the engine died (kill -9).
@@ -718,6 +731,8 @@ class Engine:
         await new.start(self._loop)
         if self.uplink is not None:  # the retained status names what runs, swapped back or not
             self.uplink.set_snapshot(new.snapshot_id)
+        if self.fleet is not None:
+            self.fleet.poke()
         log.info("snapshot %s replaced %s", new.snapshot_id, old.snapshot_id)
         return old
 

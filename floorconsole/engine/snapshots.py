@@ -177,8 +177,9 @@ class SnapshotManager:
             cfg = self.build(plant, snap)
             return await self._switch(cfg, snap, user=user, outcome="applied", t0=t0)
 
-    async def rollback(self, ref: str, *, user: str) -> ApplyResult:
-        """An earlier snapshot, model included, back in force."""
+    async def rollback(self, ref: str, *, user: str, outcome: str = "rolled-back") -> ApplyResult:
+        """An earlier snapshot, model included, back in force. outcome "applied": a stored
+        snapshot that never ran here (one a fleet rollout brought), health-checked alike."""
         loop = asyncio.get_running_loop()
         async with self._busy:
             t0 = time.monotonic()
@@ -195,7 +196,7 @@ class SnapshotManager:
             except PlantError as e:
                 raise ApplyRefused("; ".join(str(p) for p in e.problems[:5])) from None
             cfg = self.build(plant, snap)
-            return await self._switch(cfg, snap, user=user, outcome="rolled-back", t0=t0)
+            return await self._switch(cfg, snap, user=user, outcome=outcome, t0=t0)
 
     def _audit_changes(self, old: Snapshot, new: Snapshot, user: str, outcome: str) -> None:
         """The activation in the audit trail (under the snapshot's short id, as everywhere
