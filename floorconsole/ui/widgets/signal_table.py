@@ -24,7 +24,7 @@ from textual.strip import Strip
 
 from floorconsole.console import SignalView
 from floorconsole.ui.format import (
-    age_text,
+    age_cell_text,
     quality_cell,
     resample,
     sparkline,
@@ -101,7 +101,7 @@ def row_cells(r: SignalView | str, cols: Sequence[Column], extra_age_s: float = 
         elif c.key == "age":
             out.append(
                 (
-                    age_text(r.age_s + extra_age_s),
+                    age_cell_text(r.age_s + extra_age_s),
                     "" if r.quality == "GOOD" and not extra_age_s else "stale",
                     "",
                 )
