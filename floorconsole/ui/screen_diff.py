@@ -26,7 +26,10 @@ from functools import lru_cache
 from rich.cells import get_character_cell_size
 
 _TOKEN = re.compile(
-    r"(?P<cup>\x1b\[(?P<row>\d*)(?:;(?P<col>\d*))?H)"
+    # A segment as Textual writes one, style, text and reset, read as one token: a third of
+    # the work of reading the three apart.
+    r"(?P<seg>\x1b\[(?P<segsgr>[0-9;]+)m(?P<segtext>[^\x00-\x1f\x7f-\x9f\x1b]+)\x1b\[0?m)"
+    r"|(?P<cup>\x1b\[(?P<row>\d*)(?:;(?P<col>\d*))?H)"
     r"|(?P<sgr>\x1b\[(?P<params>[0-9;:]*)m)"
     r"|(?P<csi>\x1b\[[0-9;:<=>?]*[ -/]*[@-~])"
     r"|(?P<osc>\x1b\][^\x07\x1b]*(?:\x07|\x1b\\))"
@@ -47,8 +50,6 @@ _HARMLESS_OSC = re.compile(r"\x1b\](?:0|1|2|10|11|12|22);")  # titles, colour qu
 MAX_CELLS = 1000  # a cursor move beyond this many rows or columns is not a screen we copy
 GAP_BYTES = 4  # unchanged cells between two changed runs are re-sent when they cost no more
 
-Cell = tuple[str, str]  # the text of one cell ("" behind a wide character) and its SGR
-
 
 class ScreenDiff:
     """The copy of the terminal's cells, and the function that turns a write into its diff.
@@ -58,7 +59,7 @@ class ScreenDiff:
 
     def __init__(self, width: int = 0, height: int = 0) -> None:
         self.width, self.height = width, height  # 0: unknown (no relative cursor moves)
-        self._rows: dict[int, list[Cell | None]] = {}
+        self._rows: dict[int, _Row] = {}
         self._sgr: str | None = None  # the terminal's style; None: unknown (at first too)
         self._pos: tuple[int, int] | None = None  # the terminal's cursor (x, y); None: unknown
         self._want_sgr = ""  # Textual's idea of the style...
@@ -97,7 +98,7 @@ class ScreenDiff:
     # -- reading Textual's write ----------------------------------------------------------
 
     def _diff(self, data: str) -> str | None:
-        pending: dict[int, dict[int, Cell]] = {}  # row -> column -> cell; the last write wins
+        pending: dict[int, _Row] = {}  # the cells this write puts on each row; the last wins
         out: list[str] = []
         pos, sgr = self._want_pos, self._want_sgr
         x, y = pos if pos is not None else (-1, -1)
@@ -107,24 +108,20 @@ class ScreenDiff:
                 return None
             end = m.end()
             kind = m.lastgroup
-            if kind == "text":
+            if kind == "seg" or kind == "text":
                 if y < 0:
                     return None
-                row = pending.setdefault(y, {})
-                for ch in m.group():
-                    w = get_character_cell_size(ch)
-                    if w == 1:
-                        row[x] = (ch, sgr)
-                    elif w == 2:  # a wide character: its second cell holds nothing of its own
-                        row[x] = (ch, sgr)
-                        row[x + 1] = ("", sgr)
-                    else:  # zero width (a combining mark): joins the cell before it
-                        before = row.get(x - 1)
-                        if before is None or not before[0]:
-                            return None
-                        row[x - 1] = (before[0] + ch, before[1])
-                    x += w
-                if x > MAX_CELLS or (self.width and x > self.width):
+                row = pending.get(y)
+                if row is None:
+                    row = pending[y] = _Row()
+                if kind == "seg":
+                    params = m.group("segsgr")
+                    style = _after(sgr, params)
+                    x = row.put(x, m.group("segtext"), style)
+                    sgr = ""  # the reset that ends the segment
+                else:
+                    x = row.put(x, m.group(), sgr)
+                if x < 0 or x > MAX_CELLS or (self.width and x > self.width):
                     return None  # past the edge: the terminal's wrap is not ours to guess
             elif kind == "cup":
                 y = int(m.group("row") or 1) - 1
@@ -132,13 +129,7 @@ class ScreenDiff:
                 if y >= MAX_CELLS or x >= MAX_CELLS:
                     return None
             elif kind == "sgr":
-                params = m.group("params")
-                if params in ("", "0"):
-                    sgr = ""
-                elif params.startswith("0;"):
-                    sgr = params[2:]
-                else:
-                    sgr = f"{sgr};{params}" if sgr else params
+                sgr = _after(sgr, m.group("params"))
             elif kind == "ctl":
                 tok = m.group()
                 if tok == "\r" and y >= 0:
@@ -171,58 +162,47 @@ class ScreenDiff:
 
     # -- writing what changed -------------------------------------------------------------
 
-    def _flush(self, pending: dict[int, dict[int, Cell]]) -> str:
+    def _flush(self, pending: dict[int, _Row]) -> str:
         """The runs of changed cells, row by row; the copy brought up to date."""
         if not pending:
             return ""
         out: list[str] = []
         for y in sorted(pending):
-            cells = pending[y]
-            row = self._rows.setdefault(y, [])
-            top = max(cells) + 1
-            if len(row) < top:
-                row.extend([None] * (top - len(row)))
-            runs: list[list[int]] = []
-            for x in sorted(cells):
-                if row[x] == cells[x]:
-                    continue
-                if runs and self._gap_is_cheap(cells, runs[-1][1], x):
-                    runs[-1][1] = x + 1
-                else:
-                    runs.append([x, x + 1])
-            for x0, x1 in runs:
-                # A run never starts or ends inside a wide character.
-                while cells.get(x0, ("x", ""))[0] == "" and x0 - 1 in cells:
-                    x0 -= 1
-                while x1 in cells and cells[x1][0] == "":
-                    x1 += 1
-                out.append(self._move(x0, y))
-                for x in range(x0, x1):
-                    text, style = cells[x]
-                    if text:
-                        out.append(self._sync_sgr(style))
-                        out.append(text)
-                # At the right edge the cursor is stuck or waits to wrap: terminals differ.
-                self._pos = (x1, y) if self.width and x1 < self.width else None
-            for x, cell in cells.items():
-                row[x] = cell
+            new = pending[y]
+            old = self._rows.get(y)
+            if old is None:
+                old = self._rows[y] = _Row()
+            old.grow(len(new.text))
+            ot, os_, nt, ns = old.text, old.style, new.text, new.style
+            for a, b in new.spans():
+                if ot[a:b] == nt[a:b] and os_[a:b] == ns[a:b]:
+                    continue  # the usual case for most of a line: compared in C
+                runs: list[list[int]] = []
+                for x in range(a, b):
+                    if ot[x] == nt[x] and os_[x] == ns[x]:
+                        continue
+                    if runs and _gap_is_cheap(nt, ns, runs[-1][1], x):
+                        runs[-1][1] = x + 1
+                    else:
+                        runs.append([x, x + 1])
+                for x0, x1 in runs:
+                    # A run never starts or ends inside a wide character.
+                    while x0 > a and nt[x0] == "":
+                        x0 -= 1
+                    while x1 < b and nt[x1] == "":
+                        x1 += 1
+                    out.append(self._move(x0, y))
+                    for x in range(x0, x1):
+                        text = nt[x]
+                        if text:
+                            out.append(self._sync_sgr(ns[x] or ""))
+                            out.append(text)
+                    # At the right edge the cursor is stuck or waits to wrap: terminals differ.
+                    self._pos = (x1, y) if self.width and x1 < self.width else None
+                ot[a:b] = nt[a:b]
+                os_[a:b] = ns[a:b]
         pending.clear()
         return "".join(out)
-
-    @staticmethod
-    def _gap_is_cheap(cells: dict[int, Cell], start: int, stop: int) -> bool:
-        """Whether re-sending the unchanged cells start..stop costs no more than moving over
-        them (a cursor move is 3-4 bytes): they are all in this write, in the style before."""
-        if stop - start > GAP_BYTES or start - 1 not in cells:
-            return False
-        style = cells[start - 1][1]
-        cost = 0
-        for x in range(start, stop):
-            cell = cells.get(x)
-            if cell is None or cell[1] != style:
-                return False
-            cost += len(cell[0].encode())
-        return cost <= GAP_BYTES
 
     def _sync_sgr(self, style: str) -> str:
         if style == self._sgr:
@@ -247,6 +227,98 @@ class ScreenDiff:
             if len(vertical) + len(horizontal) < len(best):
                 best = vertical + horizontal
         return best
+
+
+class _Row:
+    """The cells of one line as two lists (text, SGR; None where unknown or unwritten), and
+    the spans a write covered."""
+
+    __slots__ = ("text", "style", "_spans")
+
+    def __init__(self) -> None:
+        self.text: list[str | None] = []
+        self.style: list[str | None] = []
+        self._spans: list[tuple[int, int]] = []
+
+    def grow(self, n: int) -> None:
+        if len(self.text) < n:
+            more = n - len(self.text)
+            self.text.extend([None] * more)
+            self.style.extend([None] * more)
+
+    def put(self, x: int, text: str, sgr: str) -> int:
+        """Write text from column x in style sgr; the column after it (-1: not writable)."""
+        if text.isascii() or all(_width(ch) == 1 for ch in text):
+            n = len(text)
+            self.grow(x + n)
+            self.text[x : x + n] = text  # one cell per character, at C speed
+            self.style[x : x + n] = [sgr] * n
+            self._spans.append((x, x + n))
+            return x + n
+        start = x
+        for ch in text:
+            w = _width(ch)
+            if w == 0:  # a combining mark joins the cell before it
+                before = self.text[x - 1] if 0 < x <= len(self.text) else None
+                if not before:
+                    return -1
+                self.text[x - 1] = before + ch
+                continue
+            self.grow(x + w)
+            self.text[x] = ch
+            self.style[x] = sgr
+            if w == 2:  # a wide character: its second cell holds nothing of its own
+                self.text[x + 1] = ""
+                self.style[x + 1] = sgr
+            x += w
+        self._spans.append((start, x))
+        return x
+
+    def spans(self) -> list[tuple[int, int]]:
+        """The columns written, as sorted spans that do not overlap."""
+        merged: list[tuple[int, int]] = []
+        for a, b in sorted(self._spans):
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+            elif a < b:
+                merged.append((a, b))
+        return merged
+
+
+_WIDTHS: dict[str, int] = {}
+
+
+def _width(ch: str) -> int:
+    w = _WIDTHS.get(ch)
+    if w is None:
+        w = get_character_cell_size(ch)
+        if len(_WIDTHS) < 4096:  # bounded: a screen of rare characters asks every time
+            _WIDTHS[ch] = w
+    return w
+
+
+def _gap_is_cheap(text: list[str | None], style: list[str | None], start: int, stop: int) -> bool:
+    """Whether re-sending the unchanged cells start..stop costs no more than moving over them
+    (a cursor move is 3-4 bytes): they are in this write and in the style before them."""
+    if stop - start > GAP_BYTES:
+        return False
+    before = style[start - 1]
+    cost = 0
+    for x in range(start, stop):
+        t = text[x]
+        if t is None or style[x] != before:
+            return False
+        cost += len(t.encode())
+    return cost <= GAP_BYTES
+
+
+def _after(sgr: str, params: str) -> str:
+    """The style after SGR `params` applied to style `sgr` (both as parameters from a reset)."""
+    if params in ("", "0"):
+        return ""
+    if params.startswith("0;"):
+        return params[2:]
+    return f"{sgr};{params}" if sgr else params
 
 
 def _cup(x: int, y: int) -> str:
