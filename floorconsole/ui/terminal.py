@@ -75,8 +75,8 @@ class ConsoleDriver(LinuxDriver):
     def _terminal_size(self) -> tuple[int, int]:
         """The size of the terminal written to; (0, 0) when it cannot be asked."""
         try:
-            size = os.get_terminal_size(self._file.fileno())
-        except (OSError, ValueError, AttributeError):
+            size = os.get_terminal_size(self._file.fileno())  # type: ignore[union-attr]
+        except (OSError, ValueError, AttributeError):  # no file (None) or not a terminal
             return 0, 0
         return size.columns, size.lines
 
