@@ -7,6 +7,7 @@ from pathlib import Path
 
 from floorconsole.engine.replay import RecordedAPI
 from floorconsole.ui.app import make_app
+from floorconsole.ui.format import age_cell_text
 from floorconsole.ui.themes import THEMES_DIR
 from floorconsole.ui.widgets.signal_table import SignalTable
 
@@ -128,3 +129,10 @@ async def test_click_selects_and_a_second_click_opens_the_detail() -> None:
         await pilot.pause()
         assert isinstance(app.screen, SignalDetailScreen)
         assert app.screen.signal_id == "motor1.temp"
+
+
+def test_the_age_column_changes_once_a_second_at_most() -> None:
+    """Whole seconds (issue 19): tenths made every row repaint every frame, over SSH too."""
+    ages = (0.0, 0.4, 0.99, 1.0, 1.7, 9.99, 10.2, 75.0, 300.0)
+    shown = ["<1s", "<1s", "<1s", "1s", "1s", "9s", "10s", "75s", "5m"]
+    assert [age_cell_text(a) for a in ages] == shown

@@ -105,6 +105,18 @@ def age_text(age_s: float) -> str:
     return format_duration(age_s)
 
 
+def age_cell_text(age_s: float) -> str:
+    """The Age column's text: whole seconds, '<1s' under one. Tenths of a second on a value
+    polled five times a second change every frame and tell an operator nothing (its quality
+    says whether it is fresh), yet they made every row of the table repaint every frame. From
+    10 s on it is format_duration's, as everywhere; the detail screen keeps the tenths."""
+    if age_s < 1.0:
+        return "<1s"
+    if age_s < 10.0:
+        return f"{math.floor(age_s)}s"
+    return format_duration(age_s)
+
+
 class FrameClock:
     """When this console first showed a frame (told apart by its t_wall), on the console's own
     monotonic clock. A stale frame is the last one received, kept: the ages it carries were

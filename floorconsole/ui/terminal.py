@@ -12,6 +12,11 @@ installed by FloorApp.get_driver_class (App's documented way to choose a driver)
 of LinuxDriver, and overrides run_input_thread (a copy of Textual's loop with the two cases
 handled) and the file its writer thread writes to (failures swallowed and reported once).
 Both call `on_terminal_gone(why)` on the app's loop; the app logs out and exits.
+
+Every write passes through a ScreenDiff (floorconsole.ui.screen_diff), which sends only the
+cells that changed since the last frame: a tenth of the bytes Textual's whole-line repaints
+cost, which is what a console over SSH or a modem link pays. FLOORCONSOLE_SCREEN_DIFF=0 in
+the environment turns it off (Textual's own output, as written), to compare or to rule it out.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import errno
 import logging
 import os
 import selectors
+import threading
 from codecs import getincrementaldecoder
 from typing import IO, Any
 
@@ -28,6 +34,8 @@ from textual._loop import loop_last
 from textual._parser import ParseError
 from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
+
+from floorconsole.ui.screen_diff import ScreenDiff
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +49,36 @@ class ConsoleDriver(LinuxDriver):
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.terminal_gone = ""  # why, once the terminal is gone
+        self.screen_diff: ScreenDiff | None = (
+            None if os.environ.get("FLOORCONSOLE_SCREEN_DIFF", "1") == "0" else ScreenDiff()
+        )
+        self._diff_lock = threading.Lock()
         # Textual types _file as the real stdout; its writer thread needs only write/flush
         self._file = _TerminalOut(self._file, self._gone)  # type: ignore[assignment]
 
     def write(self, data: str) -> None:
         if self.terminal_gone:  # nobody to draw for; the writer's queue must not fill
             return
-        super().write(data)
+        diff = self.screen_diff
+        if diff is None:
+            super().write(data)
+            return
+        # One diff at a time, queued in the order diffed (Textual writes from its loop; the
+        # lock costs nothing there and keeps a write from another thread from interleaving).
+        with self._diff_lock:
+            # The size the terminal has now (one ioctl): a new one forgets what it showed.
+            diff.resize(*self._terminal_size())
+            data = diff(data)
+            if data:
+                super().write(data)
+
+    def _terminal_size(self) -> tuple[int, int]:
+        """The size of the terminal written to; (0, 0) when it cannot be asked."""
+        try:
+            size = os.get_terminal_size(self._file.fileno())  # type: ignore[union-attr]
+        except (OSError, ValueError, AttributeError):  # no file (None) or not a terminal
+            return 0, 0
+        return size.columns, size.lines
 
     def _gone(self, why: str) -> None:
         """From any thread: the terminal is gone. Stops reading and tells the app once."""

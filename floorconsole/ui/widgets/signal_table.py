@@ -24,7 +24,7 @@ from textual.strip import Strip
 
 from floorconsole.console import SignalView
 from floorconsole.ui.format import (
-    age_text,
+    age_cell_text,
     quality_cell,
     resample,
     sparkline,
@@ -101,7 +101,7 @@ def row_cells(r: SignalView | str, cols: Sequence[Column], extra_age_s: float = 
         elif c.key == "age":
             out.append(
                 (
-                    age_text(r.age_s + extra_age_s),
+                    age_cell_text(r.age_s + extra_age_s),
                     "" if r.quality == "GOOD" and not extra_age_s else "stale",
                     "",
                 )
@@ -189,6 +189,7 @@ class SignalTable(ScrollView, can_focus=True):
         self._colors: Mapping[str, str] = {}
         self.extra_age_s = 0.0  # a stale frame's time since it came: added to every age
         self.cursor = 0
+        self._base_style: Style | None = None  # rich_style, kept until the styles change
 
     # -- data -----------------------------------------------------------------------------
 
@@ -254,7 +255,11 @@ class SignalTable(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        base = self.rich_style
+        # Textual computes rich_style by walking every ancestor's styles: once per line of
+        # every frame it was a twentieth of the console's time with 500 signals on screen.
+        base = self._base_style
+        if base is None:
+            base = self._base_style = self.rich_style
         if y == 0:
             style = base + self.get_component_rich_style("signal-table--header")
             text = " ".join(_fit(c.label, c.width, c.right) for c in self.cols)
@@ -282,6 +287,10 @@ class SignalTable(ScrollView, can_focus=True):
             segs.append(Segment(_fit(text, c.width, c.right), base + _style(colour, mods)))
             segs.append(Segment(" ", base))
         return Strip(segs).adjust_cell_length(width, base)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()  # a theme, a class (stale, focus): the base style too
+        self._base_style = None
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(event.size.width, len(self.rows) + 1)
