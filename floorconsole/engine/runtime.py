@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCHDOG_INTERVAL_S = 0.1
+SWITCH_INTERVAL_S = 0.001
 # A device polled at under this share of its configured rate (over the poller's rate window)
 # raises poll_behind; at this second share or better it clears.
 POLL_BEHIND_RATIO = 0.8
@@ -581,6 +583,11 @@ class Engine:
         if self._closed:
             raise RuntimeError("this engine has stopped and closed its stores: build another")
         self._lock.acquire()
+        # The stores' writer threads (historian, journal, audit) hand work back and forth
+        # with this loop; a thread waiting for the GIL waits up to the switch interval.
+        # Python's 5 ms made each hop of a rule's write path (journal flush, audit) cost
+        # milliseconds while the historian converts a batch; 1 ms keeps control quick.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         watchdog: asyncio.Task[None] | None = None
