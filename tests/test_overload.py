@@ -4,15 +4,19 @@ link and the signals say so), a failing disk does not, and control runs before t
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from floorconsole.adapters.alarm_journal import AlarmJournal
 from floorconsole.adapters.historian import Historian
 from floorconsole.adapters.modbus_server import ModbusDeviceServer
 from floorconsole.core.clock import SystemClock
 from floorconsole.core.config import EdgeConfig, PlantConfig
 from floorconsole.core.quality import Quality, Reason
+from floorconsole.core.rules import RuleEvent
 from floorconsole.core.sample import Sample
 from floorconsole.engine.hub import Hub
 from tests.test_modbus_source import CollectingSink, device, poller, signal, wait_until
@@ -100,3 +104,25 @@ def test_control_listens_before_the_store_and_other_listeners() -> None:
     hub.add_listener(lambda b: order.append("control"), first=True)
     hub.ingest([_sample(1, time.time())])
     assert order == ["control", "store", "model"]
+
+
+def test_journal_calls_back_once_a_rules_record_is_committed(tmp_path: Path) -> None:
+    """A rule's write waits for its record through flush_later: by the callback the record
+    is in the file for any other connection (a kill -9 now would not lose it)."""
+    journal = AlarmJournal(tmp_path / "alarms.db")
+    seen: list[int] = []
+    called = threading.Event()
+
+    def done() -> None:
+        with sqlite3.connect(tmp_path / "alarms.db") as other:
+            seen.append(other.execute("SELECT count(*) FROM rule_events").fetchone()[0])
+        called.set()
+
+    try:
+        for i in range(3):
+            journal.record_rule(RuleEvent(time.time(), f"r{i}", "activate", True, "rule", "x"))
+        journal.flush_later(done)
+        assert called.wait(10), "no callback"
+        assert seen == [3]
+    finally:
+        journal.close()
