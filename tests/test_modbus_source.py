@@ -420,7 +420,9 @@ async def test_slow_device_does_not_slow_down_another(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    assert fast_rate >= 0.85 * 20, f"fast device polled {fast_rate:.1f}/s with a slow one beside"
+    # Waiting behind the slow device would give at most 1 / (0.25 + 0.05) = 3.3 polls/s; half
+    # the schedule leaves room for a loaded machine and still tells the two apart.
+    assert fast_rate >= 0.5 * 20, f"fast device polled {fast_rate:.1f}/s with a slow one beside"
     assert fast_rate <= 21  # a fixed schedule: no catching up with bursts
     assert slow_rate <= 1 / 0.25 + 0.5  # bounded by its answers, not hammering
     assert slow_sink.latest["s"].quality is Quality.GOOD  # slow is not dead

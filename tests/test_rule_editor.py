@@ -4,7 +4,9 @@ shown, apply with a message; bad values are named and nothing is sent."""
 from __future__ import annotations
 
 import copy
+import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +185,18 @@ async def settle(pilot: Any) -> None:
         await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
+
+
+async def settle_until(
+    pilot: Any, done: Callable[[], bool], what: str, timeout_s: float = 10.0
+) -> None:
+    """Settle until `done()`: a loaded machine may need more than one round of workers."""
+    deadline = time.monotonic() + timeout_s
+    await settle(pilot)
+    while not done():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        await pilot.pause(0.05)
+        await settle(pilot)
 
 
 async def open_rules(pilot: Any, row: int = 0) -> RulesScreen:
@@ -433,13 +447,17 @@ async def test_disable_and_enable_a_rule_with_t() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await open_rules(pilot)
         await pilot.press("t")
-        await settle(pilot)
+        await settle_until(pilot, lambda: isinstance(app.screen, ApplyDialog), "the apply dialog")
         dialog = app.screen
         assert isinstance(dialog, ApplyDialog)
         assert "Disable rule trip-motor1" in str(dialog.summary)
         assert "today's rule fired 0 in 1 h, 2 in 24 h" in str(dialog.summary)
         await pilot.press(*list("maintenance on motor 1"), "enter")
-        await settle(pilot)
+        await settle_until(
+            pilot,
+            lambda: bool(api.commands) and isinstance(app.screen, RulesScreen),
+            "the apply sent and the dialog closed",
+        )
         [(name, args)] = api.commands
         assert name == "config.apply" and args["message"] == "maintenance on motor 1"
         assert args["config"]["rules"][0] == {**demo_plant()["rules"][0], "enabled": False}
@@ -448,7 +466,7 @@ async def test_disable_and_enable_a_rule_with_t() -> None:
 
         api.plant["rules"][0]["enabled"] = False
         await pilot.press("t")
-        await settle(pilot)
+        await settle_until(pilot, lambda: isinstance(app.screen, ApplyDialog), "the apply dialog")
         assert "Enable rule trip-motor1" in str(app.screen.summary)  # type: ignore[attr-defined]
         await pilot.press("escape")
         await settle(pilot)
