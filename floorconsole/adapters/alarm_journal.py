@@ -5,7 +5,10 @@ Its own file, `alarms.db` in the data directory, not the historian's `history.db
   thread; the journal is never trimmed (tens of rows an hour, not thousands a second), and
   triggers make it append-only, which must not constrain the historian's schema;
 - it is written with synchronous=FULL, so a power cut does not lose the record of an alarm
-  an operator acknowledged; the historian runs NORMAL for throughput;
+  an operator acknowledged; the historian runs NORMAL for throughput. The one exception: a
+  record someone waits on (a rule's write goes out after its record, see flush()) is released
+  once in the WAL (it survives the process) and fsync'd right after, so control does not
+  wait on the disk;
 - a history file that is damaged or full does not take the alarm record with it, and the
   journal can be copied alone for an incident review.
 
@@ -16,10 +19,11 @@ the disk; `flush()` waits until everything handed over is committed.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +121,21 @@ class JournalError(Exception):
     """A journal file that cannot be used at all."""
 
 
+class _Notify(threading.Event):
+    """A flush waiter that calls back instead of (only) waking a waiting thread."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        super().__init__()
+        self._fn = fn
+
+    def set(self) -> None:
+        super().set()
+        try:
+            self._fn()
+        except Exception:  # a waiter's bug must not end the writer thread
+            log.exception("alarm journal: flush callback failed")
+
+
 class AlarmJournal:
     """Append alarm transitions and action results; query them by time, alarm, state, rule."""
 
@@ -196,8 +215,14 @@ class AlarmJournal:
             return
         self._queue.put(item)
 
+    def flush_later(self, done: Callable[[], None]) -> None:
+        """Call done() (on the writer thread) once everything queued so far is committed,
+        as flush() would return: for an event loop that must not block a thread on it."""
+        self._queue.put(_Notify(done))
+
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued so far is committed; False on timeout."""
+        """Wait until everything queued so far is committed (in the WAL: it survives the
+        process; the fsync follows at once); False on timeout."""
         done = threading.Event()
         self._queue.put(done)
         return done.wait(timeout)
@@ -231,12 +256,49 @@ class AlarmJournal:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if batch:
-                self._write(batch)
-            for w in waiters:
-                w.set()
+            if batch and waiters:
+                # Someone waits to act on these records (a rule's write goes out after its
+                # record): release them once the commit is in the WAL, which survives the
+                # process dying, and put it on disk right after. An fsync on a busy disk
+                # can take 100 ms and more; the write no longer waits for it, and the power
+                # cut that could lose the record has milliseconds, not a second, to land.
+                self._set_synchronous("NORMAL")
+                try:
+                    self._write(batch)
+                finally:
+                    self._set_synchronous("FULL")
+                for w in waiters:
+                    w.set()
+                self._sync_wal()
+            else:
+                if batch:
+                    self._write(batch)
+                for w in waiters:
+                    w.set()
             if stop:
                 return
+
+    def _set_synchronous(self, level: str) -> None:
+        try:
+            self._writer_conn.execute(f"PRAGMA synchronous={level}")
+        except sqlite3.Error as e:
+            log.error("alarm journal %s: synchronous=%s not set: %s", self.path, level, e)
+
+    def _sync_wal(self) -> None:
+        """The WAL on disk (what a synchronous=FULL commit would have done before returning)."""
+        try:
+            fd = os.open(self.path.with_name(self.path.name + "-wal"), os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed and truncated: nothing left to sync
+        except OSError as e:
+            log.error("alarm journal %s: WAL not synced: %s", self.path, e)
+            return
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            log.error("alarm journal %s: WAL not synced: %s", self.path, e)
+        finally:
+            os.close(fd)
 
     def _write(self, batch: list[tuple[str, tuple[object, ...]]]) -> None:
         conn = self._writer_conn

@@ -53,6 +53,7 @@ SYSTEM_ALARMS: dict[str, tuple[str, str]] = {
     "config_rolled_back": ("high", "Configuration {source} failed its health check: rolled back"),
     "audit_trouble": ("high", "Audit trail {source} cannot be written: control actions held"),
     "rule_held": ("high", "Rule {source} held: it cannot act"),
+    "poll_behind": ("medium", "Device {source} polled slower than configured"),
 }
 # What a restored alarm's clear says when nothing re-asserted its condition after a restart.
 CLEARED_WHILE_DOWN = "cleared while the engine was down"

@@ -45,6 +45,13 @@ class LinkStats:
     # reason -> payloads showing it (a payload with two reasons counts under both; bad_time,
     # a payload whose values were used with the receive time, only here)
     bad_payload_reasons: Counter[str] = field(default_factory=Counter)
+    # A polled device's schedule: polls that could not start on time (the one before ran
+    # long, or the engine held them back while its historian caught up: overload), the
+    # polls a second achieved over the last few seconds, and how late the last one started.
+    polls_skipped: int = 0
+    polls_held_back: int = 0
+    poll_rate_hz: float | None = None
+    poll_lag_s: float = 0.0
 
     def set_state(self, state: LinkState, now_mono: float, error: str = "") -> bool:
         """Change state; returns True when it changed (so the caller logs once, not per poll)."""

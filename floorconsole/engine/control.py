@@ -60,7 +60,8 @@ AuditWriter = Callable[[str, str, str, dict[str, Any]], None]
 AuditNow = Callable[[str, str, str, dict[str, Any]], bool]
 RECENT_ACTIONS = 200
 READ_ONLY = "not applied: read-only mode (control.enabled is false)"
-READ_BACK_TIMEOUT_S = 10.0  # how long a start waits for a device to read an output back
+READ_BACK_TIMEOUT_S = 10.0
+JOURNAL_WAIT_S = 5.0  # as AlarmJournal.flush(): a write waits this long for its record  # how long a start waits for a device to read an output back
 
 
 class Journal(Protocol):
@@ -277,8 +278,15 @@ class Control:
                     self._alarm(rule, i, action, tr)
             if any(not isinstance(a, AlarmAction) for a in rule.actions):
                 prev = self._chains.get(rule.id)
+                # The journal starts committing the record now, while this loop turn ends
+                # and the task starts: a write waits for the record, not for both in turn.
+                journaled = (
+                    self._journal_soon()
+                    if any(isinstance(a, WriteAction) for a in rule.actions)
+                    else None
+                )
                 task = asyncio.get_running_loop().create_task(
-                    self._run_actions(rule, tr, prev), name=f"rule {rule.id} {tr.kind}"
+                    self._run_actions(rule, tr, prev, journaled), name=f"rule {rule.id} {tr.kind}"
                 )
                 self._chains[rule.id] = task
                 self._tasks.add(task)
@@ -301,6 +309,24 @@ class Control:
         if record is not None:
             record(RuleEvent(self.clock.wall(), rule_id, event, active, by, text))
 
+    def _journal_soon(self) -> asyncio.Future[None] | None:
+        """A future done once the journal has committed what was handed to it (None when
+        the journal cannot call back: _journaled() waits on a worker thread instead)."""
+        flush_later = getattr(self.journal, "flush_later", None)
+        if flush_later is None:
+            return None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def done() -> None:  # on the journal's writer thread
+            try:
+                loop.call_soon_threadsafe(_resolve, fut)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits any more
+
+        flush_later(done)
+        return fut
+
     async def _journaled(self) -> None:
         """Wait until the journal has committed what was handed to it (off the loop)."""
         flush = getattr(self.journal, "flush", None)
@@ -310,7 +336,11 @@ class Control:
                 log.warning("alarm journal: a rule's state was not committed in time")
 
     async def _run_actions(
-        self, rule: RuleConfig, tr: Transition, prev: asyncio.Task[None] | None
+        self,
+        rule: RuleConfig,
+        tr: Transition,
+        prev: asyncio.Task[None] | None,
+        journaled: asyncio.Future[None] | None = None,
     ) -> None:
         if prev is not None and not prev.done():
             await asyncio.wait([prev])
@@ -318,7 +348,13 @@ class Control:
             read_back = self._read_back
             if read_back is not None and not read_back.done():
                 await asyncio.wait([read_back])  # an output is read before it is written
-            await self._journaled()
+            if journaled is None:
+                await self._journaled()
+            else:
+                try:
+                    await asyncio.wait_for(journaled, JOURNAL_WAIT_S)
+                except TimeoutError:
+                    log.warning("alarm journal: a rule's state was not committed in time")
         for i, action in enumerate(rule.actions):
             try:
                 if isinstance(action, WriteAction):
@@ -844,3 +880,8 @@ def _entry_dict(entry: JournalEntry | None) -> dict[str, Any]:
 
 def _record_dict(rec: ActionRecord | None) -> dict[str, Any] | None:
     return None if rec is None else asdict(rec)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -29,6 +29,10 @@ class SampleStore(Protocol):
     def append_quality(self, sample: Sample) -> None: ...
 
 
+def _never() -> bool:
+    return False
+
+
 class Hub:
     """Every sample passes through here on the engine's event loop thread.
 
@@ -66,6 +70,11 @@ class Hub:
         self.samples_in = 0
         self.unknown_signals = 0
         self._listeners: list[Callable[[Sequence[Sample]], None]] = []
+        # Control's listener runs before the store takes the batch and before the others
+        # (models, uplink): a crossing reaches its write without waiting on bookkeeping.
+        self._first: list[Callable[[Sequence[Sample]], None]] = []
+        # The store's "I am behind" (Historian.backlogged): sources stretch their polls.
+        self._backlogged: Callable[[], bool] = getattr(store, "backlogged", None) or _never
 
     def add_signals(self, signals: Sequence[SignalConfig]) -> None:
         """Register signals the engine computes (model outputs). Call before readers start:
@@ -81,9 +90,15 @@ class Hub:
             self.spark[s.id] = deque(maxlen=SPARK_POINTS)
             self._spark_t[s.id] = -1e18
 
-    def add_listener(self, fn: Callable[[Sequence[Sample]], None]) -> None:
-        """Called with every batch after the latest table is updated (rules, models, uplink)."""
-        self._listeners.append(fn)
+    def add_listener(self, fn: Callable[[Sequence[Sample]], None], *, first: bool = False) -> None:
+        """Called with every batch after the latest table is updated (rules, models, uplink).
+        first: before the store and the other listeners (control: its writes go out first)."""
+        (self._first if first else self._listeners).append(fn)
+
+    def backlogged(self) -> bool:
+        """True while the store has more waiting than it commits in about half a second:
+        pollers then stretch their polls (bounded memory, fresh history) until it catches up."""
+        return self._backlogged()
 
     def ingest(self, samples: Sequence[Sample]) -> None:
         latest = self.latest
@@ -92,43 +107,55 @@ class Hub:
         store = self.store
         ranges = self.ranges
         fresh: list[Sample] = []
+        good, decode_error, ndarray = Quality.GOOD, Reason.DECODE_ERROR, np.ndarray
+        # The hot loop (every sample of every poll): fields unpacked once, the cheap tests
+        # first, isinstance only where a value may be a waveform.
         for s in samples:
-            prev = latest.get(s.signal)
+            sig, x, q, r, _t, t_mono, detail = s
+            prev = latest.get(sig)
             if prev is None:
                 self.unknown_signals += 1
                 continue
-            rng = ranges.get(s.signal)
-            if rng is not None and s.quality is Quality.GOOD and s.value is not None:
-                x = s.value
-                if not isinstance(x, np.ndarray) and not (rng[0] <= x <= rng[1]):
+            if q is good and x is not None:
+                rng = ranges.get(sig)
+                if (
+                    rng is not None
+                    and (x.__class__ is float or not isinstance(x, ndarray))
+                    and not (rng[0] <= x <= rng[1])
+                ):
                     # Outside its engineering range: shown, recorded, but not trusted.
                     s = s._replace(
                         quality=Quality.UNCERTAIN,
                         reason=Reason.OUT_OF_RANGE,
                         detail=f"{x:g} outside {rng[0]:g}–{rng[1]:g}",
                     )
-            latest[s.signal] = s
+                    q, r, detail = s.quality, s.reason, s.detail
+            latest[sig] = s
             if (
-                s.quality != prev.quality
-                or s.reason != prev.reason
-                or (s.reason is Reason.DECODE_ERROR and _why(s.detail) != _why(prev.detail))
+                q != prev.quality
+                or r != prev.reason
+                or (r is decode_error and _why(detail) != _why(prev.detail))
             ):
                 # A payload BAD for another reason than the last (not_json, then wrong_type)
                 # is a change too: the history's quality export says why, not only that.
                 if store is not None:
                     store.append_quality(s)
-            if s.t_mono == prev.t_mono and s.value is prev.value:
+            if t_mono == prev.t_mono and x is prev.value:
                 continue  # a degraded re-emission (Sample.degraded): quality change only
             fresh.append(s)
-            v = s.value
             if (
-                v is not None
-                and not isinstance(v, np.ndarray)
-                and s.t_mono - spark_t[s.signal] >= SPARK_INTERVAL_S
+                x is not None
+                and t_mono - spark_t[sig] >= SPARK_INTERVAL_S
+                and not isinstance(x, ndarray)
             ):
-                spark[s.signal].append(float(v))
-                spark_t[s.signal] = s.t_mono
+                spark[sig].append(float(x))
+                spark_t[sig] = t_mono
         self.samples_in += len(fresh)
+        for fn in self._first:
+            try:
+                fn(fresh)
+            except Exception:  # a failing consumer must not stop ingest for the others
+                log.exception("sample listener %r failed", fn)
         if store is not None and fresh:
             store.append(fresh)
         for fn in self._listeners:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from floorconsole.core.config import (
     PlantConfig,
     SignalConfig,
 )
-from floorconsole.core.links import LinkStats
+from floorconsole.core.links import LinkState, LinkStats
 from floorconsole.core.opcua import OpcUaDeviceConfig
 from floorconsole.core.quality import Quality
 from floorconsole.core.rules import ControlConfig, PublishAction
@@ -58,6 +59,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCHDOG_INTERVAL_S = 0.1
+SWITCH_INTERVAL_S = 0.001
+# A device polled at under this share of its configured rate (over the poller's rate window)
+# raises poll_behind; at this second share or better it clears.
+POLL_BEHIND_RATIO = 0.8
+POLL_KEEPS_UP_RATIO = 0.9
 STOP_TIMEOUT_S = 2.0
 
 
@@ -182,7 +188,7 @@ class Configuration:
             audit=audit,
             audit_now=audit_now,
         )
-        self.hub.add_listener(self.control.on_samples)
+        self.hub.add_listener(self.control.on_samples, first=True)
         # Candidates scoring beside live models (engine.shadow), by model id; registered after
         # the models, so a shadow sees each window after its live model has scored it.
         self.shadows: dict[str, Shadow] = {}
@@ -307,6 +313,32 @@ class Configuration:
         self.control.writers.clear()
         self.control.readers.clear()
 
+    def _check_poll_rates(self) -> None:
+        """A device polled at under POLL_BEHIND_RATIO of its configured rate over the last
+        window (overload: the engine held polls back, or polls take longer than their
+        period) raises poll_behind; it clears once the device keeps up again."""
+        for d in self.plant.devices:
+            stats = self.links.get(d.id)
+            if d.id not in self.pollers or stats is None or stats.poll_rate_hz is None:
+                continue
+            wanted = 1.0 / d.poll_s
+            if stats.state is LinkState.DOWN:
+                continue  # device_down says it; a down device's polls are not the point
+            if stats.poll_rate_hz < POLL_BEHIND_RATIO * wanted:
+                held = (
+                    f", {stats.polls_held_back} held back (overload)"
+                    if stats.polls_held_back
+                    else ""
+                )
+                self.control.raise_system(
+                    "poll_behind",
+                    d.id,
+                    f"{stats.poll_rate_hz:.1f} of {wanted:g} polls/s, "
+                    f"last one {stats.poll_lag_s * 1000:.0f} ms late{held}",
+                )
+            elif stats.poll_rate_hz >= POLL_KEEPS_UP_RATIO * wanted:
+                self.control.clear_system("poll_behind", d.id, f"{stats.poll_rate_hz:.1f} polls/s")
+
     def tick(self) -> None:
         """Every watchdog period: staleness of plant signals and of model inputs, rule timers,
         and system alarms from the state of links and models."""
@@ -321,6 +353,7 @@ class Configuration:
         for sh in list(self.shadows.values()):
             sh.check()  # a shadow's stale inputs too: recorded BAD, like the live model's
         self.control.update_links(self.links.values())
+        self._check_poll_rates()
         for mid, r in self.models.items():
             cond = r.condition()
             if cond is not None:
@@ -610,6 +643,11 @@ class Engine:
         if self._closed:
             raise RuntimeError("this engine has stopped and closed its stores: build another")
         self._lock.acquire()
+        # The stores' writer threads (historian, journal, audit) hand work back and forth
+        # with this loop; a thread waiting for the GIL waits up to the switch interval.
+        # Python's 5 ms made each hop of a rule's write path (journal flush, audit) cost
+        # milliseconds while the historian converts a batch; 1 ms keeps control quick.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         watchdog: asyncio.Task[None] | None = None
