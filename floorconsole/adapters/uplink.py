@@ -345,7 +345,8 @@ class Uplink:
         )
 
     def _subscribe(self, client: mqtt.Client) -> None:
-        client.subscribe([(self._host_topic, 1), (self._receipt_topic, 0)])
+        topics = [(self._host_topic, 1), (self._receipt_topic, 0)]
+        client.subscribe([(t, qos) for t, qos in topics if t is not None])
 
     def _farewell(self, client: mqtt.Client) -> mqtt.MQTTMessageInfo:
         """The last message of a clean stop, at QoS 1."""
