@@ -308,7 +308,7 @@ def test_diff_of_a_model_package_names_the_files_that_changed_and_the_sidecar_fi
     only_onnx = {"motor1_anomaly": ModelFiles(onnx, files.sidecar)}
     # the package sha is the one the console and `model inspect` show for the pair
     old = files.ref.package_sha[:6]
-    assert old == "36674a"  # the fixture package since its sidecar records its versions
+    assert old == "117804"  # the fixture package (1200-window drift reference since issue 15)
     assert lines(demo_config(), demo_config(), new_files=only_onnx) == [
         f"model motor1_anomaly: package changed (sha {old} → "
         f"{only_onnx['motor1_anomaly'].ref.package_sha[:6]}; onnx changed)"
