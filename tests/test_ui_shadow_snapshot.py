@@ -41,11 +41,18 @@ def app(running: bool = True):  # type: ignore[no-untyped-def]
 
 
 async def open_shadow(pilot) -> None:  # type: ignore[no-untyped-def]
+    from floorconsole.ui.screens.shadow import ShadowScreen
+
     await pilot.pause()
     await pilot.press("f4")
     await pilot.pause()
     await pilot.press("s")
-    await pilot.pause()
+    # The comparison loads on the screen's first frame, in a worker: on a busy machine that can
+    # take more than a few pauses, so wait until it has been shown (not "loading …").
+    deadline = time.monotonic() + 20
+    while not (isinstance(pilot.app.screen, ShadowScreen) and pilot.app.screen.last):
+        assert time.monotonic() < deadline, "the shadow comparison did not load"
+        await pilot.pause(0.05)
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
     await pilot.pause()

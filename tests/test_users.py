@@ -156,6 +156,9 @@ def test_the_role_table() -> None:
         "control.write": (Role.ENGINEER, True),
         "rule.reset": (Role.ENGINEER, False),
         "model.import": (Role.ADMIN, True),
+        "model.calibrate": (Role.ENGINEER, False),  # a candidate beside the live model
+        "model.shadow": (Role.ENGINEER, False),  # no effect on rules
+        "model.promote": (Role.ENGINEER, True),  # a snapshot like any change: PIN
         "users.manage": (Role.ADMIN, True),
         "kiosk.leave": (Role.ADMIN, True),
         "audit.view": (Role.VIEWER, False),
