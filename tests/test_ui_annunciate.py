@@ -95,11 +95,13 @@ def test_a_new_high_alarm_rings_and_flashes_until_acknowledged(tmp_path: Path) -
     # Phase 0: a LOW alarm, below the console's priority: no bell, no flash.
     assert b"\x07" not in low_only
     # Phase 1: the HIGH alarm rings once (the repeat is 10 s away) and its tag flashes: drawn
-    # again and again, in two styles (reverse block on, off).
+    # again and again, in two styles (reverse block on, off). The console's driver sends a
+    # style as a change from the last (ui/screen_diff.py): after the first full style the tag
+    # comes with reverse on (7) and off (27), so at least two distinct codes.
     ring_window = b"".join(c for t, c in chunks if starts[1] <= t < starts[2])
     assert ring_window.count(b"\x07") == 1, ring_window.count(b"\x07")
     styles = tag_styles(ringing)
-    assert len(styles) >= 4 and len(set(styles)) == 2, styles
+    assert len(styles) >= 4 and len(set(styles)) >= 2, styles
     # Phase 2: acknowledged: no bell, and the tag is no longer redrawn (no flash).
     assert b"\x07" not in acked
     assert len(tag_styles(acked)) <= 1, tag_styles(acked)
