@@ -534,8 +534,14 @@ async def test_a_console_without_the_running_configuration_says_so() -> None:
             await pilot.press(key)
             await settle(pilot)
             assert isinstance(app.screen, RulesScreen)
-        notes = [n.message for n in app._notifications]
-        assert any("rules cannot be changed from this console" in n for n in notes)
+        await settle_until(
+            pilot,
+            lambda: any(
+                "rules cannot be changed from this console" in n.message for n in app._notifications
+            ),
+            "the note that rules cannot be changed here",
+        )
+        assert isinstance(app.screen, RulesScreen)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
