@@ -216,7 +216,7 @@ class FloorApp(App[None]):
         self.exit(return_code=code)
 
     def tick(self) -> None:
-        if self.ending:
+        if self.ending or not self.screen_stack:  # a last tick while the console closes
             return
         try:
             frame = self.api.frame()
