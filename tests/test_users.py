@@ -507,7 +507,10 @@ def test_cli_asks_twice_on_a_terminal(tmp_path: Path, monkeypatch: pytest.Monkey
         assert s.authenticate("ana", PIN).role is Role.VIEWER
 
 
-def test_cli_without_a_terminal_needs_pin_stdin(tmp_path: Path) -> None:
+def test_cli_without_a_terminal_needs_pin_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no demo has run for this user
     err = io.StringIO()
     args = _parse("users", "add", "ana", "--role", "viewer", "--data-dir", str(tmp_path))
     assert users_cli.run(args, stdin=io.StringIO(PIN + "\n"), stderr=err) == 1
