@@ -364,6 +364,37 @@ async def test_broker_restart_degrades_then_recovers(
     assert after == [43.0, 42.0]
 
 
+def test_a_stopped_broker_keeps_its_port_and_a_restart_waits_for_a_brief_holder(
+    mosquitto: MosquittoBroker,
+) -> None:
+    """The port stays the broker's while it is down (clients are refused, as by a broker that
+    is gone), and a restart waits out someone else holding the port for a moment instead of
+    failing (CI once lost a 60 s outage test to that)."""
+    import socket
+
+    port = mosquitto.port
+    mosquitto.stop()
+    probe = socket.socket()
+    with pytest.raises(ConnectionRefusedError):
+        probe.connect((mosquitto.host, port))
+    probe.close()
+    other = socket.socket()  # not SO_REUSEADDR: bind fails while the broker keeps the port
+    with pytest.raises(OSError):
+        other.bind((mosquitto.host, port))
+    other.close()
+
+    mosquitto._release_port()  # as if an outgoing connection had been given the port
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((mosquitto.host, port))
+    squatter.listen()
+    threading.Timer(1.0, squatter.close).start()
+    t0 = time.monotonic()
+    mosquitto.start()
+    assert mosquitto.running and mosquitto.port == port
+    assert time.monotonic() - t0 >= 0.9  # it waited for the port, not for nothing
+
+
 async def test_publish_loops_back_through_the_broker(
     mosquitto: MosquittoBroker, sources: list[Source]
 ) -> None:

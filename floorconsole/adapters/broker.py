@@ -140,6 +140,9 @@ class MosquittoBroker:
         self.port = port or 0
         self._port_given = port is not None
         self.start_timeout = start_timeout
+        self.port_wait = 15.0  # how long a restart waits for its port (see start)
+        self._started_once = False
+        self._hold: socket.socket | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="floorconsole-mosquitto-"))
         self.config_path = self._dir / "mosquitto.conf"
         self.log_path = self._dir / "mosquitto.log"
@@ -162,17 +165,31 @@ class MosquittoBroker:
         if self.running:
             return self
         # A free port can be taken between choosing and binding: choose again, unless it was given.
-        attempts = 1 if (self._port_given or self.port) else 3
-        for attempt in range(attempts):
-            if not self.port:
-                self.port = free_port(self.host)
+        # A port we keep (given, or ours before a stop) can be held for a moment by someone
+        # else's socket: a client reconnecting to it meanwhile can even be connected to itself
+        # (TCP simultaneous open, when the kernel picks the listening port as its source port).
+        # Such holds end within seconds: wait for the port rather than fail the restart.
+        if self._port_given or self.port:
+            # A port given for the first start is the user's: say at once that it is taken.
+            deadline = time.monotonic() + (self.port_wait if self._started_once else 0.0)
+            while True:
+                try:
+                    self._spawn()
+                    self._started_once = True
+                    return self
+                except _PortTaken:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.2)
+        for attempt in range(3):
+            self.port = free_port(self.host)
             try:
                 self._spawn()
+                self._started_once = True
                 return self
             except _PortTaken:
-                if attempt == attempts - 1:
+                if attempt == 2:
                     raise
-                self.port = 0
         return self
 
     def _write_passwords(self) -> None:
@@ -216,6 +233,7 @@ class MosquittoBroker:
         return ListenerTLS(ca, cert, key, require_certificate=self.tls.require_certificate)
 
     def _spawn(self) -> None:
+        self._release_port()
         # Otherwise the readiness probe could be answered by whoever already holds the port.
         if not port_is_free(self.host, self.port):
             raise _PortTaken(
@@ -281,6 +299,7 @@ class MosquittoBroker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
+        self._hold_port()
 
     def kill(self) -> None:
         """SIGKILL: the broker vanishes without a DISCONNECT, like a power cut."""
@@ -288,6 +307,27 @@ class MosquittoBroker:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5.0)
+        self._hold_port()
+
+    def _hold_port(self) -> None:
+        """Keep the port ours while the broker is down: a socket bound to it (not listening, so
+        clients are still refused, as by a broker that is gone) keeps the kernel from handing
+        the port to an outgoing connection as its source port, which would block the restart
+        for as long as that connection lives."""
+        self._release_port()
+        hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            hold.bind((self.host, self.port))
+        except OSError:
+            hold.close()  # taken already: start() waits for it
+            return
+        self._hold = hold
+
+    def _release_port(self) -> None:
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.close()
 
     def restart(self) -> MosquittoBroker:
         """Stop, then start on the same port; clients see a disconnect and must reconnect."""
@@ -297,6 +337,7 @@ class MosquittoBroker:
     def close(self) -> None:
         """Stop and remove the temp folder."""
         self.stop()
+        self._release_port()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
