@@ -164,6 +164,14 @@ class MosquittoBroker:
         """Start and wait until it accepts MQTT connections. Idempotent while running."""
         if self.running:
             return self
+        try:
+            return self._start()
+        except BaseException:
+            if not self._started_once:  # nothing to come back to: leave no folder behind
+                shutil.rmtree(self._dir, ignore_errors=True)
+            raise
+
+    def _start(self) -> MosquittoBroker:
         # A free port can be taken between choosing and binding: choose again, unless it was given.
         # A port we keep (given, or ours before a stop) can be held for a moment by someone
         # else's socket: a client reconnecting to it meanwhile can even be connected to itself
@@ -234,6 +242,7 @@ class MosquittoBroker:
 
     def _spawn(self) -> None:
         self._release_port()
+        self._dir.mkdir(mode=0o700, exist_ok=True)
         # Otherwise the readiness probe could be answered by whoever already holds the port.
         if not port_is_free(self.host, self.port):
             raise _PortTaken(
