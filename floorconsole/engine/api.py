@@ -52,11 +52,19 @@ def _source_text(s: SignalConfig) -> str:
 
 
 def _signal_view(
-    cfg: SignalConfig, s: Sample, now_mono: float, spark: tuple[float, ...], malformed: int
+    cfg: SignalConfig,
+    s: Sample,
+    now_mono: float,
+    spark: tuple[float, ...],
+    malformed: int,
+    fixed: tuple[str, str] | None = None,
 ) -> SignalView:
+    """fixed: (asset, source text) of cfg, worked out once (a frame builds 500 of these)."""
     v = s.value
     wave: tuple[float, ...] = ()
-    if isinstance(v, np.ndarray):
+    if v.__class__ is float:  # the common case first
+        kind, value, text = "scalar", v, format_value(v)
+    elif isinstance(v, np.ndarray):
         kind = "waveform"
         step = max(1, len(v) // WAVEFORM_POINTS)
         wave = tuple(float(x) for x in v[::step])
@@ -73,9 +81,10 @@ def _signal_view(
         # An enumerated signal says its word; while BAD, BAD or OUT OF SERVICE (not the last
         # code, which reads as a state the model is not in).
         text = enum_text(cfg.labels, value, s.quality.name, s.reason.text)
+    asset, source = fixed if fixed is not None else (cfg.asset, _source_text(cfg))
     return SignalView(
         id=cfg.id,
-        asset=cfg.asset,
+        asset=asset,
         kind=kind,
         value=value,
         value_text=text,
@@ -84,7 +93,7 @@ def _signal_view(
         reason=s.reason.text if s.quality is not Quality.GOOD else "",
         detail=s.detail,
         age_s=round(max(0.0, now_mono - s.t_mono), 3),
-        source=_source_text(cfg),
+        source=source,
         range=cfg.range,
         spark=spark,
         waveform=wave,
@@ -144,6 +153,7 @@ class EngineAPI:
         self._manual = ManualWrites(engine)
         self._commands = Commands(engine, self._sessions, self._manual, self.active_config)
         self._signals = {s.id: s for s in (*engine.plant.signals, *engine.derived)}
+        self._fixed = {s.id: (s.asset, _source_text(s)) for s in self._signals.values()}
         self._readers = threading.local()
 
     reconnected = 0  # in process: the engine never goes away and comes back
@@ -185,8 +195,11 @@ class EngineAPI:
         # One read of each latest sample, for the rows and the model views alike: the model's
         # word and its state signal's row must come from the same sample.
         latest = {sid: hub.latest[sid] for sid in self._signals}
+        spark, fixed = hub.spark, self._fixed
         signals = tuple(
-            _signal_view(cfg, latest[sid], now_mono, tuple(hub.spark[sid]), malformed[sid])
+            _signal_view(
+                cfg, latest[sid], now_mono, tuple(spark[sid]), malformed.get(sid, 0), fixed[sid]
+            )
             for sid, cfg in self._signals.items()
         )
         st = e.historian.stats

@@ -33,6 +33,7 @@ from floorconsole.console import (
 )
 from floorconsole.core.auth import ACTIONS, LONG
 from floorconsole.engine.attach import MAX_REQUEST_BYTES, PROTOCOL, dumps
+from floorconsole.engine.frame_delta import DeltaReader
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +226,18 @@ class RemoteAPI:
                 f"the engine speaks protocol {hello.get('protocol')}, this console {PROTOCOL}"
             )
         self.hello = hello
+        # Each pull asks for what changed since this connection's last (engine.frame_delta):
+        # a few kB where the whole frame is hundreds, for the engine to write and for this
+        # console to read. A new connection starts from nothing.
+        rows = DeltaReader()
         while True:
             started = time.monotonic()
             watched = self._watched
-            result = await self._request("frame", {"session": watched}, FRAME_TIMEOUT_S)
+            result = await self._request(
+                "frame", {"session": watched, "delta": True}, FRAME_TIMEOUT_S
+            )
             # Decoding happens here, off the screen's thread.
-            frame = decode(Frame, result["frame"])
+            frame = rows.frame(result)
             if watched is not None and result.get("session") is not None:
                 self._session_cache = (watched, result["session"])
             self._frame = frame
