@@ -62,6 +62,7 @@ def _signal_view(
     """fixed: (asset, source text) of cfg, worked out once (a frame builds 500 of these)."""
     v = s.value
     wave: tuple[float, ...] = ()
+    value: float | bool | None
     if v.__class__ is float:  # the common case first
         kind, value, text = "scalar", v, format_value(v)
     elif isinstance(v, np.ndarray):
@@ -69,7 +70,7 @@ def _signal_view(
         step = max(1, len(v) // WAVEFORM_POINTS)
         wave = tuple(float(x) for x in v[::step])
         rms = float(np.sqrt(np.mean(np.square(v)))) if len(v) else 0.0
-        value: float | bool | None = rms
+        value = rms
         text = f"rms {format_value(rms)}"
     elif isinstance(v, (bool, np.bool_)):
         kind, value, text = "bool", bool(v), format_value(bool(v))
