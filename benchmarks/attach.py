@@ -128,9 +128,11 @@ def main() -> None:
                 consoles.stdin.write("go\n")
                 consoles.stdin.flush()
                 built0, served0, build_s0 = srv.frames_built, srv.frames_served, srv.build_s
+                bytes0 = srv.frame_bytes_out
                 t_served = time.monotonic()
                 with_consoles = measure_ingest(engine, MEASURE_S)
                 built, served = srv.frames_built - built0, srv.frames_served - served0
+                answer_bytes = (srv.frame_bytes_out - bytes0) / max(1, served)
                 fps = [served / (time.monotonic() - t_served) / CONSOLES]
                 serve_ms = (srv.build_s - build_s0) / max(1, built) * 1000
                 tty_bytes = json.loads(consoles.stdout.readline())
@@ -156,6 +158,7 @@ def main() -> None:
         f"frame                 {len(data):>10,d} bytes of JSON; build {build_ms:.2f} ms, "
         f"serialize {json_ms:.2f} ms"
     )
+    print(f"frame answer          {answer_bytes:>10,.0f} bytes a pull (what changed, on average)")
     print(
         f"served / built        {served} / {built} frames "
         f"({served / max(1, built):.2f} consoles per build, {serve_ms:.2f} ms a build)"
@@ -169,6 +172,7 @@ def main() -> None:
                 "console_fps": round(fps[0], 2),
                 "console_tty_bytes_per_s": [round(x) for x in tty_bytes],
                 "frame_bytes": len(data),
+                "frame_answer_bytes": round(answer_bytes),
                 "frame_build_ms": round(build_ms, 2),
                 "frame_serialize_ms": round(json_ms, 2),
                 "frames_served": served,

@@ -456,6 +456,7 @@ class AttachServer:
         # figures, for tests and benchmarks
         self.frames_built = 0
         self.frames_served = 0
+        self.frame_bytes_out = 0  # of frame answers, written to consoles
         self.build_s = 0.0
         self.dropped = 0  # consoles disconnected for misbehaving
         self.refused = 0  # consoles refused at the door (too many, not allowed)
@@ -877,21 +878,17 @@ class _Connection:
                 tick, frame, self._built_s = self.server.frame_parts(delta)
                 token = args.get("session")
                 info = b"null" if token is None else dumps(api.session(token))
-                if delta:  # what changed since this console's last: its own cost
-                    return (
-                        b'{"id":%s,"ok":true,"result":{"frame":%s,"session":%s,"signals":%s}}\n'
-                        % (
-                            dumps(rid),
-                            frame,
-                            info,
-                            self.delta.answer(tick),
-                        )
-                    )
-                return b'{"id":%s,"ok":true,"result":{"frame":%s,"session":%s}}\n' % (
+                head = b'{"id":%s,"ok":true,"result":{"frame":%s,"session":%s' % (
                     dumps(rid),
                     frame,
                     info,
                 )
+                if delta:  # what changed since this console's last: its own cost
+                    out = b'%s,"signals":%s}}\n' % (head, self.delta.answer(tick))
+                else:
+                    out = head + b"}}\n"
+                self.server.frame_bytes_out += len(out)
+                return out
             if op == "hello":
                 return _ok(rid, self.server._hello)
             if op == "session":
