@@ -67,6 +67,8 @@ def _signal_view(
         kind, value, text = "bool", bool(v), format_value(bool(v))
     elif v is None:
         kind, value, text = "none", None, "—"
+    elif isinstance(v, (int, np.integer)):  # a counter reads 5, not 5.00
+        kind, value, text = "scalar", float(v), str(int(v))
     else:
         kind, value, text = "scalar", float(v), format_value(float(v))
     if cfg.labels and kind != "waveform":
