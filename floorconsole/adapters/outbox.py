@@ -11,7 +11,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,14 +28,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     boot TEXT NOT NULL,        -- the engine run that recorded it
     t    REAL NOT NULL,        -- wall time of its oldest entry
     n    INTEGER NOT NULL,     -- entries (samples or records) in it
-    body BLOB NOT NULL         -- JSON array of the entries; the envelope is added when sent
+    body BLOB NOT NULL,        -- JSON array of the entries; the envelope is added when sent
+    spb  BLOB                  -- a data message's Sparkplug form, when one was made (RowEncoder)
 );
 CREATE TABLE IF NOT EXISTS outbox_meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
-INSERT_MESSAGE = "INSERT INTO outbox (seq, kind, boot, t, n, body) VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_MESSAGE = (
+    "INSERT INTO outbox (seq, kind, boot, t, n, body, spb) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 SAVE_NEXT_SEQ = "INSERT OR REPLACE INTO outbox_meta (key, value) VALUES ('next_seq', ?)"
 DELETE_MESSAGE = "DELETE FROM outbox WHERE seq = ?"
 _BUSY_TIMEOUT_S = 2.0
@@ -44,7 +47,9 @@ _DROP_PAGE = 1000
 
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
-    """One stored message: its body is the JSON array of its entries."""
+    """One stored message: its body is the JSON array of its entries. spb: its entries in
+    another wire form made when they were recorded (the Sparkplug uplink's), read with the
+    backlog; None when none was made, and on messages handed over live."""
 
     seq: int
     kind: str
@@ -52,6 +57,15 @@ class OutboxMessage:
     t: float
     n: int
     body: bytes
+    spb: bytes | None = None
+
+
+class RowEncoder(Protocol):
+    """Another wire form of a data message, made once on the writer thread from the very
+    samples of its body (so the publisher need not parse JSON): bytes, or None when this
+    message has none (the publisher then works from the body)."""
+
+    def encode_row(self, samples: Sequence[Sample]) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +125,11 @@ class Outbox:
         self._max_live = max_live_messages
         self._lock = threading.Lock()
         self._waker: Callable[[], None] = lambda: None
+        # Set by an uplink that sends data in another form (Sparkplug): staged scalar
+        # entries then keep their sample, and each data message gets that form too.
+        self.row_encoder: RowEncoder | None = None
 
-        # Writer thread only. Staged entries are (json, wall time, index); the index counts
+        # Writer thread only. Staged entries are (json, wall time, index[, sample]); the index counts
         # every scalar (or waveform) sample the historian was given, so its pending bound
         # drops exactly the same samples here.
         self._staged: list[tuple[str, float, int]] = []
@@ -157,6 +174,9 @@ class Outbox:
         """Create the tables in the historian's database and load the counters."""
         self.path = Path(path)
         conn.executescript(OUTBOX_SCHEMA)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+        if "spb" not in columns:  # a table an earlier floorconsole made
+            conn.execute("ALTER TABLE outbox ADD COLUMN spb BLOB")
         saved = conn.execute("SELECT value FROM outbox_meta WHERE key = 'next_seq'").fetchone()
         rows, size, messages, top, oldest = conn.execute(
             "SELECT coalesce(sum(n), 0), coalesce(sum(length(body)), 0), count(*), max(seq), "
@@ -173,6 +193,7 @@ class Outbox:
         encode = self._encoder.encode
         staged, waves = self._staged, self._staged_waves
         ndarray = np.ndarray
+        keep = self.row_encoder is not None  # the sample too, for the other form
         for s in samples:
             try:
                 out = encode(s)
@@ -188,7 +209,10 @@ class Outbox:
                 self._wave_index += 1
             else:
                 if out is not None:
-                    staged.append((out[0], s.t_source, self._scalar_index))
+                    if keep:
+                        staged.append((out[0], s.t_source, self._scalar_index, s))
+                    else:
+                        staged.append((out[0], s.t_source, self._scalar_index))
                 self._scalar_index += 1
 
     def dropped_pending(self, rows: int, waveforms: int) -> None:
@@ -250,10 +274,14 @@ class Outbox:
             ("alarms", events["alarms"]),
             ("audit", events["audit"]),
         )
+        other = self.row_encoder
+        spbs: list[bytes | None] = []
         for kind, entries in groups:
             if not entries:
                 continue
+            start = 0
             for body, t, n in chunk_entries(entries, cfg.batch, cfg.max_message_bytes):
+                first, start = start, start + n
                 seq = self._next_seq
                 self._next_seq += 1
                 if reject and (
@@ -265,9 +293,20 @@ class Outbox:
                 rows += n
                 size += len(body)
                 written.append(OutboxMessage(seq, kind, self.boot, t, n, body))
+                spb = None
+                if other is not None and entries is self._staged:
+                    try:
+                        spb = other.encode_row([e[3] for e in entries[first:start]])
+                    except Exception:  # noqa: BLE001 - the publisher works from the body
+                        log.debug("outbox: no other form for message %d", seq, exc_info=True)
+                spbs.append(spb)
         if written:
             conn.executemany(
-                INSERT_MESSAGE, [(m.seq, m.kind, m.boot, m.t, m.n, m.body) for m in written]
+                INSERT_MESSAGE,
+                [
+                    (m.seq, m.kind, m.boot, m.t, m.n, m.body, b)
+                    for m, b in zip(written, spbs, strict=True)
+                ],
             )
         if self._next_seq != self._seq_before:
             conn.execute(SAVE_NEXT_SEQ, (self._next_seq,))
@@ -452,7 +491,7 @@ class Outbox:
         (None when there was nothing in the range)."""
         conn = self._require_reader()
         rows = conn.execute(
-            "SELECT seq, kind, boot, t, n, body FROM outbox WHERE seq > ? AND "
+            "SELECT seq, kind, boot, t, n, body, spb FROM outbox WHERE seq > ? AND "
             "seq < ? ORDER BY seq LIMIT ?",
             (after, below, limit),
         ).fetchall()

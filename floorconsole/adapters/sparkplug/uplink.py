@@ -44,6 +44,7 @@ from floorconsole.adapters.outbox import Outbox, OutboxMessage
 from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
 from floorconsole.adapters.sparkplug.codec import decode, encode, fill_metric
 from floorconsole.adapters.sparkplug.edge import BDSEQ_FILE, BdSeqFile
+from floorconsole.adapters.sparkplug.rows import SparkplugRows, payload_bytes, row_groups, row_plan
 from floorconsole.adapters.uplink import Uplink, _ConnectionLost
 from floorconsole.core.clock import Clock
 from floorconsole.core.config import BrokerConfig
@@ -73,6 +74,11 @@ log = logging.getLogger(__name__)
 SNAPSHOT_METRIC = "Properties/Snapshot"  # which configuration runs, in the NBIRTH
 ALARM_PREFIX = "Alarms/"  # node metric per alarm: the state its last transition went to
 _TICK_S = 0.05  # how often device links are looked at (DDEATH/DBIRTH): a dict read
+# Backlog rows made when recorded go out several to a message (per owner: one NDATA/DDATA
+# with the metrics of up to this many rows): a message per row and owner would spend more on
+# MQTT (publish, PUBACK) than on the data. Bounded so a message stays small for any host.
+_COALESCE_ROWS = 8
+_COALESCE_BYTES = 64_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +144,16 @@ class SparkplugUplink(Uplink):
         # signal -> (alias, device, type): what the data path looks up per sample
         self._fast: dict[str, tuple[int, str | None, DataType]] = {}
         self._alive: dict[str, bool] = {}
+        # Data rows in their Sparkplug form, made as they are recorded (rows.py): the
+        # backlog then goes out without parsing JSON or building metrics one by one.
+        self.rows = SparkplugRows()
+        outbox.row_encoder = self.rows
+        # Backlog rows waiting to go out together (sent at the latest when _pump returns;
+        # in _inflight under -1 - seq meanwhile, so the window counts them and a teardown
+        # releases them), and the rows each coalesced message acknowledges: its mid -> keys.
+        self._coalesced: list[tuple[OutboxMessage, Mapping[str | None, bytes]]] = []
+        self._coalesced_bytes = 0
+        self._coalesced_acks: dict[int, list[int]] = {}
         self.define_metrics(metrics, devices)
         # Set (any thread) when the engine swapped configurations: the metric set is read
         # again from metrics_source on the session thread, and a changed one is reborn.
@@ -156,6 +172,8 @@ class SparkplugUplink(Uplink):
         self._refused = 0
         self._refused_unrecorded = 0
         self._refuse_audited_at = -1e9
+        self._host_state_ms: int | None = None  # timestamp of the last STATE taken
+        self._stale_states = 0  # STATE messages ignored: older than the last one
         self._not_carried = 0
         self._skipped_dead = 0
         self._unknown = 0
@@ -176,6 +194,7 @@ class SparkplugUplink(Uplink):
         self.aliases.add(SNAPSHOT_METRIC)
         self._alias = dict(self.aliases.aliases)
         self._fast = {s: (self._alias[s], m.device, m.datatype) for s, m in self._metrics.items()}
+        self.rows.plan = row_plan(self._fast)
         self._alive = {d: self._alive.get(d, True) for d in self._devices}
 
     def set_snapshot(self, snapshot_id: str) -> None:
@@ -347,6 +366,8 @@ class SparkplugUplink(Uplink):
     def _publish(
         self, client: mqtt.Client, topic: str, metrics: list[Metric], qos: int = 0
     ) -> mqtt.MQTTMessageInfo:
+        if self._coalesced:  # rows before it go before it
+            self._flush_coalesced(client)
         seq = self._seq.next()
         self._last_seq = seq
         info = client.publish(topic, encode(metrics, seq=seq, timestamp_ms=_ms()), qos=qos)
@@ -356,10 +377,39 @@ class SparkplugUplink(Uplink):
 
     # ------------------------------------------------------------------ data
 
+    def _pump(self, client: mqtt.Client) -> None:
+        super()._pump(client)
+        if self._coalesced:
+            self._flush_coalesced(client)
+
+    def _teardown(self) -> None:
+        self._coalesced.clear()  # their rows are in _inflight: released with the others
+        self._coalesced_bytes = 0
+        self._coalesced_acks.clear()
+        super()._teardown()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        keys = self._coalesced_acks.pop(mid, None)
+        if keys is None:
+            super()._on_publish(client, userdata, mid, reason_code, properties)
+            return
+        for key in keys:  # the broker acknowledges in order: every row of it is in
+            super()._on_publish(client, userdata, key, reason_code, properties)
+
     def _send(self, client: mqtt.Client, m: OutboxMessage, *, historical: bool) -> None:
+        if self._coalesced and not (historical and m.spb is not None):
+            self._flush_coalesced(client)
         if self._metrics_stale:  # a swap: rows of the new configuration may be here first
             self._refresh_metrics(client)
         if m.kind == "data":
+            if historical and m.spb is not None and not self._not_good:
+                # Made when recorded (rows.py); with a quality property owed to a metric
+                # (a GOOD after a bad one), or another plan, the general path below.
+                plan = self.rows.plan
+                groups = None if plan is None else row_groups(m.spb, plan)
+                if groups is not None:
+                    self._coalesce(client, m, self._stored_payloads(groups))
+                    return
             payloads = self._data_payloads(m, historical)
         elif m.kind == "alarms":
             payloads = self._alarm_payloads(m, historical)
@@ -387,6 +437,69 @@ class SparkplugUplink(Uplink):
             if not historical and (last is None or last[3] <= t):
                 self._latest[name] = (state, Quality.GOOD, "", t)
         return {None: p} if len(p.metrics) else {}
+
+    def _coalesce(
+        self, client: mqtt.Client, m: OutboxMessage, payloads: Mapping[str | None, bytes]
+    ) -> None:
+        """A backlog row made when recorded: sent with the next few (_flush_coalesced)."""
+        if not payloads:  # every sample of it was a dead device's
+            self._acked_pending.append(m)
+            return
+        self._inflight[-1 - m.seq] = (m, True)
+        self._coalesced.append((m, payloads))
+        self._coalesced_bytes += sum(len(b) for b in payloads.values())
+        self.published += 1
+        self._hist_inflight += 1
+        if m.seq in self._released:
+            self._released.discard(m.seq)
+            self.resent += 1
+        if len(self._coalesced) >= _COALESCE_ROWS or self._coalesced_bytes >= _COALESCE_BYTES:
+            self._flush_coalesced(client)
+
+    def _flush_coalesced(self, client: mqtt.Client) -> None:
+        """The waiting rows as one NDATA/DDATA per owner (the metrics of a payload are a
+        repeated field: their serialized forms concatenate), in the rows' order."""
+        rows, self._coalesced = self._coalesced, []
+        self._coalesced_bytes = 0
+        merged: dict[str | None, list[bytes]] = {}
+        for _m, payloads in rows:
+            for owner, body in payloads.items():
+                merged.setdefault(owner, []).append(body)
+        info: mqtt.MQTTMessageInfo | None = None
+        for owner, parts in merged.items():
+            seq = self._seq.next()
+            self._last_seq = seq
+            data = payload_bytes(b"".join(parts), _ms(), seq)
+            info = client.publish(self._data_topic(owner), data, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise _ConnectionLost(mqtt.error_string(info.rc))
+        if info is not None:
+            self._coalesced_acks[info.mid] = [-1 - m.seq for m, _p in rows]
+
+    def _data_topic(self, owner: str | None) -> str:
+        topic = self._data_topics.get(owner)
+        if topic is None:
+            topic = self._data_topics[owner] = (
+                node_topic(self.group, MessageType.NDATA, self.edge)
+                if owner is None
+                else device_topic(self.group, MessageType.DDATA, self.edge, owner)
+            )
+        return topic
+
+    def _stored_payloads(
+        self, groups: list[tuple[str | None, int, bytes]]
+    ) -> dict[str | None, bytes]:
+        """A recorded row's metrics per owner, less those of a dead device (counted)."""
+        dead = {d for d, a in self._alive.items() if not a}
+        if not dead:
+            return {owner: body for owner, _n, body in groups}
+        out: dict[str | None, bytes] = {}
+        for owner, n, body in groups:
+            if owner in dead:
+                self._skipped_dead += n
+            else:
+                out[owner] = body
+        return out
 
     def _data_payloads(self, m: OutboxMessage, historical: bool) -> dict[str | None, spb.Payload]:
         # The hot path (every sample passes here): a GOOD double goes into the protobuf in
@@ -457,18 +570,13 @@ class SparkplugUplink(Uplink):
     ) -> None:
         info: mqtt.MQTTMessageInfo | None = None
         for owner, p in payloads.items():
-            topic = self._data_topics.get(owner)
-            if topic is None:
-                topic = self._data_topics[owner] = (
-                    node_topic(self.group, MessageType.NDATA, self.edge)
-                    if owner is None
-                    else device_topic(self.group, MessageType.DDATA, self.edge, owner)
-                )
+            topic = self._data_topic(owner)
             seq = self._seq.next()
             self._last_seq = seq
             p.seq = seq
             p.timestamp = _ms()
-            info = client.publish(topic, p.SerializeToString(), qos=1)
+            data = p.SerializeToString()
+            info = client.publish(topic, data, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._inflight[-1 - m.seq] = (m, historical)  # released at teardown
                 raise _ConnectionLost(mqtt.error_string(info.rc))
@@ -490,7 +598,20 @@ class SparkplugUplink(Uplink):
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self._host_topic:
-            online = parse_state(bytes(msg.payload)).online
+            state = parse_state(bytes(msg.payload))
+            online = state.online
+            last = self._host_state_ms
+            if state.timestamp_ms is not None:
+                if last is not None and state.timestamp_ms < last:
+                    # 3.0: a STATE older than the last one seen is stale (a retained message
+                    # a bridge or a slow broker delivered late): ignored.
+                    self._stale_states += 1
+                    log.info(
+                        "sparkplug %s: primary host %s STATE of %d ignored (older than %d)",
+                        self.edge, self.primary_host, state.timestamp_ms, last,
+                    )  # fmt: skip
+                    return
+                self._host_state_ms = state.timestamp_ms
             if online != self._host_online:
                 log.info(
                     "sparkplug %s: primary host %s %s", self.edge, self.primary_host,
