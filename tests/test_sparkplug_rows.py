@@ -2,28 +2,37 @@
 test_sparkplug_uplink.py (written from the specification): backlog rows encoded when they
 were recorded (adapters/sparkplug/rows.py) reach the host as every stored sample, by alias,
 historical, with the quality rules of the general path; a primary host STATE older than the
-last one seen is ignored (3.0)."""
+last one seen is ignored (3.0); a host's DCMD writes a metric only when the plant file lists
+it, through the console's write path (role, audit, read-back)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from floorconsole.adapters.broker import MosquittoBroker
 from floorconsole.adapters.historian import Historian
+from floorconsole.adapters.modbus_server import ModbusDeviceServer
 from floorconsole.adapters.outbox import Outbox
 from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
-from floorconsole.adapters.sparkplug.uplink import SignalMetric, SparkplugUplink
+from floorconsole.adapters.sparkplug.uplink import BothUplinks, SignalMetric, SparkplugUplink
+from floorconsole.cli import main as cli_main
 from floorconsole.core.config import BrokerConfig
+from floorconsole.core.points import ModbusPoint
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
 from floorconsole.core.sparkplug import DataType, SparkplugConfig
 from floorconsole.core.uplink import UplinkConfig
-from tests.test_sparkplug_uplink import EDGE, GROUP, HOST_ID, Host, count, kinds
+from floorconsole.engine.bootstrap import open_engine
+from tests.test_sparkplug_uplink import EDGE, GROUP, HOST_ID, PLANT, Host, count, kinds
 
 SIGNALS = [f"line.s{i}" for i in range(6)]  # s0-s2 of device "line1", the rest of the node
 
@@ -166,3 +175,184 @@ def test_a_primary_host_state_older_than_the_last_one_is_ignored(
     finally:
         uplink.close()
         historian.close()
+
+
+SETPOINT = ModbusPoint("drive1", "hr", 3, "int16")
+TEMP = ModbusPoint("drive1", "hr", 0, "int16")
+
+
+def _plant(data_dir: Path, broker: MosquittoBroker, modbus_port: int) -> dict[str, Any]:
+    return {
+        "edge": {"id": EDGE, "data_dir": str(data_dir)},
+        "brokers": [{"id": "plant", "host": broker.host, "port": broker.port}],
+        "control": {"enabled": True},
+        "uplink": {
+            "broker": "plant",
+            "format": "sparkplug",
+            "sparkplug": {"group": GROUP, "primary_host": HOST_ID, "writable": ["press1.sp"]},
+        },
+        "devices": [
+            {"id": "drive1", "protocol": "modbus-tcp", "host": "127.0.0.1", "port": modbus_port,
+             "poll": "0.2s", "timeout": "0.5s"},
+        ],
+        "signals": [
+            {"id": "motor1.temp", "device": "drive1", "address": "hr:0", "type": "int16"},
+            {"id": "press1.sp", "device": "drive1", "address": "hr:3", "type": "int16"},
+        ],
+    }  # fmt: skip
+
+
+def _dcmd(host: Host, alias: int, datatype: int, **value: Any) -> None:
+    p = spb.Payload(timestamp=int(time.time() * 1000))
+    p.metrics.add(alias=alias, datatype=datatype, **value)
+    host.c.publish(f"spBv1.0/{GROUP}/DCMD/{EDGE}/drive1", p.SerializeToString(), qos=1)
+
+
+def test_a_host_writes_only_the_metrics_the_plant_file_allows_as_a_console_would(
+    tmp_path: Path,
+    mosquitto: MosquittoBroker,
+    host: Host,
+    modbus_server: ModbusDeviceServer,
+) -> None:
+    modbus_server.set_value(TEMP, 40)
+    modbus_server.set_value(SETPOINT, 10)
+    data_dir = tmp_path / "data"
+    e = open_engine(
+        data_dir=data_dir,
+        base_dir=tmp_path,
+        user="test",
+        plant_raw=_plant(data_dir, mosquitto, modbus_server.port),
+        source="spb writes",
+    )
+    e.start_background()
+
+    def records(kind: str) -> list[dict[str, Any]]:
+        return e.audit_log().query(kind=kind, user=f"sparkplug host {HOST_ID}")
+
+    def wait_for(cond: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not cond():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    try:
+        seen = host.wait(count("DBIRTH", 1), 20, "the device's birth")
+        alias = {m.name: m.alias for m in kinds(seen, "DBIRTH")[0].payload.metrics}
+
+        # Allowed: written, read back, audited (request, the write itself, its result).
+        _dcmd(host, alias["press1.sp"], spb.Double, double_value=123.0)
+        wait_for(lambda: modbus_server.get_value(SETPOINT) == 123, "the allowed write")
+        wait_for(lambda: any(r["detail"].get("phase") == "result" for r in records("write")),
+                 "the write's result record")  # fmt: skip
+        phases = {r["detail"].get("phase"): r for r in records("write")}
+        assert set(phases) == {"request", "writing", "result"}, phases
+        assert phases["result"]["target"] == "drive1 hr:3"
+        assert phases["result"]["detail"]["ok"] is True
+        assert phases["result"]["detail"]["after"] == 123
+        assert phases["request"]["detail"]["topic"] == f"spBv1.0/{GROUP}/DCMD/{EDGE}/drive1"
+
+        # Not in the plant file's list: refused, counted, audited; the register untouched.
+        _dcmd(host, alias["motor1.temp"], spb.Double, double_value=99.0)
+        wait_for(lambda: len(e.audit_log().query(kind="refused")) >= 1, "the refusal's record")
+        (refused,) = e.audit_log().query(kind="refused")
+        assert "motor1.temp" in refused["detail"]["why"] and "writable" in refused["detail"]["why"]
+        assert modbus_server.get_value(TEMP) == 40
+
+        # Allowed, but of another type: refused with the reason (one record a second at most).
+        time.sleep(1.1)
+        _dcmd(host, alias["press1.sp"], spb.String, string_value="7")
+        wait_for(lambda: len(e.audit_log().query(kind="refused")) >= 2, "the second refusal")
+        why = e.audit_log().query(kind="refused")[0]["detail"]["why"]
+        assert "datatype String, but the metric is Double" in why, why
+        assert modbus_server.get_value(SETPOINT) == 123
+        assert e.uplink is not None
+        sp = e.uplink.stats().sparkplug
+        assert sp is not None and sp.refused_commands == 2, sp
+    finally:
+        e.stop()
+
+
+@pytest.mark.parametrize(
+    ("writable", "line"),
+    [
+        ('["nope"]', "uplink.sparkplug.writable[0]: no signal 'nope' in [[signals]]"),
+        ('["t.ir"]', "uplink.sparkplug.writable[0]: 't.ir' is at ir:0, which is read-only"),
+        ('["t.hr", "t.hr"]', "uplink.sparkplug.writable[1]: 't.hr' is listed twice"),
+        ('"t.hr"', "uplink.sparkplug.writable: expected a list of signal ids"),
+        ('["t.scaled"]', "uplink.sparkplug.writable[0]: 't.scaled' is scaled"),
+    ],
+)
+def test_check_names_each_metric_a_host_may_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], writable: str, line: str
+) -> None:
+    plant = tmp_path / "plant.toml"
+    plant.write_text(
+        PLANT
+        + f'format = "sparkplug"\n[uplink.sparkplug]\ngroup = "g"\nwritable = {writable}\n'
+        + '[[devices]]\nid = "d1"\nprotocol = "modbus-tcp"\nhost = "127.0.0.1"\n'
+        + '[[signals]]\nid = "t.hr"\ndevice = "d1"\naddress = "hr:0"\ntype = "int16"\n'
+        + '[[signals]]\nid = "t.ir"\ndevice = "d1"\naddress = "ir:0"\ntype = "int16"\n'
+        + '[[signals]]\nid = "t.scaled"\ndevice = "d1"\naddress = "hr:1"\ntype = "int16"\n'
+        + "scale = 0.1\n"
+    )
+    assert cli_main(["check", str(plant)]) == 1
+    out = capsys.readouterr().out
+    assert f"{plant}: {line}" in out, out
+
+
+def test_both_uplinks_side_by_side_each_with_its_own_outbox(
+    tmp_path: Path, mosquitto: MosquittoBroker, modbus_server: ModbusDeviceServer
+) -> None:
+    """format = "both": JSON and Sparkplug on one broker. The Sparkplug host is not there at
+    first (no STATE: the Sparkplug uplink holds its data) while the JSON uplink delivers; when
+    the host comes, it gets what the JSON side had already delivered, as history."""
+    modbus_server.set_value(TEMP, 40)
+    data_dir = tmp_path / "data"
+    raw = _plant(data_dir, mosquitto, modbus_server.port)
+    raw["uplink"]["format"] = "both"
+    json_samples: list[tuple[str, int, float]] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="json-consumer")
+    sub.on_connect = lambda c, *_: c.subscribe(f"floorconsole/{EDGE}/data", qos=1)
+    sub.on_message = lambda _c, _u, m: json_samples.extend(
+        (e["s"], e["t"], e["v"]) for e in json.loads(m.payload)["samples"]
+    )
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.loop_start()
+    e = open_engine(
+        data_dir=data_dir, base_dir=tmp_path, user="test", plant_raw=raw, source="spb both"
+    )
+    e.start_background()
+    host: Host | None = None
+    try:
+        deadline = time.monotonic() + 15
+        while len(json_samples) < 10:
+            assert time.monotonic() < deadline, "no JSON data"
+            time.sleep(0.05)
+        both = e.uplink
+        assert isinstance(both, BothUplinks)
+        deadline = time.monotonic() + 10
+        while both.sparkplug.outbox.rows == 0:  # held for its host, in its own outbox
+            assert time.monotonic() < deadline, "the Sparkplug outbox stayed empty"
+            time.sleep(0.05)
+        early = {(s, t, float(v)) for s, t, v in json_samples[:10]}
+        host = Host(mosquitto)
+        host.wait(count("DBIRTH", 1), 15, "the births once the host is online")
+        deadline = time.monotonic() + 15
+        while not early <= set(host.historical):
+            assert time.monotonic() < deadline, f"not as history: {early - set(host.historical)}"
+            time.sleep(0.05)
+        host.wait(
+            lambda s: any(
+                not x.is_historical for m in kinds(s, "DDATA") for x in m.payload.metrics
+            ),
+            15,
+            "live Sparkplug data",
+        )
+        assert host.gaps == 0
+        assert both.stats().sparkplug is not None
+    finally:
+        e.stop()
+        sub.loop_stop()
+        sub.disconnect()
+        if host is not None:
+            host.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
 import sqlite3
 import threading
 import uuid
@@ -42,6 +43,7 @@ INSERT_MESSAGE = (
 SAVE_NEXT_SEQ = "INSERT OR REPLACE INTO outbox_meta (key, value) VALUES ('next_seq', ?)"
 DELETE_MESSAGE = "DELETE FROM outbox WHERE seq = ?"
 _BUSY_TIMEOUT_S = 2.0
+_TABLE = re.compile(r"^[a-z_]+$")
 _DROP_PAGE = 1000
 
 
@@ -115,8 +117,22 @@ class Outbox:
     """
 
     def __init__(
-        self, config: UplinkConfig, *, boot: str | None = None, max_live_messages: int = 10_000
+        self,
+        config: UplinkConfig,
+        *,
+        boot: str | None = None,
+        max_live_messages: int = 10_000,
+        table: str = "outbox",
     ) -> None:
+        if not _TABLE.match(table):
+            raise ValueError(f"outbox table {table!r}: lower-case letters and _ only")
+        # Another table for a second uplink beside the first ([uplink] format = "both"): each
+        # has its own rows, deleted after its own broker's PUBACK, so neither loses data
+        # while the other's broker is down.
+        self.table = table
+        self._sql_cache: dict[str, str] = {}
+        # A second outbox fed from the same commits (its rows in the same transactions).
+        self.secondary: Outbox | None = None
         self.config = config
         self.boot = boot or uuid.uuid4().hex[:12]
         self.path: Path | None = None
@@ -132,7 +148,7 @@ class Outbox:
         # Writer thread only. Staged entries are (json, wall time, index[, sample]); the index counts
         # every scalar (or waveform) sample the historian was given, so its pending bound
         # drops exactly the same samples here.
-        self._staged: list[tuple[str, float, int]] = []
+        self._staged: list[tuple[Any, ...]] = []  # (json, wall time, index[, sample])
         self._staged_waves: list[tuple[str, float, int]] = []
         self._scalar_index = 0
         self._wave_index = 0
@@ -168,25 +184,42 @@ class Outbox:
         # Consumer thread only.
         self._rconn: sqlite3.Connection | None = None
 
+    def _sql(self, text: str) -> str:
+        """A statement on this outbox's table (and its own next_seq in outbox_meta)."""
+        if self.table == "outbox":
+            return text
+        out = self._sql_cache.get(text)
+        if out is None:
+            out = re.sub(r"\boutbox\b", self.table, text)
+            out = out.replace("'next_seq'", f"'next_seq:{self.table}'")
+            self._sql_cache[text] = out
+        return out
+
     # ------------------------------------------------------------------ hook: writer thread
 
     def open(self, conn: sqlite3.Connection, path: Path) -> None:
         """Create the tables in the historian's database and load the counters."""
         self.path = Path(path)
-        conn.executescript(OUTBOX_SCHEMA)
-        columns = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+        conn.executescript(self._sql(OUTBOX_SCHEMA))
+        columns = {r[1] for r in conn.execute(self._sql("PRAGMA table_info(outbox)"))}
         if "spb" not in columns:  # a table an earlier floorconsole made
-            conn.execute("ALTER TABLE outbox ADD COLUMN spb BLOB")
-        saved = conn.execute("SELECT value FROM outbox_meta WHERE key = 'next_seq'").fetchone()
+            conn.execute(self._sql("ALTER TABLE outbox ADD COLUMN spb BLOB"))
+        saved = conn.execute(
+            self._sql("SELECT value FROM outbox_meta WHERE key = 'next_seq'")
+        ).fetchone()
         rows, size, messages, top, oldest = conn.execute(
-            "SELECT coalesce(sum(n), 0), coalesce(sum(length(body)), 0), count(*), max(seq), "
-            "min(t) FROM outbox"
+            self._sql(
+                "SELECT coalesce(sum(n), 0), coalesce(sum(length(body)), 0), count(*), "
+                "max(seq), min(t) FROM outbox"
+            )
         ).fetchone()
         nxt = max(saved[0] if saved else 0, (top + 1) if top is not None else 0)
         with self._lock:
             self._next_seq = self._seq_before = self._committed_next = nxt
             self._rows, self._bytes, self._messages = rows, size, messages
             self._oldest_t = oldest
+        if self.secondary is not None:
+            self.secondary.open(conn, path)
 
     def stage(self, samples: Sequence[Sample]) -> None:
         """Encode samples the historian took into this commit (called after it converted them)."""
@@ -214,6 +247,8 @@ class Outbox:
                     else:
                         staged.append((out[0], s.t_source, self._scalar_index))
                 self._scalar_index += 1
+        if self.secondary is not None:
+            self.secondary.stage(samples)
 
     def dropped_pending(self, rows: int, waveforms: int) -> None:
         """The historian gave up its `rows` oldest pending scalar rows and `waveforms` oldest
@@ -225,12 +260,14 @@ class Outbox:
         if lost:
             with self._lock:
                 self._dropped["not_stored"] += lost
+        if self.secondary is not None:
+            self.secondary.dropped_pending(rows, waveforms)
 
     @property
     def pending(self) -> bool:
         return bool(
             self._staged or self._staged_waves or self._events["alarms"] or self._events["audit"]
-        )
+        ) or (self.secondary is not None and self.secondary.pending)
 
     def write(self, conn: sqlite3.Connection) -> None:
         """Inside the historian's transaction: insert the staged entries as messages."""
@@ -248,7 +285,7 @@ class Outbox:
             # A bug here must not hold the history back with it: undo our part of the
             # transaction, give these entries up (counted) and let the samples commit.
             log.exception("uplink outbox: messages not written")
-            conn.execute("DELETE FROM outbox WHERE seq >= ?", (self._seq_before,))
+            conn.execute(self._sql("DELETE FROM outbox WHERE seq >= ?"), (self._seq_before,))
             lost = (
                 len(self._staged) + len(self._staged_waves) + sum(len(v) for v in events.values())
             )
@@ -260,6 +297,8 @@ class Outbox:
                 self._dropped["internal_error"] += lost
                 self._errors += 1
                 self._last_error = f"messages not written: {exc!r}"
+        if self.secondary is not None:
+            self.secondary.write(conn)
 
     def _write(self, conn: sqlite3.Connection, events: dict[str, list[tuple[str, float]]]) -> None:
         written = self._written
@@ -302,14 +341,14 @@ class Outbox:
                 spbs.append(spb)
         if written:
             conn.executemany(
-                INSERT_MESSAGE,
+                self._sql(INSERT_MESSAGE),
                 [
                     (m.seq, m.kind, m.boot, m.t, m.n, m.body, b)
                     for m, b in zip(written, spbs, strict=True)
                 ],
             )
         if self._next_seq != self._seq_before:
-            conn.execute(SAVE_NEXT_SEQ, (self._next_seq,))
+            conn.execute(self._sql(SAVE_NEXT_SEQ), (self._next_seq,))
 
     def committed(self, conn: sqlite3.Connection) -> None:
         """The transaction is in: publish the new messages to the consumer, apply on_full."""
@@ -345,6 +384,8 @@ class Outbox:
             self._drop_oldest(conn)
         if written:
             self._waker()
+        if self.secondary is not None:
+            self.secondary.committed(conn)
 
     def rolled_back(self, exc: BaseException) -> None:
         """The transaction failed: give the seqs back, keep the entries for the next one."""
@@ -359,6 +400,8 @@ class Outbox:
             if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
                 self._disk_full += 1
         self._taken_events = {}
+        if self.secondary is not None:
+            self.secondary.rolled_back(exc)
 
     def _drop_oldest(self, conn: sqlite3.Connection) -> None:
         cfg = self.config
@@ -373,7 +416,9 @@ class Outbox:
             after = -1
             while over_rows > 0 or over_bytes > 0:
                 page = conn.execute(
-                    "SELECT seq, n, length(body) FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    self._sql(
+                        "SELECT seq, n, length(body) FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
+                    ),
                     (after, _DROP_PAGE),
                 ).fetchall()
                 if not page:
@@ -392,7 +437,7 @@ class Outbox:
                 return
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(DELETE_MESSAGE, [(d[0],) for d in doomed])
+                conn.executemany(self._sql(DELETE_MESSAGE), [(d[0],) for d in doomed])
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -420,9 +465,12 @@ class Outbox:
         """Queue alarm or audit records (plain JSON data) for the next historian commit."""
         if kind not in ("alarms", "audit"):
             raise ValueError(f"kind {kind!r} is not one of alarms, audit")
+        records = list(records)  # a second outbox takes them too
         encoded = [(record_json(r), t) for r in records]
         with self._lock:
             self._events[kind].extend(encoded)
+        if self.secondary is not None:
+            self.secondary.add_records(kind, records, t)
 
     def set_waker(self, fn: Callable[[], None]) -> None:
         """Called (on the writer thread) after a commit that added messages."""
@@ -491,8 +539,10 @@ class Outbox:
         (None when there was nothing in the range)."""
         conn = self._require_reader()
         rows = conn.execute(
-            "SELECT seq, kind, boot, t, n, body, spb FROM outbox WHERE seq > ? AND "
-            "seq < ? ORDER BY seq LIMIT ?",
+            self._sql(
+                "SELECT seq, kind, boot, t, n, body, spb FROM outbox WHERE seq > ? AND "
+                "seq < ? ORDER BY seq LIMIT ?"
+            ),
             (after, below, limit),
         ).fetchall()
         if not rows:
@@ -521,7 +571,7 @@ class Outbox:
         conn = self._require_reader()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(DELETE_MESSAGE, [(m.seq,) for m in messages])
+            conn.executemany(self._sql(DELETE_MESSAGE), [(m.seq,) for m in messages])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -544,7 +594,11 @@ class Outbox:
 
     def refresh_oldest(self) -> float | None:
         """Read the wall time of the oldest waiting entry (consumer thread)."""
-        row = self._require_reader().execute("SELECT t FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        row = (
+            self._require_reader()
+            .execute(self._sql("SELECT t FROM outbox ORDER BY seq LIMIT 1"))
+            .fetchone()
+        )
         with self._lock:
             self._oldest_t = None if row is None else row[0]
         return self._oldest_t

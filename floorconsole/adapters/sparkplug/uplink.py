@@ -56,6 +56,7 @@ from floorconsole.core.sparkplug import (
     Metric,
     SeqCounter,
     SparkplugSessionView,
+    Topic,
     death_metrics,
     device_topic,
     entry_quality,
@@ -94,6 +95,7 @@ class SignalMetric:
 
 Liveness = Callable[[], Mapping[str, bool]]
 RefusedHook = Callable[[str, str], None]  # (topic, why)
+WriteHook = Callable[[str, str, "float | bool"], None]  # (topic, signal, value)
 
 
 class SparkplugUplink(Uplink):
@@ -165,6 +167,13 @@ class SparkplugUplink(Uplink):
         self._latest: dict[str, tuple[float | int | bool | str | None, Quality, str, int]] = {}
         self._liveness: Liveness = lambda: {}
         self.on_refused: RefusedHook = lambda topic, why: None
+        # A host's write of a metric the plant file allows ([uplink.sparkplug] writable),
+        # already checked against its type: the engine writes it as a console would.
+        self.writable = frozenset(sp.writable)
+        self.on_write: WriteHook = lambda topic, signal, value: self._refuse(
+            topic, f"write to {signal}: no engine to write it"
+        )
+        self._host_writes = 0
         self._snapshot_sent = ""
         self._births = 0
         self._last_birth_ms: int | None = None
@@ -633,11 +642,48 @@ class SparkplugUplink(Uplink):
                 log.info("sparkplug %s: rebirth requested", self.edge)
                 self._birth(client)
             return
-        names = ", ".join(
-            str(m.name if m.name is not None else self.aliases.name_of(m.alias or -1))
-            for m in metrics
-        )
-        self._refuse(msg.topic, f"write to {names or 'nothing'}: no metric is writable from a host")
+        if not metrics:
+            self._refuse(msg.topic, f"write to nothing: a {t.kind.value} without metrics")
+        for m in metrics:
+            name = m.name if m.name is not None else self.aliases.name_of(m.alias or -1)
+            value, why = self._host_write(t, name, m)
+            if why:
+                self._refuse(msg.topic, f"write to {name or f'alias {m.alias}'}: {why}")
+                continue
+            assert name is not None and value is not None
+            self._host_writes += 1
+            try:  # the engine takes it from here (its loop): role, audit, write, read-back
+                self.on_write(msg.topic, name, value)
+            except Exception:  # noqa: BLE001 - the hook must not end the session
+                log.exception("sparkplug: handing a host's write to the engine")
+
+    def _host_write(self, t: Topic, name: str | None, m: Metric) -> tuple[float | bool | None, str]:
+        """(value, "") for a write a host may make: a metric the plant file lists as
+        writable, addressed to its owner, with a value of its type; else (None, why)."""
+        if name is None:
+            return None, "an alias this node never gave"
+        if name not in self.writable:
+            return None, "not writable from a host ([uplink.sparkplug] writable does not list it)"
+        d = self._metrics.get(name)
+        if d is None:
+            return None, "not a metric of the running configuration"
+        if d.device != t.device:
+            return None, (
+                f"it belongs to {f'device {d.device}' if d.device else 'the node'}, "
+                f"not to {f'device {t.device}' if t.device else 'the node'}"
+            )
+        if m.datatype and m.datatype != d.datatype:
+            return None, f"datatype {_type_name(m.datatype)}, but the metric is {d.datatype.name}"
+        v = m.value
+        if v is None:
+            return None, "no value in the command"
+        if d.datatype == DataType.Boolean:
+            if not isinstance(v, bool):
+                return None, f"expected a Boolean value, got {v!r}"
+            return v, ""
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return None, f"expected a number for a {d.datatype.name} metric, got {v!r}"
+        return float(v), ""
 
     def _refuse(self, topic: str, why: str) -> None:
         """Count, log and audit a refused command. At most one audit record (a durable
@@ -684,6 +730,13 @@ class SparkplugUplink(Uplink):
         )
 
 
+def _type_name(code: int) -> str:
+    try:
+        return DataType(code).name
+    except ValueError:
+        return str(code)
+
+
 def _as_type(v: object, datatype: DataType) -> float | int | bool | str | None:
     if v is None:
         return None
@@ -698,3 +751,40 @@ def _as_type(v: object, datatype: DataType) -> float | int | bool | str | None:
 
 def _ms() -> int:
     return int(time.time() * 1000)
+
+
+class BothUplinks(Uplink):
+    """[uplink] format = "both": the JSON uplink (this object, on the outbox table "outbox")
+    and a Sparkplug one beside it on its own outbox (fed from the same commits), each with its
+    own session, cursor and deletes. Started, stopped and told of a new snapshot together;
+    stats() are the JSON uplink's with the Sparkplug session in them."""
+
+    def __init__(
+        self,
+        config: UplinkConfig,
+        broker: BrokerConfig,
+        outbox: Outbox,
+        sparkplug: SparkplugUplink,
+        **kw: Any,
+    ) -> None:
+        super().__init__(config, broker, outbox, **kw)
+        self.sparkplug = sparkplug
+
+    def start(self) -> bool:
+        ok = super().start()
+        return self.sparkplug.start() and ok
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.sparkplug.stop(timeout)
+        super().stop(timeout)
+
+    def close(self) -> None:
+        self.sparkplug.close()
+        super().close()
+
+    def set_snapshot(self, snapshot_id: str) -> None:
+        super().set_snapshot(snapshot_id)
+        self.sparkplug.set_snapshot(snapshot_id)
+
+    def stats(self) -> UplinkStats:
+        return dataclasses.replace(super().stats(), sparkplug=self.sparkplug.session())
