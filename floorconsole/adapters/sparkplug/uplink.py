@@ -18,7 +18,11 @@ JSON uplink's; this class changes only what goes on the wire:
 - the primary host going offline closes the connection without DISCONNECT (the broker sends
   the NDEATH will) and a new session waits for it with a new bdSeq;
 - NCMD Node Control/Rebirth is answered at once (on the session thread, within the read that
-  brought it); any other command is refused, counted and reported to `on_refused`.
+  brought it); a DCMD writing a metric the plant file lists ([uplink.sparkplug] writable),
+  of its type and addressed to its device, is handed to `on_write` (the engine writes it as
+  a console would); any other command is refused, counted and reported to `on_refused`;
+- backlog rows whose Sparkplug form was made when they were recorded (rows.py) go out up to
+  _COALESCE_ROWS to a message per owner, without parsing their JSON.
 
 Alarm rows become NDATA of node metrics `Alarms/{alarm id}` (String, the state the alarm went
 to) for the alarms named in the birth (the plant's rules'); audit rows, and transitions of
@@ -152,10 +156,12 @@ class SparkplugUplink(Uplink):
         outbox.row_encoder = self.rows
         # Backlog rows waiting to go out together (sent at the latest when _pump returns;
         # in _inflight under -1 - seq meanwhile, so the window counts them and a teardown
-        # releases them), and the rows each coalesced message acknowledges: its mid -> keys.
+        # releases them). Once sent, a coalesced message takes one slot of the window, as a
+        # JSON message does: _inflight maps its mid to its last row, and the rows before
+        # that one wait here for the same PUBACK (released at a teardown too).
         self._coalesced: list[tuple[OutboxMessage, Mapping[str | None, bytes]]] = []
         self._coalesced_bytes = 0
-        self._coalesced_acks: dict[int, list[int]] = {}
+        self._coalesced_acks: dict[int, list[OutboxMessage]] = {}
         self.define_metrics(metrics, devices)
         # Set (any thread) when the engine swapped configurations: the metric set is read
         # again from metrics_source on the session thread, and a changed one is reborn.
@@ -394,16 +400,20 @@ class SparkplugUplink(Uplink):
     def _teardown(self) -> None:
         self._coalesced.clear()  # their rows are in _inflight: released with the others
         self._coalesced_bytes = 0
+        for rows in self._coalesced_acks.values():  # released with the others too
+            for m in rows:
+                self._inflight[-1 - m.seq] = (m, True)
         self._coalesced_acks.clear()
         super()._teardown()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
-        keys = self._coalesced_acks.pop(mid, None)
-        if keys is None:
-            super()._on_publish(client, userdata, mid, reason_code, properties)
-            return
-        for key in keys:  # the broker acknowledges in order: every row of it is in
-            super()._on_publish(client, userdata, key, reason_code, properties)
+        rows = self._coalesced_acks.pop(mid, None)
+        if rows is not None:  # the rows before its last one: acknowledged by the same PUBACK
+            for m in rows:
+                key = -1 - m.seq
+                self._inflight[key] = (m, True)
+                super()._on_publish(client, userdata, key, reason_code, properties)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
 
     def _send(self, client: mqtt.Client, m: OutboxMessage, *, historical: bool) -> None:
         if self._coalesced and not (historical and m.spb is not None):
@@ -483,7 +493,12 @@ class SparkplugUplink(Uplink):
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise _ConnectionLost(mqtt.error_string(info.rc))
         if info is not None:
-            self._coalesced_acks[info.mid] = [-1 - m.seq for m, _p in rows]
+            inflight = self._inflight
+            for m, _p in rows:
+                del inflight[-1 - m.seq]
+            inflight[info.mid] = (rows[-1][0], True)
+            if len(rows) > 1:
+                self._coalesced_acks[info.mid] = [m for m, _p in rows[:-1]]
 
     def _data_topic(self, owner: str | None) -> str:
         topic = self._data_topics.get(owner)
