@@ -356,3 +356,26 @@ def test_both_uplinks_side_by_side_each_with_its_own_outbox(
         sub.disconnect()
         if host is not None:
             host.close()
+
+
+def test_an_outbox_an_earlier_floorconsole_made_gets_the_new_column(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, boot TEXT NOT "
+            "NULL, t REAL NOT NULL, n INTEGER NOT NULL, body BLOB NOT NULL);"
+            "CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        )
+        body = b'[{"s":"a","v":1.0,"q":"GOOD","t":1000}]'
+        conn.execute("INSERT INTO outbox VALUES (0, 'data', 'old', 1.0, 1, ?)", (body,))
+    outbox = Outbox(UplinkConfig(broker="plant"))
+    historian = Historian(db, commit_hook=outbox)
+    historian.start()
+    try:
+        outbox.open_reader()
+        msgs, _last = outbox.read_backlog(-1, 10, 10)
+        assert [(m.seq, m.body, m.spb) for m in msgs] == [(0, body, None)]
+        assert outbox.stats().next_seq == 1
+        outbox.close_reader()
+    finally:
+        historian.close()
