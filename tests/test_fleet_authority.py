@@ -21,6 +21,7 @@ from floorconsole.console import Frame, decode
 from floorconsole.core.fleet import EdgeStatus, EngineRun, offline_at
 from tests.support.fleet import Edge, bundle, edge_plant, keys, settled, tool, wait
 from tests.test_fleet import fleet_cli, poll_at, quiet
+from tests.test_ui_manual_write import plant  # noqa: F401 - the fixture: a demo engine
 
 PIN = "2468"
 
@@ -155,3 +156,52 @@ def test_offline_at_from_runs_and_the_last_will() -> None:
     gap = offline_at(runs, will, 640.0, 700.0)
     assert gap is not None and (gap.since, gap.until, gap.how) == (640.0, None, "last will")
     assert offline_at(runs, will, 640.0, 600.0) is None
+
+
+async def test_the_snapshots_screen_defers_and_accepts_a_held_change(
+    plant: tuple[Any, Any],  # noqa: F811 - the fixture imported above
+) -> None:
+    """The console's own path: the held change on the snapshots screen, x defers it with a
+    reason, a accepts it after a confirmation; the engine's commands, in the engineer's name."""
+    from floorconsole.ui.app import make_app
+    from floorconsole.ui.screens.shadow import ReasonDialog
+    from floorconsole.ui.screens.snapshots import ConfirmDialog, SnapshotScreen
+    from tests.support.fleet import hold_change
+    from tests.test_ui_login import log_in, settle
+    from tests.test_ui_manual_write import wait_for
+
+    e, _sim = plant
+    app = make_app(e.api)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await log_in(pilot, "eng1", "2222")
+        hold_change(e, "r-ui")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.last_frame is not None
+                and any(c.source == "fleet" for c in app.last_frame.conditions)
+            ),
+        )
+        await app.push_screen(SnapshotScreen())
+        screen = app.screen
+        below = screen.query_one("#below")
+        await wait_for(pilot, lambda: "Remote change r-ui" in str(below.render()))
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ReasonDialog)
+        await pilot.press(*"batch on", "enter")
+        await wait_for(pilot, lambda: e.fleet.pending.deferred_by == "eng1")
+        assert e.fleet.pending.deferred_why == "batch on"
+        await wait_for(pilot, lambda: "deferred by eng1: batch on" in str(below.render()))
+        await pilot.press("a")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: e.fleet.pending is None)
+    done = [
+        r["detail"].get("command")
+        for r in e.api.audit(kind="snapshot_apply", limit=50)
+        if r["user"] == "eng1" and r["detail"].get("phase") == "result"
+    ]
+    assert "fleet.accept" in done and "fleet.defer" in done, done

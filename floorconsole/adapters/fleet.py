@@ -218,12 +218,18 @@ class FleetClient:
                 f"cannot connect to the plant broker {b.host}:{b.port}: {e}"
             ) from None
         c.loop_start()
-        if not self._connected.wait(timeout):
-            c.loop_stop()
-            raise ConnectionError(
-                f"the plant broker {b.host}:{b.port} did not accept us within {timeout:g} s"
-                f"{': ' + self.problem if self.problem else ''}"
-            )
+        deadline = time.monotonic() + timeout
+        # a refusal (bad login, a revoked one) is an answer: no need to wait out the timeout
+        while not self._connected.wait(0.1):
+            if self.problem or time.monotonic() > deadline:
+                c.disconnect()
+                c.loop_stop()
+                raise ConnectionError(
+                    f"the plant broker {b.host}:{b.port} refused us: {self.problem}"
+                    if self.problem
+                    else f"the plant broker {b.host}:{b.port} did not accept us within "
+                    f"{timeout:g} s"
+                )
 
     def settle(self, quiet_s: float = 0.5, timeout: float = 5.0) -> None:
         """Wait until the retained messages have come in (none for quiet_s)."""
