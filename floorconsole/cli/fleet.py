@@ -415,7 +415,9 @@ def rollout(
         f"rollout {rid}: bundle {bundle_id[:12]} to {len(targets)} edge(s) in "
         f"{len(report.waves)} wave(s): " + " | ".join(",".join(w) for w in report.waves)
     )
-    note("start", bundle=bundle_id, waves=report.waves)
+    if report.skipped:
+        say(f"  left out (decommissioned): {', '.join(sorted(report.skipped))}")
+    note("start", bundle=bundle_id, waves=report.waves, left_out=sorted(report.skipped))
     for i, wave in enumerate(report.waves):
         name = "canary" if i == 0 and canary else f"wave {i}"
         for e in wave:

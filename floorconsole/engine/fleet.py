@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import shutil
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,8 @@ class FleetAgent:
         self.runs: list[EngineRun] = []  # earlier runs of this engine, oldest first
         self._run_start = engine.started_wall
         self._alive = engine.started_wall  # the last heartbeat of this run
+        # the state file is written from worker threads (heartbeat, a held change, a bundle)
+        self._state_lock = threading.Lock()
         self._load_state()
         self._queue: asyncio.Queue[bytes] | None = None
         self._poke: asyncio.Event | None = None
@@ -103,9 +106,13 @@ class FleetAgent:
             )
 
     def _save_state(self, *, stopped: bool = False) -> None:
+        with self._state_lock:
+            self._write_state(stopped)
+
+    def _write_state(self, stopped: bool) -> None:
         doc = {
             "handled": self.handled[-HANDLED_KEPT:],
-            "bundles": self.bundles,
+            "bundles": dict(self.bundles),
             "pending": None if self.pending is None else self.pending.as_dict(),
             "runs": [[r.boot, r.start, r.end, r.how] for r in self.runs[-RUNS_KEPT:]],
             "current": {
@@ -326,7 +333,8 @@ class FleetAgent:
                 f"{meta['message']}",
                 parent=e.snapshots.active.id,
             )
-            self.bundles[snap.id] = meta["id"]
+            with self._state_lock:
+                self.bundles[snap.id] = meta["id"]
             return snap.id, meta["id"], check
 
         try:
