@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Static
+from textual.widgets import Button, DataTable, Input, Static
 
 from floorconsole.console import FleetPendingView, Frame, Unavailable
 from floorconsole.ui.format import local
@@ -51,6 +51,37 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class DeferDialog(ModalScreen[str | None]):
+    """Why a remote change waits: the fleet tool is told, with who. Esc cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+    DEFAULT_CSS = """
+    DeferDialog { align: center middle; }
+    DeferDialog > Vertical { width: 64; height: auto; border: round $primary;
+                             background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question)
+            yield Input(placeholder="e.g. batch 4711 running until 14:00", id="reason")
+            yield Static("Enter to defer · Esc to cancel")
+
+    @on(Input.Submitted)
+    def _given(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            self.notify("say why first: the fleet tool is told", severity="warning")
+            return
+        self.dismiss(event.value.strip())
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
 
 
 class SnapshotScreen(ShowsFrames, Screen[None]):
@@ -227,7 +258,6 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
         if p is None:
             self.notify("no remote change waits on this edge", severity="warning")
             return
-        from floorconsole.ui.screens.shadow import ReasonDialog
 
         def given(reason: str | None) -> None:
             if reason:
@@ -236,7 +266,7 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
                 )
 
         self.app.push_screen(
-            ReasonDialog(f"Defer remote change {p.rollout}: why? (the fleet tool is told)"), given
+            DeferDialog(f"Defer remote change {p.rollout}: why? (the fleet tool is told)"), given
         )
 
 
