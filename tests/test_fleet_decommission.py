@@ -69,8 +69,9 @@ def test_decommission_revokes_the_edge_login(
     )
     client = FleetClient(admin, prefix="floorconsole/fleet")
     data = tmp_path / "tool"
-    login = ["--broker", f"127.0.0.1:{broker.port}", "--username", "fleet-admin"]
-    login += ["--password-env", "FLEET_ADMIN_PW", "--data-dir", str(data)]
+    conn = ["--broker", f"127.0.0.1:{broker.port}", "--username", "fleet-admin"]
+    conn += ["--password-env", "FLEET_ADMIN_PW"]
+    login = [*conn, "--data-dir", str(data)]
     try:
         e = edge.start()
         settled()(edge)
@@ -106,6 +107,9 @@ def test_decommission_revokes_the_edge_login(
         )
         with pytest.raises(ConnectionError, match="(?i)not authori"):
             again.connect(timeout=10)
+        listed = cli(broker.port, data, "list", *conn)
+        line = next(ln for ln in listed.stdout.splitlines() if ln.startswith("edge-d"))
+        assert "DECOM" in line, listed.stdout + listed.stderr
         # a rollout naming it is refused by the tool; nothing reaches the edge
         g1, _ = bundle(tmp_path / "g1", raw, private, message="poll 250", change=poll_at(250))
         with FleetTrail.in_dir(data) as records, pytest.raises(FleetError, match="decommissioned"):

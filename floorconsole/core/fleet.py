@@ -176,6 +176,7 @@ class EdgeStatus:
     models: Mapping[str, str] = field(default_factory=dict)  # model id -> state word
     will: bool = False  # the broker said it (the edge went without a goodbye)
     every: float | None = None  # the edge refreshes its status this often (seconds)
+    decommissioned: str = ""  # "by: why" when the fleet tool revoked its login
 
     def stale(self, now: float) -> bool:
         """Online by its last word, but silent for three refreshes: a box that says
@@ -201,6 +202,7 @@ class EdgeStatus:
             "models": dict(self.models),
             "will": self.will,
             "every": self.every,
+            "decommissioned": self.decommissioned,
         }
 
 
@@ -249,7 +251,14 @@ def parse_status(edge: str, payload: bytes) -> EdgeStatus:
         models={str(k): str(v) for k, v in models.items()},
         will=bool(d.get("will")),
         every=_num(d.get("every")),
+        decommissioned=_decommissioned(d.get("decommissioned")),
     )
+
+
+def _decommissioned(v: Any) -> str:
+    if isinstance(v, dict):
+        return f"{v.get('by') or '?'}: {v.get('why') or 'no reason given'}"
+    return str(v) if isinstance(v, str) else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,6 +576,7 @@ class EdgeRow:
     models: str  # worst model word, or "" with no model
     result: str  # the last rollout result, "" when none
     stale: bool = False  # online by its last word, silent for three of its refreshes
+    decommissioned: bool = False  # its login revoked by the fleet tool
 
 
 _WORD_RANK = {"NORMAL": 0, "OUT OF SERVICE": 1, "WARNING": 2, "CRITICAL": 3, "BAD": 4}
@@ -658,6 +668,7 @@ class FleetState:
                     models=worst_model(s.models),
                     result="" if r is None else r.state,
                     stale=s.stale(time.time()),
+                    decommissioned=bool(s.decommissioned),
                 )
             )
         return sorted(out, key=lambda r: (r.site, r.edge))
@@ -750,8 +761,11 @@ ROW_HEADER = (
 def row_line(r: EdgeRow, now: float) -> str:
     """One edge in 78 columns (the fleet view at 80x24)."""
     backlog = "-" if r.backlog is None else str(r.backlog)
+    state = ("STALE" if r.stale else "online") if r.online else "OFFLINE"
+    if r.decommissioned:
+        state = "DECOM"
     return (
-        f"{r.edge[:14]:<14} {r.site[:9]:<9} {('STALE' if r.stale else 'online') if r.online else 'OFFLINE':<7} "
+        f"{r.edge[:14]:<14} {r.site[:9]:<9} {state:<7} "
         f"{ago(r.last_seen, now):>4} {r.snapshot[:12]:<12} {backlog[:7]:>7} "
         f"{alarm_text(r.alarms)[:8]:<8} {(r.models or '-')[:8]}"
     )
@@ -779,7 +793,8 @@ def detail_text(state: FleetState, edge: str, now: float) -> str:
         )
     lines = [
         f"edge      {s.edge}  ({s.state}{', last will' if s.will else ''}"
-        f"{', STALE: silent since it said so' if s.stale(now) else ''})",
+        f"{', STALE: silent since it said so' if s.stale(now) else ''}"
+        f"{', DECOMMISSIONED by ' + s.decommissioned if s.decommissioned else ''})",
         f"site      {s.site or '-'}   tags {' '.join(s.tags) or '-'}",
         f"seen      {utc(s.t)} UTC ({ago(s.t, now)} ago)",
         f"boot      {utc(s.boot)} UTC   floorconsole {s.version or '?'}",
