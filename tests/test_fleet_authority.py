@@ -164,7 +164,8 @@ async def test_the_snapshots_screen_defers_and_accepts_a_held_change(
     """The console's own path: the held change on the snapshots screen, x defers it with a
     reason, a accepts it after a confirmation; the engine's commands, in the engineer's name."""
     from floorconsole.ui.app import make_app
-    from floorconsole.ui.screens.snapshots import ConfirmDialog, DeferDialog, SnapshotScreen
+    from floorconsole.ui.screens.reason import ReasonDialog
+    from floorconsole.ui.screens.snapshots import ConfirmDialog, SnapshotScreen
     from tests.support.fleet import hold_change
     from tests.test_ui_login import log_in, settle
     from tests.test_ui_manual_write import wait_for
@@ -188,7 +189,7 @@ async def test_the_snapshots_screen_defers_and_accepts_a_held_change(
         await wait_for(pilot, lambda: "Remote change r-ui" in str(below.render()))
         await pilot.press("x")
         await settle(pilot)
-        assert isinstance(app.screen, DeferDialog)
+        assert isinstance(app.screen, ReasonDialog)
         await pilot.press(*"batch on", "enter")
         await wait_for(pilot, lambda: e.fleet.pending.deferred_by == "eng1")
         assert e.fleet.pending.deferred_why == "batch on"

@@ -12,11 +12,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Input, Static
+from textual.widgets import Button, DataTable, Static
 
 from floorconsole.console import FleetPendingView, Frame, Unavailable
 from floorconsole.ui.format import local
 from floorconsole.ui.live import ShowsFrames, console_api, console_app
+from floorconsole.ui.screens.reason import ReasonDialog
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
 
@@ -51,37 +52,6 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
-
-
-class DeferDialog(ModalScreen[str | None]):
-    """Why a remote change waits: the fleet tool is told, with who. Esc cancels."""
-
-    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
-    DEFAULT_CSS = """
-    DeferDialog { align: center middle; }
-    DeferDialog > Vertical { width: 64; height: auto; border: round $primary;
-                             background: $surface; padding: 0 1; }
-    """
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(self.question)
-            yield Input(placeholder="e.g. batch 4711 running until 14:00", id="reason")
-            yield Static("Enter to defer · Esc to cancel")
-
-    @on(Input.Submitted)
-    def _given(self, event: Input.Submitted) -> None:
-        if not event.value.strip():
-            self.notify("say why first: the fleet tool is told", severity="warning")
-            return
-        self.dismiss(event.value.strip())
-
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
 
 
 class SnapshotScreen(ShowsFrames, Screen[None]):
@@ -238,10 +208,14 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
 
     # -- a remote change held here ([fleet] remote_apply = "confirm") -----------------------
 
-    def action_accept_remote(self) -> None:
-        p = self._held
-        if p is None:
+    def _held_or_say(self) -> FleetPendingView | None:
+        if self._held is None:
             self.notify("no remote change waits on this edge", severity="warning")
+        return self._held
+
+    def action_accept_remote(self) -> None:
+        p = self._held_or_say()
+        if p is None:
             return
 
         def answered(yes: bool | None) -> None:
@@ -254,9 +228,8 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
         self.app.push_screen(ConfirmDialog(held_text(p) + "\n\nApply it now?"), answered)
 
     def action_defer_remote(self) -> None:
-        p = self._held
+        p = self._held_or_say()
         if p is None:
-            self.notify("no remote change waits on this edge", severity="warning")
             return
 
         def given(reason: str | None) -> None:
@@ -266,7 +239,13 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
                 )
 
         self.app.push_screen(
-            DeferDialog(f"Defer remote change {p.rollout}: why? (the fleet tool is told)"), given
+            ReasonDialog(
+                f"Defer remote change {p.rollout}: why? (the fleet tool is told)",
+                placeholder="e.g. batch 4711 running until 14:00",
+                kept_by="the fleet tool is told",
+                enter="defer",
+            ),
+            given,
         )
 
 
