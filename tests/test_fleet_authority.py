@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,9 @@ def test_confirm_holds_a_rollout_for_an_engineer(
         wait(client, lambda s: "edge-k" in s.status, "edge-k online")
         before = edge.snapshot
 
-        # 1. verified, then held: the rollout reads it pending, not failed
+        # 1. verified, then held: a wave reads it pending, not failed
         g1, _ = bundle(tmp_path / "g1", raw, private, message="poll 250", change=poll_at(250))
-        r1 = rollout(client, g1, canary=["edge-k"], waves=[], soak_s=0, say=quiet, records=records)
+        r1 = rollout(client, g1, canary=[], waves=["1"], soak_s=0, say=quiet, records=records)
         assert r1.ok and not r1.failed and r1.pending == ["edge-k"], r1
         assert r1.held["edge-k"].startswith("pending"), r1.held
         assert edge.snapshot == before and e.plant.devices[0].poll_s == 0.2
@@ -77,10 +78,36 @@ def test_confirm_holds_a_rollout_for_an_engineer(
             said = client.state.results["edge-k"].message
         assert "eng1" in said and "batch running" in said, said
 
-        # 3. a newer rollout supersedes the held one (audited)
+        # 3. a newer rollout supersedes the held one (audited); held at its canary, the rollout
+        # waits for the engineer there, who defers it: stopped, nothing else sent, not failed
         g2, g2_id = bundle(tmp_path / "g2", raw, private, message="poll 300", change=poll_at(300))
-        r2 = rollout(client, g2, canary=["edge-k"], waves=[], soak_s=0, say=quiet, records=records)
-        assert r2.ok and r2.held["edge-k"].startswith("pending"), r2
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(
+                rollout,
+                client,
+                g2,
+                canary=["edge-k"],
+                waves=[],
+                soak_s=0,
+                timeout_s=60,
+                say=quiet,
+                records=records,
+            )
+            end = time.monotonic() + 30
+            while time.monotonic() < end and not (
+                e.fleet is not None
+                and e.fleet.pending is not None
+                and e.fleet.pending.rollout != r1.rollout
+            ):
+                time.sleep(0.05)
+            assert e.fleet is not None and e.fleet.pending is not None
+            r2_id = e.fleet.pending.rollout
+            assert not running.done()  # waiting for the canary's engineer
+            d = e.api.command("fleet.defer", session=eng, rollout=r2_id, reason="not today")
+            assert d["ok"], d
+            r2 = running.result(30)
+        assert not r2.ok and not r2.failed and "canary edge-k not applied" in r2.stopped, r2
+        assert r2.held["edge-k"].startswith("deferred") and r2.rollout == r2_id
         superseded = [
             a
             for a in e.api.audit(kind="snapshot_apply", limit=200)
@@ -126,8 +153,8 @@ def test_confirm_holds_a_rollout_for_an_engineer(
         assert any(x["by"] == "eng1" for x in e.api.activations(5))
         # the tool's own trail has every step of both rollouts
         steps = [(st["rollout"], st["step"]) for st in records.steps()]
-        for rid in (r1.rollout, r2.rollout):
-            assert (rid, "start") in steps and (rid, "done") in steps, steps
+        for rid, end in ((r1.rollout, "done"), (r2.rollout, "stopped")):
+            assert (rid, "start") in steps and (rid, end) in steps, steps
     finally:
         records.close()
         client.close()

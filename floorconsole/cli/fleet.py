@@ -423,7 +423,9 @@ def rollout(
         for e in wave:
             client.send(e, apply)
         note("sent", wave=name, edges=wave)
-        results = _wait_results(client, rid, wave, timeout_s)
+        is_canary = i == 0 and bool(canary)
+        # a canary held by an engineer there is waited for (nothing is proven until it runs)
+        results = _wait_results(client, rid, wave, timeout_s, wait_held=is_canary)
         failed_now = []
         for e in wave:
             r = results.get(e)
@@ -442,6 +444,15 @@ def rollout(
                 failed_now.append(e)
                 say(f"  {name} {e}: FAILED {r.state}: {r.message}")
             note("result", wave=name, edge=e, result=None if r is None else r.as_dict())
+        held = [e for e in wave if e in report.held]
+        if is_canary and held and not failed_now:
+            report.stopped = (
+                f"canary {', '.join(held)} not applied: {report.held[held[0]]}; "
+                "no other edge was sent it"
+            )
+            say(f"rollout {rid} stopped: {report.stopped}")
+            note("stopped", why=report.stopped)
+            return report
         if not failed_now and soak_s > 0:
             time.sleep(soak_s)
             with client.lock:
@@ -482,14 +493,18 @@ def rollout(
     return report
 
 
-def _wait_results(client: Any, rid: str, wave: Sequence[str], timeout_s: float) -> dict[str, Any]:
-    """The final result of each edge of a wave; an edge that is offline is not waited for."""
+def _wait_results(
+    client: Any, rid: str, wave: Sequence[str], timeout_s: float, *, wait_held: bool = False
+) -> dict[str, Any]:
+    """The final result of each edge of a wave; an edge that is offline is not waited for.
+    wait_held: a change pending for an engineer there is waited for too (till the timeout)."""
 
     def done(state: FleetState) -> bool:
         for e in wave:
             r = state.results.get(e)
             if r is not None and r.rollout == rid and r.state in FINAL:
-                continue
+                if not (wait_held and r.state == "pending"):
+                    continue
             s = state.status.get(e)
             if s is not None and s.state == "online":
                 return False
