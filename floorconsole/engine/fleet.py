@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "fleet.json"
 MIN_STATUS_GAP_S = 1.0  # the status is never published more often than this
 HANDLED_KEPT = 200  # rollout ids remembered, so a retained command is not applied twice
+BUNDLES_KEPT = 500  # local snapshot -> bundle ids remembered (the newest; bounded state file)
 COMMAND_QUEUE = 8
 
 
@@ -334,7 +335,10 @@ class FleetAgent:
                 parent=e.snapshots.active.id,
             )
             with self._state_lock:
+                self.bundles.pop(snap.id, None)  # newest last
                 self.bundles[snap.id] = meta["id"]
+                for old in list(self.bundles)[:-BUNDLES_KEPT]:
+                    del self.bundles[old]
             return snap.id, meta["id"], check
 
         try:
