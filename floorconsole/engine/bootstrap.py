@@ -338,13 +338,13 @@ def _uplink(
         return None, None
     outbox = Outbox(plant.uplink)
     broker = next(b for b in plant.brokers if b.id == plant.uplink.broker)
-    if plant.uplink.format == "both":  # each its own outbox, filled by the same commits
-        spb_outbox = Outbox(plant.uplink, boot=outbox.boot, table="outbox_sparkplug")
-        outbox.secondary = spb_outbox
-        sp = SparkplugUplink(
-            plant.uplink,
+    uplink_cfg = plant.uplink
+
+    def sparkplug_uplink(on: Outbox) -> SparkplugUplink:
+        return SparkplugUplink(
+            uplink_cfg,
             broker,
-            spb_outbox,
+            on,
             edge_id=plant.edge.id,
             data_dir=data_dir,
             metrics=sparkplug_metrics(plant),
@@ -352,23 +352,18 @@ def _uplink(
             snapshot_id=snap.short,
             clock=clock,
         )
+
+    if plant.uplink.format == "both":  # each its own outbox, filled by the same commits
+        spb_outbox = Outbox(plant.uplink, boot=outbox.boot, table="outbox_sparkplug")
+        outbox.secondary = spb_outbox
+        sp = sparkplug_uplink(spb_outbox)
         both = BothUplinks(
             plant.uplink, broker, outbox, sp, edge_id=plant.edge.id, snapshot_id=snap.short,
             clock=clock,
         )  # fmt: skip
         return outbox, both
     if plant.uplink.format == "sparkplug":
-        return outbox, SparkplugUplink(
-            plant.uplink,
-            broker,
-            outbox,
-            edge_id=plant.edge.id,
-            data_dir=data_dir,
-            metrics=sparkplug_metrics(plant),
-            devices=[d.id for d in plant.devices],
-            snapshot_id=snap.short,
-            clock=clock,
-        )
+        return outbox, sparkplug_uplink(outbox)
     uplink = Uplink(
         plant.uplink, broker, outbox, edge_id=plant.edge.id, snapshot_id=snap.short, clock=clock
     )
