@@ -26,7 +26,12 @@ from floorconsole.adapters.mqtt import BrokerClient
 from floorconsole.adapters.opcua import OpcUaSource, engine_source
 from floorconsole.adapters.outbox import Outbox
 from floorconsole.adapters.snapshot_store import SnapshotStore, SnapshotStoreError
-from floorconsole.adapters.sparkplug.uplink import ALARM_PREFIX, SignalMetric, SparkplugUplink
+from floorconsole.adapters.sparkplug.uplink import (
+    ALARM_PREFIX,
+    BothUplinks,
+    SignalMetric,
+    SparkplugUplink,
+)
 from floorconsole.adapters.uplink import Uplink
 from floorconsole.adapters.users import UserStore
 from floorconsole.core.audit import REFUSED
@@ -48,6 +53,7 @@ from floorconsole.core.rules import AlarmAction
 from floorconsole.core.snapshot import Snapshot, read_model_files
 from floorconsole.core.sparkplug import DataType
 from floorconsole.engine.demo import ensure_demo_users
+from floorconsole.engine.host_writes import host_principal, host_writer
 from floorconsole.engine.hub import Hub
 from floorconsole.engine.lock import DataDirLock
 from floorconsole.engine.model_runner import ModelRunner, PackageFallback
@@ -294,6 +300,8 @@ def open_engine(
         )
         if isinstance(uplink, SparkplugUplink):
             _watch_devices(uplink, engine)
+        elif isinstance(uplink, BothUplinks):
+            _watch_devices(uplink.sparkplug, engine)
     except BaseException:
         for close in reversed(opened):
             try:
@@ -330,11 +338,13 @@ def _uplink(
         return None, None
     outbox = Outbox(plant.uplink)
     broker = next(b for b in plant.brokers if b.id == plant.uplink.broker)
-    if plant.uplink.format == "sparkplug":
-        return outbox, SparkplugUplink(
-            plant.uplink,
+    uplink_cfg = plant.uplink
+
+    def sparkplug_uplink(on: Outbox) -> SparkplugUplink:
+        return SparkplugUplink(
+            uplink_cfg,
             broker,
-            outbox,
+            on,
             edge_id=plant.edge.id,
             data_dir=data_dir,
             metrics=sparkplug_metrics(plant),
@@ -342,6 +352,18 @@ def _uplink(
             snapshot_id=snap.short,
             clock=clock,
         )
+
+    if plant.uplink.format == "both":  # each its own outbox, filled by the same commits
+        spb_outbox = Outbox(plant.uplink, boot=outbox.boot, table="outbox_sparkplug")
+        outbox.secondary = spb_outbox
+        sp = sparkplug_uplink(spb_outbox)
+        both = BothUplinks(
+            plant.uplink, broker, outbox, sp, edge_id=plant.edge.id, snapshot_id=snap.short,
+            clock=clock,
+        )  # fmt: skip
+        return outbox, both
+    if plant.uplink.format == "sparkplug":
+        return outbox, sparkplug_uplink(outbox)
     uplink = Uplink(
         plant.uplink, broker, outbox, edge_id=plant.edge.id, snapshot_id=snap.short, clock=clock
     )
@@ -397,6 +419,9 @@ def _watch_devices(uplink: SparkplugUplink, engine: Engine) -> None:
     uplink.watch_devices(
         lambda: {k: v.state is not LinkState.DOWN for k, v in list(engine.links.items())}
     )
+    sp = uplink.config.sparkplug
+    if sp is not None and sp.writable:  # the metrics a host may write: the console's path
+        uplink.on_write = host_writer(engine, host_principal(sp.primary_host), sp.host_role)
 
 
 def _fleet_link(plant: PlantConfig) -> FleetLink | None:
