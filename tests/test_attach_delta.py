@@ -1,7 +1,8 @@
 """Frames as changes over the attach socket (issue 19): a console that asks for what changed
 since its last pull rebuilds exactly the frame the engine built, however many builds it
 skipped, through trends that fill and roll, qualities that go BAD, waveforms and a new
-configuration; a value that holds costs nothing, and its age still grows."""
+configuration; a value that holds costs nothing, and its age still grows; consoles pull in
+step with the engine's builds, so one build serves them all."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from floorconsole.engine.frame_delta import (
     Tick,
     TickBuilder,
 )
+from floorconsole.engine.remote import next_pull_s
 
 SPARK_POINTS = 120  # as the hub keeps
 
@@ -197,3 +199,26 @@ def test_the_delta_argument_is_checked() -> None:
     assert check_request({"op": "frame", "args": {"delta": True}}) == ("frame", {"delta": True})
     with pytest.raises(Exception, match="delta must be true or false, got the number 1"):
         check_request({"op": "frame", "args": {"delta": 1}})
+
+
+def test_consoles_fall_into_step_with_the_engines_builds() -> None:
+    period = 0.25
+    # Two consoles answered at 100.02 and 100.09 on the engine's clock (each with its own
+    # offset to it) both pull next at its beat 100.25, so one build serves both.
+    a = next_pull_s(started=5.0, received=5.03, engine_mono=100.02, period=period)
+    b = next_pull_s(started=7.06, received=7.1, engine_mono=100.09, period=period)
+    assert a - 5.03 == pytest.approx(0.23) and b - 7.1 == pytest.approx(0.16)
+    # Never sooner than half a period: 100.2 waits for the beat after 100.25.
+    assert next_pull_s(5.0, 5.0, 100.2, period) - 5.0 == pytest.approx(0.3)
+    # A console at half the rate pulls on every other beat of the same clock.
+    assert (next_pull_s(5.0, 5.0, 100.3, 0.5) - 5.0 + 100.3) % period == pytest.approx(0.0)
+    # An engine that does not say keeps the console's own rhythm.
+    for odd in (None, "x", float("nan"), float("inf")):
+        assert next_pull_s(10.0, 10.2, odd, period) == 10.0 + period
+    # In step, the refresh rate holds: one pull per period on average.
+    t, mono, pulls = 0.0, 1234.567, 0
+    while t < 100.0:
+        nxt = next_pull_s(t, t + 0.004, mono + 0.004, period)
+        mono += nxt - t
+        t, pulls = nxt, pulls + 1
+    assert 399 <= pulls <= 401

@@ -884,7 +884,13 @@ class _Connection:
                     info,
                 )
                 if delta:  # what changed since this console's last: its own cost
-                    out = b'%s,"signals":%s}}\n' % (head, self.delta.answer(tick))
+                    # and the server's clock, so consoles pull on the same beats of it and
+                    # share builds (remote.next_pull_s)
+                    out = b'%s,"mono":%.4f,"signals":%s}}\n' % (
+                        head,
+                        time.monotonic(),
+                        self.delta.answer(tick),
+                    )
                 else:
                     out = head + b"}}\n"
                 self.server.frame_bytes_out += len(out)

@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 import threading
 import time
 from dataclasses import replace
@@ -236,6 +237,7 @@ class RemoteAPI:
             result = await self._request(
                 "frame", {"session": watched, "delta": True}, FRAME_TIMEOUT_S
             )
+            received = time.monotonic()
             # Decoding happens here, off the screen's thread.
             frame = rows.frame(result)
             if watched is not None and result.get("session") is not None:
@@ -251,7 +253,8 @@ class RemoteAPI:
             self._ever_connected = True
             self._refused = ""
             self._first_frame.set()
-            await asyncio.sleep(max(0.0, started + self.period - time.monotonic()))
+            wait = next_pull_s(started, received, result.get("mono"), self.period)
+            await asyncio.sleep(max(0.0, wait - time.monotonic()))
 
     async def _request(self, op: str, args: dict[str, Any], timeout: float) -> Any:
         writer = self._writer
@@ -453,6 +456,21 @@ if TYPE_CHECKING:  # mypy proves an attached console has every call of the contr
 
     def _is_console_api(api: RemoteAPI) -> ConsoleAPI:
         return api
+
+
+def next_pull_s(started: float, received: float, engine_mono: Any, period: float) -> float:
+    """When (monotonic, here) to pull the next frame: on the next beat of the engine's clock
+    (engine_mono, its time.monotonic() when it answered) at multiples of the period, at least
+    half a period away; else one period after this pull began. Consoles pulling at their own
+    moments made the engine build a frame for nearly every other pull (one build serves all
+    consoles within attach.FRAME_CACHE_S); on the same beats, consoles at the same refresh
+    share one build, and a console at half the rate every other one."""
+    if not isinstance(engine_mono, (int, float)) or not math.isfinite(engine_mono):
+        return started + period
+    beat = (math.floor(engine_mono / period) + 1) * period
+    if beat - engine_mono < period / 2:
+        beat += period
+    return received + (beat - engine_mono)
 
 
 def _why(e: BaseException) -> str:
