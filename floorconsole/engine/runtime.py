@@ -4,6 +4,7 @@ the stores and adapters the composition root (engine/bootstrap.py) hands it."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
@@ -65,6 +66,20 @@ SWITCH_INTERVAL_S = 0.001
 POLL_BEHIND_RATIO = 0.8
 POLL_KEEPS_UP_RATIO = 0.9
 STOP_TIMEOUT_S = 2.0
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive now (modules, the configuration, the stores) out of the
+    garbage collector's view, once, before the sources start.
+
+    Python's full (generation 2) collection walks every tracked object while it holds the
+    GIL: at ingest rate one ran every ~4 s over ~110,000 objects and stopped the loop and every
+    thread for 40 to 130 ms, the largest single tail of a rule's write under load (issue 19).
+    Frozen, those objects are skipped; a full collection then walks only what ingest keeps
+    alive (the latest table, pending rows) and takes 2 to 10 ms. Objects made later (another
+    configuration after an apply) are collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 class DemoControl(Protocol):
@@ -661,6 +676,7 @@ class Engine:
             # Alarms and rule outputs as they were when the engine last ran, before any input.
             restored = self.active.control.restore(self.journal)
             self.journal.record_event(self.clock.wall(), "engine started", restored)
+            freeze_startup_heap()
             await self.active.start(self._loop)
             self.active.control.start_read_back()
             watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
