@@ -278,11 +278,13 @@ class Configuration:
         return client.publish(topic, payload, qos)
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        for d in self.plant.devices:
-            sigs = self.plant.signals_of_device(d.id)
-            if not sigs:
-                continue
+        polled = [(d, self.plant.signals_of_device(d.id)) for d in self.plant.devices]
+        polled = [(d, sigs) for d, sigs in polled if sigs]
+        for i, (d, sigs) in enumerate(polled):
             p = self._adapters.device_poller(d, sigs, self.hub, self.clock, self.links[d.id])
+            # Devices spread evenly over their poll period: their answers come one by one,
+            # each handled (and a crossing in it reaching its rule) as it arrives.
+            p.phase_s = d.poll_s * i / len(polled)
             self.pollers[d.id] = p
             self.control.writers[d.id] = p.write
             self.control.readers[d.id] = p.read_point
