@@ -4,11 +4,11 @@ Its own file, `alarms.db` in the data directory, not the historian's `history.db
 - the historian deletes old rows for retention, in large transactions from its own writer
   thread; the journal is never trimmed (tens of rows an hour, not thousands a second), and
   triggers make it append-only, which must not constrain the historian's schema;
-- it is written with synchronous=FULL, so a power cut does not lose the record of an alarm
-  an operator acknowledged; the historian runs NORMAL for throughput. The one exception: a
-  record someone waits on (a rule's write goes out after its record, see flush()) is released
-  once in the WAL (it survives the process) and fsync'd right after, so control does not
-  wait on the disk;
+- each commit is fsync'd (the WAL, right after the commit, by the writer thread), so a power
+  cut does not lose the record of an alarm an operator acknowledged; the historian runs
+  NORMAL for throughput. A record someone waits on (a rule's write goes out after its
+  record, see flush()) is released once in the WAL (it survives the process), before its
+  fsync, so control does not wait on the disk;
 - a history file that is damaged or full does not take the alarm record with it, and the
   journal can be copied alone for an incident review.
 
@@ -153,7 +153,10 @@ class AlarmJournal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        conn = open_store(self.path, _SCHEMA, error=JournalError, timeout_s=5.0)
+        # NORMAL, and the writer fsyncs the WAL after each commit (see _run).
+        conn = open_store(
+            self.path, _SCHEMA, error=JournalError, timeout_s=5.0, synchronous="NORMAL"
+        )
         self._writer_conn = conn
         # The loop's own connection for record_rule_now: never waits for the file (busy
         # timeout 0), never fsyncs (NORMAL) and never checkpoints (the writer's commits do).
@@ -335,37 +338,20 @@ class AlarmJournal:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if batch and waiters:
-                # Someone waits to act on these records (a rule's write goes out after its
-                # record): release them once the commit is in the WAL, which survives the
-                # process dying, and put it on disk right after. An fsync on a busy disk
-                # can take 100 ms and more; the write no longer waits for it, and the power
-                # cut that could lose the record has milliseconds, not a second, to land.
-                self._set_synchronous("NORMAL")
-                try:
-                    self._write(batch)
-                finally:
-                    self._set_synchronous("FULL")
-                for w in waiters:
-                    w.set()
+            # Committed into the WAL (synchronous=NORMAL: it survives the process dying), the
+            # waiters released (a rule's write goes out after its record), then the WAL put
+            # on disk at once, outside the file's write lock: an fsync on a busy disk can
+            # take 100 ms and more, and neither a waiting write nor a commit on the loop
+            # (record_rule_now) waits for it. A power cut has milliseconds, not a second, to
+            # lose a record in.
+            if batch:
+                self._write(batch)
+            for w in waiters:
+                w.set()
+            if batch or sync:  # sync: a record committed on the loop (record_rule_now)
                 self._sync_wal()
-            else:
-                if batch:
-                    self._write(batch)
-                for w in waiters:
-                    w.set()
-                if sync:  # a record committed on the loop (record_rule_now): on disk now
-                    self._sync_wal()
-            with self._count_lock:
-                self._done += len(batch)
             if stop:
                 return
-
-    def _set_synchronous(self, level: str) -> None:
-        try:
-            self._writer_conn.execute(f"PRAGMA synchronous={level}")
-        except sqlite3.Error as e:
-            log.error("alarm journal %s: synchronous=%s not set: %s", self.path, level, e)
 
     def _sync_wal(self) -> None:
         """The WAL on disk (what a synchronous=FULL commit would have done before returning)."""
@@ -402,6 +388,9 @@ class AlarmJournal:
                     "alarm journal %s: %d record(s) not written: %s", self.path, len(batch), e
                 )
             self.last_error = str(e)
+        finally:
+            with self._count_lock:  # before any waiter is released: nothing left unwritten
+                self._done += len(batch)
 
     # -- reading (any thread) --------------------------------------------------------------
 
