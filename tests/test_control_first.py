@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from floorconsole.adapters.alarm_journal import FILE_NAME, AlarmJournal
 from floorconsole.adapters.audit_log import AuditLog
 from floorconsole.adapters.modbus import DevicePoller
@@ -34,6 +36,7 @@ from floorconsole.core.rules import ControlConfig, RuleEvent, parse_rules
 from floorconsole.core.sample import Sample
 from floorconsole.engine.control import Control
 from floorconsole.engine.hub import Hub
+from floorconsole.engine.runtime import _control_phases
 
 INPUT = ModbusPoint("drive1", "hr", 0, "uint16")
 
@@ -164,3 +167,27 @@ def test_a_commit_on_the_loop_never_overtakes_a_queued_record(tmp_path: Path) ->
         writer_free.set()
         holder.close()
         journal.close()
+
+
+def test_devices_a_rule_reads_are_polled_apart_from_the_rest() -> None:
+    devices = tuple(
+        DeviceConfig(
+            id=f"d{i}", protocol="modbus-tcp", host="127.0.0.1", port=1, poll_s=0.1, retries=0
+        )
+        for i in range(4)
+    )
+    signals = tuple(
+        SignalConfig(id=f"d{i}.x", source=ModbusPoint(f"d{i}", "hr", 0, "uint16")) for i in range(4)
+    )
+    raw = [
+        {"id": f"r{i}", "signal": f"d{i}.x", "op": ">", "threshold": 1, "actions": []}
+        for i in (1, 3)
+    ]
+    rules, problems = parse_rules(
+        raw, signals={s.id: None for s in signals}, devices={d.id for d in devices}, brokers=set()
+    )
+    assert problems == []
+    plant = PlantConfig(edge=EdgeConfig(id="t"), devices=devices, signals=signals, rules=rules)
+    phases = _control_phases(plant, [(d, plant.signals_of_device(d.id)) for d in devices])
+    # The two devices rules read, a third and two thirds of the period after the others.
+    assert phases == pytest.approx({"d1": 0.1 / 3, "d3": 0.2 / 3})

@@ -82,6 +82,22 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def _control_phases(
+    plant: PlantConfig, polled: Sequence[tuple[DeviceConfig, Sequence[SignalConfig]]]
+) -> dict[str, float]:
+    """Where in its poll period each device that feeds a rule polls (seconds after the rest).
+
+    Devices polled at the same instant answer together, and the loop handles their answers
+    one after the other: with 20 devices, the last waited ~8 ms, and a crossing in it reached
+    its rule that much later (issue 19). The devices a rule reads are polled apart, spread
+    over the period between the others' polls, so their answer finds the loop idle. The rest
+    stay together: polls spread one by one would wake the loop for each (measured: 4 us of CPU
+    more a sample)."""
+    inputs = {r.signal for r in plant.rules if r.enabled}
+    feeding = [d for d, sigs in polled if any(s.id in inputs for s in sigs)]
+    return {d.id: d.poll_s * (k + 1) / (len(feeding) + 1) for k, d in enumerate(feeding)}
+
+
 class DemoControl(Protocol):
     """What the demo's simulated plant offers the engine: fault injection."""
 
@@ -280,11 +296,10 @@ class Configuration:
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         polled = [(d, self.plant.signals_of_device(d.id)) for d in self.plant.devices]
         polled = [(d, sigs) for d, sigs in polled if sigs]
-        for i, (d, sigs) in enumerate(polled):
+        phases = _control_phases(self.plant, polled)
+        for d, sigs in polled:
             p = self._adapters.device_poller(d, sigs, self.hub, self.clock, self.links[d.id])
-            # Devices spread evenly over their poll period: their answers come one by one,
-            # each handled (and a crossing in it reaching its rule) as it arrives.
-            p.phase_s = d.poll_s * i / len(polled)
+            p.phase_s = phases.get(d.id, 0.0)
             self.pollers[d.id] = p
             self.control.writers[d.id] = p.write
             self.control.readers[d.id] = p.read_point
