@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import random
+import shutil
 import statistics
 import struct
 import sys
@@ -287,6 +288,7 @@ def main() -> None:
         sims.join(30)
         device.stop()
         broker.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _poll(cfg: dict[str, Any]) -> None:

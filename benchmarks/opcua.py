@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -196,6 +197,7 @@ async def ours_round(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         hist.close()
+        shutil.rmtree(folder, ignore_errors=True)
     return rate, lat
 
 

@@ -118,10 +118,13 @@ class Drain:
     window: tuple[float, float]  # wall time of the drain, first send to last PUBACK
 
 
-def record_backlog(db: Path, config: UplinkConfig, n: int) -> tuple[Historian, Outbox]:
+def record_backlog(
+    db: Path, config: UplinkConfig, n: int, outbox: Outbox | None = None
+) -> tuple[Historian, Outbox]:
     """N samples of 20 signals spread over the last n/1000 seconds, committed 1,000 at a time
-    (as the engine would have during the outage); the historian stays open for live data."""
-    outbox = Outbox(config)
+    (as the engine would have during the outage); the historian stays open for live data.
+    outbox: one an uplink was already made for (the Sparkplug one encodes rows as recorded)."""
+    outbox = outbox or Outbox(config)
     historian = Historian(db, commit_hook=outbox, flush_interval_s=0.1)
     historian.start()
     t0 = time.time() - n / LIVE_RATE

@@ -119,6 +119,7 @@ def test_every_command_is_described_once_and_handled_once() -> None:
         "model.import",
         "rule.reset",
         "model.promote",  # issue 15: a promotion is a configuration change like any other
+        "fleet.accept",  # issue 17: accepting a held remote change is one too
     }
     assert {n for n, a in ACTIONS.items() if a.timeout == "long"} == {
         "config.apply",
@@ -126,6 +127,7 @@ def test_every_command_is_described_once_and_handled_once() -> None:
         "model.import",
         "model.promote",  # waits for the health check, as an apply does
         "model.calibrate",  # reads hours of history and may train: seconds, not instants
+        "fleet.accept",  # issue 17: the accepted change is health-checked like an apply
     }
     for a in ACTIONS.values():
         assert a.audit_kind in KINDS and a.timeout in TIMEOUT_S, a

@@ -157,6 +157,10 @@ class Cases:
         if action == "rule.reset":
             self.trip()
             return {"rule": "trip-motor1", "reason": f"matrix {self.n}"}
+        if action in ("fleet.accept", "fleet.defer"):
+            from tests.support.fleet import hold_change
+
+            return {"rollout": hold_change(self.e, f"matrix-{self.n}")}
         if action in ("kiosk.leave", "control.take", "control.release", "control.request"):
             return {}
         raise AssertionError(f"no case for {action}: add one")

@@ -324,6 +324,7 @@ def _stored(db: Path) -> Counter[tuple[str, int, float]]:
 
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_a_broker_outage_with_a_kill_9_in_it_loses_no_sample(
     tmp_path: Path, mosquitto: MosquittoBroker, host: Host, drivers: list[Driver]
 ) -> None:

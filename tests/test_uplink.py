@@ -561,6 +561,7 @@ def test_status_is_retained_and_the_backlog_waits_for_the_primary_host(
 
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_outage_loses_nothing_and_live_data_stays_live(
     tmp_path: Path, mosquitto: MosquittoBroker, receiver: Receiver, rigs: list[Rig]
 ) -> None:

@@ -112,6 +112,7 @@ def _outbox_left(db: Path) -> tuple[int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_kill_9_during_the_outage_loses_nothing(
     tmp_path: Path, mosquitto: MosquittoBroker, drivers: list[Driver]
 ) -> None:

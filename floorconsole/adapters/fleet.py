@@ -98,6 +98,7 @@ class FleetLink:
         self.command_topic = topic(prefix, edge, "rollout")
         self.result_topic = topic(prefix, edge, "rollout/result")
         self.activations_topic = topic(prefix, edge, "activations")
+        self.alive_topic = topic(prefix, edge, "alive")
         self.connected = False
         self.problem = ""
         self.published = 0
@@ -217,12 +218,18 @@ class FleetClient:
                 f"cannot connect to the plant broker {b.host}:{b.port}: {e}"
             ) from None
         c.loop_start()
-        if not self._connected.wait(timeout):
-            c.loop_stop()
-            raise ConnectionError(
-                f"the plant broker {b.host}:{b.port} did not accept us within {timeout:g} s"
-                f"{': ' + self.problem if self.problem else ''}"
-            )
+        deadline = time.monotonic() + timeout
+        # a refusal (bad login, a revoked one) is an answer: no need to wait out the timeout
+        while not self._connected.wait(0.1):
+            if self.problem or time.monotonic() > deadline:
+                c.disconnect()
+                c.loop_stop()
+                raise ConnectionError(
+                    f"the plant broker {b.host}:{b.port} refused us: {self.problem}"
+                    if self.problem
+                    else f"the plant broker {b.host}:{b.port} did not accept us within "
+                    f"{timeout:g} s"
+                )
 
     def settle(self, quiet_s: float = 0.5, timeout: float = 5.0) -> None:
         """Wait until the retained messages have come in (none for quiet_s)."""
@@ -251,6 +258,10 @@ class FleetClient:
         info = self._client.publish(topic(self.prefix, edge, "rollout"), payload, 1, retain=True)
         info.wait_for_publish(10.0)
 
+    def retain(self, topic_name: str, payload: bytes = b"") -> None:
+        """A retained message in place of the one there (empty: remove it)."""
+        self._client.publish(topic_name, payload, 1, retain=True).wait_for_publish(10.0)
+
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
@@ -271,6 +282,7 @@ class FleetClient:
             [
                 (f"{p}/+/status", 1),
                 (f"{p}/+/activations", 1),
+                (f"{p}/+/alive", 1),
                 (f"{p}/+/rollout", 1),
                 (f"{p}/+/rollout/result", 1),
             ]
@@ -282,3 +294,77 @@ class FleetClient:
             self.messages += 1
             self.state.apply(msg.topic, bytes(msg.payload))
             self.changed.notify_all()
+
+
+# -- mosquitto's dynamic security plugin: revoking an edge's credentials ---------------------
+
+DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
+
+
+class DynsecError(RuntimeError):
+    """The dynamic-security plugin answered a command with an error (its text is in it)."""
+
+
+def dynsec(
+    broker: BrokerConfig, commands: list[dict[str, Any]], timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """Send commands to mosquitto's dynamic-security plugin (as a client with its admin role)
+    and return its responses in order. ConnectionError when the broker cannot be reached or
+    refuses us; DynsecError naming the command for a response with an error; TimeoutError
+    when no answer comes (no plugin loaded, or no right to its topics)."""
+    c = _client(f"floorconsole-fleet-dynsec-{time.time_ns() % 10**9}")
+    problem = configure_client(c, broker)
+    if problem:
+        raise ConnectionError(problem)
+    ready, answered = threading.Event(), threading.Event()
+    refused: list[str] = []
+    responses: list[dict[str, Any]] = []
+
+    def on_connect(
+        client: mqtt.Client, userdata: object, flags: object, rc: ReasonCode, props: object
+    ) -> None:
+        if rc.is_failure:
+            refused.append(str(rc))
+            ready.set()
+            return
+        client.subscribe(DYNSEC_TOPIC + "/response", qos=1)
+
+    def on_subscribe(client: mqtt.Client, userdata: object, mid: int, rcs: Any, props: Any) -> None:
+        ready.set()
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            doc = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(doc, dict) and isinstance(doc.get("responses"), list):
+            responses.extend(r for r in doc["responses"] if isinstance(r, dict))
+            answered.set()
+
+    c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
+    try:
+        c.connect(broker.host, broker.port, keepalive=max(1, round(broker.keepalive_s)))
+    except (OSError, ValueError) as e:
+        raise ConnectionError(
+            f"cannot connect to the plant broker {broker.host}:{broker.port}: {e}"
+        ) from None
+    c.loop_start()
+    try:
+        if not ready.wait(timeout) or refused:
+            raise ConnectionError(
+                f"the plant broker {broker.host}:{broker.port} refused us: "
+                f"{refused[0] if refused else 'no answer'}"
+            )
+        c.publish(DYNSEC_TOPIC, json.dumps({"commands": commands}), qos=1).wait_for_publish(timeout)
+        if not answered.wait(timeout):
+            raise TimeoutError(
+                f"no answer on {DYNSEC_TOPIC}/response within {timeout:g} s: is mosquitto's "
+                "dynamic security plugin loaded, and may this login use it?"
+            )
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    for r in responses:
+        if r.get("error"):
+            raise DynsecError(f"dynamic security: {r.get('command', '?')}: {r['error']}")
+    return responses

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
 import sqlite3
 import threading
 import uuid
@@ -11,7 +12,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,23 +29,29 @@ CREATE TABLE IF NOT EXISTS outbox (
     boot TEXT NOT NULL,        -- the engine run that recorded it
     t    REAL NOT NULL,        -- wall time of its oldest entry
     n    INTEGER NOT NULL,     -- entries (samples or records) in it
-    body BLOB NOT NULL         -- JSON array of the entries; the envelope is added when sent
+    body BLOB NOT NULL,        -- JSON array of the entries; the envelope is added when sent
+    spb  BLOB                  -- a data message's Sparkplug form, when one was made (RowEncoder)
 );
 CREATE TABLE IF NOT EXISTS outbox_meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
-INSERT_MESSAGE = "INSERT INTO outbox (seq, kind, boot, t, n, body) VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_MESSAGE = (
+    "INSERT INTO outbox (seq, kind, boot, t, n, body, spb) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 SAVE_NEXT_SEQ = "INSERT OR REPLACE INTO outbox_meta (key, value) VALUES ('next_seq', ?)"
 DELETE_MESSAGE = "DELETE FROM outbox WHERE seq = ?"
 _BUSY_TIMEOUT_S = 2.0
+_TABLE = re.compile(r"^[a-z_]+$")
 _DROP_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
-    """One stored message: its body is the JSON array of its entries."""
+    """One stored message: its body is the JSON array of its entries. spb: its entries in
+    another wire form made when they were recorded (the Sparkplug uplink's), read with the
+    backlog; None when none was made, and on messages handed over live."""
 
     seq: int
     kind: str
@@ -52,6 +59,15 @@ class OutboxMessage:
     t: float
     n: int
     body: bytes
+    spb: bytes | None = None
+
+
+class RowEncoder(Protocol):
+    """Another wire form of a data message, made once on the writer thread from the very
+    samples of its body (so the publisher need not parse JSON): bytes, or None when this
+    message has none (the publisher then works from the body)."""
+
+    def encode_row(self, samples: Sequence[Sample]) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +117,22 @@ class Outbox:
     """
 
     def __init__(
-        self, config: UplinkConfig, *, boot: str | None = None, max_live_messages: int = 10_000
+        self,
+        config: UplinkConfig,
+        *,
+        boot: str | None = None,
+        max_live_messages: int = 10_000,
+        table: str = "outbox",
     ) -> None:
+        if not _TABLE.match(table):
+            raise ValueError(f"outbox table {table!r}: lower-case letters and _ only")
+        # Another table for a second uplink beside the first ([uplink] format = "both"): each
+        # has its own rows, deleted after its own broker's PUBACK, so neither loses data
+        # while the other's broker is down.
+        self.table = table
+        self._sql_cache: dict[str, str] = {}
+        # A second outbox fed from the same commits (its rows in the same transactions).
+        self.secondary: Outbox | None = None
         self.config = config
         self.boot = boot or uuid.uuid4().hex[:12]
         self.path: Path | None = None
@@ -111,11 +141,14 @@ class Outbox:
         self._max_live = max_live_messages
         self._lock = threading.Lock()
         self._waker: Callable[[], None] = lambda: None
+        # Set by an uplink that sends data in another form (Sparkplug): staged scalar
+        # entries then keep their sample, and each data message gets that form too.
+        self.row_encoder: RowEncoder | None = None
 
-        # Writer thread only. Staged entries are (json, wall time, index); the index counts
+        # Writer thread only. Staged entries are (json, wall time, index[, sample]); the index counts
         # every scalar (or waveform) sample the historian was given, so its pending bound
         # drops exactly the same samples here.
-        self._staged: list[tuple[str, float, int]] = []
+        self._staged: list[tuple[Any, ...]] = []  # (json, wall time, index[, sample])
         self._staged_waves: list[tuple[str, float, int]] = []
         self._scalar_index = 0
         self._wave_index = 0
@@ -151,28 +184,49 @@ class Outbox:
         # Consumer thread only.
         self._rconn: sqlite3.Connection | None = None
 
+    def _sql(self, text: str) -> str:
+        """A statement on this outbox's table (and its own next_seq in outbox_meta)."""
+        if self.table == "outbox":
+            return text
+        out = self._sql_cache.get(text)
+        if out is None:
+            out = re.sub(r"\boutbox\b", self.table, text)
+            out = out.replace("'next_seq'", f"'next_seq:{self.table}'")
+            self._sql_cache[text] = out
+        return out
+
     # ------------------------------------------------------------------ hook: writer thread
 
     def open(self, conn: sqlite3.Connection, path: Path) -> None:
         """Create the tables in the historian's database and load the counters."""
         self.path = Path(path)
-        conn.executescript(OUTBOX_SCHEMA)
-        saved = conn.execute("SELECT value FROM outbox_meta WHERE key = 'next_seq'").fetchone()
+        conn.executescript(self._sql(OUTBOX_SCHEMA))
+        columns = {r[1] for r in conn.execute(self._sql("PRAGMA table_info(outbox)"))}
+        if "spb" not in columns:  # a table an earlier floorconsole made
+            conn.execute(self._sql("ALTER TABLE outbox ADD COLUMN spb BLOB"))
+        saved = conn.execute(
+            self._sql("SELECT value FROM outbox_meta WHERE key = 'next_seq'")
+        ).fetchone()
         rows, size, messages, top, oldest = conn.execute(
-            "SELECT coalesce(sum(n), 0), coalesce(sum(length(body)), 0), count(*), max(seq), "
-            "min(t) FROM outbox"
+            self._sql(
+                "SELECT coalesce(sum(n), 0), coalesce(sum(length(body)), 0), count(*), "
+                "max(seq), min(t) FROM outbox"
+            )
         ).fetchone()
         nxt = max(saved[0] if saved else 0, (top + 1) if top is not None else 0)
         with self._lock:
             self._next_seq = self._seq_before = self._committed_next = nxt
             self._rows, self._bytes, self._messages = rows, size, messages
             self._oldest_t = oldest
+        if self.secondary is not None:
+            self.secondary.open(conn, path)
 
     def stage(self, samples: Sequence[Sample]) -> None:
         """Encode samples the historian took into this commit (called after it converted them)."""
         encode = self._encoder.encode
         staged, waves = self._staged, self._staged_waves
         ndarray = np.ndarray
+        keep = self.row_encoder is not None  # the sample too, for the other form
         for s in samples:
             try:
                 out = encode(s)
@@ -188,8 +242,13 @@ class Outbox:
                 self._wave_index += 1
             else:
                 if out is not None:
-                    staged.append((out[0], s.t_source, self._scalar_index))
+                    if keep:
+                        staged.append((out[0], s.t_source, self._scalar_index, s))
+                    else:
+                        staged.append((out[0], s.t_source, self._scalar_index))
                 self._scalar_index += 1
+        if self.secondary is not None:
+            self.secondary.stage(samples)
 
     def dropped_pending(self, rows: int, waveforms: int) -> None:
         """The historian gave up its `rows` oldest pending scalar rows and `waveforms` oldest
@@ -201,12 +260,14 @@ class Outbox:
         if lost:
             with self._lock:
                 self._dropped["not_stored"] += lost
+        if self.secondary is not None:
+            self.secondary.dropped_pending(rows, waveforms)
 
     @property
     def pending(self) -> bool:
         return bool(
             self._staged or self._staged_waves or self._events["alarms"] or self._events["audit"]
-        )
+        ) or (self.secondary is not None and self.secondary.pending)
 
     def write(self, conn: sqlite3.Connection) -> None:
         """Inside the historian's transaction: insert the staged entries as messages."""
@@ -224,7 +285,7 @@ class Outbox:
             # A bug here must not hold the history back with it: undo our part of the
             # transaction, give these entries up (counted) and let the samples commit.
             log.exception("uplink outbox: messages not written")
-            conn.execute("DELETE FROM outbox WHERE seq >= ?", (self._seq_before,))
+            conn.execute(self._sql("DELETE FROM outbox WHERE seq >= ?"), (self._seq_before,))
             lost = (
                 len(self._staged) + len(self._staged_waves) + sum(len(v) for v in events.values())
             )
@@ -236,6 +297,8 @@ class Outbox:
                 self._dropped["internal_error"] += lost
                 self._errors += 1
                 self._last_error = f"messages not written: {exc!r}"
+        if self.secondary is not None:
+            self.secondary.write(conn)
 
     def _write(self, conn: sqlite3.Connection, events: dict[str, list[tuple[str, float]]]) -> None:
         written = self._written
@@ -250,10 +313,14 @@ class Outbox:
             ("alarms", events["alarms"]),
             ("audit", events["audit"]),
         )
+        other = self.row_encoder
+        spbs: list[bytes | None] = []
         for kind, entries in groups:
             if not entries:
                 continue
+            start = 0
             for body, t, n in chunk_entries(entries, cfg.batch, cfg.max_message_bytes):
+                first, start = start, start + n
                 seq = self._next_seq
                 self._next_seq += 1
                 if reject and (
@@ -265,12 +332,23 @@ class Outbox:
                 rows += n
                 size += len(body)
                 written.append(OutboxMessage(seq, kind, self.boot, t, n, body))
+                spb = None
+                if other is not None and entries is self._staged:
+                    try:
+                        spb = other.encode_row([e[3] for e in entries[first:start]])
+                    except Exception:  # noqa: BLE001 - the publisher works from the body
+                        log.debug("outbox: no other form for message %d", seq, exc_info=True)
+                spbs.append(spb)
         if written:
             conn.executemany(
-                INSERT_MESSAGE, [(m.seq, m.kind, m.boot, m.t, m.n, m.body) for m in written]
+                self._sql(INSERT_MESSAGE),
+                [
+                    (m.seq, m.kind, m.boot, m.t, m.n, m.body, b)
+                    for m, b in zip(written, spbs, strict=True)
+                ],
             )
         if self._next_seq != self._seq_before:
-            conn.execute(SAVE_NEXT_SEQ, (self._next_seq,))
+            conn.execute(self._sql(SAVE_NEXT_SEQ), (self._next_seq,))
 
     def committed(self, conn: sqlite3.Connection) -> None:
         """The transaction is in: publish the new messages to the consumer, apply on_full."""
@@ -306,6 +384,8 @@ class Outbox:
             self._drop_oldest(conn)
         if written:
             self._waker()
+        if self.secondary is not None:
+            self.secondary.committed(conn)
 
     def rolled_back(self, exc: BaseException) -> None:
         """The transaction failed: give the seqs back, keep the entries for the next one."""
@@ -320,6 +400,8 @@ class Outbox:
             if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
                 self._disk_full += 1
         self._taken_events = {}
+        if self.secondary is not None:
+            self.secondary.rolled_back(exc)
 
     def _drop_oldest(self, conn: sqlite3.Connection) -> None:
         cfg = self.config
@@ -334,7 +416,9 @@ class Outbox:
             after = -1
             while over_rows > 0 or over_bytes > 0:
                 page = conn.execute(
-                    "SELECT seq, n, length(body) FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    self._sql(
+                        "SELECT seq, n, length(body) FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
+                    ),
                     (after, _DROP_PAGE),
                 ).fetchall()
                 if not page:
@@ -353,7 +437,7 @@ class Outbox:
                 return
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(DELETE_MESSAGE, [(d[0],) for d in doomed])
+                conn.executemany(self._sql(DELETE_MESSAGE), [(d[0],) for d in doomed])
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -381,9 +465,12 @@ class Outbox:
         """Queue alarm or audit records (plain JSON data) for the next historian commit."""
         if kind not in ("alarms", "audit"):
             raise ValueError(f"kind {kind!r} is not one of alarms, audit")
+        records = list(records)  # a second outbox takes them too
         encoded = [(record_json(r), t) for r in records]
         with self._lock:
             self._events[kind].extend(encoded)
+        if self.secondary is not None:
+            self.secondary.add_records(kind, records, t)
 
     def set_waker(self, fn: Callable[[], None]) -> None:
         """Called (on the writer thread) after a commit that added messages."""
@@ -452,8 +539,10 @@ class Outbox:
         (None when there was nothing in the range)."""
         conn = self._require_reader()
         rows = conn.execute(
-            "SELECT seq, kind, boot, t, n, body FROM outbox WHERE seq > ? AND "
-            "seq < ? ORDER BY seq LIMIT ?",
+            self._sql(
+                "SELECT seq, kind, boot, t, n, body, spb FROM outbox WHERE seq > ? AND "
+                "seq < ? ORDER BY seq LIMIT ?"
+            ),
             (after, below, limit),
         ).fetchall()
         if not rows:
@@ -482,7 +571,7 @@ class Outbox:
         conn = self._require_reader()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(DELETE_MESSAGE, [(m.seq,) for m in messages])
+            conn.executemany(self._sql(DELETE_MESSAGE), [(m.seq,) for m in messages])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -505,7 +594,11 @@ class Outbox:
 
     def refresh_oldest(self) -> float | None:
         """Read the wall time of the oldest waiting entry (consumer thread)."""
-        row = self._require_reader().execute("SELECT t FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        row = (
+            self._require_reader()
+            .execute(self._sql("SELECT t FROM outbox ORDER BY seq LIMIT 1"))
+            .fetchone()
+        )
         with self._lock:
             self._oldest_t = None if row is None else row[0]
         return self._oldest_t

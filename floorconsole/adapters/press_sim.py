@@ -16,6 +16,7 @@ import math
 import socket
 import subprocess
 import sys
+import time
 
 from asyncua import Server, ua
 
@@ -98,8 +99,22 @@ class PressProcess:
     """The press's server in its own process; stop() ends it (and it ends itself when the
     demo's process goes, its stdin closing)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int = 0) -> None:
         self.proc = proc
+        self.port = port
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the server accepts connections (False after `timeout`, or when the
+        process ended): the demo starts its engine after this, so the press's link does not
+        begin its life with connection errors a new user would take for a fault."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return True
+            time.sleep(0.1)
+        return False
 
     def stop(self, timeout: float = 3.0) -> None:
         if self.proc.poll() is None:
@@ -126,7 +141,7 @@ def start_press(port: int = 0) -> tuple[PressProcess, int]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl-C in the demo's terminal is the demo's to handle
     )
-    return PressProcess(proc), chosen
+    return PressProcess(proc, chosen), chosen
 
 
 def _free(port: int) -> int:

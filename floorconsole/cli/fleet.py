@@ -1,6 +1,8 @@
 """`floorconsole fleet`: every edge on the plant broker (no local engine needed), one edge's
-detail, which snapshot ran where at a time, a staged rollout (canary first, health-gated
-waves, rollback of the updated edges when a later wave fails), and keys to sign bundles."""
+detail, which snapshot ran where at a time (or since when it was offline), a staged rollout
+(canary first, health-gated waves, rollback of the updated edges when a later wave fails),
+decommissioning an edge (its broker login revoked), the tool's own trail, and keys to sign
+bundles."""
 
 from __future__ import annotations
 
@@ -28,7 +30,14 @@ from floorconsole.core.fleet import (
 )
 from floorconsole.core.units import parse_duration
 
-FINAL = ("refused", "applied", "failed", "rolled-back", "unchanged")
+FINAL = ("refused", "applied", "failed", "rolled-back", "unchanged", "pending", "deferred")
+HELD = ("pending", "deferred")  # waiting for an engineer at the edge: not a failure
+
+
+def default_data_dir() -> Path:
+    """Where the fleet tool keeps its trail unless --data-dir says otherwise."""
+    env = os.environ.get("FLOORCONSOLE_FLEET_DIR")
+    return Path(env) if env else Path.home() / ".local" / "state" / "floorconsole" / "fleet"
 
 
 class FleetError(ValueError):
@@ -49,6 +58,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ("at", "which snapshot each edge ran at a time (10m, 2h, or an ISO time)", ("TIME",)),
         ("rollout", "a signed bundle to the fleet: canary first, then waves", ("BUNDLE",)),
         ("view", "the fleet in a terminal screen (80x24 and up)", ()),
+        ("decommission", "revoke an edge's broker login; no further rollout to it", ("EDGE",)),
+        ("audit", "the fleet tool's own trail: every rollout step, every decommission", ()),
         ("keygen", "a new signing key pair NAME.pem (private) and NAME.pub", ("NAME",)),
         ("sign", "sign an exported bundle with a private key", ("BUNDLE",)),
     ]
@@ -56,8 +67,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         sp = fsub.add_parser(name, help=helptext, description=helptext)
         for prm in params:
             sp.add_argument(prm.lower())
-        if name not in ("keygen", "sign"):
+        if name not in ("keygen", "sign", "audit"):
             _broker_options(sp)
+        if name in ("rollout", "decommission", "audit"):
+            sp.add_argument(
+                "--data-dir",
+                type=Path,
+                default=None,
+                help="the tool's trail (default $FLOORCONSOLE_FLEET_DIR or "
+                "~/.local/state/floorconsole/fleet)",
+            )
+        if name == "decommission":
+            sp.add_argument(
+                "--client",
+                help="the edge's broker username in the dynamic security plugin (default: EDGE)",
+            )
+            sp.add_argument("--why", default="", help="why, for the trail")
+            sp.add_argument("--by", default=getpass.getuser(), help="who, for the trail")
+        if name == "audit":
+            sp.add_argument("--rollout", help="only this rollout's steps")
+            sp.add_argument("--limit", type=int, default=200, help="the last N steps")
+            sp.add_argument("--format", choices=("text", "json"), default="text")
         if name in ("list", "view", "rollout"):
             sp.add_argument("--site", help="only edges of this site")
             sp.add_argument("--tag", action="append", default=[], help="only edges with it")
@@ -164,6 +194,10 @@ def _run(args: argparse.Namespace) -> int:
             raise FleetError(str(e)) from None
         print(f"signed {args.bundle} with key {sig['key_id']} as {args.signer}")
         return 0
+    if action == "audit":
+        return _audit(args)
+    if action == "decommission":
+        return _decommission(args)
     if action == "view":
         from floorconsole.ui.fleet import run_fleet_view
 
@@ -212,10 +246,85 @@ def _run(args: argparse.Namespace) -> int:
             by=args.by,
             trail=Path(args.trail) if args.trail else None,
             say=print,
+            records=_trail(args),
         )
         return 0 if report.ok else 1
     finally:
         client.close()
+
+
+def _trail(args: argparse.Namespace) -> Any:
+    from floorconsole.adapters.fleet_trail import FleetTrail, FleetTrailError
+
+    try:
+        return FleetTrail.in_dir(args.data_dir or default_data_dir())
+    except FleetTrailError as e:
+        raise FleetError(str(e)) from None
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from floorconsole.core.fleet import utc
+
+    with _trail(args) as records:
+        steps = records.steps(rollout=args.rollout, limit=args.limit)
+        gone = records.decommissioned()
+    if args.format == "json":
+        print(json.dumps({"steps": steps, "decommissioned": gone}, indent=1))
+        return 0
+    if not steps:
+        print(f"no step in the fleet trail {records.path} yet")
+    for st in steps:
+        detail = ", ".join(f"{k}={_short(v)}" for k, v in st["detail"].items())
+        print(
+            f"{utc(st['t'])}  {st['rollout'] or '-':<28} {st['by'][:12]:<12} "
+            f"{st['step']:<13} {st['edge'] or '-':<12} {detail}".rstrip()
+        )
+    for edge, d in gone.items():
+        print(f"decommissioned {edge} at {utc(d['t'])} UTC by {d['by']}: {d['why'] or '-'}")
+    return 0
+
+
+def _short(v: Any) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _decommission(args: argparse.Namespace) -> int:
+    """Revoke the edge's broker login (deleteClient in mosquitto's dynamic security plugin:
+    the broker drops it and refuses it from then on), clear the rollout command retained for
+    it, and mark it decommissioned in the tool's trail (a later rollout leaves it out)."""
+    from floorconsole.adapters.fleet import DynsecError, dynsec
+    from floorconsole.core.fleet import topic
+
+    edge, client_name = args.edge, args.client or args.edge
+    broker = broker_of(args)
+    with _trail(args) as records:
+        try:
+            dynsec(broker, [{"command": "deleteClient", "username": client_name}])
+        except (ConnectionError, DynsecError, TimeoutError) as e:
+            records.record(
+                "decommission failed", by=args.by, edge=edge, why=str(e), client=client_name
+            )
+            raise FleetError(f"{edge} not decommissioned: {e}") from None
+        client = connect(args)
+        try:
+            client.retain(topic(args.prefix, edge, "rollout"))
+            # the broker drops it without its last will: its status says so in its place
+            with client.lock:
+                last = client.state.status.get(edge)
+            doc = last.as_dict() if last is not None else {"edge": edge}
+            doc.update(state="offline", t=time.time(), will=False)
+            doc["decommissioned"] = {"by": args.by, "why": args.why}
+            client.retain(topic(args.prefix, edge, "status"), json.dumps(doc).encode())
+        finally:
+            client.close()
+        records.decommission(edge, by=args.by, why=args.why, client=client_name)
+    print(
+        f"{edge} decommissioned: broker login {client_name!r} deleted (the broker refuses it "
+        "from now on), no rollout command left for it, its status says offline, marked in "
+        "the fleet trail"
+    )
+    return 0
 
 
 def _split(text: str) -> list[str]:
@@ -229,6 +338,8 @@ class RolloutReport:
     waves: list[list[str]] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # offline: the command waits, retained
+    held: dict[str, str] = field(default_factory=dict)  # pending/deferred by an engineer there
+    skipped: dict[str, str] = field(default_factory=dict)  # decommissioned: nothing sent
     failed: dict[str, str] = field(default_factory=dict)
     rolled_back: list[str] = field(default_factory=list)
     stopped: str = ""
@@ -249,6 +360,7 @@ def rollout(
     by: str = "",
     trail: Path | None = None,
     say: Callable[[str], None] = print,
+    records: Any = None,
 ) -> RolloutReport:
     """Canary first, then the waves; each wave waits for its edges' results (an offline edge
     is pending: its retained command waits for it), then soaks; a failed canary stops with
@@ -269,6 +381,11 @@ def rollout(
     report = RolloutReport(rid)
 
     def note(step: str, **detail: Any) -> None:
+        if records is not None:  # the tool's own trail (adapters.fleet_trail)
+            edge = str(detail.pop("edge", "")) if "edge" in detail else ""
+            records.record(step, rollout=rid, by=by, edge=edge, **detail)
+            if edge:
+                detail["edge"] = edge
         if trail is not None:
             trail.parent.mkdir(parents=True, exist_ok=True)
             with trail.open("a", encoding="utf-8") as f:
@@ -278,7 +395,16 @@ def rollout(
     with client.lock:
         rows = client.state.rows(site=site, tags=tags, edges=edges)
         before = {e: s.snapshot for e, s in client.state.status.items()}
-    targets = [r.edge for r in rows]
+    gone = records.decommissioned() if records is not None else {}
+    named = [e for e in [*canary, *edges] if e in gone]
+    if named:
+        d = gone[named[0]]
+        raise FleetError(
+            f"{named[0]} was decommissioned ({d['by']}: {d['why'] or 'no reason given'}); "
+            "nothing is sent to it"
+        )
+    targets = [r.edge for r in rows if r.edge not in gone]
+    report.skipped = {e: "decommissioned" for e in (r.edge for r in rows) if e in gone}
     try:
         report.waves = plan_waves(targets, canary, waves)
     except ValueError as err:
@@ -289,19 +415,27 @@ def rollout(
         f"rollout {rid}: bundle {bundle_id[:12]} to {len(targets)} edge(s) in "
         f"{len(report.waves)} wave(s): " + " | ".join(",".join(w) for w in report.waves)
     )
-    note("start", bundle=bundle_id, waves=report.waves)
+    if report.skipped:
+        say(f"  left out (decommissioned): {', '.join(sorted(report.skipped))}")
+    note("start", bundle=bundle_id, waves=report.waves, left_out=sorted(report.skipped))
     for i, wave in enumerate(report.waves):
         name = "canary" if i == 0 and canary else f"wave {i}"
         for e in wave:
             client.send(e, apply)
         note("sent", wave=name, edges=wave)
-        results = _wait_results(client, rid, wave, timeout_s)
+        is_canary = i == 0 and bool(canary)
+        # a canary held by an engineer there is waited for (nothing is proven until it runs)
+        results = _wait_results(client, rid, wave, timeout_s, wait_held=is_canary)
         failed_now = []
         for e in wave:
             r = results.get(e)
             if r is None:
                 report.pending.append(e)
                 say(f"  {name} {e}: pending (offline; the command waits for it)")
+            elif r.state in HELD:
+                report.pending.append(e)
+                report.held[e] = f"{r.state}: {r.message}"
+                say(f"  {name} {e}: {r.state} ({r.message})")
             elif r.ok:
                 report.updated.append(e)
                 say(f"  {name} {e}: {r.state} ({r.message})")
@@ -310,6 +444,15 @@ def rollout(
                 failed_now.append(e)
                 say(f"  {name} {e}: FAILED {r.state}: {r.message}")
             note("result", wave=name, edge=e, result=None if r is None else r.as_dict())
+        held = [e for e in wave if e in report.held]
+        if is_canary and held and not failed_now:
+            report.stopped = (
+                f"canary {', '.join(held)} not applied: {report.held[held[0]]}; "
+                "no other edge was sent it"
+            )
+            say(f"rollout {rid} stopped: {report.stopped}")
+            note("stopped", why=report.stopped)
+            return report
         if not failed_now and soak_s > 0:
             time.sleep(soak_s)
             with client.lock:
@@ -350,14 +493,18 @@ def rollout(
     return report
 
 
-def _wait_results(client: Any, rid: str, wave: Sequence[str], timeout_s: float) -> dict[str, Any]:
-    """The final result of each edge of a wave; an edge that is offline is not waited for."""
+def _wait_results(
+    client: Any, rid: str, wave: Sequence[str], timeout_s: float, *, wait_held: bool = False
+) -> dict[str, Any]:
+    """The final result of each edge of a wave; an edge that is offline is not waited for.
+    wait_held: a change pending for an engineer there is waited for too (till the timeout)."""
 
     def done(state: FleetState) -> bool:
         for e in wave:
             r = state.results.get(e)
             if r is not None and r.rollout == rid and r.state in FINAL:
-                continue
+                if not (wait_held and r.state == "pending"):
+                    continue
             s = state.status.get(e)
             if s is not None and s.state == "online":
                 return False

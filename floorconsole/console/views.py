@@ -204,6 +204,21 @@ class RuleView:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetPendingView:
+    """A remote change from the fleet held for an engineer here ([fleet] remote_apply =
+    "confirm"): accept it (command fleet.accept) or defer it (fleet.defer)."""
+
+    rollout: str
+    action: str  # apply | rollback
+    snapshot: str  # short id of the snapshot it would run
+    bundle: str  # short id of the fleet bundle ("" for a rollback)
+    by: str  # who sent it, as the fleet tool said
+    received: float  # wall time
+    deferred_by: str = ""
+    deferred_why: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
     t_wall: float
     t_mono: float
@@ -227,6 +242,7 @@ class Frame:
     control_requested_by: str = ""  # a user who asked the holder for control
     consoles: int = 0  # consoles attached over the engine's socket (the engine's own not counted)
     timezone: str = "UTC"  # the plant's [edge] timezone: every console shows times in it
+    fleet_pending: FleetPendingView | None = None  # a remote change waiting for an engineer
     # Set by a console attached over the socket when the engine went away: the frame is the
     # last one received, shown greyed with this text ("engine gone 12 s: reconnecting").
     stale: str = ""

@@ -235,6 +235,26 @@ ACTIONS: dict[str, Action] = _table(
         needs_control=True,
         timeout=LONG,
     ),
+    # A remote change held on this edge ([fleet] remote_apply = "confirm"): accepting it is a
+    # configuration change like config.apply; deferring it changes nothing here.
+    Action(
+        "fleet.accept",
+        Role.ENGINEER,
+        True,
+        "accept a remote change from the fleet (applied and health-checked)",
+        "snapshot_apply",
+        "rollout",
+        needs_control=True,
+        timeout=LONG,
+    ),
+    Action(
+        "fleet.defer",
+        Role.ENGINEER,
+        False,
+        "defer a remote change from the fleet (the fleet tool is told who and why)",
+        "snapshot_apply",
+        "rollout",
+    ),
     Action("users.manage", Role.ADMIN, True, "add, remove and change users", "user_change", "name"),
     Action("kiosk.leave", Role.ADMIN, True, "leave kiosk mode", "kiosk", GROUP),
 )

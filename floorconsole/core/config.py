@@ -17,6 +17,7 @@ from floorconsole.core.opcua import OpcUaDeviceConfig, OpcUaNodePoint, parse_nod
 from floorconsole.core.opcua import parse_device as _opcua_device
 from floorconsole.core.points import ModbusPoint, read_point
 from floorconsole.core.rules import ControlConfig, RuleConfig, parse_control, parse_rules
+from floorconsole.core.sparkplug import writable_problems
 from floorconsole.core.uplink import UplinkConfig, parse_uplink
 from floorconsole.core.validate import ID_PATTERN, Problem, Problems, join, value_kind
 
@@ -325,6 +326,9 @@ def validate_plant(
     uplink, uplink_problems = parse_uplink(raw.get("uplink"), broker_ids)
     for path, message in uplink_problems:
         c.add(path, message)
+    if uplink is not None and uplink.sparkplug is not None:  # what a host may write
+        for path, message in writable_problems(uplink.sparkplug, {s.id: s.source for s in signals}):
+            c.add(path, message)
     fleet, fleet_problems = parse_fleet(
         raw.get("fleet"),
         broker_ids,

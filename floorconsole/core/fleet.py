@@ -7,11 +7,16 @@ Topics, under `{prefix}/{edge}/` (prefix `floorconsole/fleet` unless [fleet] say
     status           retained, the edge's: {"edge", "site", "tags", "state": "online"|"offline",
                      "t" (when it was said), "boot", "boot_id", "version", "snapshot",
                      "fleet_snapshot", "backlog_rows", "alarms" ({priority: unacknowledged}),
-                     "models" ({id: state word}), "remote_apply"}; the last will says
-                     "offline" with "will": true (its "t" is when the edge connected)
+                     "models" ({id: state word}), "remote_apply", "pending" (the remote change
+                     held for an engineer, or null)}; the last will says "offline" with
+                     "will": true (its "t" is when the edge connected)
+    alive            retained, the edge's: {"t", "boot_id"} at each status refresh; the last
+                     will replaces the status, not this, so it says when the edge was last heard
     activations      retained, the edge's: {"edge", "activations": [{"seq", "snapshot",
-                     "fleet_snapshot", "at", "outcome", "by", "note", "boot"}, ...]} (the last
-                     ACTIVATIONS_KEPT rows of its activation log)
+                     "fleet_snapshot", "at", "outcome", "by", "note", "boot"}, ...], "runs":
+                     [{"boot", "from", "to", "end"}, ...]} (the last ACTIVATIONS_KEPT rows of its
+                     activation log; its last RUNS_KEPT runs before this one, "end" "stopped" or
+                     "lost", "to" when it was last alive)
     rollout          retained, the tool's: {"rollout": ID, "action": "apply", "bundle":
                      {"files": {NAME: BASE64}}, "by", "t"} or {"rollout": ID, "action":
                      "rollback", "snapshot": ID, "by", "t"}
@@ -37,7 +42,21 @@ from floorconsole.core.validate import Problem, Problems, join
 
 DEFAULT_PREFIX = "floorconsole/fleet"
 ACTIVATIONS_KEPT = 200  # rows of the activation log an edge publishes (the payload stays small)
-RESULT_STATES = ("received", "refused", "applied", "failed", "rolled-back", "unchanged")
+RUNS_KEPT = 50  # runs of the engine an edge publishes (the gaps `fleet at` shows)
+# "pending": verified and held for an engineer at the edge (remote_apply = "confirm");
+# "deferred": that engineer put it off (who and why in the message). Neither is a failure.
+RESULT_STATES = (
+    "received",
+    "refused",
+    "applied",
+    "failed",
+    "rolled-back",
+    "unchanged",
+    "pending",
+    "deferred",
+)
+# auto: a verified change is applied at once; confirm: it waits for an engineer at the edge.
+REMOTE_APPLY = ("auto", "confirm")
 # The tables of a rolled-out bundle an edge keeps its own: who it is, its fleet membership,
 # and where its devices and brokers are (the same bundle runs on boxes in other buildings).
 LOCAL_TABLES = ("edge", "fleet")
@@ -55,9 +74,12 @@ class FleetConfig:
     topic_prefix: str = DEFAULT_PREFIX
     trusted_keys: Path | None = None  # a folder of Ed25519 public keys (*.pub, *.pem)
     status_interval_s: float = 10.0  # the retained status is refreshed this often, at most
+    # confirm unless the plant file says auto: a change from another building does not
+    # alter a running machine before someone who can see it agrees
+    remote_apply: str = "confirm"
 
 
-_KEYS = ("enabled", "broker", "topic_prefix", "trusted_keys", "status_interval")
+_KEYS = ("enabled", "broker", "topic_prefix", "trusted_keys", "status_interval", "remote_apply")
 
 
 def parse_fleet(
@@ -83,6 +105,9 @@ def parse_fleet(
         c.add("fleet.topic_prefix", f"{prefix!r} is not a topic prefix (no + # or outer /)")
     keys = c.string(t, "trusted_keys", "fleet")
     interval = c.duration(t, "status_interval", "fleet", default=10.0, minimum=1.0)
+    remote_apply = (
+        c.string(t, "remote_apply", "fleet", default="confirm", choices=REMOTE_APPLY) or "confirm"
+    )
     if c.problems or broker is None:
         return None, c.problems
     return (
@@ -92,6 +117,7 @@ def parse_fleet(
             topic_prefix=prefix,
             trusted_keys=(base_dir / keys) if keys else None,
             status_interval_s=interval,
+            remote_apply=remote_apply,
         ),
         [],
     )
@@ -150,6 +176,7 @@ class EdgeStatus:
     models: Mapping[str, str] = field(default_factory=dict)  # model id -> state word
     will: bool = False  # the broker said it (the edge went without a goodbye)
     every: float | None = None  # the edge refreshes its status this often (seconds)
+    decommissioned: str = ""  # "by: why" when the fleet tool revoked its login
 
     def stale(self, now: float) -> bool:
         """Online by its last word, but silent for three refreshes: a box that says
@@ -175,6 +202,7 @@ class EdgeStatus:
             "models": dict(self.models),
             "will": self.will,
             "every": self.every,
+            "decommissioned": self.decommissioned,
         }
 
 
@@ -223,7 +251,14 @@ def parse_status(edge: str, payload: bytes) -> EdgeStatus:
         models={str(k): str(v) for k, v in models.items()},
         will=bool(d.get("will")),
         every=_num(d.get("every")),
+        decommissioned=_decommissioned(d.get("decommissioned")),
     )
+
+
+def _decommissioned(v: Any) -> str:
+    if isinstance(v, dict):
+        return f"{v.get('by') or '?'}: {v.get('why') or 'no reason given'}"
+    return str(v) if isinstance(v, str) else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +309,75 @@ def parse_activations(edge: str, payload: bytes) -> tuple[ActivationRow, ...]:
             )
         )
     return tuple(sorted(out, key=lambda a: a.seq))
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRun:
+    """One run of an edge's engine as the edge kept it: from its start to when it was last
+    alive; "stopped" (a clean stop) or "lost" (killed, power cut: its last heartbeat)."""
+
+    boot: str
+    start: float
+    end: float
+    how: str  # stopped | lost
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"boot": self.boot, "from": self.start, "to": self.end, "end": self.how}
+
+
+def parse_runs(payload: bytes) -> tuple[EngineRun, ...]:
+    """The runs in an activations message (none from an edge that does not send them)."""
+    try:
+        d = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        return ()
+    rows = d.get("runs") if isinstance(d, dict) else None
+    out = []
+    for r in rows if isinstance(rows, list) else ():
+        if not isinstance(r, dict):
+            continue
+        start, end = _num(r.get("from")), _num(r.get("to"))
+        if start is None or end is None or end < start:
+            continue
+        how = "stopped" if r.get("end") == "stopped" else "lost"
+        out.append(EngineRun(str(r.get("boot") or ""), start, end, how))
+    return tuple(sorted(out, key=lambda x: x.start))
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """An edge not running (or not heard) at a moment: since when, until when it came back
+    (None: not yet, as far as the broker knows), and how it went."""
+
+    since: float
+    until: float | None
+    how: str  # stopped | lost | last will | said offline
+
+
+def offline_at(
+    runs: Sequence[EngineRun], status: EdgeStatus | None, alive_t: float | None, when: float
+) -> Gap | None:
+    """The gap `when` falls in, from the runs an edge published and its status now (a last
+    will: since it was last heard, its `alive`); None when it ran then, or before its record."""
+    spans: list[tuple[float, float | None, str]] = [(r.start, r.end, r.how) for r in runs]
+    if status is not None and status.boot is not None:
+        if status.state == "online":
+            spans.append((status.boot, None, ""))
+        elif status.will:
+            heard = max(x for x in (alive_t, status.t, status.boot) if x is not None)
+            spans.append((status.boot, heard, "last will"))
+        else:
+            spans.append((status.boot, status.t, "said offline"))
+    spans.sort(key=lambda s: s[0])
+    for i, (start, end, how) in enumerate(spans):
+        if when < start:
+            return None  # before this run: an earlier one covers it, or nothing is known
+        if end is None or when <= end:
+            return None
+        nxt = spans[i + 1][0] if i + 1 < len(spans) else None
+        if nxt is None or when < nxt:
+            return Gap(end, nxt, how)
+    return None
 
 
 # Outcomes after which the row's snapshot runs (core.snapshot.Outcome values).
@@ -366,6 +470,52 @@ def parse_command(edge: str, payload: bytes) -> RolloutCommand:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A verified remote change held on an edge with remote_apply = "confirm", until an
+    engineer there accepts it (then applied like a local change) or defers it."""
+
+    rollout: str
+    action: str  # apply | rollback
+    snapshot: str  # the local snapshot it would run (stored already)
+    by: str  # who sent it, as the fleet tool said
+    t: float  # when it was received
+    bundle: str = ""  # the fleet bundle's id (apply)
+    deferred_by: str = ""
+    deferred_why: str = ""
+    deferred_t: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rollout": self.rollout,
+            "action": self.action,
+            "snapshot": self.snapshot,
+            "by": self.by,
+            "t": self.t,
+            "bundle": self.bundle,
+            "deferred_by": self.deferred_by,
+            "deferred_why": self.deferred_why,
+            "deferred_t": self.deferred_t,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PendingChange:
+        """From the edge's state file; ValueError for a record that is not one."""
+        if not all(isinstance(d.get(k), str) and d[k] for k in ("rollout", "action", "snapshot")):
+            raise ValueError("a pending change needs rollout, action and snapshot")
+        return cls(
+            rollout=d["rollout"],
+            action=d["action"],
+            snapshot=d["snapshot"],
+            by=str(d.get("by") or ""),
+            t=_num(d.get("t")) or 0.0,
+            bundle=str(d.get("bundle") or ""),
+            deferred_by=str(d.get("deferred_by") or ""),
+            deferred_why=str(d.get("deferred_why") or ""),
+            deferred_t=_num(d.get("deferred_t")),
+        )
+
+
 def command_payload(cmd: RolloutCommand) -> bytes:
     doc: dict[str, Any] = {"rollout": cmd.rollout, "action": cmd.action, "by": cmd.by, "t": cmd.t}
     if cmd.action == "apply":
@@ -426,6 +576,7 @@ class EdgeRow:
     models: str  # worst model word, or "" with no model
     result: str  # the last rollout result, "" when none
     stale: bool = False  # online by its last word, silent for three of its refreshes
+    decommissioned: bool = False  # its login revoked by the fleet tool
 
 
 _WORD_RANK = {"NORMAL": 0, "OUT OF SERVICE": 1, "WARNING": 2, "CRITICAL": 3, "BAD": 4}
@@ -447,6 +598,8 @@ class FleetState:
         self.activations: dict[str, tuple[ActivationRow, ...]] = {}
         self.results: dict[str, RolloutResult] = {}
         self.commands: dict[str, str] = {}  # edge -> rollout id of the retained command
+        self.runs: dict[str, tuple[EngineRun, ...]] = {}
+        self.alive: dict[str, float] = {}  # edge -> when it was last heard (its `alive`)
         self.bad_messages = 0
         self.last_problem = ""
 
@@ -464,6 +617,11 @@ class FleetState:
             elif kind == "activations":
                 if payload:
                     self.activations[edge] = parse_activations(edge, payload)
+                    self.runs[edge] = parse_runs(payload)
+            elif kind == "alive":
+                t = _num(_doc(payload, f"alive of {edge}").get("t")) if payload else None
+                if t is not None:
+                    self.alive[edge] = t
             elif kind == "rollout/result":
                 if payload:
                     self.results[edge] = parse_result(edge, payload)
@@ -510,15 +668,20 @@ class FleetState:
                     models=worst_model(s.models),
                     result="" if r is None else r.state,
                     stale=s.stale(time.time()),
+                    decommissioned=bool(s.decommissioned),
                 )
             )
         return sorted(out, key=lambda r: (r.site, r.edge))
 
-    def at(self, when: float) -> dict[str, ActivationRow | None]:
-        """Which snapshot each edge ran at `when` (None: nothing by then, as far as its
-        published log reaches)."""
+    def at(self, when: float) -> dict[str, ActivationRow | Gap | None]:
+        """Which snapshot each edge ran at `when`, or the gap it was offline in (None:
+        nothing by then, as far as its published log reaches)."""
         names = sorted(set(self.status) | set(self.activations))
-        return {e: running_at(self.activations.get(e, ()), when) for e in names}
+        out: dict[str, ActivationRow | Gap | None] = {}
+        for e in names:
+            gap = offline_at(self.runs.get(e, ()), self.status.get(e), self.alive.get(e), when)
+            out[e] = gap if gap is not None else running_at(self.activations.get(e, ()), when)
+        return out
 
 
 def group_rows(rows: Sequence[EdgeRow], by: str) -> dict[str, list[EdgeRow]]:
@@ -598,8 +761,11 @@ ROW_HEADER = (
 def row_line(r: EdgeRow, now: float) -> str:
     """One edge in 78 columns (the fleet view at 80x24)."""
     backlog = "-" if r.backlog is None else str(r.backlog)
+    state = ("STALE" if r.stale else "online") if r.online else "OFFLINE"
+    if r.decommissioned:
+        state = "DECOM"
     return (
-        f"{r.edge[:14]:<14} {r.site[:9]:<9} {('STALE' if r.stale else 'online') if r.online else 'OFFLINE':<7} "
+        f"{r.edge[:14]:<14} {r.site[:9]:<9} {state:<7} "
         f"{ago(r.last_seen, now):>4} {r.snapshot[:12]:<12} {backlog[:7]:>7} "
         f"{alarm_text(r.alarms)[:8]:<8} {(r.models or '-')[:8]}"
     )
@@ -627,7 +793,8 @@ def detail_text(state: FleetState, edge: str, now: float) -> str:
         )
     lines = [
         f"edge      {s.edge}  ({s.state}{', last will' if s.will else ''}"
-        f"{', STALE: silent since it said so' if s.stale(now) else ''})",
+        f"{', STALE: silent since it said so' if s.stale(now) else ''}"
+        f"{', DECOMMISSIONED by ' + s.decommissioned if s.decommissioned else ''})",
         f"site      {s.site or '-'}   tags {' '.join(s.tags) or '-'}",
         f"seen      {utc(s.t)} UTC ({ago(s.t, now)} ago)",
         f"boot      {utc(s.boot)} UTC   floorconsole {s.version or '?'}",
@@ -656,7 +823,14 @@ def at_text(state: FleetState, when: float) -> str:
         return "no edge has published its activations on this broker"
     lines = [f"at {utc(when)} UTC:"]
     for edge, row in answers.items():
-        if row is None:
+        if isinstance(row, Gap):
+            back = (
+                f", back {utc(row.until)} UTC"
+                if row.until is not None
+                else " (not back yet, as far as the broker knows)"
+            )
+            lines.append(f"  {edge:<16} OFFLINE since {utc(row.since)} UTC ({row.how}){back}")
+        elif row is None:
             lines.append(f"  {edge:<16} nothing activated by then (as far as its log reaches)")
         else:
             fleet = f" (bundle {row.fleet_snapshot[:12]})" if row.fleet_snapshot else ""

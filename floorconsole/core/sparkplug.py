@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
+from floorconsole.core.points import ModbusPoint
 from floorconsole.core.quality import Quality
 from floorconsole.core.validate import Problems
 
@@ -257,14 +258,20 @@ class ReportByException:
 @dataclass(frozen=True, slots=True)
 class SparkplugConfig:
     """[uplink.sparkplug]: where this edge node sits in a host's namespace. edge_node None:
-    the plant's [edge] id; primary_host None: publish whenever connected (no STATE wait)."""
+    the plant's [edge] id; primary_host None: publish whenever connected (no STATE wait).
+    writable: the signals a host may write with a DCMD (none unless named: a host's write
+    moves a real output); they go the console's write path as the principal
+    "sparkplug host" with host_role (a role name, checked as a console user's would be)."""
 
     group: str
     edge_node: str | None = None
     primary_host: str | None = None
+    writable: tuple[str, ...] = ()
+    host_role: str = "engineer"
 
 
-_SPARKPLUG_KEYS = ("group", "edge_node", "primary_host")
+_SPARKPLUG_KEYS = ("group", "edge_node", "primary_host", "writable", "host_role")
+HOST_ROLES = ("viewer", "operator", "engineer", "admin")  # core.auth.Role, by name
 
 
 def parse_sparkplug(raw: object, c: Problems) -> SparkplugConfig | None:
@@ -284,9 +291,54 @@ def parse_sparkplug(raw: object, c: Problems) -> SparkplugConfig | None:
                 check_level(key, value)
             except ValueError as e:
                 c.add(f"{p}.{key}", str(e).split(": ", 1)[1] + f" (got {value!r})")
+    role = c.string(t, "host_role", p, default="engineer", choices=HOST_ROLES)
+    writable: list[str] = []
+    raw_writable = t.get("writable", [])
+    if not isinstance(raw_writable, list):
+        c.add(f"{p}.writable", 'expected a list of signal ids, e.g. ["press1.setpoint"]')
+    else:
+        for i, name in enumerate(raw_writable):
+            if not isinstance(name, str) or not name:
+                c.add(f"{p}.writable[{i}]", f"expected a signal id, got {name!r}")
+            elif name in writable:
+                c.add(f"{p}.writable[{i}]", f"{name!r} is listed twice")
+            else:
+                writable.append(name)
     if len(c.problems) > before or group is None:
         return None
-    return SparkplugConfig(group=group, edge_node=edge, primary_host=host)
+    return SparkplugConfig(
+        group=group,
+        edge_node=edge,
+        primary_host=host,
+        writable=tuple(writable),
+        host_role=role or "engineer",
+    )
+
+
+def writable_problems(sp: SparkplugConfig, sources: dict[str, object]) -> list[tuple[str, str]]:
+    """(key path, problem) for each [uplink.sparkplug] writable name that is not a signal a
+    host may write: a Modbus holding register or coil read as is (no scale or offset, so
+    the value a host writes is the register's). sources: signal id -> its source point."""
+    out = []
+    for i, name in enumerate(sp.writable):
+        path = f"uplink.sparkplug.writable[{i}]"
+        if name not in sources:
+            out.append((path, f"no signal {name!r} in [[signals]]"))
+            continue
+        src = sources[name]
+        if not isinstance(src, ModbusPoint):
+            out.append((path, f"{name!r} is not read from a Modbus device: a host cannot write it"))
+        elif src.table not in ("hr", "co"):
+            out.append(
+                (path, f"{name!r} is at {src.table}:{src.address}, which is read-only; a host may "
+                 "write a holding register (hr) or a coil (co)")
+            )  # fmt: skip
+        elif src.scale != 1.0 or src.offset != 0.0 or src.word_order != "big":
+            out.append(
+                (path, f"{name!r} is scaled (scale, offset or word_order): a host writes the "
+                 "register as is, so only an unscaled signal may be writable")
+            )  # fmt: skip
+    return out
 
 
 def entry_quality(text: str) -> tuple[Quality, str]:

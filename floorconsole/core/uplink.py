@@ -92,9 +92,10 @@ _KEYS = (
     "format",
     "sparkplug",
 )
-# What the uplink speaks on the plant broker: its own JSON messages (below) or Sparkplug B
-# 3.0 (core/sparkplug.py, [uplink.sparkplug]); both read the same outbox.
-FORMATS = ("json", "sparkplug")
+# What the uplink speaks on the plant broker: its own JSON messages (below), Sparkplug B
+# 3.0 (core/sparkplug.py, [uplink.sparkplug]), or "both" side by side, each with an outbox
+# of its own (a broker down for one loses the other nothing).
+FORMATS = ("json", "sparkplug", "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ class UplinkConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     format: str = "json"
-    sparkplug: SparkplugConfig | None = None  # with format = "sparkplug"
+    sparkplug: SparkplugConfig | None = None  # with format = "sparkplug" or "both"
 
     @property
     def live_reserve(self) -> int:
@@ -205,11 +206,11 @@ def parse_uplink(
 
     fmt = c.string(t, "format", p, default="json", choices=FORMATS)
     sparkplug = None
-    if fmt == "sparkplug":
+    if fmt in ("sparkplug", "both"):
         if "sparkplug" not in t:
             c.add(
                 "uplink.sparkplug",
-                'missing; format = "sparkplug" needs an [uplink.sparkplug] table with '
+                f'missing; format = "{fmt}" needs an [uplink.sparkplug] table with '
                 "group (and optionally edge_node, primary_host)",
             )
         else:

@@ -15,6 +15,7 @@ from floorconsole.console import (
     Condition,
     ConsoleAPI,
     DemoView,
+    FleetPendingView,
     Frame,
     HistorianView,
     History,
@@ -67,6 +68,8 @@ def _signal_view(
         kind, value, text = "bool", bool(v), format_value(bool(v))
     elif v is None:
         kind, value, text = "none", None, "—"
+    elif isinstance(v, (int, np.integer)):  # a counter reads 5, not 5.00
+        kind, value, text = "scalar", float(v), str(int(v))
     else:
         kind, value, text = "scalar", float(v), format_value(float(v))
     if cfg.labels and kind != "waveform":
@@ -207,6 +210,7 @@ class EngineAPI:
                 faults=tuple(e.demo.fault_kinds()), active=tuple(e.demo.active_faults())
             )
         holder, requested = self._sessions.holder()
+        pending = _fleet_pending(e)
         return Frame(
             t_wall=now_wall,
             t_mono=now_mono,
@@ -217,7 +221,8 @@ class EngineAPI:
             signals=signals,
             links=tuple(links),
             conditions=self._conditions(links, hist, e.models.values(), uplink)
-            + model_conditions(models),
+            + model_conditions(models)
+            + _fleet_conditions(pending, now_wall),
             historian=hist,
             ingest_rate=round(e.ingest_rate, 1),
             demo=demo,
@@ -231,6 +236,7 @@ class EngineAPI:
             rules=control.rule_views(),
             timezone=e.plant.edge.timezone,
             consoles=e.attach_server.consoles if e.attach_server is not None else 0,
+            fleet_pending=pending,
         )
 
     @staticmethod
@@ -679,3 +685,36 @@ if TYPE_CHECKING:  # mypy proves the engine gives a console every call of the co
 
     def _is_console_api(api: EngineAPI) -> ConsoleAPI:
         return api
+
+
+def _fleet_pending(e: Any) -> FleetPendingView | None:
+    """The remote change held for an engineer here, as the console shows it."""
+    p = e.fleet.pending if e.fleet is not None else None
+    if p is None:
+        return None
+    return FleetPendingView(
+        rollout=p.rollout,
+        action=p.action,
+        snapshot=p.snapshot[:12],
+        bundle=p.bundle[:12],
+        by=p.by,
+        received=p.t,
+        deferred_by=p.deferred_by,
+        deferred_why=p.deferred_why,
+    )
+
+
+def _fleet_conditions(p: FleetPendingView | None, now_wall: float) -> tuple[Condition, ...]:
+    if p is None:
+        return ()
+    what = f"bundle {p.bundle}" if p.bundle else f"rollback to {p.snapshot}"
+    said = f"deferred by {p.deferred_by}: {p.deferred_why}" if p.deferred_by else "waits"
+    return (
+        Condition(
+            "low",
+            "fleet",
+            f"remote change {p.rollout} ({what}) from {p.by or '?'} {said}; "
+            "accept or defer it: F5, then a or x",
+            round(max(0.0, now_wall - p.received), 1),
+        ),
+    )

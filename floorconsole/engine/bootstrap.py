@@ -307,10 +307,12 @@ def open_engine(
             fleet_link=_fleet_link(plant),
         )
         if uplink is not None:
-            from floorconsole.adapters.sparkplug.uplink import SparkplugUplink
+            from floorconsole.adapters.sparkplug.uplink import BothUplinks, SparkplugUplink
 
             if isinstance(uplink, SparkplugUplink):
                 _watch_devices(uplink, engine)
+            elif isinstance(uplink, BothUplinks):
+                _watch_devices(uplink.sparkplug, engine)
     except BaseException:
         for close in reversed(opened):
             try:
@@ -346,16 +348,18 @@ def _uplink(
     if plant.uplink is None:
         return None, None
     from floorconsole.adapters.outbox import Outbox
-    from floorconsole.adapters.sparkplug.uplink import SparkplugUplink
+    from floorconsole.adapters.sparkplug.uplink import BothUplinks, SparkplugUplink
     from floorconsole.adapters.uplink import Uplink
 
     outbox = Outbox(plant.uplink)
     broker = next(b for b in plant.brokers if b.id == plant.uplink.broker)
-    if plant.uplink.format == "sparkplug":
-        return outbox, SparkplugUplink(
-            plant.uplink,
+    uplink_cfg = plant.uplink
+
+    def sparkplug_uplink(on: Outbox) -> SparkplugUplink:
+        return SparkplugUplink(
+            uplink_cfg,
             broker,
-            outbox,
+            on,
             edge_id=plant.edge.id,
             data_dir=data_dir,
             metrics=sparkplug_metrics(plant),
@@ -363,6 +367,18 @@ def _uplink(
             snapshot_id=snap.short,
             clock=clock,
         )
+
+    if plant.uplink.format == "both":  # each its own outbox, filled by the same commits
+        spb_outbox = Outbox(plant.uplink, boot=outbox.boot, table="outbox_sparkplug")
+        outbox.secondary = spb_outbox
+        sp = sparkplug_uplink(spb_outbox)
+        both = BothUplinks(
+            plant.uplink, broker, outbox, sp, edge_id=plant.edge.id, snapshot_id=snap.short,
+            clock=clock,
+        )  # fmt: skip
+        return outbox, both
+    if plant.uplink.format == "sparkplug":
+        return outbox, sparkplug_uplink(outbox)
     uplink = Uplink(
         plant.uplink, broker, outbox, edge_id=plant.edge.id, snapshot_id=snap.short, clock=clock
     )
@@ -422,6 +438,11 @@ def _watch_devices(uplink: SparkplugUplink, engine: Engine) -> None:
     uplink.watch_devices(
         lambda: {k: v.state is not LinkState.DOWN for k, v in list(engine.links.items())}
     )
+    sp = uplink.config.sparkplug
+    if sp is not None and sp.writable:  # the metrics a host may write: the console's path
+        from floorconsole.engine.host_writes import host_principal, host_writer
+
+        uplink.on_write = host_writer(engine, host_principal(sp.primary_host), sp.host_role)
 
 
 def _fleet_link(plant: PlantConfig) -> FleetLink | None:

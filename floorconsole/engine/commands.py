@@ -79,6 +79,8 @@ class Commands:
             "model.calibrate": self._model_calibrate,
             "model.shadow": self._model_shadow,
             "model.promote": self._model_promote,
+            "fleet.accept": self._fleet_accept,
+            "fleet.defer": self._fleet_defer,
             "users.manage": self._users_manage,
             "kiosk.leave": self._kiosk_leave,
         }  # audit.view has a row but no handler: it is api.audit(), a read
@@ -386,6 +388,21 @@ class Commands:
                 f"no candidate shadows {model}: shadow one first (model.shadow), then promote it"
             )
         return await self._model_import(model, str(sh.path), message, user)
+
+    # -- a remote change held for an engineer here (engine.fleet) ---------------------------
+
+    def _fleet(self) -> Any:
+        if self._engine.fleet is None:
+            raise CommandError("this edge is not a member of a fleet ([fleet] in the plant file)")
+        return self._engine.fleet
+
+    async def _fleet_accept(self, user: str, rollout: str = "") -> CommandResult:
+        result: CommandResult = await self._fleet().accept(str(rollout), user)
+        return result
+
+    async def _fleet_defer(self, user: str, rollout: str = "", reason: str = "") -> CommandResult:
+        result: CommandResult = await self._fleet().defer(str(rollout), user, str(reason))
+        return result
 
     # -- demo faults ------------------------------------------------------------------------
 

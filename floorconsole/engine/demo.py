@@ -38,9 +38,9 @@ class DemoPlant:
             if self.machines:
                 from floorconsole.adapters.press_sim import start_press
 
-                # First, for a head start, and not waited for: the engine's OPC UA source
-                # connects when the server is up (a second or two; it says "connecting" until
-                # then), so the demo starts as fast as before.
+                # First, for a head start: it gets ready while the broker and the drive
+                # start, and is waited for (at most 10 s) only after them, so the press's
+                # link does not open with connection errors.
                 self.press, self.opcua_port = start_press(DEMO_OPCUA_PORT)
             # The same ports at every start when they are free, so the demo's configuration
             # (ports included) is the same snapshot each time; others when they are taken.
@@ -57,6 +57,8 @@ class DemoPlant:
                 machines=self.machines,
                 opcua_port=self.opcua_port,
             )
+            if self.press is not None:  # it started first: ready by now, or nearly
+                self.press.wait_ready(10.0)
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -1,7 +1,11 @@
 """The engine as a member of a fleet: its retained status on the plant broker (refreshed at a
 bounded rate), its activation log, and rollout commands taken through its own health-checked
-apply (engine/snapshots.py), each step audited. The protocol is core/fleet.py's; the broker
-client is adapters/fleet.py's FleetLink."""
+apply (engine/snapshots.py), each step audited. With [fleet] remote_apply = "confirm" a
+verified change is held (one at a time, kept across restarts in DATA_DIR/fleet.json) until an
+engineer at the console accepts it (commands fleet.accept / fleet.defer). The edge also keeps
+its runs (start, last heartbeat, how each ended) so the fleet tool can tell the gaps when it
+was not running. The protocol is core/fleet.py's; the broker client is adapters/fleet.py's
+FleetLink."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import asyncio
 import json
 import logging
 import shutil
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +26,15 @@ from floorconsole.adapters.bundle_signing import (
 )
 from floorconsole.adapters.fleet import BundleTransferError, FleetLink, unpack_bundle
 from floorconsole.adapters.snapshot_store import BundleError, SnapshotStoreError, read_bundle
+from floorconsole.console import CommandError, CommandResult
 from floorconsole.core.audit import REFUSED, SNAPSHOT_APPLY
 from floorconsole.core.fleet import (
     ACTIVATIONS_KEPT,
+    RUNS_KEPT,
+    EngineRun,
     FleetConfig,
     PayloadError,
+    PendingChange,
     RolloutCommand,
     RolloutResult,
     localize,
@@ -41,6 +50,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "fleet.json"
 MIN_STATUS_GAP_S = 1.0  # the status is never published more often than this
 HANDLED_KEPT = 200  # rollout ids remembered, so a retained command is not applied twice
+BUNDLES_KEPT = 500  # local snapshot -> bundle ids remembered (the newest; bounded state file)
 COMMAND_QUEUE = 8
 
 
@@ -57,6 +67,12 @@ class FleetAgent:
         self.commands_dropped = 0
         self.bad_commands = 0
         self.last_result: RolloutResult | None = None
+        self.pending: PendingChange | None = None  # held for an engineer (remote_apply confirm)
+        self.runs: list[EngineRun] = []  # earlier runs of this engine, oldest first
+        self._run_start = engine.started_wall
+        self._alive = engine.started_wall  # the last heartbeat of this run
+        # the state file is written from worker threads (heartbeat, a held change, a bundle)
+        self._state_lock = threading.Lock()
         self._load_state()
         self._queue: asyncio.Queue[bytes] | None = None
         self._poke: asyncio.Event | None = None
@@ -72,19 +88,43 @@ class FleetAgent:
             doc = json.loads(self.state_path.read_text(encoding="utf-8"))
             self.handled = [str(x) for x in doc.get("handled", [])][-HANDLED_KEPT:]
             self.bundles = {str(k): str(v) for k, v in doc.get("bundles", {}).items()}
+            if doc.get("pending"):
+                self.pending = PendingChange.from_dict(doc["pending"])
+            for r in doc.get("runs", []):
+                self.runs.append(EngineRun(str(r[0]), float(r[1]), float(r[2]), str(r[3])))
+            cur = doc.get("current")
+            if cur:  # the run before this one: stopped cleanly, or lost at its last heartbeat
+                how = "stopped" if cur.get("stopped") else "lost"
+                self.runs.append(
+                    EngineRun(str(cur["boot"]), float(cur["from"]), float(cur["alive"]), how)
+                )
+            self.runs = self.runs[-RUNS_KEPT:]
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, AttributeError) as e:
+        except (OSError, ValueError, AttributeError, KeyError, TypeError, IndexError) as e:
             log.error(
                 "fleet: %s unreadable (%s); starting with no rollout remembered", self.state_path, e
             )
 
-    def _save_state(self) -> None:
+    def _save_state(self, *, stopped: bool = False) -> None:
+        with self._state_lock:
+            self._write_state(stopped)
+
+    def _write_state(self, stopped: bool) -> None:
+        doc = {
+            "handled": self.handled[-HANDLED_KEPT:],
+            "bundles": dict(self.bundles),
+            "pending": None if self.pending is None else self.pending.as_dict(),
+            "runs": [[r.boot, r.start, r.end, r.how] for r in self.runs[-RUNS_KEPT:]],
+            "current": {
+                "boot": self.engine.snapshots.store.boot,
+                "from": self._run_start,
+                "alive": self._alive,
+                "stopped": stopped,
+            },
+        }
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"handled": self.handled[-HANDLED_KEPT:], "bundles": self.bundles}),
-            encoding="utf-8",
-        )
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
         tmp.replace(self.state_path)
 
     # -- life -----------------------------------------------------------------------------
@@ -104,6 +144,11 @@ class FleetAgent:
             await asyncio.gather(self._task, return_exceptions=True)
         goodbye = {**self._identity(), "state": "offline", "t": time.time()}
         loop = asyncio.get_running_loop()
+        self._alive = goodbye["t"]
+        try:
+            await loop.run_in_executor(None, lambda: self._save_state(stopped=True))
+        except OSError as e:
+            log.error("fleet: %s not written at stop: %s", self.state_path, e)
         await loop.run_in_executor(None, lambda: self.link.stop(goodbye))
 
     def poke(self) -> None:
@@ -149,12 +194,22 @@ class FleetAgent:
             await asyncio.gather(commands, return_exceptions=True)
 
     async def _publish(self) -> None:
+        loop = asyncio.get_running_loop()
+        # the heartbeat is kept whether the broker hears it or not: the engine runs
+        self._alive = time.time()
+        try:
+            await loop.run_in_executor(None, self._save_state)
+        except OSError as e:
+            log.error("fleet: %s not written: %s", self.state_path, e)
         if not self.link.connected:
             return
-        loop = asyncio.get_running_loop()
         try:
             status = await loop.run_in_executor(None, self._status)
             self.link.publish(self.link.status_topic, status)
+            self.link.publish(
+                self.link.alive_topic,
+                {"t": status["t"], "boot_id": status["boot_id"]},
+            )
             self._last_status = time.monotonic()
             rows = await loop.run_in_executor(None, self.engine.snapshots.store.activations)
             if len(rows) != self._published_activations:
@@ -173,6 +228,7 @@ class FleetAgent:
                         }
                         for a in rows[-ACTIVATIONS_KEPT:]
                     ],
+                    "runs": [r.as_dict() for r in self.runs[-RUNS_KEPT:]],
                 }
                 if self.link.publish(self.link.activations_topic, doc):
                     self._published_activations = len(rows)
@@ -212,6 +268,8 @@ class FleetAgent:
             "alarms": alarms,
             "models": models,
             "last_rollout": None if self.last_result is None else self.last_result.as_dict(),
+            "remote_apply": self.config.remote_apply,
+            "pending": None if self.pending is None else self.pending.as_dict(),
         }
 
     # -- rollout commands -----------------------------------------------------------------
@@ -276,7 +334,11 @@ class FleetAgent:
                 f"{meta['message']}",
                 parent=e.snapshots.active.id,
             )
-            self.bundles[snap.id] = meta["id"]
+            with self._state_lock:
+                self.bundles.pop(snap.id, None)  # newest last
+                self.bundles[snap.id] = meta["id"]
+                for old in list(self.bundles)[:-BUNDLES_KEPT]:
+                    del self.bundles[old]
             return snap.id, meta["id"], check
 
         try:
@@ -304,6 +366,9 @@ class FleetAgent:
         if local_id == e.snapshots.active.id:
             await self._result(cmd, "unchanged", True, "already running this snapshot")
             return
+        if self.config.remote_apply == "confirm":
+            await self._hold(cmd, local_id, bundle_id)
+            return
         await self._activate(cmd, by, local_id)
 
     async def _rollback(self, cmd: RolloutCommand, by: str) -> None:
@@ -314,20 +379,109 @@ class FleetAgent:
             await self._result(cmd, "refused", False, str(err))
             return
         if snap.id == self.engine.snapshots.active.id:
+            if self.pending is not None:  # back to what runs: the held change is not wanted
+                await self._drop_pending(by, f"superseded by {cmd.rollout}")
             await self._result(cmd, "unchanged", True, "already running this snapshot")
+            return
+        if self.config.remote_apply == "confirm":
+            await self._hold(cmd, snap.id, "")
             return
         await self._activate(cmd, by, snap.id)
 
-    async def _activate(self, cmd: RolloutCommand, by: str, snapshot: str) -> None:
+    async def _activate(self, cmd: RolloutCommand, by: str, snapshot: str) -> CommandResult:
         try:
             r = await self.engine.snapshots.rollback(snapshot, user=by, outcome="applied")
-        except ApplyRefused as err:
+        except (ApplyRefused, SnapshotStoreError) as err:
             self._audit(REFUSED, by, cmd, {"phase": "apply", "why": str(err)})
             await self._result(cmd, "failed", False, f"refused, nothing changed: {err}")
-            return
+            return {"ok": False, "message": f"refused, nothing changed: {err}"}
         state = "applied" if r.ok else "rolled-back"
         self._audit(SNAPSHOT_APPLY, by, cmd, {"phase": state, "message": r.message})
         await self._result(cmd, state, r.ok, r.message)
+        return {
+            "ok": r.ok,
+            "message": r.message,
+            "snapshot": self.engine.snapshots.active.id,
+        }
+
+    # -- remote_apply = "confirm": held for an engineer at the edge -------------------------
+
+    async def _hold(self, cmd: RolloutCommand, snapshot: str, bundle: str) -> None:
+        by = f"fleet:{cmd.by or 'unknown'}"
+        if self.pending is not None:
+            await self._drop_pending(by, f"superseded by {cmd.rollout}")
+        self.pending = PendingChange(
+            rollout=cmd.rollout,
+            action=cmd.action,
+            snapshot=snapshot,
+            by=cmd.by,
+            t=time.time(),
+            bundle=bundle,
+        )
+        await self._persist()
+        self._audit(
+            SNAPSHOT_APPLY, by, cmd, {"phase": "pending", "snapshot": snapshot, "bundle": bundle}
+        )
+        log.warning(
+            "fleet: rollout %s from %s waits for an engineer here (remote_apply confirm)",
+            cmd.rollout,
+            cmd.by or "?",
+        )
+        await self._result(
+            cmd, "pending", False, "verified; waits for an engineer at the edge to accept it"
+        )
+
+    async def _drop_pending(self, by: str, why: str) -> None:
+        old, self.pending = self.pending, None
+        if old is None:
+            return
+        await self._persist()
+        self.engine.audit_safe(
+            SNAPSHOT_APPLY,
+            by,
+            f"fleet rollout {old.rollout}",
+            {"rollout": old.rollout, "phase": "superseded", "why": why},
+        )
+
+    async def _persist(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._save_state)
+
+    def _held(self, rollout: str) -> PendingChange:
+        p = self.pending
+        if p is None:
+            raise CommandError("no remote change waits on this edge")
+        if rollout and rollout != p.rollout:
+            raise CommandError(f"rollout {rollout!r} does not wait here; {p.rollout} does")
+        return p
+
+    async def accept(self, rollout: str, user: str) -> CommandResult:
+        """The held change, accepted by an engineer here: the same health-checked apply as
+        with remote_apply "auto", in this engineer's name."""
+        p = self._held(rollout)
+        self.pending = None
+        await self._persist()
+        cmd = RolloutCommand(p.rollout, p.action, snapshot=p.snapshot, by=p.by, t=p.t)
+        self._audit(SNAPSHOT_APPLY, user, cmd, {"phase": "accepted", "fleet_by": p.by})
+        if p.snapshot == self.engine.snapshots.active.id:
+            await self._result(cmd, "unchanged", True, "already running this snapshot")
+            return {"ok": True, "message": f"rollout {p.rollout}: already running its snapshot"}
+        result = await self._activate(cmd, user, p.snapshot)
+        self.poke()
+        return result
+
+    async def defer(self, rollout: str, user: str, reason: str) -> CommandResult:
+        """The held change, put off by an engineer here: it stays held (accept it later, or a
+        newer rollout supersedes it) and the fleet tool is told who and why."""
+        p = self._held(rollout)
+        why = str(reason).strip() or "no reason given"
+        self.pending = PendingChange(
+            **{**p.as_dict(), "deferred_by": user, "deferred_why": why, "deferred_t": time.time()}
+        )
+        await self._persist()
+        cmd = RolloutCommand(p.rollout, p.action, snapshot=p.snapshot, by=p.by, t=p.t)
+        self._audit(SNAPSHOT_APPLY, user, cmd, {"phase": "deferred", "why": why})
+        await self._result(cmd, "deferred", False, f"deferred by {user}: {why}")
+        return {"ok": True, "message": f"rollout {p.rollout} deferred: {why}"}
 
     async def _result(self, cmd: RolloutCommand, state: str, ok: bool, message: str) -> None:
         active = self.engine.snapshots.active.id

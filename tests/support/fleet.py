@@ -30,11 +30,24 @@ def keys(folder: Path) -> tuple[Path, Path]:
 
 
 def edge_plant(
-    edge: str, device_port: int, broker_port: int, trusted: Path, *, site: str, tags: list[str]
+    edge: str,
+    device_port: int,
+    broker_port: int,
+    trusted: Path,
+    *,
+    site: str,
+    tags: list[str],
+    remote_apply: str = "auto",
+    login: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
+    """An edge's plant file; remote_apply "auto" unless told (the fleet tests roll out without
+    an engineer at each edge); login: (username, the variable holding its password)."""
+    broker: dict[str, Any] = {"id": "plant", "host": "127.0.0.1", "port": broker_port}
+    if login is not None:
+        broker["username"], broker["password_env"] = login
     return {
         "edge": {"id": edge, "site": site, "tags": tags},
-        "brokers": [{"id": "plant", "host": "127.0.0.1", "port": broker_port}],
+        "brokers": [broker],
         "devices": [
             {
                 "id": "dev",
@@ -50,7 +63,12 @@ def edge_plant(
             {"id": "press.s0", "device": "dev", "address": "hr:0", "type": "uint16"},
             {"id": "press.s1", "device": "dev", "address": "hr:1", "type": "uint16"},
         ],
-        "fleet": {"broker": "plant", "trusted_keys": str(trusted), "status_interval": "1s"},
+        "fleet": {
+            "broker": "plant",
+            "trusted_keys": str(trusted),
+            "status_interval": "1s",
+            "remote_apply": remote_apply,
+        },
     }
 
 
@@ -132,3 +150,22 @@ def settled(deadline_s: float = 30.0) -> Callable[[Edge], None]:
         raise AssertionError(f"{edge.raw['edge']['id']} never healthy")
 
     return check
+
+
+def hold_change(engine: Engine, rollout: str) -> str:
+    """A remote change held on an engine as with remote_apply "confirm", naming the snapshot it
+    runs (accepting it changes nothing); the engine joins a fleet whose broker it never
+    reaches when it is in none. For tests of the commands alone (the role matrix)."""
+    from floorconsole.adapters.fleet import FleetLink
+    from floorconsole.core.fleet import FleetConfig, PendingChange
+    from floorconsole.engine.fleet import FleetAgent
+
+    if engine.fleet is None:
+        link = FleetLink(
+            BrokerConfig(id="plant", host="127.0.0.1", port=1), prefix="t", edge="matrix"
+        )
+        engine.fleet = FleetAgent(engine, FleetConfig(broker="plant"), link)
+    engine.fleet.pending = PendingChange(
+        rollout, "apply", engine.snapshots.active.id, "matrix", time.time()
+    )
+    return rollout

@@ -18,7 +18,11 @@ JSON uplink's; this class changes only what goes on the wire:
 - the primary host going offline closes the connection without DISCONNECT (the broker sends
   the NDEATH will) and a new session waits for it with a new bdSeq;
 - NCMD Node Control/Rebirth is answered at once (on the session thread, within the read that
-  brought it); any other command is refused, counted and reported to `on_refused`.
+  brought it); a DCMD writing a metric the plant file lists ([uplink.sparkplug] writable),
+  of its type and addressed to its device, is handed to `on_write` (the engine writes it as
+  a console would); any other command is refused, counted and reported to `on_refused`;
+- backlog rows whose Sparkplug form was made when they were recorded (rows.py) go out up to
+  _COALESCE_ROWS to a message per owner, without parsing their JSON.
 
 Alarm rows become NDATA of node metrics `Alarms/{alarm id}` (String, the state the alarm went
 to) for the alarms named in the birth (the plant's rules'); audit rows, and transitions of
@@ -44,6 +48,7 @@ from floorconsole.adapters.outbox import Outbox, OutboxMessage
 from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
 from floorconsole.adapters.sparkplug.codec import decode, encode, fill_metric
 from floorconsole.adapters.sparkplug.edge import BDSEQ_FILE, BdSeqFile
+from floorconsole.adapters.sparkplug.rows import SparkplugRows, payload_bytes, row_groups, row_plan
 from floorconsole.adapters.uplink import Uplink, _ConnectionLost
 from floorconsole.core.clock import Clock
 from floorconsole.core.config import BrokerConfig
@@ -55,6 +60,7 @@ from floorconsole.core.sparkplug import (
     Metric,
     SeqCounter,
     SparkplugSessionView,
+    Topic,
     death_metrics,
     device_topic,
     entry_quality,
@@ -73,6 +79,11 @@ log = logging.getLogger(__name__)
 SNAPSHOT_METRIC = "Properties/Snapshot"  # which configuration runs, in the NBIRTH
 ALARM_PREFIX = "Alarms/"  # node metric per alarm: the state its last transition went to
 _TICK_S = 0.05  # how often device links are looked at (DDEATH/DBIRTH): a dict read
+# Backlog rows made when recorded go out several to a message (per owner: one NDATA/DDATA
+# with the metrics of up to this many rows): a message per row and owner would spend more on
+# MQTT (publish, PUBACK) than on the data. Bounded so a message stays small for any host.
+_COALESCE_ROWS = 8
+_COALESCE_BYTES = 64_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,7 @@ class SignalMetric:
 
 Liveness = Callable[[], Mapping[str, bool]]
 RefusedHook = Callable[[str, str], None]  # (topic, why)
+WriteHook = Callable[[str, str, "float | bool"], None]  # (topic, signal, value)
 
 
 class SparkplugUplink(Uplink):
@@ -138,6 +150,18 @@ class SparkplugUplink(Uplink):
         # signal -> (alias, device, type): what the data path looks up per sample
         self._fast: dict[str, tuple[int, str | None, DataType]] = {}
         self._alive: dict[str, bool] = {}
+        # Data rows in their Sparkplug form, made as they are recorded (rows.py): the
+        # backlog then goes out without parsing JSON or building metrics one by one.
+        self.rows = SparkplugRows()
+        outbox.row_encoder = self.rows
+        # Backlog rows waiting to go out together (sent at the latest when _pump returns;
+        # in _inflight under -1 - seq meanwhile, so the window counts them and a teardown
+        # releases them). Once sent, a coalesced message takes one slot of the window, as a
+        # JSON message does: _inflight maps its mid to its last row, and the rows before
+        # that one wait here for the same PUBACK (released at a teardown too).
+        self._coalesced: list[tuple[OutboxMessage, Mapping[str | None, bytes]]] = []
+        self._coalesced_bytes = 0
+        self._coalesced_acks: dict[int, list[OutboxMessage]] = {}
         self.define_metrics(metrics, devices)
         # Set (any thread) when the engine swapped configurations: the metric set is read
         # again from metrics_source on the session thread, and a changed one is reborn.
@@ -149,6 +173,13 @@ class SparkplugUplink(Uplink):
         self._latest: dict[str, tuple[float | int | bool | str | None, Quality, str, int]] = {}
         self._liveness: Liveness = lambda: {}
         self.on_refused: RefusedHook = lambda topic, why: None
+        # A host's write of a metric the plant file allows ([uplink.sparkplug] writable),
+        # already checked against its type: the engine writes it as a console would.
+        self.writable = frozenset(sp.writable)
+        self.on_write: WriteHook = lambda topic, signal, value: self._refuse(
+            topic, f"write to {signal}: no engine to write it"
+        )
+        self._host_writes = 0
         self._snapshot_sent = ""
         self._births = 0
         self._last_birth_ms: int | None = None
@@ -156,6 +187,8 @@ class SparkplugUplink(Uplink):
         self._refused = 0
         self._refused_unrecorded = 0
         self._refuse_audited_at = -1e9
+        self._host_state_ms: int | None = None  # timestamp of the last STATE taken
+        self._stale_states = 0  # STATE messages ignored: older than the last one
         self._not_carried = 0
         self._skipped_dead = 0
         self._unknown = 0
@@ -176,6 +209,7 @@ class SparkplugUplink(Uplink):
         self.aliases.add(SNAPSHOT_METRIC)
         self._alias = dict(self.aliases.aliases)
         self._fast = {s: (self._alias[s], m.device, m.datatype) for s, m in self._metrics.items()}
+        self.rows.plan = row_plan(self._fast)
         self._alive = {d: self._alive.get(d, True) for d in self._devices}
 
     def set_snapshot(self, snapshot_id: str) -> None:
@@ -347,6 +381,8 @@ class SparkplugUplink(Uplink):
     def _publish(
         self, client: mqtt.Client, topic: str, metrics: list[Metric], qos: int = 0
     ) -> mqtt.MQTTMessageInfo:
+        if self._coalesced:  # rows before it go before it
+            self._flush_coalesced(client)
         seq = self._seq.next()
         self._last_seq = seq
         info = client.publish(topic, encode(metrics, seq=seq, timestamp_ms=_ms()), qos=qos)
@@ -356,10 +392,43 @@ class SparkplugUplink(Uplink):
 
     # ------------------------------------------------------------------ data
 
+    def _pump(self, client: mqtt.Client) -> None:
+        super()._pump(client)
+        if self._coalesced:
+            self._flush_coalesced(client)
+
+    def _teardown(self) -> None:
+        self._coalesced.clear()  # their rows are in _inflight: released with the others
+        self._coalesced_bytes = 0
+        for rows in self._coalesced_acks.values():  # released with the others too
+            for m in rows:
+                self._inflight[-1 - m.seq] = (m, True)
+        self._coalesced_acks.clear()
+        super()._teardown()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        rows = self._coalesced_acks.pop(mid, None)
+        if rows is not None:  # the rows before its last one: acknowledged by the same PUBACK
+            for m in rows:
+                key = -1 - m.seq
+                self._inflight[key] = (m, True)
+                super()._on_publish(client, userdata, key, reason_code, properties)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
     def _send(self, client: mqtt.Client, m: OutboxMessage, *, historical: bool) -> None:
+        if self._coalesced and not (historical and m.spb is not None):
+            self._flush_coalesced(client)
         if self._metrics_stale:  # a swap: rows of the new configuration may be here first
             self._refresh_metrics(client)
         if m.kind == "data":
+            if historical and m.spb is not None and not self._not_good:
+                # Made when recorded (rows.py); with a quality property owed to a metric
+                # (a GOOD after a bad one), or another plan, the general path below.
+                plan = self.rows.plan
+                groups = None if plan is None else row_groups(m.spb, plan)
+                if groups is not None:
+                    self._coalesce(client, m, self._stored_payloads(groups))
+                    return
             payloads = self._data_payloads(m, historical)
         elif m.kind == "alarms":
             payloads = self._alarm_payloads(m, historical)
@@ -387,6 +456,74 @@ class SparkplugUplink(Uplink):
             if not historical and (last is None or last[3] <= t):
                 self._latest[name] = (state, Quality.GOOD, "", t)
         return {None: p} if len(p.metrics) else {}
+
+    def _coalesce(
+        self, client: mqtt.Client, m: OutboxMessage, payloads: Mapping[str | None, bytes]
+    ) -> None:
+        """A backlog row made when recorded: sent with the next few (_flush_coalesced)."""
+        if not payloads:  # every sample of it was a dead device's
+            self._acked_pending.append(m)
+            return
+        self._inflight[-1 - m.seq] = (m, True)
+        self._coalesced.append((m, payloads))
+        self._coalesced_bytes += sum(len(b) for b in payloads.values())
+        self.published += 1
+        self._hist_inflight += 1
+        if m.seq in self._released:
+            self._released.discard(m.seq)
+            self.resent += 1
+        if len(self._coalesced) >= _COALESCE_ROWS or self._coalesced_bytes >= _COALESCE_BYTES:
+            self._flush_coalesced(client)
+
+    def _flush_coalesced(self, client: mqtt.Client) -> None:
+        """The waiting rows as one NDATA/DDATA per owner (the metrics of a payload are a
+        repeated field: their serialized forms concatenate), in the rows' order."""
+        rows, self._coalesced = self._coalesced, []
+        self._coalesced_bytes = 0
+        merged: dict[str | None, list[bytes]] = {}
+        for _m, payloads in rows:
+            for owner, body in payloads.items():
+                merged.setdefault(owner, []).append(body)
+        info: mqtt.MQTTMessageInfo | None = None
+        for owner, parts in merged.items():
+            seq = self._seq.next()
+            self._last_seq = seq
+            data = payload_bytes(b"".join(parts), _ms(), seq)
+            info = client.publish(self._data_topic(owner), data, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise _ConnectionLost(mqtt.error_string(info.rc))
+        if info is not None:
+            inflight = self._inflight
+            for m, _p in rows:
+                del inflight[-1 - m.seq]
+            inflight[info.mid] = (rows[-1][0], True)
+            if len(rows) > 1:
+                self._coalesced_acks[info.mid] = [m for m, _p in rows[:-1]]
+
+    def _data_topic(self, owner: str | None) -> str:
+        topic = self._data_topics.get(owner)
+        if topic is None:
+            topic = self._data_topics[owner] = (
+                node_topic(self.group, MessageType.NDATA, self.edge)
+                if owner is None
+                else device_topic(self.group, MessageType.DDATA, self.edge, owner)
+            )
+        return topic
+
+    def _stored_payloads(
+        self, groups: list[tuple[str | None, int, bytes]]
+    ) -> dict[str | None, bytes]:
+        """A recorded row's metrics per owner, less those of a dead device (counted)."""
+        dead = {d for d, a in self._alive.items() if not a}
+        if not dead:
+            return {owner: body for owner, _n, body in groups}
+        out: dict[str | None, bytes] = {}
+        for owner, n, body in groups:
+            if owner in dead:
+                self._skipped_dead += n
+            else:
+                out[owner] = body
+        return out
 
     def _data_payloads(self, m: OutboxMessage, historical: bool) -> dict[str | None, spb.Payload]:
         # The hot path (every sample passes here): a GOOD double goes into the protobuf in
@@ -457,18 +594,13 @@ class SparkplugUplink(Uplink):
     ) -> None:
         info: mqtt.MQTTMessageInfo | None = None
         for owner, p in payloads.items():
-            topic = self._data_topics.get(owner)
-            if topic is None:
-                topic = self._data_topics[owner] = (
-                    node_topic(self.group, MessageType.NDATA, self.edge)
-                    if owner is None
-                    else device_topic(self.group, MessageType.DDATA, self.edge, owner)
-                )
+            topic = self._data_topic(owner)
             seq = self._seq.next()
             self._last_seq = seq
             p.seq = seq
             p.timestamp = _ms()
-            info = client.publish(topic, p.SerializeToString(), qos=1)
+            data = p.SerializeToString()
+            info = client.publish(topic, data, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._inflight[-1 - m.seq] = (m, historical)  # released at teardown
                 raise _ConnectionLost(mqtt.error_string(info.rc))
@@ -490,7 +622,20 @@ class SparkplugUplink(Uplink):
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self._host_topic:
-            online = parse_state(bytes(msg.payload)).online
+            state = parse_state(bytes(msg.payload))
+            online = state.online
+            last = self._host_state_ms
+            if state.timestamp_ms is not None:
+                if last is not None and state.timestamp_ms < last:
+                    # 3.0: a STATE older than the last one seen is stale (a retained message
+                    # a bridge or a slow broker delivered late): ignored.
+                    self._stale_states += 1
+                    log.info(
+                        "sparkplug %s: primary host %s STATE of %d ignored (older than %d)",
+                        self.edge, self.primary_host, state.timestamp_ms, last,
+                    )  # fmt: skip
+                    return
+                self._host_state_ms = state.timestamp_ms
             if online != self._host_online:
                 log.info(
                     "sparkplug %s: primary host %s %s", self.edge, self.primary_host,
@@ -512,11 +657,48 @@ class SparkplugUplink(Uplink):
                 log.info("sparkplug %s: rebirth requested", self.edge)
                 self._birth(client)
             return
-        names = ", ".join(
-            str(m.name if m.name is not None else self.aliases.name_of(m.alias or -1))
-            for m in metrics
-        )
-        self._refuse(msg.topic, f"write to {names or 'nothing'}: no metric is writable from a host")
+        if not metrics:
+            self._refuse(msg.topic, f"write to nothing: a {t.kind.value} without metrics")
+        for m in metrics:
+            name = m.name if m.name is not None else self.aliases.name_of(m.alias or -1)
+            value, why = self._host_write(t, name, m)
+            if why:
+                self._refuse(msg.topic, f"write to {name or f'alias {m.alias}'}: {why}")
+                continue
+            assert name is not None and value is not None
+            self._host_writes += 1
+            try:  # the engine takes it from here (its loop): role, audit, write, read-back
+                self.on_write(msg.topic, name, value)
+            except Exception:  # noqa: BLE001 - the hook must not end the session
+                log.exception("sparkplug: handing a host's write to the engine")
+
+    def _host_write(self, t: Topic, name: str | None, m: Metric) -> tuple[float | bool | None, str]:
+        """(value, "") for a write a host may make: a metric the plant file lists as
+        writable, addressed to its owner, with a value of its type; else (None, why)."""
+        if name is None:
+            return None, "an alias this node never gave"
+        if name not in self.writable:
+            return None, "not writable from a host ([uplink.sparkplug] writable does not list it)"
+        d = self._metrics.get(name)
+        if d is None:
+            return None, "not a metric of the running configuration"
+        if d.device != t.device:
+            return None, (
+                f"it belongs to {f'device {d.device}' if d.device else 'the node'}, "
+                f"not to {f'device {t.device}' if t.device else 'the node'}"
+            )
+        if m.datatype and m.datatype != d.datatype:
+            return None, f"datatype {_type_name(m.datatype)}, but the metric is {d.datatype.name}"
+        v = m.value
+        if v is None:
+            return None, "no value in the command"
+        if d.datatype == DataType.Boolean:
+            if not isinstance(v, bool):
+                return None, f"expected a Boolean value, got {v!r}"
+            return v, ""
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return None, f"expected a number for a {d.datatype.name} metric, got {v!r}"
+        return float(v), ""
 
     def _refuse(self, topic: str, why: str) -> None:
         """Count, log and audit a refused command. At most one audit record (a durable
@@ -563,6 +745,13 @@ class SparkplugUplink(Uplink):
         )
 
 
+def _type_name(code: int) -> str:
+    try:
+        return DataType(code).name
+    except ValueError:
+        return str(code)
+
+
 def _as_type(v: object, datatype: DataType) -> float | int | bool | str | None:
     if v is None:
         return None
@@ -577,3 +766,40 @@ def _as_type(v: object, datatype: DataType) -> float | int | bool | str | None:
 
 def _ms() -> int:
     return int(time.time() * 1000)
+
+
+class BothUplinks(Uplink):
+    """[uplink] format = "both": the JSON uplink (this object, on the outbox table "outbox")
+    and a Sparkplug one beside it on its own outbox (fed from the same commits), each with its
+    own session, cursor and deletes. Started, stopped and told of a new snapshot together;
+    stats() are the JSON uplink's with the Sparkplug session in them."""
+
+    def __init__(
+        self,
+        config: UplinkConfig,
+        broker: BrokerConfig,
+        outbox: Outbox,
+        sparkplug: SparkplugUplink,
+        **kw: Any,
+    ) -> None:
+        super().__init__(config, broker, outbox, **kw)
+        self.sparkplug = sparkplug
+
+    def start(self) -> bool:
+        ok = super().start()
+        return self.sparkplug.start() and ok
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.sparkplug.stop(timeout)
+        super().stop(timeout)
+
+    def close(self) -> None:
+        self.sparkplug.close()
+        super().close()
+
+    def set_snapshot(self, snapshot_id: str) -> None:
+        super().set_snapshot(snapshot_id)
+        self.sparkplug.set_snapshot(snapshot_id)
+
+    def stats(self) -> UplinkStats:
+        return dataclasses.replace(super().stats(), sparkplug=self.sparkplug.session())

@@ -176,7 +176,8 @@ class AlarmScreen(ShowsFrames, Screen[None]):
             f"{s.active} active · {s.unack} unacknowledged · {s.shelved} shelved · "
             f"{s.suppressed + s.out_of_service} suppressed/out of service\n"
         )
-        summary.append(f"{s.alarms_10min} alarms in 10 min")
+        n = s.alarms_10min
+        summary.append(f"{n} alarm{'' if n == 1 else 's'} in 10 min")
         if s.flood:
             summary.append(
                 "  ◆ FLOOD (more than 10 in 10 min)", style=f"bold {colors.get('alarm-high', '')}"

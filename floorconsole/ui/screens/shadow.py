@@ -17,12 +17,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Input, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from floorconsole.console import Frame, Unavailable
 from floorconsole.ui.format import local
 from floorconsole.ui.live import ShowsFrames, console_api, console_app
+from floorconsole.ui.screens.reason import ReasonDialog
 from floorconsole.ui.widgets.footer import ConsoleFooter
 from floorconsole.ui.widgets.status_bars import Bar
 
@@ -160,37 +161,6 @@ class CalibrateDialog(ModalScreen[tuple[float, bool] | None]):
     def _picked(self, event: OptionList.OptionSelected) -> None:
         seconds, train = (event.option.id or "0:0").split(":")
         self.dismiss((float(seconds), train == "1"))
-
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
-
-
-class ReasonDialog(ModalScreen[str | None]):
-    """Why this change: a promotion is audited with its reason."""
-
-    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
-    DEFAULT_CSS = """
-    ReasonDialog { align: center middle; }
-    ReasonDialog > Vertical { width: 60; height: auto; border: round $primary;
-                              background: $surface; padding: 0 1; }
-    """
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(self.question)
-            yield Input(placeholder="e.g. recalibrated after the overhaul, WO 1234", id="reason")
-            yield Static("Enter to go on · Esc to cancel")
-
-    @on(Input.Submitted)
-    def _given(self, event: Input.Submitted) -> None:
-        if not event.value.strip():
-            self.notify("say why first: the audit trail keeps it", severity="warning")
-            return
-        self.dismiss(event.value.strip())
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)

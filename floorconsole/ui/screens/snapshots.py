@@ -1,6 +1,6 @@
 """The snapshots screen: every configuration that ran here, the active one marked, a diff
 between any two in plant words, rollback with one key (and a confirmation), the activation
-history."""
+history, and a remote change from the fleet held for an engineer here (a accepts, x defers)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Static
 
-from floorconsole.console import Frame, Unavailable
+from floorconsole.console import FleetPendingView, Frame, Unavailable
 from floorconsole.ui.format import local
 from floorconsole.ui.live import ShowsFrames, console_api, console_app
+from floorconsole.ui.screens.reason import ReasonDialog
 from floorconsole.ui.widgets.footer import ConsoleFooter
 
 
@@ -62,6 +63,8 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
         Binding("space", "mark", "Mark"),
         Binding("d", "diff", "Diff"),
         Binding("v", "history", "Activations"),
+        Binding("a", "accept_remote", "Accept remote", show=False),
+        Binding("x", "defer_remote", "Defer remote", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -74,6 +77,7 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
         super().__init__()
         self._rows: list[dict[str, Any]] = []
         self.marked: str | None = None
+        self._held: FleetPendingView | None = None
 
     def compose(self) -> ComposeResult:
         table: DataTable[Text | str] = DataTable(cursor_type="row")
@@ -99,6 +103,10 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
         self.load()
 
     def show_frame(self, frame: Frame) -> None:
+        if frame.fleet_pending != self._held:
+            self._held = frame.fleet_pending
+            if self._held is not None:
+                self._message(held_text(self._held))
         active = next((r["short"] for r in self._rows if r["active"]), None)
         if self._rows and frame.snapshot and active != frame.snapshot:
             self.load()  # a rollback or apply happened (here or elsewhere)
@@ -197,3 +205,58 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
     def _rolled_back(self, result: dict[str, Any]) -> None:
         self._message(str(result.get("message", "")))
         self.load()
+
+    # -- a remote change held here ([fleet] remote_apply = "confirm") -----------------------
+
+    def _held_or_say(self) -> FleetPendingView | None:
+        if self._held is None:
+            self.notify("no remote change waits on this edge", severity="warning")
+        return self._held
+
+    def action_accept_remote(self) -> None:
+        p = self._held_or_say()
+        if p is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._message(f"applying remote change {p.rollout} …")
+                console_app(self).send_command(
+                    "fleet.accept", rollout=p.rollout, then=self._rolled_back
+                )
+
+        self.app.push_screen(ConfirmDialog(held_text(p) + "\n\nApply it now?"), answered)
+
+    def action_defer_remote(self) -> None:
+        p = self._held_or_say()
+        if p is None:
+            return
+
+        def given(reason: str | None) -> None:
+            if reason:
+                console_app(self).send_command(
+                    "fleet.defer", rollout=p.rollout, reason=reason, then=self._rolled_back
+                )
+
+        self.app.push_screen(
+            ReasonDialog(
+                f"Defer remote change {p.rollout}: why? (the fleet tool is told)",
+                placeholder="e.g. batch 4711 running until 14:00",
+                kept_by="the fleet tool is told",
+                enter="defer",
+            ),
+            given,
+        )
+
+
+def held_text(p: FleetPendingView) -> str:
+    """A held remote change in words, with the keys that decide it."""
+    what = f"bundle {p.bundle} as snapshot {p.snapshot}" if p.bundle else f"back to {p.snapshot}"
+    text = (
+        f"Remote change {p.rollout} from {p.by or '?'} ({p.action}: {what}), received "
+        f"{_when(p.received)}, waits for an engineer here: a accepts it (applied and "
+        "health-checked), x defers it"
+    )
+    if p.deferred_by:
+        text += f"\ndeferred by {p.deferred_by}: {p.deferred_why}"
+    return text
