@@ -407,9 +407,7 @@ class Control:
         nothing to wait for; ahead: write records audited already (_audit_ahead)."""
         if prev is not None and not prev.done():
             await asyncio.wait([prev])
-        if committed:
-            pass
-        elif any(isinstance(a, WriteAction) for a in rule.actions):
+        if not committed and any(isinstance(a, WriteAction) for a in rule.actions):
             read_back = self._read_back
             if read_back is not None and not read_back.done():
                 await asyncio.wait([read_back])  # an output is read before it is written
