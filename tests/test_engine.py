@@ -15,7 +15,7 @@ import pytest
 
 from floorconsole.adapters.broker import MosquittoBroker
 from floorconsole.adapters.modbus_server import ModbusDeviceServer
-from floorconsole.console import Frame, SignalView
+from floorconsole.console import Frame, LinkView, SignalView
 from floorconsole.core.config import PlantConfig, parse_plant
 from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.lock import EngineAlreadyRunning
@@ -243,3 +243,23 @@ async def test_console_exports_what_the_historian_holds(engine: Engine, tmp_path
         ]
     assert len(expected) >= 5
     assert rows[1:] == expected
+
+
+def test_a_polled_device_says_its_achieved_poll_rate_on_its_link(engine: Engine) -> None:
+    """The links screen's device line: the polls a second it gets against its configured poll
+    and how late the last started (issue 19: polls stretch and say so); a broker has none."""
+    from floorconsole.ui.screens.links import link_text
+
+    api = engine.api
+
+    def drive() -> LinkView:
+        return next(ln for ln in api.frame().links if ln.id == "drive1")
+
+    wait_for(lambda: drive().poll_rate_hz is not None, what="a poll rate measured")
+    ln = drive()
+    assert ln.poll_s == pytest.approx(0.1)
+    assert 2.0 <= (ln.poll_rate_hz or 0) <= 11.0, ln  # about 10/s; a loaded box gets fewer
+    text = link_text(ln, {}).plain
+    assert f"{ln.poll_rate_hz:.1f}/s of 10/s" in text and "ms late" in text, text
+    broker = next(x for x in api.frame().links if x.id == "local")
+    assert broker.poll_s is None and "polls" not in link_text(broker, {}).plain

@@ -51,6 +51,14 @@ class LinkView:
     malformed_by_reason: tuple[tuple[str, str, int], ...] = ()  # bad values: (signal, reason, n)
     # payloads by reason (a payload with two reasons under both; bad_time: values kept)
     bad_payloads_by_reason: tuple[tuple[str, int], ...] = ()
+    # A polled device's schedule: its configured poll, the polls a second it achieves, how
+    # late the last one started, polls that could not start on time and polls the engine
+    # held back while it caught up (overload). None / 0 for links that are not polled.
+    poll_s: float | None = None
+    poll_rate_hz: float | None = None
+    poll_lag_s: float = 0.0
+    polls_skipped: int = 0
+    polls_held_back: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,6 +158,7 @@ class EngineAPI:
         now_mono, now_wall = e.clock.mono(), e.clock.wall()
         malformed: Counter[str] = Counter()
         links = []
+        polled = {d.id: d.poll_s for d in e.plant.devices}
         for ls in list(e.links.values()):
             by_reason = tuple(
                 sorted((sig, reason, n) for (sig, reason), n in list(ls.malformed.items()))
@@ -182,6 +183,11 @@ class EngineAPI:
                     malformed=ls.bad_payloads,
                     malformed_by_reason=by_reason,
                     bad_payloads_by_reason=tuple(sorted(ls.bad_payload_reasons.items())),
+                    poll_s=polled.get(ls.id) if ls.kind == "device" else None,
+                    poll_rate_hz=ls.poll_rate_hz,
+                    poll_lag_s=ls.poll_lag_s,
+                    polls_skipped=ls.polls_skipped,
+                    polls_held_back=ls.polls_held_back,
                 )
             )
         hub = e.hub

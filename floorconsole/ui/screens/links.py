@@ -45,6 +45,8 @@ def link_text(ln: LinkView, colors: dict[str, str]) -> Text:
         rtt = "—" if ln.last_rtt_ms is None else f"{ln.last_rtt_ms:.1f} ms"
         t.append(f"  requests     {ln.requests:,}  errors {ln.errors:,}  round trip {rtt}")
         t.append(f"  reconnects {ln.reconnects}\n")
+        if ln.poll_s and ln.poll_rate_hz is not None:
+            t.append(poll_text(ln), style=poll_style(ln, colors))
         return t
     t.append(f"  messages     {ln.messages:,}  errors {ln.errors:,}  reconnects {ln.reconnects}\n")
     warn = colors.get("quality-uncertain", "")
@@ -63,6 +65,29 @@ def link_text(ln: LinkView, colors: dict[str, str]) -> Text:
             rest = sum(n for _s, _r, n in rows[MAX_SIGNAL_ROWS:])
             t.append(f"    … {len(rows) - MAX_SIGNAL_ROWS} more, {rest:,} bad values\n")
     return t
+
+
+def poll_text(ln: LinkView) -> str:
+    """'  polls        4.9/s of 5/s  last 3 ms late' and, when there were any, the polls that
+    could not start on time and those the engine held back while it caught up."""
+    assert ln.poll_s and ln.poll_rate_hz is not None
+    text = (
+        f"  polls        {ln.poll_rate_hz:.1f}/s of {1 / ln.poll_s:g}/s"
+        f"  last {ln.poll_lag_s * 1000:.0f} ms late"
+    )
+    if ln.polls_skipped:
+        text += f"  skipped {ln.polls_skipped:,}"
+    if ln.polls_held_back:
+        text += f"  held back {ln.polls_held_back:,} (engine behind)"
+    return text + "\n"
+
+
+def poll_style(ln: LinkView, colors: dict[str, str]) -> str:
+    """Warning colour while the device gets less than 90% of its polls (the level at which
+    the poll_behind alarm clears), plain otherwise."""
+    assert ln.poll_s and ln.poll_rate_hz is not None
+    behind = ln.poll_rate_hz < 0.9 / ln.poll_s
+    return colors.get("quality-uncertain", "") if behind else ""
 
 
 def links_text(frame: Frame, colors: dict[str, str]) -> Text:
