@@ -379,3 +379,43 @@ def test_an_outbox_an_earlier_floorconsole_made_gets_the_new_column(tmp_path: Pa
         outbox.close_reader()
     finally:
         historian.close()
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+def test_a_host_below_engineer_may_not_write_even_a_writable_metric(
+    tmp_path: Path,
+    mosquitto: MosquittoBroker,
+    host: Host,
+    modbus_server: ModbusDeviceServer,
+    role: str,
+) -> None:
+    """host_role below a console write's (engineer): refused at once, counted with the
+    uplink's other refusals, audited with the reason; the register untouched, no write
+    record."""
+    modbus_server.set_value(SETPOINT, 10)
+    data_dir = tmp_path / "data"
+    raw = _plant(data_dir, mosquitto, modbus_server.port)
+    raw["uplink"]["sparkplug"]["host_role"] = role
+    e = open_engine(
+        data_dir=data_dir, base_dir=tmp_path, user="test", plant_raw=raw, source="spb roles"
+    )
+    e.start_background()
+    try:
+        seen = host.wait(count("DBIRTH", 1), 20, "the device's birth")
+        alias = {m.name: m.alias for m in kinds(seen, "DBIRTH")[0].payload.metrics}
+        _dcmd(host, alias["press1.sp"], spb.Double, double_value=123.0)
+        deadline = time.monotonic() + 10
+        while not e.audit_log().query(kind="refused"):
+            assert time.monotonic() < deadline, "the refusal's record"
+            time.sleep(0.05)
+        (refused,) = e.audit_log().query(kind="refused")
+        why = refused["detail"]["why"]
+        assert f"sparkplug host {HOST_ID} ({role}) may not" in why, why
+        assert "engineer or above ([uplink.sparkplug] host_role)" in why, why
+        assert e.uplink is not None
+        sp = e.uplink.stats().sparkplug
+        assert sp is not None and sp.refused_commands == 1, sp
+        assert e.audit_log().query(kind="write") == []
+        assert modbus_server.get_value(SETPOINT) == 10
+    finally:
+        e.stop()

@@ -41,6 +41,7 @@ from floorconsole.ui.screens.detail import (
 )
 from floorconsole.ui.screens.help import HelpScreen
 from floorconsole.ui.screens.overview import OverviewScreen
+from floorconsole.ui.screens.snapshots import SnapshotScreen
 from floorconsole.ui.widgets.chart import (
     BrailleCanvas,
     TimeChart,
@@ -455,6 +456,7 @@ def _bound(cls: type) -> set[str]:
         (HelpScreen, ("Everywhere",)),
         (FloorApp, ("Everywhere",)),
         (OverviewScreen, ("Overview", "Demo")),
+        (SnapshotScreen, ("Snapshots", "Everywhere")),
     ],
 )
 def test_every_binding_is_in_the_key_table(cls: type, groups: tuple[str, ...]) -> None:

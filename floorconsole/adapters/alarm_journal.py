@@ -4,16 +4,21 @@ Its own file, `alarms.db` in the data directory, not the historian's `history.db
 - the historian deletes old rows for retention, in large transactions from its own writer
   thread; the journal is never trimmed (tens of rows an hour, not thousands a second), and
   triggers make it append-only, which must not constrain the historian's schema;
-- it is written with synchronous=FULL, so a power cut does not lose the record of an alarm
-  an operator acknowledged; the historian runs NORMAL for throughput. The one exception: a
-  record someone waits on (a rule's write goes out after its record, see flush()) is released
-  once in the WAL (it survives the process) and fsync'd right after, so control does not
-  wait on the disk;
+- each commit is fsync'd (the WAL, right after the commit, by the writer thread), so a power
+  cut does not lose the record of an alarm an operator acknowledged; the historian runs
+  NORMAL for throughput. A record someone waits on (a rule's write goes out after its
+  record, see flush()) is released once in the WAL (it survives the process), before its
+  fsync, so control does not wait on the disk;
 - a history file that is damaged or full does not take the alarm record with it, and the
   journal can be copied alone for an incident review.
 
 Writes are handed to one writer thread through a queue, so the engine's loop never waits for
-the disk; `flush()` waits until everything handed over is committed.
+the disk; `flush()` waits until everything handed over is committed. The one exception is a
+rule's change that a write waits on (`record_rule_now`): when nothing is queued and the file is
+free, the engine's loop commits it itself on a connection of its own (a tenth of a
+millisecond, into the WAL, no fsync: it survives the process dying), and the writer thread
+fsyncs the WAL right after, as for a flushed record. A rule's write then waits for no other
+thread (issue 19, "control first").
 """
 
 from __future__ import annotations
@@ -136,16 +141,41 @@ class _Notify(threading.Event):
             log.exception("alarm journal: flush callback failed")
 
 
+class _SyncWal:
+    """Queued after a commit made on the loop (record_rule_now): the writer fsyncs the WAL."""
+
+
+_SYNC_WAL = _SyncWal()
+
+
 class AlarmJournal:
     """Append alarm transitions and action results; query them by time, alarm, state, rule."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        conn = open_store(self.path, _SCHEMA, error=JournalError, timeout_s=5.0)
+        # NORMAL, and the writer fsyncs the WAL after each commit (see _run).
+        conn = open_store(
+            self.path, _SCHEMA, error=JournalError, timeout_s=5.0, synchronous="NORMAL"
+        )
         self._writer_conn = conn
+        # The loop's own connection for record_rule_now: never waits for the file (busy
+        # timeout 0), never fsyncs (NORMAL) and never checkpoints (the writer's commits do).
+        now_conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        now_conn.execute("PRAGMA busy_timeout=0")
+        now_conn.execute("PRAGMA synchronous=NORMAL")
+        now_conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._now_conn: sqlite3.Connection | None = now_conn
+        self._now_lock = threading.Lock()
+        # Records handed to the writer and not yet written (a commit on the loop must not
+        # overtake one: rule_states() takes a rule's last event by seq).
+        self._count_lock = threading.Lock()
+        self._queued = 0
+        self._done = 0
         self._reader_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
-        self._queue: queue.SimpleQueue[tuple[str, tuple[object, ...]] | threading.Event | None]
+        self._queue: queue.SimpleQueue[
+            tuple[str, tuple[object, ...]] | threading.Event | _SyncWal | None
+        ]
         self._queue = queue.SimpleQueue()
         self.written = 0
         self.errors = 0
@@ -208,11 +238,57 @@ class AlarmJournal:
             )
         )
 
+    def record_rule_now(self, event: RuleEvent) -> bool:
+        """Commit one change of a rule's output now, on the calling thread (the engine's loop),
+        when that needs no waiting: nothing handed to the writer is still unwritten, and no
+        other connection holds the file. True once committed (in the WAL; the writer thread
+        fsyncs it right after); False at once otherwise, nothing written: the caller then
+        uses record_rule() and flush_later()."""
+        if self._closed or not self._now_lock.acquire(blocking=False):
+            return False
+        try:
+            conn = self._now_conn
+            with self._count_lock:
+                if conn is None or self._queued != self._done:
+                    return False
+            params = (
+                event.t_wall,
+                event.rule,
+                event.event,
+                int(event.active),
+                event.by,
+                event.text,
+            )
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                return False  # busy: the writer is committing
+            try:
+                conn.execute(_INSERT_RULE, params)
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                log.warning(
+                    "alarm journal %s: rule event not committed on the loop: %s", self.path, e
+                )
+                return False
+            self.written += 1
+            self._queue.put(_SYNC_WAL)
+            return True
+        finally:
+            self._now_lock.release()
+
     def _put(self, item: tuple[str, tuple[object, ...]]) -> None:
         if self._closed:
             self.errors += 1
             self.last_error = "journal closed; record dropped"
             return
+        with self._count_lock:
+            self._queued += 1
         self._queue.put(item)
 
     def flush_later(self, done: Callable[[], None]) -> None:
@@ -234,6 +310,10 @@ class AlarmJournal:
         self._queue.put(None)
         self._thread.join(timeout)
         self._writer_conn.close()
+        with self._now_lock:
+            if self._now_conn is not None:
+                self._now_conn.close()
+                self._now_conn = None
         with self._reader_lock:
             if self._reader is not None:
                 self._reader.close()
@@ -244,10 +324,12 @@ class AlarmJournal:
             item = self._queue.get()
             batch: list[tuple[str, tuple[object, ...]]] = []
             waiters: list[threading.Event] = []
-            stop = False
+            stop = sync = False
             while True:
                 if item is None:
                     stop = True
+                elif isinstance(item, _SyncWal):
+                    sync = True
                 elif isinstance(item, threading.Event):
                     waiters.append(item)
                 else:
@@ -256,33 +338,20 @@ class AlarmJournal:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if batch and waiters:
-                # Someone waits to act on these records (a rule's write goes out after its
-                # record): release them once the commit is in the WAL, which survives the
-                # process dying, and put it on disk right after. An fsync on a busy disk
-                # can take 100 ms and more; the write no longer waits for it, and the power
-                # cut that could lose the record has milliseconds, not a second, to land.
-                self._set_synchronous("NORMAL")
-                try:
-                    self._write(batch)
-                finally:
-                    self._set_synchronous("FULL")
-                for w in waiters:
-                    w.set()
+            # Committed into the WAL (synchronous=NORMAL: it survives the process dying), the
+            # waiters released (a rule's write goes out after its record), then the WAL put
+            # on disk at once, outside the file's write lock: an fsync on a busy disk can
+            # take 100 ms and more, and neither a waiting write nor a commit on the loop
+            # (record_rule_now) waits for it. A power cut has milliseconds, not a second, to
+            # lose a record in.
+            if batch:
+                self._write(batch)
+            for w in waiters:
+                w.set()
+            if batch or sync:  # sync: a record committed on the loop (record_rule_now)
                 self._sync_wal()
-            else:
-                if batch:
-                    self._write(batch)
-                for w in waiters:
-                    w.set()
             if stop:
                 return
-
-    def _set_synchronous(self, level: str) -> None:
-        try:
-            self._writer_conn.execute(f"PRAGMA synchronous={level}")
-        except sqlite3.Error as e:
-            log.error("alarm journal %s: synchronous=%s not set: %s", self.path, level, e)
 
     def _sync_wal(self) -> None:
         """The WAL on disk (what a synchronous=FULL commit would have done before returning)."""
@@ -319,6 +388,9 @@ class AlarmJournal:
                     "alarm journal %s: %d record(s) not written: %s", self.path, len(batch), e
                 )
             self.last_error = str(e)
+        finally:
+            with self._count_lock:  # before any waiter is released: nothing left unwritten
+                self._done += len(batch)
 
     # -- reading (any thread) --------------------------------------------------------------
 

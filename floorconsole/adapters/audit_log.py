@@ -127,6 +127,11 @@ class AuditLog:
         self._conn: sqlite3.Connection | None = conn
         self.appended = 0
         self._synced = 0
+        # sync() checkpoints on a connection of its own, outside _lock: a checkpoint's fsyncs
+        # (up to 100 ms on a busy disk) never hold back an append (a rule's write waits on
+        # its record), and SQLite lets a PASSIVE checkpoint run beside a writer.
+        self._sync_lock = threading.Lock()
+        self._sync_conn: sqlite3.Connection | None = None
 
     @classmethod
     def in_data_dir(
@@ -144,12 +149,21 @@ class AuditLog:
     def sync(self) -> bool:
         """Put what was appended since the last sync on disk (a WAL checkpoint, with fsync);
         False when there was nothing to do. For a log opened with synchronous=NORMAL."""
-        with self._lock:
-            if self.readonly or self._conn is None or self.appended == self._synced:
-                return False
+        with self._sync_lock:
             appended = self.appended
+            if self.readonly or self._conn is None or appended == self._synced:
+                return False
             try:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                if self._sync_conn is None:
+                    self._sync_conn = sqlite3.connect(
+                        self.path,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        timeout=BUSY_TIMEOUT_MS / 1000,
+                    )
+                    # NORMAL syncs the WAL before the checkpoint and the file after it.
+                    self._sync_conn.execute("PRAGMA synchronous=NORMAL")
+                self._sync_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as e:
                 raise AuditError(f"{self.path}: cannot sync the audit trail: {e}") from e
             self._synced = appended
@@ -298,6 +312,10 @@ class AuditLog:
                 self.checkpoint()
             except AuditError:
                 pass  # the records are committed; verify still works from earlier checkpoints
+        with self._sync_lock:
+            if self._sync_conn is not None:
+                self._sync_conn.close()
+                self._sync_conn = None
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

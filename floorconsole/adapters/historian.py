@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol, TextIO
@@ -70,6 +71,13 @@ CREATE TABLE IF NOT EXISTS input_counts (
 """
 
 INSERT_SAMPLE = "INSERT INTO samples (signal, t, v, q) VALUES (?, ?, ?, ?)"
+# Rows go in 32 to a statement: SQLite runs one multi-row VALUES as one step, where
+# executemany steps and resets the statement for every row (measured: 2.45 to 2.1 us of CPU
+# a row at 1,500 signals; issue 19). The same rows in the same order, the same rowids.
+_ROWS_PER_INSERT = 32
+_INSERT_SAMPLES = "INSERT INTO samples (signal, t, v, q) VALUES " + ", ".join(
+    ["(?, ?, ?, ?)"] * _ROWS_PER_INSERT
+)
 INSERT_WAVEFORM = "INSERT INTO waveforms (signal, t, q, n, data) VALUES (?, ?, ?, ?, ?)"
 INSERT_QUALITY = "INSERT INTO quality_changes (signal, t, q, detail) VALUES (?, ?, ?, ?)"
 INSERT_SIGNAL = "INSERT INTO signals (id, name) VALUES (?, ?)"
@@ -215,6 +223,17 @@ _DATA_ERRORS = (
     TypeError,
     ValueError,
 )
+
+
+def _insert_samples(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+    """INSERT the rows in this order, _ROWS_PER_INSERT to a statement (the rest one by one)."""
+    whole = len(rows) - len(rows) % _ROWS_PER_INSERT
+    if whole:
+        flat = list(chain.from_iterable(rows[:whole]))
+        step = 4 * _ROWS_PER_INSERT
+        conn.executemany(_INSERT_SAMPLES, [flat[i : i + step] for i in range(0, len(flat), step)])
+    if whole < len(rows):
+        conn.executemany(INSERT_SAMPLE, rows[whole:])
 
 
 def _good_time(t: object) -> bool:
@@ -590,7 +609,7 @@ class Historian:
             if self._rows:
                 # A sorted copy: pending rows stay in arrival order, so the pending bound
                 # drops the oldest (as the outbox's dropped_pending() expects) after a failure.
-                conn.executemany(INSERT_SAMPLE, sorted(self._rows, key=_BY_SIGNAL))
+                _insert_samples(conn, sorted(self._rows, key=_BY_SIGNAL))
             if self._waves:
                 conn.executemany(INSERT_WAVEFORM, self._waves)
             if self._quals:

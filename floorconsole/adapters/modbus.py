@@ -26,6 +26,7 @@ import asyncio
 import functools
 import logging
 import math
+import struct
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -36,6 +37,10 @@ from typing import Any, cast
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
+)
 
 from floorconsole.core.clock import Clock
 from floorconsole.core.config import DeviceConfig, ModbusPoint, SignalConfig
@@ -64,7 +69,8 @@ _SPLIT_ON = frozenset({2, 3})
 _NO_ANSWER = frozenset({10, 11})
 
 _GOOD, _NONE = Quality.GOOD, Reason.NONE
-_MAKE_SAMPLE = Sample._make
+# tuple.__new__ straight from C: Sample._make without its Python frame (a quarter cheaper).
+_MAKE_SAMPLE = functools.partial(tuple.__new__, Sample)
 RATE_WINDOW_S = 5.0  # the achieved poll rate on the link is measured over this long
 HELD_BACK = "polls held back: the engine is behind (overload)"
 
@@ -114,6 +120,34 @@ class WriteResult:
 @functools.lru_cache(maxsize=1024)
 def _read_back_block(point: ModbusPoint) -> ReadBlock:
     return ReadBlock(point.table, point.address, point.width, [("read-back", point)])
+
+
+def _unpack_registers(pdu: ModbusPDU, data: bytes) -> None:
+    """The registers of a read reply in one struct call. pymodbus unpacks them one by one and
+    formats the whole reply as text for a debug line whether or not anyone logs it: 45 us of
+    a 75-register poll's 180, a third of a microsecond a sample (issue 19)."""
+    n = data[0] if data else 0
+    if n >= len(data):
+        raise ModbusIOException(
+            f"byte_count {n} > length of packet {len(data)}", function_code=pdu.function_code
+        )
+    pdu.registers = list(struct.unpack_from(f">{n // 2}H", data, 1))
+
+
+class _HoldingRegisters(ReadHoldingRegistersResponse):
+    """A holding-register reply, decoded in one call (registered on each client)."""
+
+    decode = _unpack_registers
+
+    def __str__(self) -> str:  # pymodbus builds it for a debug line at every reply
+        return f"{self.__class__.__name__}(dev_id={self.dev_id}, count={len(self.registers)})"
+
+
+class _InputRegisters(ReadInputRegistersResponse):
+    """An input-register reply, decoded in one call (registered on each client)."""
+
+    decode = _unpack_registers
+    __str__ = _HoldingRegisters.__str__
 
 
 def _quiet_pymodbus() -> None:
@@ -184,6 +218,11 @@ class DevicePoller:
         # Before this monotonic time no signal can be due for staleness (check_stale).
         self._next_due = -math.inf
         self._min_stale = min(self._stale_after.values(), default=0.0)
+        # Where in its period this device polls, after its first poll (set by the engine to
+        # spread devices over the period): 20 devices polled at the same instant answer
+        # together, and the last answer waited for the loop to handle the 19 before it (a
+        # rule's crossing 4 ms late at the median, issue 19).
+        self.phase_s = 0.0
         _quiet_pymodbus()
 
     @property
@@ -204,6 +243,7 @@ class DevicePoller:
         loop = asyncio.get_running_loop()
         period = self.device.poll_s
         deadline = loop.time()
+        shift = self.phase_s % period if period > 0 else 0.0
         stats = self.stats
         window_start, window_polls = deadline, 0
         try:
@@ -226,7 +266,8 @@ class DevicePoller:
                     window_polls += 1
                 if _cancel_swallowed():
                     raise asyncio.CancelledError()
-                deadline += period
+                deadline += period + shift
+                shift = 0.0
                 now = loop.time()
                 if now > deadline:
                     missed = math.ceil((now - deadline) / period)
@@ -482,6 +523,8 @@ class DevicePoller:
             retries=0,
             reconnect_delay=0,
         )
+        client.register(_HoldingRegisters)
+        client.register(_InputRegisters)
         ok = await client.connect()  # bounded by timeout too; False on refusal or timeout
         if not ok:
             client.close()

@@ -10,7 +10,9 @@ import argparse
 import getpass
 import json
 import os
+import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -245,7 +247,7 @@ def _run(args: argparse.Namespace) -> int:
             max_failures=args.max_failures,
             by=args.by,
             trail=Path(args.trail) if args.trail else None,
-            say=print,
+            say=_say,
             records=_trail(args),
         )
         return 0 if report.ok else 1
@@ -325,6 +327,16 @@ def _decommission(args: argparse.Namespace) -> int:
         "the fleet trail"
     )
     return 0
+
+
+def _say(line: str) -> None:
+    """A rollout step on a terminal: wrapped to its width, the rest indented under the step
+    (an edge's reason can be long; at 80 columns it wrapped mid-word); as is in a pipe."""
+    if not sys.stdout.isatty():
+        print(line, flush=True)
+        return
+    width = max(40, shutil.get_terminal_size().columns - 1)
+    print(textwrap.fill(line, width, subsequent_indent="    ", break_on_hyphens=False), flush=True)
 
 
 def _split(text: str) -> list[str]:
@@ -411,10 +423,10 @@ def rollout(
         raise FleetError(str(err)) from None
     files = pack_bundle(bundle)
     apply = command_payload(RolloutCommand(rid, "apply", files=files, by=by, t=time.time()))
-    say(
-        f"rollout {rid}: bundle {bundle_id[:12]} to {len(targets)} edge(s) in "
-        f"{len(report.waves)} wave(s): " + " | ".join(",".join(w) for w in report.waves)
-    )
+    # the rollout id starts with the bundle's
+    say(f"rollout {rid}: {len(targets)} edge(s) in {len(report.waves)} wave(s)")
+    for i, wave in enumerate(report.waves):  # one line a wave: it reads at 80 columns
+        say(f"  {'canary' if i == 0 and canary else f'wave {i}'}: {', '.join(wave)}")
     if report.skipped:
         say(f"  left out (decommissioned): {', '.join(sorted(report.skipped))}")
     note("start", bundle=bundle_id, waves=report.waves, left_out=sorted(report.skipped))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import textwrap
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,6 +178,10 @@ class EdgeStatus:
     will: bool = False  # the broker said it (the edge went without a goodbye)
     every: float | None = None  # the edge refreshes its status this often (seconds)
     decommissioned: str = ""  # "by: why" when the fleet tool revoked its login
+    # a remote change held there (remote_apply "confirm"): "held" (waits for an engineer
+    # there) or "deferred" (one said not now), and what it is in words; "" when none
+    held: str = ""
+    held_text: str = ""
 
     def stale(self, now: float) -> bool:
         """Online by its last word, but silent for three refreshes: a box that says
@@ -203,6 +208,8 @@ class EdgeStatus:
             "will": self.will,
             "every": self.every,
             "decommissioned": self.decommissioned,
+            "held": self.held,
+            "held_text": self.held_text,
         }
 
 
@@ -235,6 +242,7 @@ def parse_status(edge: str, payload: bytes) -> EdgeStatus:
     alarms: dict[str, Any] = d["alarms"] if isinstance(d.get("alarms"), dict) else {}
     models: dict[str, Any] = d["models"] if isinstance(d.get("models"), dict) else {}
     backlog = _num(d.get("backlog_rows"))
+    held, held_text = _held(d.get("pending"))
     return EdgeStatus(
         edge=edge,
         state=state,
@@ -252,7 +260,25 @@ def parse_status(edge: str, payload: bytes) -> EdgeStatus:
         will=bool(d.get("will")),
         every=_num(d.get("every")),
         decommissioned=_decommissioned(d.get("decommissioned")),
+        held=held,
+        held_text=held_text,
     )
+
+
+def _held(v: Any) -> tuple[str, str]:
+    """The status's `pending` (a PendingChange as a dict, or null) as (word, words)."""
+    if not isinstance(v, dict) or not isinstance(v.get("rollout"), str) or not v["rollout"]:
+        return "", ""
+    bundle = str(v.get("bundle") or "")[:12]
+    what = (
+        f"rollout {v['rollout']}"
+        + (f" (bundle {bundle})" if bundle else "")
+        + f" from {v.get('by') or '?'}"
+    )
+    if v.get("deferred_by"):
+        why = v.get("deferred_why") or "no reason given"
+        return "deferred", f"{what}, deferred by {v['deferred_by']}: {why}"
+    return "held", f"{what}, received {utc(_num(v.get('t')))} UTC, waits for an engineer there"
 
 
 def _decommissioned(v: Any) -> str:
@@ -577,6 +603,7 @@ class EdgeRow:
     result: str  # the last rollout result, "" when none
     stale: bool = False  # online by its last word, silent for three of its refreshes
     decommissioned: bool = False  # its login revoked by the fleet tool
+    held: str = ""  # "held" / "deferred": a remote change waits for an engineer there
 
 
 _WORD_RANK = {"NORMAL": 0, "OUT OF SERVICE": 1, "WARNING": 2, "CRITICAL": 3, "BAD": 4}
@@ -659,19 +686,36 @@ class FleetState:
                     site=s.site,
                     tags=s.tags,
                     online=s.state == "online",
-                    last_seen=s.t,
+                    last_seen=self.heard(e),
                     boot=s.boot,
                     version=s.version,
-                    snapshot=(s.fleet_snapshot or s.snapshot)[:12],
+                    snapshot=self.last_snapshot(e)[:12],
                     backlog=s.backlog_rows,
                     alarms=s.alarms,
                     models=worst_model(s.models),
                     result="" if r is None else r.state,
                     stale=s.stale(time.time()),
                     decommissioned=bool(s.decommissioned),
+                    held=s.held,
                 )
             )
         return sorted(out, key=lambda r: (r.site, r.edge))
+
+    def heard(self, edge: str) -> float | None:
+        """When the edge was last heard: its status, or its last heartbeat when later (a
+        last will carries the time it connected, not the time it went)."""
+        s = self.status.get(edge)
+        times = [t for t in (None if s is None else s.t, self.alive.get(edge)) if t is not None]
+        return max(times) if times else None
+
+    def last_snapshot(self, edge: str) -> str:
+        """What the edge runs (the fleet bundle's id when it came from one); for an offline
+        edge, whose goodbye names none, what its activation log says ran last."""
+        s = self.status.get(edge)
+        if s is not None and s.snapshot:
+            return s.fleet_snapshot or s.snapshot
+        last = running_at(self.activations.get(edge, ()), math.inf)
+        return "" if last is None else (last.fleet_snapshot or last.snapshot)
 
     def at(self, when: float) -> dict[str, ActivationRow | Gap | None]:
         """Which snapshot each edge ran at `when`, or the gap it was offline in (None:
@@ -762,6 +806,8 @@ def row_line(r: EdgeRow, now: float) -> str:
     """One edge in 78 columns (the fleet view at 80x24)."""
     backlog = "-" if r.backlog is None else str(r.backlog)
     state = ("STALE" if r.stale else "online") if r.online else "OFFLINE"
+    if r.online and not r.stale and r.held:
+        state = "HELD" if r.held == "held" else "DEFER"  # online, a change waits there
     if r.decommissioned:
         state = "DECOM"
     return (
@@ -791,29 +837,50 @@ def detail_text(state: FleetState, edge: str, now: float) -> str:
         return (
             f"no edge {edge!r} on this broker (known: {', '.join(sorted(state.status)) or 'none'})"
         )
+    heard = state.heard(edge)
+    last = state.last_snapshot(edge)
     lines = [
         f"edge      {s.edge}  ({s.state}{', last will' if s.will else ''}"
         f"{', STALE: silent since it said so' if s.stale(now) else ''}"
         f"{', DECOMMISSIONED by ' + s.decommissioned if s.decommissioned else ''})",
         f"site      {s.site or '-'}   tags {' '.join(s.tags) or '-'}",
-        f"seen      {utc(s.t)} UTC ({ago(s.t, now)} ago)",
+        f"seen      {utc(heard)} UTC ({ago(heard, now)} ago)",
+    ]
+    if s.state != "online":
+        how = "its last will, no goodbye" if s.will else "it said goodbye"
+        lines.append(f"offline   since {utc(heard)} UTC ({ago(heard, now)} ago): {how}")
+    lines += [
         f"boot      {utc(s.boot)} UTC   floorconsole {s.version or '?'}",
-        f"snapshot  {s.snapshot[:12] or '-'}"
-        + (f"  (fleet bundle {s.fleet_snapshot[:12]})" if s.fleet_snapshot else ""),
+        (
+            f"snapshot  {s.snapshot[:12]}"
+            + (f"  (fleet bundle {s.fleet_snapshot[:12]})" if s.fleet_snapshot else "")
+            if s.snapshot
+            else f"snapshot  {last[:12] or '-'}" + ("  (the last its log says ran)" if last else "")
+        ),
         f"backlog   {'-' if s.backlog_rows is None else s.backlog_rows} rows   "
         f"unacked alarms {alarm_text(s.alarms)}",
         "models    " + (", ".join(f"{k} {v}" for k, v in s.models.items()) or "none"),
     ]
+    if s.held:
+        lines += textwrap.wrap(
+            s.held_text, 78, initial_indent=f"{s.held:<10}", subsequent_indent=" " * 10
+        )
     r = state.results.get(edge)
     if r is not None:
-        lines.append(f"rollout   {r.rollout}: {r.state} at {utc(r.t)} UTC: {r.message}")
+        lines.append(f"rollout   {r.rollout}: {r.state} at {utc(r.t)} UTC")
+        lines += textwrap.wrap(r.message, 78, initial_indent=" " * 10, subsequent_indent=" " * 10)
     rows = state.activations.get(edge, ())
     lines.append(f"activations ({len(rows)}, newest first):")
     for a in reversed(rows[-15:]):
         name = a.fleet_snapshot[:12] or a.snapshot[:12]
-        lines.append(
-            f"  {utc(a.at)}  {name:<12} {a.outcome:<26} {a.by[:16]:<16} {a.note[:40]}".rstrip()
-        )
+        line = f"  {utc(a.at)}  {name:<12} {a.outcome:<25} {a.by[:16]:<16} {a.note[:40]}"
+        if len(line.rstrip()) <= 78:
+            lines.append(line.rstrip())
+            continue
+        # the note under the row, in two lines at most: it reads at 80x24
+        lines.append(f"  {utc(a.at)}  {name:<12} {a.outcome:<25} {a.by[:16]}")
+        note = textwrap.wrap(a.note, 78, initial_indent=" " * 23, subsequent_indent=" " * 23)
+        lines += note[:2]
     return "\n".join(lines)
 
 

@@ -255,6 +255,11 @@ class ReportByException:
         self.last.clear()
 
 
+class WriteRefused(Exception):
+    """A host's write the engine refuses at once (the role the plant file gives the host is
+    below a console write's): the uplink counts and audits it as it does its own refusals."""
+
+
 @dataclass(frozen=True, slots=True)
 class SparkplugConfig:
     """[uplink.sparkplug]: where this edge node sits in a host's namespace. edge_node None:

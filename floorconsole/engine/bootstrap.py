@@ -14,25 +14,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from floorconsole.adapters.alarm_journal import FILE_NAME as JOURNAL_FILE
 from floorconsole.adapters.alarm_journal import AlarmJournal
 from floorconsole.adapters.audit_log import AuditLog
-from floorconsole.adapters.fleet import FleetLink
 from floorconsole.adapters.historian import Historian
 from floorconsole.adapters.modbus import DevicePoller
-from floorconsole.adapters.mqtt import BrokerClient
-from floorconsole.adapters.opcua import OpcUaSource, engine_source
-from floorconsole.adapters.outbox import Outbox
 from floorconsole.adapters.snapshot_store import SnapshotStore, SnapshotStoreError
-from floorconsole.adapters.sparkplug.uplink import (
-    ALARM_PREFIX,
-    BothUplinks,
-    SignalMetric,
-    SparkplugUplink,
-)
-from floorconsole.adapters.uplink import Uplink
 from floorconsole.adapters.users import UserStore
 from floorconsole.core.audit import REFUSED
 from floorconsole.core.clock import Clock, SystemClock
@@ -52,13 +41,22 @@ from floorconsole.core.points import ModbusPoint
 from floorconsole.core.rules import AlarmAction
 from floorconsole.core.snapshot import Snapshot, read_model_files
 from floorconsole.core.sparkplug import DataType
-from floorconsole.engine.demo import ensure_demo_users
-from floorconsole.engine.host_writes import host_principal, host_writer
 from floorconsole.engine.hub import Hub
 from floorconsole.engine.lock import DataDirLock
-from floorconsole.engine.model_runner import ModelRunner, PackageFallback
 from floorconsole.engine.runtime import DemoControl, Engine, EngineStores
 from floorconsole.engine.snapshots import HEALTH_WINDOW_S
+
+# Adapters a plant may not use are imported when it does: OPC UA (asyncua), ONNX models
+# (onnxruntime), MQTT and the uplink (paho), the demo's simulator. A Modbus-only engine is
+# 40 to 60 MiB smaller without them (issue 19: RSS beside Node-RED).
+if TYPE_CHECKING:
+    from floorconsole.adapters.fleet import FleetLink
+    from floorconsole.adapters.mqtt import BrokerClient
+    from floorconsole.adapters.opcua import OpcUaSource
+    from floorconsole.adapters.outbox import Outbox
+    from floorconsole.adapters.sparkplug.uplink import SignalMetric, SparkplugUplink
+    from floorconsole.adapters.uplink import Uplink
+    from floorconsole.engine.model_runner import ModelRunner, PackageFallback
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +158,8 @@ class PlantAdapters:
     def model_runner(
         self, model: ModelConfig, clock: Clock, stale_after_s: Mapping[str, float]
     ) -> ModelRunner:
+        from floorconsole.engine.model_runner import ModelRunner
+
         # A package that fails to load gives a runner that says why, not an exception.
         return ModelRunner.from_config(
             model, clock, stale_after_s=stale_after_s, fallback=self._package_fallback
@@ -184,6 +184,8 @@ class PlantAdapters:
         clock: Clock,
         link: LinkStats,
     ) -> BrokerClient:
+        from floorconsole.adapters.mqtt import BrokerClient
+
         return BrokerClient(broker, signals, hub, loop, clock, link)
 
     def opcua_source(
@@ -194,6 +196,8 @@ class PlantAdapters:
         clock: Clock,
         link: LinkStats,
     ) -> OpcUaSource:
+        from floorconsole.adapters.opcua import engine_source
+
         return engine_source(device, signals, hub.ingest, clock, link)
 
 
@@ -270,7 +274,11 @@ def open_engine(
         opened.append(audit_log.close)
         users = UserStore.in_data_dir(data_dir)
         opened.append(users.close)
-        demo_users = ensure_demo_users(users) if demo is not None else []
+        demo_users = []
+        if demo is not None:
+            from floorconsole.engine.demo import ensure_demo_users
+
+            demo_users = ensure_demo_users(users)
         stores = EngineStores(
             historian=historian,
             journal=journal,
@@ -298,10 +306,13 @@ def open_engine(
             package_problems=plan.stand_ins,
             fleet_link=_fleet_link(plant),
         )
-        if isinstance(uplink, SparkplugUplink):
-            _watch_devices(uplink, engine)
-        elif isinstance(uplink, BothUplinks):
-            _watch_devices(uplink.sparkplug, engine)
+        if uplink is not None:
+            from floorconsole.adapters.sparkplug.uplink import BothUplinks, SparkplugUplink
+
+            if isinstance(uplink, SparkplugUplink):
+                _watch_devices(uplink, engine)
+            elif isinstance(uplink, BothUplinks):
+                _watch_devices(uplink.sparkplug, engine)
     except BaseException:
         for close in reversed(opened):
             try:
@@ -336,6 +347,10 @@ def _uplink(
     Sparkplug B edge node on the same outbox (bdSeq kept in data_dir)."""
     if plant.uplink is None:
         return None, None
+    from floorconsole.adapters.outbox import Outbox
+    from floorconsole.adapters.sparkplug.uplink import BothUplinks, SparkplugUplink
+    from floorconsole.adapters.uplink import Uplink
+
     outbox = Outbox(plant.uplink)
     broker = next(b for b in plant.brokers if b.id == plant.uplink.broker)
     uplink_cfg = plant.uplink
@@ -375,6 +390,8 @@ def sparkplug_metrics(plant: PlantConfig) -> list[SignalMetric]:
     broker id) belong to that Sparkplug device, derived ones (models, drift) to the node.
     Waveform signals have no metric (Sparkplug datasets are not implemented); each rule's
     alarm is a node metric `Alarms/rule:ID`."""
+    from floorconsole.adapters.sparkplug.uplink import ALARM_PREFIX, SignalMetric
+
     out = []
     for s in plant.signals:
         src = s.source
@@ -396,6 +413,8 @@ def sparkplug_metrics(plant: PlantConfig) -> list[SignalMetric]:
 def _engine_metrics(engine: Engine) -> tuple[list[SignalMetric], list[str]]:
     """The running configuration's metrics and devices: its plant's signals and rule alarms,
     and the model outputs the engine derives (node metrics)."""
+    from floorconsole.adapters.sparkplug.uplink import SignalMetric
+
     plant = engine.active.plant
     metrics = sparkplug_metrics(plant)
     known = {m.signal for m in metrics}
@@ -421,6 +440,8 @@ def _watch_devices(uplink: SparkplugUplink, engine: Engine) -> None:
     )
     sp = uplink.config.sparkplug
     if sp is not None and sp.writable:  # the metrics a host may write: the console's path
+        from floorconsole.engine.host_writes import host_principal, host_writer
+
         uplink.on_write = host_writer(engine, host_principal(sp.primary_host), sp.host_role)
 
 
@@ -428,6 +449,8 @@ def _fleet_link(plant: PlantConfig) -> FleetLink | None:
     """With an enabled [fleet]: the edge's link to the plant broker (status, rollouts)."""
     if plant.fleet is None or not plant.fleet.enabled:
         return None
+    from floorconsole.adapters.fleet import FleetLink
+
     broker = next(b for b in plant.brokers if b.id == plant.fleet.broker)
     return FleetLink(broker, prefix=plant.fleet.topic_prefix, edge=plant.edge.id)
 

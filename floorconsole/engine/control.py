@@ -271,22 +271,28 @@ class Control:
                 if alarm is not None:
                     alarm.confirm()
                 continue
-            # Journaled before it takes effect: a write waits for this record (flush).
-            self._record_rule(rule.id, event or tr.kind, tr.kind == "activate", by, tr.reason)
+            prev = self._chains.get(rule.id)
+            writes = any(isinstance(a, WriteAction) for a in rule.actions)
+            # Control first: when nothing of this rule is still running, its change is
+            # journaled and each write's audit record committed right here, in the callback
+            # of the poll that saw the crossing (a tenth of a millisecond each, into the WAL;
+            # their fsyncs follow beside), and the write goes out on the next loop turn
+            # without waiting for another thread. Otherwise, as before: journaled before it
+            # takes effect, the write waiting for the record (flush).
+            now = writes and self._quiet(prev) and self._record_rule_now(rule.id, event, tr, by)
+            if not now:
+                self._record_rule(rule.id, event or tr.kind, tr.kind == "activate", by, tr.reason)
+            ahead = self._audit_ahead(rule, tr) if now else {}
             for i, action in enumerate(rule.actions):
                 if isinstance(action, AlarmAction):
                     self._alarm(rule, i, action, tr)
             if any(not isinstance(a, AlarmAction) for a in rule.actions):
-                prev = self._chains.get(rule.id)
                 # The journal starts committing the record now, while this loop turn ends
                 # and the task starts: a write waits for the record, not for both in turn.
-                journaled = (
-                    self._journal_soon()
-                    if any(isinstance(a, WriteAction) for a in rule.actions)
-                    else None
-                )
+                journaled = self._journal_soon() if writes and not now else None
                 task = asyncio.get_running_loop().create_task(
-                    self._run_actions(rule, tr, prev, journaled), name=f"rule {rule.id} {tr.kind}"
+                    self._run_actions(rule, tr, prev, journaled, committed=now, ahead=ahead),
+                    name=f"rule {rule.id} {tr.kind}",
                 )
                 self._chains[rule.id] = task
                 self._tasks.add(task)
@@ -303,6 +309,58 @@ class Control:
             else f"no change ({self.alarms.get(rule.alarm_id).state.value})"
         )
         self._record(rule, index, "alarm", action.target, tr, True, text)
+
+    def _quiet(self, prev: asyncio.Task[None] | None) -> bool:
+        """Nothing this transition must wait for: no earlier transition of the rule still
+        acting, no output still being read back at start."""
+        read_back = self._read_back
+        return (prev is None or prev.done()) and (read_back is None or read_back.done())
+
+    def _record_rule_now(self, rule_id: str, event: str | None, tr: Transition, by: str) -> bool:
+        """The rule's change committed to the journal now, on the loop, if it can be without
+        waiting (AlarmJournal.record_rule_now); False: queue it (_record_rule)."""
+        record_now = getattr(self.journal, "record_rule_now", None)
+        if record_now is None:
+            return False
+        active = tr.kind == "activate"
+        ev = RuleEvent(self.clock.wall(), rule_id, event or tr.kind, active, by, tr.reason)
+        return bool(record_now(ev))
+
+    def _audit_ahead(self, rule: RuleConfig, tr: Transition) -> dict[int, bool | Exception]:
+        """Each write action's request record committed now on the loop, when the trail is
+        free (Engine.audit_now): action index -> True (committed) or the exception that kept
+        it from being written. An action not in the result audits in its task as before."""
+        out: dict[int, bool | Exception] = {}
+        if self.audit is None or self.audit_now is None or not self.config.enabled:
+            return out
+        for i, action in enumerate(rule.actions):
+            if not isinstance(action, WriteAction) or action.device not in self.writers:
+                continue
+            request = self._request(rule, action, tr)
+            if request is None:
+                continue
+            try:
+                if self.audit_now("write", f"rule {rule.id}", action.target, request):
+                    out[i] = True
+            except Exception as e:  # noqa: BLE001 - no record, no write: _write says so
+                out[i] = e
+        return out
+
+    def _request(
+        self, rule: RuleConfig, action: WriteAction, tr: Transition
+    ) -> dict[str, Any] | None:
+        """The audit record's detail of a write before it is sent (None: nothing is written)."""
+        value = action.value_for(tr.kind == "activate")
+        if value is None:
+            return None
+        return {
+            "phase": "request",
+            "rule": rule.id,
+            "transition": tr.kind,
+            "reason": tr.reason,
+            "before": action.value_for(tr.kind != "activate"),
+            "value": value,
+        }
 
     def _record_rule(self, rule_id: str, event: str, active: bool, by: str, text: str) -> None:
         record = getattr(self.journal, "record_rule", None)
@@ -341,10 +399,15 @@ class Control:
         tr: Transition,
         prev: asyncio.Task[None] | None,
         journaled: asyncio.Future[None] | None = None,
+        *,
+        committed: bool = False,
+        ahead: Mapping[int, bool | Exception] | None = None,
     ) -> None:
+        """committed: the rule's change is in the journal already (_record_rule_now), with
+        nothing to wait for; ahead: write records audited already (_audit_ahead)."""
         if prev is not None and not prev.done():
             await asyncio.wait([prev])
-        if any(isinstance(a, WriteAction) for a in rule.actions):
+        if not committed and any(isinstance(a, WriteAction) for a in rule.actions):
             read_back = self._read_back
             if read_back is not None and not read_back.done():
                 await asyncio.wait([read_back])  # an output is read before it is written
@@ -358,7 +421,7 @@ class Control:
         for i, action in enumerate(rule.actions):
             try:
                 if isinstance(action, WriteAction):
-                    await self._write(rule, i, action, tr)
+                    await self._write(rule, i, action, tr, (ahead or {}).get(i, False))
                 elif isinstance(action, PublishAction):
                     self._publish(rule, i, action, tr)
             except Exception as e:  # a bug in one action must not stop the others
@@ -366,8 +429,15 @@ class Control:
                 self._record(rule, i, action.kind, action.target, tr, False, f"error: {e!r}")
 
     async def _write(
-        self, rule: RuleConfig, index: int, action: WriteAction, tr: Transition
+        self,
+        rule: RuleConfig,
+        index: int,
+        action: WriteAction,
+        tr: Transition,
+        audited: bool | Exception = False,
     ) -> None:
+        """audited: the request record was committed already (True), or could not be
+        (the exception); False: it is written here first."""
         value = action.value_for(tr.kind == "activate")
         if value is None:
             self._record(
@@ -390,17 +460,12 @@ class Control:
             self.alarms.raise_system("write_failed", action.target, f"rule {rule.id}: {text}")
             return
         who = f"rule {rule.id}"
-        if self.audit is not None:
-            before = action.value_for(tr.kind != "activate")
-            request = {
-                "phase": "request",
-                "rule": rule.id,
-                "transition": tr.kind,
-                "reason": tr.reason,
-                "before": before,
-                "value": value,
-            }
+        if self.audit is not None and audited is not True:
+            request = self._request(rule, action, tr)
+            assert request is not None  # value is not None
             try:
+                if isinstance(audited, Exception):
+                    raise audited
                 # Committed on the loop when the trail is free (a tenth of a millisecond, no
                 # fsync), else from a worker thread: either way before the write is sent.
                 done = self.audit_now is not None and self.audit_now(

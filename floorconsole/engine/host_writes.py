@@ -23,6 +23,7 @@ from floorconsole.core.audit import REFUSED
 from floorconsole.core.auth import ACTIONS, Role
 from floorconsole.core.points import ModbusPoint
 from floorconsole.core.registers import point_label
+from floorconsole.core.sparkplug import WriteRefused
 from floorconsole.engine.manual import ManualWrites
 
 if TYPE_CHECKING:
@@ -45,8 +46,14 @@ def host_writer(
     """The uplink's on_write hook: schedules the write on the engine's loop, returns at once."""
     manual = ManualWrites(engine)
     pending: set[asyncio.Future[CommandResult]] = set()
+    host_role = Role.parse(role)
 
     def on_write(topic: str, signal: str, value: float | bool) -> None:
+        if host_role < ACTION.min_role:  # raised to the uplink: it counts and audits it
+            raise WriteRefused(
+                f"{principal} ({host_role}) may not {ACTION.description}: that needs "
+                f"{ACTION.min_role} or above ([uplink.sparkplug] host_role)"
+            )
         loop = engine.loop
         if loop is None or loop.is_closed():
             engine.audit_safe(
@@ -54,7 +61,7 @@ def host_writer(
             )
             return
         fut = asyncio.run_coroutine_threadsafe(
-            write(engine, manual, principal, Role.parse(role), topic, signal, value), loop
+            write(engine, manual, principal, host_role, topic, signal, value), loop
         )
         pending.add(fut)  # type: ignore[arg-type]
         fut.add_done_callback(pending.discard)  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from floorconsole.ui.format import set_console_zone
 from floorconsole.ui.live import ShowsFrames
 from floorconsole.ui.screens.overview import OverviewScreen
 from floorconsole.ui.session import refusal_text, session_info, who_text, who_words
+from floorconsole.ui.slow_link import CHECK_EVERY_S, SLOW_REFRESH_HZ, SlowLink
 from floorconsole.ui.themes import DEFAULT_THEME, THEMES_DIR, cycle_order, load_themes
 from floorconsole.ui.widgets.status_bars import Banner, EngineLine, control_text, engine_gone_text
 
@@ -112,6 +113,8 @@ class FloorApp(App[None]):
         self.flashing = False  # a new alarm at or above the priority is unacknowledged
         self.export_dir = export_dir or Path.cwd()
         self.refresh_hz = max(0.2, min(30.0, refresh_hz))
+        self.slow_link = False  # the terminal cannot keep up: see floorconsole.ui.slow_link
+        self.slow_link_state = SlowLink()
         self.last_frame: Frame | None = None
         self.pinned: list[str] = []  # signals pinned for the trend screen (T), four at most
         self.frames_shown = 0
@@ -168,8 +171,39 @@ class FloorApp(App[None]):
         if not self.is_headless:
             self._end_on_signals()
         self.push_screen(OverviewScreen())
-        self.set_interval(1.0 / self.refresh_hz, self.tick)
+        self._tick_timer = self.set_interval(1.0 / self.refresh_hz, self.tick)
         self.call_after_refresh(self.tick)
+        if not self.is_headless:
+            self.set_interval(CHECK_EVERY_S, self._check_terminal_keeps_up)
+
+    def _check_terminal_keeps_up(self, now: float | None = None) -> None:
+        """The slow-link profile (floorconsole.ui.slow_link): entered when the terminal cannot
+        take what the console writes, left when it keeps up again; said once each way."""
+        busy = getattr(self._driver, "output_busy_s", None)
+        if busy is None:
+            return
+        now = time.monotonic() if now is None else now
+        change = self.slow_link_state.feed(float(busy), now)
+        if change is None:
+            return
+        self.slow_link = change
+        hz = min(self.refresh_hz, SLOW_REFRESH_HZ) if change else self.refresh_hz
+        self._tick_timer.stop()
+        self._tick_timer = self.set_interval(1.0 / hz, self.tick)
+        log.warning(
+            "console: the terminal %s: %g redraws a second",
+            "cannot keep up (slow link)" if change else "keeps up again",
+            hz,
+        )
+        if change:
+            self.notify(
+                f"slow terminal: {hz:g} redraw a second, no trends or flashing until it "
+                "keeps up again",
+                severity="warning",
+                timeout=10,
+            )
+        else:
+            self.notify(f"the terminal keeps up again: {hz:g} redraws a second", timeout=5)
 
     @staticmethod
     def _ignore_terminal_signals() -> None:
@@ -275,7 +309,8 @@ class FloorApp(App[None]):
             self.bells += 1
             self.bell()
         self.flashing = bool(active)
-        dark = self.flashing and int(now / FLASH_HALF_S) % 2 == 1
+        # on a slow link the banner stays lit instead: every flash costs a redraw
+        dark = self.flashing and not self.slow_link and int(now / FLASH_HALF_S) % 2 == 1
         if self.screen.is_mounted:
             for banner in self.screen.query(Banner):
                 banner.flash_dark = dark

@@ -28,9 +28,13 @@ def fleet_frame(
     rows = state.rows(site=site, tags=tags)
     online = sum(1 for r in rows if r.online)
     unacked = sum(sum(r.alarms.values()) for r in rows)
+    held = sum(1 for r in rows if r.held and not r.decommissioned)
+    decom = sum(1 for r in rows if r.decommissioned)
     summary = (
         f"{len(rows)} edge(s), {online} online, {len(rows) - online} offline, "
-        f"{unacked} unacked alarm(s)"
+        + (f"{held} held, " if held else "")  # a change waits for an engineer there
+        + (f"{decom} decommissioned, " if decom else "")
+        + f"{unacked} unacked alarm(s)"
         + (f"; {state.bad_messages} bad message(s)" if state.bad_messages else "")
     )
     return summary, [(r.edge, row_line(r, now)) for r in rows]
@@ -66,7 +70,9 @@ class FleetApp(App[None]):
     #header { height: 1; color: $text-muted; }
     OptionList { height: 1fr; border: none; }
     """
-    BINDINGS = [Binding("q", "quit", "quit"), Binding("enter", "detail", "detail")]
+    # enter has priority over the list's own (which hides it from the footer); it does
+    # nothing on an edge's detail (check_action), where it pushed a second detail before
+    BINDINGS = [Binding("q", "quit", "quit"), Binding("enter", "detail", "detail", priority=True)]
     TITLE = "floorconsole fleet"
 
     def __init__(
@@ -104,6 +110,11 @@ class FleetApp(App[None]):
         ol.add_options([Option(text, id=edge) for edge, text in lines])
         if lines:
             ol.highlighted = min(keep or 0, len(lines) - 1)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "detail" and isinstance(self.screen, EdgeDetail):
+            return False
+        return True
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id:

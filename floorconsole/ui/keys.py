@@ -89,7 +89,13 @@ KEYS: tuple[tuple[str, tuple[KeyHelp, ...]], ...] = (
                 ("space", "d"), "mark a snapshot, then d: what changed from it to the selected"
             ),
             KeyHelp(("v",), "the activation history: what ran when, and how its check went"),
+            KeyHelp(
+                ("a", "x"),
+                "a remote change from the fleet held here: a accepts it (health-checked), "
+                "x defers it with why",
+            ),
             KeyHelp(("y", "n"), "answer a confirmation (Esc is no)"),
+            KeyHelp(("escape", "backspace"), "back to the overview"),
         ),
     ),
     (

@@ -27,6 +27,7 @@ import logging
 import os
 import selectors
 import threading
+import time
 from codecs import getincrementaldecoder
 from typing import IO, Any
 
@@ -71,6 +72,12 @@ class ConsoleDriver(LinuxDriver):
             data = diff(data)
             if data:
                 super().write(data)
+
+    @property
+    def output_busy_s(self) -> float:
+        """Seconds the writer has spent writing to the terminal (see floorconsole.ui.slow_link)."""
+        out = self._file
+        return float(out.busy_s) if isinstance(out, _TerminalOut) else 0.0
 
     def _terminal_size(self) -> tuple[int, int]:
         """The size of the terminal written to; (0, 0) when it cannot be asked."""
@@ -148,23 +155,33 @@ class _TerminalOut:
         self._f = file
         self._gone = gone
         self._failed = False
+        # Seconds spent in write and flush: blocked, mostly, when the terminal cannot take
+        # what we send as fast as we send it (the slow-link profile reads it; one writer
+        # thread adds, the app's loop reads a float: atomic under the GIL).
+        self.busy_s = 0.0
 
     def write(self, text: str) -> int:
         if self._failed:
             return len(text)
+        t0 = time.monotonic()
         try:
             return int(self._f.write(text))
         except (OSError, ValueError) as e:  # ValueError: the file was closed
             self._fail(e)
             return len(text)
+        finally:
+            self.busy_s += time.monotonic() - t0
 
     def flush(self) -> None:
         if self._failed:
             return
+        t0 = time.monotonic()
         try:
             self._f.flush()
         except (OSError, ValueError) as e:
             self._fail(e)
+        finally:
+            self.busy_s += time.monotonic() - t0
 
     def _fail(self, e: Exception) -> None:
         self._failed = True

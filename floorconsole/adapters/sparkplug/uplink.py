@@ -61,6 +61,7 @@ from floorconsole.core.sparkplug import (
     SeqCounter,
     SparkplugSessionView,
     Topic,
+    WriteRefused,
     death_metrics,
     device_topic,
     entry_quality,
@@ -666,11 +667,14 @@ class SparkplugUplink(Uplink):
                 self._refuse(msg.topic, f"write to {name or f'alias {m.alias}'}: {why}")
                 continue
             assert name is not None and value is not None
-            self._host_writes += 1
             try:  # the engine takes it from here (its loop): role, audit, write, read-back
                 self.on_write(msg.topic, name, value)
+            except WriteRefused as e:  # refused at once (the host's role): counted, audited
+                self._refuse(msg.topic, f"write to {name}: {e}")
+                continue
             except Exception:  # noqa: BLE001 - the hook must not end the session
                 log.exception("sparkplug: handing a host's write to the engine")
+            self._host_writes += 1
 
     def _host_write(self, t: Topic, name: str | None, m: Metric) -> tuple[float | bool | None, str]:
         """(value, "") for a write a host may make: a metric the plant file lists as

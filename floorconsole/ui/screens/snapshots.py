@@ -225,7 +225,9 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
                     "fleet.accept", rollout=p.rollout, then=self._rolled_back
                 )
 
-        self.app.push_screen(ConfirmDialog(held_text(p) + "\n\nApply it now?"), answered)
+        self.app.push_screen(
+            ConfirmDialog(held_text(p, keys=False) + "\n\nApply it now (health-checked)?"), answered
+        )
 
     def action_defer_remote(self) -> None:
         p = self._held_or_say()
@@ -249,14 +251,16 @@ class SnapshotScreen(ShowsFrames, Screen[None]):
         )
 
 
-def held_text(p: FleetPendingView) -> str:
-    """A held remote change in words, with the keys that decide it."""
+def held_text(p: FleetPendingView, *, keys: bool = True) -> str:
+    """A held remote change in words, with the keys that decide it (not in the dialog that
+    asks whether to apply it: there y and n do)."""
     what = f"bundle {p.bundle} as snapshot {p.snapshot}" if p.bundle else f"back to {p.snapshot}"
-    text = (
-        f"Remote change {p.rollout} from {p.by or '?'} ({p.action}: {what}), received "
-        f"{_when(p.received)}, waits for an engineer here: a accepts it (applied and "
-        "health-checked), x defers it"
-    )
+    text = f"Remote change {p.rollout} from {p.by or '?'} ({p.action}: {what}), received "
+    text += f"{_when(p.received)}"
+    if keys:
+        text += (
+            ", waits for an engineer here: a accepts it (applied and health-checked), x defers it"
+        )
     if p.deferred_by:
         text += f"\ndeferred by {p.deferred_by}: {p.deferred_why}"
     return text

@@ -62,14 +62,16 @@ Cell = tuple[str, str, str]
 Row = tuple[Cell, ...]
 
 
-def columns_for(width: int, longest_id: int = 22) -> tuple[Column, ...]:
+def columns_for(width: int, longest_id: int = 22, *, trend: bool = True) -> tuple[Column, ...]:
     """Drop the lowest-priority columns until the rest fit. The signal column grows to the
-    longest id (16 to 40 wide) as far as the columns that always stay leave room."""
-    essential = sum(c.width + 1 for c in COLUMNS[1:] if c.priority <= 1) + 2
+    longest id (16 to 40 wide) as far as the columns that always stay leave room.
+    trend=False: no Trend column (the slow-link profile: sparklines change every redraw)."""
+    rest = [c for c in COLUMNS[1:] if trend or c.key != "trend"]
+    essential = sum(c.width + 1 for c in rest if c.priority <= 1) + 2
     with_trend = width - essential - 21
-    room = with_trend if with_trend >= 22 else width - essential  # keep the trend if we can
+    room = with_trend if trend and with_trend >= 22 else width - essential  # keep the trend
     sig = max(16, min(40, longest_id, room))
-    cols = [Column("signal", "Signal", sig, 0), *COLUMNS[1:]]
+    cols = [Column("signal", "Signal", sig, 0), *rest]
     order = [c.key for c in cols]
     while sum(c.width + 1 for c in cols) + 1 > width:
         drop = max(cols, key=lambda c: (c.priority, order.index(c.key)))
@@ -197,7 +199,8 @@ class SignalTable(ScrollView, can_focus=True):
         # The rows are of the frame the app is showing; a stale one's ages keep growing.
         self.extra_age_s = stale_extra_s(self.app, console_app(self).last_frame)
         longest = max((len(r.id) for r in rows if not isinstance(r, str)), default=22)
-        cols = columns_for(max(30, self.size.width or 100), longest)
+        slow = bool(getattr(self.app, "slow_link", False))
+        cols = columns_for(max(30, self.size.width or 100), longest, trend=not slow)
         keys = [_row_key(r) for r in rows]
         if cols != self.cols or colors is not self._colors and dict(colors) != dict(self._colors):
             self.cols, self._colors = cols, dict(colors)
