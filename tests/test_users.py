@@ -159,6 +159,8 @@ def test_the_role_table() -> None:
         "model.calibrate": (Role.ENGINEER, False),  # a candidate beside the live model
         "model.shadow": (Role.ENGINEER, False),  # no effect on rules
         "model.promote": (Role.ENGINEER, True),  # a snapshot like any change: PIN
+        "fleet.accept": (Role.ENGINEER, True),  # a held remote change applied here: PIN
+        "fleet.defer": (Role.ENGINEER, False),  # nothing changes on the machine
         "users.manage": (Role.ADMIN, True),
         "kiosk.leave": (Role.ADMIN, True),
         "audit.view": (Role.VIEWER, False),
