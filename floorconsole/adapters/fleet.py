@@ -205,19 +205,10 @@ class FleetClient:
     def connect(self, timeout: float = 10.0) -> None:
         """Connect and subscribe; raises ConnectionError naming the broker when it cannot."""
         c = self._client
-        problem = configure_client(c, self.broker)
-        if problem:
-            raise ConnectionError(problem)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         b = self.broker
-        try:
-            c.connect(b.host, b.port, keepalive=max(1, round(b.keepalive_s)))
-        except (OSError, ValueError) as e:
-            raise ConnectionError(
-                f"cannot connect to the plant broker {b.host}:{b.port}: {e}"
-            ) from None
-        c.loop_start()
+        _connect(c, b)
         deadline = time.monotonic() + timeout
         # a refusal (bad login, a revoked one) is an answer: no need to wait out the timeout
         while not self._connected.wait(0.1):
@@ -298,6 +289,23 @@ class FleetClient:
 
 # -- mosquitto's dynamic security plugin: revoking an edge's credentials ---------------------
 
+
+def _connect(c: mqtt.Client, broker: BrokerConfig) -> None:
+    """Log in (TLS, user), connect and start the client's thread; ConnectionError naming the
+    broker when the login is incomplete or the broker cannot be reached. The callbacks are
+    set before: paho calls on_connect from its thread once the broker answers."""
+    problem = configure_client(c, broker)
+    if problem:
+        raise ConnectionError(problem)
+    try:
+        c.connect(broker.host, broker.port, keepalive=max(1, round(broker.keepalive_s)))
+    except (OSError, ValueError) as e:
+        raise ConnectionError(
+            f"cannot connect to the plant broker {broker.host}:{broker.port}: {e}"
+        ) from None
+    c.loop_start()
+
+
 DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
 
 
@@ -313,9 +321,6 @@ def dynsec(
     refuses us; DynsecError naming the command for a response with an error; TimeoutError
     when no answer comes (no plugin loaded, or no right to its topics)."""
     c = _client(f"floorconsole-fleet-dynsec-{time.time_ns() % 10**9}")
-    problem = configure_client(c, broker)
-    if problem:
-        raise ConnectionError(problem)
     ready, answered = threading.Event(), threading.Event()
     refused: list[str] = []
     responses: list[dict[str, Any]] = []
@@ -342,13 +347,7 @@ def dynsec(
             answered.set()
 
     c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
-    try:
-        c.connect(broker.host, broker.port, keepalive=max(1, round(broker.keepalive_s)))
-    except (OSError, ValueError) as e:
-        raise ConnectionError(
-            f"cannot connect to the plant broker {broker.host}:{broker.port}: {e}"
-        ) from None
-    c.loop_start()
+    _connect(c, broker)
     try:
         if not ready.wait(timeout) or refused:
             raise ConnectionError(

@@ -53,7 +53,7 @@ def host_writer(
             raise WriteRefused(
                 f"{principal} ({host_role}) may not {ACTION.description}: that needs "
                 f"{ACTION.min_role} or above ([uplink.sparkplug] host_role)"
-            )
+            )  # so write() below only ever runs for a role that may write
         loop = engine.loop
         if loop is None or loop.is_closed():
             engine.audit_safe(
@@ -61,7 +61,7 @@ def host_writer(
             )
             return
         fut = asyncio.run_coroutine_threadsafe(
-            write(engine, manual, principal, host_role, topic, signal, value), loop
+            write(engine, manual, principal, topic, signal, value), loop
         )
         pending.add(fut)  # type: ignore[arg-type]
         fut.add_done_callback(pending.discard)  # type: ignore[arg-type]
@@ -73,7 +73,6 @@ async def write(
     engine: Engine,
     manual: ManualWrites,
     principal: str,
-    role: Role,
     topic: str,
     signal: str,
     value: float | bool,
@@ -88,13 +87,6 @@ async def write(
         await audit(partial(engine.audit_safe, REFUSED, principal, signal, _why(topic, why)))
         return {"ok": False, "message": why}
     target = f"{point.device} {point_label(point)}"
-    if role < ACTION.min_role:
-        why = (
-            f"{principal} ({role}) may not {ACTION.description}: that needs "
-            f"{ACTION.min_role} or above ([uplink.sparkplug] host_role)"
-        )
-        await audit(partial(engine.audit_safe, REFUSED, principal, target, _why(topic, why)))
-        return {"ok": False, "message": why}
     detail = {"command": COMMAND, "topic": topic, "signal": signal, "value": value}
     try:
         await audit(partial(engine.audit, ACTION.audit_kind, principal, target,
