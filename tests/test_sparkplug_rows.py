@@ -141,6 +141,131 @@ def test_a_backlog_encoded_when_recorded_reaches_the_host_whole(
     )
 
 
+def _record(historian: Historian, samples: list[Sample]) -> None:
+    for k in range(0, len(samples), 500):
+        historian.append(samples[k : k + 500])
+        historian.flush()
+
+
+def test_a_row_with_its_sparkplug_form_is_stored_without_json_and_read_back_by_its_plan(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    """Recording makes one form per row, not two; any reader gets the entries back: a JSON
+    uplink after the format went back to json, by the plan stored with the rows; a row whose
+    plan is gone is counted as unreadable, not sent and not a crash."""
+    historian, uplink = _uplink(tmp_path, mosquitto)
+    t0 = time.time() - 100
+    samples = [
+        Sample(SIGNALS[i % 6], float(i), Quality.GOOD, Reason.NONE, t0 + i / 100, 0.0)
+        for i in range(300)
+    ]
+    samples[120] = samples[120]._replace(value=None, quality=Quality.BAD, reason=Reason.NO_COMM)
+    try:
+        _record(historian, samples)
+    finally:
+        uplink.close()
+        historian.close()
+    db = tmp_path / "history.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT n, length(body), length(spb) FROM outbox ORDER BY seq"
+        ).fetchall()
+        plans = conn.execute("SELECT count(*) FROM outbox_plans").fetchone()[0]
+    assert len(rows) == 6 and plans == 1
+    assert [r for r in rows if r[2] is None] == [(50, rows[2][1], None)]  # the bad value's row
+    assert all(r[1] == 0 and r[2] > 0 for i, r in enumerate(rows) if i != 2)
+    assert rows[2][1] > 0
+
+    # The same file, the uplink now JSON: every body made again from its stored form.
+    json_outbox = Outbox(UplinkConfig(broker="plant", batch=50))
+    h2 = Historian(db, commit_hook=json_outbox, flush_interval_s=0.05)
+    h2.start()
+    try:
+        json_outbox.open_reader()
+        msgs, _last = json_outbox.read_backlog(-1, 1 << 60, 100)
+        got = [e for m in msgs for e in json.loads(json_outbox.body_of(m))]
+        stats = json_outbox.stats()
+        assert stats.rows == 300 and stats.bytes == sum(r[1] or r[2] for r in rows)
+    finally:
+        json_outbox.close_reader()
+        h2.close()
+    want = [
+        {"s": x.signal, "v": x.value, "q": "GOOD", "t": round(x.t_source * 1000)}
+        for x in samples
+        if x.quality is Quality.GOOD
+    ]
+    good = [e for e in got if e["q"] == "GOOD"]
+    assert sorted(good, key=lambda e: e["t"]) == want
+    assert [e["s"] for e in got if e["q"] != "GOOD"] == [SIGNALS[0]]
+
+    # The plan lost (a hand-edited file): those rows are counted, the others still read.
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM outbox_plans")
+    lost = Outbox(UplinkConfig(broker="plant", batch=50))
+    h3 = Historian(db, commit_hook=lost, flush_interval_s=0.05)
+    h3.start()
+    try:
+        lost.open_reader()
+        msgs, _last = lost.read_backlog(-1, 1 << 60, 100)
+        bodies = [json.loads(lost.body_of(m)) for m in msgs]
+        stats = lost.stats()
+    finally:
+        lost.close_reader()
+        h3.close()
+    assert [len(b) for b in bodies] == [0, 0, 50, 0, 0, 0]
+    assert dict(stats.dropped)["unreadable"] == 250
+    assert "alias plan" in stats.last_error and "not in outbox_plans" in stats.last_error
+
+
+def test_a_backlog_of_an_earlier_metric_set_reaches_the_host_by_name(
+    tmp_path: Path, mosquitto: MosquittoBroker, host: Host
+) -> None:
+    """Rows recorded under one metric set (aliases) and sent after a restart with another
+    (the plant file changed): the host gets every sample under its own name."""
+    historian, first = _uplink(tmp_path, mosquitto)
+    t0 = time.time() - 50
+    samples = [
+        Sample(SIGNALS[i % 6], float(i), Quality.GOOD, Reason.NONE, t0 + i / 100, 0.0)
+        for i in range(600)
+    ]
+    try:
+        _record(historian, samples)
+    finally:
+        first.close()
+        historian.close()
+    config = first.config
+    outbox = Outbox(config)
+    # Another order, one more signal: every alias moves.
+    metrics = [SignalMetric("line.new", None, DataType.Double, "bar")] + [
+        SignalMetric(s, "line1" if i < 3 else None, DataType.Double, "bar")
+        for i, s in reversed(list(enumerate(SIGNALS)))
+    ]
+    second = SparkplugUplink(
+        config,
+        BrokerConfig("plant", mosquitto.host, mosquitto.port, keepalive_s=5.0),
+        outbox,
+        edge_id=EDGE,
+        data_dir=tmp_path,
+        metrics=metrics,
+        snapshot_id="rows2",
+    )
+    historian = Historian(tmp_path / "history.db", commit_hook=outbox, flush_interval_s=0.05)
+    historian.start()
+    try:
+        second.start()
+        want = {(s.signal, round(s.t_source * 1000), s.value) for s in samples}
+        deadline = time.monotonic() + 15
+        while not want <= set(host.samples):
+            assert time.monotonic() < deadline, f"{len(want - set(host.samples))} missing"
+            time.sleep(0.05)
+        assert second.drain(10)
+    finally:
+        second.close()
+        historian.close()
+    assert set(host.samples) == want and set(host.historical) == want
+    assert host.gaps == 0
+
+
 def test_a_primary_host_state_older_than_the_last_one_is_ignored(
     tmp_path: Path, mosquitto: MosquittoBroker, host: Host
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import re
 import sqlite3
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from floorconsole.adapters.historian import apply_pragmas
+from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
 from floorconsole.core.uplink import SampleEncoder, UplinkConfig, chunk_entries, record_json
 
@@ -29,14 +31,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     boot TEXT NOT NULL,        -- the engine run that recorded it
     t    REAL NOT NULL,        -- wall time of its oldest entry
     n    INTEGER NOT NULL,     -- entries (samples or records) in it
-    body BLOB NOT NULL,        -- JSON array of the entries; the envelope is added when sent
+    body BLOB NOT NULL,        -- JSON array of the entries; the envelope is added when sent.
+                               -- Empty when spb holds them: Outbox.body_of rebuilds it
     spb  BLOB                  -- a data message's Sparkplug form, when one was made (RowEncoder)
 );
 CREATE TABLE IF NOT EXISTS outbox_meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox_plans (  -- the alias plans spb rows were made with
+    fingerprint BLOB PRIMARY KEY,
+    plan        TEXT NOT NULL
+);
 """
+SAVE_PLAN = "INSERT OR IGNORE INTO outbox_plans (fingerprint, plan) VALUES (?, ?)"
+# A stored message's size: its JSON body, or its other form when that stands alone.
+_SIZE_SQL = "CASE WHEN length(body) > 0 THEN length(body) ELSE coalesce(length(spb), 0) END"
 INSERT_MESSAGE = (
     "INSERT INTO outbox (seq, kind, boot, t, n, body, spb) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
@@ -50,8 +60,9 @@ _DROP_PAGE = 1000
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
     """One stored message: its body is the JSON array of its entries. spb: its entries in
-    another wire form made when they were recorded (the Sparkplug uplink's), read with the
-    backlog; None when none was made, and on messages handed over live."""
+    another wire form made when they were recorded (the Sparkplug uplink's); None when none
+    was made. A message with that form has an empty body (Outbox.body_of and
+    Outbox.entries_of read it back)."""
 
     seq: int
     kind: str
@@ -61,6 +72,11 @@ class OutboxMessage:
     body: bytes
     spb: bytes | None = None
 
+    @property
+    def size(self) -> int:
+        """Bytes it takes in the table, as the backlog bound counts them."""
+        return len(self.body) or len(self.spb or b"")
+
 
 class RowEncoder(Protocol):
     """Another wire form of a data message, made once on the writer thread from the very
@@ -69,11 +85,14 @@ class RowEncoder(Protocol):
 
     def encode_row(self, samples: Sequence[Sample]) -> bytes | None: ...
 
+    def plan_text(self, fingerprint: bytes) -> str | None:
+        """How to read rows back (stored in outbox_plans with them): see sparkplug/rows.py."""
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
     rows: int  # entries waiting (samples and records), in flight included
-    bytes: int  # bytes of their JSON
+    bytes: int  # bytes they take in the table (their JSON, or their Sparkplug form alone)
     messages: int
     next_seq: int
     full: bool  # the last write met a capacity bound
@@ -84,7 +103,7 @@ class OutboxStats:
     oldest_t: float | None  # wall time of the oldest waiting entry (publisher refreshes it)
 
 
-DROP_REASONS = ("backlog_full", "not_stored", "unencodable", "internal_error")
+DROP_REASONS = ("backlog_full", "not_stored", "unencodable", "unreadable", "internal_error")
 
 
 def _drop_below(staged: list[tuple[str, float, int]], floor: int) -> int:
@@ -159,6 +178,8 @@ class Outbox:
         self._written: list[OutboxMessage] | None = None
         self._rejected = 0
         self._taken_events: dict[str, list[tuple[str, float]]] = {}
+        self._plans_saved: set[bytes] = set()  # in outbox_plans (committed)
+        self._plans_saving: set[bytes] = set()  # written in the open transaction
 
         # Shared, under _lock.
         self._events: dict[str, list[tuple[str, float]]] = {"alarms": [], "audit": []}
@@ -183,6 +204,7 @@ class Outbox:
 
         # Consumer thread only.
         self._rconn: sqlite3.Connection | None = None
+        self._plans: dict[bytes, Any] = {}  # fingerprint -> RowPlan (sparkplug/rows.py)
 
     def _sql(self, text: str) -> str:
         """A statement on this outbox's table (and its own next_seq in outbox_meta)."""
@@ -209,7 +231,7 @@ class Outbox:
         ).fetchone()
         rows, size, messages, top, oldest = conn.execute(
             self._sql(
-                "SELECT coalesce(sum(n), 0), coalesce(sum(length(body)), 0), count(*), "
+                f"SELECT coalesce(sum(n), 0), coalesce(sum({_SIZE_SQL}), 0), count(*), "
                 "max(seq), min(t) FROM outbox"
             )
         ).fetchone()
@@ -226,8 +248,23 @@ class Outbox:
         encode = self._encoder.encode
         staged, waves = self._staged, self._staged_waves
         ndarray = np.ndarray
-        keep = self.row_encoder is not None  # the sample too, for the other form
+        # Another form is made at the commit: a scalar keeps its sample, and its JSON is made
+        # then only if its row gets no other form (_data_rows).
+        keep = self.row_encoder is not None
+        skips = self._encoder.skips
         for s in samples:
+            if keep:
+                t = s.t_source
+                if (
+                    t.__class__ is float
+                    and t - t == 0.0
+                    and s.value.__class__ is not ndarray
+                    and s.signal.__class__ is str
+                ):
+                    if not skips(s.signal):
+                        staged.append((None, t, self._scalar_index, s))
+                    self._scalar_index += 1
+                    continue
             try:
                 out = encode(s)
             except Exception as exc:  # noqa: BLE001 - one odd value must not stop the rest
@@ -314,41 +351,90 @@ class Outbox:
             ("audit", events["audit"]),
         )
         other = self.row_encoder
-        spbs: list[bytes | None] = []
         for kind, entries in groups:
             if not entries:
                 continue
-            start = 0
-            for body, t, n in chunk_entries(entries, cfg.batch, cfg.max_message_bytes):
-                first, start = start, start + n
+            if other is not None and entries is self._staged:
+                chunks = self._data_rows(other, entries)
+            else:
+                chunks = [
+                    (body, None, t, n)
+                    for body, t, n in chunk_entries(entries, cfg.batch, cfg.max_message_bytes)
+                ]
+            for body, spb, t, n in chunks:
                 seq = self._next_seq
                 self._next_seq += 1
+                m = OutboxMessage(seq, kind, self.boot, t, n, body, spb)
                 if reject and (
-                    rows + n > cfg.max_backlog_rows or size + len(body) > cfg.max_backlog_bytes
+                    rows + n > cfg.max_backlog_rows or size + m.size > cfg.max_backlog_bytes
                 ):
                     # The seq stays used: the receiver sees the gap that was counted here.
                     self._rejected += n
                     continue
                 rows += n
-                size += len(body)
-                written.append(OutboxMessage(seq, kind, self.boot, t, n, body))
-                spb = None
-                if other is not None and entries is self._staged:
-                    try:
-                        spb = other.encode_row([e[3] for e in entries[first:start]])
-                    except Exception:  # noqa: BLE001 - the publisher works from the body
-                        log.debug("outbox: no other form for message %d", seq, exc_info=True)
-                spbs.append(spb)
+                size += m.size
+                written.append(m)
         if written:
             conn.executemany(
                 self._sql(INSERT_MESSAGE),
-                [
-                    (m.seq, m.kind, m.boot, m.t, m.n, m.body, b)
-                    for m, b in zip(written, spbs, strict=True)
-                ],
+                [(m.seq, m.kind, m.boot, m.t, m.n, m.body, m.spb) for m in written],
             )
+            if other is not None:
+                self._save_plans(conn, other, written)
         if self._next_seq != self._seq_before:
             conn.execute(self._sql(SAVE_NEXT_SEQ), (self._next_seq,))
+
+    def _data_rows(
+        self, other: RowEncoder, entries: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[bytes, bytes | None, float, int]]:
+        """Staged samples as rows of up to `batch`: (body, other form, oldest time, count).
+        A row the encoder gives its form is stored with that alone; the others get their JSON
+        made here and chunked as usual (and the form no longer)."""
+        cfg = self.config
+        batch, max_bytes = cfg.batch, cfg.max_message_bytes
+        encode = self._encoder.encode
+        out: list[tuple[bytes, bytes | None, float, int]] = []
+        for i in range(0, len(entries), batch):
+            chunk = entries[i : i + batch]
+            try:
+                spb = other.encode_row([e[3] for e in chunk])
+            except Exception:  # noqa: BLE001 - the row goes as JSON
+                log.debug("outbox: no other form for a row", exc_info=True)
+                spb = None
+            if spb is not None and len(spb) <= max_bytes:
+                out.append((b"", spb, min(e[1] for e in chunk), len(chunk)))
+                continue
+            texts: list[tuple[str, float]] = []
+            for e in chunk:
+                text = e[0]
+                if text is None:
+                    try:
+                        got = encode(e[3])
+                    except Exception as exc:  # noqa: BLE001 - as stage() counts it
+                        got = None
+                        with self._lock:
+                            self._dropped["unencodable"] += 1
+                            self._last_error = f"cannot encode {e[3].signal!r}: {exc}"
+                    if got is None:
+                        continue
+                    text = got[0]
+                texts.append((text, e[1]))
+            out.extend((b, None, t, n) for b, t, n in chunk_entries(texts, batch, max_bytes))
+        return out
+
+    def _save_plans(
+        self, conn: sqlite3.Connection, other: RowEncoder, written: Sequence[OutboxMessage]
+    ) -> None:
+        """The plans of the rows just written, in their transaction (once per plan)."""
+        # Here, not at the top: a JSON-only engine does not load protobuf (see bootstrap).
+        from floorconsole.adapters.sparkplug.rows import row_fingerprint
+
+        fps = {row_fingerprint(m.spb) for m in written if m.spb is not None}
+        for fp in fps - self._plans_saved - {None}:
+            text = other.plan_text(fp)  # type: ignore[arg-type]
+            if text is not None:
+                conn.execute(SAVE_PLAN, (fp, text))
+                self._plans_saving.add(fp)  # type: ignore[arg-type]
 
     def committed(self, conn: sqlite3.Connection) -> None:
         """The transaction is in: publish the new messages to the consumer, apply on_full."""
@@ -358,10 +444,12 @@ class Outbox:
         self._scalar_floor = self._scalar_index
         self._wave_floor = self._wave_index
         self._taken_events = {}
+        self._plans_saved |= self._plans_saving
+        self._plans_saving.clear()
         with self._lock:
             for m in written:
                 self._rows += m.n
-                self._bytes += len(m.body)
+                self._bytes += m.size
             self._messages += len(written)
             self._committed_next = self._next_seq
             if written and self._oldest_t is None:
@@ -392,6 +480,7 @@ class Outbox:
         if self._written is not None:  # write() ran (or began) in this transaction
             self._next_seq = self._seq_before
         self._written = None
+        self._plans_saving.clear()
         with self._lock:
             for kind, entries in self._taken_events.items():
                 self._events[kind][:0] = entries
@@ -417,7 +506,7 @@ class Outbox:
             while over_rows > 0 or over_bytes > 0:
                 page = conn.execute(
                     self._sql(
-                        "SELECT seq, n, length(body) FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
+                        f"SELECT seq, n, {_SIZE_SQL} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
                     ),
                     (after, _DROP_PAGE),
                 ).fetchall()
@@ -552,6 +641,65 @@ class Outbox:
             out = [OutboxMessage(*r) for r in rows if r[0] not in claimed]
         return out, rows[-1][0]
 
+    def entries_of(self, m: OutboxMessage) -> list[dict[str, Any]]:
+        """A message's entries as plain JSON data (consumer thread): its body parsed, or its
+        other form read back with the plan it was made with."""
+        if m.body or m.spb is None:
+            out: list[dict[str, Any]] = json.loads(m.body)
+            return out
+        from floorconsole.adapters.sparkplug.rows import row_entries, row_fingerprint
+
+        fp = row_fingerprint(m.spb)
+        plan = self._plan(fp)
+        try:
+            entries = None if plan is None else row_entries(m.spb, plan)
+        except Exception as exc:  # noqa: BLE001 - a damaged row must not stop the uplink
+            entries = None
+            log.warning("outbox message %d: its Sparkplug form is unreadable: %s", m.seq, exc)
+        if entries is None:
+            with self._lock:
+                self._dropped["unreadable"] += m.n
+                self._last_error = (
+                    f"message {m.seq}: its {m.n} entries are stored in a Sparkplug form whose "
+                    f"alias plan {fp.hex() if fp else '?'} is not in outbox_plans: not sent"
+                )
+            return []
+        return entries
+
+    def body_of(self, m: OutboxMessage) -> bytes:
+        """A message's JSON body (consumer thread), made again from its other form when it is
+        stored with that alone (the format went from sparkplug to json with rows waiting)."""
+        if m.body or m.spb is None:
+            return m.body
+        encode = self._encoder.encode
+        texts = []
+        for e in self.entries_of(m):
+            got = encode(Sample(e["s"], e["v"], Quality.GOOD, Reason.NONE, e["t"] / 1000.0, 0.0))
+            if got is not None:
+                texts.append(got[0])
+        return ("[" + ",".join(texts) + "]").encode()
+
+    def _plan(self, fingerprint: bytes | None) -> Any:
+        """The RowPlan of a fingerprint: this process's encoder's, else outbox_plans'."""
+        if fingerprint is None:
+            return None
+        plan = self._plans.get(fingerprint)
+        if plan is None:
+            plans = getattr(self.row_encoder, "plans", None)
+            plan = plans.get(fingerprint) if plans else None
+        if plan is None:
+            from floorconsole.adapters.sparkplug.rows import plan_from_text
+
+            row = (
+                self._require_reader()
+                .execute("SELECT plan FROM outbox_plans WHERE fingerprint = ?", (fingerprint,))
+                .fetchone()
+            )
+            plan = None if row is None else plan_from_text(fingerprint, row[0])
+        if plan is not None:
+            self._plans[fingerprint] = plan
+        return plan
+
     def claim(self, m: OutboxMessage) -> bool:
         """Mark a message read from the backlog as being sent; False if on_full dropped it."""
         with self._lock:
@@ -586,7 +734,7 @@ class Outbox:
         seqs = [m.seq for m in messages]
         with self._lock:
             self._rows -= sum(m.n for m in messages)
-            self._bytes -= sum(len(m.body) for m in messages)
+            self._bytes -= sum(m.size for m in messages)
             self._messages -= len(messages)
             self._claimed.difference_update(seqs)
             self._survivors.difference_update(seqs)

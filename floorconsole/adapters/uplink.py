@@ -534,7 +534,8 @@ class Uplink:
         return True
 
     def _send(self, client: mqtt.Client, m: OutboxMessage, *, historical: bool) -> None:
-        payload = message_payload(self.edge_id, m.boot, m.seq, historical, m.kind, m.body)
+        body = self.outbox.body_of(m)
+        payload = message_payload(self.edge_id, m.boot, m.seq, historical, m.kind, body)
         info = client.publish(self._topics[m.kind], payload, qos=1)
         # Tracked even when refused: the row is released with the others at teardown.
         self._inflight[info.mid] = (m, historical)
@@ -548,8 +549,8 @@ class Uplink:
             self.resent += 1
         if historical:
             self._hist_inflight += 1
-            self._unconfirmed.append((m.seq, len(m.body)))
-            self._unconfirmed_bytes += len(m.body)
+            self._unconfirmed.append((m.seq, len(body)))
+            self._unconfirmed_bytes += len(body)
         else:
             self.live_lag_s = max(0.0, self.clock.wall() - m.t)
 

@@ -290,6 +290,13 @@ class SampleEncoder:
         self._heads[signal] = head
         return head
 
+    def skips(self, signal: str) -> bool:
+        """Whether a signal is excluded (its samples encode to None)."""
+        head = self._heads.get(signal, "")
+        if head == "":
+            head = self._head(signal)
+        return head is None
+
     def encode(self, s: Sample) -> tuple[str, bool] | None:
         head = self._heads.get(s.signal, "")
         if head == "":
@@ -516,7 +523,8 @@ class UplinkStats:
     state: connecting | up | waiting for host | down | stopped. Backlog figures count what is
     in the outbox (not yet acknowledged by the broker). dropped counts entries by reason:
     backlog_full (on_full policy), not_stored (the database refused writes for longer than the
-    historian keeps rows in memory), unencodable.
+    historian keeps rows in memory), unencodable, unreadable (a row stored in Sparkplug form
+    whose alias plan is lost).
     """
 
     state: str

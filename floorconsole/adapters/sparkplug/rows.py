@@ -14,11 +14,18 @@ waveform) leaves the row to the publisher's general path, which also keeps the q
 property rules. A row is stamped with a fingerprint of the alias plan it was made with; after
 a configuration change (or a restart with another plant file) a row of an older plan goes the
 general path.
+
+A row that has this form is stored without its JSON body (the outbox, adapters/outbox.py):
+encoding every sample twice made recording cost more than the form saved at send time. Each
+plan is stored beside the rows (outbox_plans, in the rows' own transaction), so a row of any
+plan can be read back as entries (`row_entries`) by the general path, by a JSON uplink after
+the format went back to JSON, and by tools.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -43,6 +50,51 @@ class RowPlan:
     owners: tuple[str | None, ...]
     fingerprint: bytes
 
+    def text(self) -> str:
+        """The plan as stored in outbox_plans (JSON), for reading its rows back."""
+        return json.dumps(
+            {
+                "owners": list(self.owners),
+                "signals": [[s, a, o] for s, (a, o) in self.signals.items()],
+            },
+            separators=(",", ":"),
+        )
+
+
+def plan_from_text(fingerprint: bytes, text: str) -> RowPlan:
+    """A plan as outbox_plans holds it."""
+    d = json.loads(text)
+    signals = {str(s): (int(a), int(o)) for s, a, o in d["signals"]}
+    return RowPlan(signals, tuple(d["owners"]), fingerprint)
+
+
+def row_fingerprint(blob: bytes) -> bytes | None:
+    """The fingerprint of the plan a stored row was made with (None: not this form)."""
+    return blob[1:_HEAD] if blob[:1] == VERSION and len(blob) >= _HEAD else None
+
+
+def row_entries(blob: bytes, plan: RowPlan) -> list[dict[str, object]] | None:
+    """A stored row as the JSON body's entries ({"s", "v", "q": "GOOD", "t"}), in time order
+    (the form keeps each owner's samples together); None for a row of another plan."""
+    if row_fingerprint(blob) != plan.fingerprint:
+        return None
+    by_key = {(o, a): s for s, (a, o) in plan.signals.items()}
+    out: list[dict[str, object]] = []
+    off, end = _HEAD, len(blob)
+    unpack = _GROUP.unpack_from
+    while off < end:
+        owner, _n, size = unpack(blob, off)
+        off += _GROUP.size
+        p = spb.Payload.FromString(blob[off : off + size])
+        off += size
+        for m in p.metrics:
+            sig = by_key.get((owner, m.alias))
+            if sig is None:  # cannot be: the plan named every alias it encoded
+                raise ValueError(f"row of plan {plan.fingerprint.hex()}: unknown alias {m.alias}")
+            out.append({"s": sig, "v": m.double_value, "q": "GOOD", "t": m.timestamp})
+    out.sort(key=lambda e: e["t"])  # type: ignore[arg-type,return-value]
+    return out
+
 
 def row_plan(fast: Mapping[str, tuple[int, str | None, DataType]]) -> RowPlan:
     """The plan of an uplink's metric set: signal -> (alias, owner, type)."""
@@ -62,10 +114,26 @@ class SparkplugRows:
     whole (one reference: no lock) when the uplink's metric set changes."""
 
     def __init__(self) -> None:
-        self.plan: RowPlan | None = None
+        self._plan: RowPlan | None = None
+        self.plans: dict[bytes, RowPlan] = {}  # every plan this process encoded with
+
+    @property
+    def plan(self) -> RowPlan | None:
+        return self._plan
+
+    @plan.setter
+    def plan(self, plan: RowPlan | None) -> None:
+        if plan is not None:
+            self.plans[plan.fingerprint] = plan
+        self._plan = plan
+
+    def plan_text(self, fingerprint: bytes) -> str | None:
+        """What outbox_plans stores for a fingerprint this encoder made rows with."""
+        plan = self.plans.get(fingerprint)
+        return None if plan is None else plan.text()
 
     def encode_row(self, samples: Sequence[Sample]) -> bytes | None:
-        plan = self.plan
+        plan = self._plan
         if plan is None:
             return None
         signals = plan.signals

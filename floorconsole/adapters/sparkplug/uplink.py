@@ -535,8 +535,8 @@ class SparkplugUplink(Uplink):
         not_good, fast = self._not_good, self._fast
         dead = {d for d, a in self._alive.items() if not a}
         double = DataType.Double
-        for e in json.loads(m.body):
-            sig = e.get("s")
+        for e in self.outbox.entries_of(m):
+            sig: str = e.get("s", "")
             f = fast.get(sig)
             if f is None:
                 self._unknown += 1
