@@ -9,7 +9,7 @@ of the last backlog message: read from SQLite, encode (the JSON envelope around 
 body; for Sparkplug, seq and time around the metrics stored when the row was recorded, up to
 8 rows to a message per owner), publish at QoS 1, delete after the PUBACK. As in the engine,
 the uplink is made before the backlog is recorded, and both formats do their per-sample
-encoding there, on the historian's writer thread: recording_us_per_sample (not a target)
+encoding there, on the historian's writer thread: recording_us_per_sample
 says what that costs, historian commits included. Bytes per sample are the MQTT payload bytes
 the uplink handed to the broker (topic and MQTT header not counted; Sparkplug births and
 deaths included), divided by the samples sent. Runs alternate JSON and Sparkplug; figures
@@ -17,7 +17,9 @@ are medians. A drain of 100,000 samples lasts about 0.1 s, too short on a busy m
 default is 300,000, five runs each.
 
 Targets (issue 16): Sparkplug at least 1.0x the JSON uplink's samples/s, at most 0.5x its
-bytes per sample. The last line is one JSON object.
+bytes per sample. The samples/s are read two ways, both held to 1.0x: the drain alone
+(rate_ratio), and encode+publish (whole_cost_ratio: a sample's recording, where both formats
+encode it, plus its drain). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -162,15 +164,18 @@ def main() -> None:
         "json_record_us_per_sample": round(med["json"][2], 2),
         "sparkplug_record_us_per_sample": round(med["sparkplug"][2], 2),
     }
-    # A sample's whole cost in the uplink's two halves: recorded (its rows encoded, committed)
-    # and sent (read, wrapped, published, acknowledged, deleted). The Sparkplug row keeps the
-    # JSON body beside its own form, so its recording pays both encodings: this ratio (JSON's
-    # microseconds over Sparkplug's) says what the drain ratio alone does not.
+    # A sample's whole cost in the uplink's two halves: recorded (its row encoded, committed)
+    # and sent (read, wrapped, published, acknowledged, deleted): encode+publish. A Sparkplug
+    # row is stored in its own form alone (no JSON body), so each format encodes a sample
+    # once. The ratio is JSON's microseconds over Sparkplug's (samples/s, Sparkplug's over
+    # JSON's).
     whole = {fmt: med[fmt][2] + 1e6 / med[fmt][0] for fmt in med}
     out["json_whole_us_per_sample"] = round(whole["json"], 2)
     out["sparkplug_whole_us_per_sample"] = round(whole["sparkplug"], 2)
     out["whole_cost_ratio"] = round(whole["json"] / whole["sparkplug"], 2)
-    out["meets_targets"] = out["rate_ratio"] >= 1.0 and out["bytes_ratio"] <= 0.5
+    out["meets_targets"] = (
+        out["rate_ratio"] >= 1.0 and out["whole_cost_ratio"] >= 1.0 and out["bytes_ratio"] <= 0.5
+    )
     print(json.dumps(out))
 
 

@@ -544,3 +544,43 @@ def test_a_host_below_engineer_may_not_write_even_a_writable_metric(
         assert modbus_server.get_value(SETPOINT) == 10
     finally:
         e.stop()
+
+
+def test_a_row_encoded_whole_is_the_bytes_protobuf_makes_of_it() -> None:
+    """rows.py encodes a common row with numpy; every row must come out as the one-metric-at-
+    a-time protobuf encoding gives it (aliases of one and two bytes, three owners, ints,
+    extremes), and a row it cannot take (a bool, a time before 1971) goes that way."""
+    import random
+
+    from floorconsole.adapters.sparkplug.rows import SparkplugRows, _encode_fast, row_plan
+
+    rnd = random.Random(16)
+    fast = {
+        f"s{i}": (i * 37 % 300 + 1, (None, "d1", "d2")[i % 3], DataType.Double) for i in range(250)
+    }
+    rows = SparkplugRows()
+    rows.plan = row_plan(fast)
+    plan, tables = rows._plan, rows._tables
+    assert plan is not None and tables is not None
+    names = list(fast)
+    t0 = time.time()
+    for _ in range(200):
+        samples = [
+            Sample(
+                rnd.choice(names),
+                rnd.choice([rnd.uniform(-1e9, 1e9), rnd.randint(-5, 70000), -0.0, 1e300]),
+                Quality.GOOD,
+                Reason.NONE,
+                t0 + rnd.uniform(-1e6, 1e6),
+                0.0,
+            )
+            for _ in range(rnd.randint(1, 250))
+        ]
+        whole = _encode_fast(plan, tables, samples)
+        assert whole is not None and whole == rows._encode_slow(plan, samples)
+        assert rows.encode_row(samples) == whole
+    odd = [Sample("s1", True, Quality.GOOD, Reason.NONE, t0, 0.0)]
+    assert _encode_fast(plan, tables, odd) is None and rows.encode_row(odd) is None
+    early = [Sample("s1", 1.5, Quality.GOOD, Reason.NONE, 1000.0, 0.0)]
+    assert _encode_fast(plan, tables, early) is None
+    assert rows.encode_row(early) == rows._encode_slow(plan, early) is not None

@@ -31,6 +31,8 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
 from floorconsole.core.quality import Quality
 from floorconsole.core.sample import Sample
@@ -109,12 +111,49 @@ def row_plan(fast: Mapping[str, tuple[int, str | None, DataType]]) -> RowPlan:
     return RowPlan(signals, tuple(owners), fp)
 
 
+# A metric as a backlog row holds it, serialized by hand in the canonical field order (what
+# SerializeToString gives): Payload.metrics (field 2, length-delimited), then alias (2), timestamp
+# (3, a varint of 6 bytes for any time from 1971 to 2109), is_historical (5) = true,
+# double_value (13, 8 bytes little-endian).
+_TS_MIN, _TS_END = 1 << 35, 1 << 42
+_TAIL = 18  # 0x18, the timestamp's 6 bytes, 0x28 0x01, 0x69, the double's 8 bytes
+_NUMBER_TYPES = frozenset({float, int, np.float64, np.float32, np.int64, np.int32, np.int16,
+                           np.uint16, np.uint32, np.uint64, np.int8, np.uint8})  # fmt: skip
+
+
+class _Tables:
+    """A plan's per-signal prefixes (the metric's tag, its length, the alias) as arrays, for
+    encoding a whole row at once."""
+
+    def __init__(self, plan: RowPlan) -> None:
+        self.index = {sig: i for i, sig in enumerate(plan.signals)}
+        k = len(self.index)
+        self.owner = np.zeros(k, dtype=np.intp)
+        self.prefix = np.zeros((k, 5), dtype=np.uint8)
+        self.width = np.zeros(k, dtype=np.intp)  # prefix bytes: 4 or 5
+        self.ok = True  # every alias fits in two bytes (else the row goes the slow path)
+        for i, (alias, owner) in enumerate(plan.signals.values()):
+            self.owner[i] = owner
+            if alias < 0x80:
+                self.prefix[i, :4] = (0x12, 19 + 1, 0x10, alias)
+                self.width[i] = 4
+            elif alias < 0x4000:
+                self.prefix[i] = (0x12, 19 + 2, 0x10, (alias & 0x7F) | 0x80, alias >> 7)
+                self.width[i] = 5
+            else:
+                self.ok = False
+        # Which of the 5 prefix columns a metric keeps (a one-byte alias drops the last).
+        self.keep = np.ones((k, 5 + _TAIL), dtype=bool)
+        self.keep[:, 4] = self.width == 5
+
+
 class SparkplugRows:
     """The outbox's RowEncoder for a Sparkplug uplink (writer thread); `plan` is replaced
     whole (one reference: no lock) when the uplink's metric set changes."""
 
     def __init__(self) -> None:
         self._plan: RowPlan | None = None
+        self._tables: _Tables | None = None
         self.plans: dict[bytes, RowPlan] = {}  # every plan this process encoded with
 
     @property
@@ -125,7 +164,8 @@ class SparkplugRows:
     def plan(self, plan: RowPlan | None) -> None:
         if plan is not None:
             self.plans[plan.fingerprint] = plan
-        self._plan = plan
+        tables = None if plan is None else _Tables(plan)
+        self._plan, self._tables = plan, tables  # encode_row reads _plan first, then _tables
 
     def plan_text(self, fingerprint: bytes) -> str | None:
         """What outbox_plans stores for a fingerprint this encoder made rows with."""
@@ -133,9 +173,19 @@ class SparkplugRows:
         return None if plan is None else plan.text()
 
     def encode_row(self, samples: Sequence[Sample]) -> bytes | None:
-        plan = self._plan
-        if plan is None:
+        """A row's stored form, or None when it has none (see the module's docstring)."""
+        plan, tables = self._plan, self._tables
+        if plan is None or tables is None or not samples:
             return None
+        if tables.ok:
+            out = _encode_fast(plan, tables, samples)
+            if out is not None:
+                return out
+        return self._encode_slow(plan, samples)
+
+    def _encode_slow(self, plan: RowPlan, samples: Sequence[Sample]) -> bytes | None:
+        """One sample at a time through protobuf: the rows _encode_fast leaves (ints of
+        other kinds, odd times) come out the same."""
         signals = plan.signals
         good = Quality.GOOD
         isfinite = math.isfinite
@@ -177,6 +227,56 @@ class SparkplugRows:
             out.append(_GROUP.pack(owner, counts[owner], len(body)))
             out.append(body)
         return b"".join(out)
+
+
+def _encode_fast(plan: RowPlan, tables: _Tables, samples: Sequence[Sample]) -> bytes | None:
+    """The row encoded whole with numpy (about a quarter of the per-sample protobuf calls);
+    None when it is not the common case: a sample that is not a GOOD finite number of the
+    plan's, or a time outside 1971-2109. The bytes are those of _encode_slow."""
+    sigs, vals, quals, _r, times, _m, _d = zip(*samples, strict=True)
+    if quals.count(Quality.GOOD) != len(quals):
+        return None
+    if not _NUMBER_TYPES.issuperset(map(type, vals)):
+        return None
+    get = tables.index.get
+    idx_list = list(map(get, sigs))
+    if None in idx_list:
+        return None
+    idx = np.fromiter(idx_list, dtype=np.intp, count=len(idx_list))
+    v = np.array(vals, dtype="<f8")
+    if not np.isfinite(v).all():
+        return None
+    ms = np.rint(np.array(times, dtype=np.float64) * 1000.0)
+    if not ((ms >= _TS_MIN) & (ms < _TS_END)).all():
+        return None
+    ts = ms.astype(np.int64)
+    n = len(idx)
+    mat = np.empty((n, 5 + _TAIL), dtype=np.uint8)
+    mat[:, :5] = tables.prefix[idx]
+    mat[:, 5] = 0x18
+    for k in range(5):
+        mat[:, 6 + k] = ((ts >> (7 * k)) & 0x7F) | 0x80
+    mat[:, 11] = ts >> 35
+    mat[:, 12] = 0x28
+    mat[:, 13] = 0x01
+    mat[:, 14] = 0x69
+    mat[:, 15:] = v.view(np.uint8).reshape(n, 8)
+    keep = tables.keep[idx]
+    owner = tables.owner[idx]
+    out = [VERSION, plan.fingerprint]
+    first = int(owner[0])
+    if (owner == first).all():
+        out.append(_GROUP.pack(first, n, int(keep.sum())))
+        out.append(mat[keep].tobytes())
+        return b"".join(out)
+    # Owners in the order they first appear, each with its samples in row order.
+    owners, firsts = np.unique(owner, return_index=True)
+    for o in owners[np.argsort(firsts)]:
+        rows = owner == o
+        body = mat[rows][keep[rows]].tobytes()
+        out.append(_GROUP.pack(int(o), int(rows.sum()), len(body)))
+        out.append(body)
+    return b"".join(out)
 
 
 def row_groups(blob: bytes, plan: RowPlan) -> list[tuple[str | None, int, bytes]] | None:
