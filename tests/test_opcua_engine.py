@@ -117,6 +117,13 @@ def test_values_writes_and_a_server_restart(engine: Engine, ua_server: ServerPro
     state = sig(f, "press2.state")
     assert state.quality == "BAD" and "text value" in state.detail
     assert sig(f, "press2.pressure").source == "press2 ns=2;s=Plant.Double"
+    # The links screen counts what a subscription brings (no requests: it is not polled).
+    from floorconsole.ui.screens.links import link_text
+
+    ln = next(x for x in f.links if x.id == "press2")
+    assert ln.messages >= 5, ln
+    text = link_text(ln, {}).plain
+    assert f"notifications {ln.messages:,}" in text and "requests" not in text, text
 
     # the server's status and source timestamp, as they are
     ua_server.send(set="Double", value=3.5, status="UncertainLastUsableValue", source_ts=1.8e9)

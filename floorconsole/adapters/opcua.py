@@ -266,6 +266,7 @@ class OpcUaSource:
         if p is None:
             return
         self.notifications += 1
+        self.link.messages += 1  # the links screen's "notifications" (no requests: subscribed)
         code = dv.StatusCode
         if code is None or not isinstance(code, ua.StatusCode) or code.value == 0:
             sq = _GOOD

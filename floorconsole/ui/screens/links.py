@@ -41,6 +41,11 @@ def link_text(ln: LinkView, colors: dict[str, str]) -> Text:
     t.append("\n")
     if ln.last_error:
         t.append(f"  last error   {ln.last_error}\n", style=colors.get("muted", ""))
+    if ln.kind == "device" and ln.endpoint.startswith("opc.tcp://"):
+        # Subscribed, not polled: the server sends data changes; there is no request to count.
+        t.append(f"  notifications {ln.messages:,}  errors {ln.errors:,}")
+        t.append(f"  reconnects {ln.reconnects}\n")
+        return t
     if ln.kind == "device":
         rtt = "—" if ln.last_rtt_ms is None else f"{ln.last_rtt_ms:.1f} ms"
         t.append(f"  requests     {ln.requests:,}  errors {ln.errors:,}  round trip {rtt}")
