@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from floorconsole.adapters.broker import MosquittoBroker
 from floorconsole.adapters.historian import Historian
 from floorconsole.adapters.modbus_server import ModbusDeviceServer
-from floorconsole.adapters.outbox import Outbox
+from floorconsole.adapters.outbox import Outbox, OutboxStats
 from floorconsole.adapters.sparkplug import sparkplug_b_pb2 as spb
 from floorconsole.adapters.sparkplug.uplink import BothUplinks, SignalMetric, SparkplugUplink
 from floorconsole.cli import main as cli_main
@@ -38,7 +38,11 @@ SIGNALS = [f"line.s{i}" for i in range(6)]  # s0-s2 of device "line1", the rest 
 
 
 def _uplink(
-    tmp_path: Path, broker: MosquittoBroker, *, host: str | None = None
+    tmp_path: Path,
+    broker: MosquittoBroker,
+    *,
+    host: str | None = None,
+    metrics: list[SignalMetric] | None = None,
 ) -> tuple[Historian, SparkplugUplink]:
     config = UplinkConfig(
         broker="plant",
@@ -50,7 +54,7 @@ def _uplink(
         sparkplug=SparkplugConfig(GROUP, EDGE, host),
     )
     outbox = Outbox(config)
-    metrics = [
+    metrics = metrics or [
         SignalMetric(s, "line1" if i < 3 else None, DataType.Double, "bar")
         for i, s in enumerate(SIGNALS)
     ]
@@ -66,6 +70,13 @@ def _uplink(
     historian = Historian(tmp_path / "history.db", commit_hook=outbox, flush_interval_s=0.05)
     historian.start()
     return historian, uplink
+
+
+def _until_host_has(host: Host, want: set[tuple[str, int, float]], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not want <= set(host.samples):
+        assert time.monotonic() < deadline, f"{len(want - set(host.samples))} missing"
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -104,10 +115,7 @@ def test_a_backlog_encoded_when_recorded_reaches_the_host_whole(
             for s in samples
             if s.quality is Quality.GOOD
         }
-        deadline = time.monotonic() + 15
-        while not want <= set(host.samples):
-            assert time.monotonic() < deadline, f"{len(want - set(host.samples))} missing"
-            time.sleep(0.05)
+        _until_host_has(host, want)
         assert uplink.drain(10)
     finally:
         uplink.close()
@@ -147,6 +155,21 @@ def _record(historian: Historian, samples: list[Sample]) -> None:
         historian.flush()
 
 
+def _json_bodies(db: Path) -> tuple[list[list[dict[str, Any]]], OutboxStats]:
+    """Every waiting message's body as a JSON uplink on the same file reads it, and the
+    outbox's figures."""
+    outbox = Outbox(UplinkConfig(broker="plant", batch=50))
+    historian = Historian(db, commit_hook=outbox, flush_interval_s=0.05)
+    historian.start()
+    try:
+        outbox.open_reader()
+        msgs, _last = outbox.read_backlog(-1, 1 << 60, 100)
+        return [json.loads(outbox.body_of(m)) for m in msgs], outbox.stats()
+    finally:
+        outbox.close_reader()
+        historian.close()
+
+
 def test_a_row_with_its_sparkplug_form_is_stored_without_json_and_read_back_by_its_plan(
     tmp_path: Path, mosquitto: MosquittoBroker
 ) -> None:
@@ -177,18 +200,9 @@ def test_a_row_with_its_sparkplug_form_is_stored_without_json_and_read_back_by_i
     assert rows[2][1] > 0
 
     # The same file, the uplink now JSON: every body made again from its stored form.
-    json_outbox = Outbox(UplinkConfig(broker="plant", batch=50))
-    h2 = Historian(db, commit_hook=json_outbox, flush_interval_s=0.05)
-    h2.start()
-    try:
-        json_outbox.open_reader()
-        msgs, _last = json_outbox.read_backlog(-1, 1 << 60, 100)
-        got = [e for m in msgs for e in json.loads(json_outbox.body_of(m))]
-        stats = json_outbox.stats()
-        assert stats.rows == 300 and stats.bytes == sum(r[1] or r[2] for r in rows)
-    finally:
-        json_outbox.close_reader()
-        h2.close()
+    bodies, stats = _json_bodies(db)
+    got = [e for b in bodies for e in b]
+    assert stats.rows == 300 and stats.bytes == sum(r[1] or r[2] for r in rows)
     want = [
         {"s": x.signal, "v": x.value, "q": "GOOD", "t": round(x.t_source * 1000)}
         for x in samples
@@ -201,17 +215,7 @@ def test_a_row_with_its_sparkplug_form_is_stored_without_json_and_read_back_by_i
     # The plan lost (a hand-edited file): those rows are counted, the others still read.
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM outbox_plans")
-    lost = Outbox(UplinkConfig(broker="plant", batch=50))
-    h3 = Historian(db, commit_hook=lost, flush_interval_s=0.05)
-    h3.start()
-    try:
-        lost.open_reader()
-        msgs, _last = lost.read_backlog(-1, 1 << 60, 100)
-        bodies = [json.loads(lost.body_of(m)) for m in msgs]
-        stats = lost.stats()
-    finally:
-        lost.close_reader()
-        h3.close()
+    bodies, stats = _json_bodies(db)
     assert [len(b) for b in bodies] == [0, 0, 50, 0, 0, 0]
     assert dict(stats.dropped)["unreadable"] == 250
     assert "alias plan" in stats.last_error and "not in outbox_plans" in stats.last_error
@@ -233,31 +237,16 @@ def test_a_backlog_of_an_earlier_metric_set_reaches_the_host_by_name(
     finally:
         first.close()
         historian.close()
-    config = first.config
-    outbox = Outbox(config)
     # Another order, one more signal: every alias moves.
     metrics = [SignalMetric("line.new", None, DataType.Double, "bar")] + [
         SignalMetric(s, "line1" if i < 3 else None, DataType.Double, "bar")
         for i, s in reversed(list(enumerate(SIGNALS)))
     ]
-    second = SparkplugUplink(
-        config,
-        BrokerConfig("plant", mosquitto.host, mosquitto.port, keepalive_s=5.0),
-        outbox,
-        edge_id=EDGE,
-        data_dir=tmp_path,
-        metrics=metrics,
-        snapshot_id="rows2",
-    )
-    historian = Historian(tmp_path / "history.db", commit_hook=outbox, flush_interval_s=0.05)
-    historian.start()
+    historian, second = _uplink(tmp_path, mosquitto, metrics=metrics)
     try:
         second.start()
         want = {(s.signal, round(s.t_source * 1000), s.value) for s in samples}
-        deadline = time.monotonic() + 15
-        while not want <= set(host.samples):
-            assert time.monotonic() < deadline, f"{len(want - set(host.samples))} missing"
-            time.sleep(0.05)
+        _until_host_has(host, want)
         assert second.drain(10)
     finally:
         second.close()
