@@ -549,8 +549,8 @@ def test_a_row_encoded_whole_is_the_bytes_protobuf_makes_of_it() -> None:
     }
     rows = SparkplugRows()
     rows.plan = row_plan(fast)
-    plan, tables = rows._plan, rows._tables
-    assert plan is not None and tables is not None
+    assert rows._current is not None
+    plan, tables = rows._current
     names = list(fast)
     t0 = time.time()
     for _ in range(200):
@@ -573,3 +573,97 @@ def test_a_row_encoded_whole_is_the_bytes_protobuf_makes_of_it() -> None:
     early = [Sample("s1", 1.5, Quality.GOOD, Reason.NONE, 1000.0, 0.0)]
     assert _encode_fast(plan, tables, early) is None
     assert rows.encode_row(early) == rows._encode_slow(plan, early) is not None
+
+
+def _committed_outbox(db: Path, config: UplinkConfig, fast: dict[str, Any]) -> Outbox:
+    """An outbox on db with a Sparkplug row encoder of this metric set, no broker."""
+    from floorconsole.adapters.sparkplug.rows import SparkplugRows, row_plan
+
+    outbox = Outbox(config)
+    rows = SparkplugRows()
+    rows.plan = row_plan(fast)
+    outbox.row_encoder = rows
+    outbox.open(sqlite3.connect(db, isolation_level=None, check_same_thread=False), db)
+    return outbox
+
+
+def _commit(outbox: Outbox, samples: list[Sample], *, failures: int = 0) -> None:
+    assert outbox.path is not None
+    conn = sqlite3.connect(outbox.path, isolation_level=None)
+    try:
+        outbox.stage(samples)
+        for _ in range(failures):
+            conn.execute("BEGIN")
+            outbox.write(conn)
+            conn.execute("ROLLBACK")
+            outbox.rolled_back(sqlite3.OperationalError("disk I/O error"))
+        conn.execute("BEGIN")
+        outbox.write(conn)
+        conn.execute("COMMIT")
+        outbox.committed(conn)
+    finally:
+        conn.close()
+
+
+def _good(signal: str, value: object, t: float = 1.7e9) -> Sample:
+    return Sample(signal, value, Quality.GOOD, Reason.NONE, t, 0.0)  # type: ignore[arg-type]
+
+
+def test_a_signal_that_changed_type_gives_another_plan_and_both_runs_rows_read_back(
+    tmp_path: Path,
+) -> None:
+    """A register turned into a coil (Double to Boolean) between two runs: the plans differ,
+    so each run's rows are read with their own (they were read with the other, and lost)."""
+    db = tmp_path / "h.db"
+    config = UplinkConfig(broker="plant", topic_prefix="t", batch=50)
+    first = {"x": (1, "d0", DataType.Double), "y": (2, "d1", DataType.Double)}
+    _commit(_committed_outbox(db, config, first), [_good("x", 1.0), _good("y", 2.0)])
+    second = {"x": (1, "d0", DataType.Boolean), "y": (2, "d1", DataType.Double)}
+    outbox = _committed_outbox(db, config, second)
+    _commit(outbox, [_good("y", 3.0)])
+    outbox.open_reader()
+    msgs, _last = outbox.read_backlog(-1, 1 << 60, 10)
+    assert [m.body for m in msgs] == [b"", b""]  # both stored in their Sparkplug form
+    got = [[(e["s"], e["v"]) for e in outbox.entries_of(m)] for m in msgs]
+    assert got == [[("x", 1.0), ("y", 2.0)], [("y", 3.0)]]
+    assert dict(outbox.stats().dropped)["unreadable"] == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM outbox_plans").fetchone()[0] == 2
+
+
+def test_an_unencodable_sample_is_counted_once_however_often_its_commit_fails(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "h.db"
+    config = UplinkConfig(broker="plant", topic_prefix="t", batch=50)
+    fast = {"x": (1, None, DataType.Double), "y": (2, None, DataType.Double)}
+    outbox = _committed_outbox(db, config, fast)
+    _commit(outbox, [_good("x", "abc"), _good("y", 1.0)], failures=3)
+    assert dict(outbox.stats().dropped)["unencodable"] == 1
+    outbox.open_reader()
+    msgs, _last = outbox.read_backlog(-1, 1 << 60, 10)
+    assert [json.loads(outbox.body_of(m)) for m in msgs] == [
+        [{"s": "y", "v": 1.0, "q": "GOOD", "t": 1_700_000_000_000}]
+    ]
+
+
+def test_a_row_kept_in_its_sparkplug_form_alone_fits_a_message_as_json_too(
+    tmp_path: Path,
+) -> None:
+    """max_message_bytes holds for the body a JSON uplink makes again from the form: a row
+    whose JSON would not fit is stored as JSON, chunked to fit."""
+    db = tmp_path / "h.db"
+    config = UplinkConfig(broker="plant", topic_prefix="t", batch=40, max_message_bytes=1024)
+    names = [f"plant.area.line1.temperature_{i}" for i in range(40)]
+    outbox = _committed_outbox(
+        db, config, {s: (i + 1, None, DataType.Double) for i, s in enumerate(names)}
+    )
+    samples = [_good(s, 123.456789 + i, 1.7e9 + i / 1000) for i, s in enumerate(names)]
+    _commit(outbox, samples)
+    _commit(outbox, samples[:4])  # small enough: kept in its form alone
+    outbox.open_reader()
+    msgs, _last = outbox.read_backlog(-1, 1 << 60, 20)
+    bodies = [outbox.body_of(m) for m in msgs]
+    assert all(len(b) <= 1024 for b in bodies), [len(b) for b in bodies]
+    assert sum(len(json.loads(b)) for b in bodies) == 44
+    assert msgs[-1].body == b"" and msgs[-1].spb and all(m.spb is None for m in msgs[:-1])

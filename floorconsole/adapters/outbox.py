@@ -205,6 +205,7 @@ class Outbox:
         # Consumer thread only.
         self._rconn: sqlite3.Connection | None = None
         self._plans: dict[bytes, Any] = {}  # fingerprint -> RowPlan (sparkplug/rows.py)
+        self._unreadable: set[int] = set()  # seqs counted as unreadable (rare: a lost plan)
 
     def _sql(self, text: str) -> str:
         """A statement on this outbox's table (and its own next_seq in outbox_meta)."""
@@ -252,16 +253,18 @@ class Outbox:
         # then only if its row gets no other form (_data_rows).
         keep = self.row_encoder is not None
         skips = self._encoder.skips
+        heads_get = self._encoder.heads.get
         for s in samples:
             if keep:
                 t = s.t_source
                 if (
                     t.__class__ is float
                     and t - t == 0.0
-                    and s.value.__class__ is not ndarray
+                    and not isinstance(s.value, ndarray)  # as the historian tells waveforms
                     and s.signal.__class__ is str
                 ):
-                    if not skips(s.signal):
+                    head = heads_get(s.signal, "")  # None: excluded; "": not seen yet
+                    if head or (head == "" and not skips(s.signal)):
                         staged.append((None, t, self._scalar_index, s))
                     self._scalar_index += 1
                     continue
@@ -393,19 +396,32 @@ class Outbox:
         cfg = self.config
         batch, max_bytes = cfg.batch, cfg.max_message_bytes
         encode = self._encoder.encode
+        bound = self._encoder.entry_bound
+        worst = self._encoder.worst_entry_bound()
+        staged = self._staged
         out: list[tuple[bytes, bytes | None, float, int]] = []
         for i in range(0, len(entries), batch):
             chunk = entries[i : i + batch]
+            samples = [e[3] for e in chunk]
             try:
-                spb = other.encode_row([e[3] for e in chunk])
+                spb = other.encode_row(samples)
             except Exception:  # noqa: BLE001 - the row goes as JSON
                 log.debug("outbox: no other form for a row", exc_info=True)
                 spb = None
-            if spb is not None and len(spb) <= max_bytes:
+            # Stored in that form alone only if its JSON, made again by body_of (a JSON
+            # uplink after the format changed), would fit in a message too.
+            if (
+                spb is not None
+                and len(spb) <= max_bytes
+                and (
+                    2 + len(samples) * worst <= max_bytes
+                    or 2 + sum(bound(s.signal) for s in samples) <= max_bytes
+                )
+            ):
                 out.append((b"", spb, min(e[1] for e in chunk), len(chunk)))
                 continue
             texts: list[tuple[str, float]] = []
-            for e in chunk:
+            for k, e in enumerate(chunk, i):
                 text = e[0]
                 if text is None:
                     try:
@@ -415,10 +431,12 @@ class Outbox:
                         with self._lock:
                             self._dropped["unencodable"] += 1
                             self._last_error = f"cannot encode {e[3].signal!r}: {exc}"
-                    if got is None:
-                        continue
-                    text = got[0]
-                texts.append((text, e[1]))
+                    # Kept: a transaction that fails encodes (and counts) nothing again.
+                    text = "" if got is None else got[0]
+                    if entries is staged:
+                        staged[k] = (text, *e[1:])
+                if text:
+                    texts.append((text, e[1]))
             out.extend((b, None, t, n) for b, t, n in chunk_entries(texts, batch, max_bytes))
         return out
 
@@ -658,7 +676,9 @@ class Outbox:
             log.warning("outbox message %d: its Sparkplug form is unreadable: %s", m.seq, exc)
         if entries is None:
             with self._lock:
-                self._dropped["unreadable"] += m.n
+                if m.seq not in self._unreadable:  # counted once, however often it is sent
+                    self._unreadable.add(m.seq)
+                    self._dropped["unreadable"] += m.n
                 self._last_error = (
                     f"message {m.seq}: its {m.n} entries are stored in a Sparkplug form whose "
                     f"alias plan {fp.hex() if fp else '?'} is not in outbox_plans: not sent"

@@ -268,6 +268,16 @@ _QUALITY_JSON: dict[int, str] = {
 }
 
 
+# After an entry's head: a float's longest repr (24), the quality and a time in ms (14 digits
+# and a sign), the closing brace and a comma.
+_NUMBER_TAIL = 24 + len(_QUALITY_JSON[Quality.GOOD * 256 + Reason.NONE]) + 17
+
+
+def _label_bound(labels: Sequence[str]) -> int:
+    """',"l":' and the word: a label, or a number's text for a value none names."""
+    return 5 + max(26, *(len(json.dumps(w)) for w in labels)) if labels else 0
+
+
 class SampleEncoder:
     """Samples to the JSON text of message entries, one at a time, with per-signal caches.
 
@@ -278,6 +288,8 @@ class SampleEncoder:
     def __init__(self, exclude: Sequence[str] = ()) -> None:
         self._exclude = tuple(exclude)
         self._heads: dict[str, str | None] = {}
+        self.heads = self._heads  # read-only for others: signal -> head (None: excluded)
+        self._worst_head = 0  # the longest head made
         # Enumerated signals (a model's state): their entries carry "l", the word the console
         # shows ("CRITICAL", "OUT OF SERVICE"), beside the code in "v".
         self.labels: dict[str, tuple[str, ...]] = {}
@@ -287,8 +299,23 @@ class SampleEncoder:
             head = None
         else:
             head = '{"s":' + json.dumps(signal) + ',"v":'
+            self._worst_head = max(self._worst_head, len(head))
         self._heads[signal] = head
         return head
+
+    def entry_bound(self, signal: str) -> int:
+        """The most bytes a GOOD number of this signal takes as an entry, comma included:
+        its head, a float's longest repr (24), the quality and a time in ms (14 digits and
+        a sign), the closing brace; with its longest label when it is enumerated."""
+        head = self._heads.get(signal, "")
+        if head == "":
+            head = self._head(signal)
+        return len(head or "") + _NUMBER_TAIL + _label_bound(self.labels.get(signal, ()))
+
+    def worst_entry_bound(self) -> int:
+        """entry_bound's largest over every signal seen so far (O(labels), not O(signals))."""
+        labels = [w for ws in self.labels.values() for w in ws]
+        return self._worst_head + _NUMBER_TAIL + (_label_bound(labels) if labels else 0)
 
     def skips(self, signal: str) -> bool:
         """Whether a signal is excluded (its samples encode to None)."""

@@ -38,7 +38,9 @@ from floorconsole.core.quality import Quality
 from floorconsole.core.sample import Sample
 from floorconsole.core.sparkplug import DataType
 
-VERSION = b"\x01"
+# 2: the fingerprint covers what the plan holds (1 hashed the metric set without types, so a
+# signal turned from Double to Boolean kept the fingerprint of a plan that no longer had it).
+VERSION = b"\x02"
 _GROUP = struct.Struct("<HII")  # owner index, samples, bytes of the metrics that follow
 _HEAD = len(VERSION) + 8  # version and fingerprint
 
@@ -106,7 +108,9 @@ def row_plan(fast: Mapping[str, tuple[int, str | None, DataType]]) -> RowPlan:
         if datatype != DataType.Double:
             continue
         signals[sig] = (alias, owners.setdefault(owner, len(owners)))
-    text = repr(sorted((s, a, str(o)) for s, (a, o, _t) in fast.items()))
+    # Of exactly what a row is read back with: the owners in order and each Double metric's
+    # alias and owner (a plan with the same fingerprint reads the same bytes the same way).
+    text = repr((list(owners), sorted((s, a, o) for s, (a, o) in signals.items())))
     fp = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return RowPlan(signals, tuple(owners), fp)
 
@@ -152,20 +156,21 @@ class SparkplugRows:
     whole (one reference: no lock) when the uplink's metric set changes."""
 
     def __init__(self) -> None:
-        self._plan: RowPlan | None = None
-        self._tables: _Tables | None = None
+        # The plan and its tables, replaced together (one reference: the writer thread never
+        # sees one plan's fingerprint with another's aliases).
+        self._current: tuple[RowPlan, _Tables] | None = None
         self.plans: dict[bytes, RowPlan] = {}  # every plan this process encoded with
 
     @property
     def plan(self) -> RowPlan | None:
-        return self._plan
+        current = self._current
+        return None if current is None else current[0]
 
     @plan.setter
     def plan(self, plan: RowPlan | None) -> None:
         if plan is not None:
             self.plans[plan.fingerprint] = plan
-        tables = None if plan is None else _Tables(plan)
-        self._plan, self._tables = plan, tables  # encode_row reads _plan first, then _tables
+        self._current = None if plan is None else (plan, _Tables(plan))
 
     def plan_text(self, fingerprint: bytes) -> str | None:
         """What outbox_plans stores for a fingerprint this encoder made rows with."""
@@ -174,9 +179,10 @@ class SparkplugRows:
 
     def encode_row(self, samples: Sequence[Sample]) -> bytes | None:
         """A row's stored form, or None when it has none (see the module's docstring)."""
-        plan, tables = self._plan, self._tables
-        if plan is None or tables is None or not samples:
+        current = self._current
+        if current is None or not samples:
             return None
+        plan, tables = current
         if tables.ok:
             out = _encode_fast(plan, tables, samples)
             if out is not None:
@@ -281,18 +287,24 @@ def _encode_fast(plan: RowPlan, tables: _Tables, samples: Sequence[Sample]) -> b
 
 def row_groups(blob: bytes, plan: RowPlan) -> list[tuple[str | None, int, bytes]] | None:
     """A stored row's (owner, samples, serialized metrics) per owner, in order; None when it
-    was made with another plan (or another version of this form)."""
+    was made with another plan (or another version of this form), or does not read as one
+    (the caller then goes the general path, which counts a row it cannot read)."""
     if blob[:1] != VERSION or blob[1:_HEAD] != plan.fingerprint:
         return None
     out = []
     off, end = _HEAD, len(blob)
     owners = plan.owners
     unpack = _GROUP.unpack_from
-    while off < end:
-        owner, n, size = unpack(blob, off)
-        off += _GROUP.size
-        out.append((owners[owner], n, blob[off : off + size]))
-        off += size
+    try:
+        while off < end:
+            owner, n, size = unpack(blob, off)
+            off += _GROUP.size
+            if off + size > end:
+                return None
+            out.append((owners[owner], n, blob[off : off + size]))
+            off += size
+    except (IndexError, struct.error):
+        return None
     return out
 
 
