@@ -472,14 +472,43 @@ def test_web_sessions_are_bounded() -> None:
     assert len(logins._sessions) == serve.MAX_WEB_SESSIONS
 
 
-async def test_terminal_and_downloads_need_a_login_and_the_page_fetches_nothing_outside() -> None:
+# A stand-in for the console behind the web terminal: it says it started, waits for
+# textual-serve's "quit" (what the web driver of a Textual app obeys) and says it quit.
+FAKE_CONSOLE = r"""
+import sys
+log = open(sys.argv[1], "a")
+import os
+log.write(f"started {os.getpid()}\n"); log.flush()
+buf = b""
+while b'"quit"' not in buf:
+    chunk = sys.stdin.buffer.read1(4096)
+    if not chunk:
+        break
+    buf = buf[-64:] + chunk
+log.write("quit\n" if b'"quit"' in buf else "stdin closed\n")
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_terminal_and_downloads_need_a_login_and_the_page_fetches_nothing_outside(
+    tmp_path: Path,
+) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     logins = serve.WebLogins(
         lambda u, p: {"ok": p == "1111", "user": u, "role": "operator", "message": "wrong PIN"},
         idle_s=1.5,
     )
-    server = serve.make_server(["sleep", "30"], host="127.0.0.1", port=8000, logins=logins)
+    said = tmp_path / "console.log"
+    console = [sys.executable, "-c", FAKE_CONSOLE, str(said)]
+    server = serve.make_server(console, host="127.0.0.1", port=8000, logins=logins)
     async with TestClient(TestServer(await server._make_app())) as client:
         r = await client.get("/", allow_redirects=False)
         assert (r.status, r.headers["Location"]) == (302, "/login")
@@ -507,6 +536,16 @@ async def test_terminal_and_downloads_need_a_login_and_the_page_fetches_nothing_
             pass
         assert ws.close_code == 4001 and time.monotonic() - t0 < 5
         assert (await client.get("/", allow_redirects=False)).status == 302  # logged out
+        # ...and its console is told to quit: no process is left behind by an idle logout.
+        deadline = time.monotonic() + 5
+        while said.read_text().split()[::2] != ["started", "quit"]:
+            assert time.monotonic() < deadline, said.read_text()
+            await asyncio.sleep(0.05)
+        pid = int(said.read_text().split()[1])
+        while _alive(pid):  # gone and reaped (its pipes closed on this loop, not after it)
+            assert time.monotonic() < deadline, f"console {pid} still running after quit"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
 
 
 @pytest.mark.slow
