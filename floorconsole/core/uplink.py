@@ -307,9 +307,7 @@ class SampleEncoder:
         """The most bytes a GOOD number of this signal takes as an entry, comma included:
         its head, a float's longest repr (24), the quality and a time in ms (14 digits and
         a sign), the closing brace; with its longest label when it is enumerated."""
-        head = self._heads.get(signal, "")
-        if head == "":
-            head = self._head(signal)
+        head = self._head_of(signal)
         return len(head or "") + _NUMBER_TAIL + _label_bound(self.labels.get(signal, ()))
 
     def worst_entry_bound(self) -> int:
@@ -319,10 +317,12 @@ class SampleEncoder:
 
     def skips(self, signal: str) -> bool:
         """Whether a signal is excluded (its samples encode to None)."""
+        return self._head_of(signal) is None
+
+    def _head_of(self, signal: str) -> str | None:
+        """The cached head (encode() inlines this lookup: it is the hot path)."""
         head = self._heads.get(signal, "")
-        if head == "":
-            head = self._head(signal)
-        return head is None
+        return self._head(signal) if head == "" else head
 
     def encode(self, s: Sample) -> tuple[str, bool] | None:
         head = self._heads.get(s.signal, "")

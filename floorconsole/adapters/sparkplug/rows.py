@@ -82,16 +82,13 @@ def row_entries(blob: bytes, plan: RowPlan) -> list[dict[str, object]] | None:
     (the form keeps each owner's samples together); None for a row of another plan."""
     if row_fingerprint(blob) != plan.fingerprint:
         return None
+    frames = _frames(blob)
+    if frames is None:
+        raise ValueError(f"row of plan {plan.fingerprint.hex()}: its groups do not read")
     by_key = {(o, a): s for s, (a, o) in plan.signals.items()}
     out: list[dict[str, object]] = []
-    off, end = _HEAD, len(blob)
-    unpack = _GROUP.unpack_from
-    while off < end:
-        owner, _n, size = unpack(blob, off)
-        off += _GROUP.size
-        p = spb.Payload.FromString(blob[off : off + size])
-        off += size
-        for m in p.metrics:
+    for owner, _n, body in frames:
+        for m in spb.Payload.FromString(body).metrics:
             sig = by_key.get((owner, m.alias))
             if sig is None:  # cannot be: the plan named every alias it encoded
                 raise ValueError(f"row of plan {plan.fingerprint.hex()}: unknown alias {m.alias}")
@@ -134,21 +131,21 @@ class _Tables:
         k = len(self.index)
         self.owner = np.zeros(k, dtype=np.intp)
         self.prefix = np.zeros((k, 5), dtype=np.uint8)
-        self.width = np.zeros(k, dtype=np.intp)  # prefix bytes: 4 or 5
+        width = np.zeros(k, dtype=np.intp)  # prefix bytes: 4 or 5
         self.ok = True  # every alias fits in two bytes (else the row goes the slow path)
         for i, (alias, owner) in enumerate(plan.signals.values()):
             self.owner[i] = owner
             if alias < 0x80:
                 self.prefix[i, :4] = (0x12, 19 + 1, 0x10, alias)
-                self.width[i] = 4
+                width[i] = 4
             elif alias < 0x4000:
                 self.prefix[i] = (0x12, 19 + 2, 0x10, (alias & 0x7F) | 0x80, alias >> 7)
-                self.width[i] = 5
+                width[i] = 5
             else:
                 self.ok = False
         # Which of the 5 prefix columns a metric keeps (a one-byte alias drops the last).
         self.keep = np.ones((k, 5 + _TAIL), dtype=bool)
-        self.keep[:, 4] = self.width == 5
+        self.keep[:, 4] = width == 5
 
 
 class SparkplugRows:
@@ -291,9 +288,18 @@ def row_groups(blob: bytes, plan: RowPlan) -> list[tuple[str | None, int, bytes]
     (the caller then goes the general path, which counts a row it cannot read)."""
     if blob[:1] != VERSION or blob[1:_HEAD] != plan.fingerprint:
         return None
+    frames = _frames(blob)
+    owners = plan.owners
+    if frames is None or any(o >= len(owners) for o, _n, _b in frames):
+        return None
+    return [(owners[o], n, body) for o, n, body in frames]
+
+
+def _frames(blob: bytes) -> list[tuple[int, int, bytes]] | None:
+    """A stored row's groups after its head: (owner index, samples, serialized metrics);
+    None when the framing does not read (a damaged row)."""
     out = []
     off, end = _HEAD, len(blob)
-    owners = plan.owners
     unpack = _GROUP.unpack_from
     try:
         while off < end:
@@ -301,9 +307,9 @@ def row_groups(blob: bytes, plan: RowPlan) -> list[tuple[str | None, int, bytes]
             off += _GROUP.size
             if off + size > end:
                 return None
-            out.append((owners[owner], n, blob[off : off + size]))
+            out.append((owner, n, blob[off : off + size]))
             off += size
-    except (IndexError, struct.error):
+    except struct.error:
         return None
     return out
 
