@@ -758,6 +758,8 @@ class Outbox:
             self._messages -= len(messages)
             self._claimed.difference_update(seqs)
             self._survivors.difference_update(seqs)
+            if self._unreadable:  # bounded by the rows still in the table
+                self._unreadable.difference_update(seqs)
         return True
 
     def refresh_oldest(self) -> float | None:
