@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asyncua import Client, Server, ua  # noqa: E402
 
-from floorconsole.adapters.historian import Historian  # noqa: E402
+from floorconsole.adapters.historian import Historian, HistoryReader  # noqa: E402
 from floorconsole.adapters.opcua import engine_source  # noqa: E402
 from floorconsole.core.clock import SystemClock  # noqa: E402
 from floorconsole.core.config import parse_plant  # noqa: E402
@@ -202,8 +201,8 @@ async def ours_round(
 
 
 def _rows(db: Path) -> int:
-    with sqlite3.connect(db) as con:
-        return int(con.execute("SELECT count(*) FROM samples").fetchone()[0])
+    with HistoryReader(db) as reader:
+        return reader.rows_total()
 
 
 async def probe_latency(ep: str, q: asyncio.Queue[tuple[float, float]], probes: int) -> list[float]:

@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from floorconsole.adapters.historian import HISTORY_NEWEST, HISTORY_TOTAL  # noqa: E402
+
 DEVICES = 20
 SIGNALS = 75
 STEPS_MS = (100, 60, 40, 30, 20)
@@ -85,9 +89,18 @@ def rss_mib(pid: int) -> float:
 
 
 def committed(db: Path) -> tuple[int, float | None]:
-    """(rows committed so far, source time of the newest) from the historian, read-only."""
+    """(samples committed so far, source time of the newest), read-only: from our history's
+    packed tables (HISTORY_TOTAL, HISTORY_NEWEST) where the file has them, else from a
+    `samples` table of rows (the peer's store)."""
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as c:
+            packed = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'sample_chunks'"
+            ).fetchone()
+            if packed:
+                (n,) = c.execute(HISTORY_TOTAL).fetchone()
+                (newest,) = c.execute(HISTORY_NEWEST).fetchone()
+                return int(n), None if newest is None else float(newest)
             row = c.execute(
                 "SELECT rowid, t FROM samples WHERE rowid = (SELECT max(rowid) FROM samples)"
             ).fetchone()

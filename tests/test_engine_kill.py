@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from floorconsole.adapters.modbus_server import ModbusDeviceServer
+from tests.support.history import stored_count
 
 SIGNALS = 50
 POLL_MS = 10  # 50 signals every 10 ms: 5,000 samples/s
@@ -33,11 +34,7 @@ def plant(tmp: Path, port: int) -> Path:
 
 
 def committed_rows(db: Path) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
-    finally:
-        conn.close()
+    return stored_count(db)
 
 
 def start_engine(plant_file: Path) -> subprocess.Popen[bytes]:

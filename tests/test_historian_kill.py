@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from floorconsole.adapters.historian import Historian
+from floorconsole.adapters.historian import Historian, HistoryReader
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
 
@@ -25,13 +25,8 @@ RUN_S = 3.0
 def _committed_values(path: Path) -> list[float]:
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        return [
-            v
-            for (v,) in conn.execute(
-                "SELECT v FROM samples JOIN signals ON signals.id = samples.signal "
-                "WHERE signals.name = 'seq' ORDER BY samples.rowid"
-            )
-        ]
+    with HistoryReader(path) as reader:
+        return [r.value for r in reader.query("seq", None, None)]
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from floorconsole.console import Frame
 from floorconsole.core.plantsim import MotorSim
 from floorconsole.engine.attach import socket_path
 from floorconsole.engine.remote import EngineUnreachable, RemoteAPI
+from tests.support.history import stored_count
 from tests.test_model import PKG, copy_package, onnx_graph, put_onnx, sim_blocks
 
 SCORE = "motor1.anomaly_score"
@@ -163,15 +164,7 @@ def frame_of(data_dir: Path) -> Frame:
 
 
 def temp_rows(data_dir: Path) -> int:
-    conn = sqlite3.connect(f"file:{data_dir / 'history.db'}?mode=ro", uri=True, timeout=5)
-    try:
-        row = conn.execute(
-            "SELECT count(*) FROM samples JOIN signals ON signals.id = samples.signal "
-            "WHERE signals.name = 'line.temp'"
-        ).fetchone()
-        return int(row[0])
-    finally:
-        conn.close()
+    return stored_count(data_dir / "history.db", "line.temp")
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

@@ -15,7 +15,6 @@ import asyncio
 import copy
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from floorconsole.core.uplink import UplinkStats
 from floorconsole.engine.bootstrap import open_engine
 from floorconsole.engine.replay import RecordedAPI
 from floorconsole.ui.screens.uplink import uplink_text
+from tests.support.history import stored_values
 from tests.support.uplink_driver import SIGNALS
 from tests.test_console_contract import RECORDINGS
 from tests.test_uplink_kill import REPO
@@ -316,13 +316,7 @@ def test_a_host_sees_a_sparkplug_session_from_birth_to_death(
 
 
 def _stored(db: Path) -> Counter[tuple[str, int, float]]:
-    with sqlite3.connect(db) as conn:
-        return Counter(
-            (name, round(t * 1000), v)
-            for name, t, v in conn.execute(
-                "SELECT name, t, v FROM samples JOIN signals ON signals.id = samples.signal"
-            )
-        )
+    return stored_values(db)
 
 
 @pytest.mark.slow

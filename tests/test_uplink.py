@@ -44,6 +44,7 @@ from floorconsole.core.uplink import (
     status_payload,
     uplink_conditions,
 )
+from tests.support.history import stored_count, stored_values
 from tests.support.uplink_driver import SyntheticSource
 from tests.test_mqtt_source import certs, tls_broker  # noqa: F401 - fixtures reused
 
@@ -79,13 +80,7 @@ def everything_arrived(r: Receiver, rig: Rig, max_duplicates: int) -> Report:
 
 
 def stored_samples(db: Path) -> Counter[tuple[str, int, float]]:
-    with sqlite3.connect(db) as conn:
-        return Counter(
-            (name, round(t * 1000), v)
-            for name, t, v in conn.execute(
-                "SELECT name, t, v FROM samples JOIN signals ON signals.id = samples.signal"
-            )
-        )
+    return stored_values(db)
 
 
 def received_samples(r: Receiver, edge: str = EDGE) -> Counter[tuple[str, int, float]]:
@@ -423,7 +418,7 @@ def test_disk_full_rolls_back_both_and_gives_the_seqs_back(tmp_path: Path) -> No
         h.set_max_db_bytes(None)
         assert h.flush() > 0
     with sqlite3.connect(db) as conn:
-        stored = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+        stored = stored_count(db)
         in_outbox = conn.execute("SELECT sum(n) FROM outbox").fetchone()[0]
         seqs = [s for (s,) in conn.execute("SELECT seq FROM outbox ORDER BY seq")]
     assert stored == in_outbox == 100 + 300

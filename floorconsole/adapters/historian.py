@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol, TextIO
@@ -25,10 +25,21 @@ from floorconsole.core.clock import Clock, SystemClock
 from floorconsole.core.history_format import csv_value, iso_ms, quality_text, readable_value
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample, Value
+from floorconsole.core.sample_pack import (
+    ROW_DTYPE,
+    Packed,
+    PackError,
+    group_rows,
+    pack,
+    regroup,
+    unpack,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: scalar samples packed (sample_chunks, then sample_blocks; issue 19). A version 1 file
+# opens as version 2: its rows in `samples` stay and are read beside the packed ones.
+SCHEMA_VERSION = 2
 
 # q packs quality and reason as (quality << 8) | reason. Bit 16 marks a boolean value: the v
 # column is REAL, so True comes back as 1.0 and only this bit tells a coil from a number.
@@ -46,6 +57,21 @@ CREATE TABLE IF NOT EXISTS samples (
     q      INTEGER NOT NULL    -- (quality << 8) | reason, | 1 << 16 for a boolean
 );
 CREATE INDEX IF NOT EXISTS samples_signal_t ON samples (signal, t);
+CREATE TABLE IF NOT EXISTS sample_chunks (
+    id     INTEGER PRIMARY KEY,
+    t0     REAL NOT NULL,      -- the earliest and latest source time in it
+    t1     REAL NOT NULL,
+    n      INTEGER NOT NULL,   -- samples in it
+    data   BLOB NOT NULL       -- one commit's scalar samples, packed (core/sample_pack.py)
+);
+CREATE TABLE IF NOT EXISTS sample_blocks (
+    signal INTEGER NOT NULL,
+    t0     REAL NOT NULL,      -- its samples' earliest and latest time, t1 - t0 <= 60 s
+    t1     REAL NOT NULL,
+    n      INTEGER NOT NULL,
+    data   BLOB NOT NULL       -- one signal's samples of some seconds, packed, by time
+);
+CREATE INDEX IF NOT EXISTS sample_blocks_signal_t0 ON sample_blocks (signal, t0);
 CREATE TABLE IF NOT EXISTS waveforms (
     signal INTEGER NOT NULL,
     t      REAL NOT NULL,
@@ -70,14 +96,10 @@ CREATE TABLE IF NOT EXISTS input_counts (
 );
 """
 
+# The row form of version 1 (still read; the ingest benchmark's raw baseline writes it).
 INSERT_SAMPLE = "INSERT INTO samples (signal, t, v, q) VALUES (?, ?, ?, ?)"
-# Rows go in 32 to a statement: SQLite runs one multi-row VALUES as one step, where
-# executemany steps and resets the statement for every row (measured: 2.45 to 2.1 us of CPU
-# a row at 1,500 signals; issue 19). The same rows in the same order, the same rowids.
-_ROWS_PER_INSERT = 32
-_INSERT_SAMPLES = "INSERT INTO samples (signal, t, v, q) VALUES " + ", ".join(
-    ["(?, ?, ?, ?)"] * _ROWS_PER_INSERT
-)
+INSERT_CHUNK = "INSERT INTO sample_chunks (t0, t1, n, data) VALUES (?, ?, ?, ?)"
+INSERT_BLOCK = "INSERT INTO sample_blocks (signal, t0, t1, n, data) VALUES (?, ?, ?, ?, ?)"
 INSERT_WAVEFORM = "INSERT INTO waveforms (signal, t, q, n, data) VALUES (?, ?, ?, ?, ?)"
 INSERT_QUALITY = "INSERT INTO quality_changes (signal, t, q, detail) VALUES (?, ?, ?, ?)"
 INSERT_SIGNAL = "INSERT INTO signals (id, name) VALUES (?, ?)"
@@ -100,19 +122,33 @@ _WAVEFORM_DTYPES: dict[str, np.dtype] = {"float64": np.dtype("<f8"), "float32": 
 _RETENTION_CHUNK_ROWS = 5000
 _RETENTION_EVERY_S = 60.0
 _BUSY_TIMEOUT_S = 1.0
-# Rows go into a transaction sorted by signal (stable: each signal's rows keep their order):
-# the index inserts then walk its pages in order instead of jumping between 1,500 of them.
-# Measured at 72,000 rows/s of 1,500 signals: 11 to 6.5 microseconds of CPU a row. (A
-# larger page cache saves another microsecond, but fills for minutes: RSS that grows.)
-_BY_SIGNAL = itemgetter(0)
 # Samples waiting (not yet committed) above which the engine is behind: pollers stretch
 # their polls (DevicePoller) instead of piling up memory. About half a second of the
 # largest plants this box polls; a failing disk is not "behind" (see backlogged()).
 MAX_BACKLOG_ROWS = 40_000
-# A commit waits (up to MAX_COMMIT_WAIT_S) until it has this many rows a signal: see
-# Historian._worth_waiting.
-ROWS_PER_SIGNAL = 4
-MAX_COMMIT_WAIT_S = 0.5
+# Each commit stores its scalar samples as one packed chunk (one row, whatever the plant's
+# size); every COMPACT_EVERY_S (or sooner past COMPACT_SAMPLES) the chunks are regrouped into
+# one block a signal, so a query reads a signal's blocks through the (signal, t0) index and
+# only the last seconds' chunks whole. A commit then costs about the same for 10 signals or
+# 1,500, and a signal's index page is touched once a compaction, not once a commit.
+COMPACT_EVERY_S = 5.0
+COMPACT_SAMPLES = 400_000
+# A block never spans more than this (samples arriving with old source times make blocks of
+# their own): a query for times from `since` reads blocks from t0 >= since - MAX_BLOCK_SPAN_S.
+MAX_BLOCK_SPAN_S = 60.0
+
+
+# Samples in the file, every form: kept as a count by the historian, read once at start.
+HISTORY_TOTAL = _ROWS_TOTAL_SQL = (
+    "SELECT (SELECT count(*) FROM samples) + (SELECT coalesce(sum(n), 0) FROM sample_blocks)"
+    " + (SELECT coalesce(sum(n), 0) FROM sample_chunks) + (SELECT count(*) FROM waveforms)"
+)
+
+# The source time of the newest scalar sample committed (chunks hold the last seconds').
+HISTORY_NEWEST = (
+    "SELECT max((SELECT max(t1) FROM sample_chunks), (SELECT max(t1) FROM sample_blocks),"
+    " (SELECT max(t) FROM samples))"
+)
 
 
 def apply_pragmas(conn: sqlite3.Connection) -> None:
@@ -225,15 +261,16 @@ _DATA_ERRORS = (
 )
 
 
-def _insert_samples(conn: sqlite3.Connection, rows: list[tuple]) -> None:
-    """INSERT the rows in this order, _ROWS_PER_INSERT to a statement (the rest one by one)."""
-    whole = len(rows) - len(rows) % _ROWS_PER_INSERT
-    if whole:
-        flat = list(chain.from_iterable(rows[:whole]))
-        step = 4 * _ROWS_PER_INSERT
-        conn.executemany(_INSERT_SAMPLES, [flat[i : i + step] for i in range(0, len(flat), step)])
-    if whole < len(rows):
-        conn.executemany(INSERT_SAMPLE, rows[whole:])
+def _chunk_row(rows: list[tuple]) -> tuple[float, float, int, bytes]:
+    """(t0, t1, n, data) of a chunk holding these (signal, t, v, q) rows.
+
+    ValueError for a time that is not a finite number (the rows are then sifted and the
+    bad ones counted, as SQLite's refusals were)."""
+    arr = np.array(rows, dtype=ROW_DTYPE)
+    t = arr["t"]
+    if not np.isfinite(t).all():
+        raise ValueError("a sample's time is not a finite number")
+    return float(t.min()), float(t.max()), len(arr), pack(group_rows(arr))
 
 
 def _good_time(t: object) -> bool:
@@ -326,6 +363,11 @@ class Historian:
         self._failing = False
         self._warned_drop = False
 
+        self._chunk_samples = 0
+        self._next_compact_mono = float("inf")
+        self._bad_chunks: set[int] = set()
+        self._compact_lock = threading.Lock()
+
         self._retention_queue: deque[tuple[str, int]] = deque()
         self._retention_cutoff = 0.0
         self._next_retention_mono = float("-inf")
@@ -347,8 +389,9 @@ class Historian:
                 self._hook.open(conn, self.path)
             self._ids = dict(conn.execute("SELECT name, id FROM signals"))
             self._next_id = max(self._ids.values(), default=0) + 1
-            self._rows_total = conn.execute(
-                "SELECT (SELECT count(*) FROM samples) + (SELECT count(*) FROM waveforms)"
+            self._rows_total = conn.execute(_ROWS_TOTAL_SQL).fetchone()[0]
+            self._chunk_samples = conn.execute(
+                "SELECT coalesce(sum(n), 0) FROM sample_chunks"
             ).fetchone()[0]
         except BaseException:
             conn.close()
@@ -445,31 +488,17 @@ class Historian:
             return self._write_pending()
 
     def _run(self) -> None:
-        last = time.monotonic()
+        self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S
         while not self._stop.wait(self._flush_interval_s):
-            if self._worth_waiting(time.monotonic() - last):
-                continue
-            last = time.monotonic()
             try:
                 with self._write_lock:
                     self._write_pending()
+                if self._compact_due():
+                    self.compact()
                 self._run_retention(budget_s=self._flush_interval_s / 2)
             except Exception as exc:  # a bug must not end the thread and the history with it
                 log.exception("historian writer")
                 self._record_error(exc)
-
-    def _worth_waiting(self, since_commit_s: float) -> bool:
-        """Hold the next commit back (up to MAX_COMMIT_WAIT_S) while it would put fewer than
-        ROWS_PER_SIGNAL rows a signal in it: every commit rewrites one index page per signal
-        it touches, so 1,500 signals polled every 100 ms cost a page a row at 100 ms
-        transactions (the COMMIT alone a sixth of the engine's CPU) and a quarter of that at
-        400 ms. Small plants and fast polls commit every flush interval as before; rows for
-        the uplink (outside samples) never wait."""
-        if since_commit_s >= MAX_COMMIT_WAIT_S or self._pending_quality:
-            return False
-        if self._hook is not None and self._hook.pending:
-            return False
-        return len(self._pending) < ROWS_PER_SIGNAL * len(self._ids)
 
     def _write_pending(self) -> int:
         with self._buf_lock:
@@ -602,14 +631,15 @@ class Historian:
         conn = self._require_conn()
         n = len(self._rows) + len(self._waves) + len(self._quals)
         started = time.perf_counter()
+        # Pending rows stay in arrival order (the pending bound drops the oldest after a
+        # failure, as the outbox's dropped_pending() expects); the chunk groups a copy.
+        chunk = _chunk_row(self._rows) if self._rows else None
         try:
             conn.execute("BEGIN IMMEDIATE")
             if self._unsaved_signals:
                 conn.executemany(INSERT_SIGNAL, self._unsaved_signals)
-            if self._rows:
-                # A sorted copy: pending rows stay in arrival order, so the pending bound
-                # drops the oldest (as the outbox's dropped_pending() expects) after a failure.
-                _insert_samples(conn, sorted(self._rows, key=_BY_SIGNAL))
+            if chunk is not None:
+                conn.execute(INSERT_CHUNK, chunk)
             if self._waves:
                 conn.executemany(INSERT_WAVEFORM, self._waves)
             if self._quals:
@@ -631,6 +661,7 @@ class Historian:
             raise
         self._last_commit_ms = (time.perf_counter() - started) * 1000.0
         self._rows_total += len(self._rows) + len(self._waves)
+        self._chunk_samples += len(self._rows)
         self._rows_committed += n
         self._commits += 1
         self._unsaved_signals = []
@@ -662,6 +693,72 @@ class Historian:
             self._failing = True
             log.error("historian write failed (kept pending, retrying): %s", self._last_error)
 
+    # ------------------------------------------------------------------ compaction
+
+    def _compact_due(self) -> bool:
+        return self._chunk_samples > 0 and (
+            self._chunk_samples >= COMPACT_SAMPLES or self._clock.mono() >= self._next_compact_mono
+        )
+
+    def compact(self) -> int:
+        """Regroup committed chunks into one block a signal, in one transaction (a kill
+        leaves either the chunks or the blocks). Returns the samples moved. The writer thread
+        calls it every COMPACT_EVERY_S; at most COMPACT_SAMPLES samples a call."""
+        conn = self._require_conn()
+        with self._compact_lock:
+            self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S
+            with self._write_lock:
+                ids, parts = self._chunks_to_compact(conn)
+            if not ids:
+                self._chunk_samples = 0
+                return 0
+            # The regrouping (tens of ms at 1,500 signals) outside the write lock: commits go
+            # on meanwhile, and only a compaction deletes chunks.
+            blocks = regroup(parts, MAX_BLOCK_SPAN_S)
+            total = sum(n for _, _, _, n, _ in blocks)
+            with self._write_lock:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany(INSERT_BLOCK, blocks)
+                    conn.executemany("DELETE FROM sample_chunks WHERE id = ?", ids)
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._record_error(exc)
+                    return 0
+                self._chunk_samples = max(0, self._chunk_samples - total)
+            return total
+
+    def _chunks_to_compact(self, conn: sqlite3.Connection) -> tuple[list[tuple[int]], list[Packed]]:
+        """The oldest chunks, up to COMPACT_SAMPLES samples, as (ids, their arrays)."""
+        ids: list[tuple[int]] = []
+        parts: list[Packed] = []
+        total = 0
+        cur = conn.execute("SELECT id, data FROM sample_chunks ORDER BY id")
+        try:
+            for cid, data in cur:
+                if cid in self._bad_chunks:
+                    continue
+                try:
+                    part = unpack(data)
+                except PackError as exc:
+                    # Left in the file for whoever looks; readers skip it too. Counted once,
+                    # not as a failing writer (commits go on).
+                    self._bad_chunks.add(cid)
+                    self._errors += 1
+                    self._last_error = f"history chunk {cid} does not read: {exc}"
+                    log.error("%s: %s; left in the file", self.path, self._last_error)
+                    continue
+                ids.append((cid,))
+                parts.append(part)
+                total += len(part.t)
+                if total >= COMPACT_SAMPLES:
+                    break
+        finally:
+            cur.close()
+        return ids, parts
+
     # ------------------------------------------------------------------ retention
 
     def prune(self) -> int:
@@ -669,6 +766,8 @@ class Historian:
         self._require_conn()
         if self.retention_s is None:
             return 0
+        while self.compact():  # chunks hold any signal's samples: blocks are what retention cuts
+            pass
         cutoff, queue = self._retention_plan()
         deleted = 0
         while queue:
@@ -680,7 +779,9 @@ class Historian:
         with self._write_lock:
             ids = list(self._ids.values())
         queue = deque(
-            (table, sid) for table in ("samples", "waveforms", "quality_changes") for sid in ids
+            (table, sid)
+            for table in ("sample_blocks", "samples", "waveforms", "quality_changes")
+            for sid in ids
         )
         return self._clock.wall() - self.retention_s, queue
 
@@ -701,21 +802,33 @@ class Historian:
         with self._write_lock:
             try:
                 # Through the (signal, t) index, one short transaction per chunk.
-                cur = conn.execute(
-                    f"DELETE FROM {table} WHERE rowid IN "
-                    f"(SELECT rowid FROM {table} WHERE signal = ? AND t < ? LIMIT ?)",
-                    (sid, cutoff, _RETENTION_CHUNK_ROWS),
-                )
+                if table == "sample_blocks":
+                    # Whole blocks, each wholly older than the cutoff (a block straddling
+                    # it keeps its older samples, at most MAX_BLOCK_SPAN_S of them).
+                    sizes = conn.execute(
+                        "DELETE FROM sample_blocks WHERE rowid IN (SELECT rowid FROM "
+                        "sample_blocks WHERE signal = ? AND t0 < ? AND t1 < ? LIMIT ?) "
+                        "RETURNING n",
+                        (sid, cutoff, cutoff, _RETENTION_CHUNK_ROWS),
+                    ).fetchall()
+                    deleted = len(sizes)
+                    samples = sum(n for (n,) in sizes)
+                    self._rows_total -= samples
+                else:
+                    samples = deleted = conn.execute(
+                        f"DELETE FROM {table} WHERE rowid IN "
+                        f"(SELECT rowid FROM {table} WHERE signal = ? AND t < ? LIMIT ?)",
+                        (sid, cutoff, _RETENTION_CHUNK_ROWS),
+                    ).rowcount
+                    if table != "quality_changes":
+                        self._rows_total -= deleted
             except sqlite3.Error as exc:
                 self._record_error(exc)
                 queue.clear()
                 return 0
-            deleted = cur.rowcount
-            if table != "quality_changes":
-                self._rows_total -= deleted
         if deleted < _RETENTION_CHUNK_ROWS:
             queue.popleft()
-        return deleted
+        return samples
 
     # ------------------------------------------------------------------ figures and queries
 
@@ -784,6 +897,40 @@ def _range_sql(since: float | None, until: float | None) -> tuple[str, list[floa
     return sql, args
 
 
+_Cols = tuple[np.ndarray, np.ndarray, np.ndarray]  # a signal's (t, v, q)
+_EMPTY = np.empty(0, "<f8")
+_EMPTY_Q = np.empty(0, "<i4")
+
+
+def _joined(have: _Cols, more: _Cols, lo: float, hi: float) -> _Cols:
+    """have + the samples of more with lo <= t < hi."""
+    t, v, q = more
+    keep = (t >= lo) & (t < hi)
+    if not keep.all():
+        t, v, q = t[keep], v[keep], q[keep]
+    if not len(t):
+        return have
+    return (
+        np.concatenate((have[0], t)),
+        np.concatenate((have[1], v)),
+        np.concatenate((have[2], q)),
+    )
+
+
+def _split(arrays: _Cols, before: float) -> tuple[_Cols, _Cols]:
+    """(the samples earlier than `before`, the rest), each in the order they were."""
+    t, v, q = arrays
+    early = t < before
+    late = ~early
+    return (t[early], v[early], q[early]), (t[late], v[late], q[late])
+
+
+def _by_time(arrays: _Cols) -> _Cols:
+    t, v, q = arrays
+    order = np.argsort(t, kind="stable")
+    return t[order], v[order], q[order]
+
+
 def _record(t: float, v: float | None, q: int) -> Record:
     quality, reason, is_bool = _UNPACK[q]
     return Record(t, bool(v) if is_bool and v is not None else v, quality, reason)
@@ -811,6 +958,14 @@ class HistoryReader:
             timeout=_BUSY_TIMEOUT_S,
         )
         self._lock = threading.Lock()
+        # A version 1 file (an older floorconsole's, not opened by this one since) has rows only.
+        self._packed = (
+            self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sample_blocks'"
+            ).fetchone()
+            is not None
+        )
+        self._warned_unreadable = False
 
     def close(self) -> None:
         with self._lock:
@@ -831,9 +986,11 @@ class HistoryReader:
 
     def rows_total(self) -> int:
         with self._lock:
-            return self._conn.execute(
-                "SELECT (SELECT count(*) FROM samples) + (SELECT count(*) FROM waveforms)"
-            ).fetchone()[0]
+            if not self._packed:
+                return self._conn.execute(
+                    "SELECT (SELECT count(*) FROM samples) + (SELECT count(*) FROM waveforms)"
+                ).fetchone()[0]
+            return self._conn.execute(_ROWS_TOTAL_SQL).fetchone()[0]
 
     def _signal_id(self, signal: str) -> int | None:
         row = self._conn.execute("SELECT id FROM signals WHERE name = ?", (signal,)).fetchone()
@@ -856,8 +1013,10 @@ class HistoryReader:
     ) -> list[Record]:
         """Scalar samples with since <= t < until (None: open), oldest first."""
         with self._lock:
-            rows = self._select("SELECT t, v, q FROM samples", signal, since, until, limit)
-        return [_record(t, v, q) for t, v, q in rows]
+            sid = self._signal_id(signal)
+            if sid is None:
+                return []
+            return list(islice(self._scalars(sid, since, until), limit))
 
     def query_waveforms(
         self, signal: str, since: float | None, until: float | None, limit: int | None = None
@@ -885,12 +1044,7 @@ class HistoryReader:
         if sid is None:
             raise UnknownSignalError(self._unknown_message(signal))
         where, args = _range_sql(since, until)
-        scalars = (
-            (t, signal, *_record(t, v, q)[1:])
-            for t, v, q in self._conn.execute(
-                f"SELECT t, v, q FROM samples WHERE signal = ?{where} ORDER BY t", [sid, *args]
-            )
-        )
+        scalars = ((r.t, signal, *r[1:]) for r in self._scalars(sid, since, until))
         waves = (
             (t, signal, *_waveform_record(t, q, n, data)[1:])
             for t, q, n, data in self._conn.execute(
@@ -899,6 +1053,67 @@ class HistoryReader:
             )
         )
         return heapq.merge(scalars, waves, key=lambda row: row[0])
+
+    def _scalars(self, sid: int, since: float | None, until: float | None) -> Iterator[Record]:
+        """One signal's scalar samples with since <= t < until, by time, read lazily: the
+        rows of a version 1 file merged with the packed blocks and chunks."""
+        where, args = _range_sql(since, until)
+        rows = (
+            _record(t, v, q)
+            for t, v, q in self._conn.execute(
+                f"SELECT t, v, q FROM samples WHERE signal = ?{where} ORDER BY t", [sid, *args]
+            )
+        )
+        if not self._packed:
+            return rows
+        packed = (
+            _record(t, None if v != v else v, q)  # NaN: no value
+            for part in self._packed_parts(sid, since, until)
+            for t, v, q in zip(part[0].tolist(), part[1].tolist(), part[2].tolist(), strict=True)
+        )
+        return heapq.merge(rows, packed, key=itemgetter(0))
+
+    def _packed_parts(
+        self, sid: int, since: float | None, until: float | None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(t, v, q) arrays in time order, one after another: the last seconds' chunks are
+        read whole, then the signal's blocks by t0; everything earlier than the next block's
+        t0 is final (no later block holds an earlier time), so it goes out before that block
+        is read and memory holds about one block's overlap."""
+        lo = -math.inf if since is None else since
+        hi = math.inf if until is None else until
+        # Chunks are newer than every block (compaction takes the oldest first): on equal
+        # times they go after, so samples keep the order they were committed in.
+        chunks = _EMPTY, _EMPTY, _EMPTY_Q
+        for (data,) in self._conn.execute(
+            "SELECT data FROM sample_chunks WHERE t1 >= ? AND t0 < ? ORDER BY id", (lo, hi)
+        ).fetchall():
+            part = self._unpack(data)
+            if part is not None:
+                chunks = _joined(chunks, part.of(sid), lo, hi)
+        held = _EMPTY, _EMPTY, _EMPTY_Q
+        for t0, data in self._conn.execute(
+            "SELECT t0, data FROM sample_blocks WHERE signal = ? AND t0 >= ? AND t0 < ? "
+            "ORDER BY t0",
+            (sid, lo - MAX_BLOCK_SPAN_S, hi),
+        ):
+            part = self._unpack(data)
+            if part is None:
+                continue
+            (final, held), (final_c, chunks) = _split(held, t0), _split(chunks, t0)
+            if len(final[0]) or len(final_c[0]):
+                yield _by_time(_joined(final, final_c, lo, hi))
+            held = _joined(held, part.of(sid), lo, hi)
+        yield _by_time(_joined(held, chunks, lo, hi))
+
+    def _unpack(self, data: bytes) -> Packed | None:
+        try:
+            return unpack(data)
+        except PackError as exc:
+            if not self._warned_unreadable:
+                self._warned_unreadable = True
+                log.warning("%s: skipping packed samples that do not read: %s", self.path, exc)
+            return None
 
     def _unknown_message(self, signal: str) -> str:
         known = [name for (name,) in self._conn.execute("SELECT name FROM signals")]
