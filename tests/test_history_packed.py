@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from floorconsole.adapters.historian import (
+    HISTORY_NEWEST,
+    HISTORY_TOTAL,
     INSERT_SAMPLE,
     INSERT_SIGNAL,
     MAX_BLOCK_SPAN_S,
@@ -233,3 +235,46 @@ def test_a_time_that_is_not_finite_is_dropped_and_counted(tmp_path: Path) -> Non
         assert h.flush() == 2
         assert h.stats.dropped == 1
         assert [r.value for r in h.query("a", None, None)] == [1.0, 3.0]
+
+
+def test_the_newest_committed_time_reads_from_whichever_form_holds_it(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    with make(db) as h:
+        h.append([good("a", 1.0, T0 + 5)])
+        h.flush()
+        with sqlite3.connect(db) as conn:  # chunks only; no blocks, no rows (NULLs)
+            assert conn.execute(HISTORY_NEWEST).fetchone()[0] == T0 + 5
+            assert conn.execute(HISTORY_TOTAL).fetchone()[0] == 1
+        h.compact()
+        h.append([good("a", 2.0, T0 + 3)])
+        h.flush()
+        with sqlite3.connect(db) as conn:
+            assert conn.execute(HISTORY_NEWEST).fetchone()[0] == T0 + 5
+            assert conn.execute(HISTORY_TOTAL).fetchone()[0] == 2
+
+
+def test_the_commit_interval_follows_the_fastest_poll() -> None:
+    from dataclasses import replace
+
+    from floorconsole.core.config import DeviceConfig, load_plant
+    from floorconsole.engine.bootstrap import commit_interval_s
+
+    plant = load_plant(Path(__file__).parents[1] / "fixtures" / "plants" / "demo.toml")
+    dev = DeviceConfig(id="d", protocol="modbus-tcp", host="127.0.0.1")
+    for polls, interval in (
+        ((), 0.1),
+        ((1.0,), 0.1),
+        ((0.3, 1.0), 0.1),
+        ((1.0, 0.06), 0.02),
+        ((0.02,), 0.02 / 3),
+        ((0.001,), 0.005),
+    ):
+        devices = tuple(replace(dev, poll_s=p) for p in polls)
+        assert commit_interval_s(replace(plant, devices=devices)) == pytest.approx(interval)
+
+
+def test_the_engine_process_keeps_large_blocks_out_of_its_heap() -> None:
+    from floorconsole.adapters.process_memory import pin_mmap_threshold
+
+    # This box runs glibc (as the edge boxes do): the allocator must take the setting.
+    assert pin_mmap_threshold() is True

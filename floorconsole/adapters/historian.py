@@ -132,7 +132,7 @@ MAX_BACKLOG_ROWS = 40_000
 # only the last seconds' chunks whole. A commit then costs about the same for 10 signals or
 # 1,500, and a signal's index page is touched once a compaction, not once a commit.
 COMPACT_EVERY_S = 5.0
-COMPACT_SAMPLES = 400_000
+COMPACT_SAMPLES = 100_000
 # A block never spans more than this (samples arriving with old source times make blocks of
 # their own): a query for times from `since` reads blocks from t0 >= since - MAX_BLOCK_SPAN_S.
 MAX_BLOCK_SPAN_S = 60.0
@@ -146,8 +146,8 @@ HISTORY_TOTAL = _ROWS_TOTAL_SQL = (
 
 # The source time of the newest scalar sample committed (chunks hold the last seconds').
 HISTORY_NEWEST = (
-    "SELECT max((SELECT max(t1) FROM sample_chunks), (SELECT max(t1) FROM sample_blocks),"
-    " (SELECT max(t) FROM samples))"
+    "SELECT max(t) FROM (SELECT max(t1) AS t FROM sample_chunks"
+    " UNION ALL SELECT max(t1) FROM sample_blocks UNION ALL SELECT max(t) FROM samples)"
 )
 
 

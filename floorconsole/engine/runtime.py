@@ -680,6 +680,9 @@ class Engine:
         # Python's 5 ms made each hop of a rule's write path (journal flush, audit) cost
         # milliseconds while the historian converts a batch; 1 ms keeps control quick.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        from floorconsole.adapters.process_memory import pin_mmap_threshold
+
+        pin_mmap_threshold()  # large arrays back to the system when freed: RSS stays flat
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         watchdog: asyncio.Task[None] | None = None
