@@ -1,6 +1,6 @@
 """A process that writes a running sequence number to a historian, for the kill -9 test.
 
-    python -m tests.support.historian_writer DB [--rate 5000] [--signal seq]
+    python -m tests.support.historian_writer DB [--rate 5000] [--signal seq] [--compact-every S]
 
 Appends samples whose values are 0, 1, 2, ... at the given rate and, after each flush that
 leaves nothing pending, prints "committed N": every value up to N is then committed.
@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from floorconsole.adapters import historian as historian_module
 from floorconsole.adapters.historian import Historian
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
@@ -25,7 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("db", type=Path)
     parser.add_argument("--rate", type=float, default=5000.0)
     parser.add_argument("--signal", default="seq")
+    parser.add_argument("--compact-every", type=float, default=None, metavar="S")
     args = parser.parse_args(argv)
+    if args.compact_every is not None:  # chunks regrouped into blocks this often
+        historian_module.COMPACT_EVERY_S = args.compact_every
 
     historian = Historian(args.db, flush_interval_s=FLUSH_EVERY_S)
     historian.start()
