@@ -59,10 +59,11 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE INDEX IF NOT EXISTS samples_signal_t ON samples (signal, t);
 CREATE TABLE IF NOT EXISTS sample_chunks (
     id     INTEGER PRIMARY KEY,
+    part   INTEGER NOT NULL,   -- signal id % CHUNK_PARTS: the signals in it
     t0     REAL NOT NULL,      -- the earliest and latest source time in it
     t1     REAL NOT NULL,
     n      INTEGER NOT NULL,   -- samples in it
-    data   BLOB NOT NULL       -- one commit's scalar samples, packed (core/sample_pack.py)
+    data   BLOB NOT NULL       -- a commit's samples of one part, packed (core/sample_pack.py)
 );
 CREATE TABLE IF NOT EXISTS sample_blocks (
     signal INTEGER NOT NULL,
@@ -98,7 +99,7 @@ CREATE TABLE IF NOT EXISTS input_counts (
 
 # The row form of version 1 (still read; the ingest benchmark's raw baseline writes it).
 INSERT_SAMPLE = "INSERT INTO samples (signal, t, v, q) VALUES (?, ?, ?, ?)"
-INSERT_CHUNK = "INSERT INTO sample_chunks (t0, t1, n, data) VALUES (?, ?, ?, ?)"
+INSERT_CHUNK = "INSERT INTO sample_chunks (part, t0, t1, n, data) VALUES (?, ?, ?, ?, ?)"
 INSERT_BLOCK = "INSERT INTO sample_blocks (signal, t0, t1, n, data) VALUES (?, ?, ?, ?, ?)"
 INSERT_WAVEFORM = "INSERT INTO waveforms (signal, t, q, n, data) VALUES (?, ?, ?, ?, ?)"
 INSERT_QUALITY = "INSERT INTO quality_changes (signal, t, q, detail) VALUES (?, ?, ?, ?)"
@@ -126,13 +127,16 @@ _BUSY_TIMEOUT_S = 1.0
 # their polls (DevicePoller) instead of piling up memory. About half a second of the
 # largest plants this box polls; a failing disk is not "behind" (see backlogged()).
 MAX_BACKLOG_ROWS = 40_000
-# Each commit stores its scalar samples as one packed chunk (one row, whatever the plant's
-# size); every COMPACT_EVERY_S (or sooner past COMPACT_SAMPLES) the chunks are regrouped into
-# one block a signal, so a query reads a signal's blocks through the (signal, t0) index and
-# only the last seconds' chunks whole. A commit then costs about the same for 10 signals or
-# 1,500, and a signal's index page is touched once a compaction, not once a commit.
+# Each commit stores its scalar samples as packed chunks, one for each part of the signals
+# (signal id % CHUNK_PARTS): a few rows, whatever the plant's size. The parts are regrouped in
+# turn, each every COMPACT_EVERY_S (sooner past COMPACT_SAMPLES waiting in all), into one
+# block a signal, so a query reads a signal's blocks through the (signal, t0) index and only
+# the last seconds' chunks of its part. A signal's index page is touched once a compaction,
+# not once a commit; and a compaction, one part at a time, holds the file for a few
+# milliseconds (all 1,500 signals at once: a 20 to 30 ms COMMIT, commits waiting behind it).
+CHUNK_PARTS = 8
 COMPACT_EVERY_S = 5.0
-COMPACT_SAMPLES = 100_000
+COMPACT_SAMPLES = 400_000
 # A block never spans more than this (samples arriving with old source times make blocks of
 # their own): a query for times from `since` reads blocks from t0 >= since - MAX_BLOCK_SPAN_S.
 MAX_BLOCK_SPAN_S = 60.0
@@ -261,16 +265,23 @@ _DATA_ERRORS = (
 )
 
 
-def _chunk_row(rows: list[tuple]) -> tuple[float, float, int, bytes]:
-    """(t0, t1, n, data) of a chunk holding these (signal, t, v, q) rows.
+def _chunk_rows(rows: list[tuple]) -> list[tuple[int, float, float, int, bytes]]:
+    """(part, t0, t1, n, data) of the chunks holding these (signal, t, v, q) rows.
 
     ValueError for a time that is not a finite number (the rows are then sifted and the
     bad ones counted, as SQLite's refusals were)."""
     arr = np.array(rows, dtype=ROW_DTYPE)
-    t = arr["t"]
-    if not np.isfinite(t).all():
+    if not np.isfinite(arr["t"]).all():
         raise ValueError("a sample's time is not a finite number")
-    return float(t.min()), float(t.max()), len(arr), pack(group_rows(arr))
+    arr = group_rows(arr)
+    parts = arr["s"] % CHUNK_PARTS
+    out = []
+    for part in range(CHUNK_PARTS):
+        mine = arr[parts == part]
+        if len(mine):
+            t = mine["t"]
+            out.append((part, float(t.min()), float(t.max()), len(mine), pack(mine)))
+    return out
 
 
 def _good_time(t: object) -> bool:
@@ -363,10 +374,11 @@ class Historian:
         self._failing = False
         self._warned_drop = False
 
-        self._chunk_samples = 0
+        self._chunk_samples = [0] * CHUNK_PARTS  # samples waiting in chunks, a part each
         self._next_compact_mono = float("inf")
         self._bad_chunks: set[int] = set()
         self._compact_lock = threading.Lock()
+        self._next_part = 0
 
         self._retention_queue: deque[tuple[str, int]] = deque()
         self._retention_cutoff = 0.0
@@ -390,9 +402,8 @@ class Historian:
             self._ids = dict(conn.execute("SELECT name, id FROM signals"))
             self._next_id = max(self._ids.values(), default=0) + 1
             self._rows_total = conn.execute(_ROWS_TOTAL_SQL).fetchone()[0]
-            self._chunk_samples = conn.execute(
-                "SELECT coalesce(sum(n), 0) FROM sample_chunks"
-            ).fetchone()[0]
+            for part, n in conn.execute("SELECT part, sum(n) FROM sample_chunks GROUP BY part"):
+                self._chunk_samples[part % CHUNK_PARTS] += n
         except BaseException:
             conn.close()
             raise
@@ -488,13 +499,14 @@ class Historian:
             return self._write_pending()
 
     def _run(self) -> None:
-        self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S
+        self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S / CHUNK_PARTS
         while not self._stop.wait(self._flush_interval_s):
             try:
                 with self._write_lock:
                     self._write_pending()
-                if self._compact_due():
-                    self.compact()
+                part = self._compact_due()
+                if part is not None:
+                    self._compact_part(part)
                 self._run_retention(budget_s=self._flush_interval_s / 2)
             except Exception as exc:  # a bug must not end the thread and the history with it
                 log.exception("historian writer")
@@ -633,13 +645,13 @@ class Historian:
         started = time.perf_counter()
         # Pending rows stay in arrival order (the pending bound drops the oldest after a
         # failure, as the outbox's dropped_pending() expects); the chunk groups a copy.
-        chunk = _chunk_row(self._rows) if self._rows else None
+        chunks = _chunk_rows(self._rows) if self._rows else []
         try:
             conn.execute("BEGIN IMMEDIATE")
             if self._unsaved_signals:
                 conn.executemany(INSERT_SIGNAL, self._unsaved_signals)
-            if chunk is not None:
-                conn.execute(INSERT_CHUNK, chunk)
+            if chunks:
+                conn.executemany(INSERT_CHUNK, chunks)
             if self._waves:
                 conn.executemany(INSERT_WAVEFORM, self._waves)
             if self._quals:
@@ -661,7 +673,8 @@ class Historian:
             raise
         self._last_commit_ms = (time.perf_counter() - started) * 1000.0
         self._rows_total += len(self._rows) + len(self._waves)
-        self._chunk_samples += len(self._rows)
+        for part, _, _, size, _ in chunks:
+            self._chunk_samples[part] += size
         self._rows_committed += n
         self._commits += 1
         self._unsaved_signals = []
@@ -695,25 +708,42 @@ class Historian:
 
     # ------------------------------------------------------------------ compaction
 
-    def _compact_due(self) -> bool:
-        return self._chunk_samples > 0 and (
-            self._chunk_samples >= COMPACT_SAMPLES or self._clock.mono() >= self._next_compact_mono
-        )
+    def _compact_due(self) -> int | None:
+        """The next part (in turn, skipping empty ones) when a compaction is due."""
+        waiting = sum(self._chunk_samples)
+        if not waiting or (
+            waiting < COMPACT_SAMPLES and self._clock.mono() < self._next_compact_mono
+        ):
+            return None
+        for _ in range(CHUNK_PARTS):
+            part = self._next_part
+            self._next_part = (part + 1) % CHUNK_PARTS
+            if self._chunk_samples[part]:
+                return part
+        return None
 
     def compact(self) -> int:
-        """Regroup committed chunks into one block a signal, in one transaction (a kill
-        leaves either the chunks or the blocks). Returns the samples moved. The writer thread
-        calls it every COMPACT_EVERY_S; at most COMPACT_SAMPLES samples a call."""
+        """Regroup every committed chunk into blocks now. Returns the samples moved."""
+        self._require_conn()
+        total = 0
+        for part in range(CHUNK_PARTS):
+            while moved := self._compact_part(part):
+                total += moved
+        return total
+
+    def _compact_part(self, part: int) -> int:
+        """Regroup one part's oldest chunks (up to COMPACT_SAMPLES / CHUNK_PARTS samples)
+        into one block a signal, in one transaction: a kill leaves either the chunks or the
+        blocks. Returns the samples moved."""
         conn = self._require_conn()
         with self._compact_lock:
-            self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S
+            self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S / CHUNK_PARTS
             with self._write_lock:
-                ids, parts = self._chunks_to_compact(conn)
+                ids, parts = self._chunks_to_compact(conn, part)
             if not ids:
-                self._chunk_samples = 0
                 return 0
-            # The regrouping (tens of ms at 1,500 signals) outside the write lock: commits go
-            # on meanwhile, and only a compaction deletes chunks.
+            # The regrouping outside the write lock: commits go on meanwhile, and only a
+            # compaction deletes chunks.
             blocks = regroup(parts, MAX_BLOCK_SPAN_S)
             total = sum(n for _, _, _, n, _ in blocks)
             with self._write_lock:
@@ -727,21 +757,24 @@ class Historian:
                         conn.execute("ROLLBACK")
                     self._record_error(exc)
                     return 0
-                self._chunk_samples = max(0, self._chunk_samples - total)
+                self._chunk_samples[part] = max(0, self._chunk_samples[part] - total)
             return total
 
-    def _chunks_to_compact(self, conn: sqlite3.Connection) -> tuple[list[tuple[int]], list[Packed]]:
-        """The oldest chunks, up to COMPACT_SAMPLES samples, as (ids, their arrays)."""
+    def _chunks_to_compact(
+        self, conn: sqlite3.Connection, part: int
+    ) -> tuple[list[tuple[int]], list[Packed]]:
+        """A part's oldest chunks, up to COMPACT_SAMPLES / CHUNK_PARTS samples, as (ids,
+        their arrays)."""
         ids: list[tuple[int]] = []
         parts: list[Packed] = []
         total = 0
-        cur = conn.execute("SELECT id, data FROM sample_chunks ORDER BY id")
+        cur = conn.execute("SELECT id, data FROM sample_chunks WHERE part = ? ORDER BY id", (part,))
         try:
             for cid, data in cur:
                 if cid in self._bad_chunks:
                     continue
                 try:
-                    part = unpack(data)
+                    chunk = unpack(data)
                 except PackError as exc:
                     # Left in the file for whoever looks; readers skip it too. Counted once,
                     # not as a failing writer (commits go on).
@@ -751,9 +784,9 @@ class Historian:
                     log.error("%s: %s; left in the file", self.path, self._last_error)
                     continue
                 ids.append((cid,))
-                parts.append(part)
-                total += len(part.t)
-                if total >= COMPACT_SAMPLES:
+                parts.append(chunk)
+                total += len(chunk.t)
+                if total >= COMPACT_SAMPLES // CHUNK_PARTS:
                     break
         finally:
             cur.close()
@@ -766,8 +799,7 @@ class Historian:
         self._require_conn()
         if self.retention_s is None:
             return 0
-        while self.compact():  # chunks hold any signal's samples: blocks are what retention cuts
-            pass
+        self.compact()  # chunks hold many signals' samples: blocks are what retention cuts
         cutoff, queue = self._retention_plan()
         deleted = 0
         while queue:
@@ -790,6 +822,7 @@ class Historian:
         if self.retention_s is None:
             return
         if not self._retention_queue and self._clock.mono() >= self._next_retention_mono:
+            self.compact()  # a part at a time: blocks are what retention cuts
             self._retention_cutoff, self._retention_queue = self._retention_plan()
             self._next_retention_mono = self._clock.mono() + _RETENTION_EVERY_S
         deadline = time.perf_counter() + budget_s
@@ -1086,7 +1119,8 @@ class HistoryReader:
         # times they go after, so samples keep the order they were committed in.
         chunks = _EMPTY, _EMPTY, _EMPTY_Q
         for (data,) in self._conn.execute(
-            "SELECT data FROM sample_chunks WHERE t1 >= ? AND t0 < ? ORDER BY id", (lo, hi)
+            "SELECT data FROM sample_chunks WHERE part = ? AND t1 >= ? AND t0 < ? ORDER BY id",
+            (sid % CHUNK_PARTS, lo, hi),
         ).fetchall():
             part = self._unpack(data)
             if part is not None:
