@@ -121,6 +121,9 @@ _UNPACK: dict[int, tuple[Quality, Reason, bool]] = {
 
 _WAVEFORM_DTYPES: dict[str, np.dtype] = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4")}
 _RETENTION_CHUNK_ROWS = 5000
+# Blocks hold tens to hundreds of samples: fewer a transaction, so a retention step holds the
+# file about as long as one of rows did.
+_RETENTION_CHUNK_BLOCKS = 200
 _RETENTION_EVERY_S = 60.0
 _BUSY_TIMEOUT_S = 1.0
 # Samples waiting (not yet committed) above which the engine is behind: pollers stretch
@@ -361,6 +364,7 @@ class Historian:
         self._conn: sqlite3.Connection | None = None
         self._reader: HistoryReader | None = None
         self._thread: threading.Thread | None = None
+        self._upkeep: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
 
@@ -413,6 +417,10 @@ class Historian:
         self._reader = HistoryReader(self.path)
         self._thread = threading.Thread(target=self._run, name="historian-writer", daemon=True)
         self._thread.start()
+        self._upkeep = threading.Thread(
+            target=self._run_upkeep, name="historian-upkeep", daemon=True
+        )
+        self._upkeep.start()
 
     def close(self) -> None:
         """Stop the writer, commit what is pending, close the files. Safe to call twice."""
@@ -420,8 +428,9 @@ class Historian:
             return
         self._closed = True
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in (self._thread, self._upkeep):
+            if thread is not None:
+                thread.join()
         if self._conn is not None:
             self.flush()
             lost = self.rows_pending
@@ -499,17 +508,28 @@ class Historian:
             return self._write_pending()
 
     def _run(self) -> None:
-        self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S / CHUNK_PARTS
+        """The writer thread: commits, nothing else, so fresh samples never wait behind
+        compaction's regrouping or retention's deletes (only behind their short writes)."""
         while not self._stop.wait(self._flush_interval_s):
             try:
                 with self._write_lock:
                     self._write_pending()
+            except Exception as exc:  # a bug must not end the thread and the history with it
+                log.exception("historian writer")
+                self._record_error(exc)
+
+    def _run_upkeep(self) -> None:
+        """The upkeep thread: compaction, a part at a time, and retention, a slice at a time."""
+        every = min(self._flush_interval_s, COMPACT_EVERY_S / CHUNK_PARTS)
+        self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S / CHUNK_PARTS
+        while not self._stop.wait(every):
+            try:
                 part = self._compact_due()
                 if part is not None:
                     self._compact_part(part)
-                self._run_retention(budget_s=self._flush_interval_s / 2)
+                self._run_retention(budget_s=every / 2)
             except Exception as exc:  # a bug must not end the thread and the history with it
-                log.exception("historian writer")
+                log.exception("historian upkeep")
                 self._record_error(exc)
 
     def _write_pending(self) -> int:
@@ -818,7 +838,7 @@ class Historian:
         return self._clock.wall() - self.retention_s, queue
 
     def _run_retention(self, budget_s: float) -> None:
-        """On the writer thread: a slice of retention work per cycle, so commits keep pace."""
+        """On the upkeep thread: a slice of retention work per cycle, so commits keep pace."""
         if self.retention_s is None:
             return
         if not self._retention_queue and self._clock.mono() >= self._next_retention_mono:
@@ -842,7 +862,7 @@ class Historian:
                         "DELETE FROM sample_blocks WHERE rowid IN (SELECT rowid FROM "
                         "sample_blocks WHERE signal = ? AND t0 < ? AND t1 < ? LIMIT ?) "
                         "RETURNING n",
-                        (sid, cutoff, cutoff, _RETENTION_CHUNK_ROWS),
+                        (sid, cutoff, cutoff, _RETENTION_CHUNK_BLOCKS),
                     ).fetchall()
                     deleted = len(sizes)
                     samples = sum(n for (n,) in sizes)
@@ -859,7 +879,8 @@ class Historian:
                 self._record_error(exc)
                 queue.clear()
                 return 0
-        if deleted < _RETENTION_CHUNK_ROWS:
+        limit = _RETENTION_CHUNK_BLOCKS if table == "sample_blocks" else _RETENTION_CHUNK_ROWS
+        if deleted < limit:
             queue.popleft()
         return samples
 
