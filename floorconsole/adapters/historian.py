@@ -132,16 +132,15 @@ _BUSY_TIMEOUT_S = 1.0
 MAX_BACKLOG_ROWS = 40_000
 # Each commit stores its scalar samples as packed chunks, one for each part of the signals
 # (signal id % CHUNK_PARTS): a few rows, whatever the plant's size. A part's chunks are
-# regrouped into one block a signal once COMPACT_CHUNKS of them wait (or COMPACT_SAMPLES /
-# CHUNK_PARTS samples), and at least every COMPACT_EVERY_S, so a query reads a signal's
-# blocks through the (signal, t0) index and only the last moments' chunks of its part. A
-# signal's index page is touched once a compaction, not once a commit; and a compaction
-# holds the file for a few milliseconds (a whole plant's chunks of 5 s: a 20 to 30 ms
-# write, measured at 75,000 samples/s, with fresh commits waiting behind it).
+# regrouped into one block a signal once PART_SAMPLES wait in them, and at least every
+# COMPACT_EVERY_S, so a query reads a signal's blocks through the (signal, t0) index and only
+# the last moments' chunks of its part. A signal's index page is touched once a compaction,
+# not once a commit. A compaction's write (the blocks in, the chunks out) grows with the
+# samples it moves and holds the file meanwhile: a whole plant's 5 s at 75,000 samples/s took
+# 20 to 30 ms, fresh commits waiting; a part's 12,000 samples take a few.
 CHUNK_PARTS = 8
-COMPACT_CHUNKS = 64
+PART_SAMPLES = 12_000
 COMPACT_EVERY_S = 5.0
-COMPACT_SAMPLES = 400_000
 # A block never spans more than this (samples arriving with old source times make blocks of
 # their own): a query for times from `since` reads blocks from t0 >= since - MAX_BLOCK_SPAN_S.
 MAX_BLOCK_SPAN_S = 60.0
@@ -526,7 +525,7 @@ class Historian:
 
     def _run_upkeep(self) -> None:
         """The upkeep thread: compaction, a part at a time, and retention, a slice at a time."""
-        every = min(self._flush_interval_s, COMPACT_EVERY_S / CHUNK_PARTS)
+        every = self._flush_interval_s  # the writer's cadence, as when it did this work
         self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S / CHUNK_PARTS
         while not self._stop.wait(every):
             try:
@@ -738,12 +737,11 @@ class Historian:
     def _compact_due(self) -> int | None:
         """The next part (in turn) with enough waiting, or with any waiting once the time
         has come; None when no compaction is due."""
-        full = COMPACT_SAMPLES // CHUNK_PARTS
         timely = self._clock.mono() >= self._next_compact_mono
         for _ in range(CHUNK_PARTS):
             part = self._next_part
             self._next_part = (part + 1) % CHUNK_PARTS
-            if self._chunk_count[part] >= COMPACT_CHUNKS or self._chunk_samples[part] >= full:
+            if self._chunk_samples[part] >= PART_SAMPLES:
                 return part
             if timely and self._chunk_count[part]:
                 return part
@@ -759,8 +757,7 @@ class Historian:
         return total
 
     def _compact_part(self, part: int) -> int:
-        """Regroup one part's oldest chunks (up to COMPACT_CHUNKS, COMPACT_SAMPLES / CHUNK_PARTS
-        samples)
+        """Regroup one part's oldest chunks (about PART_SAMPLES samples)
         into one block a signal, in one transaction: a kill leaves either the chunks or the
         blocks. Returns the samples moved."""
         conn = self._require_conn()
@@ -793,8 +790,8 @@ class Historian:
     def _chunks_to_compact(
         self, conn: sqlite3.Connection, part: int
     ) -> tuple[list[tuple[int]], list[Packed]]:
-        """A part's oldest chunks, up to COMPACT_CHUNKS of them or COMPACT_SAMPLES /
-        CHUNK_PARTS samples, as (ids, their arrays)."""
+        """A part's oldest chunks, up to PART_SAMPLES samples (at least one chunk), as (ids,
+        their arrays)."""
         ids: list[tuple[int]] = []
         parts: list[Packed] = []
         total = 0
@@ -816,7 +813,7 @@ class Historian:
                 ids.append((cid,))
                 parts.append(chunk)
                 total += len(chunk.t)
-                if total >= COMPACT_SAMPLES // CHUNK_PARTS or len(ids) >= COMPACT_CHUNKS:
+                if total >= PART_SAMPLES:
                     break
         finally:
             cur.close()
