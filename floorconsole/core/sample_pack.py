@@ -71,16 +71,15 @@ def pack(rows: np.ndarray) -> bytes:
 
 
 def pack_one(sid: int, t: np.ndarray, v: np.ndarray, q: np.ndarray) -> bytes:
-    """One signal's samples as a blob."""
+    """One signal's samples as a blob (t, v float64 and q int32 arrays)."""
     n = len(t)
     return b"".join(
         (
             _HEAD.pack(VERSION, n, 1),
-            np.asarray(t, "<f8").tobytes(),
-            np.asarray(v, "<f8").tobytes(),
-            np.array([sid], "<i4").tobytes(),
-            np.array([0, n], "<i4").tobytes(),
-            np.asarray(q, "<i4").tobytes(),
+            t.astype("<f8", copy=False).tobytes(),
+            v.astype("<f8", copy=False).tobytes(),
+            struct.pack("<iii", sid, 0, n),
+            q.astype("<i4", copy=False).tobytes(),
         )
     )
 
