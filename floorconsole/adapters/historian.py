@@ -768,9 +768,9 @@ class Historian:
             self._next_compact_mono = self._clock.mono() + COMPACT_EVERY_S / CHUNK_PARTS
             with self._write_lock:
                 ids, parts = self._chunks_to_compact(conn, part)
-            if not ids:  # nothing, or only chunks that do not read: not due again for them
-                self._chunk_count[part] = self._chunk_samples[part] = 0
-                return 0
+                if not ids:  # nothing, or only chunks that do not read: not due for them
+                    self._chunk_count[part] = self._chunk_samples[part] = 0
+                    return 0
             # The regrouping outside the write lock: commits go on meanwhile, and only a
             # compaction deletes chunks.
             blocks = regroup(parts, MAX_BLOCK_SPAN_S)
