@@ -282,3 +282,36 @@ def test_the_engine_process_keeps_large_blocks_out_of_its_heap() -> None:
 
     # This box runs glibc (as the edge boxes do): the allocator must take the setting.
     assert pin_mmap_threshold() is True
+
+
+def test_a_compaction_during_a_query_hands_no_sample_back_twice(tmp_path: Path) -> None:
+    """The reader reads chunks, then blocks: a compaction committing in between moved the
+    same samples from one to the other (found in review: every sample came back twice)."""
+    with make(tmp_path / "h.db", retention_s=None) as h:
+        h.append([good("a", float(i), T0 + i) for i in range(5)])
+        h.flush()
+        reader = h._reader
+        assert reader is not None
+        unpack_chunk = reader._unpack
+        moved: list[int] = []
+
+        def compact_meanwhile(data: bytes):  # type: ignore[no-untyped-def]
+            if not moved:
+                moved.append(h.compact())
+            return unpack_chunk(data)
+
+        reader._unpack = compact_meanwhile  # type: ignore[method-assign]
+        assert [r.value for r in h.query("a", None, None)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert moved == [5]
+        reader._unpack = unpack_chunk  # type: ignore[method-assign]
+        assert [r.value for r in h.query("a", None, None)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_block_spanning_its_whole_limit_is_found_from_its_last_sample(tmp_path: Path) -> None:
+    """t0 + 60 and t1 - 60 round differently in floats: 60.1 - 60 > 0.1 (found in review)."""
+    with make(tmp_path / "h.db", retention_s=None) as h:
+        h.append([good("b", 1.0, 0.1), good("b", 2.0, 60.1)])
+        h.flush()
+        assert [r.value for r in h.query("b", 60.1, None)] == [2.0]
+        h.compact()
+        assert [r.value for r in h.query("b", 60.1, None)] == [2.0]

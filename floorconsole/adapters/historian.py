@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
@@ -1078,11 +1079,23 @@ class HistoryReader:
         self, signal: str, since: float | None, until: float | None, limit: int | None = None
     ) -> list[Record]:
         """Scalar samples with since <= t < until (None: open), oldest first."""
-        with self._lock:
+        with self._snapshot():
             sid = self._signal_id(signal)
             if sid is None:
                 return []
             return list(islice(self._scalars(sid, since, until), limit))
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """The lock, and one read transaction for everything read under it: a compaction
+        committing between the chunks' read and the blocks' would otherwise hand the same
+        samples back twice (from the chunks, then from the blocks made of them)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._conn.execute("COMMIT")
 
     def query_waveforms(
         self, signal: str, since: float | None, until: float | None, limit: int | None = None
@@ -1162,7 +1175,8 @@ class HistoryReader:
         for t0, data in self._conn.execute(
             "SELECT t0, data FROM sample_blocks WHERE signal = ? AND t0 >= ? AND t0 < ? "
             "ORDER BY t0",
-            (sid, lo - MAX_BLOCK_SPAN_S, hi),
+            # A second of margin: t0 + span and t - span round differently in floats.
+            (sid, lo - MAX_BLOCK_SPAN_S - 1.0, hi),
         ):
             part = self._unpack(data)
             if part is None:
@@ -1206,7 +1220,7 @@ class HistoryReader:
         """
         if fmt not in ("csv", "json"):
             raise ValueError(f"format {fmt!r} is not one of csv, json")
-        with self._lock:
+        with self._snapshot():
             streams = [self._stream(s, since, until) for s in dict.fromkeys(signals)]
             merged = heapq.merge(*streams, key=lambda row: row[0])
             if fmt == "csv":
