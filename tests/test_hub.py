@@ -131,3 +131,60 @@ def test_out_of_range_is_uncertain_and_recorded() -> None:
     clock.advance(0.1)
     hub.ingest([good(clock, "m.current", 12.0)])
     assert hub.latest["m.current"].quality is Quality.GOOD
+
+
+def test_a_sample_timed_before_the_last_scan_is_still_flagged_on_time() -> None:
+    """check_stale skips its scan until the earliest deadline it saw; a sample that starts a
+    sooner deadline (back from BAD, or an older time than the last) must bring it forward."""
+    clock, store = FakeClock(), Store()
+    hub = Hub(PLANT, clock, store)
+
+    def vib_at(age: float, value: float) -> Sample:
+        t = clock.mono() - age
+        return Sample("m.vib", value, Quality.GOOD, Reason.NONE, clock.wall() - age, t, "")
+
+    hub.ingest([good(clock, "m.vib", 1.0), good(clock, "m.current", 2.0)])
+    clock._mono += 2.5
+    hub.check_stale()
+    assert hub.latest["m.vib"].quality is Quality.BAD
+    # Back from BAD with a value measured 1.5 s ago (a late delivery): stale 0.5 s from now.
+    hub.ingest([vib_at(1.5, 3.0)])
+    clock._mono += 0.6
+    assert hub.check_stale() == 1
+    assert hub.latest["m.vib"].quality is Quality.BAD
+
+    hub.ingest([vib_at(0.0, 4.0)])
+    assert hub.check_stale() == 0  # scanned: the next deadline is 2 s out
+    clock._mono += 0.5
+    # GOOD to GOOD, but timed before the last value: its deadline is 1.5 s out, not 2.
+    hub.ingest([vib_at(1.0, 5.0)])
+    clock._mono += 1.1
+    assert hub.check_stale() == 1
+    assert "limit 2 s" in hub.latest["m.vib"].detail
+
+
+def test_a_healthy_plant_is_not_scanned_every_check() -> None:
+    """Between deadlines a check is one comparison: the scan of every signal runs when one
+    can be due (1,500 signals ten times a second was half a microsecond a sample)."""
+    clock, store = FakeClock(), Store()
+    hub = Hub(PLANT, clock, store)
+    hub.ingest([good(clock, "m.vib", 1.0), good(clock, "m.current", 2.0)])
+    assert hub.check_stale() == 0
+    scans = 0
+    real = hub.stale_after
+
+    class Counting(dict[str, float]):
+        def items(self):  # type: ignore[override]
+            nonlocal scans
+            scans += 1
+            return super().items()
+
+    hub.stale_after = Counting(real)
+    for _ in range(10):
+        clock._mono += 0.1
+        hub.ingest([good(clock, "m.vib", 1.0), good(clock, "m.current", 2.0)])
+        assert hub.check_stale() == 0
+    assert scans <= 1
+    clock._mono += 2.1
+    assert hub.check_stale() == 2
+    assert scans >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -64,6 +65,11 @@ class Hub:
             elif isinstance(s.source, ModbusPoint):
                 # The device poller flags its own signals; this is the backstop if it hangs.
                 self.stale_after[s.id] = devices[s.source.device].stale_after_s + 1.0
+        # No signal can go stale before this monotonic time (check_stale skips its scan of
+        # every signal until then): the earliest deadline of the last scan, lowered by any
+        # sample that starts a new deadline sooner (one turning from BAD, one older).
+        self._stale_due = -math.inf
+        self._min_stale = min(self.stale_after.values(), default=math.inf)
         self.ranges: dict[str, tuple[float, float]] = {
             s.id: s.range for s in plant.signals if s.range is not None
         }
@@ -107,7 +113,8 @@ class Hub:
         store = self.store
         ranges = self.ranges
         fresh: list[Sample] = []
-        good, decode_error, ndarray = Quality.GOOD, Reason.DECODE_ERROR, np.ndarray
+        good, bad, decode_error = Quality.GOOD, Quality.BAD, Reason.DECODE_ERROR
+        ndarray = np.ndarray
         # The hot loop (every sample of every poll): fields unpacked once, the cheap tests
         # first, isinstance only where a value may be a waveform.
         for s in samples:
@@ -140,8 +147,12 @@ class Hub:
                 # is a change too: the history's quality export says why, not only that.
                 if store is not None:
                     store.append_quality(s)
-            if t_mono == prev.t_mono and x is prev.value:
-                continue  # a degraded re-emission (Sample.degraded): quality change only
+                if q is not bad:
+                    self._stale_from(sig, t_mono)  # a deadline again (or a new one)
+            if t_mono <= prev.t_mono:
+                if t_mono == prev.t_mono and x is prev.value:
+                    continue  # a degraded re-emission (Sample.degraded): quality change only
+                self._stale_from(sig, t_mono)  # an older time: an earlier deadline
             fresh.append(s)
             if (
                 x is not None
@@ -171,19 +182,38 @@ class Hub:
         Returns how many signals changed.
         """
         now = self.clock.mono()
+        if now < self._stale_due:
+            return 0  # nothing can be due yet: no scan of every signal ten times a second
         changed: list[Sample] = []
+        due = now + self._min_stale  # a signal turning GOOD after this scan: not sooner
+        latest, bad = self.latest, Quality.BAD
         for sid, limit in self.stale_after.items():
-            s = self.latest[sid]
-            if s.quality is Quality.BAD or now - s.t_mono <= limit:
+            s = latest[sid]
+            if s.quality is bad:
+                continue
+            if now - s.t_mono <= limit:
+                if s.t_mono + limit < due:
+                    due = s.t_mono + limit
                 continue
             if s.reason is Reason.INITIAL:
                 detail = f"no value received in {limit:g} s"
             else:
                 detail = f"no fresh value for {now - s.t_mono:.1f} s (limit {limit:g} s)"
             changed.append(s.degraded(Reason.NO_COMM, detail))
+        self._stale_due = due
         if changed:
             self.ingest(changed)
         return len(changed)
+
+    def _stale_from(self, sig: str, t_mono: float) -> None:
+        limit = self.stale_after.get(sig)
+        if limit is not None and t_mono + limit < self._stale_due:
+            self._stale_due = t_mono + limit
+
+    def rescan_stale(self) -> None:
+        """The latest table was written from outside ingest (values carried over from the
+        configuration before): the next check_stale looks at every signal again."""
+        self._stale_due = -math.inf
 
 
 def _why(detail: str) -> str:

@@ -793,6 +793,7 @@ class Engine:
                 if sid in new.hub.latest and sid not in derived:
                     new.hub.latest[sid] = sample
                     new.hub.spark[sid].extend(old.hub.spark[sid])
+            new.hub.rescan_stale()
             # The machine did not stop for the swap: no second start-up settling time.
             new._enabled_at.update(old._enabled_at)
         await old.stop()
