@@ -30,6 +30,7 @@ from floorconsole.core.sample_pack import (
     PackError,
     group_rows,
     pack,
+    pack_parts,
     regroup,
     unpack,
 )
@@ -99,6 +100,23 @@ def test_a_packed_blob_reads_back_and_names_what_is_wrong() -> None:
         unpack(data[:-1])
     with pytest.raises(PackError, match="shorter than the 16-byte head"):
         unpack(b"\x01")
+
+
+def test_packing_several_ranges_at_once_gives_each_range_s_own_blob() -> None:
+    """pack_parts (the commit's eight chunks in one go) writes what pack writes for each
+    range, also where one signal's run crosses a cut and where a range is empty."""
+    rng = np.random.default_rng(7)
+    rows = np.zeros(60, dtype=ROW_DTYPE)
+    rows["s"] = np.sort(rng.integers(0, 9, 60))
+    rows["t"] = rng.random(60) * 100
+    rows["v"] = rng.random(60)
+    rows["v"][5] = np.nan
+    rows["q"] = rng.integers(0, 1 << 17, 60)
+    cuts = [0, 0, 13, 14, 40, 40, 60]
+    blobs = pack_parts(rows["s"], rows["t"], rows["v"], rows["q"], cuts)
+    for blob, lo, hi in zip(blobs, cuts[:-1], cuts[1:], strict=True):
+        assert blob == (pack(rows[lo:hi]) if hi > lo else b"")
+    assert unpack(blobs[3]).ids.tolist() == sorted(set(rows["s"][14:40].tolist()))
 
 
 def test_regroup_makes_a_block_a_signal_by_time_within_the_span() -> None:
@@ -275,6 +293,35 @@ def test_the_commit_interval_follows_the_fastest_poll() -> None:
     ):
         devices = tuple(replace(dev, poll_s=p) for p in polls)
         assert commit_interval_s(replace(plant, devices=devices)) == pytest.approx(interval)
+
+
+def test_a_part_is_compacted_at_a_size_that_follows_the_fastest_poll(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from floorconsole.core.config import DeviceConfig, load_plant
+    from floorconsole.engine.bootstrap import part_samples
+
+    plant = load_plant(Path(__file__).parents[1] / "fixtures" / "plants" / "demo.toml")
+    dev = DeviceConfig(id="d", protocol="modbus-tcp", host="127.0.0.1")
+    for polls, n in (
+        ((), 36_000),
+        ((0.005,), 12_000),
+        ((0.02, 1.0), 12_000),
+        ((0.04,), 24_000),
+        ((1.0, 0.1), 36_000),
+    ):
+        devices = tuple(replace(dev, poll_s=p) for p in polls)
+        assert part_samples(replace(plant, devices=devices)) == n
+
+    with make(tmp_path / "h.db", part_samples=50) as h:
+        h.append([good("a", float(i), T0 + i) for i in range(49)])
+        h.flush()
+        assert h._compact_due() is None  # 49 of 50 waiting, and the timer not yet due
+        h.append([good("a", 49.0, T0 + 49)])
+        h.flush()
+        part = h._compact_due()
+        assert part is not None and h._compact_part(part) == 50
+        assert table_count(tmp_path / "h.db", "sample_blocks") == 1
 
 
 def test_the_engine_process_keeps_large_blocks_out_of_its_heap() -> None:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol, TextIO
@@ -27,10 +27,9 @@ from floorconsole.core.history_format import csv_value, iso_ms, quality_text, re
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample, Value
 from floorconsole.core.sample_pack import (
-    ROW_DTYPE,
     Packed,
     PackError,
-    pack,
+    pack_parts,
     regroup,
     unpack,
 )
@@ -139,7 +138,7 @@ MAX_BACKLOG_ROWS = 40_000
 # samples it moves and holds the file meanwhile: a whole plant's 5 s at 75,000 samples/s took
 # 20 to 30 ms, fresh commits waiting; a part's 12,000 samples take a few.
 CHUNK_PARTS = 8
-PART_SAMPLES = 12_000
+PART_SAMPLES = 12_000  # the default; an engine sets its own from its polls (part_samples)
 # Slow plants: a part's samples of 15 s in one go (each compaction costs per block and per
 # chunk as much as per sample; at 15,000 samples/s every 5 s took 1.1 us a sample, measured).
 COMPACT_EVERY_S = 15.0
@@ -276,22 +275,29 @@ def _chunk_rows(rows: list[tuple]) -> list[tuple[int, float, float, int, bytes]]
 
     ValueError for a time that is not a finite number (the rows are then sifted and the
     bad ones counted, as SQLite's refusals were)."""
-    arr = np.fromiter(rows, dtype=ROW_DTYPE, count=len(rows))
-    if not np.isfinite(arr["t"]).all():
+    n = len(rows)
+    if not n:
+        return []
+    # Flat float64 (signal ids and quality words are exact in it; None becomes NaN, "no
+    # value"): a third quicker than filling a structured array row by row.
+    a = np.fromiter(chain.from_iterable(rows), np.float64, count=4 * n).reshape(n, 4)
+    t = a[:, 1]
+    if not np.isfinite(t).all():
         raise ValueError("a sample's time is not a finite number")
     # Grouped by part, then by signal (each signal's samples in their order): one sort.
-    s = arr["s"].astype(np.int64)
-    arr = arr[np.argsort((s % CHUNK_PARTS) << 32 | s, kind="stable")]
-    part_of = arr["s"] % CHUNK_PARTS
-    cuts = np.searchsorted(part_of, np.arange(CHUNK_PARTS + 1))
-    out = []
-    for part in range(CHUNK_PARTS):
-        lo, hi = int(cuts[part]), int(cuts[part + 1])
-        if hi > lo:
-            mine = arr[lo:hi]
-            t = mine["t"]
-            out.append((part, float(t.min()), float(t.max()), hi - lo, pack(mine)))
-    return out
+    s = a[:, 0].astype(np.int64)
+    order = np.argsort((s % CHUNK_PARTS) << 32 | s, kind="stable")
+    s, t, v, q = s[order], t[order], a[order, 2], a[order, 3].astype("<i4")
+    cuts = np.searchsorted(s % CHUNK_PARTS, np.arange(CHUNK_PARTS + 1)).tolist()
+    nonempty = [p for p in range(CHUNK_PARTS) if cuts[p + 1] > cuts[p]]
+    firsts = [cuts[p] for p in nonempty]
+    t0s = np.minimum.reduceat(t, firsts).tolist()
+    t1s = np.maximum.reduceat(t, firsts).tolist()
+    blobs = pack_parts(s, t, v, q, cuts)
+    return [
+        (p, t0, t1, cuts[p + 1] - cuts[p], blobs[p])
+        for p, t0, t1 in zip(nonempty, t0s, t1s, strict=True)
+    ]
 
 
 def _good_time(t: object) -> bool:
@@ -338,6 +344,7 @@ class Historian:
         max_db_bytes: int | None = None,
         commit_hook: CommitHook | None = None,
         max_backlog_rows: int = MAX_BACKLOG_ROWS,
+        part_samples: int = PART_SAMPLES,
     ) -> None:
         self.path = Path(path)
         self._max_backlog_rows = max_backlog_rows
@@ -345,6 +352,7 @@ class Historian:
         self.retention_s = retention_s
         self._clock = clock if clock is not None else SystemClock()
         self._flush_interval_s = flush_interval_s
+        self._part_samples = part_samples
         self._max_pending_rows = max_pending_rows
         self._max_pending_waveforms = max_pending_waveforms
         self._wave_dtype = _WAVEFORM_DTYPES[waveform_dtype]
@@ -747,7 +755,7 @@ class Historian:
         for _ in range(CHUNK_PARTS):
             part = self._next_part
             self._next_part = (part + 1) % CHUNK_PARTS
-            if self._chunk_samples[part] >= PART_SAMPLES:
+            if self._chunk_samples[part] >= self._part_samples:
                 return part
             if timely and self._chunk_count[part]:
                 return part
@@ -763,7 +771,7 @@ class Historian:
         return total
 
     def _compact_part(self, part: int) -> int:
-        """Regroup one part's oldest chunks (about PART_SAMPLES samples)
+        """Regroup one part's oldest chunks (about part_samples samples)
         into one block a signal, in one transaction: a kill leaves either the chunks or the
         blocks. Returns the samples moved."""
         conn = self._require_conn()
@@ -796,7 +804,7 @@ class Historian:
     def _chunks_to_compact(
         self, conn: sqlite3.Connection, part: int
     ) -> tuple[list[tuple[int]], list[Packed]]:
-        """A part's oldest chunks, up to PART_SAMPLES samples (at least one chunk), as (ids,
+        """A part's oldest chunks, up to part_samples samples (at least one chunk), as (ids,
         their arrays)."""
         ids: list[tuple[int]] = []
         parts: list[Packed] = []
@@ -819,7 +827,7 @@ class Historian:
                 ids.append((cid,))
                 parts.append(chunk)
                 total += len(chunk.t)
-                if total >= PART_SAMPLES:
+                if total >= self._part_samples:
                     break
         finally:
             cur.close()

@@ -13,6 +13,7 @@ signal's in the order given. A value of NaN is "no value" (SQLite stored NaN as 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -68,6 +69,49 @@ def pack(rows: np.ndarray) -> bytes:
             rows["q"].astype("<i4").tobytes(),
         )
     )
+
+
+def pack_parts(
+    s: np.ndarray, t: np.ndarray, v: np.ndarray, q: np.ndarray, cuts: Sequence[int]
+) -> list[bytes]:
+    """Several blobs from one set of columns at once: the rows from cuts[i] to cuts[i + 1]
+    are blob i (an empty range gives b""). Each range's rows grouped by signal, as pack()
+    takes them; the same bytes as pack() of each range, in a few array operations for all
+    of them rather than a dozen for each (a commit packs eight)."""
+    n = len(s)
+    t = np.ascontiguousarray(t, "<f8")
+    v = np.ascontiguousarray(v, "<f8")
+    q = np.ascontiguousarray(q, "<i4")
+    s32 = np.ascontiguousarray(s, "<i4")
+    # Where each signal's run starts, over all the ranges (a range's start starts a run).
+    edge = np.ones(n, dtype=bool)
+    if n:
+        edge[1:] = s32[1:] != s32[:-1]
+        edge[[c for c in cuts[:-1] if c < n]] = True
+    runs = np.flatnonzero(edge)
+    out = []
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=False):
+        if hi <= lo:
+            out.append(b"")
+            continue
+        i0, i1 = np.searchsorted(runs, (lo, hi))
+        first = runs[i0:i1]
+        starts = np.empty(len(first) + 1, "<i4")
+        starts[:-1] = first - lo
+        starts[-1] = hi - lo
+        out.append(
+            b"".join(
+                (
+                    _HEAD.pack(VERSION, hi - lo, len(first)),
+                    t[lo:hi].tobytes(),
+                    v[lo:hi].tobytes(),
+                    s32[first].tobytes(),
+                    starts.tobytes(),
+                    q[lo:hi].tobytes(),
+                )
+            )
+        )
+    return out
 
 
 def pack_one(sid: int, t: np.ndarray, v: np.ndarray, q: np.ndarray) -> bytes:
