@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from floorconsole.console import ActionView, AlarmSummary, AlarmView, CommandResult, RuleView
@@ -47,6 +48,8 @@ if TYPE_CHECKING:  # the engine's control logic imports no I/O library
     from floorconsole.adapters.modbus import WriteResult
 
 log = logging.getLogger(__name__)
+
+_SIGNAL = itemgetter(0)  # Sample.signal
 
 # A device's writer and reader take its own kind of point: a ModbusPoint for a Modbus device,
 # an OpcUaNodePoint for an OPC UA server (the action's point is the device's kind).
@@ -180,6 +183,10 @@ class Control:
     def on_samples(self, batch: Sequence[Sample]) -> None:
         """Hub listener: evaluate every rule on the signals of this batch."""
         by_signal = self._by_signal
+        # Most batches (a poll of a device no rule reads) hold none of the rules' signals:
+        # the test runs in C, a twentieth of the Python loop's cost (issue 19).
+        if by_signal.keys().isdisjoint(map(_SIGNAL, batch)):
+            return
         now: float | None = None
         for s in batch:
             evs = by_signal.get(s.signal)

@@ -138,19 +138,16 @@ class Hub:
                     )
                     q, r, detail = s.quality, s.reason, s.detail
             latest[sig] = s
-            if (
-                q != prev.quality
-                or r != prev.reason
-                or (r is decode_error and _why(detail) != _why(prev.detail))
-            ):
+            _, px, pq, pr, _, pt, pdetail = prev  # one unpacking, not four field lookups
+            if q != pq or r != pr or (r is decode_error and _why(detail) != _why(pdetail)):
                 # A payload BAD for another reason than the last (not_json, then wrong_type)
                 # is a change too: the history's quality export says why, not only that.
                 if store is not None:
                     store.append_quality(s)
                 if q is not bad:
                     self._stale_from(sig, t_mono)  # a deadline again (or a new one)
-            if t_mono <= prev.t_mono:
-                if t_mono == prev.t_mono and x is prev.value:
+            if t_mono <= pt:
+                if t_mono == pt and x is px:
                     continue  # a degraded re-emission (Sample.degraded): quality change only
                 self._stale_from(sig, t_mono)  # an older time: an earlier deadline
             fresh.append(s)
