@@ -241,6 +241,7 @@ class ReadBlock:
         "_offsets",
         "_bool_idx",
         "_float_idx",
+        "_plain",
         "_is_bits",
     )
 
@@ -279,6 +280,11 @@ class ReadBlock:
         self._offsets = tuple(0.0 if p.type == "bool" else p.offset for p in self.points)
         self._bool_idx = tuple(i for i, p in enumerate(self.points) if p.type == "bool")
         self._float_idx = tuple(i for i, p in enumerate(self.points) if p.type in _FLOAT_TYPES)
+        # Whole numbers as read (no scale, no offset, no float points): float() of each, in
+        # C, gives what r * 1.0 + 0.0 gives, at a third of the cost.
+        self._plain = not self._float_idx and all(
+            s == 1.0 and o == 0.0 for s, o in zip(self._scales, self._offsets, strict=True)
+        )
 
     @property
     def end(self) -> int:
@@ -330,9 +336,11 @@ class ReadBlock:
             raw = self._unpack(self._pack(*self._get(data)))
         except struct.error:
             return self._decode_slowly(data)
-        values: list[float | bool | DecodeProblem] = [
-            r * s + o for r, s, o in zip(raw, self._scales, self._offsets, strict=True)
-        ]
+        values: list[float | bool | DecodeProblem]
+        if self._plain:
+            values = list(map(float, raw))
+        else:
+            values = [r * s + o for r, s, o in zip(raw, self._scales, self._offsets, strict=True)]
         for i in self._bool_idx:
             values[i] = raw[i] != 0
         for i in self._float_idx:
