@@ -7,6 +7,7 @@ import io
 import logging
 import random
 import sqlite3
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,26 @@ def test_retention_cuts_whole_blocks_and_counts_samples(tmp_path: Path) -> None:
         assert h.prune() == 100  # compacted first: chunks hold every signal
         assert h.rows_total() == 50
         assert [r.value for r in h.query("a", None, None)] == [float(i) for i in range(50)]
+
+
+def test_retention_plans_work_only_for_signals_holding_anything_older(tmp_path: Path) -> None:
+    """A box younger than its retention plans nothing (no DELETE a table and signal each
+    minute); once a signal holds older samples, its table and it alone are planned."""
+    day = 86400.0
+    clock = FakeClock(wall=T0)
+    with make(tmp_path / "h.db", retention_s=day, clock=clock) as h:
+        h.append([good("a", 1.0, T0 - 100), good("b", 2.0, T0 - 50)])
+        h.append_quality(good("b", 2.0, T0 - 50))
+        h.flush()
+        assert h._retention_plan()[1] == deque()
+        assert table_count(tmp_path / "h.db", "sample_chunks") == 2  # not compacted for it
+        clock._wall += day - 75  # a's sample is now past the cutoff, b's not yet
+        cutoff, queue = h._retention_plan()
+        assert cutoff == T0 - 75
+        assert list(queue) == [("sample_blocks", h._ids["a"])]  # its chunk compacted first
+        assert h.prune() == 1
+        assert [r.value for r in h.query("b", None, None)] == [2.0]
+        assert h.query("a", None, None) == []
 
 
 def test_a_compaction_that_fails_leaves_the_chunks_read(tmp_path: Path) -> None:

@@ -124,6 +124,13 @@ _RETENTION_CHUNK_ROWS = 5000
 # file about as long as one of rows did.
 _RETENTION_CHUNK_BLOCKS = 200
 _RETENTION_EVERY_S = 60.0
+# What retention cuts, by the time column each table's (signal, time) index starts with.
+_RETENTION_TABLES = (
+    ("sample_blocks", "t0"),
+    ("samples", "t"),
+    ("waveforms", "t"),
+    ("quality_changes", "t"),
+)
 _BUSY_TIMEOUT_S = 1.0
 # Samples waiting (not yet committed) above which the engine is behind: pollers stretch
 # their polls (DevicePoller) instead of piling up memory. About half a second of the
@@ -848,22 +855,36 @@ class Historian:
         return deleted
 
     def _retention_plan(self) -> tuple[float, deque[tuple[str, int]]]:
+        """The cutoff, and the (table, signal) pairs holding anything older: found through
+        each table's (signal, time) index, a seek a signal. A box younger than its retention
+        then does no work at all (it ran a DELETE for every table and signal, 6,000 a minute
+        at 1,500 signals, each taking the file's write lock)."""
         assert self.retention_s is not None
+        cutoff = self._clock.wall() - self.retention_s
+        conn = self._require_conn()
         with self._write_lock:
-            ids = list(self._ids.values())
-        queue = deque(
-            (table, sid)
-            for table in ("sample_blocks", "samples", "waveforms", "quality_changes")
-            for sid in ids
-        )
-        return self._clock.wall() - self.retention_s, queue
+            stale_chunks = conn.execute(
+                "SELECT 1 FROM sample_chunks WHERE t0 < ? LIMIT 1", (cutoff,)
+            ).fetchone()
+        if stale_chunks:
+            self.compact()  # a part at a time: blocks are what retention cuts
+        queue: deque[tuple[str, int]] = deque()
+        for table, column in _RETENTION_TABLES:
+            with self._write_lock:  # the connection is the writer's: one statement at a time
+                rows = conn.execute(
+                    f"SELECT id FROM signals WHERE "
+                    f"(SELECT min({column}) FROM {table} WHERE signal = signals.id) < ? "
+                    "ORDER BY id",
+                    (cutoff,),
+                ).fetchall()
+            queue.extend((table, sid) for (sid,) in rows)
+        return cutoff, queue
 
     def _run_retention(self, budget_s: float) -> None:
         """On the upkeep thread: a slice of retention work per cycle, so commits keep pace."""
         if self.retention_s is None:
             return
         if not self._retention_queue and self._clock.mono() >= self._next_retention_mono:
-            self.compact()  # a part at a time: blocks are what retention cuts
             self._retention_cutoff, self._retention_queue = self._retention_plan()
             self._next_retention_mono = self._clock.mono() + _RETENTION_EVERY_S
         deadline = time.perf_counter() + budget_s
