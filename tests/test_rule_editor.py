@@ -202,7 +202,12 @@ async def settle_until(
 async def open_rules(pilot: Any, row: int = 0) -> RulesScreen:
     await settle(pilot)
     await pilot.press("f3")
-    await settle(pilot)
+    # Its table fills from the first frame; a key before that finds no rule selected.
+    await settle_until(
+        pilot,
+        lambda: isinstance(pilot.app.screen, RulesScreen) and pilot.app.screen._frame is not None,
+        "the rules screen shows its first frame",
+    )
     screen = pilot.app.screen
     assert isinstance(screen, RulesScreen)
     for _ in range(row):
@@ -213,7 +218,10 @@ async def open_rules(pilot: Any, row: int = 0) -> RulesScreen:
 async def open_editor(pilot: Any, key: str = "e", row: int = 0) -> RuleEditor:
     await open_rules(pilot, row)
     await pilot.press(key)
-    await settle(pilot)
+    # The editor opens after its rule is read (a worker): under load, more than one round.
+    await settle_until(
+        pilot, lambda: isinstance(pilot.app.screen, RuleEditor), "the rule editor opens"
+    )
     editor = pilot.app.screen
     assert isinstance(editor, RuleEditor)
     return editor
