@@ -8,6 +8,7 @@ import logging
 import random
 import sqlite3
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from floorconsole.adapters.historian import (
     Record,
 )
 from floorconsole.core.clock import FakeClock
+from floorconsole.core.config import DeviceConfig, PlantConfig, load_plant
 from floorconsole.core.quality import Quality, Reason
 from floorconsole.core.sample import Sample
 from floorconsole.core.sample_pack import (
@@ -35,6 +37,7 @@ from floorconsole.core.sample_pack import (
     regroup,
     unpack,
 )
+from floorconsole.engine.bootstrap import commit_interval_s, part_samples
 
 T0 = 1_700_000_000.0
 
@@ -296,14 +299,14 @@ def test_the_newest_committed_time_reads_from_whichever_form_holds_it(tmp_path: 
             assert conn.execute(HISTORY_TOTAL).fetchone()[0] == 2
 
 
-def test_the_commit_interval_follows_the_fastest_poll() -> None:
-    from dataclasses import replace
-
-    from floorconsole.core.config import DeviceConfig, load_plant
-    from floorconsole.engine.bootstrap import commit_interval_s
-
+def polled_every(*polls: float) -> PlantConfig:
+    """The demo plant with devices polled this often (none: no Modbus device)."""
     plant = load_plant(Path(__file__).parents[1] / "fixtures" / "plants" / "demo.toml")
     dev = DeviceConfig(id="d", protocol="modbus-tcp", host="127.0.0.1")
+    return replace(plant, devices=tuple(replace(dev, poll_s=p) for p in polls))
+
+
+def test_the_commit_interval_follows_the_fastest_poll() -> None:
     for polls, interval in (
         ((), 0.1),
         ((1.0,), 0.1),
@@ -315,18 +318,10 @@ def test_the_commit_interval_follows_the_fastest_poll() -> None:
         ((0.015,), 0.005),
         ((0.001,), 0.005),
     ):
-        devices = tuple(replace(dev, poll_s=p) for p in polls)
-        assert commit_interval_s(replace(plant, devices=devices)) == pytest.approx(interval)
+        assert commit_interval_s(polled_every(*polls)) == pytest.approx(interval)
 
 
 def test_a_part_is_compacted_at_a_size_that_follows_the_fastest_poll(tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from floorconsole.core.config import DeviceConfig, load_plant
-    from floorconsole.engine.bootstrap import part_samples
-
-    plant = load_plant(Path(__file__).parents[1] / "fixtures" / "plants" / "demo.toml")
-    dev = DeviceConfig(id="d", protocol="modbus-tcp", host="127.0.0.1")
     for polls, n in (
         ((), 36_000),
         ((0.005,), 12_000),
@@ -334,8 +329,7 @@ def test_a_part_is_compacted_at_a_size_that_follows_the_fastest_poll(tmp_path: P
         ((0.04,), 24_000),
         ((1.0, 0.1), 36_000),
     ):
-        devices = tuple(replace(dev, poll_s=p) for p in polls)
-        assert part_samples(replace(plant, devices=devices)) == n
+        assert part_samples(polled_every(*polls)) == n
 
     with make(tmp_path / "h.db", part_samples=50) as h:
         h.append([good("a", float(i), T0 + i) for i in range(49)])
