@@ -847,8 +847,7 @@ class Historian:
         self._require_conn()
         if self.retention_s is None:
             return 0
-        self.compact()  # chunks hold many signals' samples: blocks are what retention cuts
-        cutoff, queue = self._retention_plan()
+        cutoff, queue = self._retention_plan()  # compacts first where chunks are that old
         deleted = 0
         while queue:
             deleted += self._retention_step(queue, cutoff)

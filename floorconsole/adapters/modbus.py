@@ -289,11 +289,9 @@ class DevicePoller:
 
     async def _watch(self) -> None:
         while True:
-            due = self.check_stale()
-            # Nothing can be due sooner (check_stale): a wake-up a stale time, not a poll
-            # (20 devices at 100 ms were 200 wake-ups a second for nothing, issue 19).
-            cap = max(self.device.poll_s, self._min_stale)
-            await asyncio.sleep(min(max(due, 0.0) + 0.001, cap))
+            # Nothing can be due sooner (check_stale, at most the shortest stale time): a
+            # wake-up a stale time, not a poll (20 devices at 100 ms were 200 a second).
+            await asyncio.sleep(max(self.check_stale(), 0.0) + 0.001)
 
     def _start(self) -> None:
         if self._started_mono is None:
